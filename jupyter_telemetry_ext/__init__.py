@@ -1,0 +1,33 @@
+"""Telemetry for Jupyter applications and extensions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._version import __version__
+from .decorators import instrument, record
+from .errors import EventSchemaError, UnknownSchemaError
+from .eventlog import EventLog
+from .router import EventRouter
+from .schema import EventSchema
+
+__all__ = [
+    "EventLog",
+    "EventRouter",
+    "EventSchema",
+    "EventSchemaError",
+    "EventValidationError",
+    "UnknownSchemaError",
+    "__version__",
+    "instrument",
+    "record",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the validation error class on first use (jsonschema is slow to import)."""
+    if name == "EventValidationError":
+        from .validation import EventValidationError
+
+        return EventValidationError
+    raise AttributeError(name)

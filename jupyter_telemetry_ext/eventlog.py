@@ -1,0 +1,294 @@
+"""EventLog: registers schemas, validates events, applies the allow-list and writes capsules."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from traitlets import Any as AnyTrait
+from traitlets import Bool, Enum, Instance, Int, List, TraitError, observe, validate
+from traitlets.config import Config, LoggingConfigurable
+
+from .allowlist import AllowListError, SchemaRule, parse_allowed_schemas
+from .delivery import BackgroundWriter, CapsuleRecord, Delivery
+from .errors import EventSchemaError, UnknownSchemaError
+from .redaction import Redactor
+from .schema import EventSchema, SchemaSource, version_key
+
+METADATA_VERSION = 1
+Listener = Callable[[dict[str, Any]], None]
+
+
+def format_timestamp(when: datetime | None = None) -> str:
+    """Return an RFC 3339 UTC timestamp ending in `Z`; a naive datetime is taken as UTC."""
+    if when is None:
+        when = datetime.now(timezone.utc)
+    elif when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    else:
+        when = when.astimezone(timezone.utc)
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def _version_order(key: str) -> tuple[int, int, str]:
+    return (1, int(key), "") if key.isdigit() else (0, 0, key)
+
+
+class EventLog(LoggingConfigurable):
+    """Records events that match a registered schema and that the admin's allow-list allows."""
+
+    handlers = List(
+        Instance(logging.Handler),
+        help="""Python `logging` handlers that receive each recorded event as one line of JSON,
+        e.g. `[logging.FileHandler("events.log")]`. Empty (the default): events are still
+        validated and filtered, and returned to the caller, but written nowhere.""",
+    ).tag(config=True)
+
+    allowed_schemas = AnyTrait(
+        default_value=[],
+        help="""Which events are recorded; nothing is recorded unless allowed here (default: []).
+        A list of schema ids records those schemas with their `unrestricted` properties only.
+        A list of tuples `(schema_id, allowed_actions, allowed_properties)` also names the
+        actions recorded (empty: all) and top-level properties kept whatever their categories.
+        A dict `{schema_id: {"allowed_actions": [...], "allowed_categories": [...],
+        "allowed_properties": [...]}}` also names the privacy categories kept.""",
+    ).tag(config=True)
+
+    redaction = Enum(
+        ["null", "drop"],
+        default_value="null",
+        help="""What happens to a property the allow-list does not keep: "null" (the default)
+        records it with the value null; "drop" leaves the key out.""",
+    ).tag(config=True)
+
+    background = Bool(
+        False,
+        help="""Write to the handlers from a background thread, so that a slow handler never
+        blocks the caller: `record_event` returns once the event is queued and `flush()` waits
+        until it is written. False (the default): handlers are called before `record_event`
+        returns.""",
+    ).tag(config=True)
+
+    queue_size = Int(
+        100_000,
+        help="""With `background`, how many events may wait for the handlers (default 100000).
+        When the queue is full, `record_event` raises QueueFullError and the event is not
+        recorded, rather than the queue growing without bound.""",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Create an EventLog; traits may come from keyword arguments or from config."""
+        self._schemas: dict[str, dict[str, EventSchema]] = {}
+        self._rules: dict[str, SchemaRule] = {}
+        self._plans: dict[tuple[str, str], Redactor] = {}
+        self._listeners: list[Listener] = []
+        super().__init__(**kwargs)
+        self._delivery = Delivery(self.log)
+        self._writer: BackgroundWriter | None = None
+        self._rules = parse_allowed_schemas(self.allowed_schemas)
+        self._background_changed(None)
+
+    def _load_config(self, cfg: Config, section_names: Any = None, traits: Any = None) -> None:
+        """Load config; configured handlers are shared, not deep-copied (they hold locks)."""
+        handlers = self._find_my_config(cfg).get("handlers")
+        for handler in handlers if isinstance(handlers, (list, tuple)) else ():
+            if isinstance(handler, logging.Handler):
+                handler.__deepcopy__ = lambda memo, h=handler: h  # type: ignore[attr-defined]
+        super()._load_config(cfg, section_names=section_names, traits=traits)
+
+    @validate("allowed_schemas")
+    def _validate_allowed_schemas(self, proposal: Any) -> Any:
+        try:
+            parse_allowed_schemas(proposal["value"])
+        except AllowListError as e:
+            raise TraitError(str(e)) from None
+        return proposal["value"]
+
+    @observe("allowed_schemas", "redaction")
+    def _allow_list_changed(self, change: Any) -> None:
+        self._rules = parse_allowed_schemas(self.allowed_schemas)
+        self._plans.clear()
+
+    @observe("background")
+    def _background_changed(self, change: Any) -> None:
+        if not hasattr(self, "_writer"):
+            return
+        if self.background and self._writer is None:
+            self._writer = BackgroundWriter(self._delivery, lambda: self.handlers, self.queue_size)
+        elif not self.background and self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @observe("handlers")
+    def _handlers_changed(self, change: Any) -> None:
+        if hasattr(self, "_delivery"):
+            for handler in set(change["old"] or ()) - set(change["new"]):
+                self._delivery.unwatch(handler)
+
+    # Schemas
+
+    def register_schema(self, schema: Mapping[str, Any] | EventSchema) -> EventSchema:
+        """Register a schema given as a dict; the identical schema again is a no-op."""
+        checked = schema if isinstance(schema, EventSchema) else EventSchema(schema)
+        versions = self._schemas.setdefault(checked.id, {})
+        existing = versions.get(checked.version_key)
+        if existing is not None:
+            if existing.same_as(checked):
+                return existing
+            msg = (
+                f"{checked.source or 'schema'}: $id {checked.id!r} version {checked.version!r} "
+                "is already registered with a different schema"
+            )
+            raise EventSchemaError(msg)
+        versions[checked.version_key] = checked
+        return checked
+
+    def register_schema_file(self, source: SchemaSource) -> EventSchema:
+        """Register a schema from a YAML or JSON file (a path or an open file)."""
+        return self.register_schema(EventSchema.from_file(source))
+
+    @property
+    def schemas(self) -> list[EventSchema]:
+        """Return every registered schema, each version on its own."""
+        return [schema for versions in self._schemas.values() for schema in versions.values()]
+
+    def get_schema(self, schema_id: str, version: object) -> EventSchema:
+        """Return a registered schema, or raise UnknownSchemaError."""
+        schema = self._schemas.get(schema_id, {}).get(version_key(version))
+        if schema is None:
+            raise UnknownSchemaError(schema_id, version)
+        return schema
+
+    def latest_version(self, schema_id: str) -> str | int:
+        """Return the newest registered version of a schema id."""
+        versions = self._schemas.get(schema_id)
+        if not versions:
+            raise UnknownSchemaError(schema_id, "(any)")
+        return versions[max(versions, key=_version_order)].version
+
+    def is_allowed(self, schema_id: str) -> bool:
+        """Return True when the allow-list lets events of this schema id be recorded."""
+        return schema_id in self._rules
+
+    # Handlers and listeners
+
+    def add_handler(self, handler: logging.Handler) -> None:
+        """Start writing recorded events to a handler."""
+        if handler not in self.handlers:
+            self.handlers = [*self.handlers, handler]
+
+    def remove_handler(self, handler: logging.Handler) -> None:
+        """Stop writing recorded events to a handler."""
+        self.handlers = [h for h in self.handlers if h is not handler]
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(capsule)` after each recorded event (after redaction)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """Stop calling a listener."""
+        self._listeners = [x for x in self._listeners if x is not listener]
+
+    @property
+    def handler_failures(self) -> dict[logging.Handler, int]:
+        """Return how many times each handler failed."""
+        return dict(self._delivery.failures)
+
+    # Recording
+
+    def check_event(self, schema_id: str, version: object, event: Any) -> EventSchema:
+        """Return the event's schema; raise UnknownSchemaError or a ValidationError."""
+        schema = self.get_schema(schema_id, version)
+        schema.validate(event)
+        return schema
+
+    def record_event(
+        self,
+        schema_id: str,
+        version: object,
+        event: Mapping[str, Any],
+        timestamp_override: datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """Validate and record an event; return the capsule written, or None when filtered."""
+        schema = self.check_event(schema_id, version, event)
+        return self.record_checked(schema, event, timestamp_override)
+
+    def record_checked(
+        self, schema: EventSchema, event: Mapping[str, Any], timestamp: datetime | None = None
+    ) -> dict[str, Any] | None:
+        """Record an event already checked against `schema`; return the capsule or None."""
+        redactor = self._redactor(schema, event)
+        if redactor is None:
+            _dumps(event, schema)  # a filtered event must still be JSON: fail the same way
+            return None
+        capsule: dict[str, Any] = {
+            "__timestamp__": format_timestamp(timestamp),
+            "__schema__": schema.id,
+            "__schema_version__": schema.version,
+            "__metadata_version__": METADATA_VERSION,
+        }
+        redactor.copy_into(capsule, event)
+        self._write(capsule, _dumps(capsule, schema))
+        return capsule
+
+    def _redactor(self, schema: EventSchema, event: Mapping[str, Any]) -> Redactor | None:
+        rule = self._rules.get(schema.id)
+        if rule is None or not rule.allows_action(event):
+            return None
+        key = (schema.id, schema.version_key)
+        redactor = self._plans.get(key)
+        if redactor is None:
+            redactor = Redactor.plan(
+                schema.categories,
+                rule,
+                personal_data=schema.personal_data,
+                drop=self.redaction == "drop",
+            )
+            self._plans[key] = redactor
+        return redactor
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Write every queued event and flush each handler; return False on timeout."""
+        done = self._writer.flush(timeout) if self._writer is not None else True
+        for handler in self.handlers:
+            try:
+                handler.flush()
+            except Exception as e:  # noqa: BLE001 - counted like any handler failure
+                self._delivery.failed(handler, e)
+        return done
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then stop the background writer (the handlers stay open: they are yours)."""
+        self.flush(timeout)
+        if self._writer is not None:
+            self._writer.close(timeout)
+            self._writer = None
+
+    @property
+    def pending(self) -> int:
+        """Return how many events wait for the background writer."""
+        return self._writer.pending if self._writer is not None else 0
+
+    def _write(self, capsule: dict[str, Any], line: str) -> None:
+        handlers = self.handlers
+        if self._writer is not None:
+            self._writer.submit(CapsuleRecord(self.log.name, capsule, line))
+        elif handlers:
+            self._delivery.deliver(handlers, CapsuleRecord(self.log.name, capsule, line))
+        for listener in self._listeners:
+            try:
+                listener(capsule)
+            except Exception:  # a listener's bug must not reach the code recording the event
+                self.log.exception("Event listener %r failed", listener)
+
+
+def _dumps(value: Mapping[str, Any], schema: EventSchema) -> str:
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        from .validation import not_json_error
+
+        raise not_json_error(value, schema.id, schema.version) from e

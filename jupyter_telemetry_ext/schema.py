@@ -1,0 +1,213 @@
+"""One event schema: loaded from YAML, JSON or a dict, checked, compiled once."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any, Union
+
+import jsonschema_rs
+import yaml
+
+from .categories import CategoryNode, category_tree
+from .errors import EventSchemaError
+from .walk import walk
+
+SchemaSource = Union[str, os.PathLike[str], IO[str], IO[bytes]]
+
+REQUIRED_STRINGS = ("$id", "title", "description")
+DRAFT7 = "http://json-schema.org/draft-07/schema#"
+# The dialects a schema may name in `$schema`; any other would be fetched, so it is refused.
+KNOWN_DIALECTS = frozenset(
+    f"{scheme}://json-schema.org/{path}{end}"
+    for scheme in ("http", "https")
+    for path in ("draft-04/schema", "draft-06/schema", "draft-07/schema",
+                 "draft/2019-09/schema", "draft/2020-12/schema")
+    for end in ("", "#")
+)  # fmt: skip
+RESERVED_PREFIX = "__"
+_NO_RESERVED_KEYS = {"not": {"pattern": "^__"}}
+
+
+def version_key(version: object) -> str:
+    """Return the form used to look a version up: `1` and `"1"` are the same version."""
+    return str(version)
+
+
+def load_document(source: SchemaSource) -> tuple[Any, str]:
+    """Read a YAML or JSON schema file (a path or an open file); return it and its name."""
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        try:
+            text: str | bytes = Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise EventSchemaError(f"{name}: cannot read the schema file: {e}") from e
+    else:
+        name = str(getattr(source, "name", "<schema file>"))
+        text = source.read()
+    return _parse(text, name), name
+
+
+def _parse(text: str | bytes, name: str) -> Any:
+    try:
+        if name.endswith(".json"):
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as e:
+        raise EventSchemaError(f"{name}: not valid {'JSON' if name.endswith('.json') else 'YAML'}: {e}") from e
+
+
+def _no_remote(uri: str) -> Any:
+    msg = f"remote $ref {uri!r} is not fetched: event schemas must be self-contained"
+    raise ValueError(msg)
+
+
+class EventSchema:
+    """A checked event schema with its compiled validator and its privacy categories."""
+
+    def __init__(self, document: Any, *, source: str | None = None) -> None:
+        """Check a schema document and compile it; raise EventSchemaError when it is not valid."""
+        self.source = source
+        if not isinstance(document, Mapping):
+            self._fail("(document)", f"must be a mapping, got {type(document).__name__}")
+        self.document: dict[str, Any] = copy.deepcopy(dict(document))
+        self._check_keys()
+        self.id: str = self.document["$id"]
+        self.version: str | int = self.document["version"]
+        self.version_key = version_key(self.version)
+        self._check_metaschema()
+        self._check_property_names()
+        self._validation_document = _with_reserved_key_check(self.document)
+        self._fast = self._compile()
+        self._slow: Any = None
+        self.categories: CategoryNode = category_tree(self.document)
+
+    @classmethod
+    def from_file(cls, source: SchemaSource) -> EventSchema:
+        """Load and check a schema from a YAML or JSON file."""
+        document, name = load_document(source)
+        return cls(document, source=name)
+
+    @property
+    def title(self) -> str:
+        """Return the schema's title."""
+        return str(self.document["title"])
+
+    @property
+    def description(self) -> str:
+        """Return the schema's description."""
+        return str(self.document["description"])
+
+    @property
+    def frontend(self) -> bool:
+        """Return True when the schema opts in to being posted by frontends."""
+        return self.document.get("frontend") is True
+
+    @property
+    def personal_data(self) -> bool:
+        """Return True when the schema is marked `personal-data: true` (fail closed)."""
+        return self.document.get("personal-data") is True
+
+    def same_as(self, other: EventSchema) -> bool:
+        """Return True when two schemas are the same document (`1` and `"1"` alike)."""
+        return _comparable(self.document) == _comparable(other.document)
+
+    def is_valid(self, event: Any) -> bool:
+        """Return True when the event is valid under this schema."""
+        return bool(self._fast.is_valid(event))
+
+    def validate(self, event: Any) -> None:
+        """Raise EventValidationError (a jsonschema.ValidationError) when the event is not valid."""
+        if not self._fast.is_valid(event):
+            raise self.validation_error(event)
+
+    def validation_error(self, event: Any) -> Exception:
+        """Return the error that describes why an invalid event fails, naming the field path."""
+        from .validation import event_error, slow_validator
+
+        if self._slow is None:
+            self._slow = slow_validator(self._validation_document)
+        return event_error(self._slow, event, self.id, self.version)
+
+    def _where(self) -> str:
+        if self.source:
+            return self.source
+        schema_id = self.document.get("$id") if isinstance(self.document, dict) else None
+        return f"schema {schema_id!r}" if schema_id else "schema"
+
+    def _fail(self, key: str, problem: str) -> None:
+        raise EventSchemaError(f"{self._where()}: {key}: {problem}")
+
+    def _check_keys(self) -> None:
+        doc = self.document
+        for key in REQUIRED_STRINGS:
+            if not isinstance(doc.get(key), str) or not doc[key].strip():
+                self._fail(key, "is required and must be a non-empty string")
+        version = doc.get("version")
+        if isinstance(version, bool) or not isinstance(version, (int, str)) or version == "":
+            self._fail("version", "is required and must be an integer or a non-empty string")
+        if doc.get("type") != "object":
+            self._fail("type", "must be 'object': an event is a JSON object")
+        if not isinstance(doc.get("properties"), Mapping):
+            self._fail("properties", "is required and must be a mapping of property schemas")
+
+    def _check_metaschema(self) -> None:
+        dialect = self.document.get("$schema", DRAFT7)
+        if dialect not in KNOWN_DIALECTS:
+            self._fail("$schema", f"unknown JSON Schema dialect {dialect!r}")
+        try:
+            jsonschema_rs.meta.validate({**self.document, "$schema": dialect})
+        except jsonschema_rs.ValidationError as e:
+            location = ".".join(str(p) for p in e.instance_path) or "(document)"
+            self._fail(location, f"not valid JSON Schema: {e.message}")
+
+    def _check_property_names(self) -> None:
+        for location, sub in walk(self.document):
+            for name in _property_names(sub):
+                if name.startswith(RESERVED_PREFIX):
+                    key = f"{location}.properties.{name}" if location else f"properties.{name}"
+                    self._fail(key, "property names starting with '__' are reserved for the capsule")
+
+    def _compile(self) -> Any:
+        document = self._validation_document
+        build = jsonschema_rs.validator_for if "$schema" in document else jsonschema_rs.Draft7Validator
+        try:
+            return build(document, validate_formats=False, retriever=_no_remote)
+        except (ValueError, jsonschema_rs.ValidationError) as e:
+            self._fail("$ref", str(e).splitlines()[0])
+        raise AssertionError  # unreachable: _fail raises
+
+
+def _property_names(schema: Mapping[str, Any]) -> list[str]:
+    properties = schema.get("properties")
+    required = schema.get("required")
+    names = list(properties) if isinstance(properties, Mapping) else []
+    return [str(name) for name in names + (required if isinstance(required, list) else [])]
+
+
+def _with_reserved_key_check(document: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy that also refuses `__` keys in every object the schema describes."""
+    checked = copy.deepcopy(document)
+    for _, sub in walk(checked, positive_only=True):
+        if _describes_object(sub):
+            _add_reserved_key_check(sub)  # type: ignore[arg-type]
+    return checked
+
+
+def _describes_object(schema: Mapping[str, Any]) -> bool:
+    kind = schema.get("type")
+    return "properties" in schema or kind == "object" or (isinstance(kind, list) and "object" in kind)
+
+
+def _add_reserved_key_check(schema: dict[str, Any]) -> None:
+    if "propertyNames" not in schema:
+        schema["propertyNames"] = _NO_RESERVED_KEYS
+    else:
+        schema.setdefault("allOf", []).append({"propertyNames": _NO_RESERVED_KEYS})
+
+
+def _comparable(document: dict[str, Any]) -> dict[str, Any]:
+    return {**document, "version": version_key(document.get("version"))}

@@ -49,7 +49,8 @@ def parse_allowed_schemas(value: Any) -> dict[str, SchemaRule]:
         return {_schema_id(key): _dict_rule(key, rule) for key, rule in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return _entries_rules(value)
-    raise AllowListError(f"got a {type(value).__name__}")
+    msg = f"got a {type(value).__name__}"
+    raise AllowListError(msg)
 
 
 def _entries_rules(entries: Iterable[Any]) -> dict[str, SchemaRule]:
@@ -57,7 +58,8 @@ def _entries_rules(entries: Iterable[Any]) -> dict[str, SchemaRule]:
     for entry in entries:
         schema_id, rule = _entry_rule(entry)
         if schema_id in rules:
-            raise AllowListError(f"schema id {schema_id!r} is listed twice")
+            msg = f"schema id {schema_id!r} is listed twice"
+            raise AllowListError(msg)
         rules[schema_id] = rule
     return rules
 
@@ -70,17 +72,20 @@ def _entry_rule(entry: Any) -> tuple[str, SchemaRule]:
         actions = _strings(entry[1], f"{schema_id!r}: allowed actions")
         properties = _strings(entry[2], f"{schema_id!r}: allowed properties")
         return schema_id, SchemaRule(actions=actions, properties=properties)
-    raise AllowListError(f"the list entry {entry!r} is neither a schema id nor a 3-tuple")
+    msg = f"the list entry {entry!r} is neither a schema id nor a 3-tuple"
+    raise AllowListError(msg)
 
 
 def _dict_rule(schema_id: str, rule: Any) -> SchemaRule:
     if rule is None:
         return SchemaRule()
     if not isinstance(rule, Mapping):
-        raise AllowListError(f"the rule for {schema_id!r} is a {type(rule).__name__}, not a dict")
+        msg = f"the rule for {schema_id!r} is a {type(rule).__name__}, not a dict"
+        raise AllowListError(msg)
     unknown = sorted(set(rule) - set(RULE_KEYS))
     if unknown:
-        raise AllowListError(f"the rule for {schema_id!r} has unknown keys {unknown}")
+        msg = f"the rule for {schema_id!r} has unknown keys {unknown}"
+        raise AllowListError(msg)
     categories = _strings(rule.get("allowed_categories"), f"{schema_id!r}: allowed_categories")
     return SchemaRule(
         actions=_strings(rule.get("allowed_actions"), f"{schema_id!r}: allowed_actions"),
@@ -91,7 +96,8 @@ def _dict_rule(schema_id: str, rule: Any) -> SchemaRule:
 
 def _schema_id(value: Any) -> str:
     if not isinstance(value, str) or not value:
-        raise AllowListError(f"a schema id must be a non-empty string, got {value!r}")
+        msg = f"a schema id must be a non-empty string, got {value!r}"
+        raise AllowListError(msg)
     return value
 
 
@@ -99,7 +105,9 @@ def _strings(value: Any, where: str) -> frozenset[str]:
     if value is None:
         return frozenset()
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise AllowListError(f"{where} must be a list of strings, got {type(value).__name__}")
+        msg = f"{where} must be a list of strings, got {type(value).__name__}"
+        raise AllowListError(msg)
     if not all(isinstance(item, str) for item in value):
-        raise AllowListError(f"{where} must be a list of strings, got {list(value)!r}")
+        msg = f"{where} must be a list of strings, got {list(value)!r}"
+        raise AllowListError(msg)
     return frozenset(value)

@@ -11,7 +11,11 @@ USER_IDENTIFIER = "user-identifier"
 USER_IDENTIFIABLE_INFORMATION = "user-identifiable-information"
 ACTION_TIMESTAMP = "action-timestamp"
 
-_URI_PREFIXES = ("https://category.jupyter.org/", "http://category.jupyter.org/", "category.jupyter.org/")
+_URI_PREFIXES = (
+    "https://category.jupyter.org/",
+    "http://category.jupyter.org/",
+    "category.jupyter.org/",
+)
 
 # Keywords whose subschemas describe the same value: a category in any of them applies to it.
 _SAME_VALUE_LISTS = ("allOf", "anyOf", "oneOf")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 _PROCESS = os.getpid()
+_START: float = getattr(logging, "_startTime", time.time())
 
 
 class CapsuleRecord(logging.LogRecord):
@@ -33,7 +34,7 @@ class CapsuleRecord(logging.LogRecord):
         self.exc_info = self.exc_text = self.stack_info = None
         self.created = time.time()
         self.msecs = (self.created - int(self.created)) * 1000.0
-        self.relativeCreated = (self.created - logging._startTime) * 1000.0  # noqa: SLF001
+        self.relativeCreated = (self.created - _START) * 1000.0
         self.thread = threading.get_ident()
         self.threadName = self.processName = self.taskName = None
         self.process = _PROCESS
@@ -61,7 +62,7 @@ class Delivery:
             try:
                 if record.levelno >= handler.level:
                     handler.handle(record)
-            except Exception as e:  # noqa: BLE001 - any handler bug must stay inside the handler
+            except Exception as e:
                 self.failed(handler, e)
 
     def watch(self, handler: logging.Handler) -> None:
@@ -97,7 +98,9 @@ class QueueFullError(RuntimeError):
 class BackgroundWriter:
     """Delivers records on a thread of its own, so that a slow handler never blocks the caller."""
 
-    def __init__(self, delivery: Delivery, handlers: Callable[[], list[logging.Handler]], size: int) -> None:
+    def __init__(
+        self, delivery: Delivery, handlers: Callable[[], list[logging.Handler]], size: int
+    ) -> None:
         """Deliver through `delivery` to `handlers()`, queueing at most `size` records."""
         self._delivery = delivery
         self._handlers = handlers
@@ -115,7 +118,9 @@ class BackgroundWriter:
         try:
             self._queue.put_nowait(record)
         except queue.Full:
-            msg = f"the event queue is full ({self._queue.maxsize} events waiting for slow handlers)"
+            msg = (
+                f"the event queue is full ({self._queue.maxsize} events waiting for slow handlers)"
+            )
             raise QueueFullError(msg) from None
 
     def flush(self, timeout: float | None = None) -> bool:

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Enum, Instance, Int, List, TraitError, observe, validate
+from traitlets import Bool, Enum, Instance, Int, List, TraitError, default, observe, validate
 from traitlets.config import Config, LoggingConfigurable
 
 from .allowlist import AllowListError, SchemaRule, parse_allowed_schemas
@@ -19,6 +19,7 @@ from .redaction import Redactor
 from .schema import EventSchema, SchemaSource, version_key
 
 METADATA_VERSION = 1
+RECORD_NAME = "jupyter_telemetry_ext.events"
 Listener = Callable[[dict[str, Any]], None]
 
 
@@ -99,6 +100,11 @@ class EventLog(LoggingConfigurable):
                 handler.__deepcopy__ = lambda memo, h=handler: h  # type: ignore[attr-defined]
         super()._load_config(cfg, section_names=section_names, traits=traits)
 
+    @default("log")
+    def _default_log(self) -> logging.Logger:
+        parent_log = getattr(self.parent, "log", None)
+        return parent_log if parent_log is not None else logging.getLogger("jupyter_telemetry_ext")
+
     @validate("allowed_schemas")
     def _validate_allowed_schemas(self, proposal: Any) -> Any:
         try:
@@ -125,7 +131,8 @@ class EventLog(LoggingConfigurable):
     @observe("handlers")
     def _handlers_changed(self, change: Any) -> None:
         if hasattr(self, "_delivery"):
-            for handler in set(change["old"] or ()) - set(change["new"]):
+            old = change["old"] if isinstance(change["old"], list) else []
+            for handler in set(old) - set(change["new"]):
                 self._delivery.unwatch(handler)
 
     # Schemas
@@ -190,7 +197,7 @@ class EventLog(LoggingConfigurable):
 
     def remove_listener(self, listener: Listener) -> None:
         """Stop calling a listener."""
-        self._listeners = [x for x in self._listeners if x is not listener]
+        self._listeners = [x for x in self._listeners if x != listener]
 
     @property
     def handler_failures(self) -> dict[logging.Handler, int]:
@@ -256,7 +263,7 @@ class EventLog(LoggingConfigurable):
         for handler in self.handlers:
             try:
                 handler.flush()
-            except Exception as e:  # noqa: BLE001 - counted like any handler failure
+            except Exception as e:
                 self._delivery.failed(handler, e)
         return done
 
@@ -275,9 +282,9 @@ class EventLog(LoggingConfigurable):
     def _write(self, capsule: dict[str, Any], line: str) -> None:
         handlers = self.handlers
         if self._writer is not None:
-            self._writer.submit(CapsuleRecord(self.log.name, capsule, line))
+            self._writer.submit(CapsuleRecord(RECORD_NAME, capsule, line))
         elif handlers:
-            self._delivery.deliver(handlers, CapsuleRecord(self.log.name, capsule, line))
+            self._delivery.deliver(handlers, CapsuleRecord(RECORD_NAME, capsule, line))
         for listener in self._listeners:
             try:
                 listener(capsule)

@@ -33,7 +33,7 @@ class Descend:
     items: Step = KEEP
 
 
-Step = Union[_Mark, Descend]
+Step = Union[_Mark, Descend]  # noqa: UP007 - a runtime alias
 
 
 def plan_step(node: CategoryNode, inherited: frozenset[str], allowed: frozenset[str]) -> Step:
@@ -44,7 +44,9 @@ def plan_step(node: CategoryNode, inherited: frozenset[str], allowed: frozenset[
     if node.opaque or not node.has_children():
         return KEEP
     step = Descend(
-        properties={name: plan_step(sub, effective, allowed) for name, sub in node.properties.items()},
+        properties={
+            name: plan_step(sub, effective, allowed) for name, sub in node.properties.items()
+        },
         other_keys=plan_step(node.other_keys, effective, allowed) if node.other_keys else KEEP,
         items=plan_step(node.items, effective, allowed) if node.items else KEEP,
     )

@@ -50,5 +50,5 @@ class EventRouter:
         schemas = [log.check_event(schema_id, version, event) for log in self.eventlogs]
         return [
             log.record_checked(schema, event, timestamp_override)
-            for log, schema in zip(self.eventlogs, schemas)
+            for log, schema in zip(self.eventlogs, schemas, strict=True)
         ]

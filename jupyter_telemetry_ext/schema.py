@@ -16,7 +16,7 @@ from .categories import CategoryNode, category_tree
 from .errors import EventSchemaError
 from .walk import walk
 
-SchemaSource = Union[str, os.PathLike[str], IO[str], IO[bytes]]
+SchemaSource = Union[str, os.PathLike[str], IO[str], IO[bytes]]  # noqa: UP007 - a runtime alias
 
 REQUIRED_STRINGS = ("$id", "title", "description")
 DRAFT7 = "http://json-schema.org/draft-07/schema#"
@@ -44,7 +44,8 @@ def load_document(source: SchemaSource) -> tuple[Any, str]:
         try:
             text: str | bytes = Path(name).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
-            raise EventSchemaError(f"{name}: cannot read the schema file: {e}") from e
+            msg = f"{name}: cannot read the schema file: {e}"
+            raise EventSchemaError(msg) from e
     else:
         name = str(getattr(source, "name", "<schema file>"))
         text = source.read()
@@ -57,7 +58,8 @@ def _parse(text: str | bytes, name: str) -> Any:
             return json.loads(text)
         return yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as e:
-        raise EventSchemaError(f"{name}: not valid {'JSON' if name.endswith('.json') else 'YAML'}: {e}") from e
+        msg = f"{name}: not valid {'JSON' if name.endswith('.json') else 'YAML'}: {e}"
+        raise EventSchemaError(msg) from e
 
 
 def _no_remote(uri: str) -> Any:
@@ -71,9 +73,10 @@ class EventSchema:
     def __init__(self, document: Any, *, source: str | None = None) -> None:
         """Check a schema document and compile it; raise EventSchemaError when it is not valid."""
         self.source = source
+        self.document: dict[str, Any] = {}
         if not isinstance(document, Mapping):
             self._fail("(document)", f"must be a mapping, got {type(document).__name__}")
-        self.document: dict[str, Any] = copy.deepcopy(dict(document))
+        self.document = copy.deepcopy(dict(document))
         self._check_keys()
         self.id: str = self.document["$id"]
         self.version: str | int = self.document["version"]
@@ -135,11 +138,12 @@ class EventSchema:
     def _where(self) -> str:
         if self.source:
             return self.source
-        schema_id = self.document.get("$id") if isinstance(self.document, dict) else None
+        schema_id = self.document.get("$id")
         return f"schema {schema_id!r}" if schema_id else "schema"
 
     def _fail(self, key: str, problem: str) -> None:
-        raise EventSchemaError(f"{self._where()}: {key}: {problem}")
+        msg = f"{self._where()}: {key}: {problem}"
+        raise EventSchemaError(msg)
 
     def _check_keys(self) -> None:
         doc = self.document
@@ -169,11 +173,15 @@ class EventSchema:
             for name in _property_names(sub):
                 if name.startswith(RESERVED_PREFIX):
                     key = f"{location}.properties.{name}" if location else f"properties.{name}"
-                    self._fail(key, "property names starting with '__' are reserved for the capsule")
+                    self._fail(
+                        key, "property names starting with '__' are reserved for the capsule"
+                    )
 
     def _compile(self) -> Any:
         document = self._validation_document
-        build = jsonschema_rs.validator_for if "$schema" in document else jsonschema_rs.Draft7Validator
+        build = (
+            jsonschema_rs.validator_for if "$schema" in document else jsonschema_rs.Draft7Validator
+        )
         try:
             return build(document, validate_formats=False, retriever=_no_remote)
         except (ValueError, jsonschema_rs.ValidationError) as e:
@@ -199,7 +207,9 @@ def _with_reserved_key_check(document: dict[str, Any]) -> dict[str, Any]:
 
 def _describes_object(schema: Mapping[str, Any]) -> bool:
     kind = schema.get("type")
-    return "properties" in schema or kind == "object" or (isinstance(kind, list) and "object" in kind)
+    return (
+        "properties" in schema or kind == "object" or (isinstance(kind, list) and "object" in kind)
+    )
 
 
 def _add_reserved_key_check(schema: dict[str, Any]) -> None:

@@ -27,12 +27,14 @@ class EventValidationError(jsonschema.ValidationError):
 
 
 def slow_validator(document: Mapping[str, Any]) -> Validator:
-    """Return a jsonschema validator (Draft 7 unless `$schema` says otherwise), formats unchecked."""
+    """Return a jsonschema validator (Draft 7 unless `$schema` says so), formats unchecked."""
     cls = jsonschema.validators.validator_for(document, default=jsonschema.Draft7Validator)
-    return cls(document)  # type: ignore[no-any-return]
+    return cls(document)
 
 
-def event_error(validator: Validator, event: Any, schema_id: str, version: object) -> EventValidationError:
+def event_error(
+    validator: Validator, event: Any, schema_id: str, version: object
+) -> EventValidationError:
     """Return the error for an invalid event: schema, version, field path and reason."""
     error = best_match(validator.iter_errors(event))
     field, reason = ("(event)", "does not match the schema") if error is None else describe(error)
@@ -55,18 +57,22 @@ def json_type(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
     names = {int: "integer", float: "number", str: "string", list: "array", dict: "object"}
-    return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
+    return next(
+        (name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__
+    )
 
 
 def describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     """Return (field path, reason) for one jsonschema error, without echoing event values."""
     path = list(error.absolute_path)
-    kind, expected, got = error.validator, error.validator_value, json_type(error.instance)
+    instance: Any = error.instance
+    kind, got = error.validator, json_type(instance)
+    expected: Any = error.validator_value
     if kind == "required":
-        missing = [name for name in expected if name not in error.instance]
+        missing = [name for name in expected if name not in instance]
         return field_path([*path, missing[0] if missing else "?"]), "is required but missing"
     if "propertyNames" in error.relative_schema_path:
-        name = str(error.instance)[:64]
+        name = str(instance)[:64]
         return field_path([*path, name]), "property names starting with '__' are reserved"
     if kind == "additionalProperties":
         return field_path(path), f"has properties the schema does not allow ({_extra_keys(error)})"
@@ -93,8 +99,11 @@ def _listed(value: Any) -> str:
 
 
 def _extra_keys(error: jsonschema.ValidationError) -> str:
-    declared = set(error.schema.get("properties", {})) if isinstance(error.schema, Mapping) else set()
-    extra = [str(k)[:64] for k in error.instance if k not in declared][:_MAX_LISTED]
+    declared = (
+        set(error.schema.get("properties", {})) if isinstance(error.schema, Mapping) else set()
+    )
+    instance: Any = error.instance
+    extra = [str(k)[:64] for k in instance if k not in declared][:_MAX_LISTED]
     return ", ".join(repr(k) for k in extra)
 
 

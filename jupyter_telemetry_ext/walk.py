@@ -13,7 +13,14 @@ _POSITIVE = (
 # Subschemas whose failure can make the whole succeed.
 _NEGATIVE = ("contains", "if", "not", "propertyNames")
 _LISTS = ("allOf", "anyOf", "items", "oneOf", "prefixItems")
-_MAPS = ("$defs", "definitions", "dependencies", "dependentSchemas", "patternProperties", "properties")
+_MAPS = (
+    "$defs",
+    "definitions",
+    "dependencies",
+    "dependentSchemas",
+    "patternProperties",
+    "properties",
+)
 
 
 def children(

@@ -39,7 +39,9 @@ def sink() -> Iterator[Sink]:
     s.handler.close()
 
 
-def make_schema(schema_id: str = "test.events/example", version: Any = 1, **props: Any) -> dict[str, Any]:
+def make_schema(
+    schema_id: str = "test.events/example", version: Any = 1, **props: Any
+) -> dict[str, Any]:
     """Return a minimal valid schema with the given properties."""
     return {
         "$id": schema_id,

@@ -1,0 +1,337 @@
+"""EventLog: the order of recording, the capsule, handlers and their failures, config."""
+
+from __future__ import annotations
+
+import copy
+import errno
+import logging
+import re
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from traitlets.config import Config
+
+from jupyter_telemetry_ext import EventLog, EventValidationError, UnknownSchemaError
+from jupyter_telemetry_ext.delivery import QueueFullError
+from tests.conftest import Sink, make_schema
+
+SCHEMA_ID = "test.events/example"
+PROPS = {
+    "action": {"enum": ["open", "close"]},
+    "message": {"type": "string"},
+    "nested": {"type": "object", "properties": {"n": {"type": "integer"}}},
+}
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+@pytest.fixture
+def log(eventlog_factory: Any) -> EventLog:
+    log = eventlog_factory(allowed_schemas=[SCHEMA_ID])
+    log.register_schema(make_schema(**PROPS))
+    return log
+
+
+@pytest.mark.parametrize("allowed", [[], [SCHEMA_ID]])
+@pytest.mark.parametrize("with_handlers", [True, False])
+def test_unknown_schema_always_raises(
+    eventlog_factory: Any, allowed: list[str], with_handlers: bool
+) -> None:
+    log = eventlog_factory(allowed_schemas=allowed, **({} if with_handlers else {"handlers": []}))
+    log.register_schema(make_schema(**PROPS))
+    with pytest.raises(UnknownSchemaError, match="version 9"):
+        log.record_event(SCHEMA_ID, 9, {"action": "open"})
+    with pytest.raises(LookupError, match="typo"):
+        log.record_event("test.events/typo", 1, {"action": "open"})
+
+
+@pytest.mark.parametrize("allowed", [[], [SCHEMA_ID]])
+def test_invalid_event_always_raises(eventlog_factory: Any, sink: Sink, allowed: list[str]) -> None:
+    log = eventlog_factory(allowed_schemas=allowed)
+    log.register_schema(make_schema(**PROPS))
+    with pytest.raises(jsonschema.ValidationError) as e:
+        log.record_event(SCHEMA_ID, 1, {"action": "open", "nested": {"n": "secret-value"}})
+    assert "nested.n" in str(e.value)
+    assert "secret-value" not in str(e.value)
+    assert sink.lines == []
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"action": "jump"}, "action"),
+        ({"__timestamp__": "2000-01-01T00:00:00Z"}, "__timestamp__"),
+        ({"__schema__": "forged"}, "__schema__"),
+        ({"nested": {"__deep": 1}}, "nested.__deep"),
+        ({"message": float("nan")}, "message"),
+        ({"extra": datetime.now(timezone.utc)}, "extra"),
+        ({"extra": [1, {"x": object()}]}, "extra[1].x"),
+    ],
+)
+def test_invalid_events_name_the_field(
+    log: EventLog, sink: Sink, event: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(EventValidationError) as e:
+        log.record_event(SCHEMA_ID, 1, event)
+    assert e.value.field == field
+    assert f": {field}: " in str(e.value)
+    assert sink.lines == []
+
+
+def test_non_object_event_is_invalid(log: EventLog) -> None:
+    with pytest.raises(EventValidationError, match="must be of type 'object'"):
+        log.record_event(SCHEMA_ID, 1, ["open"])  # type: ignore[arg-type]
+
+
+def test_filtered_returns_none_and_writes_nothing(eventlog_factory: Any, sink: Sink) -> None:
+    log = eventlog_factory(allowed_schemas=["some.other/schema"])
+    log.register_schema(make_schema(**PROPS))
+    assert log.record_event(SCHEMA_ID, 1, {"action": "open"}) is None
+    assert sink.lines == []
+
+
+def test_capsule_is_returned_and_written(log: EventLog, sink: Sink) -> None:
+    capsule = log.record_event(SCHEMA_ID, "1", {"action": "open", "message": "kept"})
+    assert capsule is not None
+    assert list(capsule)[:4] == [
+        "__timestamp__",
+        "__schema__",
+        "__schema_version__",
+        "__metadata_version__",
+    ]
+    assert TIMESTAMP.match(capsule["__timestamp__"])
+    assert capsule["__schema__"] == SCHEMA_ID
+    assert capsule["__schema_version__"] == 1
+    assert capsule["__metadata_version__"] == 1
+    assert capsule["message"] == "kept"
+    assert sink.events == [capsule]
+
+
+def test_caller_dict_is_not_changed(log: EventLog) -> None:
+    event = {"action": "open", "nested": {"n": 1}}
+    before = copy.deepcopy(event)
+    capsule = log.record_event(SCHEMA_ID, 1, event)
+    assert event == before
+    assert capsule is not event
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=timezone.utc), "2026-01-02T03:04:05.123456Z"),
+        (datetime(2026, 1, 2, 3, 4, 5), "2026-01-02T03:04:05.000000Z"),  # noqa: DTZ001 - naive is UTC
+        (
+            datetime(2026, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+            "2026-01-02T03:04:05.000000Z",
+        ),
+    ],
+)
+def test_timestamp_override(log: EventLog, override: datetime, expected: str) -> None:
+    capsule = log.record_event(SCHEMA_ID, 1, {"action": "open"}, timestamp_override=override)
+    assert capsule is not None
+    assert capsule["__timestamp__"] == expected
+
+
+def test_timestamp_is_now_in_utc(log: EventLog) -> None:
+    before = datetime.now(timezone.utc)
+    capsule = log.record_event(SCHEMA_ID, 1, {})
+    assert capsule is not None
+    stamp = datetime.strptime(capsule["__timestamp__"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=timezone.utc
+    )
+    assert before <= stamp <= datetime.now(timezone.utc)
+
+
+def test_handlers_set_after_construction(sink: Sink) -> None:
+    log = EventLog(allowed_schemas=[SCHEMA_ID])
+    log.register_schema(make_schema(**PROPS))
+    log.handlers = [sink.handler]
+    log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert len(sink.events) == 1
+
+
+def test_add_and_remove_handler(log: EventLog) -> None:
+    extra = Sink()
+    log.add_handler(extra.handler)
+    log.add_handler(extra.handler)
+    log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    log.remove_handler(extra.handler)
+    log.record_event(SCHEMA_ID, 1, {"action": "close"})
+    assert [e["action"] for e in extra.events] == ["open"]
+
+
+def test_two_eventlogs_never_share_output() -> None:
+    a, b = Sink(), Sink()
+    log_a = EventLog(handlers=[a.handler], allowed_schemas=[SCHEMA_ID])
+    log_b = EventLog(handlers=[b.handler], allowed_schemas=[SCHEMA_ID])
+    for log in (log_a, log_b):
+        log.register_schema(make_schema(**PROPS))
+    log_a.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert len(a.events) == 1
+    assert b.events == []
+    del log_a
+    fresh = EventLog(allowed_schemas=[SCHEMA_ID])
+    assert fresh.handlers == []
+
+
+class Exploding(logging.Handler):
+    """A handler whose emit raises outright."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = "boom"
+        raise RuntimeError(msg)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        self.emit(record)
+        return True
+
+
+class DiskFull(logging.FileHandler):
+    """A real FileHandler on a disk that is full."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            self.handleError(record)
+
+
+@pytest.mark.parametrize("bad_kind", [Exploding, DiskFull])
+def test_failing_handler_harms_nothing_else(
+    eventlog_factory: Any,
+    sink: Sink,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    bad_kind: type,
+) -> None:
+    bad = bad_kind() if bad_kind is Exploding else bad_kind(tmp_path / "full.log")
+    log = eventlog_factory(handlers=[bad, sink.handler], allowed_schemas=[SCHEMA_ID])
+    log.register_schema(make_schema(**PROPS))
+    with caplog.at_level(logging.ERROR):
+        for _ in range(3):
+            assert log.record_event(SCHEMA_ID, 1, {"action": "open"}) is not None
+    assert len(sink.events) == 3
+    assert log.handler_failures[bad] == 3
+    assert len([r for r in caplog.records if "failed" in r.getMessage()]) == 1
+    bad.close()
+
+
+def test_handler_level_is_honoured(log: EventLog) -> None:
+    quiet = Sink()
+    quiet.handler.setLevel(logging.WARNING)
+    log.add_handler(quiet.handler)
+    log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert quiet.lines == []
+
+
+def test_formatter_applies_to_the_json_line(log: EventLog) -> None:
+    framed = Sink()
+    framed.handler.setFormatter(logging.Formatter("EVENT %(message)s"))
+    log.add_handler(framed.handler)
+    log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert framed.lines[0].startswith('EVENT {"__timestamp__": ')
+
+
+def test_handler_reading_msg_gets_the_capsule(log: EventLog) -> None:
+    seen: list[Any] = []
+
+    class Structured(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.msg)
+
+    log.add_handler(Structured())
+    capsule = log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert seen == [capsule]
+
+
+def test_config_file_handlers_survive_deepcopy(tmp_path: Path) -> None:
+    path = tmp_path / "events.log"
+    handler = logging.FileHandler(path)
+    config = Config()
+    config.EventLog.handlers = [handler]
+    config.EventLog.allowed_schemas = [SCHEMA_ID]
+    log = EventLog(config=config)
+    log.register_schema(make_schema(**PROPS))
+    log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert log.handlers == [handler]
+    second = EventLog(config=config)
+    assert second.handlers == [handler]
+    handler.close()
+    assert '"action": "open"' in path.read_text()
+
+
+def test_config_file_loaded_like_jupyter(tmp_path: Path) -> None:
+    from traitlets.config.loader import PyFileConfigLoader
+
+    (tmp_path / "jupyter_config.py").write_text(
+        "import logging\n"
+        f"c.EventLog.handlers = [logging.FileHandler({str(tmp_path / 'out.log')!r})]\n"
+        f"c.EventLog.allowed_schemas = [{SCHEMA_ID!r}]\n"
+    )
+    config = PyFileConfigLoader("jupyter_config.py", path=str(tmp_path)).load_config()
+    log = EventLog(config=config)
+    log.register_schema(make_schema(**PROPS))
+    log.record_event(SCHEMA_ID, 1, {"action": "close"})
+    log.handlers[0].close()
+    assert '"action": "close"' in (tmp_path / "out.log").read_text()
+
+
+def test_listener_gets_redacted_capsule_and_its_failure_is_contained(log: EventLog) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def broken(capsule: dict[str, Any]) -> None:
+        msg = "listener bug"
+        raise RuntimeError(msg)
+
+    log.add_listener(broken)
+    log.add_listener(seen.append)
+    capsule = log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert seen == [capsule]
+    log.remove_listener(seen.append)
+    log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert len(seen) == 1
+
+
+class Slow(logging.Handler):
+    """A handler that takes its time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        time.sleep(0.005)
+        self.count += 1
+
+
+def test_background_writer_does_not_block_and_flush_waits(eventlog_factory: Any) -> None:
+    slow = Slow()
+    log = eventlog_factory(handlers=[slow], allowed_schemas=[SCHEMA_ID], background=True)
+    log.register_schema(make_schema(**PROPS))
+    for _ in range(40):
+        log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert slow.count < 40
+    assert log.flush(timeout=10)
+    assert slow.count == 40
+    assert log.pending == 0
+
+
+def test_background_queue_full_refuses_instead_of_growing(eventlog_factory: Any) -> None:
+    slow = Slow()
+    log = eventlog_factory(
+        handlers=[slow], allowed_schemas=[SCHEMA_ID], background=True, queue_size=2
+    )
+    log.register_schema(make_schema(**PROPS))
+    accepted, refused = 0, 0
+    for _ in range(50):
+        try:
+            log.record_event(SCHEMA_ID, 1, {"action": "open"})
+            accepted += 1
+        except QueueFullError:
+            refused += 1
+    log.close(timeout=10)
+    assert refused > 0
+    assert slow.count == accepted

@@ -1,0 +1,209 @@
+"""Schema loading and checking: every rule of registration, each bad input."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jupyter_telemetry_ext import EventLog, EventSchema, EventSchemaError
+from tests.conftest import make_schema
+
+
+def test_yaml_and_json_files_register(tmp_path: Path) -> None:
+    schema = make_schema("my.events/set1/event1")
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(schema))
+    (tmp_path / "b.json").write_text(json.dumps({**schema, "version": 2}))
+    log = EventLog()
+    assert log.register_schema_file(tmp_path / "a.yaml").id == "my.events/set1/event1"
+    assert log.register_schema_file(str(tmp_path / "b.json")).version == 2
+    assert sorted(s.version_key for s in log.schemas) == ["1", "2"]
+
+
+def test_open_file_objects_register() -> None:
+    log = EventLog()
+    text = yaml.safe_dump(make_schema("from.a/file"))
+    assert log.register_schema_file(io.StringIO(text)).id == "from.a/file"
+    assert log.register_schema_file(io.BytesIO(text.encode())).id == "from.a/file"
+
+
+def test_uri_ids_and_string_versions() -> None:
+    schema = EventSchema(
+        make_schema("https://events.jupyter.org/jupyter_server/kernel_actions/v1", "1")
+    )
+    assert schema.version == "1"
+    assert schema.version_key == EventSchema(make_schema(version=1)).version_key
+
+
+def _without(key: str) -> dict[str, Any]:
+    schema = make_schema()
+    del schema[key]
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("document", "key"),
+    [
+        (_without("$id"), "$id"),
+        (_without("version"), "version"),
+        (_without("title"), "title"),
+        (_without("description"), "description"),
+        (_without("properties"), "properties"),
+        ({**make_schema(), "type": "array"}, "type"),
+        ({**make_schema(), "version": True}, "version"),
+        ({**make_schema(), "version": 1.5}, "version"),
+        ({**make_schema(), "$id": ""}, "$id"),
+        ({**make_schema(), "properties": []}, "properties"),
+        ([1, 2], "(document)"),
+        (make_schema(x={"type": 12}), "properties.x.type"),
+        ({**make_schema(), "$schema": "https://example.org/my-dialect"}, "$schema"),
+    ],
+)
+def test_bad_schemas_name_the_key(document: Any, key: str) -> None:
+    with pytest.raises(EventSchemaError) as e:
+        EventSchema(document)
+    assert f": {key}: " in str(e.value)
+    assert isinstance(e.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        {"__timestamp__": {"type": "string"}},
+        {"outer": {"type": "object", "properties": {"__inner": {"type": "string"}}}},
+        {"list": {"type": "array", "items": {"properties": {"__deep": {}}}}},
+        {"x": {"anyOf": [{"properties": {"__alt": {}}}]}},
+    ],
+)
+def test_reserved_property_names_refused_at_any_depth(properties: dict[str, Any]) -> None:
+    with pytest.raises(EventSchemaError, match="reserved"):
+        EventSchema(make_schema(**properties))
+
+
+def test_error_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump({**make_schema(), "title": None}))
+    with pytest.raises(EventSchemaError) as e:
+        EventLog().register_schema_file(path)
+    assert str(path) in str(e.value)
+    assert "title" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("bad.yaml", "a: [unclosed", "not valid YAML"),
+        ("bad.json", "{not json", "not valid JSON"),
+        ("missing.yaml", None, "cannot read"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, name: str, text: str | None, problem: str) -> None:
+    path = tmp_path / name
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(EventSchemaError, match=problem):
+        EventLog().register_schema_file(path)
+
+
+def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
+    path = tmp_path / "unsafe.yaml"
+    path.write_text("!!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(EventSchemaError, match="not valid YAML"):
+        EventLog().register_schema_file(path)
+
+
+def test_identical_schema_twice_is_a_noop() -> None:
+    log = EventLog()
+    first = log.register_schema(make_schema(version=1))
+    assert log.register_schema(make_schema(version="1")) is first
+    assert len(log.schemas) == 1
+
+
+def test_different_schema_same_id_and_version_is_refused() -> None:
+    log = EventLog()
+    log.register_schema(make_schema())
+    with pytest.raises(EventSchemaError, match="already registered"):
+        log.register_schema(make_schema(other={"type": "string"}))
+
+
+def test_versions_live_side_by_side() -> None:
+    log = EventLog(allowed_schemas=["test.events/example"])
+    log.register_schema(make_schema(version=1, a={"type": "string"}))
+    log.register_schema(make_schema(version=2, b={"type": "integer"}))
+    assert log.record_event("test.events/example", 1, {"a": "x"}) is not None
+    assert log.record_event("test.events/example", "2", {"b": 3}) is not None
+    assert log.latest_version("test.events/example") == 2
+
+
+def test_caller_schema_dict_is_copied() -> None:
+    document = make_schema()
+    schema = EventSchema(document)
+    document["properties"]["action"]["type"] = "integer"
+    assert schema.is_valid({"action": "still a string"})
+
+
+def test_local_refs_work() -> None:
+    document = {
+        **make_schema(thing={"$ref": "#/definitions/thing"}),
+        "definitions": {"thing": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+    }
+    schema = EventSchema(document)
+    assert schema.is_valid({"thing": {"n": 1}})
+    assert not schema.is_valid({"thing": {"n": "one"}})
+
+
+def test_remote_refs_are_refused_not_fetched() -> None:
+    with pytest.raises(EventSchemaError, match="remote"):
+        EventSchema(make_schema(thing={"$ref": "https://example.org/schemas/thing.json"}))
+
+
+def test_other_drafts_by_dollar_schema() -> None:
+    draft7_tuple = make_schema(
+        pair={"type": "array", "items": [{"type": "string"}, {"type": "integer"}]}
+    )
+    assert not EventSchema(draft7_tuple).is_valid({"pair": ["a", "b"]})
+    draft2020 = {
+        **make_schema(
+            pair={"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}]}
+        ),
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+    }
+    assert not EventSchema(draft2020).is_valid({"pair": ["a", "b"]})
+    assert EventSchema(draft2020).is_valid({"pair": ["a", 1]})
+
+
+def test_jupyter_server_schemas_register_unchanged() -> None:
+    from jupyter_server import DEFAULT_EVENTS_SCHEMA_PATH
+
+    log = EventLog()
+    files = sorted(Path(DEFAULT_EVENTS_SCHEMA_PATH).glob("*/v1.yaml"))
+    assert files
+    for path in files:
+        schema = log.register_schema_file(path)
+        assert schema.personal_data
+        assert schema.version == "1"
+
+
+def test_jupyterhub_style_schema_with_if_then_registers() -> None:
+    document = {
+        **make_schema("https://schema.jupyter.org/jupyterhub/events/server-action", "1"),
+        "properties": {
+            "action": {"enum": ["start", "stop"]},
+            "username": {"type": "string"},
+            "servername": {"type": "string"},
+        },
+        "if": {"properties": {"action": {"const": "start"}}},
+        "then": {"required": ["servername"]},
+    }
+    schema = EventSchema(document)
+    assert schema.is_valid({"action": "start", "username": "u", "servername": ""})
+    assert not schema.is_valid({"action": "start", "username": "u"})
+
+
+def test_formats_are_annotations() -> None:
+    schema = EventSchema(make_schema(when={"type": "string", "format": "date-time"}))
+    assert schema.is_valid({"when": "not a date"})

@@ -1,0 +1,194 @@
+"""`jupyter telemetry`: the real command, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import make_schema
+
+JUPYTER = str(Path(sys.executable).with_name("jupyter"))
+
+
+def run(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [JUPYTER, "telemetry", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+def capsule(stamp: str, schema: str = "a/b", **data: Any) -> str:
+    head = {
+        "__timestamp__": stamp,
+        "__schema__": schema,
+        "__schema_version__": 1,
+        "__metadata_version__": 1,
+    }
+    return json.dumps({**head, **data}) + "\n"
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    (tmp_path / "events.log.2").write_text(capsule("2026-11-25T09:00:00.000000Z", action="open"))
+    (tmp_path / "events.log.1").write_text(capsule("2026-11-26T09:00:00.000000Z", action="save"))
+    (tmp_path / "events.log").write_text(
+        capsule("2026-11-27T09:00:00.000000Z", action="close", path=None)
+        + "{broken json\n"
+        + capsule("2026-11-27T10:30:00.000000Z", "c/d", n=3)
+    )
+    return tmp_path / "events.log"
+
+
+def test_validate_exit_codes(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.json"
+    good.write_text(yaml.safe_dump(make_schema("x/good")))
+    bad.write_text(json.dumps({**make_schema("x/bad"), "title": ""}))
+    ok = run("validate", str(good), cwd=tmp_path)
+    assert (ok.returncode, "1 valid, 0 with problems" in ok.stdout) == (0, True)
+    invalid = run("validate", str(good), str(bad), cwd=tmp_path)
+    assert invalid.returncode == 1
+    assert f"{bad}: title: is required" in invalid.stdout
+    missing = run("validate", str(good), str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "nope.yaml: cannot read" in missing.stdout
+    assert "Traceback" not in invalid.stderr + missing.stderr
+
+
+def test_validate_refuses_conflicting_files(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(make_schema("x/same")))
+    (tmp_path / "b.yaml").write_text(
+        yaml.safe_dump(make_schema("x/same", other={"type": "string"}))
+    )
+    result = run("validate", "a.yaml", "b.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "already registered" in result.stdout
+
+
+def test_events_table_in_order_across_rotated_files(logs: Path) -> None:
+    result = run("events", str(logs), cwd=logs.parent)
+    rows = result.stdout.splitlines()[2:]
+    assert [r.split()[3] for r in rows[:3]] == ["open", "save", "close"]
+    assert "n=3" in rows[3]
+    assert result.returncode == 1
+    assert f"{logs}:2: not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_events_filters_and_json(logs: Path) -> None:
+    result = run(
+        "events", str(logs), "--schema", "a/b", "--since", "2026-11-26", "--json", cwd=logs.parent
+    )
+    actions = [json.loads(line)["action"] for line in result.stdout.splitlines()]
+    assert actions == ["save", "close"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["events", "missing.log"], "missing.log: cannot read"),
+        (["events", "events.log", "--since", "yesterday"], "--since 'yesterday'"),
+        (["events"], "name exactly one event log file"),
+        (["stats"], "name exactly one event log file"),
+        (["validate"], "name one or more schema files"),
+        ([], "name a subcommand"),
+    ],
+)
+def test_bad_input_is_one_line_not_a_traceback(logs: Path, args: list[str], message: str) -> None:
+    result = run(*args, cwd=logs.parent)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_stats_per_period_schema_version_action(logs: Path) -> None:
+    result = run("stats", str(logs), "--json", cwd=logs.parent)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {(r["period"], r["schema"], r["action"], r["count"]) for r in rows} == {
+        ("2026-11-25", "a/b", "open", 1),
+        ("2026-11-26", "a/b", "save", 1),
+        ("2026-11-27", "a/b", "close", 1),
+        ("2026-11-27", "c/d", "", 1),
+    }
+    table = run("stats", str(logs), "--by", "all", cwd=logs.parent)
+    assert "all     a/b     1        close   1" in table.stdout
+
+
+def test_help_for_every_command(tmp_path: Path) -> None:
+    for command in ("validate", "schemas", "events", "stats"):
+        result = run(command, "--help", cwd=tmp_path)
+        assert result.returncode == 0
+        assert "Traceback" not in result.stderr
+
+
+def next_action(proc: subprocess.Popen[str], timeout: float = 30) -> str:
+    """Read the next JSON line the command prints, failing after `timeout` seconds."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        assert selector.select(timeout), "no output in time"
+    return str(json.loads(proc.stdout.readline())["action"])
+
+
+def test_follow_prints_new_events_across_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "events.log"
+    path.write_text(capsule("2026-11-27T09:00:00.000000Z", action="old"))
+    proc = subprocess.Popen(
+        [JUPYTER, "telemetry", "events", str(path), "--follow", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert next_action(proc) == "old"
+        with path.open("a") as f:
+            f.write(capsule("2026-11-27T09:01:00.000000Z", action="appended"))
+        assert next_action(proc) == "appended"
+        path.rename(tmp_path / "events.log.1")
+        time.sleep(0.7)
+        path.write_text(capsule("2026-11-27T09:02:00.000000Z", action="after-rotation"))
+        assert next_action(proc) == "after-rotation"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+
+
+def test_schemas_lists_discovered_with_allowed_from_config(tmp_path: Path) -> None:
+    data = tmp_path / "data" / "telemetry" / "schemas" / "mine"
+    data.mkdir(parents=True)
+    (data / "v1.yaml").write_text(
+        yaml.safe_dump({**make_schema("my.ext/clicks"), "frontend": True})
+    )
+    (data / "broken.yaml").write_text("title: [")
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "other.json").write_text(json.dumps(make_schema("my.ext/other")))
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "jupyter_server_config.py").write_text(
+        'c.EventLog.allowed_schemas = ["my.ext/clicks"]\n'
+        f"c.TelemetryExtension.schema_paths = [{str(extra)!r}]\n"
+    )
+    env = {
+        **os.environ,
+        "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+        "JUPYTER_CONFIG_DIR": str(config),
+    }
+    result = run("schemas", "--json", cwd=tmp_path, env=env)
+    rows = {r["id"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert (rows["my.ext/clicks"]["allowed"], rows["my.ext/clicks"]["frontend"]) == (True, True)
+    assert (rows["my.ext/other"]["allowed"], rows["my.ext/other"]["frontend"]) == (False, False)
+    assert "broken.yaml" in result.stderr

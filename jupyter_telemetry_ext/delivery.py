@@ -45,6 +45,17 @@ class CapsuleRecord(logging.LogRecord):
         return self.line
 
 
+class LineFormatter(logging.Formatter):
+    """Formats a record as its message alone: the event's JSON line, with no other work."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record's message."""
+        return record.getMessage()
+
+
+LINE_FORMATTER = LineFormatter()
+
+
 class Delivery:
     """Calls each handler in turn; counts each handler's failures and logs the first one."""
 
@@ -72,6 +83,8 @@ class Delivery:
             self.failed(handler, None)
 
         handler.handleError = handle_error  # type: ignore[method-assign]
+        if handler.formatter is None and isinstance(handler, logging.StreamHandler):
+            handler.setFormatter(LINE_FORMATTER)
         self._watched.add(handler)
 
     def unwatch(self, handler: logging.Handler) -> None:
@@ -79,6 +92,8 @@ class Delivery:
         if handler in self._watched:
             self._watched.discard(handler)
             handler.__dict__.pop("handleError", None)
+            if handler.formatter is LINE_FORMATTER:
+                handler.setFormatter(None)  # type: ignore[arg-type]
 
     def failed(self, handler: logging.Handler, error: BaseException | None) -> None:
         """Count one failure; log the first one of each handler with its traceback."""

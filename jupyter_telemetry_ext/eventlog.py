@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Instance, Int, List, TraitError, default, observe, validate
@@ -23,15 +24,36 @@ RECORD_NAME = "jupyter_telemetry_ext.events"
 Listener = Callable[[dict[str, Any]], None]
 
 
+_second: tuple[int, str] = (-1, "")
+
+
+def _now() -> str:
+    global _second  # noqa: PLW0603 - a one-entry cache of the formatted current second
+    seconds, fraction = divmod(time.time_ns() // 1000, 1_000_000)
+    cached = _second
+    if cached[0] != seconds:
+        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{fraction:06d}Z"
+
+
 def format_timestamp(when: datetime | None = None) -> str:
     """Return an RFC 3339 UTC timestamp ending in `Z`; a naive datetime is taken as UTC."""
     if when is None:
-        when = datetime.now(timezone.utc)
-    elif when.tzinfo is None:
+        return _now()
+    if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     else:
         when = when.astimezone(timezone.utc)
     return when.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+class _Route(NamedTuple):
+    """What recording an event of one schema version takes, planned once."""
+
+    schema: EventSchema
+    is_valid: Callable[[Any], bool]
+    rule: SchemaRule | None
+    redactor: Redactor | None
 
 
 def _version_order(key: str) -> tuple[int, int, str]:
@@ -84,7 +106,7 @@ class EventLog(LoggingConfigurable):
         """Create an EventLog; traits may come from keyword arguments or from config."""
         self._schemas: dict[str, dict[str, EventSchema]] = {}
         self._rules: dict[str, SchemaRule] = {}
-        self._plans: dict[tuple[str, str], Redactor] = {}
+        self._routes: dict[tuple[str, object], _Route] = {}
         self._listeners: list[Listener] = []
         super().__init__(**kwargs)
         self._delivery = Delivery(self.log)
@@ -116,7 +138,7 @@ class EventLog(LoggingConfigurable):
     @observe("allowed_schemas", "redaction")
     def _allow_list_changed(self, change: Any) -> None:
         self._rules = parse_allowed_schemas(self.allowed_schemas)
-        self._plans.clear()
+        self._routes.clear()
 
     @observe("background")
     def _background_changed(self, change: Any) -> None:
@@ -220,15 +242,38 @@ class EventLog(LoggingConfigurable):
         timestamp_override: datetime | None = None,
     ) -> dict[str, Any] | None:
         """Validate and record an event; return the capsule written, or None when filtered."""
-        schema = self.check_event(schema_id, version, event)
-        return self.record_checked(schema, event, timestamp_override)
+        route = self._route(schema_id, version)
+        if not route.is_valid(event):
+            raise route.schema.validation_error(event)
+        return self._record(route, event, timestamp_override)
 
     def record_checked(
         self, schema: EventSchema, event: Mapping[str, Any], timestamp: datetime | None = None
     ) -> dict[str, Any] | None:
         """Record an event already checked against `schema`; return the capsule or None."""
-        redactor = self._redactor(schema, event)
-        if redactor is None:
+        return self._record(self._route(schema.id, schema.version), event, timestamp)
+
+    def _route(self, schema_id: str, version: object) -> _Route:
+        route = self._routes.get((schema_id, version)) if isinstance(version, (str, int)) else None
+        if route is None:
+            route = self._plan_route(self.get_schema(schema_id, version))
+            if isinstance(version, (str, int)):
+                self._routes[(schema_id, version)] = route
+        return route
+
+    def _plan_route(self, schema: EventSchema) -> _Route:
+        rule = self._rules.get(schema.id)
+        if rule is None:
+            return _Route(schema, schema.is_valid, None, None)
+        drop = self.redaction == "drop"
+        plan = Redactor.plan(schema.categories, rule, personal_data=schema.personal_data, drop=drop)
+        return _Route(schema, schema.is_valid, rule, plan)
+
+    def _record(
+        self, route: _Route, event: Mapping[str, Any], timestamp: datetime | None
+    ) -> dict[str, Any] | None:
+        schema, rule, redactor = route.schema, route.rule, route.redactor
+        if rule is None or redactor is None or not rule.allows_action(event):
             _dumps(event, schema)  # a filtered event must still be JSON: fail the same way
             return None
         capsule: dict[str, Any] = {
@@ -240,22 +285,6 @@ class EventLog(LoggingConfigurable):
         redactor.copy_into(capsule, event)
         self._write(capsule, _dumps(capsule, schema))
         return capsule
-
-    def _redactor(self, schema: EventSchema, event: Mapping[str, Any]) -> Redactor | None:
-        rule = self._rules.get(schema.id)
-        if rule is None or not rule.allows_action(event):
-            return None
-        key = (schema.id, schema.version_key)
-        redactor = self._plans.get(key)
-        if redactor is None:
-            redactor = Redactor.plan(
-                schema.categories,
-                rule,
-                personal_data=schema.personal_data,
-                drop=self.redaction == "drop",
-            )
-            self._plans[key] = redactor
-        return redactor
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write every queued event and flush each handler; return False on timeout."""
@@ -292,9 +321,12 @@ class EventLog(LoggingConfigurable):
                 self.log.exception("Event listener %r failed", listener)
 
 
+_encode = json.JSONEncoder(allow_nan=False).encode
+
+
 def _dumps(value: Mapping[str, Any], schema: EventSchema) -> str:
     try:
-        return json.dumps(value, allow_nan=False)
+        return _encode(value)
     except (TypeError, ValueError) as e:
         from .validation import not_json_error
 

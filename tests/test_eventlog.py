@@ -335,3 +335,24 @@ def test_background_queue_full_refuses_instead_of_growing(eventlog_factory: Any)
     log.close(timeout=10)
     assert refused > 0
     assert slow.count == accepted
+
+
+def test_stream_handlers_without_formatter_get_the_line_and_get_it_back(log: EventLog) -> None:
+    plain = Sink()
+    log.add_handler(plain.handler)
+    log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    assert plain.handler.formatter is not None
+    log.remove_handler(plain.handler)
+    assert plain.handler.formatter is None
+    assert plain.events[0]["action"] == "open"
+
+
+def test_timestamps_increase_within_and_across_seconds(log: EventLog) -> None:
+    stamps = []
+    for _ in range(3):
+        capsule = log.record_event(SCHEMA_ID, 1, {})
+        assert capsule is not None
+        stamps.append(capsule["__timestamp__"])
+        time.sleep(0.6)
+    assert stamps == sorted(stamps)
+    assert all(TIMESTAMP.match(s) for s in stamps)

@@ -93,7 +93,7 @@ class Delivery:
             self._watched.discard(handler)
             handler.__dict__.pop("handleError", None)
             if handler.formatter is LINE_FORMATTER:
-                handler.setFormatter(None)  # type: ignore[arg-type]
+                handler.setFormatter(None)
 
     def failed(self, handler: logging.Handler, error: BaseException | None) -> None:
         """Count one failure; log the first one of each handler with its traceback."""

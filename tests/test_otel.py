@@ -1,0 +1,76 @@
+"""OpenTelemetry export: events arrive at a real OTLP/HTTP receiver, field by field."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.otel import OTLPEventHandler
+from tests.conftest import make_schema
+from tests.otlp_receiver import Receiver
+
+SCHEMA_ID = "https://events.example.org/notebook/v1"
+PROPS = {
+    "action": {"enum": ["open", "save"]},
+    "path": {"type": "string", "categories": ["user-identifiable-information"]},
+    "cells": {
+        "type": "object",
+        "properties": {"count": {"type": "integer"}, "kinds": {"type": "array"}},
+    },
+}
+
+
+def test_events_arrive_as_structured_log_records() -> None:
+    with Receiver() as receiver:
+        handler = OTLPEventHandler(receiver.endpoint, service_name="hub-user-server")
+        log = EventLog(handlers=[handler], allowed_schemas=[SCHEMA_ID])
+        log.register_schema(make_schema(SCHEMA_ID, "1", **PROPS))
+        when = datetime(2026, 11, 27, 10, 0, 0, 250000, tzinfo=timezone.utc)
+        log.record_event(SCHEMA_ID, "1", {"action": "open", "path": "/home/a.ipynb"}, when)
+        log.record_event(
+            SCHEMA_ID, "1", {"action": "save", "cells": {"count": 3, "kinds": ["code", "markdown"]}}
+        )
+        log.flush()
+        handler.close()
+    first, second = receiver.records
+    assert first["body"] == {"action": "open", "path": None}
+    assert second["body"] == {
+        "action": "save",
+        "cells": {"count": 3, "kinds": ["code", "markdown"]},
+    }
+    assert first["attributes"] == {
+        "jupyter.event.schema": SCHEMA_ID,
+        "jupyter.event.schema_version": "1",
+        "jupyter.event.metadata_version": 1,
+    }
+    assert first["time_unix_nano"] == int(when.timestamp()) * 10**9 + 250_000_000
+    assert (first["event_name"], first["severity_text"], first["scope"]) == (
+        SCHEMA_ID,
+        "INFO",
+        "jupyter_telemetry_ext",
+    )
+    assert first["resource"]["service.name"] == "hub-user-server"
+    assert first["path"] == "/v1/logs"
+
+
+def test_flush_sends_before_returning() -> None:
+    with Receiver() as receiver:
+        handler = OTLPEventHandler(receiver.endpoint)
+        log = EventLog(handlers=[handler], allowed_schemas=[SCHEMA_ID])
+        log.register_schema(make_schema(SCHEMA_ID, "1", **PROPS))
+        for _ in range(5):
+            log.record_event(SCHEMA_ID, "1", {"action": "open"})
+        log.flush()
+        assert len(receiver.records) == 5
+        handler.close()
+
+
+def test_unreachable_collector_never_reaches_the_caller() -> None:
+    with Receiver() as receiver:
+        endpoint = receiver.endpoint
+    handler = OTLPEventHandler(endpoint, timeout=0.5, flush_timeout_ms=1000)
+    log = EventLog(handlers=[handler], allowed_schemas=[SCHEMA_ID])
+    log.register_schema(make_schema(SCHEMA_ID, "1", **PROPS))
+    assert log.record_event(SCHEMA_ID, "1", {"action": "open"}) is not None
+    log.flush()
+    handler.close()

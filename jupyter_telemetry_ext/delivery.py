@@ -9,7 +9,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 _PROCESS = os.getpid()
 _START: float = getattr(logging, "_startTime", time.time())
@@ -40,6 +40,11 @@ class CapsuleRecord(logging.LogRecord):
         self.process = _PROCESS
         self.line = line
 
+    @property
+    def schema_id(self) -> str:
+        """Return the id of the event's schema."""
+        return str(cast("Mapping[str, Any]", self.msg)["__schema__"])
+
     def getMessage(self) -> str:  # noqa: N802 (logging's name)
         """Return the capsule as one line of JSON."""
         return self.line
@@ -63,6 +68,7 @@ class Delivery:
         """Report handler failures on `log`."""
         self.log = log
         self.failures: Counter[logging.Handler] = Counter()
+        self.schema_failures: Counter[str] = Counter()
         self._watched: set[logging.Handler] = set()
 
     def deliver(self, handlers: Iterable[logging.Handler], record: CapsuleRecord) -> None:
@@ -74,13 +80,13 @@ class Delivery:
                 if record.levelno >= handler.level:
                     handler.handle(record)
             except Exception as e:
-                self.failed(handler, e)
+                self.failed(handler, e, record)
 
     def watch(self, handler: logging.Handler) -> None:
         """Route the handler's own error reporting (`handleError`) to our failure count."""
 
         def handle_error(record: logging.LogRecord) -> None:
-            self.failed(handler, None)
+            self.failed(handler, None, record)
 
         handler.handleError = handle_error  # type: ignore[method-assign]
         if handler.formatter is None and isinstance(handler, logging.StreamHandler):
@@ -95,9 +101,16 @@ class Delivery:
             if handler.formatter is LINE_FORMATTER:
                 handler.setFormatter(None)
 
-    def failed(self, handler: logging.Handler, error: BaseException | None) -> None:
-        """Count one failure; log the first one of each handler with its traceback."""
+    def failed(
+        self,
+        handler: logging.Handler,
+        error: BaseException | None,
+        record: logging.LogRecord | None = None,
+    ) -> None:
+        """Count one failure (per handler and per schema); log each handler's first one."""
         self.failures[handler] += 1
+        if isinstance(record, CapsuleRecord):
+            self.schema_failures[record.schema_id] += 1
         if self.failures[handler] == 1:
             self.log.error(
                 "Event handler %r failed; its later failures are counted, not logged",

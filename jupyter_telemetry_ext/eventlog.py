@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -107,6 +108,7 @@ class EventLog(LoggingConfigurable):
         self._schemas: dict[str, dict[str, EventSchema]] = {}
         self._rules: dict[str, SchemaRule] = {}
         self._routes: dict[tuple[str, object], _Route] = {}
+        self._outcomes: Counter[tuple[str, str]] = Counter()
         self._listeners: list[Listener] = []
         super().__init__(**kwargs)
         self._delivery = Delivery(self.log)
@@ -221,6 +223,19 @@ class EventLog(LoggingConfigurable):
         """Stop calling a listener."""
         self._listeners = [x for x in self._listeners if x != listener]
 
+    def count(self, schema_id: str, outcome: str, n: int = 1) -> None:
+        """Count events of a schema with an outcome decided elsewhere (e.g. "rejected")."""
+        self._outcomes[(schema_id, outcome)] += n
+
+    def outcomes(self) -> dict[tuple[str, str], int]:
+        """Return how many events of each schema had each outcome since start.
+
+        Outcomes: "recorded", "filtered", "sink_failure" (a handler failed to write one), and
+        those counted with `count()`.
+        """
+        failures = self._delivery.schema_failures
+        return {**self._outcomes, **{(s, "sink_failure"): n for s, n in failures.items()}}
+
     @property
     def handler_failures(self) -> dict[logging.Handler, int]:
         """Return how many times each handler failed."""
@@ -275,6 +290,7 @@ class EventLog(LoggingConfigurable):
         schema, rule, redactor = route.schema, route.rule, route.redactor
         if rule is None or redactor is None or not rule.allows_action(event):
             _dumps(event, schema)  # a filtered event must still be JSON: fail the same way
+            self._outcomes[(schema.id, "filtered")] += 1
             return None
         capsule: dict[str, Any] = {
             "__timestamp__": format_timestamp(timestamp),
@@ -284,6 +300,7 @@ class EventLog(LoggingConfigurable):
         }
         redactor.copy_into(capsule, event)
         self._write(capsule, _dumps(capsule, schema))
+        self._outcomes[(schema.id, "recorded")] += 1
         return capsule
 
     def flush(self, timeout: float | None = None) -> bool:

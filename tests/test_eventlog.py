@@ -356,3 +356,19 @@ def test_timestamps_increase_within_and_across_seconds(log: EventLog) -> None:
         time.sleep(0.6)
     assert stamps == sorted(stamps)
     assert all(TIMESTAMP.match(s) for s in stamps)
+
+
+def test_outcomes_are_counted_per_schema(eventlog_factory: Any, tmp_path: Path) -> None:
+    disk_full = DiskFull(tmp_path / "full.log")
+    log = eventlog_factory(handlers=[disk_full], allowed_schemas=[(SCHEMA_ID, ["open"], [])])
+    log.register_schema(make_schema(**PROPS))
+    log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    log.record_event(SCHEMA_ID, 1, {"action": "close"})
+    log.count(SCHEMA_ID, "rejected", 3)
+    assert log.outcomes() == {
+        (SCHEMA_ID, "recorded"): 1,
+        (SCHEMA_ID, "filtered"): 1,
+        (SCHEMA_ID, "rejected"): 3,
+        (SCHEMA_ID, "sink_failure"): 1,
+    }
+    disk_full.close()

@@ -1,0 +1,56 @@
+"""Prometheus metrics: events per schema and outcome, read from the EventLog at scrape time.
+
+Counting costs the recording path one dict increment; Prometheus reads the counts only when
+`/metrics` is scraped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+from .eventlog import EventLog
+
+OUTCOMES = ("recorded", "filtered", "rejected", "duplicate", "rate_limited", "sink_failure")
+
+
+class TelemetryCollector:
+    """Exposes an EventLog's counts as `jupyter_telemetry_events_total{schema, outcome}`."""
+
+    def __init__(self, eventlog: EventLog) -> None:
+        """Read counts from `eventlog`."""
+        self.eventlog = eventlog
+
+    def describe(self) -> list[Metric]:
+        """Return nothing: the schemas are known only at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the event counters and the writer's queue length."""
+        events = CounterMetricFamily(
+            "jupyter_telemetry_events",
+            "Telemetry events per schema and outcome: " + ", ".join(OUTCOMES) + ".",
+            labels=["schema", "outcome"],
+        )
+        for (schema, outcome), count in sorted(self.eventlog.outcomes().items()):
+            events.add_metric([schema, outcome], count)
+        yield events
+        yield GaugeMetricFamily(
+            "jupyter_telemetry_queue_pending",
+            "Recorded events waiting for the handlers.",
+            value=self.eventlog.pending,
+        )
+
+
+def register(eventlog: EventLog, registry: CollectorRegistry = REGISTRY) -> TelemetryCollector:
+    """Add an EventLog's metrics to a Prometheus registry (the server's `/metrics` by default)."""
+    collector = TelemetryCollector(eventlog)
+    registry.register(collector)
+    return collector
+
+
+def unregister(collector: TelemetryCollector, registry: CollectorRegistry = REGISTRY) -> None:
+    """Remove the metrics again (when the server stops)."""
+    registry.unregister(collector)

@@ -1,0 +1,51 @@
+"""The server's own events (jupyter_events' EventLogger) recorded through our allow-list.
+
+jupyter_server emits kernel, contents and gateway events through `serverapp.event_logger`,
+unfiltered. Forwarding registers those schemas in our EventLog and records each of those events
+through it, so that one allow-list (and its redaction) governs everything a deployment records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from .errors import EventSchemaError, UnknownSchemaError
+from .eventlog import EventLog
+from .schema import EventSchema
+
+
+class Forwarder:
+    """A jupyter_events listener that records each event of one schema in our EventLog."""
+
+    def __init__(self, eventlog: EventLog, schema: EventSchema, log: logging.Logger) -> None:
+        """Record events of `schema` in `eventlog`; report failures on `log`."""
+        self.eventlog, self.schema, self.log = eventlog, schema, log
+
+    async def __call__(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        """Record one server event; a failure is logged, never raised into the server."""
+        try:
+            self.eventlog.record_event(self.schema.id, self.schema.version, data)
+        except (UnknownSchemaError, ValueError, RuntimeError) as e:
+            self.log.warning("Server event %s not recorded: %s", schema_id, e)
+
+
+def server_schemas(event_logger: Any) -> list[dict[str, Any]]:
+    """Return the schema documents registered in a jupyter_events EventLogger."""
+    registry = event_logger.schemas
+    return [json.loads(repr(registry.get(schema_id))) for schema_id in registry.schema_ids]
+
+
+def forward_server_events(event_logger: Any, eventlog: EventLog, log: logging.Logger) -> list[str]:
+    """Record the server's events through `eventlog`; return the schema ids forwarded."""
+    forwarded = []
+    for document in server_schemas(event_logger):
+        try:
+            schema = eventlog.register_schema(document)
+        except EventSchemaError as e:
+            log.warning("Server event schema not forwarded: %s", e)
+            continue
+        event_logger.add_listener(schema_id=schema.id, listener=Forwarder(eventlog, schema, log))
+        forwarded.append(schema.id)
+    return forwarded

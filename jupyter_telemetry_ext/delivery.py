@@ -43,7 +43,7 @@ class CapsuleRecord(logging.LogRecord):
     @property
     def schema_id(self) -> str:
         """Return the id of the event's schema."""
-        return str(cast("Mapping[str, Any]", self.msg)["__schema__"])
+        return str(cast("Mapping[str, Any]", self.msg).get("__schema__", ""))
 
     def getMessage(self) -> str:  # noqa: N802 (logging's name)
         """Return the capsule as one line of JSON."""
@@ -119,6 +119,9 @@ class Delivery:
             )
 
 
+_Item = tuple[Callable[[], list[logging.Handler]], CapsuleRecord]
+
+
 class QueueFullError(RuntimeError):
     """The background writer's queue is full: the event was not accepted."""
 
@@ -126,13 +129,10 @@ class QueueFullError(RuntimeError):
 class BackgroundWriter:
     """Delivers records on a thread of its own, so that a slow handler never blocks the caller."""
 
-    def __init__(
-        self, delivery: Delivery, handlers: Callable[[], list[logging.Handler]], size: int
-    ) -> None:
-        """Deliver through `delivery` to `handlers()`, queueing at most `size` records."""
+    def __init__(self, delivery: Delivery, size: int) -> None:
+        """Deliver through `delivery`, queueing at most `size` records."""
         self._delivery = delivery
-        self._handlers = handlers
-        self._queue: queue.Queue[CapsuleRecord | threading.Event | None] = queue.Queue(size)
+        self._queue: queue.Queue[_Item | threading.Event | None] = queue.Queue(size)
         self._thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
         self._thread.start()
 
@@ -141,10 +141,10 @@ class BackgroundWriter:
         """Return how many records wait to be written."""
         return self._queue.qsize()
 
-    def submit(self, record: CapsuleRecord) -> None:
-        """Queue a record; raise QueueFullError when the queue is full."""
+    def submit(self, handlers: Callable[[], list[logging.Handler]], record: CapsuleRecord) -> None:
+        """Queue a record for `handlers()`; raise QueueFullError when the queue is full."""
         try:
-            self._queue.put_nowait(record)
+            self._queue.put_nowait((handlers, record))
         except queue.Full:
             msg = (
                 f"the event queue is full ({self._queue.maxsize} events waiting for slow handlers)"
@@ -173,4 +173,5 @@ class BackgroundWriter:
             if isinstance(item, threading.Event):
                 item.set()
             else:
-                self._delivery.deliver(self._handlers(), item)
+                handlers, record = item
+                self._delivery.deliver(handlers(), record)

@@ -15,13 +15,21 @@ from traitlets import Bool, Enum, Instance, Int, List, TraitError, default, obse
 from traitlets.config import Config, LoggingConfigurable
 
 from .allowlist import AllowListError, SchemaRule, parse_allowed_schemas
+from .categories import UNRESTRICTED, USER_IDENTIFIER
 from .delivery import BackgroundWriter, CapsuleRecord, Delivery
 from .errors import EventSchemaError, UnknownSchemaError
 from .redaction import Redactor
 from .schema import EventSchema, SchemaSource, version_key
 
-METADATA_VERSION = 1
+METADATA_VERSION = 2
 RECORD_NAME = "jupyter_telemetry_ext.events"
+FAILED_RECORD_NAME = "jupyter_telemetry_ext.failed"
+# Optional capsule fields (metadata version 2) and the privacy category of each.
+CONTEXT_FIELDS = {
+    "__event_time__": UNRESTRICTED,
+    "__client_id__": UNRESTRICTED,
+    "__user__": USER_IDENTIFIER,
+}
 Listener = Callable[[dict[str, Any]], None]
 
 
@@ -55,6 +63,7 @@ class _Route(NamedTuple):
     is_valid: Callable[[Any], bool]
     rule: SchemaRule | None
     redactor: Redactor | None
+    context_kept: frozenset[str] = frozenset()
 
 
 def _version_order(key: str) -> tuple[int, int, str]:
@@ -96,6 +105,21 @@ class EventLog(LoggingConfigurable):
         returns.""",
     ).tag(config=True)
 
+    unrestricted_only = Bool(
+        False,
+        help="""One switch that records no personal data: every property (and capsule field)
+        whose categories are not all `unrestricted` is redacted, whatever allowed_schemas says
+        about categories and properties. False (the default): allowed_schemas decides.""",
+    ).tag(config=True)
+
+    failed_handlers = List(
+        Instance(logging.Handler),
+        help="""Python `logging` handlers that receive one JSON line for every event that was
+        not recorded because it was rejected (invalid, oversized, not open to frontends,
+        rate-limited): the reason, schema id, version and size, never the event's values.
+        Empty (the default): failures are counted, not written.""",
+    ).tag(config=True)
+
     queue_size = Int(
         100_000,
         help="""With `background`, how many events may wait for the handlers (default 100000).
@@ -118,10 +142,12 @@ class EventLog(LoggingConfigurable):
 
     def _load_config(self, cfg: Config, section_names: Any = None, traits: Any = None) -> None:
         """Load config; configured handlers are shared, not deep-copied (they hold locks)."""
-        handlers = self._find_my_config(cfg).get("handlers")
-        for handler in handlers if isinstance(handlers, (list, tuple)) else ():
-            if isinstance(handler, logging.Handler):
-                handler.__deepcopy__ = lambda memo, h=handler: h  # type: ignore[attr-defined]
+        mine = self._find_my_config(cfg)
+        for key in ("handlers", "failed_handlers"):
+            handlers = mine.get(key)
+            for handler in handlers if isinstance(handlers, (list, tuple)) else ():
+                if isinstance(handler, logging.Handler):
+                    handler.__deepcopy__ = lambda memo, h=handler: h  # type: ignore[attr-defined]
         super()._load_config(cfg, section_names=section_names, traits=traits)
 
     @default("log")
@@ -137,7 +163,7 @@ class EventLog(LoggingConfigurable):
             raise TraitError(str(e)) from None
         return proposal["value"]
 
-    @observe("allowed_schemas", "redaction")
+    @observe("allowed_schemas", "redaction", "unrestricted_only")
     def _allow_list_changed(self, change: Any) -> None:
         self._rules = parse_allowed_schemas(self.allowed_schemas)
         self._routes.clear()
@@ -147,7 +173,7 @@ class EventLog(LoggingConfigurable):
         if not hasattr(self, "_writer"):
             return
         if self.background and self._writer is None:
-            self._writer = BackgroundWriter(self._delivery, lambda: self.handlers, self.queue_size)
+            self._writer = BackgroundWriter(self._delivery, self.queue_size)
         elif not self.background and self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -255,18 +281,29 @@ class EventLog(LoggingConfigurable):
         version: object,
         event: Mapping[str, Any],
         timestamp_override: datetime | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        """Validate and record an event; return the capsule written, or None when filtered."""
+        """Validate and record an event; return the capsule written, or None when filtered.
+
+        `context` adds capsule fields (`__event_time__`, `__client_id__`, `__user__`), each
+        redacted like a property of its category (`__user__` is a `user-identifier`).
+        """
         route = self._route(schema_id, version)
         if not route.is_valid(event):
             raise route.schema.validation_error(event)
-        return self._record(route, event, timestamp_override)
+        return self._record(route, event, timestamp_override, context)
 
     def record_checked(
-        self, schema: EventSchema, event: Mapping[str, Any], timestamp: datetime | None = None
+        self,
+        schema: EventSchema,
+        event: Mapping[str, Any],
+        timestamp: datetime | None = None,
+        *,
+        context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         """Record an event already checked against `schema`; return the capsule or None."""
-        return self._record(self._route(schema.id, schema.version), event, timestamp)
+        return self._record(self._route(schema.id, schema.version), event, timestamp, context)
 
     def _route(self, schema_id: str, version: object) -> _Route:
         route = self._routes.get((schema_id, version)) if isinstance(version, (str, int)) else None
@@ -280,12 +317,19 @@ class EventLog(LoggingConfigurable):
         rule = self._rules.get(schema.id)
         if rule is None:
             return _Route(schema, schema.is_valid, None, None)
+        if self.unrestricted_only:
+            rule = rule.restricted_to_unrestricted()
         drop = self.redaction == "drop"
         plan = Redactor.plan(schema.categories, rule, personal_data=schema.personal_data, drop=drop)
-        return _Route(schema, schema.is_valid, rule, plan)
+        kept = frozenset(k for k, category in CONTEXT_FIELDS.items() if category in rule.categories)
+        return _Route(schema, schema.is_valid, rule, plan, kept)
 
     def _record(
-        self, route: _Route, event: Mapping[str, Any], timestamp: datetime | None
+        self,
+        route: _Route,
+        event: Mapping[str, Any],
+        timestamp: datetime | None,
+        context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
         schema, rule, redactor = route.schema, route.rule, route.redactor
         if rule is None or redactor is None or not rule.allows_action(event):
@@ -298,15 +342,61 @@ class EventLog(LoggingConfigurable):
             "__schema_version__": schema.version,
             "__metadata_version__": METADATA_VERSION,
         }
+        if context:
+            self._add_context(capsule, context, route.context_kept)
         redactor.copy_into(capsule, event)
         self._write(capsule, _dumps(capsule, schema))
         self._outcomes[(schema.id, "recorded")] += 1
         return capsule
 
+    def _add_context(
+        self, capsule: dict[str, Any], context: Mapping[str, Any], kept: frozenset[str]
+    ) -> None:
+        for key, value in context.items():
+            if key not in CONTEXT_FIELDS:
+                msg = f"unknown capsule field {key!r}: known are {sorted(CONTEXT_FIELDS)}"
+                raise ValueError(msg)
+            if key in kept:
+                capsule[key] = value
+            elif self.redaction == "null":
+                capsule[key] = None
+
+    def _handlers(self) -> list[logging.Handler]:
+        return self.handlers
+
+    def _send(self, handlers: Callable[[], list[logging.Handler]], record: CapsuleRecord) -> None:
+        if self._writer is not None:
+            self._writer.submit(handlers, record)
+        else:
+            self._delivery.deliver(handlers(), record)
+
+    def record_failure(
+        self,
+        outcome: str,
+        reason: str,
+        *,
+        schema_id: str | None = None,
+        version: object = None,
+        size: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        """Count an event that was not recorded and write its description to failed_handlers.
+
+        The description holds the reason, schema id, version, size and failing field path,
+        never the event's values.
+        """
+        self.count(schema_id or "(unknown)", outcome)
+        if not self.failed_handlers:
+            return
+        failure = {"__timestamp__": _now(), "outcome": outcome, "reason": reason,
+                   "schema_id": schema_id, "version": version, "size": size, "field": field}  # fmt: skip
+        line = _encode(failure)
+        self._send(lambda: self.failed_handlers, CapsuleRecord(FAILED_RECORD_NAME, failure, line))
+
     def flush(self, timeout: float | None = None) -> bool:
         """Write every queued event and flush each handler; return False on timeout."""
         done = self._writer.flush(timeout) if self._writer is not None else True
-        for handler in self.handlers:
+        for handler in [*self.handlers, *self.failed_handlers]:
             try:
                 handler.flush()
             except Exception as e:
@@ -326,11 +416,8 @@ class EventLog(LoggingConfigurable):
         return self._writer.pending if self._writer is not None else 0
 
     def _write(self, capsule: dict[str, Any], line: str) -> None:
-        handlers = self.handlers
-        if self._writer is not None:
-            self._writer.submit(CapsuleRecord(RECORD_NAME, capsule, line))
-        elif handlers:
-            self._delivery.deliver(handlers, CapsuleRecord(RECORD_NAME, capsule, line))
+        if self._writer is not None or self.handlers:
+            self._send(self._handlers, CapsuleRecord(RECORD_NAME, capsule, line))
         for listener in self._listeners:
             try:
                 listener(capsule)

@@ -105,7 +105,7 @@ def test_capsule_is_returned_and_written(log: EventLog, sink: Sink) -> None:
     assert TIMESTAMP.match(capsule["__timestamp__"])
     assert capsule["__schema__"] == SCHEMA_ID
     assert capsule["__schema_version__"] == 1
-    assert capsule["__metadata_version__"] == 1
+    assert capsule["__metadata_version__"] == 2
     assert capsule["message"] == "kept"
     assert sink.events == [capsule]
 
@@ -372,3 +372,67 @@ def test_outcomes_are_counted_per_schema(eventlog_factory: Any, tmp_path: Path) 
         (SCHEMA_ID, "sink_failure"): 1,
     }
     disk_full.close()
+
+
+@pytest.mark.parametrize(("redaction", "absent"), [("null", None), ("drop", "missing")])
+def test_context_fields_follow_their_category(
+    eventlog_factory: Any, redaction: str, absent: str | None
+) -> None:
+    context = {
+        "__user__": "ada",
+        "__event_time__": "2026-01-01T00:00:00.000000Z",
+        "__client_id__": "c1",
+    }
+    log = eventlog_factory(allowed_schemas=[SCHEMA_ID], redaction=redaction)
+    log.register_schema(make_schema(**PROPS))
+    capsule = log.record_event(SCHEMA_ID, 1, {"action": "open"}, context=context)
+    assert capsule["__event_time__"] == context["__event_time__"]
+    assert capsule["__client_id__"] == "c1"
+    assert capsule.get("__user__", "missing") == absent
+    log.allowed_schemas = {SCHEMA_ID: {"allowed_categories": ["user-identifier"]}}
+    assert log.record_event(SCHEMA_ID, 1, {}, context=context)["__user__"] == "ada"
+
+
+def test_unknown_context_field_is_refused(log: EventLog) -> None:
+    with pytest.raises(ValueError, match="unknown capsule field '__x__'"):
+        log.record_event(SCHEMA_ID, 1, {}, context={"__x__": 1})
+
+
+def test_unrestricted_only_overrides_the_allow_list(eventlog_factory: Any) -> None:
+    props = {**PROPS, "user": {"type": "string", "categories": ["user-identifier"]}}
+    log = eventlog_factory(
+        allowed_schemas={
+            SCHEMA_ID: {"allowed_categories": ["user-identifier"], "allowed_properties": ["user"]}
+        }
+    )
+    log.register_schema(make_schema(**props))
+    assert (
+        log.record_event(SCHEMA_ID, 1, {"user": "ada"}, context={"__user__": "ada"})["user"]
+        == "ada"
+    )
+    log.unrestricted_only = True
+    capsule = log.record_event(
+        SCHEMA_ID, 1, {"action": "open", "user": "ada"}, context={"__user__": "ada"}
+    )
+    assert (capsule["action"], capsule["user"], capsule["__user__"]) == ("open", None, None)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_failures_go_to_failed_handlers_without_values(
+    eventlog_factory: Any, background: bool
+) -> None:
+    failed = Sink()
+    log = eventlog_factory(failed_handlers=[failed.handler], background=background)
+    log.record_failure(
+        "rejected", "invalid", schema_id=SCHEMA_ID, version="1", size=120, field="action"
+    )
+    log.record_failure("rate_limited", "over the rate limit")
+    log.flush(timeout=5)
+    first, second = failed.events
+    assert {k: v for k, v in first.items() if k != "__timestamp__"} == {
+        "outcome": "rejected", "reason": "invalid", "schema_id": SCHEMA_ID, "version": "1",
+        "size": 120, "field": "action",
+    }  # fmt: skip
+    assert TIMESTAMP.match(first["__timestamp__"])
+    assert (second["outcome"], second["schema_id"]) == ("rate_limited", None)
+    assert log.outcomes() == {(SCHEMA_ID, "rejected"): 1, ("(unknown)", "rate_limited"): 1}

@@ -41,7 +41,7 @@ def test_events_arrive_as_structured_log_records() -> None:
     assert first["attributes"] == {
         "jupyter.event.schema": SCHEMA_ID,
         "jupyter.event.schema_version": "1",
-        "jupyter.event.metadata_version": 1,
+        "jupyter.event.metadata_version": 2,
     }
     assert first["time_unix_nano"] == int(when.timestamp()) * 10**9 + 250_000_000
     assert (first["event_name"], first["severity_text"], first["scope"]) == (

@@ -388,8 +388,15 @@ class EventLog(LoggingConfigurable):
         self.count(schema_id or "(unknown)", outcome)
         if not self.failed_handlers:
             return
-        failure = {"__timestamp__": _now(), "outcome": outcome, "reason": reason,
-                   "schema_id": schema_id, "version": version, "size": size, "field": field}  # fmt: skip
+        failure = {
+            "__timestamp__": _now(),
+            "outcome": outcome,
+            "reason": reason,
+            "schema_id": schema_id,
+            "version": version,
+            "size": size,
+            "field": field,
+        }
         line = _encode(failure)
         self._send(lambda: self.failed_handlers, CapsuleRecord(FAILED_RECORD_NAME, failure, line))
 

@@ -1,0 +1,40 @@
+import { Token } from '@lumino/coreutils';
+
+/**
+ * One event for the server's `POST api/telemetry/events`.
+ */
+export interface ITelemetryEvent {
+  /** The schema's `$id`, as `GET api/telemetry/schemas` lists it. */
+  schema_id: string;
+  /** The schema version; `1` and `"1"` are the same version. */
+  version: number | string;
+  /** The event's data, valid against the schema. */
+  data: Record<string, unknown>;
+  /** A client id (at most 128 characters) the server uses to drop duplicates; made if omitted. */
+  id?: string;
+}
+
+/**
+ * The telemetry client: records events, batches them and posts them to the server.
+ */
+export interface ITelemetry {
+  /**
+   * Queue an event. Events of schemas the server does not record are dropped here; nothing
+   * else is checked client-side. Returns at once: sending happens in the background.
+   */
+  record(event: ITelemetryEvent): void;
+
+  /**
+   * Send the queued events now. Resolves when they were sent, or when a failure scheduled
+   * a retry; never rejects.
+   */
+  flush(): Promise<void>;
+}
+
+/**
+ * The token of the telemetry client, shared by every extension that requires it.
+ */
+export const ITelemetry = new Token<ITelemetry>(
+  'jupyter-telemetry-ext:ITelemetry',
+  'Records telemetry events and posts them, batched, to the jupyter_telemetry_ext server extension.'
+);

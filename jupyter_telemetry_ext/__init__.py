@@ -24,6 +24,13 @@ __all__ = [
 ]
 
 
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """Return the server extension's entry point (imported only by jupyter_server)."""
+    from .app import TelemetryExtension
+
+    return [{"module": "jupyter_telemetry_ext.app", "app": TelemetryExtension}]
+
+
 def __getattr__(name: str) -> Any:
     """Import the validation error class on first use (jsonschema is slow to import)."""
     if name == "EventValidationError":

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, cast
 
 import pytest
+from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
 
@@ -67,3 +69,80 @@ def eventlog_factory(sink: Sink) -> Iterator[Any]:
     yield make
     for log in logs:
         log.close()
+
+
+# The server extension (TelemetryExtension) under pytest-jupyter.
+
+FRONTEND_ID = "test.frontend/example"
+UNLISTED_ID = "test.frontend/unlisted"
+SERVER_ID = "test.server/kernel"
+SHIPPED_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+STRING = {"type": "string"}
+
+
+def frontend_schema(schema_id: str = FRONTEND_ID, version: Any = 1) -> dict[str, Any]:
+    """Return a schema open to frontends, with a personal `path` and a nested array."""
+    schema = make_schema(
+        schema_id,
+        version,
+        action={"enum": ["open", "close"], "categories": ["unrestricted"]},
+        count={"type": "integer", "categories": ["unrestricted"]},
+        path={"type": "string", "categories": ["user-identifiable-information"]},
+        model={"type": "object", "properties": {"paths": {"type": "array", "items": STRING}}},
+    )
+    return {**schema, "frontend": True, "additionalProperties": False}
+
+
+@pytest.fixture
+def telemetry_schema_dir(tmp_path: Path) -> Path:
+    """A folder of test schemas: frontend v1 and v2, a frontend one not allowed, a server one."""
+    folder = tmp_path / "telemetry-schemas"
+    schemas = {
+        "example/v1.json": frontend_schema(),
+        "example/v2.json": frontend_schema(version=2),
+        "unlisted.json": frontend_schema(UNLISTED_ID),
+        "server.yaml": make_schema(SERVER_ID),
+    }
+    for name, schema in schemas.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(json.dumps(schema), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def jp_server_config(sink: Sink, telemetry_schema_dir: Path) -> Config:
+    """Enable the extension, require authentication, record the test schemas into `sink`."""
+    return Config(
+        {
+            "ServerApp": {
+                # pytest-jupyter adds terminals unless told; they warn without authentication.
+                "jpserver_extensions": {
+                    "jupyter_telemetry_ext": True,
+                    "jupyter_server_terminals": False,
+                },
+                "allow_unauthenticated_access": False,
+            },
+            "TelemetryExtension": {"schema_paths": [str(telemetry_schema_dir)]},
+            "EventLog": {
+                "handlers": [sink.handler],
+                "allowed_schemas": {FRONTEND_ID: {}, SERVER_ID: {}},
+            },
+        }
+    )
+
+
+@pytest.fixture
+def server_eventlog(jp_serverapp: Any) -> EventLog:
+    """The EventLog that the running server's TelemetryExtension published."""
+    return cast(EventLog, jp_serverapp.web_app.settings["telemetry_eventlog"])
+
+
+@pytest.fixture
+def recorded(server_eventlog: EventLog, sink: Sink) -> Callable[[], list[dict[str, Any]]]:
+    """Return a function that flushes the server's EventLog and returns what `sink` holds."""
+
+    def read() -> list[dict[str, Any]]:
+        assert server_eventlog.flush(5)
+        return sink.events
+
+    return read

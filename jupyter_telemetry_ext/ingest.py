@@ -1,0 +1,262 @@
+"""Reading what frontends post to `api/telemetry/events`: its shape, its limits, each verdict.
+
+Nothing here imports tornado: the handler turns an IngestError into an HTTP error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .delivery import QueueFullError
+from .errors import UnknownSchemaError
+from .eventlog import EventLog
+from .schema import EventSchema
+from .timestamps import TimestampError, parse_timestamp
+from .validation import EventValidationError, json_type
+
+EVENT_KEYS = ("schema_id", "version", "data", "timestamp")
+STATUSES = ("recorded", "filtered", "rejected")
+_SHOWN = 64
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits of a POST: the body and one event in bytes, and events per batch."""
+
+    body: int = 1 << 20
+    batch: int = 500
+    event: int = 32 << 10
+
+
+class IngestError(ValueError):
+    """A posted event (or body) is refused; `status` is the HTTP status that says why."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+        """Keep the HTTP status, and the failing field path if known, beside the message."""
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One posted event: which schema, which version, its data and its optional timestamp."""
+
+    schema_id: str
+    version: str | int
+    data: dict[str, Any]
+    timestamp: datetime | None = None
+
+
+@dataclass
+class BatchResult:
+    """The verdict on each event of a batch, in order."""
+
+    results: list[dict[str, str]] = field(default_factory=list)
+    busy: bool = False
+
+    def model(self) -> dict[str, Any]:
+        """Return the reply: each result, then how many events got each status."""
+        counts = Counter(result["status"] for result in self.results)
+        return {"results": self.results, **{status: counts[status] for status in STATUSES}}
+
+
+def parse_body(body: bytes, limits: Limits) -> dict[str, Any] | list[Any]:
+    """Return the posted event (a dict) or a batch's list of events; raise IngestError."""
+    if len(body) > limits.body:
+        msg = f"the request body is {len(body)} bytes; the limit is {limits.body} bytes"
+        raise IngestError(msg + " (TelemetryExtension.max_body_size)", 413)
+    document = _loads(body)
+    if not isinstance(document, dict):
+        msg = 'the body must be a JSON object: an event or {"events": [...]}'
+        raise IngestError(msg + f" (got {json_type(document)})")
+    return _batch(document, limits) if "events" in document else document
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return json.loads(body, parse_constant=_refuse_constant)
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        msg = f"the body is not valid JSON: {e}"
+        raise IngestError(msg) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
+def _batch(document: dict[str, Any], limits: Limits) -> list[Any]:
+    _refuse_unknown(document, ("events",), 'a batch is {"events": [<event>, ...]}')
+    events = document["events"]
+    if not isinstance(events, list):
+        msg = f"events: must be an array of events (got {json_type(events)})"
+        raise IngestError(msg)
+    if len(events) > limits.batch:
+        msg = f"events: the batch has {len(events)} events; the limit is {limits.batch}"
+        raise IngestError(msg + " (TelemetryExtension.max_batch_events)", 413)
+    return events
+
+
+def parse_event(item: Any, limits: Limits) -> Envelope:
+    """Return the checked envelope of one posted event; raise IngestError."""
+    if not isinstance(item, dict):
+        msg = f"the event must be a JSON object (got {json_type(item)})"
+        raise IngestError(msg)
+    _check_size(item, limits)
+    _refuse_unknown(item, EVENT_KEYS, "an event has schema_id, version, data and timestamp")
+    return Envelope(_schema_id(item), _version(item), _data(item), _timestamp(item))
+
+
+def _check_size(item: dict[str, Any], limits: Limits) -> None:
+    size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > limits.event:
+        msg = f"the event is {size} bytes serialized; the limit is {limits.event} bytes"
+        raise IngestError(msg + " (TelemetryExtension.max_event_size)", 413)
+
+
+def _refuse_unknown(item: dict[str, Any], known: tuple[str, ...], hint: str) -> None:
+    unknown = [key for key in item if key not in known]
+    if unknown:
+        names = ", ".join(repr(key[:_SHOWN]) for key in unknown[:5])
+        msg = f"unknown field {names}: {hint}"
+        raise IngestError(msg)
+
+
+def _required(item: dict[str, Any], key: str) -> Any:
+    if key not in item:
+        msg = f"{key}: is required"
+        raise IngestError(msg)
+    return item[key]
+
+
+def _schema_id(item: dict[str, Any]) -> str:
+    value = _required(item, "schema_id")
+    if not isinstance(value, str) or not value:
+        msg = f"schema_id: must be a non-empty string (got {json_type(value)})"
+        raise IngestError(msg)
+    return value
+
+
+def _version(item: dict[str, Any]) -> str | int:
+    value = _required(item, "version")
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+        msg = f"version: must be a non-empty string or an integer (got {json_type(value)})"
+        raise IngestError(msg)
+    return value
+
+
+def _data(item: dict[str, Any]) -> dict[str, Any]:
+    value = _required(item, "data")
+    if not isinstance(value, dict):
+        msg = f"data: must be an object (got {json_type(value)})"
+        raise IngestError(msg)
+    return value
+
+
+def _timestamp(item: dict[str, Any]) -> datetime | None:
+    value = item.get("timestamp")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        msg = f"timestamp: must be a string (got {json_type(value)})"
+        raise IngestError(msg)
+    try:
+        return parse_timestamp(value)
+    except TimestampError as e:
+        msg = f"timestamp: {e}"
+        raise IngestError(msg) from None
+
+
+def frontend_schema(eventlog: EventLog, envelope: Envelope) -> EventSchema:
+    """Return the event's schema when frontends may post it; raise IngestError (400 or 403)."""
+    try:
+        schema = eventlog.get_schema(envelope.schema_id, envelope.version)
+    except UnknownSchemaError:
+        raise _unknown(eventlog, envelope.schema_id) from None
+    if not schema.frontend:
+        msg = (
+            f"schema_id: the schema {schema.id!r} is not open to frontends; a schema opts in "
+            "with the top-level key `frontend: true`"
+        )
+        raise IngestError(msg, 403)
+    return schema
+
+
+def _unknown(eventlog: EventLog, schema_id: str) -> IngestError:
+    """Name the registered versions of a known id; never echo an unknown id (it is user data)."""
+    versions = sorted(str(s.version) for s in eventlog.schemas if s.id == schema_id)
+    if versions:
+        msg = f"version: schema {schema_id!r} has no such version (has {', '.join(versions)})"
+        return IngestError(msg, field="version")
+    msg = "schema_id: no schema with this id is registered; GET api/telemetry/schemas lists them"
+    return IngestError(msg, field="schema_id")
+
+
+def record(eventlog: EventLog, envelope: Envelope) -> str:
+    """Validate and record one event; return "recorded" or "filtered", or raise IngestError."""
+    schema = frontend_schema(eventlog, envelope)
+    try:
+        schema.validate(envelope.data)
+        capsule = eventlog.record_checked(schema, envelope.data, envelope.timestamp)
+    except EventValidationError as e:
+        field_path = _data_path(e.field)
+        msg = f"{field_path}: {e.reason}"
+        raise IngestError(msg, field=field_path) from None
+    except QueueFullError:
+        msg = "the server's event queue is full; retry later"
+        raise IngestError(msg, 503) from None
+    return "filtered" if capsule is None else "recorded"
+
+
+def _data_path(field_path: str) -> str:
+    if field_path == "(event)":
+        return "data"
+    return f"data{field_path}" if field_path.startswith("[") else f"data.{field_path}"
+
+
+def post_event(eventlog: EventLog, item: Any, limits: Limits) -> str:
+    """Check and record one posted event; report a refusal to the failed-events channel."""
+    try:
+        return record(eventlog, parse_event(item, limits))
+    except IngestError as e:
+        report(eventlog, e, item)
+        raise
+
+
+def report(eventlog: EventLog, error: IngestError, item: Any = None) -> None:
+    """Count a refused post and describe it to `EventLog.failed_handlers`, without its values."""
+    schema = _registered(eventlog, item)
+    eventlog.record_failure(
+        "queue_full" if error.status == 503 else "rejected",
+        str(error),
+        schema_id=schema.id if schema else None,
+        version=schema.version if schema else None,
+        field=error.field,
+    )
+
+
+def _registered(eventlog: EventLog, item: Any) -> EventSchema | None:
+    """Return the registered schema a posted item names (unknown ids are not counted by name)."""
+    if not isinstance(item, dict) or not isinstance(item.get("schema_id"), str):
+        return None
+    try:
+        return eventlog.get_schema(item["schema_id"], item.get("version"))
+    except UnknownSchemaError:
+        return None
+
+
+def record_batch(eventlog: EventLog, items: list[Any], limits: Limits) -> BatchResult:
+    """Record each event of a batch on its own; one bad event does not reject the others."""
+    batch = BatchResult()
+    for item in items:
+        try:
+            batch.results.append({"status": post_event(eventlog, item, limits)})
+        except IngestError as e:
+            batch.results.append({"status": "rejected", "error": str(e)})
+            batch.busy = batch.busy or e.status == 503
+    return batch

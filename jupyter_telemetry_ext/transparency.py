@@ -1,0 +1,195 @@
+"""The transparency page's model: what each schema records, where it goes, what the server adds.
+
+Nothing here imports tornado: the page handler renders this model with a Jinja template.
+Marks come from the same redaction plan the EventLog applies (`Redactor.plan`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .allowlist import SchemaRule, parse_allowed_schemas
+from .categories import UNRESTRICTED, USER_IDENTIFIABLE_INFORMATION, CategoryNode
+from .eventlog import CONTEXT_FIELDS, EventLog
+from .redaction import KEEP, REDACT, Descend, Redactor, Step
+from .schema import EventSchema, version_key
+
+KEEP_MARK, REDACT_MARK, DROP_MARK, PARTIAL_MARK, OFF_MARK = "keep", "redact", "drop", "partial", ""
+OTHER_FIELDS = "(any other field)"
+EACH_ITEM = "(each item)"
+_STANDARD_STREAMS = {"<stderr>", "<stdout>"}
+
+
+@dataclass(frozen=True)
+class PropertyView:
+    """One property: its categories and what is recorded of it (a mark; "" when not recorded)."""
+
+    name: str
+    description: str
+    categories: tuple[str, ...]
+    mark: str
+    children: tuple[PropertyView, ...] = ()
+
+
+@dataclass(frozen=True)
+class SchemaView:
+    """One schema version as the page shows it."""
+
+    id: str
+    version: str | int
+    title: str
+    description: str
+    frontend: bool
+    allowed: bool
+    actions: tuple[str, ...]
+    user_kept: bool
+    properties: tuple[PropertyView, ...]
+
+
+@dataclass(frozen=True)
+class HandlerView:
+    """Where events go: a handler's class and, for a file, its path (never anything else)."""
+
+    kind: str
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class PageModel:
+    """Everything the transparency page shows."""
+
+    schemas: tuple[SchemaView, ...]
+    handlers: tuple[HandlerView, ...]
+    failed_handlers: tuple[HandlerView, ...]
+    identity: str
+    redaction: str
+    unrestricted_only: bool
+
+    @property
+    def recorded(self) -> tuple[SchemaView, ...]:
+        """Return the schema versions the allow-list records."""
+        return tuple(schema for schema in self.schemas if schema.allowed)
+
+
+def page_model(eventlog: EventLog, identity: str = "none") -> PageModel:
+    """Return the page's model for an EventLog under its current allow-list."""
+    rules = parse_allowed_schemas(eventlog.allowed_schemas)
+    schemas = sorted(eventlog.schemas, key=_order)
+    return PageModel(
+        schemas=tuple(schema_view(s, _rule(rules, s.id, eventlog), eventlog) for s in schemas),
+        handlers=tuple(handler_view(h) for h in eventlog.handlers),
+        failed_handlers=tuple(handler_view(h) for h in eventlog.failed_handlers),
+        identity=str(identity),
+        redaction=eventlog.redaction,
+        unrestricted_only=eventlog.unrestricted_only,
+    )
+
+
+def _order(schema: EventSchema) -> tuple[str, int, int, str]:
+    key = version_key(schema.version)
+    return (schema.id, 1, int(key), "") if key.isdigit() else (schema.id, 0, 0, key)
+
+
+def _rule(rules: Mapping[str, SchemaRule], schema_id: str, eventlog: EventLog) -> SchemaRule | None:
+    """Return the rule the EventLog applies to a schema id (as `unrestricted_only` narrows it)."""
+    rule = rules.get(schema_id)
+    if rule is not None and eventlog.unrestricted_only:
+        return rule.restricted_to_unrestricted()
+    return rule
+
+
+def schema_view(schema: EventSchema, rule: SchemaRule | None, eventlog: EventLog) -> SchemaView:
+    """Return a schema's view: each property's categories and mark under `rule` (None: off)."""
+    default = frozenset({USER_IDENTIFIABLE_INFORMATION if schema.personal_data else UNRESTRICTED})
+    top = _plan(schema, rule, eventlog.redaction)
+    marks = _Marks(eventlog.redaction, recorded=rule is not None)
+    properties = marks.children(schema.categories, top, default, _descriptions(schema.document))
+    if schema.document.get("additionalProperties") is not False:
+        other = schema.categories.other_keys or CategoryNode()
+        properties += (marks.view(OTHER_FIELDS, "", other, top.other_keys, default),)
+    return SchemaView(
+        id=schema.id,
+        version=schema.version,
+        title=schema.title,
+        description=schema.description,
+        frontend=schema.frontend,
+        allowed=rule is not None,
+        actions=tuple(sorted(rule.actions)) if rule else (),
+        user_kept=rule is not None and CONTEXT_FIELDS["__user__"] in rule.categories,
+        properties=properties,
+    )
+
+
+def _plan(schema: EventSchema, rule: SchemaRule | None, redaction: str) -> Descend:
+    """Return the EventLog's redaction plan of the schema's top level (empty when not allowed)."""
+    if rule is None:
+        return Descend()
+    drop = redaction == "drop"
+    tree = schema.categories
+    return Redactor.plan(tree, rule, personal_data=schema.personal_data, drop=drop).top
+
+
+def _descriptions(document: Mapping[str, Any]) -> dict[str, str]:
+    properties = document.get("properties")
+    if not isinstance(properties, Mapping):
+        return {}
+    return {
+        str(name): str(sub.get("description", "")) if isinstance(sub, Mapping) else ""
+        for name, sub in properties.items()
+    }
+
+
+class _Marks:
+    """Turns a redaction plan into marks, walking it beside the category tree."""
+
+    def __init__(self, redaction: str, *, recorded: bool) -> None:
+        self.redacted = DROP_MARK if redaction == "drop" else REDACT_MARK
+        self.recorded = recorded
+
+    def mark(self, step: Step, *, item: bool = False) -> str:
+        """Return the mark of one planned step (a redacted array item is null, never dropped)."""
+        if not self.recorded:
+            return OFF_MARK
+        if step is KEEP:
+            return KEEP_MARK
+        if step is REDACT:
+            return REDACT_MARK if item else self.redacted
+        return PARTIAL_MARK
+
+    def view(
+        self, name: str, description: str, node: CategoryNode, step: Step, inherited: frozenset[str]
+    ) -> PropertyView:
+        """Return the view of one place: its effective categories, mark and planned children."""
+        categories = node.categories if node.categories is not None else inherited
+        children: tuple[PropertyView, ...] = ()
+        if isinstance(step, Descend):
+            children = self.children(node, step, categories, {})
+            if node.other_keys is not None:
+                other = self.view(OTHER_FIELDS, "", node.other_keys, step.other_keys, categories)
+                children += (other,)
+            if node.items is not None:
+                children += (self.view(EACH_ITEM, "", node.items, step.items, categories),)
+        mark = self.mark(step, item=name == EACH_ITEM)
+        return PropertyView(name, description, tuple(sorted(categories)), mark, children)
+
+    def children(
+        self, node: CategoryNode, step: Descend, inherited: frozenset[str], text: dict[str, str]
+    ) -> tuple[PropertyView, ...]:
+        """Return the views of a node's named properties, described by `text`."""
+        return tuple(
+            self.view(name, text.get(name, ""), sub, step.properties.get(name, KEEP), inherited)
+            for name, sub in node.properties.items()
+        )
+
+
+def handler_view(handler: logging.Handler) -> HandlerView:
+    """Describe a handler by its class; only a file's path, or a standard stream, is shown."""
+    cls = type(handler)
+    kind = cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+    if isinstance(handler, logging.FileHandler):
+        return HandlerView(kind, handler.baseFilename)
+    name = getattr(getattr(handler, "stream", None), "name", None)
+    return HandlerView(kind, name if name in _STANDARD_STREAMS else None)

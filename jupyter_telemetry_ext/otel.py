@@ -43,7 +43,6 @@ class OTLPEventHandler(logging.Handler):
         """Export to `endpoint` (or through `logger_provider` when given)."""
         super().__init__(level)
         self.provider = logger_provider or _provider(endpoint, headers, service_name, timeout)
-        self._owns_provider = logger_provider is None
         self._logger = self.provider.get_logger(SCOPE)
         self.flush_timeout_ms = flush_timeout_ms
 
@@ -60,10 +59,14 @@ class OTLPEventHandler(logging.Handler):
         self.provider.force_flush(self.flush_timeout_ms)
 
     def close(self) -> None:
-        """Flush and, when this handler made the provider, shut it down."""
+        """Flush; the handler stays usable, as a FileHandler does.
+
+        `logging.config.dictConfig` (run by every traitlets application when it sets up its
+        logging) closes every handler in the process, including those made in config files:
+        shutting the provider down here would silence the handler for good. The provider
+        shuts itself down when the process exits.
+        """
         self.flush()
-        if self._owns_provider:
-            self.provider.shutdown()
         super().close()
 
 

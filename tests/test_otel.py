@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import signal
 from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.otel import OTLPEventHandler
-from tests.conftest import make_schema
+from tests.conftest import frontend_schema, make_schema
 from tests.otlp_receiver import Receiver
+from tests.test_shutdown import EXAMPLE, Server, servers  # noqa: F401 - the fixture
 
 SCHEMA_ID = "https://events.example.org/notebook/v1"
 PROPS = {
@@ -74,3 +80,38 @@ def test_unreachable_collector_never_reaches_the_caller() -> None:
     assert log.record_event(SCHEMA_ID, "1", {"action": "open"}) is not None
     log.flush()
     handler.close()
+
+
+OTEL_CONFIG = """
+from jupyter_telemetry_ext.otel import OTLPEventHandler
+
+c.ServerApp.jpserver_extensions = {{"jupyter_telemetry_ext": True}}
+c.TelemetryExtension.schema_paths = [{schemas!r}]
+c.EventLog.handlers = [OTLPEventHandler({endpoint!r}, service_name="otel-test")]
+c.EventLog.allowed_schemas = ["test.frontend/example"]
+"""
+
+
+def test_server_flushes_otlp_records_at_shutdown(
+    tmp_path: Path,
+    servers: list[Server],  # noqa: F811 - the fixture imported from test_shutdown
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "example.json").write_text(json.dumps(frontend_schema()), "utf-8")
+    # Batches would wait a minute: what arrives before the server exits was flushed at stop.
+    monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "60000")
+    with Receiver() as receiver:
+        (tmp_path / "config").mkdir()
+        config = OTEL_CONFIG.format(schemas=str(schemas), endpoint=receiver.endpoint)
+        (tmp_path / "config" / "jupyter_server_config.py").write_text(config, "utf-8")
+        server = Server(tmp_path)
+        servers.append(server)
+        posted = [{**EXAMPLE, "data": {"action": "open", "count": n}} for n in range(20)]
+        status, reply = server.request("POST", "/api/telemetry/events", {"events": posted})
+        assert (status, reply["recorded"]) == (200, 20)
+        assert receiver.records == []
+        assert server.stop(signal.SIGTERM) == 0
+    assert sorted(r["body"]["count"] for r in receiver.records) == list(range(20))
+    assert {r["resource"]["service.name"] for r in receiver.records} == {"otel-test"}

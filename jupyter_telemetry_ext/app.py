@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+from datetime import timedelta
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
-from traitlets import Bool, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from ._version import __version__
+from .dedupe import RecentIds
 from .discovery import register_discovered, schema_folders
 from .eventlog import EventLog
-from .handlers import BUFFER_SETTING, EVENTLOG_SETTING, LIMITS_SETTING, default_handlers
+from .handlers import (
+    BUFFER_SETTING,
+    EVENTLOG_SETTING,
+    LIMITS_SETTING,
+    POLICY_SETTING,
+    default_handlers,
+)
+from .identity import load_or_create_secret
 from .ingest import Limits
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
+from .ratelimit import RateLimiter
+from .reception import Policy
 from .server_events import forward_server_events
 
 
@@ -78,6 +89,71 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         False: leave them to jupyter_server's own event logger only.""",
     ).tag(config=True)
 
+    rate_limit = Float(
+        20.0,
+        min=0.0,
+        help="""Requests a second each user may send to POST api/telemetry/events, on average
+        (default 20; a batch is one request); over it the answer is 429 with `Retry-After`,
+        other users are unaffected, and the refusal is counted (`rate_limited`).
+        0: no limit.""",
+    ).tag(config=True)
+
+    rate_burst = Int(
+        100,
+        min=1,
+        help="""Requests a user may send at once before `rate_limit` applies: the size of each
+        user's token bucket (default 100). At least 1.""",
+    ).tag(config=True)
+
+    duplicate_window = Float(
+        86400.0,
+        min=0.0,
+        help="""Seconds during which a repeat of an event `id` a user already had recorded is
+        answered `duplicate` and not written again (default 86400, 24 h), so that clients may
+        retry safely. 0: ids are not remembered (a retry is recorded again).""",
+    ).tag(config=True)
+
+    duplicate_capacity = Int(
+        100_000,
+        min=1,
+        help="""Most event ids remembered for `duplicate_window` (default 100000); beyond it the
+        oldest are forgotten, so memory stays bounded. At least 1.""",
+    ).tag(config=True)
+
+    event_time_window = Float(
+        86400.0,
+        min=0.0,
+        help="""Seconds an event's `timestamp` (corrected by the batch's `sent_at`) may be away
+        from the server's receive time (default 86400, 24 h); an event further off is rejected
+        with the reason. 0: any time is accepted.""",
+    ).tag(config=True)
+
+    record_user = Enum(
+        ["none", "hashed", "username"],
+        default_value="none",
+        help="""Whether the server adds who posted each event, as the capsule field `__user__`
+        (a `user-identifier`: kept only where the allow-list allows that category): "none" (the
+        default) adds nothing; "hashed" adds an HMAC-SHA256 of the authenticated user name
+        keyed by `user_hash_secret`; "username" adds the name. Never taken from the client.""",
+    ).tag(config=True)
+
+    user_hash_secret = Unicode(
+        "",
+        help="""The key of the "hashed" `record_user` mode. Empty (the default): a random key
+        is generated once and kept in the Jupyter data dir, in the file
+        `jupyter_telemetry_ext_user_secret` (mode 0600); set the same key on every server
+        whose hashes must match (e.g. all of a JupyterHub's single-user servers).""",
+    ).tag(config=True)
+
+    reply_after_write = Bool(
+        False,
+        help="""True: POST api/telemetry/events answers only after the EventLog handlers wrote
+        (and flushed) its events, so an event that got a 2xx survives even a SIGKILL of the
+        server, at the cost of latency. False (the default): it answers once the events are
+        queued; a SIGKILL loses the events still queued (see `jupyter_telemetry_queue_pending`),
+        while SIGTERM and Ctrl-C write them first.""",
+    ).tag(config=True)
+
     eventlog: EventLog
     metrics: TelemetryCollector | None = None
 
@@ -112,12 +188,36 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
                 EVENTLOG_SETTING: self.eventlog,
                 LIMITS_SETTING: limits,
                 BUFFER_SETTING: self.subscriber_buffer,
+                POLICY_SETTING: self._policy(),
             }
         )
         if self.server_events and self.serverapp is not None:
             forwarded = forward_server_events(self.serverapp.event_logger, self.eventlog, self.log)
             self.log.info("Telemetry: recording %d server event schemas", len(forwarded))
         self.metrics = register(self.eventlog)
+
+    def _policy(self) -> Policy:
+        """Return the rules for posts: rate limit, duplicate ids, clock window, identity."""
+        recent = None
+        if self.duplicate_window > 0:
+            recent = RecentIds(self.duplicate_window, self.duplicate_capacity)
+        window = timedelta(seconds=self.event_time_window) if self.event_time_window else None
+        return Policy(
+            limiter=RateLimiter(self.rate_limit, self.rate_burst),
+            recent=recent,
+            window=window,
+            record_user=self.record_user,
+            secret=self._user_secret(),
+            reply_after_write=self.reply_after_write,
+        )
+
+    def _user_secret(self) -> bytes:
+        """Return the key of hashed user names: configured, or kept in the data dir."""
+        if self.record_user != "hashed":
+            return b""
+        if self.user_hash_secret:
+            return self.user_hash_secret.encode()
+        return load_or_create_secret(Path(self.data_dir))
 
     def initialize_handlers(self) -> None:
         """Add the REST routes and the websocket (relative: the server adds its base_url)."""

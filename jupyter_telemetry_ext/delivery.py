@@ -70,6 +70,7 @@ class Delivery:
         self.failures: Counter[logging.Handler] = Counter()
         self.schema_failures: Counter[str] = Counter()
         self._watched: set[logging.Handler] = set()
+        self._lock = threading.Lock()  # each handler's thread may report its failures
 
     def deliver(self, handlers: Iterable[logging.Handler], record: CapsuleRecord) -> None:
         """Hand the record to every handler whose level lets it through."""
@@ -108,10 +109,12 @@ class Delivery:
         record: logging.LogRecord | None = None,
     ) -> None:
         """Count one failure (per handler and per schema); log each handler's first one."""
-        self.failures[handler] += 1
-        if isinstance(record, CapsuleRecord):
-            self.schema_failures[record.schema_id] += 1
-        if self.failures[handler] == 1:
+        with self._lock:
+            self.failures[handler] += 1
+            if isinstance(record, CapsuleRecord):
+                self.schema_failures[record.schema_id] += 1
+            first = self.failures[handler] == 1
+        if first:
             self.log.error(
                 "Event handler %r failed; its later failures are counted, not logged",
                 handler,
@@ -119,59 +122,93 @@ class Delivery:
             )
 
 
-_Item = tuple[Callable[[], list[logging.Handler]], CapsuleRecord]
-
-
 class QueueFullError(RuntimeError):
     """The background writer's queue is full: the event was not accepted."""
 
 
-class BackgroundWriter:
-    """Delivers records on a thread of its own, so that a slow handler never blocks the caller."""
+_Item = CapsuleRecord | threading.Event | None
 
-    def __init__(self, delivery: Delivery, size: int) -> None:
-        """Deliver through `delivery`, queueing at most `size` records."""
-        self._delivery = delivery
-        self._queue: queue.Queue[_Item | threading.Event | None] = queue.Queue(size)
-        self._thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
-        self._thread.start()
 
-    @property
-    def pending(self) -> int:
-        """Return how many records wait to be written."""
-        return self._queue.qsize()
+class _Lane:
+    """One handler's queue and thread: a handler that blocks holds up no other handler."""
 
-    def submit(self, handlers: Callable[[], list[logging.Handler]], record: CapsuleRecord) -> None:
-        """Queue a record for `handlers()`; raise QueueFullError when the queue is full."""
-        try:
-            self._queue.put_nowait((handlers, record))
-        except queue.Full:
-            msg = (
-                f"the event queue is full ({self._queue.maxsize} events waiting for slow handlers)"
-            )
-            raise QueueFullError(msg) from None
-
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record queued so far is written; return False on timeout."""
-        if not self._thread.is_alive():
-            return self._queue.empty()
-        done = threading.Event()
-        self._queue.put(done)
-        return done.wait(timeout)
-
-    def close(self, timeout: float | None = None) -> None:
-        """Write what is queued, then stop the thread."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout)
+    def __init__(self, delivery: Delivery, handler: logging.Handler, size: int) -> None:
+        self.delivery, self.handler = delivery, handler
+        self.queue: queue.Queue[_Item] = queue.Queue(size)
+        self.thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
+        self.thread.start()
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            item = self.queue.get()
             if item is None:
                 return
             if isinstance(item, threading.Event):
                 item.set()
             else:
-                handlers, record = item
-                self._delivery.deliver(handlers(), record)
+                self.delivery.deliver([self.handler], item)
+
+
+class BackgroundWriter:
+    """Delivers records on threads of their own, one per handler, never on the caller's."""
+
+    def __init__(self, delivery: Delivery, size: int) -> None:
+        """Deliver through `delivery`, queueing at most `size` records for each handler."""
+        self._delivery = delivery
+        self._size = size
+        self._lanes: dict[logging.Handler, _Lane] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        """Return how many records wait to be written (by the slowest handler)."""
+        return max((lane.queue.qsize() for lane in list(self._lanes.values())), default=0)
+
+    def submit(self, handlers: Callable[[], list[logging.Handler]], record: CapsuleRecord) -> None:
+        """Queue a record for each of `handlers()`; raise QueueFullError if any queue is full."""
+        with self._lock:
+            lanes = [self._lane(handler) for handler in handlers()]
+            if any(lane.queue.full() for lane in lanes):
+                msg = f"the event queue is full ({self._size} events waiting for a slow handler)"
+                raise QueueFullError(msg)
+            for lane in lanes:
+                lane.queue.put_nowait(record)
+
+    def _lane(self, handler: logging.Handler) -> _Lane:
+        lane = self._lanes.get(handler)
+        if lane is None:
+            lane = self._lanes[handler] = _Lane(self._delivery, handler, self._size)
+        return lane
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record queued so far is written; return False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        marks = []
+        for lane in list(self._lanes.values()):
+            if not lane.thread.is_alive():
+                if not lane.queue.empty():
+                    return False
+                continue
+            done = threading.Event()
+            try:
+                lane.queue.put(done, timeout=_left(deadline))
+            except queue.Full:
+                return False
+            marks.append(done)
+        return all(done.wait(_left(deadline)) for done in marks)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write what is queued, then stop the threads."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for lane in list(self._lanes.values()):
+            if lane.thread.is_alive():
+                try:
+                    lane.queue.put(None, timeout=_left(deadline))
+                except queue.Full:
+                    continue
+                lane.thread.join(_left(deadline))
+
+
+def _left(deadline: float | None) -> float | None:
+    """Return the seconds left until `deadline` (None: no deadline)."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

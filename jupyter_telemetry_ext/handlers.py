@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 from typing import Any, cast
 
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -12,7 +13,18 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web, websocket
 
 from .eventlog import EventLog
-from .ingest import IngestError, Limits, parse_body, post_event, record_batch, report
+from .ingest import (
+    IngestError,
+    Limits,
+    Posted,
+    body_too_large,
+    parse_body,
+    post_event,
+    record_batch,
+    report,
+)
+from .ratelimit import RateLimiter
+from .reception import Policy, Reception
 from .schema import EventSchema
 from .subscribe import Subscription
 
@@ -20,7 +32,13 @@ AUTH_RESOURCE = "telemetry"
 EVENTLOG_SETTING = "telemetry_eventlog"
 LIMITS_SETTING = "telemetry_limits"
 BUFFER_SETTING = "telemetry_subscriber_buffer"
+POLICY_SETTING = "telemetry_policy"
 RETRY_AFTER_SECONDS = 1
+WRITE_TIMEOUT_SECONDS = 30.0
+# The body is always parsed as JSON. Besides application/json, the types generic clients declare
+# for a string body are let through rather than break them: text/plain (a browser's fetch and
+# sendBeacon, JupyterLab's ServerConnection) and form-urlencoded (curl -d, tornado's client).
+JSON_CONTENT_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
 
 
 def _order(schema: EventSchema) -> tuple[str, int, int, str]:
@@ -42,45 +60,138 @@ class TelemetryMixin:
 
 
 class TelemetryHandler(TelemetryMixin, APIHandler):
-    """Base handler of the REST routes: JSON errors, `Retry-After` on 503."""
+    """Base handler of the REST routes: JSON errors, `Retry-After` on 429 and 503."""
+
+    retry_after: int = RETRY_AFTER_SECONDS
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        """Write the JSON error; tell clients when to retry a 503 (a full event queue)."""
-        if status_code == 503:
-            self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+        """Write the JSON error; tell clients when to retry a 429 (a flood) or a 503 (busy)."""
+        if status_code in (429, 503):
+            self.set_header("Retry-After", str(self.retry_after))
         super().write_error(status_code, **kwargs)
 
 
+@web.stream_request_body
 class EventsHandler(TelemetryHandler):
-    """POST api/telemetry/events: one event, or a batch `{"events": [...]}`."""
+    """POST api/telemetry/events: one event, or a batch `{"events": [...]}`.
+
+    The body is streamed, so that a flood (429) or a body over the limit (413) is refused
+    before it is read, whether it has a Content-Length or is chunked.
+    """
+
+    _chunks: list[bytes]
+    _size: int = 0
+    _refused: bool = False
+
+    @property
+    def limits(self) -> Limits:
+        """Return the size limits of a post."""
+        return cast(Limits, self.settings[LIMITS_SETTING])
+
+    @property
+    def policy(self) -> Policy:
+        """Return the rate limit, duplicate window, clock window and identity rules."""
+        return cast(Policy, self.settings[POLICY_SETTING])
+
+    async def prepare(self) -> None:  # type: ignore[override]  # APIHandler's is untyped
+        """Note the receive time; refuse a flood or an announced oversized body at once."""
+        await super().prepare()
+        self._chunks = []
+        self._received_at = datetime.now(timezone.utc)
+        # Without a user `post` answers 401/403: nothing about the body is checked or reported.
+        if self.request.method == "POST" and self.current_user is not None:
+            self._limit_rate()
+            self._check_content_type()
+            self._check_length()
+
+    def _limit_rate(self) -> None:
+        limiter = self.policy.limiter
+        wait = limiter.acquire(self.current_user.username)
+        if wait:
+            self.retry_after = RateLimiter.retry_after(wait)
+            msg = (
+                f"too many requests: the limit is {limiter.rate:g} a second per user, in bursts "
+                f"of {limiter.burst} (TelemetryExtension.rate_limit); retry after "
+                f"{self.retry_after} s"
+            )
+            self.eventlog.record_failure("rate_limited", msg, size=self._announced_length())
+            raise web.HTTPError(429, msg)
+
+    def _check_content_type(self) -> None:
+        kind, _, params = self.request.headers.get("Content-Type", "").lower().partition(";")
+        kind, charset = kind.strip(), params.replace(" ", "").partition("charset=")[2]
+        if kind not in JSON_CONTENT_TYPES or charset.split(";")[0] not in ("", "utf-8"):
+            msg = (
+                "Content-Type must be application/json (or text/plain) in UTF-8, or absent "
+                f"(got {kind[:64]!r}{' with charset ' + repr(charset[:32]) if charset else ''})"
+            )
+            error = IngestError(msg, 415)
+            report(self.eventlog, error)
+            raise web.HTTPError(error.status, msg)
+
+    def _announced_length(self) -> int | None:
+        length = self.request.headers.get("Content-Length", "")
+        return int(length) if length.isdigit() else None
+
+    def _check_length(self) -> None:
+        length = self._announced_length()
+        if length is not None and length > self.limits.body:
+            error = body_too_large(length, self.limits)
+            report(self.eventlog, error)
+            raise web.HTTPError(error.status, str(error))
+
+    def data_received(self, chunk: bytes) -> None:
+        """Keep the body's chunks; answer 413 as soon as they pass the limit."""
+        if self._refused:
+            return
+        self._size += len(chunk)
+        if self._size <= self.limits.body:
+            self._chunks.append(chunk)
+            return
+        self._refused, self._chunks = True, []
+        error = body_too_large(self._size, self.limits)
+        if self.current_user is not None:
+            report(self.eventlog, error)
+        http_error = web.HTTPError(error.status, str(error))
+        self.send_error(error.status, exc_info=(web.HTTPError, http_error, None))
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
         """Record the posted event(s); query arguments are ignored (clients add cache-busters)."""
-        limits = cast(Limits, self.settings[LIMITS_SETTING])
+        reception = self.policy.reception(self.current_user.username, self._received_at)
         try:
-            posted = parse_body(self.request.body, limits)
+            posted = parse_body(b"".join(self._chunks), self.limits)
         except IngestError as e:
             report(self.eventlog, e)
             raise web.HTTPError(e.status, str(e)) from None
+        reception.sent_at = posted.sent_at
         try:
-            if isinstance(posted, list):
-                reply = self._batch(posted, limits)
-            else:
-                reply = self._one(posted, limits)
+            reply = self._reply(posted, reception)
         except IngestError as e:
             raise web.HTTPError(e.status, str(e)) from None
+        if self.policy.reply_after_write:
+            await self._written()
         await self.finish(json.dumps(reply))
 
-    def _one(self, posted: dict[str, Any], limits: Limits) -> dict[str, Any]:
-        return {"status": post_event(self.eventlog, posted, limits)}
-
-    def _batch(self, posted: list[Any], limits: Limits) -> dict[str, Any]:
-        batch = record_batch(self.eventlog, posted, limits)
+    def _reply(self, posted: Posted, reception: Reception) -> dict[str, Any]:
+        if posted.single:
+            return {"status": post_event(self.eventlog, posted.events[0], self.limits, reception)}
+        batch = record_batch(self.eventlog, posted.events, self.limits, reception)
+        if batch.all_rejected:  # 400, with each event's reason as in any batch reply
+            self.set_status(400)
+            first = batch.results[0]["error"]
+            return {"message": f"every event of the batch was rejected; events[0]: {first}",
+                    **batch.model()}  # fmt: skip
         if batch.busy:
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
         return batch.model()
+
+    async def _written(self) -> None:
+        """Wait until the handlers wrote what this request recorded (`reply_after_write`)."""
+        if not await asyncio.to_thread(self.eventlog.flush, WRITE_TIMEOUT_SECONDS):
+            msg = "the events are queued but the handlers did not write them in time; retry"
+            raise web.HTTPError(503, msg)
 
 
 class SchemasHandler(TelemetryHandler):

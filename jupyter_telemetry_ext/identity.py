@@ -27,3 +27,12 @@ def load_or_create_secret(folder: Path) -> bytes:
 def hashed_user(secret: bytes, username: str) -> str:
     """Return an HMAC-SHA256 of the user name: stable for a user, not reversible without the key."""
     return hmac.new(secret, username.encode(), hashlib.sha256).hexdigest()
+
+
+def recorded_user(mode: str, secret: bytes, username: str) -> str | None:
+    """Return the `__user__` value for a mode: None ("none"), the HMAC ("hashed"), or the name."""
+    if mode == "hashed":
+        return hashed_user(secret, username)
+    if mode == "username":
+        return username
+    return None

@@ -6,6 +6,7 @@ Nothing here imports tornado: the handler turns an IngestError into an HTTP erro
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,12 +15,17 @@ from typing import Any
 from .delivery import QueueFullError
 from .errors import UnknownSchemaError
 from .eventlog import EventLog
+from .reception import Reception
 from .schema import EventSchema
 from .timestamps import TimestampError, parse_timestamp
 from .validation import EventValidationError, json_type
 
-EVENT_KEYS = ("schema_id", "version", "data", "timestamp")
-STATUSES = ("recorded", "filtered", "rejected")
+EVENT_KEYS = ("schema_id", "version", "data", "timestamp", "id")
+BATCH_KEYS = ("events", "sent_at")
+STATUSES = ("recorded", "filtered", "duplicate", "rejected")
+MAX_ID_LENGTH = 128
+MAX_DEPTH = 64  # arrays and objects nested in a body; deeper is refused before any recursion
+MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): larger integers are not interoperable
 _SHOWN = 64
 
 
@@ -50,6 +56,16 @@ class Envelope:
     version: str | int
     data: dict[str, Any]
     timestamp: datetime | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Posted:
+    """A parsed body: its events, the client's `sent_at`, and whether it was a single event."""
+
+    events: list[Any]
+    sent_at: datetime | None = None
+    single: bool = False
 
 
 @dataclass
@@ -59,30 +75,90 @@ class BatchResult:
     results: list[dict[str, str]] = field(default_factory=list)
     busy: bool = False
 
+    @property
+    def all_rejected(self) -> bool:
+        """Return True when every event was refused, and none only because the queue was full."""
+        return (
+            bool(self.results)
+            and not self.busy
+            and all(result["status"] == "rejected" for result in self.results)
+        )
+
     def model(self) -> dict[str, Any]:
         """Return the reply: each result, then how many events got each status."""
         counts = Counter(result["status"] for result in self.results)
         return {"results": self.results, **{status: counts[status] for status in STATUSES}}
 
 
-def parse_body(body: bytes, limits: Limits) -> dict[str, Any] | list[Any]:
-    """Return the posted event (a dict) or a batch's list of events; raise IngestError."""
+def body_too_large(size: int, limits: Limits) -> IngestError:
+    """Return the 413 error for a body of `size` bytes (or more) over the limit."""
+    msg = f"the request body is {size} bytes or more; the limit is {limits.body} bytes"
+    return IngestError(msg + " (TelemetryExtension.max_body_size)", 413)
+
+
+def parse_body(body: bytes, limits: Limits) -> Posted:
+    """Return the posted event or batch, with its `sent_at`; raise IngestError."""
     if len(body) > limits.body:
-        msg = f"the request body is {len(body)} bytes; the limit is {limits.body} bytes"
-        raise IngestError(msg + " (TelemetryExtension.max_body_size)", 413)
+        raise body_too_large(len(body), limits)
     document = _loads(body)
     if not isinstance(document, dict):
         msg = 'the body must be a JSON object: an event or {"events": [...]}'
         raise IngestError(msg + f" (got {json_type(document)})")
-    return _batch(document, limits) if "events" in document else document
+    if "events" in document:
+        return Posted(_batch(document, limits), _sent_at(document))
+    event = {key: value for key, value in document.items() if key != "sent_at"}
+    return Posted([event], _sent_at(document), single=True)
+
+
+def _sent_at(document: dict[str, Any]) -> datetime | None:
+    value = document.get("sent_at")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        msg = f"sent_at: must be a string (got {json_type(value)})"
+        raise IngestError(msg, field="sent_at")
+    try:
+        return parse_timestamp(value)
+    except TimestampError as e:
+        msg = f"sent_at: {e}"
+        raise IngestError(msg, field="sent_at") from None
 
 
 def _loads(body: bytes) -> Any:
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        document = json.loads(
+            body.decode("utf-8"),  # strict: no other encoding, no encoded surrogates
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_safe_int,
+            object_pairs_hook=_unique_keys,
+        )
+    except RecursionError:
+        raise _too_deep() from None
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         msg = f"the body is not valid JSON: {e}"
         raise IngestError(msg) from None
+    _check_depth(document)
+    return document
+
+
+def _too_deep() -> IngestError:
+    return IngestError(f"the body is nested more than {MAX_DEPTH} levels deep")
+
+
+def _check_depth(document: Any) -> None:
+    """Raise IngestError when arrays and objects nest deeper than MAX_DEPTH (no recursion)."""
+    level: list[Any] = [document]
+    for _ in range(MAX_DEPTH + 1):
+        level = [
+            child
+            for value in level
+            if isinstance(value, (dict, list))
+            for child in (value.values() if isinstance(value, dict) else value)
+        ]
+        if not level:
+            return
+    raise _too_deep()
 
 
 def _refuse_constant(name: str) -> Any:
@@ -90,11 +166,38 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(msg)
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        msg = "a number is too large for a 64-bit float"
+        raise ValueError(msg)
+    return value
+
+
+def _safe_int(text: str) -> int:
+    value = int(text)
+    if abs(value) > MAX_SAFE_INTEGER:
+        msg = f"an integer is beyond +-{MAX_SAFE_INTEGER} (I-JSON)"
+        raise ValueError(msg)
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        msg = "an object has a duplicate key"
+        raise ValueError(msg)
+    return document
+
+
 def _batch(document: dict[str, Any], limits: Limits) -> list[Any]:
-    _refuse_unknown(document, ("events",), 'a batch is {"events": [<event>, ...]}')
+    _refuse_unknown(document, BATCH_KEYS, 'a batch is {"events": [<event>, ...], "sent_at": ...}')
     events = document["events"]
     if not isinstance(events, list):
         msg = f"events: must be an array of events (got {json_type(events)})"
+        raise IngestError(msg)
+    if not events:
+        msg = "events: the batch is empty"
         raise IngestError(msg)
     if len(events) > limits.batch:
         msg = f"events: the batch has {len(events)} events; the limit is {limits.batch}"
@@ -108,12 +211,18 @@ def parse_event(item: Any, limits: Limits) -> Envelope:
         msg = f"the event must be a JSON object (got {json_type(item)})"
         raise IngestError(msg)
     _check_size(item, limits)
-    _refuse_unknown(item, EVENT_KEYS, "an event has schema_id, version, data and timestamp")
-    return Envelope(_schema_id(item), _version(item), _data(item), _timestamp(item))
+    _refuse_unknown(item, EVENT_KEYS, "an event has schema_id, version, data, timestamp and id")
+    return Envelope(
+        _schema_id(item), _version(item), _data(item), _timestamp(item), _client_id(item)
+    )
 
 
 def _check_size(item: dict[str, Any], limits: Limits) -> None:
-    size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+    except UnicodeEncodeError:
+        msg = "the event holds a lone surrogate (a \\ud800-\\udfff escape): not UTF-8 text"
+        raise IngestError(msg) from None
     if size > limits.event:
         msg = f"the event is {size} bytes serialized; the limit is {limits.event} bytes"
         raise IngestError(msg + " (TelemetryExtension.max_event_size)", 413)
@@ -172,6 +281,17 @@ def _timestamp(item: dict[str, Any]) -> datetime | None:
         raise IngestError(msg) from None
 
 
+def _client_id(item: dict[str, Any]) -> str | None:
+    value = item.get("id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
+        got = f"a string of {len(value)} characters" if isinstance(value, str) else json_type(value)
+        msg = f"id: must be a string of 1 to {MAX_ID_LENGTH} characters (got {got})"
+        raise IngestError(msg, field="id")
+    return value
+
+
 def frontend_schema(eventlog: EventLog, envelope: Envelope) -> EventSchema:
     """Return the event's schema when frontends may post it; raise IngestError (400 or 403)."""
     try:
@@ -197,12 +317,19 @@ def _unknown(eventlog: EventLog, schema_id: str) -> IngestError:
     return IngestError(msg, field="schema_id")
 
 
-def record(eventlog: EventLog, envelope: Envelope) -> str:
-    """Validate and record one event; return "recorded" or "filtered", or raise IngestError."""
+def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
+    """Validate and record one event; return its status ("recorded", ...) or raise IngestError."""
     schema = frontend_schema(eventlog, envelope)
+    event_time = _event_time(reception, envelope.timestamp)
     try:
         schema.validate(envelope.data)
-        capsule = eventlog.record_checked(schema, envelope.data, envelope.timestamp)
+        if reception.is_duplicate(envelope.client_id):
+            eventlog.count(schema.id, "duplicate")
+            return "duplicate"
+        context = reception.context(envelope.client_id, event_time)
+        capsule = eventlog.record_checked(
+            schema, envelope.data, reception.received_at, context=context
+        )
     except EventValidationError as e:
         field_path = _data_path(e.field)
         msg = f"{field_path}: {e.reason}"
@@ -210,7 +337,18 @@ def record(eventlog: EventLog, envelope: Envelope) -> str:
     except QueueFullError:
         msg = "the server's event queue is full; retry later"
         raise IngestError(msg, 503) from None
-    return "filtered" if capsule is None else "recorded"
+    if capsule is None:
+        return "filtered"
+    reception.remember(envelope.client_id)
+    return "recorded"
+
+
+def _event_time(reception: Reception, timestamp: datetime | None) -> datetime | None:
+    try:
+        return reception.event_time(timestamp)
+    except TimestampError as e:
+        msg = f"timestamp: {e}"
+        raise IngestError(msg, field="timestamp") from None
 
 
 def _data_path(field_path: str) -> str:
@@ -219,10 +357,10 @@ def _data_path(field_path: str) -> str:
     return f"data{field_path}" if field_path.startswith("[") else f"data.{field_path}"
 
 
-def post_event(eventlog: EventLog, item: Any, limits: Limits) -> str:
+def post_event(eventlog: EventLog, item: Any, limits: Limits, reception: Reception) -> str:
     """Check and record one posted event; report a refusal to the failed-events channel."""
     try:
-        return record(eventlog, parse_event(item, limits))
+        return record(eventlog, parse_event(item, limits), reception)
     except IngestError as e:
         report(eventlog, e, item)
         raise
@@ -250,12 +388,14 @@ def _registered(eventlog: EventLog, item: Any) -> EventSchema | None:
         return None
 
 
-def record_batch(eventlog: EventLog, items: list[Any], limits: Limits) -> BatchResult:
+def record_batch(
+    eventlog: EventLog, items: list[Any], limits: Limits, reception: Reception
+) -> BatchResult:
     """Record each event of a batch on its own; one bad event does not reject the others."""
     batch = BatchResult()
     for item in items:
         try:
-            batch.results.append({"status": post_event(eventlog, item, limits)})
+            batch.results.append({"status": post_event(eventlog, item, limits, reception)})
         except IngestError as e:
             batch.results.append({"status": "rejected", "error": str(e)})
             batch.busy = batch.busy or e.status == 503

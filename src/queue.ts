@@ -44,9 +44,10 @@ export interface IQueueSettings {
   /** Largest keepalive body in bytes (default 64000): browsers cap keepalive bodies at 64 KiB. */
   keepaliveMaxBytes: number;
   /**
-   * Send each event's client `id` and each batch's `sent_at`, for a server that drops
-   * duplicates by id (default false: the server refuses both until it takes them). When true,
-   * the keepalive flush also resends the batch in flight, which may have been cut off.
+   * Send each event's client `id` and each batch's `sent_at` (default true): the server drops
+   * retried duplicates by id and corrects the client clock's skew. When true, the keepalive
+   * flush also resends the batch in flight, which may have been cut off. False: for servers
+   * older than jupyter_telemetry_ext 0.1, which refuse both fields.
    */
   clientIds: boolean;
 }
@@ -58,7 +59,7 @@ export const DEFAULT_SETTINGS: IQueueSettings = {
   backoffBase: 1000,
   backoffMax: 60000,
   keepaliveMaxBytes: 64000,
-  clientIds: false
+  clientIds: true
 };
 
 /**

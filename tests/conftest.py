@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from jupyter_server.auth import IdentityProvider, User
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
@@ -146,3 +147,18 @@ def recorded(server_eventlog: EventLog, sink: Sink) -> Callable[[], list[dict[st
         return sink.events
 
     return read
+
+
+class HeaderUserIdentityProvider(IdentityProvider):  # type: ignore[misc]
+    """Token authentication as usual; then the header `X-Test-User` names the user."""
+
+    async def get_user(self, handler: Any) -> User | None:
+        user = await self._get_user(handler)
+        name = handler.request.headers.get("X-Test-User")
+        return User(username=name) if user is not None and name else user
+
+
+@pytest.fixture
+def named_users(jp_server_config: Config) -> None:
+    """Let each request name its user with `X-Test-User` (for per-user rules)."""
+    jp_server_config.ServerApp.identity_provider_class = HeaderUserIdentityProvider

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import tomllib
-from traitlets import Bool, Float, Int, List
+from traitlets import Bool, Enum, Float, Int, List, Unicode
 
 from jupyter_telemetry_ext import EventLog, __version__, _jupyter_server_extension_points
 from jupyter_telemetry_ext.app import TelemetryExtension
@@ -64,10 +64,12 @@ def test_every_option_is_configurable_and_documented() -> None:
     traits = TelemetryExtension.class_own_traits(config=True)
     assert set(traits) == {
         "schema_paths", "max_body_size", "max_batch_events", "max_event_size",
-        "subscriber_buffer", "shutdown_timeout", "server_events",
+        "subscriber_buffer", "shutdown_timeout", "server_events", "rate_limit", "rate_burst",
+        "duplicate_window", "duplicate_capacity", "event_time_window", "record_user",
+        "user_hash_secret", "reply_after_write",
     }  # fmt: skip
     for name, trait in traits.items():
-        assert isinstance(trait, (Int, Float, List, Bool))
+        assert isinstance(trait, (Int, Float, List, Bool, Enum, Unicode))
         assert "default" in (trait.help or ""), name
         assert len(trait.help) > 80, name
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -12,6 +13,7 @@ from tornado.httpclient import HTTPClientError, HTTPResponse
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.handlers import AUTH_RESOURCE, default_handlers
+from jupyter_telemetry_ext.timestamps import parse_timestamp
 from tests.conftest import FRONTEND_ID, SERVER_ID, UNLISTED_ID, Sink, frontend_schema
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]
@@ -63,6 +65,7 @@ async def test_post_not_allowed_is_filtered(jp_fetch: Fetch, recorded: Recorded)
     assert recorded() == []
 
 
+@pytest.mark.parametrize("jp_argv", [["--TelemetryExtension.event_time_window=0"]])
 @pytest.mark.parametrize(
     ("timestamp", "expected"),
     [
@@ -78,9 +81,12 @@ async def test_post_not_allowed_is_filtered(jp_fetch: Fetch, recorded: Recorded)
 async def test_post_timestamps(
     jp_fetch: Fetch, recorded: Recorded, timestamp: str | None, expected: str | None
 ) -> None:
+    before = datetime.now(timezone.utc)
     await post(jp_fetch, {**event(), "timestamp": timestamp})
     [capsule] = recorded()
-    assert capsule["__timestamp__"] == expected or (expected is None and capsule["__timestamp__"])
+    assert capsule.get("__event_time__") == expected  # the client's time, as it was sent
+    received = parse_timestamp(capsule["__timestamp__"])  # the server's receive time
+    assert before <= received <= datetime.now(timezone.utc)
 
 
 BAD_EVENTS = [
@@ -103,6 +109,14 @@ BAD_EVENTS = [
     pytest.param({**event(), "timestamp": "2024-02-30T00:00:00Z"}, "timestamp: is not", id="feb30"),
     pytest.param({**event(), "timestamp": 1714566600}, "timestamp: must be a string", id="ts-int"),
     pytest.param({**event(), "extra": 1}, "unknown field 'extra'", id="unknown-field"),
+    pytest.param({**event(), "id": ""}, "id: must be a string of 1 to 128", id="id-empty"),
+    pytest.param({**event(), "id": "x" * 129}, "(got a string of 129 characters)", id="id-long"),
+    pytest.param({**event(), "id": 7}, "id: must be a string of 1 to 128", id="id-int"),
+    pytest.param({**event(), "sent_at": 7}, "sent_at: must be a string", id="sent-at-int"),
+    pytest.param({**event(), "sent_at": SECRET}, "sent_at: must be an RFC 3339", id="sent-at"),
+    pytest.param({"events": [event()], "sent_at": "x"}, "sent_at: must be an RFC", id="batch-sent"),
+    pytest.param({"events": []}, "events: the batch is empty", id="empty-batch"),
+    pytest.param({"events": [1, "x"]}, "every event of the batch was rejected", id="all-rejected"),
     pytest.param(event(SECRET), "schema_id: no schema with this id is registered", id="id"),
     pytest.param(event(version=9), "version: schema 'test.frontend/example' has no such", id="v9"),
     pytest.param(event(count=SECRET), "data.count: must be of type 'integer'", id="invalid"),
@@ -140,7 +154,9 @@ async def test_refusals_go_to_the_failed_events_channel(
     failed = Sink()
     server_eventlog.failed_handlers = [failed.handler]
     events = [event(count=SECRET), event("made.up/id" + SECRET), event(SERVER_ID)]
-    await post(jp_fetch, {"events": events})
+    body = json.dumps({"events": events})
+    code, text = await refused(jp_fetch("api", "telemetry", "events", method="POST", body=body))
+    assert (code, "every event of the batch was rejected" in text) == (400, True)
     await refused(jp_fetch("api", "telemetry", "events", method="POST", body=b"{"))
     assert server_eventlog.flush(5)
     described = [(f["outcome"], f["schema_id"], f["field"]) for f in failed.events]
@@ -176,9 +192,15 @@ async def test_batch_results_in_order(jp_fetch: Fetch, recorded: Recorded) -> No
     assert [capsule["count"] for capsule in recorded()] == [1, 3]
 
 
-async def test_empty_batch(jp_fetch: Fetch) -> None:
-    reply = await post(jp_fetch, {"events": []})
-    assert reply == {"results": [], "recorded": 0, "filtered": 0, "rejected": 0}
+async def test_batch_reply_counts_each_status(jp_fetch: Fetch) -> None:
+    reply = await post(jp_fetch, {"events": [event(UNLISTED_ID)]})
+    assert reply == {
+        "results": [{"status": "filtered"}],
+        "recorded": 0,
+        "filtered": 1,
+        "duplicate": 0,
+        "rejected": 0,
+    }
 
 
 # Limits
@@ -426,3 +448,41 @@ async def test_xsrf_is_enforced_for_cookie_sessions(jp_fetch: Fetch, recorded: R
     )
     assert json.loads(response.body) == {"status": "recorded"}
     assert len(recorded()) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"{}", {"Content-Type": "image/png"}),
+        (b"x" * 2_000_000, {}),
+        (json.dumps({"events": [1, 2]}).encode(), {}),
+    ],
+    ids=["bad-content-type", "too-large", "all-rejected"],
+)
+async def test_without_credentials_nothing_about_the_body_is_checked_or_reported(
+    jp_fetch: Fetch, server_eventlog: EventLog, body: bytes, headers: dict[str, str]
+) -> None:
+    failed = Sink()
+    server_eventlog.failed_handlers = [failed.handler]
+    code, _ = await refused(
+        jp_fetch("api", "telemetry", "events", method="POST", body=body,
+                 headers={"Authorization": "", **headers})
+    )  # fmt: skip
+    assert code in (401, 403)
+    assert server_eventlog.flush(5)
+    assert failed.lines == []
+    assert server_eventlog.outcomes() == {}
+
+
+async def test_all_rejected_batch_is_400_with_each_result(jp_fetch: Fetch) -> None:
+    body = json.dumps({"events": [event(count="three"), 7]})
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("api", "telemetry", "events", method="POST", body=body)
+    assert e.value.code == 400
+    assert e.value.response is not None
+    reply = json.loads(e.value.response.body)
+    assert reply["message"].startswith(
+        "every event of the batch was rejected; events[0]: data.count"
+    )
+    assert [r["status"] for r in reply["results"]] == ["rejected", "rejected"]
+    assert (reply["recorded"], reply["rejected"]) == (0, 2)

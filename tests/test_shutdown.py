@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,100 @@ def test_quickstart_config_records_and_sigint_flushes(
     [capsule] = lines(tmp_path / "telemetry-events.jsonl")
     assert capsule["__schema__"] == NOTEBOOK_ID
     assert (capsule["action"], capsule["path"]) == ("opened", None)  # the path is personal
+
+
+LOAD_CONFIG = (
+    SLOW_CONFIG.replace("time.sleep(0.005)", "time.sleep({delay!r})")
+    + """
+c.TelemetryExtension.rate_limit = 0  # one token is one user: the load would be rate limited
+c.TelemetryExtension.reply_after_write = {reply_after_write!r}
+"""
+)
+
+
+def start_loaded_server(
+    tmp_path: Path, *, delay: float = 0.0, reply_after_write: bool = False
+) -> Server:
+    """Start a server whose sink takes `delay` s an event, without rate limit."""
+    schemas, events = tmp_path / "schemas", tmp_path / "events.jsonl"
+    schemas.mkdir()
+    (schemas / "example.json").write_text(json.dumps(frontend_schema()), "utf-8")
+    (tmp_path / "config").mkdir()
+    config = LOAD_CONFIG.format(
+        schemas=str(schemas), events=str(events), delay=delay, reply_after_write=reply_after_write
+    )
+    (tmp_path / "config" / "jupyter_server_config.py").write_text(config, "utf-8")
+    return Server(tmp_path)
+
+
+class Poster(threading.Thread):
+    """Posts batches of 10 events with distinct counts until the server stops answering."""
+
+    def __init__(self, server: Server, first: int) -> None:
+        super().__init__(daemon=True)
+        self.server, self.next, self.accepted = server, first, list[int]()
+
+    def run(self) -> None:
+        while True:
+            counts = range(self.next, self.next + 10)
+            self.next += 10
+            posted = [{**EXAMPLE, "data": {"action": "open", "count": n}} for n in counts]
+            try:
+                status, reply = self.server.request(
+                    "POST", "/api/telemetry/events", {"events": posted}
+                )
+            except (OSError, http.client.HTTPException, ValueError):
+                return
+            if status != 200:
+                return
+            self.accepted += [
+                n
+                for n, r in zip(counts, reply["results"], strict=True)
+                if r["status"] == "recorded"
+            ]
+
+
+def load(server: Server, seconds: float) -> list[Poster]:
+    """Start 6 concurrent posters; return them after `seconds`."""
+    posters = [Poster(server, first=i * 1_000_000) for i in range(6)]
+    for poster in posters:
+        poster.start()
+    time.sleep(seconds)
+    return posters
+
+
+def accepted_by(posters: list[Poster]) -> set[int]:
+    """Wait for the posters to stop; return every count that got a 2xx."""
+    for poster in posters:
+        poster.join(30)
+    return {n for poster in posters for n in poster.accepted}
+
+
+def test_sigterm_under_concurrent_load_loses_nothing(tmp_path: Path, servers: list[Server]) -> None:
+    server = start_loaded_server(tmp_path)
+    servers.append(server)
+    posters = load(server, 1.0)
+    assert server.stop(signal.SIGTERM) == 0  # mid-stream: the posters are still sending
+    accepted = accepted_by(posters)
+    written = [capsule["count"] for capsule in lines(tmp_path / "events.jsonl")]
+    assert len(accepted) > 100
+    assert accepted <= set(written)  # 0 lost
+    assert len(written) == len(set(written))
+
+
+@pytest.mark.parametrize("reply_after_write", [True, False], ids=["reply-after-write", "default"])
+def test_sigkill_loses_at_most_what_was_not_written(
+    tmp_path: Path, servers: list[Server], reply_after_write: bool
+) -> None:
+    server = start_loaded_server(tmp_path, delay=0.001, reply_after_write=reply_after_write)
+    servers.append(server)
+    posters = load(server, 1.0)
+    server.process.kill()
+    server.process.wait(10)
+    accepted = accepted_by(posters)
+    written = {capsule["count"] for capsule in lines(tmp_path / "events.jsonl")}
+    assert len(accepted) > 50
+    if reply_after_write:
+        assert accepted <= written  # every 2xx was written before it was sent
+    else:
+        assert accepted - written  # what the slow sink had not written yet is lost

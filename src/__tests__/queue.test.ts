@@ -57,9 +57,9 @@ describe('batching', () => {
     expect(transport.ids).toEqual(['0', '1', '2']);
   });
 
-  it('sends client ids and sent_at only with clientIds', async () => {
+  it('sends client ids and sent_at by default, not with clientIds false', async () => {
     vi.setSystemTime(Date.parse('2026-03-04T05:06:07.000Z'));
-    const queue = new EventQueue(transport);
+    const queue = new EventQueue(transport, { clientIds: false });
     queue.push(event(0));
     await queue.flush();
     queue.configure({ clientIds: true });
@@ -69,6 +69,7 @@ describe('batching', () => {
     expect(body).toStrictEqual({ events: [withoutId(event(0))] });
     expect(transport.posts[1].sent_at).toBe('2026-03-04T05:06:07.000Z');
     expect(transport.posts[1].events[0].id).toBe('1');
+    expect(new EventQueue(transport)['_settings'].clientIds).toBe(true);
   });
 
   it('follows new settings', async () => {

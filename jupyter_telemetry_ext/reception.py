@@ -1,0 +1,93 @@
+"""What the server knows of a POST besides its body: when it came, who sent it, recent ids.
+
+Nothing here imports tornado: the handler builds a Reception for each request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .dedupe import RecentIds
+from .eventlog import format_timestamp
+from .identity import recorded_user
+from .ratelimit import RateLimiter
+from .timestamps import TimestampError, corrected_event_time
+
+
+@dataclass
+class Reception:
+    """One request's context: receive time, the client's `sent_at`, the sender and its ids."""
+
+    received_at: datetime
+    user: str = ""
+    recorded_user: str | None = None
+    sent_at: datetime | None = None
+    window: timedelta | None = None
+    recent: RecentIds | None = None
+
+    def event_time(self, timestamp: datetime | None) -> datetime | None:
+        """Return the client's event time by the server's clock; raise TimestampError if far."""
+        if timestamp is None:
+            return None
+        when = timestamp
+        if self.sent_at is not None:
+            when = corrected_event_time(self.received_at, self.sent_at, timestamp)
+        if self.window is not None and abs(when - self.received_at) > self.window:
+            hours = self.window.total_seconds() / 3600
+            msg = (
+                f"is more than {hours:g} h away from the server's receive time"
+                f"{' (after correcting by sent_at)' if self.sent_at else ''}"
+                " (TelemetryExtension.event_time_window)"
+            )
+            raise TimestampError(msg)
+        return when
+
+    def is_duplicate(self, client_id: str | None) -> bool:
+        """Return True when this sender's event id was recorded within the window."""
+        if not client_id or self.recent is None:
+            return False
+        return self.recent.seen(self._key(client_id))
+
+    def remember(self, client_id: str | None) -> None:
+        """Remember a recorded event's id, so that a retry of it is a duplicate."""
+        if client_id and self.recent is not None:
+            self.recent.add(self._key(client_id))
+
+    def _key(self, client_id: str | None) -> str:
+        # Ids are kept per user: one user cannot suppress another's events by reusing ids.
+        return f"{self.user}\x00{client_id}"
+
+    def context(self, client_id: str | None, event_time: datetime | None) -> dict[str, Any]:
+        """Return the capsule fields the server adds to one event."""
+        context: dict[str, Any] = {}
+        if event_time is not None:
+            context["__event_time__"] = format_timestamp(event_time)
+        if client_id is not None:
+            context["__client_id__"] = client_id
+        if self.recorded_user is not None:
+            context["__user__"] = self.recorded_user
+        return context
+
+
+@dataclass
+class Policy:
+    """The server's rules for posts, from TelemetryExtension's options."""
+
+    limiter: RateLimiter
+    recent: RecentIds | None = None
+    window: timedelta | None = None
+    record_user: str = "none"
+    secret: bytes = b""
+    reply_after_write: bool = False
+
+    def reception(self, username: str, received_at: datetime) -> Reception:
+        """Return the context of a request that `username` sent, received at `received_at`."""
+        return Reception(
+            received_at=received_at,
+            user=username,
+            recorded_user=recorded_user(self.record_user, self.secret, username),
+            window=self.window,
+            recent=self.recent,
+        )

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -50,6 +49,29 @@ class CapsuleRecord(logging.LogRecord):
         return self.line
 
 
+class LinesRecord(CapsuleRecord):
+    """Several records written at once: their JSON lines, one after the other."""
+
+    def __init__(self, records: list[CapsuleRecord]) -> None:
+        """Join the records' lines (the last record gives the name and time)."""
+        last = records[-1]
+        super().__init__(
+            last.name,
+            cast("Mapping[str, Any]", last.msg),
+            "\n".join(record.line for record in records),
+        )
+        self.records = records
+
+
+def _writes_lines(handler: logging.Handler) -> bool:
+    """Return True for a stream handler that writes each record's JSON line and nothing else."""
+    return (
+        isinstance(handler, logging.StreamHandler)
+        and handler.formatter is LINE_FORMATTER
+        and not handler.filters
+    )
+
+
 class LineFormatter(logging.Formatter):
     """Formats a record as its message alone: the event's JSON line, with no other work."""
 
@@ -75,13 +97,26 @@ class Delivery:
     def deliver(self, handlers: Iterable[logging.Handler], record: CapsuleRecord) -> None:
         """Hand the record to every handler whose level lets it through."""
         for handler in handlers:
-            if handler not in self._watched:
-                self.watch(handler)
-            try:
-                if record.levelno >= handler.level:
-                    handler.handle(record)
-            except Exception as e:
-                self.failed(handler, e, record)
+            self._deliver(handler, record)
+
+    def deliver_many(self, handler: logging.Handler, records: list[CapsuleRecord]) -> None:
+        """Hand records to one handler: as one write of all their lines when it writes lines."""
+        if handler not in self._watched:
+            self.watch(handler)  # first: it may give the handler its line formatter
+        if len(records) > 1 and _writes_lines(handler):
+            self._deliver(handler, LinesRecord(records))
+        else:
+            for record in records:
+                self._deliver(handler, record)
+
+    def _deliver(self, handler: logging.Handler, record: CapsuleRecord) -> None:
+        if handler not in self._watched:
+            self.watch(handler)
+        try:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+        except Exception as e:
+            self.failed(handler, e, record)
 
     def watch(self, handler: logging.Handler) -> None:
         """Route the handler's own error reporting (`handleError`) to our failure count."""
@@ -109,11 +144,13 @@ class Delivery:
         record: logging.LogRecord | None = None,
     ) -> None:
         """Count one failure (per handler and per schema); log each handler's first one."""
+        records = record.records if isinstance(record, LinesRecord) else [record]
         with self._lock:
-            self.failures[handler] += 1
-            if isinstance(record, CapsuleRecord):
-                self.schema_failures[record.schema_id] += 1
-            first = self.failures[handler] == 1
+            first = not self.failures[handler]
+            for one in records:
+                self.failures[handler] += 1
+                if isinstance(one, CapsuleRecord):
+                    self.schema_failures[one.schema_id] += 1
         if first:
             self.log.error(
                 "Event handler %r failed; its later failures are counted, not logged",
@@ -127,26 +164,60 @@ class QueueFullError(RuntimeError):
 
 
 _Item = CapsuleRecord | threading.Event | None
+WRITE_CHUNK = 1000  # records joined into one write, at most
 
 
 class _Lane:
-    """One handler's queue and thread: a handler that blocks holds up no other handler."""
+    """One handler's queue and thread: a handler that blocks holds up no other handler.
+
+    The thread writes whatever queued up since it last looked: for a plain stream handler
+    (a file, stderr) that is one write and one flush for all of it.
+    """
 
     def __init__(self, delivery: Delivery, handler: logging.Handler, size: int) -> None:
-        self.delivery, self.handler = delivery, handler
-        self.queue: queue.Queue[_Item] = queue.Queue(size)
+        self.delivery, self.handler, self.size = delivery, handler, size
+        self.items: deque[_Item] = deque()
+        self.wake = threading.Event()
         self.thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
         self.thread.start()
 
+    def full(self) -> bool:
+        """Return True when `size` records wait."""
+        return len(self.items) >= self.size
+
+    def put(self, item: _Item) -> None:
+        """Queue a record (or a flush mark, or None to stop) and wake the thread."""
+        self.items.append(item)
+        if not self.wake.is_set():
+            self.wake.set()
+
     def _run(self) -> None:
         while True:
-            item = self.queue.get()
-            if item is None:
+            self.wake.wait()
+            self.wake.clear()  # before draining: a record queued from now on wakes us again
+            if not self._drain():
                 return
+
+    def _drain(self) -> bool:
+        """Write everything queued; return False when told to stop."""
+        records: list[CapsuleRecord] = []
+        while self.items:
+            item = self.items.popleft()
+            if isinstance(item, CapsuleRecord) and len(records) < WRITE_CHUNK:
+                records.append(item)
+                continue
+            self._write(records)
+            records = [item] if isinstance(item, CapsuleRecord) else []
+            if item is None:
+                return False
             if isinstance(item, threading.Event):
-                item.set()
-            else:
-                self.delivery.deliver([self.handler], item)
+                item.set()  # every record queued before the mark is written
+        self._write(records)
+        return True
+
+    def _write(self, records: list[CapsuleRecord]) -> None:
+        if records:
+            self.delivery.deliver_many(self.handler, records)
 
 
 class BackgroundWriter:
@@ -162,17 +233,17 @@ class BackgroundWriter:
     @property
     def pending(self) -> int:
         """Return how many records wait to be written (by the slowest handler)."""
-        return max((lane.queue.qsize() for lane in list(self._lanes.values())), default=0)
+        return max((len(lane.items) for lane in list(self._lanes.values())), default=0)
 
     def submit(self, handlers: Callable[[], list[logging.Handler]], record: CapsuleRecord) -> None:
         """Queue a record for each of `handlers()`; raise QueueFullError if any queue is full."""
         with self._lock:
             lanes = [self._lane(handler) for handler in handlers()]
-            if any(lane.queue.full() for lane in lanes):
+            if any(lane.full() for lane in lanes):
                 msg = f"the event queue is full ({self._size} events waiting for a slow handler)"
                 raise QueueFullError(msg)
             for lane in lanes:
-                lane.queue.put_nowait(record)
+                lane.put(record)
 
     def _lane(self, handler: logging.Handler) -> _Lane:
         lane = self._lanes.get(handler)
@@ -186,14 +257,11 @@ class BackgroundWriter:
         marks = []
         for lane in list(self._lanes.values()):
             if not lane.thread.is_alive():
-                if not lane.queue.empty():
+                if lane.items:
                     return False
                 continue
             done = threading.Event()
-            try:
-                lane.queue.put(done, timeout=_left(deadline))
-            except queue.Full:
-                return False
+            lane.put(done)
             marks.append(done)
         return all(done.wait(_left(deadline)) for done in marks)
 
@@ -202,10 +270,7 @@ class BackgroundWriter:
         deadline = None if timeout is None else time.monotonic() + timeout
         for lane in list(self._lanes.values()):
             if lane.thread.is_alive():
-                try:
-                    lane.queue.put(None, timeout=_left(deadline))
-                except queue.Full:
-                    continue
+                lane.put(None)
                 lane.thread.join(_left(deadline))
 
 

@@ -45,10 +45,23 @@ def _now() -> str:
     return f"{cached[1]}.{fraction:06d}Z"
 
 
+_last: tuple[datetime | None, str] = (None, "")
+
+
 def format_timestamp(when: datetime | None = None) -> str:
     """Return an RFC 3339 UTC timestamp ending in `Z`; a naive datetime is taken as UTC."""
+    global _last  # noqa: PLW0603 - a one-entry cache: a batch's events share a receive time
     if when is None:
         return _now()
+    cached = _last
+    if cached[0] is not None and when == cached[0]:  # equal instants: the same UTC text
+        return cached[1]
+    text = _format(when)
+    _last = (when, text)
+    return text
+
+
+def _format(when: datetime) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     else:

@@ -176,8 +176,8 @@ class EventsHandler(TelemetryHandler):
 
     def _reply(self, posted: Posted, reception: Reception) -> dict[str, Any]:
         if posted.single:
-            return {"status": post_event(self.eventlog, posted.events[0], self.limits, reception)}
-        batch = record_batch(self.eventlog, posted.events, self.limits, reception)
+            return {"status": post_event(self.eventlog, posted.events[0], posted.limits, reception)}
+        batch = record_batch(self.eventlog, posted.events, posted.limits, reception)
         if batch.all_rejected:  # 400, with each event's reason as in any batch reply
             self.set_status(400)
             first = batch.results[0]["error"]

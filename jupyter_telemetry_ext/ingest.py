@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,8 @@ STATUSES = ("recorded", "filtered", "duplicate", "rejected")
 MAX_ID_LENGTH = 128
 MAX_DEPTH = 64  # arrays and objects nested in a body; deeper is refused before any recursion
 MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): larger integers are not interoperable
+# A \\uD800-\\uDFFF escape: only a body holding one can hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 _SHOWN = 64
 
 
@@ -36,6 +39,8 @@ class Limits:
     body: int = 1 << 20
     batch: int = 500
     event: int = 32 << 10
+    # Whether each event must be measured: not when the whole body is within the event limit.
+    measure: bool = True
 
 
 class IngestError(ValueError):
@@ -66,6 +71,7 @@ class Posted:
     events: list[Any]
     sent_at: datetime | None = None
     single: bool = False
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass
@@ -104,10 +110,12 @@ def parse_body(body: bytes, limits: Limits) -> Posted:
     if not isinstance(document, dict):
         msg = 'the body must be a JSON object: an event or {"events": [...]}'
         raise IngestError(msg + f" (got {json_type(document)})")
+    # No event can be larger than the body it came in: measure events only in a larger body.
+    limits = replace(limits, measure=len(body) > limits.event)
     if "events" in document:
-        return Posted(_batch(document, limits), _sent_at(document))
+        return Posted(_batch(document, limits), _sent_at(document), limits=limits)
     event = {key: value for key, value in document.items() if key != "sent_at"}
-    return Posted([event], _sent_at(document), single=True)
+    return Posted([event], _sent_at(document), single=True, limits=limits)
 
 
 def _sent_at(document: dict[str, Any]) -> datetime | None:
@@ -139,7 +147,18 @@ def _loads(body: bytes) -> Any:
         msg = f"the body is not valid JSON: {e}"
         raise IngestError(msg) from None
     _check_depth(document)
+    if _SURROGATE_ESCAPE.search(body):
+        _refuse_lone_surrogates(document)
     return document
+
+
+def _refuse_lone_surrogates(document: Any) -> None:
+    """Raise IngestError when a string escapes half of a UTF-16 pair on its own (not text)."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        msg = "the body holds a lone surrogate (a \\ud800-\\udfff escape): not UTF-8 text"
+        raise IngestError(msg) from None
 
 
 def _too_deep() -> IngestError:
@@ -210,7 +229,8 @@ def parse_event(item: Any, limits: Limits) -> Envelope:
     if not isinstance(item, dict):
         msg = f"the event must be a JSON object (got {json_type(item)})"
         raise IngestError(msg)
-    _check_size(item, limits)
+    if limits.measure:
+        _check_size(item, limits)
     _refuse_unknown(item, EVENT_KEYS, "an event has schema_id, version, data, timestamp and id")
     return Envelope(
         _schema_id(item), _version(item), _data(item), _timestamp(item), _client_id(item)
@@ -218,11 +238,7 @@ def parse_event(item: Any, limits: Limits) -> Envelope:
 
 
 def _check_size(item: dict[str, Any], limits: Limits) -> None:
-    try:
-        size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
-    except UnicodeEncodeError:
-        msg = "the event holds a lone surrogate (a \\ud800-\\udfff escape): not UTF-8 text"
-        raise IngestError(msg) from None
+    size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
     if size > limits.event:
         msg = f"the event is {size} bytes serialized; the limit is {limits.event} bytes"
         raise IngestError(msg + " (TelemetryExtension.max_event_size)", 413)
@@ -337,6 +353,7 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
     except QueueFullError:
         msg = "the server's event queue is full; retry later"
         raise IngestError(msg, 503) from None
+
     if capsule is None:
         return "filtered"
     reception.remember(envelope.client_id)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import errno
+import json
 import logging
 import re
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -436,3 +438,74 @@ def test_failures_go_to_failed_handlers_without_values(
     assert TIMESTAMP.match(first["__timestamp__"])
     assert (second["outcome"], second["schema_id"]) == ("rate_limited", None)
     assert log.outcomes() == {(SCHEMA_ID, "rejected"): 1, ("(unknown)", "rate_limited"): 1}
+
+
+class Gate(logging.Handler):
+    """A handler that holds its thread until the gate opens, so that records queue up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.open.wait(10)
+
+
+def test_background_writes_queued_lines_in_order_as_one_write(
+    eventlog_factory: Any, tmp_path: Path
+) -> None:
+    path, writes, gate = tmp_path / "events.log", [], threading.Event()
+
+    class HeldFileHandler(logging.FileHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            gate.wait(10)  # the first write waits: the next records queue up behind it
+            writes.append(record.getMessage().count("\n") + 1)
+            super().emit(record)
+
+    handler = HeldFileHandler(path)
+    log = eventlog_factory(handlers=[handler], allowed_schemas=[SCHEMA_ID], background=True)
+    log.register_schema(make_schema(**PROPS))
+    for n in range(301):
+        log.record_event(SCHEMA_ID, 1, {"action": "open", "message": str(n)})
+    gate.set()
+    assert log.flush(10)
+    lines = [json.loads(line)["message"] for line in path.read_text().splitlines()]
+    assert lines == [str(n) for n in range(301)]
+    assert len(writes) < 10  # what queued behind the held write went out in a few writes
+    handler.close()
+
+
+def test_filtered_handler_gets_each_record_on_its_own(eventlog_factory: Any) -> None:
+    picky = Sink()
+    picky.handler.addFilter(lambda record: "keep" in record.getMessage())
+    log = eventlog_factory(handlers=[picky.handler], allowed_schemas=[SCHEMA_ID], background=True)
+    log.register_schema(make_schema(**PROPS))
+    for message in ("keep-1", "drop", "keep-2"):
+        log.record_event(SCHEMA_ID, 1, {"message": message})
+    assert log.flush(10)
+    assert [e["message"] for e in picky.events] == ["keep-1", "keep-2"]
+
+
+def test_failed_joint_write_counts_every_event(eventlog_factory: Any, tmp_path: Path) -> None:
+    full, gate = DiskFull(tmp_path / "full.log"), Gate()
+    log = eventlog_factory(handlers=[gate, full], allowed_schemas=[SCHEMA_ID], background=True)
+    log.register_schema(make_schema(**PROPS))
+    for _ in range(50):
+        log.record_event(SCHEMA_ID, 1, {"action": "open"})
+    gate.open.set()
+    assert log.flush(10)
+    assert log.handler_failures[full] == 50
+    assert log.outcomes()[(SCHEMA_ID, "sink_failure")] == 50
+    full.close()
+
+
+def test_format_timestamp_repeats_and_changes_correctly() -> None:
+    from jupyter_telemetry_ext.eventlog import format_timestamp
+
+    first = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    same_instant = first.astimezone(timezone(timedelta(hours=5)))
+    assert (
+        format_timestamp(first) == format_timestamp(same_instant) == "2026-01-02T03:04:05.000006Z"
+    )
+    assert format_timestamp(first + timedelta(microseconds=1)) == "2026-01-02T03:04:05.000007Z"
+    assert format_timestamp(first.replace(tzinfo=None)) == "2026-01-02T03:04:05.000006Z"

@@ -7,13 +7,16 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from jupyter_server.auth import IdentityProvider, User
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
+
+if TYPE_CHECKING:
+    from tests.servers import Process
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -70,6 +73,15 @@ def eventlog_factory(sink: Sink) -> Iterator[Any]:
     yield make
     for log in logs:
         log.close()
+
+
+@pytest.fixture
+def servers() -> Iterator[list[Process]]:
+    """Server subprocesses started by a test, killed at its end if still running."""
+    started: list[Process] = []
+    yield started
+    for server in started:
+        server.kill()
 
 
 # The server extension (TelemetryExtension) under pytest-jupyter.

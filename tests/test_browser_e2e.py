@@ -12,19 +12,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import sync_playwright
+
+from tests.servers import Process, SinkFile, free_port, jupyter_command, jupyter_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -89,66 +86,11 @@ PAGE_MARKS = """
 
 
 @dataclass
-class Server:
-    """A running `jupyter server`: its URL (with the base URL), its log and its sink file."""
+class Server(SinkFile):
+    """A running `jupyter server`: its sink file, its log and its URL (with the base URL)."""
 
     url: str
-    log: Path
-    sink: Path
-
-    def events(self) -> list[dict[str, Any]]:
-        """Every event the server wrote so far."""
-        if not self.sink.exists():
-            return []
-        lines = self.sink.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-    def wait_for(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """Return the first written event that matches; fail after WAIT seconds."""
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            found = [event for event in self.events() if match(event)]
-            if found:
-                return found[0]
-            time.sleep(0.1)
-        log = self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
-        pytest.fail(f"not in the sink after {WAIT} s: {self.events()}\n--- server log\n{log}")
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def server_environment(tmp: Path) -> dict[str, str]:
-    """The server's environment: its own Jupyter config, data and runtime folders."""
-    env = dict(os.environ)
-    for name in ("config", "data", "runtime"):
-        (tmp / name).mkdir()
-    env.update(
-        JUPYTER_CONFIG_DIR=str(tmp / "config"),
-        JUPYTER_DATA_DIR=str(tmp / "data"),
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-    )
-    return env
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll the server's status route until it answers; fail if the process exits."""
-    deadline = time.monotonic() + 60
-    headers = {"Authorization": f"token {TOKEN}"}
-    request = urllib.request.Request(f"{url}api/status", headers=headers)  # noqa: S310
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"jupyter server exited: {log.read_text(encoding='utf-8')[-3000:]}")
-        try:
-            with urllib.request.urlopen(request, timeout=5):  # noqa: S310 - http://127.0.0.1 only
-                return
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"jupyter server did not start: {log.read_text(encoding='utf-8')[-3000:]}")
+    wait: ClassVar[float] = WAIT
 
 
 @pytest.fixture(scope="module")
@@ -165,33 +107,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         encoding="utf-8",
     )
     port = free_port()
-    command = [
-        sys.executable, "-m", "jupyter", "server", "--no-browser",
-        f"--config={config}",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.base_url={BASE_URL}",
-        f"--ServerApp.root_dir={tmp / 'root'}",
-        f"--IdentityProvider.token={TOKEN}",
-        "--ServerApp.allow_root=True",  # CI runs as root
-    ]  # fmt: skip
+    base_url = f"--ServerApp.base_url={BASE_URL}"
+    command = jupyter_command("server", config, port, tmp / "root", TOKEN, base_url)
     log = tmp / "server.log"
     url = f"http://127.0.0.1:{port}{BASE_URL}"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp, env=server_environment(tmp)
-        )
-        try:
-            wait_until_up(url, process, log)
-            yield Server(url, log, sink)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with Process(command, tmp, jupyter_environment(tmp), log) as process:
+        headers = {"Authorization": f"token {TOKEN}"}
+        process.wait_until_up(f"{url}api/status", headers, 60, 0.2)
+        yield Server(sink, log, url)
 
 
 @pytest.fixture

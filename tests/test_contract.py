@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 from collections.abc import Iterator
@@ -23,8 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import frontend_schema
-from tests.test_shutdown import TOKEN, Server, lines
+from tests.servers import TOKEN, Server, read_events, write_config
 
 AUTH = {"Authorization": f"token {TOKEN}"}
 EVENT = {"schema_id": "test.frontend/example", "version": 1, "data": {"action": "open"}}
@@ -51,26 +51,15 @@ CHECKS = [
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One `jupyter server` for the module, recording into `events.jsonl`."""
     tmp_path = tmp_path_factory.mktemp("contract")
-    schemas = tmp_path / "schemas"
-    schemas.mkdir()
-    (schemas / "example.json").write_text(json.dumps(frontend_schema()), "utf-8")
-    (tmp_path / "config").mkdir()
-    config = CONFIG.format(schemas=str(schemas), events=str(tmp_path / "events.jsonl"))
-    (tmp_path / "config" / "jupyter_server_config.py").write_text(config, "utf-8")
+    write_config(tmp_path, CONFIG, events=str(tmp_path / "events.jsonl"))
     started = Server(tmp_path)
     yield started
     assert started.stop(signal.SIGTERM) == 0
 
 
-def events_file(server: Server) -> Path:
-    """Return the server's events file."""
-    return Path(server.log.name).parent / "events.jsonl"
-
-
 def recorded(server: Server) -> list[dict[str, Any]]:
     """Return what the server wrote (exact: it answers after writing)."""
-    path = events_file(server)
-    return lines(path) if path.exists() else []
+    return read_events(server.log.parent / "events.jsonl")
 
 
 def raw(server: Server, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -270,6 +259,7 @@ def test_schemathesis_against_the_real_server(server: Server) -> None:
 
             @settings(
                 max_examples=300,
+                derandomize=bool(os.environ.get("CI")),  # CI: the same cases every run
                 deadline=None,
                 database=None,
                 suppress_health_check=list(HealthCheck),

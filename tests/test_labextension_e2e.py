@@ -8,18 +8,23 @@ runs its cell, and the test reads what the server wrote.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+
+from tests.servers import (
+    Process,
+    SinkFile,
+    free_port,
+    jupyter_command,
+    jupyter_environment,
+    log_tail,
+    wait_until,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -45,47 +50,13 @@ c.EventLog.allowed_schemas = {schemas!r}
 
 
 @dataclass
-class Lab:
-    """A running `jupyter lab`: its URL, its root, its log and the file its EventLog writes to."""
+class Lab(SinkFile):
+    """A running `jupyter lab`: its sink file, its log, its URL and its root."""
 
     url: str
     root: Path
-    log: Path
-    sink: Path
-
-    def events(self) -> list[dict[str, Any]]:
-        """Every event the server wrote so far."""
-        if not self.sink.exists():
-            return []
-        lines = self.sink.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-    def wait_for(self, what: str, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """Return the first written event that matches; fail after WAIT seconds."""
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            found = [event for event in self.events() if match(event)]
-            if found:
-                return found[0]
-            time.sleep(0.2)
-        log = self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
-        pytest.fail(f"no {what} in the sink after {WAIT} s: {self.events()}\n--- server log\n{log}")
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    """Poll the condition until it holds; fail after WAIT seconds."""
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"still not true after {WAIT} s: {condition}")
-        time.sleep(0.1)
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    wait: ClassVar[float] = WAIT
+    interval: ClassVar[float] = 0.2
 
 
 def notebook(*sources: str) -> str:
@@ -111,45 +82,15 @@ def notebook(*sources: str) -> str:
     return json.dumps(document)
 
 
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    """Poll the server's status route until it answers; fail if the process exits."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"jupyter lab exited: {log.read_text(encoding='utf-8')[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}api/status?token={TOKEN}", timeout=5):  # noqa: S310
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"jupyter lab did not start: {log.read_text(encoding='utf-8')[-3000:]}")
-
-
 def wait_for_kernel(lab: Lab) -> None:
     """Wait until a kernel is idle with a client connected: the page can run cells."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+
+    def ready() -> bool:
         with urllib.request.urlopen(f"{lab.url}api/kernels?token={TOKEN}", timeout=5) as r:  # noqa: S310
             kernels = json.load(r)
-        if any(k["execution_state"] == "idle" and k["connections"] > 0 for k in kernels):
-            return
-        time.sleep(0.2)
-    pytest.fail(f"no kernel ready: {lab.log.read_text(encoding='utf-8')[-3000:]}")
+        return any(k["execution_state"] == "idle" and k["connections"] > 0 for k in kernels)
 
-
-def lab_environment(tmp: Path) -> dict[str, str]:
-    """The environment of the server: its own user config, data, runtime and settings folders."""
-    env = dict(os.environ)
-    for name in ("config", "data", "runtime", "settings", "workspaces"):
-        (tmp / name).mkdir()
-    env.update(
-        JUPYTER_CONFIG_DIR=str(tmp / "config"),
-        JUPYTER_DATA_DIR=str(tmp / "data"),
-        JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
-        JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
-        JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
-    )
-    return env
+    wait_until(ready, 90, lambda: f"no kernel ready: {log_tail(lab.log)}", 0.2)
 
 
 @pytest.fixture(scope="module")
@@ -163,34 +104,16 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     config = tmp / "jupyter_lab_config.py"
     config.write_text(SERVER_CONFIG.format(sink=str(sink), schemas=[NOTEBOOK, CELL, COMMAND]))
     port = free_port()
-    command = [
-        sys.executable, "-m", "jupyter", "lab", "--no-browser",
-        f"--config={config}",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--ServerApp.root_dir={root}",
-        f"--IdentityProvider.token={TOKEN}",
-        "--ServerApp.allow_root=True",  # CI runs as root
+    command = jupyter_command(
+        "lab", config, port, root, TOKEN,
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",
-    ]  # fmt: skip
+    )  # fmt: skip
     log = tmp / "server.log"
     url = f"http://127.0.0.1:{port}/"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp, env=lab_environment(tmp)
-        )
-        try:
-            wait_until_up(url, process, log)
-            yield Lab(url, root, log, sink)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with Process(command, tmp, jupyter_environment(tmp, lab=True), log) as process:
+        process.wait_until_up(f"{url}api/status?token={TOKEN}", None, 90, 0.5)
+        yield Lab(sink, log, url, root)
 
 
 @pytest.fixture
@@ -223,11 +146,11 @@ def test_events_reach_the_sink_batched_then_with_keepalive(lab: Lab, page: Any) 
     wait_for_kernel(lab)
 
     run_cell(page, 0, "42")
-    first = lab.wait_for("cell-executed event", cell_event(1))
+    first = lab.wait_for(cell_event(1), "cell-executed event")
     assert first["action"] == "executed"
     assert first["status"] == "ok"
     assert first["source"] is None  # personal: the allow-list keeps unrestricted fields only
-    opened = lab.wait_for("notebook-opened event", lambda e: e["__schema__"] == NOTEBOOK)
+    opened = lab.wait_for(lambda e: e["__schema__"] == NOTEBOOK, "notebook-opened event")
     assert opened["action"] == "opened"
     assert opened["cell_count"] == 2
 
@@ -235,11 +158,11 @@ def test_events_reach_the_sink_batched_then_with_keepalive(lab: Lab, page: Any) 
     # the page goes: they are sent on pagehide.
     run_cell(page, 1, "keepalive")
     page.keyboard.press("Control+s")
-    wait_until(lambda: "keepalive" in (lab.root / "e2e.ipynb").read_text(encoding="utf-8"))
+    wait_until(lambda: "keepalive" in (lab.root / "e2e.ipynb").read_text(encoding="utf-8"), WAIT)
     assert not [e for e in lab.events() if cell_event(2)(e) or e.get("action") == "saved"]
     page.goto("about:blank")
-    second = lab.wait_for("cell-executed event sent on pagehide", cell_event(2))
+    second = lab.wait_for(cell_event(2), "cell-executed event sent on pagehide")
     assert second["status"] == "ok"
-    lab.wait_for("notebook-saved event", lambda e: e.get("action") == "saved")
-    command = lab.wait_for("command-executed event", lambda e: e["__schema__"] == COMMAND)
+    lab.wait_for(lambda e: e.get("action") == "saved", "notebook-saved event")
+    command = lab.wait_for(lambda e: e["__schema__"] == COMMAND, "command-executed event")
     assert command["invoked_from"] == "keyboard"

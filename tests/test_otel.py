@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,9 +10,9 @@ import pytest
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.otel import OTLPEventHandler
-from tests.conftest import frontend_schema, make_schema
+from tests.conftest import make_schema
 from tests.otlp_receiver import Receiver
-from tests.test_shutdown import EXAMPLE, Server, servers  # noqa: F401 - the fixture
+from tests.servers import EXAMPLE, Server, write_config
 
 SCHEMA_ID = "https://events.example.org/notebook/v1"
 PROPS = {
@@ -94,18 +93,13 @@ c.EventLog.allowed_schemas = ["test.frontend/example"]
 
 def test_server_flushes_otlp_records_at_shutdown(
     tmp_path: Path,
-    servers: list[Server],  # noqa: F811 - the fixture imported from test_shutdown
+    servers: list[Server],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    schemas = tmp_path / "schemas"
-    schemas.mkdir()
-    (schemas / "example.json").write_text(json.dumps(frontend_schema()), "utf-8")
     # Batches would wait a minute: what arrives before the server exits was flushed at stop.
     monkeypatch.setenv("OTEL_BLRP_SCHEDULE_DELAY", "60000")
     with Receiver() as receiver:
-        (tmp_path / "config").mkdir()
-        config = OTEL_CONFIG.format(schemas=str(schemas), endpoint=receiver.endpoint)
-        (tmp_path / "config" / "jupyter_server_config.py").write_text(config, "utf-8")
+        write_config(tmp_path, OTEL_CONFIG, endpoint=receiver.endpoint)
         server = Server(tmp_path)
         servers.append(server)
         posted = [{**EXAMPLE, "data": {"action": "open", "count": n}} for n in range(20)]

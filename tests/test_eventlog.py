@@ -509,3 +509,13 @@ def test_format_timestamp_repeats_and_changes_correctly() -> None:
     )
     assert format_timestamp(first + timedelta(microseconds=1)) == "2026-01-02T03:04:05.000007Z"
     assert format_timestamp(first.replace(tzinfo=None)) == "2026-01-02T03:04:05.000006Z"
+
+
+def test_writer_survives_a_wake_with_nothing_left(eventlog_factory: Any) -> None:
+    log = eventlog_factory(allowed_schemas=[SCHEMA_ID], background=True)
+    log.register_schema(make_schema(**PROPS))
+    for _ in range(3):
+        for _ in range(50):
+            log.record_event(SCHEMA_ID, 1, {"action": "open"})
+        assert log.flush(5)
+    assert log.flush(5)

@@ -166,8 +166,8 @@ class QueueFullError(RuntimeError):
 _Item = CapsuleRecord | threading.Event | None
 WRITE_CHUNK = 1000  # records joined into one write, at most
 # Seconds a woken writer waits before writing, so that records arriving together share a write
-# (and the request thread is interrupted less often). It delays writing, never a reply.
-LINGER = 0.002
+# (and the request thread is interrupted less often). A flush or a stop cuts it short.
+LINGER = 0.01
 
 
 class _Lane:
@@ -181,6 +181,7 @@ class _Lane:
         self.delivery, self.handler, self.size = delivery, handler, size
         self.items: deque[_Item] = deque()
         self.wake = threading.Event()
+        self.hurry = threading.Event()  # set by a flush mark or a stop: no lingering
         self.thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
         self.thread.start()
 
@@ -191,15 +192,16 @@ class _Lane:
     def put(self, item: _Item) -> None:
         """Queue a record (or a flush mark, or None to stop) and wake the thread."""
         self.items.append(item)
+        if not isinstance(item, CapsuleRecord):
+            self.hurry.set()
         if not self.wake.is_set():
             self.wake.set()
 
     def _run(self) -> None:
         while True:
             self.wake.wait()
-            last = self.items[-1] if self.items else None
-            if isinstance(last, CapsuleRecord):  # no one waits on a flush, no stop asked
-                time.sleep(LINGER)  # let a few more records come: fewer, larger writes
+            self.hurry.wait(LINGER)  # let a few more records come: fewer, larger writes
+            self.hurry.clear()
             self.wake.clear()  # before draining: a record queued from now on wakes us again
             if not self._drain():
                 return

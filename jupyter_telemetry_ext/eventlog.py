@@ -19,7 +19,7 @@ from .categories import UNRESTRICTED, USER_IDENTIFIER
 from .delivery import BackgroundWriter, CapsuleRecord, Delivery
 from .errors import EventSchemaError, UnknownSchemaError
 from .redaction import Redactor
-from .schema import EventSchema, SchemaSource, version_key
+from .schema import EventSchema, SchemaSource, version_key, version_order
 
 METADATA_VERSION = 2
 RECORD_NAME = "jupyter_telemetry_ext.events"
@@ -77,10 +77,6 @@ class _Route(NamedTuple):
     rule: SchemaRule | None
     redactor: Redactor | None
     context_kept: frozenset[str] = frozenset()
-
-
-def _version_order(key: str) -> tuple[int, int, str]:
-    return (1, int(key), "") if key.isdigit() else (0, 0, key)
 
 
 class EventLog(LoggingConfigurable):
@@ -237,7 +233,7 @@ class EventLog(LoggingConfigurable):
         versions = self._schemas.get(schema_id)
         if not versions:
             raise UnknownSchemaError(schema_id, "(any)")
-        return versions[max(versions, key=_version_order)].version
+        return versions[max(versions, key=version_order)].version
 
     def is_allowed(self, schema_id: str) -> bool:
         """Return True when the allow-list lets events of this schema id be recorded."""

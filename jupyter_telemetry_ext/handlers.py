@@ -25,7 +25,7 @@ from .ingest import (
 )
 from .ratelimit import RateLimiter
 from .reception import Policy, Reception
-from .schema import EventSchema
+from .schema import EventSchema, schema_order
 from .subscribe import Subscription
 
 AUTH_RESOURCE = "telemetry"
@@ -39,12 +39,6 @@ WRITE_TIMEOUT_SECONDS = 30.0
 # for a string body are let through rather than break them: text/plain (a browser's fetch and
 # sendBeacon, JupyterLab's ServerConnection) and form-urlencoded (curl -d, tornado's client).
 JSON_CONTENT_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
-
-
-def _order(schema: EventSchema) -> tuple[str, int, int, str]:
-    """Sort schemas by id, then numeric versions after named ones, in numeric order."""
-    key = schema.version_key
-    return (schema.id, 1, int(key), "") if key.isdigit() else (schema.id, 0, 0, key)
 
 
 class TelemetryMixin:
@@ -201,7 +195,7 @@ class SchemasHandler(TelemetryHandler):
     @authorized
     async def get(self) -> None:
         """List each schema version: id, version, title, description, frontend, allowed."""
-        schemas = sorted(self.eventlog.schemas, key=_order)
+        schemas = sorted(self.eventlog.schemas, key=schema_order)
         await self.finish(json.dumps({"schemas": [self._summary(s) for s in schemas]}))
 
     def _summary(self, schema: EventSchema) -> dict[str, Any]:
@@ -222,7 +216,7 @@ class SchemaHandler(TelemetryHandler):
     @authorized
     async def get(self, schema_id: str) -> None:
         """Reply with the documents of every version of a schema id (URL-decoded); 404 if none."""
-        versions = sorted((s for s in self.eventlog.schemas if s.id == schema_id), key=_order)
+        versions = sorted((s for s in self.eventlog.schemas if s.id == schema_id), key=schema_order)
         if not versions:
             raise web.HTTPError(404, f"unknown schema id {schema_id[:200]!r}")
         model = {

@@ -119,17 +119,22 @@ def parse_body(body: bytes, limits: Limits) -> Posted:
 
 
 def _sent_at(document: dict[str, Any]) -> datetime | None:
-    value = document.get("sent_at")
+    return _time_field(document, "sent_at", field="sent_at")
+
+
+def _time_field(item: dict[str, Any], key: str, field: str | None = None) -> datetime | None:
+    """Return the RFC 3339 time under `key` (None when absent); raise IngestError naming it."""
+    value = item.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
-        msg = f"sent_at: must be a string (got {json_type(value)})"
-        raise IngestError(msg, field="sent_at")
+        msg = f"{key}: must be a string (got {json_type(value)})"
+        raise IngestError(msg, field=field)
     try:
         return parse_timestamp(value)
     except TimestampError as e:
-        msg = f"sent_at: {e}"
-        raise IngestError(msg, field="sent_at") from None
+        msg = f"{key}: {e}"
+        raise IngestError(msg, field=field) from None
 
 
 def _loads(body: bytes) -> Any:
@@ -284,17 +289,7 @@ def _data(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _timestamp(item: dict[str, Any]) -> datetime | None:
-    value = item.get("timestamp")
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        msg = f"timestamp: must be a string (got {json_type(value)})"
-        raise IngestError(msg)
-    try:
-        return parse_timestamp(value)
-    except TimestampError as e:
-        msg = f"timestamp: {e}"
-        raise IngestError(msg) from None
+    return _time_field(item, "timestamp")
 
 
 def _client_id(item: dict[str, Any]) -> str | None:

@@ -81,11 +81,6 @@ class Redactor:
         )
         return cls(top, drop)
 
-    @property
-    def keeps_everything(self) -> bool:
-        """Return True when no event of this schema can lose a value."""
-        return _keeps_everything(self.top)
-
     def copy_into(self, out: dict[str, Any], event: Mapping[str, Any]) -> None:
         """Copy the event's keys into `out`, redacted."""
         self._copy_keys(self.top, out, event)

@@ -37,6 +37,16 @@ def version_key(version: object) -> str:
     return str(version)
 
 
+def version_order(key: str) -> tuple[int, int, str]:
+    """Return the sort key of a version: named versions first, then numbers in numeric order."""
+    return (1, int(key), "") if key.isdigit() else (0, 0, key)
+
+
+def schema_order(schema: EventSchema) -> tuple[str, int, int, str]:
+    """Return the sort key of a schema version: its id, then its version's order."""
+    return (schema.id, *version_order(schema.version_key))
+
+
 def load_document(source: SchemaSource) -> tuple[Any, str]:
     """Read a YAML or JSON schema file (a path or an open file); return it and its name."""
     if isinstance(source, (str, os.PathLike)):

@@ -15,7 +15,7 @@ from .allowlist import SchemaRule, parse_allowed_schemas
 from .categories import UNRESTRICTED, USER_IDENTIFIABLE_INFORMATION, CategoryNode
 from .eventlog import CONTEXT_FIELDS, EventLog
 from .redaction import KEEP, REDACT, Descend, Redactor, Step
-from .schema import EventSchema, version_key
+from .schema import EventSchema, schema_order
 
 KEEP_MARK, REDACT_MARK, DROP_MARK, PARTIAL_MARK, OFF_MARK = "keep", "redact", "drop", "partial", ""
 OTHER_FIELDS = "(any other field)"
@@ -77,7 +77,7 @@ class PageModel:
 def page_model(eventlog: EventLog, identity: str = "none") -> PageModel:
     """Return the page's model for an EventLog under its current allow-list."""
     rules = parse_allowed_schemas(eventlog.allowed_schemas)
-    schemas = sorted(eventlog.schemas, key=_order)
+    schemas = sorted(eventlog.schemas, key=schema_order)
     return PageModel(
         schemas=tuple(schema_view(s, _rule(rules, s.id, eventlog), eventlog) for s in schemas),
         handlers=tuple(handler_view(h) for h in eventlog.handlers),
@@ -86,11 +86,6 @@ def page_model(eventlog: EventLog, identity: str = "none") -> PageModel:
         redaction=eventlog.redaction,
         unrestricted_only=eventlog.unrestricted_only,
     )
-
-
-def _order(schema: EventSchema) -> tuple[str, int, int, str]:
-    key = version_key(schema.version)
-    return (schema.id, 1, int(key), "") if key.isdigit() else (schema.id, 0, 0, key)
 
 
 def _rule(rules: Mapping[str, SchemaRule], schema_id: str, eventlog: EventLog) -> SchemaRule | None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
+import orjson
 from traitlets import Any as AnyTrait
 from traitlets import Bool, Enum, Instance, Int, List, TraitError, default, observe, validate
 from traitlets.config import Config, LoggingConfigurable
@@ -310,9 +311,15 @@ class EventLog(LoggingConfigurable):
         timestamp: datetime | None = None,
         *,
         context: Mapping[str, Any] | None = None,
+        parsed: bool = False,
     ) -> dict[str, Any] | None:
-        """Record an event already checked against `schema`; return the capsule or None."""
-        return self._record(self._route(schema.id, schema.version), event, timestamp, context)
+        """Record an event already checked against `schema`; return the capsule or None.
+
+        `parsed`: the event was read from JSON text, so it holds JSON values only (no NaN, no
+        other Python types) and a faster encoder writes it.
+        """
+        route = self._route(schema.id, schema.version)
+        return self._record(route, event, timestamp, context, _dumps_read if parsed else _dumps)
 
     def _route(self, schema_id: str, version: object) -> _Route:
         route = self._routes.get((schema_id, version)) if isinstance(version, (str, int)) else None
@@ -339,10 +346,12 @@ class EventLog(LoggingConfigurable):
         event: Mapping[str, Any],
         timestamp: datetime | None,
         context: Mapping[str, Any] | None = None,
+        dumps: Callable[[Mapping[str, Any], EventSchema], str] | None = None,
     ) -> dict[str, Any] | None:
         schema, rule, redactor = route.schema, route.rule, route.redactor
+        dumps = dumps or _dumps
         if rule is None or redactor is None or not rule.allows_action(event):
-            _dumps(event, schema)  # a filtered event must still be JSON: fail the same way
+            dumps(event, schema)  # a filtered event must still be JSON: fail the same way
             self._outcomes[(schema.id, "filtered")] += 1
             return None
         capsule: dict[str, Any] = {
@@ -354,7 +363,7 @@ class EventLog(LoggingConfigurable):
         if context:
             self._add_context(capsule, context, route.context_kept)
         redactor.copy_into(capsule, event)
-        self._write(capsule, _dumps(capsule, schema))
+        self._write(capsule, dumps(capsule, schema))
         self._outcomes[(schema.id, "recorded")] += 1
         return capsule
 
@@ -441,7 +450,8 @@ class EventLog(LoggingConfigurable):
                 self.log.exception("Event listener %r failed", listener)
 
 
-_encode = json.JSONEncoder(allow_nan=False).encode
+# One compact line per event, ASCII whatever the handler's stream encoding.
+_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 
 
 def _dumps(value: Mapping[str, Any], schema: EventSchema) -> str:
@@ -451,3 +461,9 @@ def _dumps(value: Mapping[str, Any], schema: EventSchema) -> str:
         from .validation import not_json_error
 
         raise not_json_error(value, schema.id, schema.version) from e
+
+
+def _dumps_read(value: Mapping[str, Any], schema: EventSchema) -> str:
+    """Encode a capsule of values read from JSON text: orjson, unless the line is not ASCII."""
+    line = orjson.dumps(value)
+    return line.decode() if line.isascii() else _dumps(value, schema)

@@ -5,14 +5,13 @@ Nothing here imports tornado: the handler turns an IngestError into an HTTP erro
 
 from __future__ import annotations
 
-import json
-import math
-import re
+import functools
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from . import strictjson
 from .delivery import QueueFullError
 from .errors import UnknownSchemaError
 from .eventlog import EventLog
@@ -25,10 +24,6 @@ EVENT_KEYS = ("schema_id", "version", "data", "timestamp", "id")
 BATCH_KEYS = ("events", "sent_at")
 STATUSES = ("recorded", "filtered", "duplicate", "rejected")
 MAX_ID_LENGTH = 128
-MAX_DEPTH = 64  # arrays and objects nested in a body; deeper is refused before any recursion
-MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): larger integers are not interoperable
-# A \\uD800-\\uDFFF escape: only a body holding one can hold a lone surrogate.
-_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 _SHOWN = 64
 
 
@@ -53,7 +48,7 @@ class IngestError(ValueError):
         self.field = field
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Envelope:
     """One posted event: which schema, which version, its data and its optional timestamp."""
 
@@ -111,11 +106,17 @@ def parse_body(body: bytes, limits: Limits) -> Posted:
         msg = 'the body must be a JSON object: an event or {"events": [...]}'
         raise IngestError(msg + f" (got {json_type(document)})")
     # No event can be larger than the body it came in: measure events only in a larger body.
-    limits = replace(limits, measure=len(body) > limits.event)
+    if len(body) <= limits.event:
+        limits = _unmeasured(limits)
     if "events" in document:
         return Posted(_batch(document, limits), _sent_at(document), limits=limits)
     event = {key: value for key, value in document.items() if key != "sent_at"}
     return Posted([event], _sent_at(document), single=True, limits=limits)
+
+
+@functools.lru_cache(maxsize=8)
+def _unmeasured(limits: Limits) -> Limits:
+    return replace(limits, measure=False)
 
 
 def _sent_at(document: dict[str, Any]) -> datetime | None:
@@ -139,79 +140,9 @@ def _time_field(item: dict[str, Any], key: str, field: str | None = None) -> dat
 
 def _loads(body: bytes) -> Any:
     try:
-        document = json.loads(
-            body.decode("utf-8"),  # strict: no other encoding, no encoded surrogates
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-            parse_int=_safe_int,
-            object_pairs_hook=_unique_keys,
-        )
-    except RecursionError:
-        raise _too_deep() from None
-    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        msg = f"the body is not valid JSON: {e}"
-        raise IngestError(msg) from None
-    _check_depth(document)
-    if _SURROGATE_ESCAPE.search(body):
-        _refuse_lone_surrogates(document)
-    return document
-
-
-def _refuse_lone_surrogates(document: Any) -> None:
-    """Raise IngestError when a string escapes half of a UTF-16 pair on its own (not text)."""
-    try:
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        msg = "the body holds a lone surrogate (a \\ud800-\\udfff escape): not UTF-8 text"
-        raise IngestError(msg) from None
-
-
-def _too_deep() -> IngestError:
-    return IngestError(f"the body is nested more than {MAX_DEPTH} levels deep")
-
-
-def _check_depth(document: Any) -> None:
-    """Raise IngestError when arrays and objects nest deeper than MAX_DEPTH (no recursion)."""
-    level: list[Any] = [document]
-    for _ in range(MAX_DEPTH + 1):
-        level = [
-            child
-            for value in level
-            if isinstance(value, (dict, list))
-            for child in (value.values() if isinstance(value, dict) else value)
-        ]
-        if not level:
-            return
-    raise _too_deep()
-
-
-def _refuse_constant(name: str) -> Any:
-    msg = f"{name} is not JSON"
-    raise ValueError(msg)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        msg = "a number is too large for a 64-bit float"
-        raise ValueError(msg)
-    return value
-
-
-def _safe_int(text: str) -> int:
-    value = int(text)
-    if abs(value) > MAX_SAFE_INTEGER:
-        msg = f"an integer is beyond +-{MAX_SAFE_INTEGER} (I-JSON)"
-        raise ValueError(msg)
-    return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        msg = "an object has a duplicate key"
-        raise ValueError(msg)
-    return document
+        return strictjson.loads(body)
+    except strictjson.JSONBodyError as e:
+        raise IngestError(str(e)) from None
 
 
 def _batch(document: dict[str, Any], limits: Limits) -> list[Any]:
@@ -243,7 +174,7 @@ def parse_event(item: Any, limits: Limits) -> Envelope:
 
 
 def _check_size(item: dict[str, Any], limits: Limits) -> None:
-    size = len(json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode())
+    size = strictjson.size(item)
     if size > limits.event:
         msg = f"the event is {size} bytes serialized; the limit is {limits.event} bytes"
         raise IngestError(msg + " (TelemetryExtension.max_event_size)", 413)
@@ -339,7 +270,7 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
             return "duplicate"
         context = reception.context(envelope.client_id, event_time)
         capsule = eventlog.record_checked(
-            schema, envelope.data, reception.received_at, context=context
+            schema, envelope.data, reception.received_at, context=context, parsed=True
         )
     except EventValidationError as e:
         field_path = _data_path(e.field)

@@ -234,7 +234,7 @@ def test_formatter_applies_to_the_json_line(log: EventLog) -> None:
     framed.handler.setFormatter(logging.Formatter("EVENT %(message)s"))
     log.add_handler(framed.handler)
     log.record_event(SCHEMA_ID, 1, {"action": "open"})
-    assert framed.lines[0].startswith('EVENT {"__timestamp__": ')
+    assert framed.lines[0].startswith('EVENT {"__timestamp__":"')
 
 
 def test_handler_reading_msg_gets_the_capsule(log: EventLog) -> None:
@@ -262,7 +262,7 @@ def test_config_file_handlers_survive_deepcopy(tmp_path: Path) -> None:
     second = EventLog(config=config)
     assert second.handlers == [handler]
     handler.close()
-    assert '"action": "open"' in path.read_text()
+    assert '"action":"open"' in path.read_text()
 
 
 def test_config_file_loaded_like_jupyter(tmp_path: Path) -> None:
@@ -278,7 +278,7 @@ def test_config_file_loaded_like_jupyter(tmp_path: Path) -> None:
     log.register_schema(make_schema(**PROPS))
     log.record_event(SCHEMA_ID, 1, {"action": "close"})
     log.handlers[0].close()
-    assert '"action": "close"' in (tmp_path / "out.log").read_text()
+    assert '"action":"close"' in (tmp_path / "out.log").read_text()
 
 
 def test_listener_gets_redacted_capsule_and_its_failure_is_contained(log: EventLog) -> None:

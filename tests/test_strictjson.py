@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,7 +56,7 @@ VALUES = st.recursive(
 BODIES = st.tuples(SPACE, VALUES, SPACE).map(lambda parts: "".join(parts).encode())
 
 
-def _verdict(read, body: bytes) -> str:  # noqa: ANN001
+def _verdict(read: Callable[[bytes], Any], body: bytes) -> str:
     """Return the value read, written with its types, or the refusal."""
     try:
         return "value " + repr(read(body))

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 _PROCESS = os.getpid()
 _START: float = getattr(logging, "_startTime", time.time())
+
+
+# What every record shares, set in one step rather than attribute by attribute.
+_FIXED_FIELDS: dict[str, Any] = {
+    "args": None, "levelname": "INFO", "levelno": logging.INFO, "pathname": "", "filename": "",
+    "module": "", "funcName": "", "lineno": 0, "exc_info": None, "exc_text": None,
+    "stack_info": None, "threadName": None, "processName": None, "taskName": None,
+    "process": _PROCESS,
+}  # fmt: skip
 
 
 class CapsuleRecord(logging.LogRecord):
@@ -19,30 +29,31 @@ class CapsuleRecord(logging.LogRecord):
 
     Formatters that use `%(message)s` (and handlers without a formatter) write the JSON line;
     handlers that read `record.msg` (as OpenTelemetry's does) get the structured capsule.
+    Without a capsule (None), `msg` is read back from the line when first asked for: a record
+    waiting for a writer thread then holds no dict for the garbage collector to go through.
     """
 
-    def __init__(self, logger_name: str, capsule: Mapping[str, Any], line: str) -> None:
+    def __init__(
+        self, logger_name: str, capsule: Mapping[str, Any] | None, line: str, schema_id: str = ""
+    ) -> None:
         """Fill in what formatters read, without the stack inspection of `Logger.makeRecord`."""
+        self.__dict__.update(_FIXED_FIELDS)
         self.name = logger_name
-        self.msg = capsule
-        self.args = None
-        self.levelname = "INFO"
-        self.levelno = logging.INFO
-        self.pathname = self.filename = self.module = self.funcName = ""
-        self.lineno = 0
-        self.exc_info = self.exc_text = self.stack_info = None
-        self.created = time.time()
-        self.msecs = (self.created - int(self.created)) * 1000.0
-        self.relativeCreated = (self.created - _START) * 1000.0
-        self.thread = threading.get_ident()
-        self.threadName = self.processName = self.taskName = None
-        self.process = _PROCESS
+        if capsule is not None:
+            self.msg = capsule
         self.line = line
+        self.schema_id = schema_id
+        self.created = created = time.time()
+        self.msecs = (created - int(created)) * 1000.0
+        self.relativeCreated = (created - _START) * 1000.0
+        self.thread = threading.get_ident()
 
-    @property
-    def schema_id(self) -> str:
-        """Return the id of the event's schema."""
-        return str(cast("Mapping[str, Any]", self.msg).get("__schema__", ""))
+    def __getattr__(self, name: str) -> Any:
+        """Read `msg` back from the JSON line when the record was made without its capsule."""
+        if name != "msg":
+            raise AttributeError(name)
+        self.msg = json.loads(self.line)
+        return self.msg
 
     def getMessage(self) -> str:  # noqa: N802 (logging's name)
         """Return the capsule as one line of JSON."""
@@ -53,17 +64,20 @@ class LinesRecord(CapsuleRecord):
     """Several records written at once: their JSON lines, one after the other."""
 
     def __init__(self, records: list[CapsuleRecord]) -> None:
-        """Join the records' lines (the last record gives the name and time)."""
+        """Join the records' lines (the last record gives the name and `msg`)."""
         last = records[-1]
-        super().__init__(
-            last.name,
-            cast("Mapping[str, Any]", last.msg),
-            "\n".join(record.line for record in records),
-        )
+        joined = "\n".join(record.line for record in records)
+        super().__init__(last.name, None, joined, last.schema_id)
         self.records = records
 
+    def __getattr__(self, name: str) -> Any:
+        """Give the last record's `msg`."""
+        if name != "msg":
+            raise AttributeError(name)
+        return self.records[-1].msg
 
-def _writes_lines(handler: logging.Handler) -> bool:
+
+def writes_lines(handler: logging.Handler) -> bool:
     """Return True for a stream handler that writes each record's JSON line and nothing else."""
     return (
         isinstance(handler, logging.StreamHandler)
@@ -103,7 +117,7 @@ class Delivery:
         """Hand records to one handler: as one write of all their lines when it writes lines."""
         if handler not in self._watched:
             self.watch(handler)  # first: it may give the handler its line formatter
-        if len(records) > 1 and _writes_lines(handler):
+        if len(records) > 1 and writes_lines(handler):
             self._deliver(handler, LinesRecord(records))
         else:
             for record in records:
@@ -120,6 +134,8 @@ class Delivery:
 
     def watch(self, handler: logging.Handler) -> None:
         """Route the handler's own error reporting (`handleError`) to our failure count."""
+        if handler in self._watched:
+            return
 
         def handle_error(record: logging.LogRecord) -> None:
             self.failed(handler, None, record)
@@ -163,6 +179,28 @@ class QueueFullError(RuntimeError):
     """The background writer's queue is full: the event was not accepted."""
 
 
+class HeldRecords:
+    """Records held back by one thread until its block ends, to be queued or written together.
+
+    `room` is what the queues could take when the block began: they only drain meanwhile, so a
+    record that fits in it fits in them (unless other threads fill them in the meantime).
+    """
+
+    def __init__(self, room: int, lines_only: bool = False) -> None:
+        """Hold at most `room` records for the calling thread (`lines_only`: without capsules)."""
+        self.thread = threading.get_ident()
+        self.room = room
+        self.lines_only = lines_only
+        self.records: list[CapsuleRecord] = []
+
+    def add(self, record: CapsuleRecord) -> None:
+        """Hold a record; raise QueueFullError when the queues have no room for it."""
+        if len(self.records) >= self.room:
+            msg = f"the event queue is full ({self.room} more events fitted in it)"
+            raise QueueFullError(msg)
+        self.records.append(record)
+
+
 _Item = CapsuleRecord | threading.Event | None
 WRITE_CHUNK = 1000  # records joined into one write, at most
 # Seconds a woken writer waits before writing, so that records arriving together share a write
@@ -194,6 +232,12 @@ class _Lane:
         self.items.append(item)
         if not isinstance(item, CapsuleRecord):
             self.hurry.set()
+        if not self.wake.is_set():
+            self.wake.set()
+
+    def put_many(self, records: list[CapsuleRecord]) -> None:
+        """Queue records and wake the thread once."""
+        self.items.extend(records)
         if not self.wake.is_set():
             self.wake.set()
 
@@ -252,6 +296,22 @@ class BackgroundWriter:
                 raise QueueFullError(msg)
             for lane in lanes:
                 lane.put(record)
+
+    def room(self, handlers: list[logging.Handler]) -> int:
+        """Return how many more records the fullest queue of `handlers` takes now."""
+        with self._lock:
+            lanes = [self._lanes.get(handler) for handler in handlers]
+            return min((self._size - len(lane.items) if lane else self._size for lane in lanes),
+                       default=self._size)  # fmt: skip
+
+    def submit_many(
+        self, handlers: Callable[[], list[logging.Handler]], records: list[CapsuleRecord]
+    ) -> None:
+        """Queue records for each of `handlers()`; their room was taken earlier (HeldRecords)."""
+        with self._lock:
+            lanes = [self._lane(handler) for handler in handlers()]
+            for lane in lanes:
+                lane.put_many(records)
 
     def _lane(self, handler: logging.Handler) -> _Lane:
         lane = self._lanes.get(handler)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -17,7 +20,7 @@ from traitlets.config import Config, LoggingConfigurable
 
 from .allowlist import AllowListError, SchemaRule, parse_allowed_schemas
 from .categories import UNRESTRICTED, USER_IDENTIFIER
-from .delivery import BackgroundWriter, CapsuleRecord, Delivery
+from .delivery import BackgroundWriter, CapsuleRecord, Delivery, HeldRecords, writes_lines
 from .errors import EventSchemaError, UnknownSchemaError
 from .redaction import Redactor
 from .schema import EventSchema, SchemaSource, version_key, version_order
@@ -146,7 +149,9 @@ class EventLog(LoggingConfigurable):
         self._listeners: list[Listener] = []
         super().__init__(**kwargs)
         self._delivery = Delivery(self.log)
+        self._watch_handlers()
         self._writer: BackgroundWriter | None = None
+        self._held: HeldRecords | None = None
         self._rules = parse_allowed_schemas(self.allowed_schemas)
         self._background_changed(None)
 
@@ -194,6 +199,13 @@ class EventLog(LoggingConfigurable):
             old = change["old"] if isinstance(change["old"], list) else []
             for handler in set(old) - set(change["new"]):
                 self._delivery.unwatch(handler)
+            self._watch_handlers()
+
+    def _watch_handlers(self) -> None:
+        """Take over the handlers' error reporting now (and give plain streams the line
+        formatter), rather than at their first event."""
+        for handler in self.handlers:
+            self._delivery.watch(handler)
 
     # Schemas
 
@@ -440,9 +452,55 @@ class EventLog(LoggingConfigurable):
         """Return how many events wait for the background writer."""
         return self._writer.pending if self._writer is not None else 0
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hand the events this thread records in the block to the handlers together, at its end.
+
+        With `background`, they are queued at once (an event that would not fit in the queue
+        raises QueueFullError when it is recorded); without, each handler writes them all at the
+        end of the block. Listeners still see each event as it is recorded.
+        """
+        if self._held is not None:  # nested, or another thread's block: record as usual
+            yield
+            return
+        room = self._writer.room(self.handlers) if self._writer is not None else sys.maxsize
+        held = self._held = HeldRecords(room, self._lines_only())
+        try:
+            yield
+        finally:
+            self._held = None
+            self._release(held.records)
+
+    def _capsule_record(
+        self, capsule: dict[str, Any], line: str, lines_only: bool | None = None
+    ) -> CapsuleRecord:
+        """Return the record of an event; one queued for handlers that write lines only
+        leaves the capsule out."""
+        if lines_only is None:
+            lines_only = self._lines_only()
+        schema_id = capsule["__schema__"]
+        return CapsuleRecord(RECORD_NAME, None if lines_only else capsule, line, schema_id)
+
+    def _lines_only(self) -> bool:
+        """Return True when a background writer feeds handlers that write JSON lines only."""
+        return self._writer is not None and all(writes_lines(h) for h in self.handlers)
+
+    def _release(self, records: list[CapsuleRecord]) -> None:
+        if not records:
+            return
+        if self._writer is not None:
+            self._writer.submit_many(self._handlers, records)
+            return
+        for handler in self.handlers:
+            self._delivery.deliver_many(handler, records)
+
     def _write(self, capsule: dict[str, Any], line: str) -> None:
         if self._writer is not None or self.handlers:
-            self._send(self._handlers, CapsuleRecord(RECORD_NAME, capsule, line))
+            held = self._held
+            if held is None or held.thread != threading.get_ident():
+                self._send(self._handlers, self._capsule_record(capsule, line))
+            else:
+                held.add(self._capsule_record(capsule, line, held.lines_only))
         for listener in self._listeners:
             try:
                 listener(capsule)

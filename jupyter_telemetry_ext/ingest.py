@@ -336,10 +336,11 @@ def record_batch(
 ) -> BatchResult:
     """Record each event of a batch on its own; one bad event does not reject the others."""
     batch = BatchResult()
-    for item in items:
-        try:
-            batch.results.append({"status": post_event(eventlog, item, limits, reception)})
-        except IngestError as e:
-            batch.results.append({"status": "rejected", "error": str(e)})
-            batch.busy = batch.busy or e.status == 503
+    with eventlog.batch():
+        for item in items:
+            try:
+                batch.results.append({"status": post_event(eventlog, item, limits, reception)})
+            except IngestError as e:
+                batch.results.append({"status": "rejected", "error": str(e)})
+                batch.busy = batch.busy or e.status == 503
     return batch

@@ -9,8 +9,9 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Union, cast
 
+RECORD_NAME = "jupyter_telemetry_ext.events"
 _PROCESS = os.getpid()
 _START: float = getattr(logging, "_startTime", time.time())
 
@@ -33,16 +34,13 @@ class CapsuleRecord(logging.LogRecord):
     waiting for a writer thread then holds no dict for the garbage collector to go through.
     """
 
-    def __init__(
-        self, logger_name: str, capsule: Mapping[str, Any] | None, line: str, schema_id: str = ""
-    ) -> None:
+    def __init__(self, logger_name: str, capsule: Mapping[str, Any] | None, line: str) -> None:
         """Fill in what formatters read, without the stack inspection of `Logger.makeRecord`."""
         self.__dict__.update(_FIXED_FIELDS)
         self.name = logger_name
         if capsule is not None:
             self.msg = capsule
         self.line = line
-        self.schema_id = schema_id
         self.created = created = time.time()
         self.msecs = (created - int(created)) * 1000.0
         self.relativeCreated = (created - _START) * 1000.0
@@ -55,26 +53,41 @@ class CapsuleRecord(logging.LogRecord):
         self.msg = json.loads(self.line)
         return self.msg
 
+    @property
+    def schema_id(self) -> str:
+        """Return the id of the event's schema ("" for other records)."""
+        capsule = self.msg
+        return str(capsule.get("__schema__", "")) if isinstance(capsule, Mapping) else ""
+
     def getMessage(self) -> str:  # noqa: N802 (logging's name)
         """Return the capsule as one line of JSON."""
         return self.line
 
 
-class LinesRecord(CapsuleRecord):
-    """Several records written at once: their JSON lines, one after the other."""
+# A queued event: its record, or only its JSON line when every handler writes lines (a string
+# is no work for the garbage collector, and needs no record until a handler wants one).
+Queued = Union[CapsuleRecord, str]  # noqa: UP007 - a runtime alias
 
-    def __init__(self, records: list[CapsuleRecord]) -> None:
-        """Join the records' lines (the last record gives the name and `msg`)."""
-        last = records[-1]
-        joined = "\n".join(record.line for record in records)
-        super().__init__(last.name, None, joined, last.schema_id)
-        self.records = records
+
+def as_record(item: Queued) -> CapsuleRecord:
+    """Return the record of a queued event."""
+    return item if isinstance(item, CapsuleRecord) else CapsuleRecord(RECORD_NAME, None, item)
+
+
+class LinesRecord(CapsuleRecord):
+    """Several events written at once: their JSON lines, one after the other."""
+
+    def __init__(self, items: list[Queued]) -> None:
+        """Join the events' lines (the last one gives the name and `msg`)."""
+        lines = [item if type(item) is str else cast(CapsuleRecord, item).line for item in items]
+        super().__init__(RECORD_NAME, None, "\n".join(lines))
+        self.items = items
 
     def __getattr__(self, name: str) -> Any:
-        """Give the last record's `msg`."""
+        """Give the last event's `msg`."""
         if name != "msg":
             raise AttributeError(name)
-        return self.records[-1].msg
+        return as_record(self.items[-1]).msg
 
 
 def writes_lines(handler: logging.Handler) -> bool:
@@ -113,15 +126,15 @@ class Delivery:
         for handler in handlers:
             self._deliver(handler, record)
 
-    def deliver_many(self, handler: logging.Handler, records: list[CapsuleRecord]) -> None:
-        """Hand records to one handler: as one write of all their lines when it writes lines."""
+    def deliver_many(self, handler: logging.Handler, items: list[Queued]) -> None:
+        """Hand events to one handler: as one write of all their lines when it writes lines."""
         if handler not in self._watched:
             self.watch(handler)  # first: it may give the handler its line formatter
-        if len(records) > 1 and writes_lines(handler):
-            self._deliver(handler, LinesRecord(records))
+        if writes_lines(handler) and (len(items) > 1 or type(items[0]) is str):
+            self._deliver(handler, LinesRecord(items))
         else:
-            for record in records:
-                self._deliver(handler, record)
+            for item in items:
+                self._deliver(handler, as_record(item))
 
     def _deliver(self, handler: logging.Handler, record: CapsuleRecord) -> None:
         if handler not in self._watched:
@@ -160,13 +173,13 @@ class Delivery:
         record: logging.LogRecord | None = None,
     ) -> None:
         """Count one failure (per handler and per schema); log each handler's first one."""
-        records = record.records if isinstance(record, LinesRecord) else [record]
+        items = record.items if isinstance(record, LinesRecord) else [record]
         with self._lock:
             first = not self.failures[handler]
-            for one in records:
+            for one in items:
                 self.failures[handler] += 1
-                if isinstance(one, CapsuleRecord):
-                    self.schema_failures[one.schema_id] += 1
+                if isinstance(one, (CapsuleRecord, str)):
+                    self.schema_failures[as_record(one).schema_id] += 1
         if first:
             self.log.error(
                 "Event handler %r failed; its later failures are counted, not logged",
@@ -191,9 +204,9 @@ class HeldRecords:
         self.thread = threading.get_ident()
         self.room = room
         self.lines_only = lines_only
-        self.records: list[CapsuleRecord] = []
+        self.records: list[Queued] = []
 
-    def add(self, record: CapsuleRecord) -> None:
+    def add(self, record: Queued) -> None:
         """Hold a record; raise QueueFullError when the queues have no room for it."""
         if len(self.records) >= self.room:
             msg = f"the event queue is full ({self.room} more events fitted in it)"
@@ -201,7 +214,7 @@ class HeldRecords:
         self.records.append(record)
 
 
-_Item = CapsuleRecord | threading.Event | None
+_Item = Union[Queued, threading.Event, None]  # noqa: UP007 - a runtime alias
 WRITE_CHUNK = 1000  # records joined into one write, at most
 # Seconds a woken writer waits before writing, so that records arriving together share a write
 # (and the request thread is interrupted less often). A flush or a stop cuts it short.
@@ -223,19 +236,15 @@ class _Lane:
         self.thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
         self.thread.start()
 
-    def full(self) -> bool:
-        """Return True when `size` records wait."""
-        return len(self.items) >= self.size
-
     def put(self, item: _Item) -> None:
-        """Queue a record (or a flush mark, or None to stop) and wake the thread."""
+        """Queue an event (or a flush mark, or None to stop) and wake the thread."""
         self.items.append(item)
-        if not isinstance(item, CapsuleRecord):
+        if item is None or isinstance(item, threading.Event):
             self.hurry.set()
         if not self.wake.is_set():
             self.wake.set()
 
-    def put_many(self, records: list[CapsuleRecord]) -> None:
+    def put_many(self, records: list[Queued]) -> None:
         """Queue records and wake the thread once."""
         self.items.extend(records)
         if not self.wake.is_set():
@@ -252,24 +261,25 @@ class _Lane:
 
     def _drain(self) -> bool:
         """Write everything queued; return False when told to stop."""
-        records: list[CapsuleRecord] = []
+        events: list[Queued] = []
         while self.items:
             item = self.items.popleft()
-            if isinstance(item, CapsuleRecord) and len(records) < WRITE_CHUNK:
-                records.append(item)
+            mark = item is None or isinstance(item, threading.Event)
+            if not mark and len(events) < WRITE_CHUNK:
+                events.append(cast(Queued, item))
                 continue
-            self._write(records)
-            records = [item] if isinstance(item, CapsuleRecord) else []
+            self._write(events)
+            events = [] if mark else [cast(Queued, item)]
             if item is None:
                 return False
             if isinstance(item, threading.Event):
-                item.set()  # every record queued before the mark is written
-        self._write(records)
+                item.set()  # every event queued before the mark is written
+        self._write(events)
         return True
 
-    def _write(self, records: list[CapsuleRecord]) -> None:
-        if records:
-            self.delivery.deliver_many(self.handler, records)
+    def _write(self, events: list[Queued]) -> None:
+        if events:
+            self.delivery.deliver_many(self.handler, events)
 
 
 class BackgroundWriter:
@@ -287,13 +297,16 @@ class BackgroundWriter:
         """Return how many records wait to be written (by the slowest handler)."""
         return max((len(lane.items) for lane in list(self._lanes.values())), default=0)
 
-    def submit(self, handlers: Callable[[], list[logging.Handler]], record: CapsuleRecord) -> None:
+    def submit(self, handlers: Callable[[], list[logging.Handler]], record: Queued) -> None:
         """Queue a record for each of `handlers()`; raise QueueFullError if any queue is full."""
         with self._lock:
-            lanes = [self._lane(handler) for handler in handlers()]
-            if any(lane.full() for lane in lanes):
-                msg = f"the event queue is full ({self._size} events waiting for a slow handler)"
-                raise QueueFullError(msg)
+            lanes = [self._lanes.get(handler) or self._lane(handler) for handler in handlers()]
+            for lane in lanes:
+                if len(lane.items) >= self._size:
+                    msg = (
+                        f"the event queue is full ({self._size} events waiting for a slow handler)"
+                    )
+                    raise QueueFullError(msg)
             for lane in lanes:
                 lane.put(record)
 
@@ -305,7 +318,7 @@ class BackgroundWriter:
                        default=self._size)  # fmt: skip
 
     def submit_many(
-        self, handlers: Callable[[], list[logging.Handler]], records: list[CapsuleRecord]
+        self, handlers: Callable[[], list[logging.Handler]], records: list[Queued]
     ) -> None:
         """Queue records for each of `handlers()`; their room was taken earlier (HeldRecords)."""
         with self._lock:

@@ -20,13 +20,21 @@ from traitlets.config import Config, LoggingConfigurable
 
 from .allowlist import AllowListError, SchemaRule, parse_allowed_schemas
 from .categories import UNRESTRICTED, USER_IDENTIFIER
-from .delivery import BackgroundWriter, CapsuleRecord, Delivery, HeldRecords, writes_lines
+from .delivery import (
+    RECORD_NAME,
+    BackgroundWriter,
+    CapsuleRecord,
+    Delivery,
+    HeldRecords,
+    Queued,
+    as_record,
+    writes_lines,
+)
 from .errors import EventSchemaError, UnknownSchemaError
 from .redaction import Redactor
 from .schema import EventSchema, SchemaSource, version_key, version_order
 
 METADATA_VERSION = 2
-RECORD_NAME = "jupyter_telemetry_ext.events"
 FAILED_RECORD_NAME = "jupyter_telemetry_ext.failed"
 # Optional capsule fields (metadata version 2) and the privacy category of each.
 CONTEXT_FIELDS = {
@@ -68,7 +76,7 @@ def format_timestamp(when: datetime | None = None) -> str:
 def _format(when: datetime) -> str:
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    else:
+    elif when.tzinfo is not timezone.utc:
         when = when.astimezone(timezone.utc)
     return when.isoformat(timespec="microseconds")[:-6] + "Z"
 
@@ -152,6 +160,7 @@ class EventLog(LoggingConfigurable):
         self._watch_handlers()
         self._writer: BackgroundWriter | None = None
         self._held: HeldRecords | None = None
+        self._lines_only_of: tuple[list[logging.Handler] | None, int, bool] = (None, 0, False)
         self._rules = parse_allowed_schemas(self.allowed_schemas)
         self._background_changed(None)
 
@@ -394,11 +403,11 @@ class EventLog(LoggingConfigurable):
     def _handlers(self) -> list[logging.Handler]:
         return self.handlers
 
-    def _send(self, handlers: Callable[[], list[logging.Handler]], record: CapsuleRecord) -> None:
+    def _send(self, handlers: Callable[[], list[logging.Handler]], record: Queued) -> None:
         if self._writer is not None:
             self._writer.submit(handlers, record)
         else:
-            self._delivery.deliver(handlers(), record)
+            self._delivery.deliver(handlers(), as_record(record))
 
     def record_failure(
         self,
@@ -471,21 +480,27 @@ class EventLog(LoggingConfigurable):
             self._held = None
             self._release(held.records)
 
-    def _capsule_record(
-        self, capsule: dict[str, Any], line: str, lines_only: bool | None = None
-    ) -> CapsuleRecord:
-        """Return the record of an event; one queued for handlers that write lines only
-        leaves the capsule out."""
+    def _queued(self, capsule: dict[str, Any], line: str, lines_only: bool | None = None) -> Queued:
+        """Return what is handed over for an event: its record, or its line alone when every
+        handler writes lines and a writer thread takes it (see `Queued`)."""
         if lines_only is None:
             lines_only = self._lines_only()
-        schema_id = capsule["__schema__"]
-        return CapsuleRecord(RECORD_NAME, None if lines_only else capsule, line, schema_id)
+        return line if lines_only else CapsuleRecord(RECORD_NAME, capsule, line)
 
     def _lines_only(self) -> bool:
-        """Return True when a background writer feeds handlers that write JSON lines only."""
-        return self._writer is not None and all(writes_lines(h) for h in self.handlers)
+        """Return True when a background writer feeds handlers that write JSON lines only.
 
-    def _release(self, records: list[CapsuleRecord]) -> None:
+        Worked out again when the handler list changes. Should a handler change its formatter
+        meanwhile, it still gets each capsule: a record reads it back from the line.
+        """
+        if self._writer is None:
+            return False
+        handlers = self.handlers
+        if self._lines_only_of[0] is not handlers or self._lines_only_of[1] != len(handlers):
+            self._lines_only_of = (handlers, len(handlers), all(map(writes_lines, handlers)))
+        return self._lines_only_of[2]
+
+    def _release(self, records: list[Queued]) -> None:
         if not records:
             return
         if self._writer is not None:
@@ -498,9 +513,9 @@ class EventLog(LoggingConfigurable):
         if self._writer is not None or self.handlers:
             held = self._held
             if held is None or held.thread != threading.get_ident():
-                self._send(self._handlers, self._capsule_record(capsule, line))
+                self._send(self._handlers, self._queued(capsule, line))
             else:
-                held.add(self._capsule_record(capsule, line, held.lines_only))
+                held.add(self._queued(capsule, line, held.lines_only))
         for listener in self._listeners:
             try:
                 listener(capsule)

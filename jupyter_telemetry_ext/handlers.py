@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, cast
 
+import orjson
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
@@ -166,7 +167,7 @@ class EventsHandler(TelemetryHandler):
             raise web.HTTPError(e.status, str(e)) from None
         if self.policy.reply_after_write:
             await self._written()
-        await self.finish(json.dumps(reply))
+        await self.finish(orjson.dumps(reply))
 
     def _reply(self, posted: Posted, reception: Reception) -> dict[str, Any]:
         if posted.single:

@@ -21,6 +21,7 @@ from .timestamps import TimestampError, parse_timestamp
 from .validation import EventValidationError, json_type
 
 EVENT_KEYS = ("schema_id", "version", "data", "timestamp", "id")
+_EVENT_KEY_SET = frozenset(EVENT_KEYS)
 BATCH_KEYS = ("events", "sent_at")
 STATUSES = ("recorded", "filtered", "duplicate", "rejected")
 MAX_ID_LENGTH = 128
@@ -110,6 +111,8 @@ def parse_body(body: bytes, limits: Limits) -> Posted:
         limits = _unmeasured(limits)
     if "events" in document:
         return Posted(_batch(document, limits), _sent_at(document), limits=limits)
+    if "sent_at" not in document:
+        return Posted([document], single=True, limits=limits)
     event = {key: value for key, value in document.items() if key != "sent_at"}
     return Posted([event], _sent_at(document), single=True, limits=limits)
 
@@ -167,10 +170,24 @@ def parse_event(item: Any, limits: Limits) -> Envelope:
         raise IngestError(msg)
     if limits.measure:
         _check_size(item, limits)
-    _refuse_unknown(item, EVENT_KEYS, "an event has schema_id, version, data, timestamp and id")
-    return Envelope(
-        _schema_id(item), _version(item), _data(item), _timestamp(item), _client_id(item)
-    )
+    if not item.keys() <= _EVENT_KEY_SET:
+        _refuse_unknown(item, EVENT_KEYS, "an event has schema_id, version, data, timestamp and id")
+    schema_id: Any = item.get("schema_id")
+    version: Any = item.get("version")
+    data: Any = item.get("data")
+    if not (_plain_id(schema_id) and _plain_version(version) and type(data) is dict):
+        schema_id, version, data = _schema_id(item), _version(item), _data(item)  # say why
+    timestamp = _timestamp(item) if "timestamp" in item else None
+    client_id = _client_id(item) if "id" in item else None
+    return Envelope(schema_id, version, data, timestamp, client_id)
+
+
+def _plain_id(value: Any) -> bool:
+    return type(value) is str and value != ""
+
+
+def _plain_version(value: Any) -> bool:
+    return (type(value) is str and value != "") or type(value) is int
 
 
 def _check_size(item: dict[str, Any], limits: Limits) -> None:

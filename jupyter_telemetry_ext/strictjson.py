@@ -33,7 +33,8 @@ def loads(body: bytes) -> Any:
     document = _quick(body)
     if document is _UNSURE:
         return _strict(body)
-    check_depth(document)
+    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:  # else it cannot nest too deep
+        check_depth(document)
     return document
 
 

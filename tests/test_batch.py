@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import logging
 import threading
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.delivery import CapsuleRecord, Delivery, QueueFullError
+from jupyter_telemetry_ext.delivery import CapsuleRecord, Delivery, Queued, QueueFullError
 from tests.conftest import Sink, make_schema
 
 SCHEMA_ID = "test.events/example"
@@ -134,9 +136,10 @@ def test_an_exception_in_the_block_still_hands_over_what_was_recorded(
 def test_a_record_without_its_capsule_reads_it_back_from_the_line() -> None:
     """A record queued without the capsule gives the same `msg` when a handler asks."""
     capsule = {"__schema__": SCHEMA_ID, "n": 1, "nested": {"a": [1, None]}}
-    record = CapsuleRecord("events", None, json.dumps(capsule), SCHEMA_ID)
+    record = CapsuleRecord("events", None, json.dumps(capsule))
     assert "msg" not in record.__dict__
     assert record.msg == capsule
+    assert record.schema_id == SCHEMA_ID
     assert record.getMessage() == json.dumps(capsule)
     with pytest.raises(AttributeError):
         _ = record.no_such_field
@@ -152,6 +155,32 @@ def test_a_handler_that_reads_msg_gets_records_queued_without_capsules() -> None
     sink = Sink()
     sink.handler.setFormatter(MsgFormatter())
     lines = [json.dumps({"__schema__": SCHEMA_ID, "n": n}) for n in range(3)]
-    records = [CapsuleRecord("events", None, line, SCHEMA_ID) for line in lines]
-    Delivery(logging.getLogger("test")).deliver_many(sink.handler, records)
+    queued: list[Queued] = [lines[0], CapsuleRecord("events", None, lines[1]), lines[2]]
+    Delivery(logging.getLogger("test")).deliver_many(sink.handler, queued)
     assert sink.lines == ["n=0", "n=1", "n=2"]
+
+
+class FullDisk(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose every write fails, as on a full disk."""
+
+    def __init__(self) -> None:
+        super().__init__(io.StringIO())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            self.handleError(record)
+
+
+def test_failures_of_lines_only_writes_are_counted_by_schema(eventlog_factory: Any) -> None:
+    """Events queued as bare lines still count, per schema, when their write fails."""
+    full = FullDisk()
+    log = _log(eventlog_factory, handlers=[full], background=True)
+    with log.batch():
+        for n in range(4):
+            log.record_event(SCHEMA_ID, 1, {"n": n})
+    log.record_event(SCHEMA_ID, 1, {"n": 4})
+    assert log.flush(timeout=10)
+    assert log.handler_failures[full] == 5
+    assert log.outcomes()[(SCHEMA_ID, "sink_failure")] == 5

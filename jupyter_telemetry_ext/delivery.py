@@ -80,7 +80,9 @@ class LinesRecord(CapsuleRecord):
     def __init__(self, items: list[Queued]) -> None:
         """Join the events' lines (the last one gives the name and `msg`)."""
         lines = [item if type(item) is str else cast(CapsuleRecord, item).line for item in items]
-        super().__init__(RECORD_NAME, None, "\n".join(lines))
+        last = items[-1]
+        super().__init__(last.name if isinstance(last, CapsuleRecord) else RECORD_NAME, None,
+                         "\n".join(lines))  # fmt: skip
         self.items = items
 
     def __getattr__(self, name: str) -> Any:

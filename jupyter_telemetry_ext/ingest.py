@@ -279,13 +279,14 @@ def _unknown(eventlog: EventLog, schema_id: str) -> IngestError:
 def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
     """Validate and record one event; return its status ("recorded", ...) or raise IngestError."""
     schema = frontend_schema(eventlog, envelope)
-    event_time = _event_time(reception, envelope.timestamp)
+    client_id = envelope.client_id
+    event_time = _event_time(reception, envelope.timestamp) if envelope.timestamp else None
     try:
         schema.validate(envelope.data)
-        if reception.is_duplicate(envelope.client_id):
+        if client_id and reception.is_duplicate(client_id):
             eventlog.count(schema.id, "duplicate")
             return "duplicate"
-        context = reception.context(envelope.client_id, event_time)
+        context = reception.context(client_id, event_time)
         capsule = eventlog.record_checked(
             schema, envelope.data, reception.received_at, context=context, parsed=True
         )
@@ -299,7 +300,8 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
 
     if capsule is None:
         return "filtered"
-    reception.remember(envelope.client_id)
+    if client_id:
+        reception.remember(client_id)
     return "recorded"
 
 

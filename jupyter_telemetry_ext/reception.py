@@ -62,6 +62,8 @@ class Reception:
     def context(self, client_id: str | None, event_time: datetime | None) -> dict[str, Any]:
         """Return the capsule fields the server adds to one event."""
         context: dict[str, Any] = {}
+        if event_time is None and client_id is None and self.recorded_user is None:
+            return context
         if event_time is not None:
             context["__event_time__"] = format_timestamp(event_time)
         if client_id is not None:

@@ -91,6 +91,8 @@ class EventSchema:
         self.id: str = self.document["$id"]
         self.version: str | int = self.document["version"]
         self.version_key = version_key(self.version)
+        # Whether the schema opts in to being posted by frontends (`frontend: true`).
+        self.frontend: bool = self.document.get("frontend") is True
         self._check_metaschema()
         self._check_property_names()
         self._validation_document = _with_reserved_key_check(self.document)
@@ -113,11 +115,6 @@ class EventSchema:
     def description(self) -> str:
         """Return the schema's description."""
         return str(self.document["description"])
-
-    @property
-    def frontend(self) -> bool:
-        """Return True when the schema opts in to being posted by frontends."""
-        return self.document.get("frontend") is True
 
     @property
     def personal_data(self) -> bool:

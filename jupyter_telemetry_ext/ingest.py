@@ -38,6 +38,11 @@ class Limits:
     # Whether each event must be measured: not when the whole body is within the event limit.
     measure: bool = True
 
+    @functools.cached_property
+    def unmeasured(self) -> Limits:
+        """Return these limits for a body that holds no event over the limit: no measuring."""
+        return replace(self, measure=False)
+
 
 class IngestError(ValueError):
     """A posted event (or body) is refused; `status` is the HTTP status that says why."""
@@ -60,7 +65,7 @@ class Envelope:
     client_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Posted:
     """A parsed body: its events, the client's `sent_at`, and whether it was a single event."""
 
@@ -108,18 +113,13 @@ def parse_body(body: bytes, limits: Limits) -> Posted:
         raise IngestError(msg + f" (got {json_type(document)})")
     # No event can be larger than the body it came in: measure events only in a larger body.
     if len(body) <= limits.event:
-        limits = _unmeasured(limits)
+        limits = limits.unmeasured
     if "events" in document:
         return Posted(_batch(document, limits), _sent_at(document), limits=limits)
     if "sent_at" not in document:
         return Posted([document], single=True, limits=limits)
     event = {key: value for key, value in document.items() if key != "sent_at"}
     return Posted([event], _sent_at(document), single=True, limits=limits)
-
-
-@functools.lru_cache(maxsize=8)
-def _unmeasured(limits: Limits) -> Limits:
-    return replace(limits, measure=False)
 
 
 def _sent_at(document: dict[str, Any]) -> datetime | None:

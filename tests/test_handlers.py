@@ -55,6 +55,18 @@ async def test_post_records_a_redacted_event(jp_fetch: Fetch, recorded: Recorded
     assert (capsule["action"], capsule["count"], capsule["path"]) == ("open", 3, None)
 
 
+async def test_posted_text_beyond_ascii_is_written_as_ascii_escapes(
+    jp_fetch: Fetch, recorded: Recorded, sink: Sink
+) -> None:
+    """Any text is recorded as it was posted, in lines that any stream encoding can write."""
+    paths = ["café/naïve.ipynb", "☕/😀", "plain"]
+    batch = {"events": [event(action="open", model={"paths": [p]}) for p in paths]}
+    assert (await post(jp_fetch, batch))["recorded"] == 3
+    assert [capsule["model"]["paths"][0] for capsule in recorded()] == paths
+    assert all(line.isascii() for line in sink.lines)
+    assert "\\u00e9" in sink.lines[0]
+
+
 async def test_post_version_as_string(jp_fetch: Fetch, recorded: Recorded) -> None:
     assert await post(jp_fetch, event(version="1")) == {"status": "recorded"}
     assert len(recorded()) == 1

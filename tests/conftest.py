@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -35,6 +37,29 @@ class Sink:
     @property
     def events(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self.lines]
+
+
+class Gate(logging.Handler):
+    """A handler stuck (on a dead network share, say) until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = threading.Event()
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.open.wait(30)
+        self.count += 1
+
+
+class DiskFull(logging.FileHandler):
+    """A real FileHandler on a disk that is full."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            self.handleError(record)
 
 
 @pytest.fixture

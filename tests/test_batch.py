@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import errno
-import io
 import json
 import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.delivery import CapsuleRecord, Delivery, Queued, QueueFullError
-from tests.conftest import Sink, make_schema
+from tests.conftest import DiskFull, Gate, Sink, make_schema
 
 SCHEMA_ID = "test.events/example"
 
@@ -27,19 +26,6 @@ class Capsules(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.capsules.append(dict(record.msg))  # type: ignore[call-overload]
-
-
-class Gate(logging.Handler):
-    """A handler that blocks until the test opens the gate."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.open = threading.Event()
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.open.wait(10)
-        self.count += 1
 
 
 def _log(eventlog_factory: Any, **kwargs: Any) -> EventLog:
@@ -160,22 +146,11 @@ def test_a_handler_that_reads_msg_gets_records_queued_without_capsules() -> None
     assert sink.lines == ["n=0", "n=1", "n=2"]
 
 
-class FullDisk(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler whose every write fails, as on a full disk."""
-
-    def __init__(self) -> None:
-        super().__init__(io.StringIO())
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            self.handleError(record)
-
-
-def test_failures_of_lines_only_writes_are_counted_by_schema(eventlog_factory: Any) -> None:
+def test_failures_of_lines_only_writes_are_counted_by_schema(
+    eventlog_factory: Any, tmp_path: Path
+) -> None:
     """Events queued as bare lines still count, per schema, when their write fails."""
-    full = FullDisk()
+    full = DiskFull(tmp_path / "full.log")
     log = _log(eventlog_factory, handlers=[full], background=True)
     with log.batch():
         for n in range(4):
@@ -184,3 +159,4 @@ def test_failures_of_lines_only_writes_are_counted_by_schema(eventlog_factory: A
     assert log.flush(timeout=10)
     assert log.handler_failures[full] == 5
     assert log.outcomes()[(SCHEMA_ID, "sink_failure")] == 5
+    full.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import errno
 import json
 import logging
 import re
@@ -19,7 +18,7 @@ from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog, EventValidationError, UnknownSchemaError
 from jupyter_telemetry_ext.delivery import QueueFullError
-from tests.conftest import Sink, make_schema
+from tests.conftest import DiskFull, Gate, Sink, make_schema
 
 SCHEMA_ID = "test.events/example"
 PROPS = {
@@ -189,16 +188,6 @@ class Exploding(logging.Handler):
     def handle(self, record: logging.LogRecord) -> bool:
         self.emit(record)
         return True
-
-
-class DiskFull(logging.FileHandler):
-    """A real FileHandler on a disk that is full."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        except OSError:
-            self.handleError(record)
 
 
 @pytest.mark.parametrize("bad_kind", [Exploding, DiskFull])
@@ -438,17 +427,6 @@ def test_failures_go_to_failed_handlers_without_values(
     assert TIMESTAMP.match(first["__timestamp__"])
     assert (second["outcome"], second["schema_id"]) == ("rate_limited", None)
     assert log.outcomes() == {(SCHEMA_ID, "rejected"): 1, ("(unknown)", "rate_limited"): 1}
-
-
-class Gate(logging.Handler):
-    """A handler that holds its thread until the gate opens, so that records queue up."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.open = threading.Event()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.open.wait(10)
 
 
 def test_background_writes_queued_lines_in_order_as_one_write(

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import stat
-import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,7 +21,7 @@ from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.eventlog import format_timestamp
 from jupyter_telemetry_ext.identity import SECRET_FILE, hashed_user
 from jupyter_telemetry_ext.timestamps import parse_timestamp
-from tests.conftest import FRONTEND_ID, SERVER_ID, Sink
+from tests.conftest import FRONTEND_ID, SERVER_ID, Gate, Sink
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]
 Recorded = Callable[[], list[dict[str, Any]]]
@@ -344,26 +343,13 @@ class RaisingHandler(logging.Handler):
         raise RuntimeError(msg)
 
 
-class BlockingHandler(logging.Handler):
-    """A handler stuck (e.g. on a dead network share) until released."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.unblock = threading.Event()
-        self.count = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.unblock.wait(30)
-        self.count += 1
-
-
 @pytest.fixture
 def faulty(jp_server_config: Config, sink: Sink, tmp_path: Path) -> dict[str, logging.Handler]:
     """Configure a raising, a full-disk and a blocking handler beside the sink."""
     handlers = {
         "raising": RaisingHandler(),
         "full": FullDiskFileHandler(tmp_path / "full.log"),
-        "blocking": BlockingHandler(),
+        "blocking": Gate(),
     }
     jp_server_config.EventLog.handlers = [*handlers.values(), sink.handler]
     return handlers
@@ -384,7 +370,7 @@ async def test_faulty_handlers_harm_nothing_else(
         await wait_for(lambda: len(sink.events) == 20)  # the other handlers keep receiving
         assert blocking.count == 0
     finally:
-        blocking.unblock.set()
+        blocking.open.set()
     assert server_eventlog.flush(10)
     assert blocking.count == 20
     failures = server_eventlog.handler_failures

@@ -12,7 +12,7 @@ from typing import IO, Any, Union
 import jsonschema_rs
 import yaml
 
-from .categories import CategoryNode, category_tree
+from .categories import CategoryNode, category_tree, check_labels
 from .errors import EventSchemaError
 from .walk import walk
 
@@ -95,10 +95,11 @@ class EventSchema:
         self.frontend: bool = self.document.get("frontend") is True
         self._check_metaschema()
         self._check_property_names()
+        self._check_privacy_keywords()
         self._validation_document = _with_reserved_key_check(self.document)
         self._fast = self._compile()
         self._slow: Any = None
-        self.categories: CategoryNode = category_tree(self.document)
+        self.categories: CategoryNode = category_tree(self.document, where=self._where())
 
     @classmethod
     def from_file(cls, source: SchemaSource) -> EventSchema:
@@ -183,6 +184,15 @@ class EventSchema:
                     self._fail(
                         key, "property names starting with '__' are reserved for the capsule"
                     )
+
+    def _check_privacy_keywords(self) -> None:
+        """Refuse a `personal-data` that is not a boolean and `categories` not a list of names."""
+        personal = self.document.get("personal-data", False)
+        if not isinstance(personal, bool):
+            self._fail("personal-data", f"must be true or false, got {type(personal).__name__}")
+        for location, sub in walk(self.document):
+            if "categories" in sub:
+                check_labels(sub["categories"], f"{self._where()}: {location or '(document)'}")
 
     def _compile(self) -> Any:
         document = self._validation_document

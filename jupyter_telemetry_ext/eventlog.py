@@ -115,7 +115,8 @@ class EventLog(LoggingConfigurable):
         ["null", "drop"],
         default_value="null",
         help="""What happens to a property the allow-list does not keep: "null" (the default)
-        records it with the value null; "drop" leaves the key out.""",
+        records it with the value null; "drop" leaves the key out. A redacted key that the
+        schema does not name is left out in both modes (its name may be data).""",
     ).tag(config=True)
 
     background = Bool(

@@ -283,3 +283,18 @@ def test_shipped_yaml_scalar_categories_file_is_refused(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(document))
     with pytest.raises(EventSchemaError, match="categories"):
         EventLog().register_schema_file(path)
+
+
+def test_the_page_shows_pattern_verdicts() -> None:
+    document = schema(
+        properties={"s": {"type": "string", "categories": ["unrestricted"]}, "t": {}},
+        patternProperties={"^s": {"categories": UII}, "^x-": {"categories": UII}},
+    )
+    log = EventLog(allowed_schemas=[document["$id"]])
+    log.register_schema(document)
+    [view] = page_model(log).schemas
+    shown = {p.name: (p.mark, p.categories) for p in view.properties}
+    assert shown["s"] == ("redact", ("unrestricted", *UII))
+    assert shown["t"] == ("keep", ("unrestricted",))
+    assert shown["(fields matching ^x-)"] == ("drop", tuple(UII))
+    assert shown["(any other field)"] == ("keep", ("unrestricted",))

@@ -40,8 +40,9 @@ class References:
         self.root = registry.resolver(base_uri=uri)
 
     def enter(self, schema: Any, scope: Any) -> Any:
-        """Return the scope of a subschema reached from `scope` (its `$id` may change the base)."""
-        if scope is None or not isinstance(schema, Mapping) or "$id" not in schema:
+        """Return the scope of a subschema reached from `scope` (its `$id`, or `id` in draft 4,
+        may change the base)."""
+        if scope is None or not isinstance(schema, Mapping):
             return scope
         return scope.in_subresource(self._specification.create_resource(schema))
 

@@ -8,35 +8,66 @@ from collections.abc import Callable
 
 
 class RecentIds:
-    """The ids seen within the last `window` seconds, at most `capacity` of them."""
+    """The ids each principal had recorded within the last `window` seconds, in bounded memory.
+
+    At most `capacity` ids in all and `per_principal` ids of each principal: a principal over
+    its share forgets its own oldest ids, so one principal's flood cannot evict another's.
+    Every operation is O(1) (expiry amortized).
+    """
 
     def __init__(
-        self, window: float, capacity: int, *, clock: Callable[[], float] = time.monotonic
+        self,
+        window: float,
+        capacity: int,
+        per_principal: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Remember ids for `window` seconds, at most `capacity` at once."""
+        """Remember ids for `window` seconds, at most `capacity` in all, `per_principal` each."""
         self.window, self.capacity, self.clock = window, capacity, clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.per_principal = min(per_principal or capacity, capacity)
+        self._added: OrderedDict[tuple[str, str], float] = OrderedDict()  # oldest first
+        self._by_principal: dict[str, OrderedDict[str, None]] = {}
 
     def __len__(self) -> int:
         """Return how many ids are remembered."""
-        return len(self._seen)
+        return len(self._added)
 
-    def seen(self, key: str) -> bool:
-        """Return True when `key` was added within the window."""
+    def count(self, principal: str) -> int:
+        """Return how many ids of `principal` are remembered."""
+        return len(self._by_principal.get(principal, ()))
+
+    def seen(self, principal: str, client_id: str) -> bool:
+        """Return True when `principal` added `client_id` within the window."""
         self._expire()
-        return key in self._seen
+        return (principal, client_id) in self._added
 
-    def add(self, key: str) -> None:
-        """Remember `key` from now on."""
-        self._seen[key] = self.clock()
-        self._seen.move_to_end(key)
-        while len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
+    def add(self, principal: str, client_id: str) -> None:
+        """Remember `client_id` of `principal` from now on."""
+        key = (principal, client_id)
+        self._added[key] = self.clock()
+        self._added.move_to_end(key)
+        ids = self._by_principal.get(principal)
+        if ids is None:
+            ids = self._by_principal[principal] = OrderedDict()
+        ids[client_id] = None
+        ids.move_to_end(client_id)
+        if len(ids) > self.per_principal:
+            self._forget(principal, next(iter(ids)))
+        if len(self._added) > self.capacity:
+            self._forget(*next(iter(self._added)))
+
+    def _forget(self, principal: str, client_id: str) -> None:
+        del self._added[(principal, client_id)]
+        ids = self._by_principal[principal]
+        del ids[client_id]
+        if not ids:
+            del self._by_principal[principal]
 
     def _expire(self) -> None:
         horizon = self.clock() - self.window
-        while self._seen:
-            oldest, added = next(iter(self._seen.items()))
+        while self._added:
+            oldest, added = next(iter(self._added.items()))
             if added >= horizon:
                 return
-            del self._seen[oldest]
+            self._forget(*oldest)

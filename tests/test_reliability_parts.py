@@ -48,16 +48,45 @@ def test_rate_zero_disables_limiting() -> None:
 def test_recent_ids_window_and_capacity() -> None:
     clock = Clock()
     ids = RecentIds(window=60, capacity=3, clock=clock)
-    ids.add("a")
-    assert ids.seen("a")
-    assert not ids.seen("b")
+    ids.add("ada", "a")
+    assert ids.seen("ada", "a")
+    assert not ids.seen("ada", "b")
+    assert not ids.seen("grace", "a")  # ids are per principal
     clock.now += 61
-    assert not ids.seen("a")
+    assert not ids.seen("ada", "a")
+    assert (len(ids), ids.count("ada")) == (0, 0)
     for key in "bcde":
-        ids.add(key)
+        ids.add("ada", key)
     assert len(ids) == 3
-    assert not ids.seen("b")
-    assert ids.seen("e")
+    assert not ids.seen("ada", "b")
+    assert ids.seen("ada", "e")
+
+
+def test_one_principal_forgets_only_its_own_ids() -> None:
+    ids = RecentIds(window=60, capacity=10, per_principal=4, clock=Clock())
+    ids.add("bob", "b1")
+    for n in range(1000):
+        ids.add("alice", f"a{n}")
+    assert ids.seen("bob", "b1")
+    assert (ids.count("alice"), len(ids)) == (4, 5)
+    assert [ids.seen("alice", f"a{n}") for n in (995, 996, 999)] == [False, True, True]
+
+
+def test_the_total_bound_forgets_the_oldest_of_anyone() -> None:
+    clock = Clock()
+    ids = RecentIds(window=60, capacity=4, per_principal=2, clock=clock)
+    for name in ("ada", "bob", "cy"):
+        ids.add(name, "1")
+        clock.now += 1
+        ids.add(name, "2")
+        clock.now += 1
+    assert len(ids) == 4
+    assert not ids.seen("ada", "1")
+    assert not ids.seen("ada", "2")
+    assert ids.seen("cy", "2")
+    clock.now += 59  # expiry follows the order of adding, across principals
+    assert (ids.seen("bob", "1"), ids.seen("bob", "2"), ids.seen("cy", "2")) == (False, False, True)
+    assert (ids.count("ada"), ids.count("bob")) == (0, 0)
 
 
 def test_secret_is_created_once_with_mode_0600(tmp_path: Path) -> None:

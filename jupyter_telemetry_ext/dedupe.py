@@ -10,9 +10,10 @@ from collections.abc import Callable
 class RecentIds:
     """The ids each principal had recorded within the last `window` seconds, in bounded memory.
 
-    At most `capacity` ids in all and `per_principal` ids of each principal: a principal over
-    its share forgets its own oldest ids, so one principal's flood cannot evict another's.
-    Every operation is O(1) (expiry amortized).
+    At most `per_principal` ids of each principal: a principal over it forgets its own oldest
+    ids, so one principal's flood cannot evict another's. At most `capacity` ids in all: over
+    it, the principal that has held ids the longest forgets its oldest. An id past the window
+    is not seen, and its memory is reused by these bounds. Every operation is O(1).
     """
 
     def __init__(
@@ -26,48 +27,41 @@ class RecentIds:
         """Remember ids for `window` seconds, at most `capacity` in all, `per_principal` each."""
         self.window, self.capacity, self.clock = window, capacity, clock
         self.per_principal = min(per_principal or capacity, capacity)
-        self._added: OrderedDict[tuple[str, str], float] = OrderedDict()  # oldest first
-        self._by_principal: dict[str, OrderedDict[str, None]] = {}
+        self._ids: dict[str, OrderedDict[str, float]] = {}  # oldest principal and id first
+        self._count = 0
 
     def __len__(self) -> int:
-        """Return how many ids are remembered."""
-        return len(self._added)
+        """Return how many ids are held (those past the window included, until reused)."""
+        return self._count
 
     def count(self, principal: str) -> int:
-        """Return how many ids of `principal` are remembered."""
-        return len(self._by_principal.get(principal, ()))
+        """Return how many ids of `principal` are held."""
+        return len(self._ids.get(principal, ()))
 
     def seen(self, principal: str, client_id: str) -> bool:
         """Return True when `principal` added `client_id` within the window."""
-        self._expire()
-        return (principal, client_id) in self._added
+        ids = self._ids.get(principal)
+        added = ids.get(client_id) if ids is not None else None
+        return added is not None and self.clock() - added <= self.window
 
     def add(self, principal: str, client_id: str) -> None:
         """Remember `client_id` of `principal` from now on."""
-        key = (principal, client_id)
-        self._added[key] = self.clock()
-        self._added.move_to_end(key)
-        ids = self._by_principal.get(principal)
+        ids = self._ids.get(principal)
         if ids is None:
-            ids = self._by_principal[principal] = OrderedDict()
-        ids[client_id] = None
-        ids.move_to_end(client_id)
+            ids = self._ids[principal] = OrderedDict()
+        elif client_id in ids:  # added again after its window: now the newest
+            del ids[client_id]
+            self._count -= 1
+        ids[client_id] = self.clock()
+        self._count += 1
         if len(ids) > self.per_principal:
-            self._forget(principal, next(iter(ids)))
-        if len(self._added) > self.capacity:
-            self._forget(*next(iter(self._added)))
+            self._forget_oldest(principal)
+        if self._count > self.capacity:
+            self._forget_oldest(next(iter(self._ids)))
 
-    def _forget(self, principal: str, client_id: str) -> None:
-        del self._added[(principal, client_id)]
-        ids = self._by_principal[principal]
-        del ids[client_id]
+    def _forget_oldest(self, principal: str) -> None:
+        ids = self._ids[principal]
+        ids.popitem(last=False)
+        self._count -= 1
         if not ids:
-            del self._by_principal[principal]
-
-    def _expire(self) -> None:
-        horizon = self.clock() - self.window
-        while self._added:
-            oldest, added = next(iter(self._added.items()))
-            if added >= horizon:
-                return
-            self._forget(*oldest)
+            del self._ids[principal]

@@ -258,7 +258,7 @@ class SubscribeHandler(TelemetryMixin, WebSocketMixin, JupyterHandler, websocket
 
     def _refuse(self, error: SubscriberLimitError) -> None:
         """Answer the upgrade request with the JSON error, before any socket is opened."""
-        self.log.warning("Telemetry: websocket subscriber refused: %s", error)
+        self.log.info("Telemetry: websocket subscriber refused: %s", error)
         self.set_status(error.status)
         self.set_header("Content-Type", "application/json")
         self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))

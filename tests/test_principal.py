@@ -51,9 +51,10 @@ async def cookie_session(jp_fetch: Fetch) -> dict[str, str]:
     return {"Authorization": "", "Cookie": f"{cookie}; _xsrf=x1", "X-XSRFToken": "x1"}
 
 
-@pytest.mark.parametrize(
-    "jp_argv", [["--TelemetryExtension.rate_limit=5", "--TelemetryExtension.rate_burst=5"]]
-)
+FIVE_A_SECOND = ["--TelemetryExtension.rate_limit=5", "--TelemetryExtension.rate_burst=5"]
+
+
+@pytest.mark.parametrize("jp_argv", [FIVE_A_SECOND])
 async def test_plain_token_requests_are_rate_limited(
     jp_fetch: Fetch, recorded: Recorded, server_eventlog: EventLog
 ) -> None:
@@ -167,3 +168,17 @@ async def test_one_users_ids_never_evict_anothers(
     assert (await send(jp_fetch, event(id="alice-499"), alice))[1] == {"status": "duplicate"}
     assert (await send(jp_fetch, event(id="alice-0"), alice))[1] == {"status": "recorded"}
     assert len(recorded()) == 1 + 500 + 1
+
+
+@pytest.mark.parametrize(
+    "jp_argv",
+    [["--IdentityProvider.token=", *FIVE_A_SECOND]],
+)
+async def test_without_authentication_every_cookieless_client_is_one_principal(
+    jp_fetch: Fetch, recorded: Recorded
+) -> None:
+    no_login = {"Authorization": "", "Cookie": "_xsrf=x1", "X-XSRFToken": "x1"}
+    codes = [(await send(jp_fetch, event(), no_login))[0] for _ in range(20)]
+    assert codes[:5] == [200] * 5
+    assert codes.count(429) >= 10
+    assert len(recorded()) == codes.count(200)

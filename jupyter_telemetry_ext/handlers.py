@@ -24,16 +24,19 @@ from .ingest import (
     record_batch,
     report,
 )
+from .principal import principal
 from .ratelimit import RateLimiter
 from .reception import Policy, Reception
 from .schema import EventSchema, schema_order
 from .subscribe import Subscription
+from .subscribers import SubscriberLimitError, Subscribers
 
 AUTH_RESOURCE = "telemetry"
 EVENTLOG_SETTING = "telemetry_eventlog"
 LIMITS_SETTING = "telemetry_limits"
 BUFFER_SETTING = "telemetry_subscriber_buffer"
 POLICY_SETTING = "telemetry_policy"
+SUBSCRIBERS_SETTING = "telemetry_subscribers"
 RETRY_AFTER_SECONDS = 1
 WRITE_TIMEOUT_SECONDS = 30.0
 # The body is always parsed as JSON. Besides application/json, the types generic clients declare
@@ -75,6 +78,7 @@ class EventsHandler(TelemetryHandler):
     """
 
     _chunks: list[bytes]
+    _principal: str = ""
     _size: int = 0
     _refused: bool = False
 
@@ -95,13 +99,14 @@ class EventsHandler(TelemetryHandler):
         self._received_at = datetime.now(timezone.utc)
         # Without a user `post` answers 401/403: nothing about the body is checked or reported.
         if self.request.method == "POST" and self.current_user is not None:
+            self._principal = principal(self)
             self._limit_rate()
             self._check_content_type()
             self._check_length()
 
     def _limit_rate(self) -> None:
         limiter = self.policy.limiter
-        wait = limiter.acquire(self.current_user.username)
+        wait = limiter.acquire(self._principal)
         if wait:
             self.retry_after = RateLimiter.retry_after(wait)
             msg = (
@@ -154,7 +159,8 @@ class EventsHandler(TelemetryHandler):
     @authorized
     async def post(self) -> None:
         """Record the posted event(s); query arguments are ignored (clients add cache-busters)."""
-        reception = self.policy.reception(self.current_user.username, self._received_at)
+        username = self.current_user.username
+        reception = self.policy.reception(username, self._principal, self._received_at)
         try:
             posted = parse_body(b"".join(self._chunks), self.limits)
         except IngestError as e:
@@ -237,8 +243,26 @@ class SubscribeHandler(TelemetryMixin, WebSocketMixin, JupyterHandler, websocket
     @ws_authenticated
     @authorized
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Upgrade to a websocket; needs read permission on `telemetry`."""
-        await super().get(*args, **kwargs)
+        """Upgrade to a websocket; needs read permission on `telemetry`; 429/503 over the caps."""
+        subscribers = cast(Subscribers, self.settings[SUBSCRIBERS_SETTING])
+        who = principal(self)
+        try:
+            subscribers.join(who)
+        except SubscriberLimitError as e:
+            self._refuse(e)
+            return
+        try:  # the upgraded socket is served within this call, until it closes
+            await super().get(*args, **kwargs)
+        finally:
+            subscribers.leave(who)
+
+    def _refuse(self, error: SubscriberLimitError) -> None:
+        """Answer the upgrade request with the JSON error, before any socket is opened."""
+        self.log.info("Telemetry: websocket subscriber refused: %s", error)
+        self.set_status(error.status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+        self.finish(json.dumps({"message": str(error), "reason": None}))
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         """Start listening to the EventLog, filtered by the `schema_id` query arguments."""

@@ -138,7 +138,8 @@ class Delivery:
         self._watched: set[logging.Handler] = set()
         self._logged: set[logging.Handler] = set()
         self._lock = threading.Lock()  # each handler's thread may report its failures
-        self._trap = threading.local()  # a file write's errors, held until the file is settled
+        # A file write's error, held (under the handler's lock) until the file is settled.
+        self._errors: dict[logging.Handler, BaseException | None] = {}
 
     def deliver(self, handlers: Iterable[logging.Handler], record: CapsuleRecord) -> None:
         """Hand the record to every handler whose level lets it through."""
@@ -170,24 +171,24 @@ class Delivery:
 
     def _deliver_to_file(self, handler: logging.FileHandler, record: CapsuleRecord) -> None:
         """Write to a file; after a failure, count exactly the events that are not in it."""
-        handler.acquire()  # no other write between measuring and settling the file
+        if not handler.filter(record):
+            return
+        handler.acquire()  # what `handle` does, with the file measured and settled inside
         try:
             stream, start = handler.stream, filesink.position(handler)
-            errors = self._trap.errors = []
             try:
-                handler.handle(record)
+                handler.emit(record)
             except Exception as e:
-                errors.append(e)
-            finally:
-                self._trap.errors = None
-            if not errors:
+                self._errors[handler] = e
+            error = self._errors.pop(handler, _NO_ERROR)
+            if error is _NO_ERROR:
                 return
             if handler.stream is not stream and stream is not None:
                 start = 0  # the handler rolled over to a new file before writing
             lost = self._settle(handler, record, start)
         finally:
             handler.release()
-        self._lost(handler, errors[0], lost)
+        self._lost(handler, error, lost)
 
     def _settle(
         self, handler: logging.FileHandler, record: CapsuleRecord, start: int | None
@@ -206,9 +207,8 @@ class Delivery:
             return
 
         def handle_error(record: logging.LogRecord) -> None:
-            errors = getattr(self._trap, "errors", None)
-            if errors is not None:  # a file write: settled once the write returns
-                errors.append(sys.exc_info()[1])
+            if isinstance(record, CapsuleRecord) and isinstance(handler, logging.FileHandler):
+                self._errors[handler] = sys.exc_info()[1]  # settled once the write returns
                 return
             self.failed(handler, sys.exc_info()[1], record)
 
@@ -280,6 +280,9 @@ class Delivery:
                 ticket.failed(handler)
                 self.failed(handler, e)
         ticket.done()
+
+
+_NO_ERROR = BaseException()  # no error was held for the handler
 
 
 def _items(record: logging.LogRecord) -> list[Any]:

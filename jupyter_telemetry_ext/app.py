@@ -180,7 +180,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         False,
         help="""True: POST api/telemetry/events answers only after the EventLog handlers wrote
         (and flushed) its events, so an event that got a 2xx survives even a SIGKILL of the
-        server, at the cost of latency. False (the default): it answers once the events are
+        server, at the cost of latency; when a handler fails to write one, the answer is 503
+        with Retry-After, and a retry with the same id is written only to the handlers that
+        missed it. False (the default): it answers once the events are
         queued; a SIGKILL loses the events still queued (see `jupyter_telemetry_queue_pending`),
         while SIGTERM and Ctrl-C write them first.""",
     ).tag(config=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -11,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 from traitlets import Any as AnyTrait
@@ -33,6 +34,7 @@ from .delivery import (
 from .errors import EventSchemaError, UnknownSchemaError
 from .redaction import Redactor
 from .schema import EventSchema, SchemaSource, version_key, version_order
+from .tickets import Ticket
 
 METADATA_VERSION = 2
 FAILED_RECORD_NAME = "jupyter_telemetry_ext.failed"
@@ -138,7 +140,8 @@ class EventLog(LoggingConfigurable):
         Instance(logging.Handler),
         help="""Python `logging` handlers that receive one JSON line for every event that was
         not recorded because it was rejected (invalid, oversized, not open to frontends,
-        rate-limited): the reason, schema id, version and size, never the event's values.
+        rate-limited) or that a handler did not write (`sink_failure`, naming the handler's
+        class): the reason, schema id, version and size, never the event's values.
         Empty (the default): failures are counted, not written.""",
     ).tag(config=True)
 
@@ -158,6 +161,10 @@ class EventLog(LoggingConfigurable):
         self._listeners: list[Listener] = []
         super().__init__(**kwargs)
         self._delivery = Delivery(self.log)
+        self._delivery.on_lost = self._describe_loss
+        self._tracking = 0  # how many threads record into a Ticket (see `tracking`)
+        self._local = threading.local()
+        self._tracking_lock = threading.Lock()
         self._watch_handlers()
         self._writer: BackgroundWriter | None = None
         self._held: HeldRecords | None = None
@@ -288,16 +295,20 @@ class EventLog(LoggingConfigurable):
     def outcomes(self) -> dict[tuple[str, str], int]:
         """Return how many events of each schema had each outcome since start.
 
-        Outcomes: "recorded", "filtered", "sink_failure" (a handler failed to write one), and
-        those counted with `count()`.
+        Outcomes: "recorded", "filtered", "sink_failure" (an event a handler did not write,
+        once per handler that did not), and those counted with `count()`.
         """
         failures = self._delivery.schema_failures
         return {**self._outcomes, **{(s, "sink_failure"): n for s, n in failures.items()}}
 
     @property
     def handler_failures(self) -> dict[logging.Handler, int]:
-        """Return how many times each handler failed."""
+        """Return how many events (and failure descriptions) each handler did not write."""
         return dict(self._delivery.failures)
+
+    def sink_failures(self) -> dict[tuple[logging.Handler, str], int]:
+        """Return how many events of each schema each handler did not write."""
+        return dict(self._delivery.lost)
 
     # Recording
 
@@ -437,12 +448,36 @@ class EventLog(LoggingConfigurable):
             "size": size,
             "field": field,
         }
-        line = _encode(failure)
-        self._send(lambda: self.failed_handlers, CapsuleRecord(FAILED_RECORD_NAME, failure, line))
+        self._send_failure(failure)
+
+    def _send_failure(self, failure: dict[str, Any]) -> None:
+        record = CapsuleRecord(FAILED_RECORD_NAME, failure, _encode(failure))
+        self._send(lambda: self.failed_handlers, record)
+
+    def _describe_loss(
+        self, handler: logging.Handler, error: BaseException | None, items: list[Any]
+    ) -> None:
+        """Describe each event a handler did not write to failed_handlers (never its values)."""
+        if not self.failed_handlers:
+            return
+        reason = f"{type(handler).__name__} did not write the event: {_error_name(error)}"
+        for item in items:
+            if not isinstance(item, (CapsuleRecord, str)) or as_record(item).name != RECORD_NAME:
+                continue  # a lost failure description is counted, not described again
+            capsule = cast(Mapping[str, Any], as_record(item).msg)
+            self._send_failure({
+                "__timestamp__": _now(), "outcome": "sink_failure", "reason": reason,
+                "schema_id": capsule.get("__schema__"),
+                "version": capsule.get("__schema_version__"),
+                "size": len(as_record(item).line), "field": None,
+                "handler": type(handler).__name__,
+            })  # fmt: skip
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write every queued event and flush each handler; return False on timeout."""
-        done = self._writer.flush(timeout) if self._writer is not None else True
+        done = True
+        if self._writer is not None:  # twice: the first writes may describe failures to write
+            done = self._writer.flush(timeout) and self._writer.flush(timeout)
         for handler in [*self.handlers, *self.failed_handlers]:
             try:
                 handler.flush()
@@ -510,8 +545,39 @@ class EventLog(LoggingConfigurable):
         for handler in self.handlers:
             self._delivery.deliver_many(handler, records)
 
+    @contextmanager
+    def tracking(self, ticket: Ticket) -> Iterator[Ticket]:
+        """Have the handlers report on `ticket` whether they wrote the events this thread
+        records in the block; the ticket is sealed when the block ends."""
+        if getattr(self._local, "ticket", None) is not None:  # nested: the outer ticket tracks
+            yield self._local.ticket
+            return
+        self._local.ticket = ticket
+        with self._tracking_lock:
+            self._tracking += 1
+        try:
+            yield ticket
+        finally:
+            with self._tracking_lock:
+                self._tracking -= 1
+            self._local.ticket = None
+            if self._writer is not None:
+                self._writer.settle(ticket, self.handlers)
+            else:
+                ticket.seal(0)  # written already, on this thread
+
+    @property
+    def ticket(self) -> Ticket | None:
+        """Return the ticket that the calling thread's events are tracked by, if any."""
+        return getattr(self._local, "ticket", None) if self._tracking else None
+
     def _write(self, capsule: dict[str, Any], line: str) -> None:
-        if self._writer is not None or self.handlers:
+        if self._tracking and (ticket := self.ticket) is not None:
+            record = CapsuleRecord(RECORD_NAME, capsule, line)
+            record.ticket = ticket
+            handlers = ticket.handlers(self.handlers)
+            self._send(lambda: handlers, record)
+        elif self._writer is not None or self.handlers:
             held = self._held
             if held is None or held.thread != threading.get_ident():
                 self._send(self._handlers, self._queued(capsule, line))
@@ -526,6 +592,15 @@ class EventLog(LoggingConfigurable):
 
 # One compact line per event, ASCII whatever the handler's stream encoding.
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
+def _error_name(error: BaseException | None) -> str:
+    """Name an error by its type (and errno), never its message: it may hold an event's values."""
+    if error is None:
+        return "an error"
+    code = getattr(error, "errno", None)
+    name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    return f"{type(error).__name__} {name}".strip()
 
 
 def _dumps(value: Mapping[str, Any], schema: EventSchema) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -30,6 +31,7 @@ from .reception import Policy, Reception
 from .schema import EventSchema, schema_order
 from .subscribe import Subscription
 from .subscribers import SubscriberLimitError, Subscribers
+from .tickets import Ticket
 
 AUTH_RESOURCE = "telemetry"
 EVENTLOG_SETTING = "telemetry_eventlog"
@@ -167,12 +169,14 @@ class EventsHandler(TelemetryHandler):
             report(self.eventlog, e)
             raise web.HTTPError(e.status, str(e)) from None
         reception.sent_at = posted.sent_at
+        ticket = Ticket(self.policy.owed) if self.policy.reply_after_write else None
         try:
-            reply = self._reply(posted, reception)
+            with self.eventlog.tracking(ticket) if ticket else nullcontext():
+                reply = self._reply(posted, reception)
         except IngestError as e:
             raise web.HTTPError(e.status, str(e)) from None
-        if self.policy.reply_after_write:
-            await self._written()
+        if ticket is not None:
+            await self._written(ticket)
         await self.finish(orjson.dumps(reply))
 
     def _reply(self, posted: Posted, reception: Reception) -> dict[str, Any]:
@@ -188,10 +192,16 @@ class EventsHandler(TelemetryHandler):
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
         return batch.model()
 
-    async def _written(self) -> None:
-        """Wait until the handlers wrote what this request recorded (`reply_after_write`)."""
-        if not await asyncio.to_thread(self.eventlog.flush, WRITE_TIMEOUT_SECONDS):
+    async def _written(self, ticket: Ticket) -> None:
+        """Wait until every handler wrote what this request recorded (`reply_after_write`)."""
+        if not await ticket.wait(WRITE_TIMEOUT_SECONDS):
             msg = "the events are queued but the handlers did not write them in time; retry"
+            raise web.HTTPError(503, msg)
+        if not ticket.ok:
+            msg = (
+                "a handler failed to write the events; retry (an event with an id is then "
+                "written only where it is missing)"
+            )
             raise web.HTTPError(503, msg)
 
 

@@ -17,6 +17,7 @@ from .errors import UnknownSchemaError
 from .eventlog import EventLog
 from .reception import Reception
 from .schema import EventSchema
+from .tickets import Handlers, Ticket
 from .timestamps import TimestampError, parse_timestamp
 from .validation import EventValidationError, json_type
 
@@ -281,15 +282,23 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
     schema = frontend_schema(eventlog, envelope)
     client_id = envelope.client_id
     event_time = _event_time(reception, envelope.timestamp) if envelope.timestamp else None
+    ticket = eventlog.ticket
     try:
         schema.validate(envelope.data)
         if client_id and reception.is_duplicate(client_id):
-            eventlog.count(schema.id, "duplicate")
-            return "duplicate"
+            owed = _owed(ticket, reception, client_id)
+            if owed is None or ticket is None:
+                eventlog.count(schema.id, "duplicate")
+                return "duplicate"
+            ticket.only = owed
         context = reception.context(client_id, event_time)
-        capsule = eventlog.record_checked(
-            schema, envelope.data, reception.received_at, context=context, parsed=True
-        )
+        try:
+            capsule = eventlog.record_checked(
+                schema, envelope.data, reception.received_at, context=context, parsed=True
+            )
+        finally:
+            if ticket is not None:
+                ticket.only = None
     except EventValidationError as e:
         field_path = _data_path(e.field)
         msg = f"{field_path}: {e.reason}"
@@ -302,7 +311,28 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
         return "filtered"
     if client_id:
         reception.remember(client_id)
+        if ticket is not None:
+            ticket.keyed(capsule, reception.id_key(client_id))
     return "recorded"
+
+
+def _owed(ticket: Ticket | None, reception: Reception, client_id: str) -> Handlers | None:
+    """Return the handlers that still owe a duplicate's event (None: a plain duplicate).
+
+    With `reply_after_write`, an event answered 503 because some handlers did not write it is
+    owed to those handlers: its retry goes to them only. Raise IngestError (503) while the
+    first attempt is still being written.
+    """
+    if ticket is None or ticket.owed is None:
+        return None
+    key = reception.id_key(client_id)
+    if key not in ticket.owed:
+        return None
+    handlers = ticket.owed.get(key)
+    if handlers is None:
+        msg = "id: an event with this id is still being written; retry later"
+        raise IngestError(msg, 503, field="id")
+    return handlers
 
 
 def _event_time(reception: Reception, timestamp: datetime | None) -> datetime | None:

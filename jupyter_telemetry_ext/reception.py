@@ -5,7 +5,7 @@ Nothing here imports tornado: the handler builds a Reception for each request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +13,7 @@ from .dedupe import RecentIds
 from .eventlog import format_timestamp
 from .identity import recorded_user
 from .ratelimit import RateLimiter
+from .tickets import Owed
 from .timestamps import TimestampError, corrected_event_time
 
 
@@ -56,6 +57,10 @@ class Reception:
         if client_id and self.recent is not None:
             self.recent.add(self.principal, client_id)
 
+    def id_key(self, client_id: str) -> str:
+        """Return the key under which this principal's event id is owed (see tickets.Owed)."""
+        return f"{self.principal}\x00{client_id}"
+
     def context(self, client_id: str | None, event_time: datetime | None) -> dict[str, Any]:
         """Return the capsule fields the server adds to one event."""
         context: dict[str, Any] = {}
@@ -80,6 +85,7 @@ class Policy:
     record_user: str = "none"
     secret: bytes = b""
     reply_after_write: bool = False
+    owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
 
     def reception(self, username: str, principal: str, received_at: datetime) -> Reception:
         """Return the context of a request that `principal` (user `username`) sent."""

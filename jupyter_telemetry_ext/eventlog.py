@@ -16,7 +16,19 @@ from typing import Any, NamedTuple, cast
 
 import orjson
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Enum, Instance, Int, List, TraitError, default, observe, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    Instance,
+    Int,
+    List,
+    TraitError,
+    default,
+    observe,
+    validate,
+)
 from traitlets.config import Config, LoggingConfigurable
 
 from .allowlist import AllowListError, SchemaRule, parse_allowed_schemas
@@ -33,6 +45,7 @@ from .delivery import (
 )
 from .errors import EventSchemaError, UnknownSchemaError
 from .redaction import Redactor
+from .sampling import SAMPLING_FORM, SamplingError, keeps, parse_sampling
 from .schema import EventSchema, SchemaSource, version_key, version_order
 from .tickets import Ticket
 
@@ -91,6 +104,13 @@ class _Route(NamedTuple):
     rule: SchemaRule | None
     redactor: Redactor | None
     context_kept: frozenset[str] = frozenset()
+    rate: float | None = None  # the sampling rate, None when every event is kept
+
+
+class _Rate(Float[float, float]):
+    """A sampling rate; a number from the command line (`--EventLog.sampling id=0.25`)."""
+
+    info_text = f"a rate: {SAMPLING_FORM}"
 
 
 class EventLog(LoggingConfigurable):
@@ -111,6 +131,16 @@ class EventLog(LoggingConfigurable):
         actions recorded (empty: all) and top-level properties kept whatever their categories.
         A dict `{schema_id: {"allowed_actions": [...], "allowed_categories": [...],
         "allowed_properties": [...]}}` also names the privacy categories kept.""",
+    ).tag(config=True)
+
+    sampling = Dict(
+        value_trait=_Rate(),
+        help="""Keep only a share of some schemas' events: `{schema_id: rate}` with
+        0 < rate <= 1, e.g. `{"my.events/click": 0.25}` keeps about a quarter of them. Each event
+        the allow-list records is kept or dropped (counted `sampled_out`) once, before any
+        handler or listener: by its client id when it has one (`__client_id__`: a retry gets
+        the same decision, and the JupyterLab client skips what would be dropped), else at
+        random. Empty (the default), or a rate of 1: every event is kept.""",
     ).tag(config=True)
 
     redaction = Enum(
@@ -156,6 +186,7 @@ class EventLog(LoggingConfigurable):
         """Create an EventLog; traits may come from keyword arguments or from config."""
         self._schemas: dict[str, dict[str, EventSchema]] = {}
         self._rules: dict[str, SchemaRule] = {}
+        self._rates: dict[str, float] = {}
         self._routes: dict[tuple[str, object], _Route] = {}
         self._outcomes: Counter[tuple[str, str]] = Counter()
         self._listeners: list[Listener] = []
@@ -170,6 +201,7 @@ class EventLog(LoggingConfigurable):
         self._held: HeldRecords | None = None
         self._lines_only_of: tuple[list[logging.Handler] | None, int, bool] = (None, 0, False)
         self._rules = parse_allowed_schemas(self.allowed_schemas)
+        self._rates = parse_sampling(self.sampling)
         self._background_changed(None)
 
     def _load_config(self, cfg: Config, section_names: Any = None, traits: Any = None) -> None:
@@ -198,6 +230,19 @@ class EventLog(LoggingConfigurable):
     @observe("allowed_schemas", "redaction", "unrestricted_only")
     def _allow_list_changed(self, change: Any) -> None:
         self._rules = parse_allowed_schemas(self.allowed_schemas)
+        self._routes.clear()
+
+    @validate("sampling")
+    def _validate_sampling(self, proposal: Any) -> Any:
+        try:
+            parse_sampling(proposal["value"])
+        except SamplingError as e:
+            raise TraitError(str(e)) from None
+        return proposal["value"]
+
+    @observe("sampling")
+    def _sampling_changed(self, change: Any) -> None:
+        self._rates = parse_sampling(self.sampling)
         self._routes.clear()
 
     @observe("background")
@@ -269,6 +314,18 @@ class EventLog(LoggingConfigurable):
         """Return True when the allow-list lets events of this schema id be recorded."""
         return schema_id in self._rules
 
+    def sampling_rate(self, schema_id: str) -> float:
+        """Return the share of a schema's events kept by sampling: 1 when not sampled."""
+        return self._rates.get(schema_id, 1.0)
+
+    def is_allowed_event(self, schema: EventSchema, event: Mapping[str, Any]) -> bool:
+        """Return True when the allow-list records this event (its schema and its action).
+
+        A valid event it allows that was not recorded was sampled out.
+        """
+        rule = self._route(schema.id, schema.version).rule
+        return rule is not None and rule.allows_action(event)
+
     # Handlers and listeners
 
     def add_handler(self, handler: logging.Handler) -> None:
@@ -295,8 +352,9 @@ class EventLog(LoggingConfigurable):
     def outcomes(self) -> dict[tuple[str, str], int]:
         """Return how many events of each schema had each outcome since start.
 
-        Outcomes: "recorded", "filtered", "sink_failure" (an event a handler did not write,
-        once per handler that did not), and those counted with `count()`.
+        Outcomes: "recorded", "filtered", "sampled_out" (dropped by `sampling`), "sink_failure"
+        (an event a handler did not write, once per handler that did not), and those counted
+        with `count()`.
         """
         failures = self._delivery.schema_failures
         return {**self._outcomes, **{(s, "sink_failure"): n for s, n in failures.items()}}
@@ -327,7 +385,7 @@ class EventLog(LoggingConfigurable):
         *,
         context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        """Validate and record an event; return the capsule written, or None when filtered.
+        """Validate and record an event; return the capsule, or None when filtered or sampled out.
 
         `context` adds capsule fields (`__event_time__`, `__client_id__`, `__user__`), each
         redacted like a property of its category (`__user__` is a `user-identifier`).
@@ -371,7 +429,7 @@ class EventLog(LoggingConfigurable):
         drop = self.redaction == "drop"
         plan = Redactor.plan(schema.categories, rule, personal_data=schema.personal_data, drop=drop)
         kept = frozenset(k for k, category in CONTEXT_FIELDS.items() if category in rule.categories)
-        return _Route(schema, schema.is_valid, rule, plan, kept)
+        return _Route(schema, schema.is_valid, rule, plan, kept, self._rates.get(schema.id))
 
     def _record(
         self,
@@ -386,6 +444,10 @@ class EventLog(LoggingConfigurable):
         if rule is None or redactor is None or not rule.allows_action(event):
             dumps(event, schema)  # a filtered event must still be JSON: fail the same way
             self._outcomes[(schema.id, "filtered")] += 1
+            return None
+        if route.rate is not None and not _kept(route.rate, schema.id, context):
+            dumps(event, schema)
+            self._outcomes[(schema.id, "sampled_out")] += 1
             return None
         capsule: dict[str, Any] = {
             "__timestamp__": format_timestamp(timestamp),
@@ -588,6 +650,11 @@ class EventLog(LoggingConfigurable):
                 listener(capsule)
             except Exception:  # a listener's bug must not reach the code recording the event
                 self.log.exception("Event listener %r failed", listener)
+
+
+def _kept(rate: float, schema_id: str, context: Mapping[str, Any] | None) -> bool:
+    """Return True when sampling keeps the event: by its client id if it has one."""
+    return keeps(rate, schema_id, context.get("__client_id__") if context else None)
 
 
 # One compact line per event, ASCII whatever the handler's stream encoding.

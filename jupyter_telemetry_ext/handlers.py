@@ -211,7 +211,7 @@ class SchemasHandler(TelemetryHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """List each schema version: id, version, title, description, frontend, allowed."""
+        """List each schema version: id, version, title, description, frontend, allowed, rate."""
         schemas = sorted(self.eventlog.schemas, key=schema_order)
         await self.finish(json.dumps({"schemas": [self._summary(s) for s in schemas]}))
 
@@ -223,6 +223,7 @@ class SchemasHandler(TelemetryHandler):
             "description": schema.description,
             "frontend": schema.frontend,
             "allowed": self.eventlog.is_allowed(schema.id),
+            "sampling": self.eventlog.sampling_rate(schema.id),
         }
 
 

@@ -24,7 +24,7 @@ from .validation import EventValidationError, json_type
 EVENT_KEYS = ("schema_id", "version", "data", "timestamp", "id")
 _EVENT_KEY_SET = frozenset(EVENT_KEYS)
 BATCH_KEYS = ("events", "sent_at")
-STATUSES = ("recorded", "filtered", "duplicate", "rejected")
+STATUSES = ("recorded", "filtered", "sampled_out", "duplicate", "rejected")
 MAX_ID_LENGTH = 128
 _SHOWN = 64
 
@@ -308,7 +308,7 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
         raise IngestError(msg, 503) from None
 
     if capsule is None:
-        return "filtered"
+        return "sampled_out" if eventlog.is_allowed_event(schema, envelope.data) else "filtered"
     if client_id:
         reception.remember(client_id)
         if ticket is not None:

@@ -14,7 +14,15 @@ from prometheus_client.registry import CollectorRegistry
 
 from .eventlog import EventLog
 
-OUTCOMES = ("recorded", "filtered", "rejected", "duplicate", "rate_limited", "sink_failure")
+OUTCOMES = (
+    "recorded",
+    "filtered",
+    "sampled_out",
+    "rejected",
+    "duplicate",
+    "rate_limited",
+    "sink_failure",
+)
 
 
 class TelemetryCollector:

@@ -21,7 +21,7 @@ from .ingest import (
     body_too_large,
     parse_body,
     post_event,
-    record_batch,
+    record_batch_paced,
     report,
 )
 from .ratelimit import RateLimiter
@@ -40,6 +40,8 @@ WRITE_TIMEOUT_SECONDS = 30.0
 # for a string body are let through rather than break them: text/plain (a browser's fetch and
 # sendBeacon, JupyterLab's ServerConnection) and form-urlencoded (curl -d, tornado's client).
 JSON_CONTENT_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
+# A larger body is parsed on a worker thread: reading a hostile megabyte can take a second.
+INLINE_PARSE_BYTES = 16 << 10
 
 
 class TelemetryMixin:
@@ -156,23 +158,29 @@ class EventsHandler(TelemetryHandler):
         """Record the posted event(s); query arguments are ignored (clients add cache-busters)."""
         reception = self.policy.reception(self.current_user.username, self._received_at)
         try:
-            posted = parse_body(b"".join(self._chunks), self.limits)
+            posted = await self._parse(b"".join(self._chunks))
         except IngestError as e:
             report(self.eventlog, e)
             raise web.HTTPError(e.status, str(e)) from None
         reception.sent_at = posted.sent_at
         try:
-            reply = self._reply(posted, reception)
+            reply = await self._reply(posted, reception)
         except IngestError as e:
             raise web.HTTPError(e.status, str(e)) from None
         if self.policy.reply_after_write:
             await self._written()
         await self.finish(orjson.dumps(reply))
 
-    def _reply(self, posted: Posted, reception: Reception) -> dict[str, Any]:
+    async def _parse(self, body: bytes) -> Posted:
+        """Read the body: a small one on the event loop, a larger one on a worker thread."""
+        if len(body) <= INLINE_PARSE_BYTES:
+            return parse_body(body, self.limits)
+        return await asyncio.to_thread(parse_body, body, self.limits)
+
+    async def _reply(self, posted: Posted, reception: Reception) -> dict[str, Any]:
         if posted.single:
             return {"status": post_event(self.eventlog, posted.events[0], posted.limits, reception)}
-        batch = record_batch(self.eventlog, posted.events, posted.limits, reception)
+        batch = await record_batch_paced(self.eventlog, posted.events, posted.limits, reception)
         if batch.all_rejected:  # 400, with each event's reason as in any batch reply
             self.set_status(400)
             first = batch.results[0]["error"]

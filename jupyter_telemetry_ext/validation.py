@@ -144,7 +144,7 @@ def _extra_keys(path: list[object], keys: list[str]) -> tuple[str, str]:
 
 def _reason(kind: Kind, got: str) -> str:
     if isinstance(kind, Kind.Type):
-        types = kind.types[0] if len(kind.types) == 1 else kind.types
+        types = kind.types[0] if len(kind.types) == 1 else sorted(kind.types)
         return f"must be of type {_listed(types)} (got {got})"
     if isinstance(kind, Kind.Enum):
         return f"must be one of {_listed(kind.options)} (got a {got} that is not)"

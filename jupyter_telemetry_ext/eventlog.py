@@ -608,9 +608,10 @@ class EventLog(LoggingConfigurable):
             self._delivery.deliver_many(handler, records)
 
     @contextmanager
-    def tracking(self, ticket: Ticket) -> Iterator[Ticket]:
+    def tracking(self, ticket: Ticket, *, seal: bool = True) -> Iterator[Ticket]:
         """Have the handlers report on `ticket` whether they wrote the events this thread
-        records in the block; the ticket is sealed when the block ends."""
+        records in the block; the ticket is sealed when the block ends (unless `seal` is
+        False: then the caller seals it with `seal()` after its last block)."""
         if getattr(self._local, "ticket", None) is not None:  # nested: the outer ticket tracks
             yield self._local.ticket
             return
@@ -623,10 +624,15 @@ class EventLog(LoggingConfigurable):
             with self._tracking_lock:
                 self._tracking -= 1
             self._local.ticket = None
-            if self._writer is not None:
-                self._writer.settle(ticket, self.handlers)
-            else:
-                ticket.seal(0)  # written already, on this thread
+            if seal:
+                self.seal(ticket)
+
+    def seal(self, ticket: Ticket) -> None:
+        """Let no more events join `ticket`; it settles once the handlers got past them."""
+        if self._writer is not None:
+            self._writer.settle(ticket, self.handlers)
+        else:
+            ticket.seal(0)  # written already, on this thread
 
     @property
     def ticket(self) -> Ticket | None:

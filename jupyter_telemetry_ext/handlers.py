@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -22,7 +23,7 @@ from .ingest import (
     body_too_large,
     parse_body,
     post_event,
-    record_batch,
+    record_batch_paced,
     report,
 )
 from .principal import principal
@@ -45,6 +46,8 @@ WRITE_TIMEOUT_SECONDS = 30.0
 # for a string body are let through rather than break them: text/plain (a browser's fetch and
 # sendBeacon, JupyterLab's ServerConnection) and form-urlencoded (curl -d, tornado's client).
 JSON_CONTENT_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
+# A larger body is parsed on a worker thread: reading a hostile megabyte can take a second.
+INLINE_PARSE_BYTES = 16 << 10
 
 
 class TelemetryMixin:
@@ -164,25 +167,52 @@ class EventsHandler(TelemetryHandler):
         username = self.current_user.username
         reception = self.policy.reception(username, self._principal, self._received_at)
         try:
-            posted = parse_body(b"".join(self._chunks), self.limits)
+            posted = await self._parse(b"".join(self._chunks))
         except IngestError as e:
             report(self.eventlog, e)
             raise web.HTTPError(e.status, str(e)) from None
         reception.sent_at = posted.sent_at
         ticket = Ticket(self.policy.owed) if self.policy.reply_after_write else None
         try:
-            with self.eventlog.tracking(ticket) if ticket else nullcontext():
-                reply = self._reply(posted, reception)
+            reply = await self._reply(posted, reception, self._tracker(ticket))
         except IngestError as e:
             raise web.HTTPError(e.status, str(e)) from None
+        finally:
+            if ticket is not None:
+                self.eventlog.seal(ticket)
         if ticket is not None:
             await self._written(ticket)
         await self.finish(orjson.dumps(reply))
 
-    def _reply(self, posted: Posted, reception: Reception) -> dict[str, Any]:
+    async def _parse(self, body: bytes) -> Posted:
+        """Read the body: a small one on the event loop, a larger one on a worker thread."""
+        if len(body) <= INLINE_PARSE_BYTES:
+            return parse_body(body, self.limits)
+        return await asyncio.to_thread(parse_body, body, self.limits)
+
+    def _tracker(self, ticket: Ticket | None) -> Callable[[], AbstractContextManager[Any]]:
+        """Return what each synchronous slice of recording runs in: the ticket's tracking.
+
+        A batch is recorded in slices with the event loop given back between them, so the
+        tracking (which belongs to the thread) is entered for each slice, never across an await.
+        """
+        if ticket is None:
+            return nullcontext
+        return lambda: self.eventlog.tracking(ticket, seal=False)
+
+    async def _reply(
+        self,
+        posted: Posted,
+        reception: Reception,
+        tracker: Callable[[], AbstractContextManager[Any]],
+    ) -> dict[str, Any]:
         if posted.single:
-            return {"status": post_event(self.eventlog, posted.events[0], posted.limits, reception)}
-        batch = record_batch(self.eventlog, posted.events, posted.limits, reception)
+            with tracker():
+                status = post_event(self.eventlog, posted.events[0], posted.limits, reception)
+            return {"status": status}
+        batch = await record_batch_paced(
+            self.eventlog, posted.events, posted.limits, reception, tracker
+        )
         if batch.all_rejected:  # 400, with each event's reason as in any batch reply
             self.set_status(400)
             first = batch.results[0]["error"]

@@ -5,8 +5,13 @@ Nothing here imports tornado: the handler turns an IngestError into an HTTP erro
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import math
+import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -27,6 +32,8 @@ BATCH_KEYS = ("events", "sent_at")
 STATUSES = ("recorded", "filtered", "sampled_out", "duplicate", "rejected")
 MAX_ID_LENGTH = 128
 _SHOWN = 64
+# How long a batch is recorded on the event loop before the loop serves other requests.
+SLICE_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -381,15 +388,52 @@ def _registered(eventlog: EventLog, item: Any) -> EventSchema | None:
 
 
 def record_batch(
-    eventlog: EventLog, items: list[Any], limits: Limits, reception: Reception
+    eventlog: EventLog,
+    items: list[Any],
+    limits: Limits,
+    reception: Reception,
+    batch: BatchResult | None = None,
+    *,
+    until: float = math.inf,
 ) -> BatchResult:
-    """Record each event of a batch on its own; one bad event does not reject the others."""
-    batch = BatchResult()
+    """Record each event of a batch on its own; one bad event does not reject the others.
+
+    Resumes after the events `batch` already holds; stops once `time.perf_counter()` has
+    passed `until`, so that a caller can give the event loop back and call again for the rest.
+    """
+    batch = BatchResult() if batch is None else batch
     with eventlog.batch():
-        for item in items:
+        for item in items[len(batch.results) :]:
             try:
                 batch.results.append({"status": post_event(eventlog, item, limits, reception)})
             except IngestError as e:
                 batch.results.append({"status": "rejected", "error": str(e)})
                 batch.busy = batch.busy or e.status == 503
+            if time.perf_counter() > until:
+                break
     return batch
+
+
+async def record_batch_paced(
+    eventlog: EventLog,
+    items: list[Any],
+    limits: Limits,
+    reception: Reception,
+    each_slice: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> BatchResult:
+    """Record a batch in slices of at most SLICE_SECONDS, giving the event loop back between.
+
+    Each slice runs inside `each_slice()` (what belongs to the thread, as a ticket's tracking,
+    must never be held across an await: other requests run in between).
+    """
+    batch: BatchResult | None = None
+    while batch is None or len(batch.results) < len(items):
+        if batch is not None:
+            await asyncio.sleep(0)
+        with each_slice():
+            batch = record_batch(eventlog, items, limits, reception, batch, until=_slice_end())
+    return batch
+
+
+def _slice_end() -> float:
+    return time.perf_counter() + SLICE_SECONDS

@@ -97,8 +97,8 @@ class EventSchema:
         self._check_property_names()
         self._check_privacy_keywords()
         self._validation_document = _with_reserved_key_check(self.document)
-        self._fast = self._compile()
-        self._slow: Any = None
+        self._fast = self._compile(self._validation_document)
+        self._describer: Any = None
         self.categories: CategoryNode = category_tree(self.document, where=self._where())
 
     @classmethod
@@ -137,11 +137,11 @@ class EventSchema:
 
     def validation_error(self, event: Any) -> Exception:
         """Return the error that describes why an invalid event fails, naming the field path."""
-        from .validation import event_error, slow_validator
+        from .validation import describing_document, event_error
 
-        if self._slow is None:
-            self._slow = slow_validator(self._validation_document)
-        return event_error(self._slow, event, self.id, self.version)
+        if self._describer is None:
+            self._describer = self._compile(describing_document(self._validation_document))
+        return event_error(self._describer, event, self.id, self.version)
 
     def _where(self) -> str:
         if self.source:
@@ -194,8 +194,7 @@ class EventSchema:
             if "categories" in sub:
                 check_labels(sub["categories"], f"{self._where()}: {location or '(document)'}")
 
-    def _compile(self) -> Any:
-        document = self._validation_document
+    def _compile(self, document: dict[str, Any]) -> Any:
         build = (
             jsonschema_rs.validator_for if "$schema" in document else jsonschema_rs.Draft7Validator
         )

@@ -14,6 +14,7 @@ from ._version import __version__
 from .dedupe import RecentIds
 from .discovery import register_discovered, schema_folders
 from .eventlog import EventLog
+from .events_route import server_events_handlers
 from .handlers import (
     BUFFER_SETTING,
     EVENTLOG_SETTING,
@@ -223,6 +224,8 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         """Add the REST routes and the websocket (relative: the server adds its base_url)."""
         self.handlers.extend(default_handlers)
         self.handlers.extend(page_handlers)
+        if self.server_events:  # clients posting to api/events must not forge server events
+            self.handlers.extend(server_events_handlers)
 
     async def stop_extension(self) -> None:
         """Write every accepted event before the server exits, off the event loop."""

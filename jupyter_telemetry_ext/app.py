@@ -86,7 +86,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         help="""True (the default): record jupyter_server's own events (kernel actions,
         contents operations, gateway requests) through this extension's EventLog, so that
         `c.EventLog.allowed_schemas` and its redaction govern them too (they are
-        `personal-data` schemas: their properties are redacted unless allowed).
+        `personal-data` schemas: their properties are redacted unless allowed). Then the
+        extension also takes over jupyter_server's POST api/events, so that a client cannot
+        forge those events (403 for schemas not open to frontends; the rest is never recorded).
         False: leave them to jupyter_server's own event logger only.""",
     ).tag(config=True)
 

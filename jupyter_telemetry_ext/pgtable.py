@@ -163,7 +163,7 @@ def names_keys() -> tuple[str, ...]:
 
 
 def to_row(capsule: Mapping[str, Any]) -> Row:
-    """Return the table row of a capsule (`data` as JSON text); raise on a capsule with no schema."""
+    """Return the table row of a capsule (`data` as JSON text); KeyError without a schema."""
     data = {k: v for k, v in capsule.items() if k not in CAPSULE_FIELDS}
     user, client = capsule.get("__user__"), capsule.get("__client_id__")
     try:
@@ -258,7 +258,9 @@ def write_batch(
     return len(fresh)
 
 
-def _copy_ids(conn: psycopg.Connection[Any], table: str, keys: list[tuple[int, str, str, Any]]) -> None:
+def _copy_ids(
+    conn: psycopg.Connection[Any], table: str, keys: list[tuple[int, str, str, Any]]
+) -> None:
     from psycopg import sql
 
     if not keys:
@@ -283,9 +285,9 @@ def _new_rows(conn: psycopg.Connection[Any], table: str, rows: Sequence[Row]) ->
 
     conn.execute(STAGING)
     with conn.cursor().copy("COPY telemetry_staging_ids FROM STDIN") as copy:
-        for key in _keys(rows):
-            copy.write_row(key)
-    claimed = {tuple(r) for r in conn.execute(sql.SQL(CLAIM).format(**names(table))).fetchall()}
+        for staged in _keys(rows):
+            copy.write_row(staged)
+    claimed = {(r[0], r[1]) for r in conn.execute(sql.SQL(CLAIM).format(**names(table)))}
     fresh: list[Row] = []
     for row in rows:
         key = (row[5] or "", row[6])

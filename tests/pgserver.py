@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -88,8 +89,6 @@ def running_server(bindir: Path) -> Iterator[PostgresServer]:
         server.start()
         yield server
     finally:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it already
             server.stop()
-        except subprocess.CalledProcessError:  # already stopped (a test stopped it)
-            pass
         server.remove()

@@ -29,7 +29,9 @@ def connect(url: str, table: str) -> psycopg.Connection[Any]:
         msg = f"cannot connect to PostgreSQL {masked(resolved)}: {scrub(str(e).strip(), resolved)}"
         raise StoreError(msg) from None
     found = conn.execute("SELECT to_regclass(%s)", ['"' + table.replace('"', '""') + '"'])
-    if (found.fetchone() or [None])[0] is None:
+    exists = (found.fetchone() or [None])[0] is not None
+    conn.rollback()  # each command then opens its own transaction
+    if not exists:
         conn.close()
         msg = f"PostgreSQL {masked(resolved)} has no table {table!r}"
         raise StoreError(msg)

@@ -30,7 +30,7 @@ SCHEMA = make_schema(
     n={"type": "integer", "categories": ["unrestricted"]},
 )
 ALLOWED = {SCHEMA_ID: {"allowed_categories": ["unrestricted", "user-identifier"]}}
-PASSWORD = "s3cret-Pw-9931"  # noqa: S105 - the server trusts any password; it must never show
+PASSWORD = "s3cret-Pw-9931"
 JUPYTER = str(Path(sys.executable).with_name("jupyter"))
 
 
@@ -170,7 +170,8 @@ def test_migration_from_empty_and_a_newer_table_refused(
     tables = rows(url, "SELECT relname, relkind FROM pg_class WHERE relname LIKE 'telemetry%' "
                        "AND relkind IN ('r', 'p') ORDER BY 1")  # fmt: skip
     names = [name for name, _ in tables]
-    assert names[:1] == ["telemetry_events"] and ("telemetry_events", "p") in tables
+    assert names[:1] == ["telemetry_events"]
+    assert ("telemetry_events", "p") in tables
     for table in ("telemetry_events_ids", "telemetry_events_erasures", "telemetry_events_version"):
         assert table in names
     with psycopg.connect(url, autocommit=True) as conn:
@@ -220,7 +221,8 @@ def test_database_down_mid_stream_then_back_every_event_once(
     assert not list((tmp_path / "spool").glob("*.spool"))
     outage_logs = [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert len(outage_logs) == 1  # once per outage, not per event or attempt
-    assert PASSWORD not in caplog.text and PASSWORD not in repr(handler)
+    assert PASSWORD not in caplog.text
+    assert PASSWORD not in repr(handler)
 
 
 def test_spool_left_by_a_stopped_process_is_written(
@@ -289,22 +291,26 @@ def test_cli_events_stats_and_sql(filled: str) -> None:
     assert events.returncode == 0, events.stderr
     lines = [json.loads(line) for line in events.stdout.splitlines()]
     assert [e["n"] for e in lines] == [2, 3, 4]
-    assert lines[0]["__schema__"] == SCHEMA_ID and lines[0]["__client_id__"] == "id2"
+    assert lines[0]["__schema__"] == SCHEMA_ID
+    assert lines[0]["__client_id__"] == "id2"
     stats = cli("stats", "--db", filled, "--by", "all", "--schema", SCHEMA_ID, "--json")
     assert [json.loads(line) for line in stats.stdout.splitlines()] == [
         {"period": "all", "schema": SCHEMA_ID, "version": "1", "action": "open", "count": 5}
     ]
     query = cli("sql", "--db", filled, "SELECT count(*) AS n FROM telemetry_events")
-    assert query.returncode == 0 and query.stdout.split() == ["n", "-", "5"], query.stderr
+    assert query.returncode == 0, query.stderr
+    assert query.stdout.split() == ["n", "-", "5"]
     write = cli("sql", "--db", filled, "DELETE FROM telemetry_events")
-    assert write.returncode == 1 and "read-only transaction" in write.stderr
+    assert write.returncode == 1
+    assert "read-only transaction" in write.stderr
     assert rows(filled, "SELECT count(*) FROM telemetry_events") == [(5,)]
 
 
 def test_cli_never_prints_the_password(pg: PostgresServer) -> None:
     wrong = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{pg.port}/no_such_db"
     result = cli("events", "--db", wrong)
-    assert result.returncode == 2 and "no_such_db" in result.stderr
+    assert result.returncode == 2
+    assert "no_such_db" in result.stderr
     assert PASSWORD not in result.stderr + result.stdout
 
 

@@ -133,14 +133,22 @@ class PostgresEventHandler(logging.Handler):
             msg = "PostgresEventHandler takes event records (their msg is the capsule)"
             raise TypeError(msg)
         with self._cond:
-            if self._thread is None:
-                self._start()
+            if self._stopping or self._thread is None or not self._thread.is_alive():
+                self._reopen()
             if len(self._memory) < self.memory_events:
                 self._memory.append(capsule)
             else:
                 self.spool.append([getattr(record, "line", None) or json.dumps(capsule)])
             self._handed += 1
             self._cond.notify_all()
+
+    def _reopen(self) -> None:
+        """Start (again) writing: closed handlers get events too, e.g. after `logging.shutdown`
+        (which `logging.config.dictConfig` calls while a Jupyter application starts)."""
+        self._stopping = False
+        if self._thread is None or not self._thread.is_alive():
+            _METRICS.add(self)
+            self._start()
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="telemetry-postgres", daemon=True)
@@ -172,8 +180,9 @@ class PostgresEventHandler(logging.Handler):
             self.spool.append([json.dumps(c) for c in rest])
             log.warning("Telemetry: %d events spooled to %s until PostgreSQL takes them",
                         len(rest), self.spool.folder)  # fmt: skip
-        self._disconnect()
-        _METRICS.discard(self)
+        if self._thread is None or not self._thread.is_alive():  # else reopened meanwhile
+            self._disconnect()
+            _METRICS.discard(self)
         super().close()
 
     # The writer thread

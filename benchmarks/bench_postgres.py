@@ -34,14 +34,14 @@ from harness import OURS_PATH, BenchServer, rss_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg  # noqa: E402
-from psycopg.types.json import Jsonb  # noqa: E402
+import psycopg
+from psycopg.types.json import Jsonb
 
-from jupyter_telemetry_ext import EventLog  # noqa: E402
-from jupyter_telemetry_ext.delivery import RECORD_NAME, CapsuleRecord  # noqa: E402
-from jupyter_telemetry_ext.pgtable import COLUMNS, ensure_table  # noqa: E402
-from jupyter_telemetry_ext.postgres import PostgresEventHandler  # noqa: E402
-from tests.pgserver import PostgresServer, binaries, running_server  # noqa: E402
+from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.delivery import RECORD_NAME, CapsuleRecord
+from jupyter_telemetry_ext.pgtable import COLUMNS, ensure_table
+from jupyter_telemetry_ext.postgres import PostgresEventHandler
+from tests.pgserver import PostgresServer, binaries, running_server
 
 ALLOWED = {SCHEMA_ID: {"allowed_categories": ["unrestricted", "user-identifier"]}}
 BATCH = 10_000
@@ -72,7 +72,7 @@ def raw_copy(url: str, events: list[dict[str, Any]]) -> float:
         start = time.perf_counter()
         for i in range(0, len(rows), BATCH):
             with conn.cursor().copy(
-                f"COPY telemetry_events ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"  # noqa: S608
+                f"COPY telemetry_events ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
             ) as copy:
                 copy.set_types(["timestamptz", "timestamptz", "text", "text", "int4", "text",
                                 "text", "jsonb"])  # fmt: skip
@@ -168,8 +168,10 @@ class Poster:
 def server_config(url: str, spool: Path) -> list[str]:
     return [
         "from jupyter_telemetry_ext import PostgresEventHandler",
-        f"c.EventLog.handlers = [PostgresEventHandler({url!r}, spool_dir={str(spool)!r}, "
-        "max_backoff=1)]",
+        (
+            f"c.EventLog.handlers = [PostgresEventHandler({url!r}, spool_dir={str(spool)!r}, "
+            "max_backoff=1)]"
+        ),
         f"c.EventLog.allowed_schemas = {ALLOWED!r}",
         "c.TelemetryExtension.rate_limit = 0",
         "c.TelemetryExtension.server_events = False",

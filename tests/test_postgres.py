@@ -330,3 +330,15 @@ def test_cli_prune_export_erase(filled: str, tmp_path: Path) -> None:
     assert pruned.stdout.startswith("removed 1 events"), pruned.stderr
     assert rows(filled, "SELECT data->>'n' FROM telemetry_events") == [("3",)]
     assert partition_count(filled) == partitions - 1  # the oldest day's, dropped whole
+
+
+def test_a_closed_handler_opens_again_on_the_next_event(
+    url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    handler = make_handler(url, handlers, tmp_path)
+    eventlog = make_log(handler)
+    logging.shutdown([lambda: handler])  # what logging.config.dictConfig does at server start
+    record(eventlog, 1, "a")
+    assert eventlog.flush(10)
+    handler.flush()
+    assert rows(url, "SELECT count(*) FROM telemetry_events") == [(1,)]

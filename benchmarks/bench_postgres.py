@@ -203,7 +203,7 @@ def outage_run(
     pg: PostgresServer, url: str, server: BenchServer, poster: Poster, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Post at a steady rate while PostgreSQL is down; return RSS figures and the drain time."""
-    rss_before = rss_bytes(server.pid)["rss"]
+    rss_before = rss_bytes(server.pid)["VmRSS"]
     stored_before = poster.sent
     pg.stop()
     peak = rss_before
@@ -212,7 +212,7 @@ def outage_run(
         while time.perf_counter() - start < args.outage:
             tick = time.perf_counter()
             poster.post(POST_BATCH)
-            peak = max(peak, rss_bytes(server.pid)["rss"])
+            peak = max(peak, rss_bytes(server.pid)["VmRSS"])
             time.sleep(max(0.0, POST_BATCH / args.outage_rate - (time.perf_counter() - tick)))
     finally:
         pg.start()
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             "handler_events_per_s": handler_alone(fresh_db(pg), events, work / "s1"),
             "record_event_events_per_s": through_eventlog(fresh_db(pg), args.events, work / "s2"),
         }
+        print(json.dumps(figures), file=sys.stderr, flush=True)  # in case the server part fails
         figures.update(through_server(pg, args, work))
     raw, insert = figures["raw_copy_rows_per_s"], figures["insert_rows_per_s"]
     figures["handler_vs_raw_copy"] = figures["handler_events_per_s"] / raw

@@ -17,6 +17,7 @@ __all__ = [
     "EventSchema",
     "EventSchemaError",
     "EventValidationError",
+    "PostgresEventHandler",
     "UnknownSchemaError",
     "__version__",
     "instrument",
@@ -32,9 +33,13 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 
 def __getattr__(name: str) -> Any:
-    """Import the validation error class on first use (jsonschema is slow to import)."""
+    """Import the validation error class and the PostgreSQL handler on first use."""
     if name == "EventValidationError":
         from .validation import EventValidationError
 
         return EventValidationError
+    if name == "PostgresEventHandler":  # psycopg is an optional extra, imported only when used
+        from .postgres import PostgresEventHandler
+
+        return PostgresEventHandler
     raise AttributeError(name)

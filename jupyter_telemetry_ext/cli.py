@@ -108,6 +108,10 @@ class LogCommand(Command):
         "", help="Only events at or after this time (RFC 3339, a date, or 2h/7d ago)."
     ).tag(config=True)
     json_output = Bool(False, help="Print JSON lines instead of a table.").tag(config=True)
+    db = Unicode(
+        "", help="Read the PostgreSQL event store at this URL (env:NAME: from that variable)."
+    ).tag(config=True)
+    table = Unicode("telemetry_events", help="The PostgreSQL events table.").tag(config=True)
     bad_lines = 0
 
     def path(self) -> Path:
@@ -138,7 +142,8 @@ class LogCommand(Command):
                 yield capsule
 
 
-_LOG_ALIASES = {"schema": "LogCommand.schema_ids", "since": "LogCommand.since"}
+_LOG_ALIASES = {"schema": "LogCommand.schema_ids", "since": "LogCommand.since",
+                "db": "LogCommand.db", "table": "LogCommand.table"}  # fmt: skip
 
 
 class EventsCommand(LogCommand):
@@ -161,6 +166,11 @@ class EventsCommand(LogCommand):
 
     def start(self) -> None:
         """Print the log's events, then follow it when asked."""
+        if self.db:
+            from .cli_store import events_from_store
+
+            events_from_store(self)
+            return
         path = self.path()
         rotated = [p for p in log_files(path) if p != path]
         batches = tail_batches(path, self.report, forever=self.follow_log)
@@ -187,6 +197,11 @@ class StatsCommand(LogCommand):
 
     def start(self) -> None:
         """Print the counts."""
+        if self.db:
+            from .cli_store import stats_from_store
+
+            stats_from_store(self, self.period)
+            return
         capsules = self.selected(read_events(log_files(self.path()), self.report))
         counts = Counter(self._key(c) for c in capsules)
         rows = [
@@ -246,6 +261,11 @@ class TelemetryApp(JupyterApp):
         "schemas": (SchemasCommand, SchemasCommand.__doc__ or ""),
         "events": (EventsCommand, EventsCommand.__doc__ or ""),
         "stats": (StatsCommand, StatsCommand.__doc__ or ""),
+        # The store commands subclass Command: named by import path, imported when run.
+        "sql": ("jupyter_telemetry_ext.cli_store.SqlCommand", "Run a read-only SQL query."),
+        "prune": ("jupyter_telemetry_ext.cli_store.PruneCommand", "Remove old events."),
+        "export": ("jupyter_telemetry_ext.cli_store.ExportCommand", "Print a user's events."),
+        "erase": ("jupyter_telemetry_ext.cli_store.EraseCommand", "Delete a user's events."),
     }
 
     def start(self) -> None:

@@ -268,6 +268,9 @@ class EventLog(LoggingConfigurable):
         formatter), rather than at their first event."""
         for handler in self.handlers:
             self._delivery.watch(handler)
+            attach = getattr(handler, "attach_eventlog", None)  # e.g. PostgresEventHandler
+            if callable(attach):
+                attach(self)  # it reports the events its store refuses to failed_handlers
 
     # Schemas
 

@@ -1,0 +1,374 @@
+"""PostgresEventHandler: a `logging.Handler` that stores events in PostgreSQL, in batches.
+
+`emit` only queues the capsule; a thread of the handler's own writes batches with COPY, one
+transaction each. While the database is down, events wait in memory (up to `memory_events`),
+then in a spool file, and the thread reconnects with backoff; `flush()` waits until every event
+handed over so far is committed, and raises when that does not happen in `flush_timeout`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .delivery import RECORD_NAME, CapsuleRecord
+from .pgtable import (
+    DEFAULT_TABLE,
+    Row,
+    StoreError,
+    ensure_table,
+    masked,
+    resolve_url,
+    scrub,
+    to_row,
+    write_batch,
+)
+from .spool import Spool
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .eventlog import EventLog
+
+log = logging.getLogger("jupyter_telemetry_ext.postgres")
+
+
+class StoreUnavailableError(StoreError):
+    """Events handed to the PostgreSQL handler were not committed in time."""
+
+
+class _Batch:
+    """Capsules taken for one write, and where they came from (memory, or the spool)."""
+
+    def __init__(self, capsules: list[Mapping[str, Any]], spool_end: int | None = None) -> None:
+        self.capsules, self.spool_end = capsules, spool_end
+
+
+class PostgresEventHandler(logging.Handler):
+    """Stores each event in a PostgreSQL table, batched, idempotent by (user, client id).
+
+    Parameters
+    ----------
+    url
+        A libpq URL or key=value string; `env:NAME` reads it from that environment variable;
+        empty (the default) reads $JUPYTER_TELEMETRY_DB. Its password is never logged.
+    table
+        The events table (default "telemetry_events"), created on first use with its companions.
+    partition_by_day
+        Create the table range-partitioned by UTC day of receipt (default False); applies only
+        when the table is created. Retention then drops whole partitions.
+    batch_size
+        Most events written in one transaction (default 10000).
+    memory_events
+        Events kept in memory while they wait (default 100000); beyond, they wait in a spool file.
+    spool_dir
+        Folder of the spool files (default: `telemetry_spool` in the Jupyter data dir). A spool
+        left by a stopped process is written by the next handler of the same table.
+    flush_timeout
+        Seconds `flush()` waits for the events handed over to be committed (default 10).
+    max_backoff
+        Longest wait between reconnection attempts, in seconds (default 30).
+    """
+
+    def __init__(
+        self,
+        url: str = "",
+        *,
+        table: str = DEFAULT_TABLE,
+        partition_by_day: bool = False,
+        batch_size: int = 10_000,
+        memory_events: int = 100_000,
+        spool_dir: str | Path | None = None,
+        flush_timeout: float = 10.0,
+        max_backoff: float = 30.0,
+        level: int = logging.NOTSET,
+    ) -> None:
+        """Check the settings; connect only when the first event arrives."""
+        super().__init__(level)
+        self._url = resolve_url(url)
+        self.table, self.partition_by_day = table, partition_by_day
+        self.batch_size, self.memory_events = max(1, batch_size), max(0, memory_events)
+        self.flush_timeout, self.max_backoff = flush_timeout, max_backoff
+        self.spool = Spool(Path(spool_dir) if spool_dir else _default_spool_dir(), table)
+        self.where = masked(self._url)
+        self.counts = {"stored": 0, "duplicate": 0, "refused": 0, "outages": 0}
+        self._memory: deque[Mapping[str, Any]] = deque()
+        self._cond = threading.Condition()
+        self._handed = self._done = 0
+        self._stopping = False
+        self._conn: psycopg.Connection[Any] | None = None
+        self._partitioned = False
+        self._down_since: float | None = None
+        self._eventlogs: weakref.WeakSet[EventLog] = weakref.WeakSet()
+        self._handed = self.spool.pending  # a spool adopted from a stopped process
+        self._thread: threading.Thread | None = None
+        _METRICS.add(self)
+        if self.spool.pending:
+            self._start()
+
+    def __repr__(self) -> str:
+        """Name the table and where it is, never the password."""
+        return f"<PostgresEventHandler {self.where} table={self.table}>"
+
+    def attach_eventlog(self, eventlog: EventLog) -> None:
+        """Report refused events to this EventLog's `failed_handlers` (EventLog calls this)."""
+        self._eventlogs.add(eventlog)
+
+    @property
+    def pending(self) -> int:
+        """Return how many events wait to be committed (in memory and in the spool)."""
+        return self._handed - self._done
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record's capsule for the writer thread (in memory, or spooled)."""
+        capsule = record.msg
+        if not isinstance(capsule, Mapping):
+            msg = "PostgresEventHandler takes event records (their msg is the capsule)"
+            raise TypeError(msg)
+        with self._cond:
+            if self._stopping or self._thread is None or not self._thread.is_alive():
+                self._reopen()
+            if len(self._memory) < self.memory_events:
+                self._memory.append(capsule)
+            else:
+                self.spool.append([getattr(record, "line", None) or json.dumps(capsule)])
+            self._handed += 1
+            self._cond.notify_all()
+
+    def _reopen(self) -> None:
+        """Start (again) writing: closed handlers get events too, e.g. after `logging.shutdown`
+        (which `logging.config.dictConfig` calls while a Jupyter application starts)."""
+        self._stopping = False
+        if self._thread is None or not self._thread.is_alive():
+            _METRICS.add(self)
+            self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="telemetry-postgres", daemon=True)
+        self._thread.start()
+
+    def flush(self) -> None:
+        """Wait until every event handed over so far is committed; raise when it is not in time."""
+        with self._cond:
+            target = self._handed
+            if not self._cond.wait_for(lambda: self._done >= target, self.flush_timeout):
+                waiting = target - self._done
+                msg = (
+                    f"{waiting} events not committed to PostgreSQL {self.where} table "
+                    f"{self.table} within {self.flush_timeout} s; they wait and are retried"
+                )
+                raise StoreUnavailableError(msg)
+
+    def close(self) -> None:
+        """Write what is queued (for up to `flush_timeout`), spool the rest, disconnect."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(self.flush_timeout + 1)
+        with self._cond:
+            rest = list(self._memory)
+            self._memory.clear()
+        if rest:
+            self.spool.append([json.dumps(c) for c in rest])
+            log.warning("Telemetry: %d events spooled to %s until PostgreSQL takes them",
+                        len(rest), self.spool.folder)  # fmt: skip
+        if self._thread is None or not self._thread.is_alive():  # else reopened meanwhile
+            self._disconnect()
+            _METRICS.discard(self)
+        super().close()
+
+    # The writer thread
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            while not self._write(batch):
+                with self._cond:
+                    if self._stopping:
+                        self._give_back(batch)
+                        return
+                    self._cond.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            backoff = 0.1
+
+    def _take(self) -> _Batch | None:
+        """Return the next batch (the spool's first), or None once stopping with nothing left."""
+        with self._cond:
+            while not self.spool.pending:
+                if self._memory:
+                    n = min(self.batch_size, len(self._memory))
+                    return _Batch([self._memory.popleft() for _ in range(n)])
+                if self._stopping:
+                    return None
+                self._cond.wait()
+        lines, end = self.spool.take(self.batch_size)
+        return _Batch([_parse(line) for line in lines], end)
+
+    def _give_back(self, batch: _Batch) -> None:
+        """Keep a batch that could not be written at stop: spooled, or left in the spool."""
+        if batch.spool_end is None:
+            self.spool.append([json.dumps(c) for c in batch.capsules])
+
+    def _write(self, batch: _Batch) -> bool:
+        """Store a batch; return False when the database is unavailable (it is kept)."""
+        from psycopg import Error
+
+        try:
+            conn = self._connection()
+            stored = self._store(conn, batch.capsules)
+        except (Error, StoreError) as e:
+            self._outage(e)
+            return False
+        if batch.spool_end is not None:
+            self.spool.done(batch.spool_end, len(batch.capsules))
+        self._recovered()
+        with self._cond:
+            self.counts["stored"] += stored
+            self._done += len(batch.capsules)
+            self._cond.notify_all()
+        return True
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            self._partitioned = ensure_table(self._conn, self.table, self.partition_by_day)
+        return self._conn
+
+    def _store(self, conn: psycopg.Connection[Any], capsules: list[Mapping[str, Any]]) -> int:
+        """Write rows; split a batch PostgreSQL refuses for a data reason, down to the bad row."""
+        rows, bad = _rows(capsules)
+        for capsule in bad:
+            self._refused(capsule, "not an event capsule")
+        kept = [c for c in capsules if not any(c is b for b in bad)]
+        return self._store_rows(conn, rows, kept)
+
+    def _store_rows(
+        self, conn: psycopg.Connection[Any], rows: list[Row], capsules: list[Mapping[str, Any]]
+    ) -> int:
+        from psycopg import DataError
+
+        if not rows:
+            return 0
+        try:
+            stored = write_batch(conn, self.table, rows, self._partitioned)
+        except DataError as e:
+            refusal = f"refused by PostgreSQL (SQLSTATE {e.sqlstate})"  # its message may quote data
+        else:
+            refusal = ""
+        if refusal and len(rows) == 1:
+            self._refused(capsules[0], refusal)  # outside `except`: no traceback quoting the row
+            return 0
+        if refusal:
+            half = len(rows) // 2
+            return self._store_rows(conn, rows[:half], capsules[:half]) + self._store_rows(
+                conn, rows[half:], capsules[half:]
+            )
+        with self._cond:
+            self.counts["duplicate"] += len(rows) - stored
+        return stored
+
+    def _refused(self, capsule: Mapping[str, Any], reason: str) -> None:
+        """Report an event the table will never take: counted, logged once, to failed_handlers."""
+        self.counts["refused"] += 1
+        record = CapsuleRecord(RECORD_NAME, capsule, "")
+        self.handleError(record)
+        schema_id = capsule.get("__schema__")
+        for eventlog in list(self._eventlogs):
+            eventlog.record_failure(
+                "store_refused", reason,
+                schema_id=str(schema_id) if schema_id is not None else None,
+                version=capsule.get("__schema_version__"),
+            )  # fmt: skip
+
+    def _outage(self, error: Exception) -> None:
+        self._disconnect()
+        if self._down_since is not None:
+            return
+        self._down_since = time.monotonic()
+        self.counts["outages"] += 1
+        log.error(
+            "Telemetry: PostgreSQL %s table %s unavailable (%s); events wait (%d in memory, "
+            "then in %s) and are retried with backoff",
+            self.where, self.table, scrub(str(error).strip(), self._url), self.memory_events,
+            self.spool.folder,
+        )  # fmt: skip
+
+    def _recovered(self) -> None:
+        if self._down_since is None:
+            return
+        seconds = time.monotonic() - self._down_since
+        self._down_since = None
+        log.warning("Telemetry: PostgreSQL %s table %s available again after %.1f s",
+                    self.where, self.table, seconds)  # fmt: skip
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a broken connection may fail to close; it is dropped anyway
+                log.debug("closing a broken PostgreSQL connection failed", exc_info=True)
+
+
+def _parse(line: str) -> Mapping[str, Any]:
+    """Return a spooled capsule; a damaged line becomes a capsule the table refuses."""
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _rows(capsules: list[Mapping[str, Any]]) -> tuple[list[Row], list[Mapping[str, Any]]]:
+    rows: list[Row] = []
+    bad: list[Mapping[str, Any]] = []
+    for capsule in capsules:
+        try:
+            rows.append(to_row(capsule))
+        except (KeyError, TypeError, ValueError):
+            bad.append(capsule)
+    return rows, bad
+
+
+def _default_spool_dir() -> Path:
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "telemetry_spool"
+
+
+class _Metrics:
+    """The live handlers, read by the Prometheus collector at scrape time."""
+
+    def __init__(self) -> None:
+        self.handlers: weakref.WeakSet[PostgresEventHandler] = weakref.WeakSet()
+        self.registered = False
+
+    def add(self, handler: PostgresEventHandler) -> None:
+        self.handlers.add(handler)
+        if not self.registered:
+            self.registered = True
+            try:
+                from .pgmetrics import register
+
+                register(self)
+            except ImportError:  # no prometheus_client: nothing to expose
+                pass
+
+    def discard(self, handler: PostgresEventHandler) -> None:
+        self.handlers.discard(handler)
+
+
+_METRICS = _Metrics()

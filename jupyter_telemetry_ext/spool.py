@@ -1,0 +1,82 @@
+"""An on-disk queue of JSON lines: where events wait when memory is full or the process stops."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+SUFFIX = ".spool"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Spool:
+    """Files `<name>.<pid>.spool` in a folder, read oldest first; a dead process's are adopted."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        """Queue in `folder`; take over the files a stopped process of the same `name` left."""
+        self.folder, self.name = folder, name
+        self.path = folder / f"{name}.{os.getpid()}{SUFFIX}"
+        self._lock = threading.Lock()
+        self._files: list[Path] = []  # to read, oldest first; the last may be self.path
+        self._offset = 0  # in self._files[0]
+        self.pending = 0
+        self._adopt()
+
+    def _adopt(self) -> None:
+        if not self.folder.is_dir():
+            return
+        for n, path in enumerate(sorted(self.folder.glob(f"{self.name}.*{SUFFIX}"))):
+            pid = path.name[len(self.name) + 1 :].split(".")[0]
+            if path == self.path or not pid.isdigit() or _alive(int(pid)):
+                continue
+            mine = self.folder / f"{self.name}.{os.getpid()}.{n}.adopted{SUFFIX}"
+            path.rename(mine)
+            self._files.append(mine)
+            with mine.open("rb") as f:
+                self.pending += sum(1 for _ in f)
+
+    def append(self, lines: list[str]) -> None:
+        """Add lines (JSON, one event each) at the end."""
+        with self._lock:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in lines))
+            if not self._files or self._files[-1] != self.path:
+                self._files.append(self.path)
+            self.pending += len(lines)
+
+    def take(self, n: int) -> tuple[list[str], int]:
+        """Return up to `n` of the oldest lines and where they end (for `done`); keep them."""
+        with self._lock:
+            if not self._files:
+                return [], 0
+            lines: list[str] = []
+            with self._files[0].open("rb") as f:
+                f.seek(self._offset)
+                for raw in f:
+                    lines.append(raw.decode("utf-8"))
+                    if len(lines) >= n:
+                        break
+                return [line.rstrip("\n") for line in lines], f.tell()
+
+    def done(self, end: int, count: int) -> None:
+        """Forget the lines up to `end` of the oldest file: they were stored."""
+        with self._lock:
+            self.pending -= count
+            self._offset = end
+            head = self._files[0]
+            if end < head.stat().st_size:
+                return
+            self._files.pop(0)
+            self._offset = 0
+            head.unlink()

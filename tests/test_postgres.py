@@ -1,0 +1,344 @@
+"""PostgresEventHandler and the CLI on PostgreSQL, against a real server started by the tests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.identity import hashed_user
+from tests.conftest import Sink, make_schema
+from tests.pgserver import PostgresServer, binaries, running_server
+
+psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
+
+from jupyter_telemetry_ext.postgres import PostgresEventHandler, StoreUnavailableError  # noqa: E402
+
+SCHEMA_ID = "test.events/pg"
+SCHEMA = make_schema(
+    SCHEMA_ID,
+    action={"type": "string", "categories": ["unrestricted"]},
+    n={"type": "integer", "categories": ["unrestricted"]},
+)
+ALLOWED = {SCHEMA_ID: {"allowed_categories": ["unrestricted", "user-identifier"]}}
+PASSWORD = "s3cret-Pw-9931"
+JUPYTER = str(Path(sys.executable).with_name("jupyter"))
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session (about half a second to start)."""
+    bindir = binaries()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL server binaries not found: CI must run the PostgreSQL tests")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    with running_server(bindir) as server:
+        yield server
+
+
+@pytest.fixture
+def url(pg: PostgresServer) -> str:
+    """The URL of a fresh database on the session's server, with a password in it."""
+    return pg.url(pg.create_database(), password=PASSWORD)
+
+
+@pytest.fixture
+def handlers(tmp_path: Path) -> Iterator[list[PostgresEventHandler]]:
+    """Handlers made by a test, closed at its end."""
+    made: list[PostgresEventHandler] = []
+    yield made
+    for handler in made:
+        handler.flush_timeout = 1
+        handler.close()
+
+
+def make_handler(
+    url: str, made: list[PostgresEventHandler], tmp_path: Path, **kwargs: Any
+) -> PostgresEventHandler:
+    kwargs.setdefault("spool_dir", tmp_path / "spool")
+    kwargs.setdefault("max_backoff", 0.5)
+    handler = PostgresEventHandler(url, **kwargs)
+    made.append(handler)
+    return handler
+
+
+def make_log(handler: PostgresEventHandler, **kwargs: Any) -> EventLog:
+    eventlog = EventLog(handlers=[handler], allowed_schemas=ALLOWED, background=True, **kwargs)
+    eventlog.register_schema(SCHEMA)
+    return eventlog
+
+
+def record(
+    eventlog: EventLog, n: int, client_id: str | None = None, user: str = "u1", **kw: Any
+) -> None:
+    context = {"__user__": user, **({"__client_id__": client_id} if client_id else {})}
+    eventlog.record_event(SCHEMA_ID, 1, {"action": "open", "n": n}, context=context, **kw)
+
+
+def rows(url: str, query: str = "SELECT * FROM telemetry_events ORDER BY received") -> list[Any]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchall()
+
+
+def partition_count(url: str) -> int:
+    query = "SELECT count(*) FROM pg_inherits WHERE inhparent = 'telemetry_events'::regclass"
+    return int(rows(url, query)[0][0])
+
+
+def test_every_column_as_written(url: str, handlers: list[Any], tmp_path: Path) -> None:
+    handler = make_handler(url, handlers, tmp_path)
+    eventlog = make_log(handler)
+    received = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
+    context = {"__user__": "hash-of-u1", "__client_id__": "e-1",
+               "__event_time__": "2026-03-04T05:06:00.000001Z"}  # fmt: skip
+    eventlog.record_event(SCHEMA_ID, 1, {"action": "open", "n": 7}, received, context=context)
+    assert eventlog.flush(10)
+    handler.flush()
+    [row] = rows(url)
+    assert row == (
+        received, datetime(2026, 3, 4, 5, 6, 0, 1, tzinfo=timezone.utc), SCHEMA_ID, "1", 2,
+        "hash-of-u1", "e-1", {"action": "open", "n": 7},
+    )  # fmt: skip
+    assert rows(url, "SELECT version FROM telemetry_events_version") == [(1,)]
+
+
+@pytest.mark.parametrize("partition_by_day", [False, True])
+def test_a_retry_is_stored_once_across_batches_days_and_replicas(
+    url: str, handlers: list[Any], tmp_path: Path, partition_by_day: bool
+) -> None:
+    first = make_handler(url, handlers, tmp_path, partition_by_day=partition_by_day)
+    replica = make_handler(url, handlers, tmp_path / "b", partition_by_day=partition_by_day)
+    log1, log2 = make_log(first), make_log(replica)
+    day1 = datetime(2026, 5, 1, 23, 59, tzinfo=timezone.utc)
+    record(log1, 1, "a", timestamp_override=day1)
+    record(log1, 2, "b", timestamp_override=day1)
+    record(log1, 3, None, timestamp_override=day1)  # no id: always stored
+    assert log1.flush(10)
+    record(log1, 1, "a", timestamp_override=day1)  # another batch
+    record(log1, 2, "b", timestamp_override=day1 + timedelta(days=1))  # another day
+    record(log2, 1, "a", timestamp_override=day1 + timedelta(days=2))  # another replica
+    record(log2, 4, "b", user="u2")  # the same id from another user is another event
+    record(log2, 5, "c")
+    record(log2, 5, "c")  # twice in one batch
+    assert log1.flush(10)
+    assert log2.flush(10)
+    stored = rows(url, "SELECT username, client_id, data->>'n' FROM telemetry_events ORDER BY 3")
+    assert stored == [("u1", "a", "1"), ("u1", "b", "2"), ("u1", None, "3"), ("u2", "b", "4"),
+                      ("u1", "c", "5")]  # fmt: skip
+    assert first.counts["duplicate"] + replica.counts["duplicate"] == 4
+    assert partition_count(url) == (4 if partition_by_day else 0)  # one a day, made as needed
+
+
+def test_a_bad_row_does_not_block_its_batch(
+    url: str, handlers: list[Any], tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = make_handler(url, handlers, tmp_path)
+    eventlog = make_log(handler, failed_handlers=[sink.handler])
+    with eventlog.batch():
+        for n in range(10):
+            action = "secret\u0000value" if n == 6 else "open"
+            eventlog.record_event(SCHEMA_ID, 1, {"action": action, "n": n},
+                                  context={"__client_id__": f"id{n}"})  # fmt: skip
+    assert eventlog.flush(10)
+    stored = [int(r[0]) for r in rows(url, "SELECT data->>'n' FROM telemetry_events")]
+    assert sorted(stored) == [0, 1, 2, 3, 4, 5, 7, 8, 9]
+    [failure] = sink.events
+    assert failure["outcome"] == "store_refused"
+    assert failure["schema_id"] == SCHEMA_ID
+    assert "SQLSTATE" in failure["reason"]
+    assert eventlog.outcomes()[(SCHEMA_ID, "sink_failure")] == 1
+    assert "secret" not in sink.stream.getvalue() + caplog.text  # the value is never shown
+
+
+def test_migration_from_empty_and_a_newer_table_refused(
+    url: str, handlers: list[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = make_handler(url, handlers, tmp_path, partition_by_day=True)
+    eventlog = make_log(handler)
+    record(eventlog, 1, "a")
+    assert eventlog.flush(10)
+    tables = rows(url, "SELECT relname, relkind FROM pg_class WHERE relname LIKE 'telemetry%' "
+                       "AND relkind IN ('r', 'p') ORDER BY 1")  # fmt: skip
+    names = [name for name, _ in tables]
+    assert names[:1] == ["telemetry_events"]
+    assert ("telemetry_events", "p") in tables
+    for table in ("telemetry_events_ids", "telemetry_events_erasures", "telemetry_events_version"):
+        assert table in names
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE telemetry_events_version SET version = 2")
+    newer = make_handler(url, handlers, tmp_path / "newer", flush_timeout=1)
+    newer.handle(logging.makeLogRecord({"msg": {"__timestamp__": "2026-01-01T00:00:00Z",
+                                                "__schema__": SCHEMA_ID}}))  # fmt: skip
+    with pytest.raises(StoreUnavailableError, match="1 events not committed"):
+        newer.flush()
+    assert "has layout version 2; this version of jupyter_telemetry_ext understands up to 1" in (
+        caplog.text
+    )
+    assert rows(url, "SELECT count(*) FROM telemetry_events") == [(1,)]
+
+
+def test_database_down_mid_stream_then_back_every_event_once(
+    pg: PostgresServer,
+    url: str,
+    handlers: list[Any],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    handler = make_handler(url, handlers, tmp_path, memory_events=50, flush_timeout=1)
+    eventlog = make_log(handler)
+    for n in range(100):
+        record(eventlog, n, f"id{n}")
+    assert eventlog.flush(10)
+    pg.stop()
+    try:
+        for n in range(100, 400):
+            record(eventlog, n, f"id{n}")
+        eventlog.flush(10)
+        assert eventlog.handler_failures[handler] == 1  # flush reported: not committed in time
+        assert list((tmp_path / "spool").glob("*.spool"))  # beyond 50 in memory: on disk
+        metrics = generate_latest(REGISTRY).decode()
+        assert 'jupyter_telemetry_postgres_outages_total{table="telemetry_events"} 1.0' in metrics
+        assert 'jupyter_telemetry_postgres_pending{table="telemetry_events"} 300.0' in metrics
+    finally:
+        pg.start()
+    handler.flush_timeout = 30
+    handler.flush()
+    assert rows(url, "SELECT count(*), count(DISTINCT client_id) FROM telemetry_events") == [
+        (400, 400)
+    ]
+    assert not list((tmp_path / "spool").glob("*.spool"))
+    outage_logs = [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert len(outage_logs) == 1  # once per outage, not per event or attempt
+    assert PASSWORD not in caplog.text
+    assert PASSWORD not in repr(handler)
+
+
+def test_spool_left_by_a_stopped_process_is_written(
+    pg: PostgresServer, url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    handler = make_handler(url, handlers, tmp_path, memory_events=5, flush_timeout=0.5)
+    eventlog = make_log(handler)
+    pg.stop()
+    try:
+        for n in range(20):
+            record(eventlog, n, f"id{n}")
+        eventlog.flush(10)
+        eventlog.close(1)
+        handler.close()  # what it had in memory goes to the spool too
+    finally:
+        pg.start()
+    spooled = list((tmp_path / "spool").glob("*.spool"))
+    assert spooled
+    dead = spooled[0].with_name("telemetry_events.999999999.spool")  # a process that is gone
+    spooled[0].rename(dead)
+    for other in spooled[1:]:
+        dead.write_text(dead.read_text() + other.read_text())
+        other.unlink()
+    successor = make_handler(url, handlers, tmp_path, flush_timeout=30)
+    successor.flush()
+    assert rows(url, "SELECT count(DISTINCT client_id), count(*) FROM telemetry_events") == [
+        (20, 20)
+    ]
+
+
+def test_url_from_environment_variable(
+    url: str, handlers: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MY_TELEMETRY_DB", url)
+    handler = make_handler("env:MY_TELEMETRY_DB", handlers, tmp_path)
+    eventlog = make_log(handler)
+    record(eventlog, 1, "a")
+    assert eventlog.flush(10)
+    assert rows(url, "SELECT count(*) FROM telemetry_events") == [(1,)]
+    assert PASSWORD not in repr(handler)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([JUPYTER, "telemetry", *args], capture_output=True, text=True,
+                          timeout=60, check=False, env={**os.environ, **(env or {})})  # fmt: skip
+
+
+@pytest.fixture
+def filled(url: str, handlers: list[Any], tmp_path: Path) -> str:
+    """A partitioned store with events of alice (hashed), bob (hashed) over three days."""
+    secret = b"k" * 64
+    (tmp_path / "secret").write_bytes(secret)
+    handler = make_handler(url, handlers, tmp_path, partition_by_day=True)
+    eventlog = make_log(handler)
+    now = datetime.now(timezone.utc)
+    alice, bob = hashed_user(secret, "alice"), hashed_user(secret, "bob")
+    for n, (user, age) in enumerate([(alice, 100), (bob, 100), (alice, 1), (bob, 0), (alice, 0)]):
+        record(eventlog, n, f"id{n}", user=user, timestamp_override=now - timedelta(days=age))
+    assert eventlog.flush(10)
+    return url
+
+
+def test_cli_events_stats_and_sql(filled: str) -> None:
+    env = {"TELEMETRY_DB": filled}
+    events = cli("events", "--db", "env:TELEMETRY_DB", "--since", "2d", "--json", env=env)
+    assert events.returncode == 0, events.stderr
+    lines = [json.loads(line) for line in events.stdout.splitlines()]
+    assert [e["n"] for e in lines] == [2, 3, 4]
+    assert lines[0]["__schema__"] == SCHEMA_ID
+    assert lines[0]["__client_id__"] == "id2"
+    stats = cli("stats", "--db", filled, "--by", "all", "--schema", SCHEMA_ID, "--json")
+    assert [json.loads(line) for line in stats.stdout.splitlines()] == [
+        {"period": "all", "schema": SCHEMA_ID, "version": "1", "action": "open", "count": 5}
+    ]
+    query = cli("sql", "--db", filled, "SELECT count(*) AS n FROM telemetry_events")
+    assert query.returncode == 0, query.stderr
+    assert query.stdout.split() == ["n", "-", "5"]
+    write = cli("sql", "--db", filled, "DELETE FROM telemetry_events")
+    assert write.returncode == 1
+    assert "read-only transaction" in write.stderr
+    assert rows(filled, "SELECT count(*) FROM telemetry_events") == [(5,)]
+
+
+def test_cli_never_prints_the_password(pg: PostgresServer) -> None:
+    wrong = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{pg.port}/no_such_db"
+    result = cli("events", "--db", wrong)
+    assert result.returncode == 2
+    assert "no_such_db" in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+
+
+def test_cli_prune_export_erase(filled: str, tmp_path: Path) -> None:
+    secret = ["--secret-file", str(tmp_path / "secret")]
+    exported = cli("export", "--db", filled, "--user", "alice", *secret)
+    assert [json.loads(line)["n"] for line in exported.stdout.splitlines()] == [0, 2, 4]
+    erased = cli("erase", "--db", filled, "--user", "alice", *secret)
+    assert erased.stdout.strip() == "erased 3 events", erased.stderr
+    assert rows(filled, "SELECT operator, events FROM telemetry_events_erasures") == [
+        (os.environ.get("USER") or __import__("getpass").getuser(), 3)
+    ]
+    left = rows(filled, "SELECT data->>'n' FROM telemetry_events ORDER BY 1")
+    assert left == [("1",), ("3",)]
+    partitions = partition_count(filled)
+    pruned = cli("prune", "--db", filled, "--older-than", "90d")
+    assert pruned.stdout.startswith("removed 1 events"), pruned.stderr
+    assert rows(filled, "SELECT data->>'n' FROM telemetry_events") == [("3",)]
+    assert partition_count(filled) == partitions - 1  # the oldest day's, dropped whole
+
+
+def test_a_closed_handler_opens_again_on_the_next_event(
+    url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    handler = make_handler(url, handlers, tmp_path)
+    eventlog = make_log(handler)
+    logging.shutdown([lambda: handler])  # what logging.config.dictConfig does at server start
+    record(eventlog, 1, "a")
+    assert eventlog.flush(10)
+    handler.flush()
+    assert rows(url, "SELECT count(*) FROM telemetry_events") == [(1,)]

@@ -268,9 +268,6 @@ class EventLog(LoggingConfigurable):
         formatter), rather than at their first event."""
         for handler in self.handlers:
             self._delivery.watch(handler)
-            attach = getattr(handler, "attach_eventlog", None)  # e.g. PostgresEventHandler
-            if callable(attach):
-                attach(self)  # it reports the events its store refuses to failed_handlers
 
     # Schemas
 
@@ -540,15 +537,21 @@ class EventLog(LoggingConfigurable):
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write every queued event and flush each handler; return False on timeout."""
-        done = True
-        if self._writer is not None:  # twice: the first writes may describe failures to write
-            done = self._writer.flush(timeout) and self._writer.flush(timeout)
-        for handler in [*self.handlers, *self.failed_handlers]:
+        done = self._writer.flush(timeout) if self._writer is not None else True
+        self._flush_handlers(self.handlers)
+        # Again: writing (and flushing, for a handler that buffers) may have described failures
+        # to write, which go to failed_handlers through the writer too.
+        if self._writer is not None:
+            done = self._writer.flush(timeout) and done
+        self._flush_handlers(self.failed_handlers)
+        return done
+
+    def _flush_handlers(self, handlers: list[logging.Handler]) -> None:
+        for handler in handlers:
             try:
                 handler.flush()
             except Exception as e:
                 self._delivery.failed(handler, e)
-        return done
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then stop the background writer (the handlers stay open: they are yours)."""
@@ -676,6 +679,9 @@ def _error_name(error: BaseException | None) -> str:
         return "an error"
     code = getattr(error, "errno", None)
     name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.isalnum():
+        name = f"SQLSTATE {sqlstate}"
     return f"{type(error).__name__} {name}".strip()
 
 

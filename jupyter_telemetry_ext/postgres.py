@@ -35,13 +35,21 @@ from .spool import Spool
 if TYPE_CHECKING:
     import psycopg
 
-    from .eventlog import EventLog
 
 log = logging.getLogger("jupyter_telemetry_ext.postgres")
 
 
 class StoreUnavailableError(StoreError):
     """Events handed to the PostgreSQL handler were not committed in time."""
+
+
+class StoreRefusedError(StoreError):
+    """PostgreSQL refused an event for a reason in its data; the message names the SQLSTATE only."""
+
+    def __init__(self, sqlstate: str) -> None:
+        """Name the SQLSTATE, never the database's message (it may quote the event's values)."""
+        super().__init__(f"refused by PostgreSQL (SQLSTATE {sqlstate})")
+        self.sqlstate = sqlstate
 
 
 class _Batch:
@@ -106,7 +114,6 @@ class PostgresEventHandler(logging.Handler):
         self._conn: psycopg.Connection[Any] | None = None
         self._partitioned = False
         self._down_since: float | None = None
-        self._eventlogs: weakref.WeakSet[EventLog] = weakref.WeakSet()
         self._handed = self.spool.pending  # a spool adopted from a stopped process
         self._thread: threading.Thread | None = None
         _METRICS.add(self)
@@ -116,10 +123,6 @@ class PostgresEventHandler(logging.Handler):
     def __repr__(self) -> str:
         """Name the table and where it is, never the password."""
         return f"<PostgresEventHandler {self.where} table={self.table}>"
-
-    def attach_eventlog(self, eventlog: EventLog) -> None:
-        """Report refused events to this EventLog's `failed_handlers` (EventLog calls this)."""
-        self._eventlogs.add(eventlog)
 
     @property
     def pending(self) -> int:
@@ -265,7 +268,7 @@ class PostgresEventHandler(logging.Handler):
         try:
             stored = write_batch(conn, self.table, rows, self._partitioned)
         except DataError as e:
-            refusal = f"refused by PostgreSQL (SQLSTATE {e.sqlstate})"  # its message may quote data
+            refusal = str(e.sqlstate)  # its message may quote data
         else:
             refusal = ""
         if refusal and len(rows) == 1:
@@ -280,18 +283,15 @@ class PostgresEventHandler(logging.Handler):
             self.counts["duplicate"] += len(rows) - stored
         return stored
 
-    def _refused(self, capsule: Mapping[str, Any], reason: str) -> None:
-        """Report an event the table will never take: counted, logged once, to failed_handlers."""
+    def _refused(self, capsule: Mapping[str, Any], sqlstate: str) -> None:
+        """Report an event the table will never take: counted as a sink failure (logged once,
+        described to failed_handlers by the SQLSTATE alone)."""
         self.counts["refused"] += 1
         record = CapsuleRecord(RECORD_NAME, capsule, "")
-        self.handleError(record)
-        schema_id = capsule.get("__schema__")
-        for eventlog in list(self._eventlogs):
-            eventlog.record_failure(
-                "store_refused", reason,
-                schema_id=str(schema_id) if schema_id is not None else None,
-                version=capsule.get("__schema_version__"),
-            )  # fmt: skip
+        try:
+            raise StoreRefusedError(sqlstate)
+        except StoreRefusedError:
+            self.handleError(record)
 
     def _outage(self, error: Exception) -> None:
         self._disconnect()

@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.identity import hashed_user
-from tests.conftest import Sink, make_schema
+from tests.conftest import FRONTEND_ID, Sink, make_schema
 from tests.pgserver import PostgresServer, binaries, running_server
+from tests.test_reliability import Fetch, send
 
 psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
 
@@ -344,3 +346,48 @@ def test_a_closed_handler_opens_again_on_the_next_event(
     assert eventlog.flush(10)
     handler.flush()
     assert rows(url, "SELECT count(*) FROM telemetry_events") == [(1,)]
+
+
+# A real Jupyter server writing to PostgreSQL: with reply_after_write, a 200 means committed.
+
+
+@pytest.fixture
+def server_to_postgres(
+    jp_server_config: Config, url: str, handlers: list[Any], tmp_path: Path
+) -> PostgresEventHandler:
+    """The server records frontend events into PostgreSQL and answers after the commit."""
+    handler = make_handler(url, handlers, tmp_path, flush_timeout=2)
+    jp_server_config.EventLog.handlers = [handler]
+    jp_server_config.EventLog.allowed_schemas = {FRONTEND_ID: {}}
+    jp_server_config.TelemetryExtension.reply_after_write = True
+    jp_server_config.TelemetryExtension.rate_limit = 0.0
+    return handler
+
+
+def posted(n: int) -> dict[str, Any]:
+    """Return a batch of two events with the client ids p<n>a and p<n>b."""
+    return {"events": [
+        {"schema_id": FRONTEND_ID, "version": 1, "id": f"p{n}{x}", "data": {"count": n}}
+        for x in "ab"
+    ]}  # fmt: skip
+
+
+async def test_reply_after_write_acknowledges_only_what_is_committed(
+    server_to_postgres: PostgresEventHandler, pg: PostgresServer, url: str, jp_fetch: Fetch
+) -> None:
+    code, reply, _ = await send(jp_fetch, posted(1))
+    assert (code, reply["recorded"]) == (200, 2)
+    assert rows(url, "SELECT client_id FROM telemetry_events ORDER BY 1") == [("p1a",), ("p1b",)]
+    pg.stop()
+    try:
+        code, reply, headers = await send(jp_fetch, posted(2))
+        assert (code, headers["Retry-After"]) == (503, "1")  # not committed: not acknowledged
+    finally:
+        pg.start()
+    for _ in range(3):  # the retry: committed once, whatever the first attempt left waiting
+        code, reply, _ = await send(jp_fetch, posted(2))
+        if code == 200:
+            break
+    assert code == 200
+    stored = rows(url, "SELECT client_id, count(*) FROM telemetry_events GROUP BY 1 ORDER BY 1")
+    assert stored == [("p1a", 1), ("p1b", 1), ("p2a", 1), ("p2b", 1)]

@@ -19,3 +19,7 @@ class UnknownSchemaError(LookupError):
     def __str__(self) -> str:
         """Return the message without the quotes LookupError adds."""
         return str(self.args[0])
+
+
+class SecretFileError(ValueError):
+    """The file of the user-hash key cannot be used: it names the file and what to do."""

@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import EventSchemaError, UnknownSchemaError
 from .eventlog import EventLog
+from .printable import printable
 from .schema import EventSchema
 
 
@@ -28,7 +29,9 @@ class Forwarder:
         try:
             self.eventlog.record_event(self.schema.id, self.schema.version, data)
         except (UnknownSchemaError, ValueError, RuntimeError) as e:
-            self.log.warning("Server event %s not recorded: %s", schema_id, e)
+            self.log.warning(
+                "Server event %s not recorded: %s", printable(schema_id), printable(str(e))
+            )
 
 
 def server_schemas(event_logger: Any) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ import jsonschema
 from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 
+from .printable import printable
+
 _MAX_LISTED = 10
 
 
@@ -43,10 +45,14 @@ def event_error(
 
 
 def field_path(parts: Iterable[object]) -> str:
-    """Return a readable path such as `model.paths[2]`, or `(event)` for the event itself."""
+    """Return a readable path such as `model.paths[2]`, or `(event)` for the event itself.
+
+    Key names come from the event: their control characters are escaped.
+    """
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        name = str(part) if isinstance(part, int) else printable(str(part))
+        text += f"[{name}]" if isinstance(part, int) else (f".{name}" if text else name)
     return text or "(event)"
 
 

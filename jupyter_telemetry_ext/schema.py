@@ -62,11 +62,27 @@ def load_document(source: SchemaSource) -> tuple[Any, str]:
     return _parse(text, name), name
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: each `*name` could expand to exponentially many
+    nodes (a 700-byte "billion laughs" file takes minutes), and a schema never needs one."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Refuse an alias (`*name`, `<<: *name`) where it appears; compose anything else."""
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                problem=f"an alias (*{event.anchor}) is not allowed in an event schema; "
+                "write the value out",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
 def _parse(text: str | bytes, name: str) -> Any:
     try:
         if name.endswith(".json"):
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except (ValueError, yaml.YAMLError) as e:
         msg = f"{name}: not valid {'JSON' if name.endswith('.json') else 'YAML'}: {e}"
         raise EventSchemaError(msg) from e

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import make_schema
+from tests.conftest import billion_laughs, make_schema
 
 JUPYTER = str(Path(sys.executable).with_name("jupyter"))
 
@@ -68,6 +68,16 @@ def test_validate_exit_codes(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "nope.yaml: cannot read" in missing.stdout
     assert "Traceback" not in invalid.stderr + missing.stderr
+
+
+@pytest.mark.timeout(90)
+def test_validate_reports_a_yaml_bomb_at_once(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(make_schema("x/good")))
+    (tmp_path / "laughs.yaml").write_text(billion_laughs(10))
+    result = run("validate", "good.yaml", "laughs.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "laughs.yaml: not valid YAML: an alias (*a0) is not allowed" in result.stdout
+    assert "1 valid, 1 with problems" in result.stdout
 
 
 def test_validate_refuses_conflicting_files(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from jupyter_telemetry_ext import EventLog, EventSchema, EventSchemaError
-from tests.conftest import make_schema
+from tests.conftest import billion_laughs, make_schema
 
 
 def test_yaml_and_json_files_register(tmp_path: Path) -> None:
@@ -114,6 +114,31 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
     path.write_text("!!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(EventSchemaError, match="not valid YAML"):
         EventLog().register_schema_file(path)
+
+
+@pytest.mark.timeout(60)
+def test_yaml_aliases_are_refused_so_a_bomb_is_checked_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "laughs.yaml"
+    path.write_text(billion_laughs(10))  # 9**10 strings once expanded
+    assert len(path.read_bytes()) < 800
+    with pytest.raises(EventSchemaError, match=r"an alias \(\*a0\) is not allowed") as e:
+        EventLog().register_schema_file(path)
+    assert str(e.value).startswith(f"{path}: not valid YAML")
+    assert "line 9" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("x: &a {type: string}\ny: *a\n", id="alias"),
+        pytest.param("x: &a {type: string}\ny:\n  <<: *a\n", id="merge-key"),
+    ],
+)
+def test_any_yaml_alias_is_refused(text: str) -> None:
+    source = io.StringIO(yaml.safe_dump(make_schema("x/alias")) + text)
+    source.name = "alias.yaml"
+    with pytest.raises(EventSchemaError, match="alias"):
+        EventLog().register_schema_file(source)
 
 
 def test_identical_schema_twice_is_a_noop() -> None:

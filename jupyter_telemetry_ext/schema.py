@@ -69,7 +69,7 @@ class _NoAliasLoader(yaml.SafeLoader):
     def compose_node(self, parent: Any, index: Any) -> Any:
         """Refuse an alias (`*name`, `<<: *name`) where it appears; compose anything else."""
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise yaml.MarkedYAMLError(
                 problem=f"an alias (*{event.anchor}) is not allowed in an event schema; "
                 "write the value out",

@@ -14,6 +14,7 @@ import yaml
 
 from .categories import CategoryNode, category_tree
 from .errors import EventSchemaError
+from .reserved import RESERVED_PREFIX, with_reserved_key_check
 from .walk import walk
 
 SchemaSource = Union[str, os.PathLike[str], IO[str], IO[bytes]]  # noqa: UP007 - a runtime alias
@@ -28,8 +29,6 @@ KNOWN_DIALECTS = frozenset(
                  "draft/2019-09/schema", "draft/2020-12/schema")
     for end in ("", "#")
 )  # fmt: skip
-RESERVED_PREFIX = "__"
-_NO_RESERVED_KEYS = {"not": {"pattern": "^__"}}
 
 
 def version_key(version: object) -> str:
@@ -111,7 +110,7 @@ class EventSchema:
         self.frontend: bool = self.document.get("frontend") is True
         self._check_metaschema()
         self._check_property_names()
-        self._validation_document = _with_reserved_key_check(self.document)
+        self._validation_document = with_reserved_key_check(self.document)
         self._fast = self._compile()
         self._slow: Any = None
         self.categories: CategoryNode = category_tree(self.document)
@@ -143,7 +142,10 @@ class EventSchema:
 
     def is_valid(self, event: Any) -> bool:
         """Return True when the event is valid under this schema."""
-        return bool(self._fast.is_valid(event))
+        try:
+            return bool(self._fast.is_valid(event))
+        except ValueError:  # a value JSON cannot hold (a datetime, an object): never valid
+            return False
 
     def validate(self, event: Any) -> None:
         """Raise EventValidationError (a jsonschema.ValidationError) when the event is not valid."""
@@ -152,8 +154,14 @@ class EventSchema:
 
     def validation_error(self, event: Any) -> Exception:
         """Return the error that describes why an invalid event fails, naming the field path."""
-        from .validation import event_error, slow_validator
+        from .validation import event_error, non_json_error, reserved_key_error, slow_validator
 
+        # First the rule `with_reserved_key_check` added, and what the fast validator cannot read.
+        known = reserved_key_error(event, self.id, self.version) or non_json_error(
+            event, self.id, self.version
+        )
+        if known is not None:
+            return known
         if self._slow is None:
             self._slow = slow_validator(self._validation_document)
         return event_error(self._slow, event, self.id, self.version)
@@ -217,29 +225,6 @@ def _property_names(schema: Mapping[str, Any]) -> list[str]:
     required = schema.get("required")
     names = list(properties) if isinstance(properties, Mapping) else []
     return [str(name) for name in names + (required if isinstance(required, list) else [])]
-
-
-def _with_reserved_key_check(document: dict[str, Any]) -> dict[str, Any]:
-    """Return a copy that also refuses `__` keys in every object the schema describes."""
-    checked = copy.deepcopy(document)
-    for _, sub in walk(checked, positive_only=True):
-        if _describes_object(sub):
-            _add_reserved_key_check(sub)  # type: ignore[arg-type]
-    return checked
-
-
-def _describes_object(schema: Mapping[str, Any]) -> bool:
-    kind = schema.get("type")
-    return (
-        "properties" in schema or kind == "object" or (isinstance(kind, list) and "object" in kind)
-    )
-
-
-def _add_reserved_key_check(schema: dict[str, Any]) -> None:
-    if "propertyNames" not in schema:
-        schema["propertyNames"] = _NO_RESERVED_KEYS
-    else:
-        schema.setdefault("allOf", []).append({"propertyNames": _NO_RESERVED_KEYS})
 
 
 def _comparable(document: dict[str, Any]) -> dict[str, Any]:

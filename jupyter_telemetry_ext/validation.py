@@ -14,6 +14,7 @@ from jsonschema.exceptions import best_match
 from jsonschema.protocols import Validator
 
 from .printable import printable
+from .reserved import reserved_key_path
 
 _MAX_LISTED = 10
 
@@ -40,6 +41,16 @@ def event_error(
     """Return the error for an invalid event: schema, version, field path and reason."""
     error = best_match(validator.iter_errors(event))
     field, reason = ("(event)", "does not match the schema") if error is None else describe(error)
+    message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
+    return EventValidationError(message, field=field, reason=reason)
+
+
+def reserved_key_error(event: Any, schema_id: str, version: object) -> EventValidationError | None:
+    """Return the error for an event with a `__` key at any depth, naming its path; or None."""
+    path = reserved_key_path(event)
+    if path is None:
+        return None
+    field, reason = field_path(path), "property names starting with '__' are reserved"
     message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
     return EventValidationError(message, field=field, reason=reason)
 
@@ -77,9 +88,9 @@ def describe(error: jsonschema.ValidationError) -> tuple[str, str]:
     if kind == "required":
         missing = [name for name in expected if name not in instance]
         return field_path([*path, missing[0] if missing else "?"]), "is required but missing"
-    if "propertyNames" in error.relative_schema_path:
+    if "propertyNames" in error.relative_schema_path:  # the schema's own rule on key names
         name = str(instance)[:64]
-        return field_path([*path, name]), "property names starting with '__' are reserved"
+        return field_path([*path, name]), f"the property name {_reason(str(kind), expected, got)}"
     if kind == "additionalProperties":
         return field_path(path), f"has properties the schema does not allow ({_extra_keys(error)})"
     return field_path(path), _reason(str(kind), expected, got)
@@ -119,6 +130,11 @@ def not_json_error(event: Any, schema_id: str, version: object) -> EventValidati
     field, reason = field_path(path), f"is not representable in JSON (got {got})"
     message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
     return EventValidationError(message, field=field, reason=reason)
+
+
+def non_json_error(event: Any, schema_id: str, version: object) -> EventValidationError | None:
+    """Return the error for an event holding a value JSON cannot represent; None if it has none."""
+    return not_json_error(event, schema_id, version) if _first_non_json(event, []) else None
 
 
 def _first_non_json(value: Any, path: list[object]) -> tuple[list[object], str] | None:

@@ -139,6 +139,11 @@ BAD_EVENTS = [
     pytest.param(event(model={"paths": ["a", 3]}), "data.model.paths[1]: must be", id="nested"),
     pytest.param(event(action="open", other=SECRET), "data: has properties", id="extra-property"),
     pytest.param(event(action="open", __schema__="x"), "reserved", id="reserved-key"),
+    pytest.param(
+        event(action="open", model={"paths": [], "blob": {"__user__": SECRET}}),
+        "data.model.blob.__user__: property names starting with '__' are reserved",
+        id="reserved-key-in-undescribed-object",
+    ),
     pytest.param({"events": {}}, "events: must be an array of events", id="events-object"),
     pytest.param({"events": [], "schema_id": "x"}, "unknown field 'schema_id'", id="batch-extra"),
 ]

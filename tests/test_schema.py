@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from jupyter_telemetry_ext import EventLog, EventSchema, EventSchemaError
+from jupyter_telemetry_ext.validation import EventValidationError
 from tests.conftest import billion_laughs, make_schema
 
 
@@ -82,6 +83,57 @@ def test_bad_schemas_name_the_key(document: Any, key: str) -> None:
 def test_reserved_property_names_refused_at_any_depth(properties: dict[str, Any]) -> None:
     with pytest.raises(EventSchemaError, match="reserved"):
         EventSchema(make_schema(**properties))
+
+
+DRAFT4 = "http://json-schema.org/draft-04/schema#"
+DRAFT2020 = "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize(
+    ("extra", "event", "field"),
+    [
+        pytest.param({}, {"blob": {"__user__": "eve"}}, "blob.__user__", id="empty-schema"),
+        pytest.param({}, {"other": {"__user__": "eve"}}, "other.__user__", id="undeclared-key"),
+        pytest.param({}, {"list": [1, {"__x": 1}]}, "list[1].__x", id="items-empty"),
+        pytest.param({}, {"blob": {"a": [[{"b": {"__c": 1}}]]}}, "blob.a[0][0].b.__c", id="deep"),
+        pytest.param({}, {"obj": {"n": 1, "__n": 2}}, "obj.__n", id="described-object"),
+        pytest.param({"$schema": DRAFT4}, {"obj": {"__n": 2}}, "obj.__n", id="draft-04"),
+        pytest.param({"$schema": DRAFT2020}, {"blob": {"__u": 1}}, "blob.__u", id="draft-2020"),
+        pytest.param(
+            {"$ref": "#/definitions/root", "definitions": {"root": {"type": "object"}}},
+            {"blob": {"__u": 1}},
+            "blob.__u",
+            id="root-ref",
+        ),
+    ],
+)
+def test_reserved_keys_refused_in_every_object_of_an_event(
+    extra: dict[str, Any], event: dict[str, Any], field: str
+) -> None:
+    properties = {
+        "blob": {},
+        "list": {"type": "array", "items": {}},
+        "obj": {"type": "object", "properties": {"n": {"type": "integer"}}},
+    }
+    log = EventLog()
+    log.register_schema({**make_schema("x/reserved", **properties), **extra})
+    with pytest.raises(EventValidationError) as e:
+        log.record_event("x/reserved", 1, event)
+    assert e.value.field == field
+    assert "property names starting with '__' are reserved" in str(e.value)
+    assert log.record_event("x/reserved", 1, {"blob": {"user": "eve"}}) is None  # filtered, valid
+
+
+def test_the_reserved_key_rule_keeps_unevaluated_properties_strict() -> None:
+    document = {
+        **make_schema("x/strict", action={"type": "string"}),
+        "$schema": DRAFT2020,
+        "unevaluatedProperties": False,
+    }
+    schema = EventSchema(document)
+    assert schema.is_valid({"action": "open"})
+    assert not schema.is_valid({"action": "open", "extra": 1})
+    assert not schema.is_valid({"action": "open", "__x": 1})
 
 
 def test_error_names_the_file(tmp_path: Path) -> None:

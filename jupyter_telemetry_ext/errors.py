@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 
 class EventSchemaError(ValueError):
-    """A schema cannot be registered: it names the file, the key and what is wrong."""
+    """A schema cannot be registered: it names the file, the key and what is wrong.
+
+    Once jsonschema is imported (by the code that would catch `jsonschema.SchemaError`), the
+    error raised is also a `jsonschema.exceptions.SchemaError`, as jupyter_telemetry's was;
+    this module does not import jsonschema itself, which is slow to import.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> EventSchemaError:
+        """Build the jsonschema-compatible subclass when jsonschema is loaded."""
+        built = cls
+        if cls is EventSchemaError and "jsonschema" in sys.modules:
+            from . import jsonschema_compat
+
+            built = jsonschema_compat.EventSchemaError
+        return super().__new__(built, *args, **kwargs)
 
 
 class UnknownSchemaError(LookupError):

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -136,6 +140,33 @@ def test_the_reserved_key_rule_keeps_unevaluated_properties_strict() -> None:
     assert not schema.is_valid({"action": "open", "__x": 1})
 
 
+def test_a_bad_schema_is_a_jsonschema_schema_error_too() -> None:
+    """Code written for jupyter_telemetry catches jsonschema.SchemaError (its own test does)."""
+    with pytest.raises(jsonschema.SchemaError) as e:
+        EventLog().register_schema({"properties": True})
+    assert isinstance(e.value, ValueError)
+    assert isinstance(e.value, EventSchemaError)
+    assert (
+        e.value.message == str(e.value) == "schema: $id: is required and must be a non-empty string"
+    )
+    assert repr(e.value) == f"EventSchemaError({str(e.value)!r})"
+    again = pickle.loads(pickle.dumps(e.value))  # noqa: S301 - our own bytes
+    assert (type(again), str(again)) == (type(e.value), str(e.value))
+
+
+def test_raising_a_schema_error_does_not_import_jsonschema() -> None:
+    code = (
+        "import sys\n"
+        "from jupyter_telemetry_ext import EventLog, EventSchemaError\n"
+        "try:\n"
+        "    EventLog().register_schema({'properties': True})\n"
+        "except EventSchemaError as e:\n"
+        "    assert isinstance(e, ValueError), e\n"
+        "assert 'jsonschema' not in sys.modules, 'imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump({**make_schema(), "title": None}))
@@ -214,6 +245,32 @@ def test_versions_live_side_by_side() -> None:
     assert log.record_event("test.events/example", 1, {"a": "x"}) is not None
     assert log.record_event("test.events/example", "2", {"b": 3}) is not None
     assert log.latest_version("test.events/example") == 2
+
+
+def test_schemas_is_a_list_and_reads_as_jupyter_telemetry_mapping(tmp_path: Path) -> None:
+    one, two = make_schema("x/a", version=1), make_schema("x/a", version="2")
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump(one))
+    log = EventLog()
+    log.register_schema_file(path)
+    log.register_schema(two)
+    schemas = log.schemas
+    # as before: a list of EventSchema, each version on its own
+    assert [(s.id, s.version) for s in schemas] == [("x/a", 1), ("x/a", "2")]
+    assert isinstance(schemas, list)
+    assert schemas[0].id == "x/a"
+    # as jupyter_telemetry's `{(id, version): schema}`
+    assert one in schemas.values()
+    assert schemas[("x/a", 1)] == one
+    assert schemas[("x/a", "1")] == one  # the same version
+    assert (("x/a", 2) in schemas, ("x/a", 3) in schemas) == (True, False)
+    assert dict(schemas) == {("x/a", 1): one, ("x/a", "2"): two}
+    assert list(schemas.keys()) == [("x/a", 1), ("x/a", "2")]
+    assert schemas.get(("x/b", 1)) is None
+    with pytest.raises(KeyError):
+        schemas[("x/b", 1)]
+    schemas[("x/a", 1)]["title"] = "changed"  # a copy: the registered schema stays
+    assert log.schemas[("x/a", 1)] == one
 
 
 def test_caller_schema_dict_is_copied() -> None:

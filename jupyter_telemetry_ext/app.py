@@ -19,15 +19,18 @@ from .handlers import (
     EVENTLOG_SETTING,
     LIMITS_SETTING,
     POLICY_SETTING,
+    SUBSCRIBERS_SETTING,
     default_handlers,
 )
 from .identity import load_or_create_secret
 from .ingest import Limits
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
+from .principal import watch_made_up_users
 from .ratelimit import RateLimiter
 from .reception import Policy
 from .server_events import forward_server_events
+from .subscribers import Subscribers
 
 
 class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
@@ -72,6 +75,22 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         (default 1000); beyond that the oldest are dropped and counted. At least 1.""",
     ).tag(config=True)
 
+    max_subscribers = Int(
+        50,
+        min=0,
+        help="""Most websocket subscribers (api/telemetry/subscribe) open at once on the server
+        (default 50): each costs every recorded event a call and holds a buffer. Over it a new
+        one is refused with 503 before the socket opens. 0: no limit.""",
+    ).tag(config=True)
+
+    max_subscribers_per_user = Int(
+        10,
+        min=0,
+        help="""Most websocket subscribers one user may have open at once (default 10); over it
+        a new one is refused with 429 before the socket opens. Users are told apart as for
+        `rate_limit`. 0: no limit (max_subscribers still applies).""",
+    ).tag(config=True)
+
     shutdown_timeout = Float(
         30.0,
         min=0.0,
@@ -94,8 +113,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         min=0.0,
         help="""Requests a second each user may send to POST api/telemetry/events, on average
         (default 20; a batch is one request); over it the answer is 429 with `Retry-After`,
-        other users are unaffected, and the refusal is counted (`rate_limited`).
-        0: no limit.""",
+        other users are unaffected, and the refusal is counted (`rate_limited`). A user is the
+        identity provider's user; a request that jupyter_server authenticated by its token
+        without a login cookie (an API client) counts as that token. 0: no limit.""",
     ).tag(config=True)
 
     rate_burst = Int(
@@ -120,6 +140,15 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         oldest are forgotten, so memory stays bounded. At least 1.""",
     ).tag(config=True)
 
+    duplicate_capacity_per_user = Int(
+        10_000,
+        min=1,
+        help="""Most event ids remembered for each user (default 10000, and never more than
+        `duplicate_capacity`); beyond it that user's own oldest ids are forgotten, so one
+        user's flood cannot make another user's retry be recorded twice. Users are told apart
+        as for `rate_limit`. At least 1.""",
+    ).tag(config=True)
+
     event_time_window = Float(
         86400.0,
         min=0.0,
@@ -134,7 +163,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         help="""Whether the server adds who posted each event, as the capsule field `__user__`
         (a `user-identifier`: kept only where the allow-list allows that category): "none" (the
         default) adds nothing; "hashed" adds an HMAC-SHA256 of the authenticated user name
-        keyed by `user_hash_secret`; "username" adds the name. Never taken from the client.""",
+        keyed by `user_hash_secret`; "username" adds the name. Never taken from the client,
+        never derived from a token: an API client that jupyter_server authenticated by its
+        token without a login cookie has the random anonymous name it gets per request.""",
     ).tag(config=True)
 
     user_hash_secret = Unicode(
@@ -149,7 +180,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         False,
         help="""True: POST api/telemetry/events answers only after the EventLog handlers wrote
         (and flushed) its events, so an event that got a 2xx survives even a SIGKILL of the
-        server, at the cost of latency. False (the default): it answers once the events are
+        server, at the cost of latency; when a handler fails to write one, the answer is 503
+        with Retry-After, and a retry with the same id is written only to the handlers that
+        missed it. False (the default): it answers once the events are
         queued; a SIGKILL loses the events still queued (see `jupyter_telemetry_queue_pending`),
         while SIGTERM and Ctrl-C write them first.""",
     ).tag(config=True)
@@ -189,8 +222,13 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
                 LIMITS_SETTING: limits,
                 BUFFER_SETTING: self.subscriber_buffer,
                 POLICY_SETTING: self._policy(),
+                SUBSCRIBERS_SETTING: Subscribers(
+                    self.max_subscribers, self.max_subscribers_per_user
+                ),
             }
         )
+        if self.serverapp is not None:
+            watch_made_up_users(self.serverapp.identity_provider)
         if self.server_events and self.serverapp is not None:
             forwarded = forward_server_events(self.serverapp.event_logger, self.eventlog, self.log)
             self.log.info("Telemetry: recording %d server event schemas", len(forwarded))
@@ -200,7 +238,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         """Return the rules for posts: rate limit, duplicate ids, clock window, identity."""
         recent = None
         if self.duplicate_window > 0:
-            recent = RecentIds(self.duplicate_window, self.duplicate_capacity)
+            recent = RecentIds(
+                self.duplicate_window, self.duplicate_capacity, self.duplicate_capacity_per_user
+            )
         window = timedelta(seconds=self.event_time_window) if self.event_time_window else None
         return Policy(
             limiter=RateLimiter(self.rate_limit, self.rate_burst),

@@ -8,35 +8,60 @@ from collections.abc import Callable
 
 
 class RecentIds:
-    """The ids seen within the last `window` seconds, at most `capacity` of them."""
+    """The ids each principal had recorded within the last `window` seconds, in bounded memory.
+
+    At most `per_principal` ids of each principal: a principal over it forgets its own oldest
+    ids, so one principal's flood cannot evict another's. At most `capacity` ids in all: over
+    it, the principal that has held ids the longest forgets its oldest. An id past the window
+    is not seen, and its memory is reused by these bounds. Every operation is O(1).
+    """
 
     def __init__(
-        self, window: float, capacity: int, *, clock: Callable[[], float] = time.monotonic
+        self,
+        window: float,
+        capacity: int,
+        per_principal: int | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Remember ids for `window` seconds, at most `capacity` at once."""
+        """Remember ids for `window` seconds, at most `capacity` in all, `per_principal` each."""
         self.window, self.capacity, self.clock = window, capacity, clock
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self.per_principal = min(per_principal or capacity, capacity)
+        self._ids: dict[str, OrderedDict[str, float]] = {}  # oldest principal and id first
+        self._count = 0
 
     def __len__(self) -> int:
-        """Return how many ids are remembered."""
-        return len(self._seen)
+        """Return how many ids are held (those past the window included, until reused)."""
+        return self._count
 
-    def seen(self, key: str) -> bool:
-        """Return True when `key` was added within the window."""
-        self._expire()
-        return key in self._seen
+    def count(self, principal: str) -> int:
+        """Return how many ids of `principal` are held."""
+        return len(self._ids.get(principal, ()))
 
-    def add(self, key: str) -> None:
-        """Remember `key` from now on."""
-        self._seen[key] = self.clock()
-        self._seen.move_to_end(key)
-        while len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
+    def seen(self, principal: str, client_id: str) -> bool:
+        """Return True when `principal` added `client_id` within the window."""
+        ids = self._ids.get(principal)
+        added = ids.get(client_id) if ids is not None else None
+        return added is not None and self.clock() - added <= self.window
 
-    def _expire(self) -> None:
-        horizon = self.clock() - self.window
-        while self._seen:
-            oldest, added = next(iter(self._seen.items()))
-            if added >= horizon:
-                return
-            del self._seen[oldest]
+    def add(self, principal: str, client_id: str) -> None:
+        """Remember `client_id` of `principal` from now on."""
+        ids = self._ids.get(principal)
+        if ids is None:
+            ids = self._ids[principal] = OrderedDict()
+        elif client_id in ids:  # added again after its window: now the newest
+            del ids[client_id]
+            self._count -= 1
+        ids[client_id] = self.clock()
+        self._count += 1
+        if len(ids) > self.per_principal:
+            self._forget_oldest(principal)
+        if self._count > self.capacity:
+            self._forget_oldest(next(iter(self._ids)))
+
+    def _forget_oldest(self, principal: str) -> None:
+        ids = self._ids[principal]
+        ids.popitem(last=False)
+        self._count -= 1
+        if not ids:
+            del self._ids[principal]

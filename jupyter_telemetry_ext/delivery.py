@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Union, cast
+
+from . import filesink
+from .tickets import Ticket
 
 RECORD_NAME = "jupyter_telemetry_ext.events"
 _PROCESS = os.getpid()
@@ -112,16 +116,30 @@ class LineFormatter(logging.Formatter):
 LINE_FORMATTER = LineFormatter()
 
 
+LossListener = Callable[[logging.Handler, Union[BaseException, None], list[Any]], None]  # noqa: UP007
+
+
 class Delivery:
-    """Calls each handler in turn; counts each handler's failures and logs the first one."""
+    """Calls each handler in turn; counts the events each handler did not write, logs its first
+    failure.
+
+    A file (`logging.FileHandler`) is exact: after a failed write, the events it holds whole
+    are counted written, the others lost and cut from the file (see `filesink`). For any other
+    handler, every event of a failed call is counted lost.
+    """
 
     def __init__(self, log: logging.Logger) -> None:
         """Report handler failures on `log`."""
         self.log = log
         self.failures: Counter[logging.Handler] = Counter()
         self.schema_failures: Counter[str] = Counter()
+        self.lost: Counter[tuple[logging.Handler, str]] = Counter()
+        self.on_lost: LossListener | None = None  # told of each loss, e.g. to describe it
         self._watched: set[logging.Handler] = set()
+        self._logged: set[logging.Handler] = set()
         self._lock = threading.Lock()  # each handler's thread may report its failures
+        # A file write's error, held (under the handler's lock) until the file is settled.
+        self._errors: dict[logging.Handler, BaseException | None] = {}
 
     def deliver(self, handlers: Iterable[logging.Handler], record: CapsuleRecord) -> None:
         """Hand the record to every handler whose level lets it through."""
@@ -141,11 +159,47 @@ class Delivery:
     def _deliver(self, handler: logging.Handler, record: CapsuleRecord) -> None:
         if handler not in self._watched:
             self.watch(handler)
+        if record.levelno < handler.level:
+            return
+        if isinstance(handler, logging.FileHandler):
+            self._deliver_to_file(handler, record)
+            return
         try:
-            if record.levelno >= handler.level:
-                handler.handle(record)
+            handler.handle(record)
         except Exception as e:
             self.failed(handler, e, record)
+
+    def _deliver_to_file(self, handler: logging.FileHandler, record: CapsuleRecord) -> None:
+        """Write to a file; after a failure, count exactly the events that are not in it."""
+        if not handler.filter(record):
+            return
+        handler.acquire()  # what `handle` does, with the file measured and settled inside
+        try:
+            stream, start = handler.stream, filesink.position(handler)
+            try:
+                handler.emit(record)
+            except Exception as e:
+                self._errors[handler] = e
+            error = self._errors.pop(handler, _NO_ERROR)
+            if error is _NO_ERROR:
+                return
+            if handler.stream is not stream and stream is not None:
+                start = 0  # the handler rolled over to a new file before writing
+            lost = self._settle(handler, record, start)
+        finally:
+            handler.release()
+        self._lost(handler, error, lost)
+
+    def _settle(
+        self, handler: logging.FileHandler, record: CapsuleRecord, start: int | None
+    ) -> list[Any]:
+        """Leave whole events only in the file; return those of `record` that are not in it."""
+        items = _items(record)
+        if writes_lines(handler):
+            sizes = filesink.line_sizes([as_record(item).line for item in items], handler)
+        else:
+            sizes = [filesink.UNKNOWN_SIZE]
+        return items[filesink.settle(handler, start, sizes) :]
 
     def watch(self, handler: logging.Handler) -> None:
         """Route the handler's own error reporting (`handleError`) to our failure count."""
@@ -153,7 +207,10 @@ class Delivery:
             return
 
         def handle_error(record: logging.LogRecord) -> None:
-            self.failed(handler, None, record)
+            if isinstance(record, CapsuleRecord) and isinstance(handler, logging.FileHandler):
+                self._errors[handler] = sys.exc_info()[1]  # settled once the write returns
+                return
+            self.failed(handler, sys.exc_info()[1], record)
 
         handler.handleError = handle_error  # type: ignore[method-assign]
         if handler.formatter is None and isinstance(handler, logging.StreamHandler):
@@ -174,20 +231,63 @@ class Delivery:
         error: BaseException | None,
         record: logging.LogRecord | None = None,
     ) -> None:
-        """Count one failure (per handler and per schema); log each handler's first one."""
-        items = record.items if isinstance(record, LinesRecord) else [record]
+        """Count the events of a failed call as lost (none for a failed flush); log the first."""
+        self._lost(handler, error, _items(record) if record is not None else [])
+
+    def _lost(
+        self, handler: logging.Handler, error: BaseException | None, items: list[Any]
+    ) -> None:
+        """Count `items` lost by `handler` (per handler and schema); log its first failure."""
         with self._lock:
-            first = not self.failures[handler]
-            for one in items:
+            first = handler not in self._logged
+            self._logged.add(handler)
+            for item in items:
                 self.failures[handler] += 1
-                if isinstance(one, (CapsuleRecord, str)):
-                    self.schema_failures[as_record(one).schema_id] += 1
+                if not isinstance(item, (CapsuleRecord, str)):
+                    continue  # a record of someone else's logging, sharing the handler
+                record = as_record(item)
+                if record.name == RECORD_NAME:
+                    schema_id = record.schema_id
+                    self.schema_failures[schema_id] += 1
+                    self.lost[(handler, schema_id)] += 1
         if first:
             self.log.error(
                 "Event handler %r failed; its later failures are counted, not logged",
                 handler,
                 exc_info=error or True,
             )
+        self._tell(handler, error, items)
+
+    def _tell(
+        self, handler: logging.Handler, error: BaseException | None, items: list[Any]
+    ) -> None:
+        for item in items:
+            ticket = getattr(item, "ticket", None)
+            if ticket is not None:
+                ticket.lost(handler, item)
+        if items and self.on_lost is not None:
+            try:
+                self.on_lost(handler, error, items)
+            except Exception:  # describing a loss must not stop a writer thread
+                self.log.exception("Describing lost events failed")
+
+    def settle(self, handler: logging.Handler, ticket: Ticket) -> None:
+        """Tell `ticket` that `handler` got past its events, flushing a handler that buffers."""
+        if not isinstance(handler, logging.StreamHandler):  # a stream flushes at each write
+            try:
+                handler.flush()
+            except Exception as e:
+                ticket.failed(handler)
+                self.failed(handler, e)
+        ticket.done()
+
+
+_NO_ERROR = BaseException()  # no error was held for the handler
+
+
+def _items(record: logging.LogRecord) -> list[Any]:
+    """Return the events a record carries: those it joins, or itself."""
+    return record.items if isinstance(record, LinesRecord) else [record]
 
 
 class QueueFullError(RuntimeError):
@@ -216,7 +316,7 @@ class HeldRecords:
         self.records.append(record)
 
 
-_Item = Union[Queued, threading.Event, None]  # noqa: UP007 - a runtime alias
+_Item = Union[Queued, threading.Event, Ticket, None]  # noqa: UP007 - a runtime alias
 WRITE_CHUNK = 1000  # records joined into one write, at most
 # Seconds a woken writer waits before writing, so that records arriving together share a write
 # (and the request thread is interrupted less often). A flush or a stop cuts it short.
@@ -241,7 +341,7 @@ class _Lane:
     def put(self, item: _Item) -> None:
         """Queue an event (or a flush mark, or None to stop) and wake the thread."""
         self.items.append(item)
-        if item is None or isinstance(item, threading.Event):
+        if item is None or isinstance(item, (threading.Event, Ticket)):
             self.hurry.set()
         if not self.wake.is_set():
             self.wake.set()
@@ -266,7 +366,7 @@ class _Lane:
         events: list[Queued] = []
         while self.items:
             item = self.items.popleft()
-            mark = item is None or isinstance(item, threading.Event)
+            mark = item is None or isinstance(item, (threading.Event, Ticket))
             if not mark and len(events) < WRITE_CHUNK:
                 events.append(cast(Queued, item))
                 continue
@@ -276,6 +376,8 @@ class _Lane:
                 return False
             if isinstance(item, threading.Event):
                 item.set()  # every event queued before the mark is written
+            elif isinstance(item, Ticket):
+                self.delivery.settle(self.handler, item)
         self._write(events)
         return True
 
@@ -333,6 +435,14 @@ class BackgroundWriter:
         if lane is None:
             lane = self._lanes[handler] = _Lane(self._delivery, handler, self._size)
         return lane
+
+    def settle(self, ticket: Ticket, handlers: list[logging.Handler]) -> None:
+        """Have each of `handlers` tell `ticket` once it got past every record queued so far."""
+        with self._lock:
+            lanes = [self._lane(handler) for handler in handlers]
+        ticket.seal(len(lanes))
+        for lane in lanes:
+            lane.put(ticket)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every record queued so far is written; return False on timeout."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -11,11 +12,23 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Enum, Instance, Int, List, TraitError, default, observe, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Enum,
+    Float,
+    Instance,
+    Int,
+    List,
+    TraitError,
+    default,
+    observe,
+    validate,
+)
 from traitlets.config import Config, LoggingConfigurable
 
 from .allowlist import AllowListError, SchemaRule, parse_allowed_schemas
@@ -33,7 +46,9 @@ from .delivery import (
 from .errors import EventSchemaError, UnknownSchemaError
 from .redaction import Redactor
 from .registered import RegisteredSchemas
+from .sampling import SAMPLING_FORM, SamplingError, keeps, parse_sampling
 from .schema import EventSchema, SchemaSource, version_key, version_order
+from .tickets import Ticket
 
 METADATA_VERSION = 2
 FAILED_RECORD_NAME = "jupyter_telemetry_ext.failed"
@@ -90,6 +105,13 @@ class _Route(NamedTuple):
     rule: SchemaRule | None
     redactor: Redactor | None
     context_kept: frozenset[str] = frozenset()
+    rate: float | None = None  # the sampling rate, None when every event is kept
+
+
+class _Rate(Float[float, float]):
+    """A sampling rate; a number from the command line (`--EventLog.sampling id=0.25`)."""
+
+    info_text = f"a rate: {SAMPLING_FORM}"
 
 
 class EventLog(LoggingConfigurable):
@@ -112,11 +134,22 @@ class EventLog(LoggingConfigurable):
         "allowed_properties": [...]}}` also names the privacy categories kept.""",
     ).tag(config=True)
 
+    sampling = Dict(
+        value_trait=_Rate(),
+        help="""Keep only a share of some schemas' events: `{schema_id: rate}` with
+        0 < rate <= 1, e.g. `{"my.events/click": 0.25}` keeps about a quarter of them. Each event
+        the allow-list records is kept or dropped (counted `sampled_out`) once, before any
+        handler or listener: by its client id when it has one (`__client_id__`: a retry gets
+        the same decision, and the JupyterLab client skips what would be dropped), else at
+        random. Empty (the default), or a rate of 1: every event is kept.""",
+    ).tag(config=True)
+
     redaction = Enum(
         ["null", "drop"],
         default_value="null",
         help="""What happens to a property the allow-list does not keep: "null" (the default)
-        records it with the value null; "drop" leaves the key out.""",
+        records it with the value null; "drop" leaves the key out. A redacted key that the
+        schema does not name is left out in both modes (its name may be data).""",
     ).tag(config=True)
 
     background = Bool(
@@ -138,7 +171,8 @@ class EventLog(LoggingConfigurable):
         Instance(logging.Handler),
         help="""Python `logging` handlers that receive one JSON line for every event that was
         not recorded because it was rejected (invalid, oversized, not open to frontends,
-        rate-limited): the reason, schema id, version and size, never the event's values.
+        rate-limited) or that a handler did not write (`sink_failure`, naming the handler's
+        class): the reason, schema id, version and size, never the event's values.
         Empty (the default): failures are counted, not written.""",
     ).tag(config=True)
 
@@ -153,16 +187,22 @@ class EventLog(LoggingConfigurable):
         """Create an EventLog; traits may come from keyword arguments or from config."""
         self._schemas: dict[str, dict[str, EventSchema]] = {}
         self._rules: dict[str, SchemaRule] = {}
+        self._rates: dict[str, float] = {}
         self._routes: dict[tuple[str, object], _Route] = {}
         self._outcomes: Counter[tuple[str, str]] = Counter()
         self._listeners: list[Listener] = []
         super().__init__(**kwargs)
         self._delivery = Delivery(self.log)
+        self._delivery.on_lost = self._describe_loss
+        self._tracking = 0  # how many threads record into a Ticket (see `tracking`)
+        self._local = threading.local()
+        self._tracking_lock = threading.Lock()
         self._watch_handlers()
         self._writer: BackgroundWriter | None = None
         self._held: HeldRecords | None = None
         self._lines_only_of: tuple[list[logging.Handler] | None, int, bool] = (None, 0, False)
         self._rules = parse_allowed_schemas(self.allowed_schemas)
+        self._rates = parse_sampling(self.sampling)
         self._background_changed(None)
 
     def _load_config(self, cfg: Config, section_names: Any = None, traits: Any = None) -> None:
@@ -191,6 +231,19 @@ class EventLog(LoggingConfigurable):
     @observe("allowed_schemas", "redaction", "unrestricted_only")
     def _allow_list_changed(self, change: Any) -> None:
         self._rules = parse_allowed_schemas(self.allowed_schemas)
+        self._routes.clear()
+
+    @validate("sampling")
+    def _validate_sampling(self, proposal: Any) -> Any:
+        try:
+            parse_sampling(proposal["value"])
+        except SamplingError as e:
+            raise TraitError(str(e)) from None
+        return proposal["value"]
+
+    @observe("sampling")
+    def _sampling_changed(self, change: Any) -> None:
+        self._rates = parse_sampling(self.sampling)
         self._routes.clear()
 
     @observe("background")
@@ -263,6 +316,18 @@ class EventLog(LoggingConfigurable):
         """Return True when the allow-list lets events of this schema id be recorded."""
         return schema_id in self._rules
 
+    def sampling_rate(self, schema_id: str) -> float:
+        """Return the share of a schema's events kept by sampling: 1 when not sampled."""
+        return self._rates.get(schema_id, 1.0)
+
+    def is_allowed_event(self, schema: EventSchema, event: Mapping[str, Any]) -> bool:
+        """Return True when the allow-list records this event (its schema and its action).
+
+        A valid event it allows that was not recorded was sampled out.
+        """
+        rule = self._route(schema.id, schema.version).rule
+        return rule is not None and rule.allows_action(event)
+
     # Handlers and listeners
 
     def add_handler(self, handler: logging.Handler) -> None:
@@ -289,16 +354,21 @@ class EventLog(LoggingConfigurable):
     def outcomes(self) -> dict[tuple[str, str], int]:
         """Return how many events of each schema had each outcome since start.
 
-        Outcomes: "recorded", "filtered", "sink_failure" (a handler failed to write one), and
-        those counted with `count()`.
+        Outcomes: "recorded", "filtered", "sampled_out" (dropped by `sampling`), "sink_failure"
+        (an event a handler did not write, once per handler that did not), and those counted
+        with `count()`.
         """
         failures = self._delivery.schema_failures
         return {**self._outcomes, **{(s, "sink_failure"): n for s, n in failures.items()}}
 
     @property
     def handler_failures(self) -> dict[logging.Handler, int]:
-        """Return how many times each handler failed."""
+        """Return how many events (and failure descriptions) each handler did not write."""
         return dict(self._delivery.failures)
+
+    def sink_failures(self) -> dict[tuple[logging.Handler, str], int]:
+        """Return how many events of each schema each handler did not write."""
+        return dict(self._delivery.lost)
 
     # Recording
 
@@ -317,7 +387,7 @@ class EventLog(LoggingConfigurable):
         *,
         context: Mapping[str, Any] | None = None,
     ) -> dict[str, Any] | None:
-        """Validate and record an event; return the capsule written, or None when filtered.
+        """Validate and record an event; return the capsule, or None when filtered or sampled out.
 
         `context` adds capsule fields (`__event_time__`, `__client_id__`, `__user__`), each
         redacted like a property of its category (`__user__` is a `user-identifier`).
@@ -361,7 +431,7 @@ class EventLog(LoggingConfigurable):
         drop = self.redaction == "drop"
         plan = Redactor.plan(schema.categories, rule, personal_data=schema.personal_data, drop=drop)
         kept = frozenset(k for k, category in CONTEXT_FIELDS.items() if category in rule.categories)
-        return _Route(schema, schema.is_valid, rule, plan, kept)
+        return _Route(schema, schema.is_valid, rule, plan, kept, self._rates.get(schema.id))
 
     def _record(
         self,
@@ -376,6 +446,10 @@ class EventLog(LoggingConfigurable):
         if rule is None or redactor is None or not rule.allows_action(event):
             dumps(event, schema)  # a filtered event must still be JSON: fail the same way
             self._outcomes[(schema.id, "filtered")] += 1
+            return None
+        if route.rate is not None and not _kept(route.rate, schema.id, context):
+            dumps(event, schema)
+            self._outcomes[(schema.id, "sampled_out")] += 1
             return None
         capsule: dict[str, Any] = {
             "__timestamp__": format_timestamp(timestamp),
@@ -438,12 +512,36 @@ class EventLog(LoggingConfigurable):
             "size": size,
             "field": field,
         }
-        line = _encode(failure)
-        self._send(lambda: self.failed_handlers, CapsuleRecord(FAILED_RECORD_NAME, failure, line))
+        self._send_failure(failure)
+
+    def _send_failure(self, failure: dict[str, Any]) -> None:
+        record = CapsuleRecord(FAILED_RECORD_NAME, failure, _encode(failure))
+        self._send(lambda: self.failed_handlers, record)
+
+    def _describe_loss(
+        self, handler: logging.Handler, error: BaseException | None, items: list[Any]
+    ) -> None:
+        """Describe each event a handler did not write to failed_handlers (never its values)."""
+        if not self.failed_handlers:
+            return
+        reason = f"{type(handler).__name__} did not write the event: {_error_name(error)}"
+        for item in items:
+            if not isinstance(item, (CapsuleRecord, str)) or as_record(item).name != RECORD_NAME:
+                continue  # a lost failure description is counted, not described again
+            capsule = cast(Mapping[str, Any], as_record(item).msg)
+            self._send_failure({
+                "__timestamp__": _now(), "outcome": "sink_failure", "reason": reason,
+                "schema_id": capsule.get("__schema__"),
+                "version": capsule.get("__schema_version__"),
+                "size": len(as_record(item).line), "field": None,
+                "handler": type(handler).__name__,
+            })  # fmt: skip
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write every queued event and flush each handler; return False on timeout."""
-        done = self._writer.flush(timeout) if self._writer is not None else True
+        done = True
+        if self._writer is not None:  # twice: the first writes may describe failures to write
+            done = self._writer.flush(timeout) and self._writer.flush(timeout)
         for handler in [*self.handlers, *self.failed_handlers]:
             try:
                 handler.flush()
@@ -511,8 +609,45 @@ class EventLog(LoggingConfigurable):
         for handler in self.handlers:
             self._delivery.deliver_many(handler, records)
 
+    @contextmanager
+    def tracking(self, ticket: Ticket, *, seal: bool = True) -> Iterator[Ticket]:
+        """Have the handlers report on `ticket` whether they wrote the events this thread
+        records in the block; the ticket is sealed when the block ends (unless `seal` is
+        False: then the caller seals it with `seal()` after its last block)."""
+        if getattr(self._local, "ticket", None) is not None:  # nested: the outer ticket tracks
+            yield self._local.ticket
+            return
+        self._local.ticket = ticket
+        with self._tracking_lock:
+            self._tracking += 1
+        try:
+            yield ticket
+        finally:
+            with self._tracking_lock:
+                self._tracking -= 1
+            self._local.ticket = None
+            if seal:
+                self.seal(ticket)
+
+    def seal(self, ticket: Ticket) -> None:
+        """Let no more events join `ticket`; it settles once the handlers got past them."""
+        if self._writer is not None:
+            self._writer.settle(ticket, self.handlers)
+        else:
+            ticket.seal(0)  # written already, on this thread
+
+    @property
+    def ticket(self) -> Ticket | None:
+        """Return the ticket that the calling thread's events are tracked by, if any."""
+        return getattr(self._local, "ticket", None) if self._tracking else None
+
     def _write(self, capsule: dict[str, Any], line: str) -> None:
-        if self._writer is not None or self.handlers:
+        if self._tracking and (ticket := self.ticket) is not None:
+            record = CapsuleRecord(RECORD_NAME, capsule, line)
+            record.ticket = ticket
+            handlers = ticket.handlers(self.handlers)
+            self._send(lambda: handlers, record)
+        elif self._writer is not None or self.handlers:
             held = self._held
             if held is None or held.thread != threading.get_ident():
                 self._send(self._handlers, self._queued(capsule, line))
@@ -525,8 +660,22 @@ class EventLog(LoggingConfigurable):
                 self.log.exception("Event listener %r failed", listener)
 
 
+def _kept(rate: float, schema_id: str, context: Mapping[str, Any] | None) -> bool:
+    """Return True when sampling keeps the event: by its client id if it has one."""
+    return keeps(rate, schema_id, context.get("__client_id__") if context else None)
+
+
 # One compact line per event, ASCII whatever the handler's stream encoding.
 _encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
+def _error_name(error: BaseException | None) -> str:
+    """Name an error by its type (and errno), never its message: it may hold an event's values."""
+    if error is None:
+        return "an error"
+    code = getattr(error, "errno", None)
+    name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    return f"{type(error).__name__} {name}".strip()
 
 
 def _dumps(value: Mapping[str, Any], schema: EventSchema) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from typing import Any, cast
 
@@ -21,25 +23,31 @@ from .ingest import (
     body_too_large,
     parse_body,
     post_event,
-    record_batch,
+    record_batch_paced,
     report,
 )
+from .principal import principal
 from .ratelimit import RateLimiter
 from .reception import Policy, Reception
 from .schema import EventSchema, schema_order
 from .subscribe import Subscription
+from .subscribers import SubscriberLimitError, Subscribers
+from .tickets import Ticket
 
 AUTH_RESOURCE = "telemetry"
 EVENTLOG_SETTING = "telemetry_eventlog"
 LIMITS_SETTING = "telemetry_limits"
 BUFFER_SETTING = "telemetry_subscriber_buffer"
 POLICY_SETTING = "telemetry_policy"
+SUBSCRIBERS_SETTING = "telemetry_subscribers"
 RETRY_AFTER_SECONDS = 1
 WRITE_TIMEOUT_SECONDS = 30.0
 # The body is always parsed as JSON. Besides application/json, the types generic clients declare
 # for a string body are let through rather than break them: text/plain (a browser's fetch and
 # sendBeacon, JupyterLab's ServerConnection) and form-urlencoded (curl -d, tornado's client).
 JSON_CONTENT_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
+# A larger body is parsed on a worker thread: reading a hostile megabyte can take a second.
+INLINE_PARSE_BYTES = 16 << 10
 
 
 class TelemetryMixin:
@@ -87,6 +95,7 @@ class EventsHandler(TelemetryHandler):
     """
 
     _chunks: list[bytes]
+    _principal: str = ""
     _size: int = 0
     _refused: bool = False
 
@@ -107,13 +116,14 @@ class EventsHandler(TelemetryHandler):
         self._received_at = datetime.now(timezone.utc)
         # Without a user `post` answers 401/403: nothing about the body is checked or reported.
         if self.request.method == "POST" and self.current_user is not None:
+            self._principal = principal(self)
             self._limit_rate()
             self._check_content_type()
             self._check_length()
 
     def _limit_rate(self) -> None:
         limiter = self.policy.limiter
-        wait = limiter.acquire(self.current_user.username)
+        wait = limiter.acquire(self._principal)
         if wait:
             self.retry_after = RateLimiter.retry_after(wait)
             msg = (
@@ -166,25 +176,55 @@ class EventsHandler(TelemetryHandler):
     @authorized
     async def post(self) -> None:
         """Record the posted event(s); query arguments are ignored (clients add cache-busters)."""
-        reception = self.policy.reception(self.current_user.username, self._received_at)
+        username = self.current_user.username
+        reception = self.policy.reception(username, self._principal, self._received_at)
         try:
-            posted = parse_body(b"".join(self._chunks), self.limits)
+            posted = await self._parse(b"".join(self._chunks))
         except IngestError as e:
             report(self.eventlog, e)
             raise web.HTTPError(e.status, str(e)) from None
         reception.sent_at = posted.sent_at
+        ticket = Ticket(self.policy.owed) if self.policy.reply_after_write else None
         try:
-            reply = self._reply(posted, reception)
+            reply = await self._reply(posted, reception, self._tracker(ticket))
         except IngestError as e:
             raise web.HTTPError(e.status, str(e)) from None
-        if self.policy.reply_after_write:
-            await self._written()
+        finally:
+            if ticket is not None:
+                self.eventlog.seal(ticket)
+        if ticket is not None:
+            await self._written(ticket)
         await self.finish(orjson.dumps(reply))
 
-    def _reply(self, posted: Posted, reception: Reception) -> dict[str, Any]:
+    async def _parse(self, body: bytes) -> Posted:
+        """Read the body: a small one on the event loop, a larger one on a worker thread."""
+        if len(body) <= INLINE_PARSE_BYTES:
+            return parse_body(body, self.limits)
+        return await asyncio.to_thread(parse_body, body, self.limits)
+
+    def _tracker(self, ticket: Ticket | None) -> Callable[[], AbstractContextManager[Any]]:
+        """Return what each synchronous slice of recording runs in: the ticket's tracking.
+
+        A batch is recorded in slices with the event loop given back between them, so the
+        tracking (which belongs to the thread) is entered for each slice, never across an await.
+        """
+        if ticket is None:
+            return nullcontext
+        return lambda: self.eventlog.tracking(ticket, seal=False)
+
+    async def _reply(
+        self,
+        posted: Posted,
+        reception: Reception,
+        tracker: Callable[[], AbstractContextManager[Any]],
+    ) -> dict[str, Any]:
         if posted.single:
-            return {"status": post_event(self.eventlog, posted.events[0], posted.limits, reception)}
-        batch = record_batch(self.eventlog, posted.events, posted.limits, reception)
+            with tracker():
+                status = post_event(self.eventlog, posted.events[0], posted.limits, reception)
+            return {"status": status}
+        batch = await record_batch_paced(
+            self.eventlog, posted.events, posted.limits, reception, tracker
+        )
         if batch.all_rejected:  # 400, with each event's reason as in any batch reply
             self.set_status(400)
             first = batch.results[0]["error"]
@@ -194,10 +234,16 @@ class EventsHandler(TelemetryHandler):
             self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
         return batch.model()
 
-    async def _written(self) -> None:
-        """Wait until the handlers wrote what this request recorded (`reply_after_write`)."""
-        if not await asyncio.to_thread(self.eventlog.flush, WRITE_TIMEOUT_SECONDS):
+    async def _written(self, ticket: Ticket) -> None:
+        """Wait until every handler wrote what this request recorded (`reply_after_write`)."""
+        if not await ticket.wait(WRITE_TIMEOUT_SECONDS):
             msg = "the events are queued but the handlers did not write them in time; retry"
+            raise web.HTTPError(503, msg)
+        if not ticket.ok:
+            msg = (
+                "a handler failed to write the events; retry (an event with an id is then "
+                "written only where it is missing)"
+            )
             raise web.HTTPError(503, msg)
 
 
@@ -207,7 +253,7 @@ class SchemasHandler(TelemetryHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """List each schema version: id, version, title, description, frontend, allowed."""
+        """List each schema version: id, version, title, description, frontend, allowed, rate."""
         schemas = sorted(self.eventlog.schemas, key=schema_order)
         await self.finish(json.dumps({"schemas": [self._summary(s) for s in schemas]}))
 
@@ -219,6 +265,7 @@ class SchemasHandler(TelemetryHandler):
             "description": schema.description,
             "frontend": schema.frontend,
             "allowed": self.eventlog.is_allowed(schema.id),
+            "sampling": self.eventlog.sampling_rate(schema.id),
         }
 
 
@@ -250,8 +297,26 @@ class SubscribeHandler(TelemetryMixin, WebSocketMixin, JupyterHandler, websocket
     @ws_authenticated
     @authorized
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        """Upgrade to a websocket; needs read permission on `telemetry`."""
-        await super().get(*args, **kwargs)
+        """Upgrade to a websocket; needs read permission on `telemetry`; 429/503 over the caps."""
+        subscribers = cast(Subscribers, self.settings[SUBSCRIBERS_SETTING])
+        who = principal(self)
+        try:
+            subscribers.join(who)
+        except SubscriberLimitError as e:
+            self._refuse(e)
+            return
+        try:  # the upgraded socket is served within this call, until it closes
+            await super().get(*args, **kwargs)
+        finally:
+            subscribers.leave(who)
+
+    def _refuse(self, error: SubscriberLimitError) -> None:
+        """Answer the upgrade request with the JSON error, before any socket is opened."""
+        self.log.info("Telemetry: websocket subscriber refused: %s", error)
+        self.set_status(error.status)
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
+        self.finish(json.dumps({"message": str(error), "reason": None}))
 
     def open(self, *args: Any, **kwargs: Any) -> None:
         """Start listening to the EventLog, filtered by the `schema_id` query arguments."""

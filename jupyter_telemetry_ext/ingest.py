@@ -5,9 +5,14 @@ Nothing here imports tornado: the handler turns an IngestError into an HTTP erro
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import math
 import re
+import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -19,17 +24,20 @@ from .eventlog import EventLog
 from .printable import printable
 from .reception import Reception
 from .schema import EventSchema
+from .tickets import Handlers, Ticket
 from .timestamps import TimestampError, parse_timestamp
 from .validation import EventValidationError, json_type
 
 EVENT_KEYS = ("schema_id", "version", "data", "timestamp", "id")
 _EVENT_KEY_SET = frozenset(EVENT_KEYS)
 BATCH_KEYS = ("events", "sent_at")
-STATUSES = ("recorded", "filtered", "duplicate", "rejected")
+STATUSES = ("recorded", "filtered", "sampled_out", "duplicate", "rejected")
 MAX_ID_LENGTH = 64
 # A client id is an opaque token (a UUID fits), so that it cannot carry data into the capsule.
 CLIENT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 _SHOWN = 64
+# How long a batch is recorded on the event loop before the loop serves other requests.
+SLICE_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -291,15 +299,23 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
     schema = frontend_schema(eventlog, envelope)
     client_id = envelope.client_id
     event_time = _event_time(reception, envelope.timestamp) if envelope.timestamp else None
+    ticket = eventlog.ticket
     try:
         schema.validate(envelope.data)
         if client_id and reception.is_duplicate(client_id):
-            eventlog.count(schema.id, "duplicate")
-            return "duplicate"
+            owed = _owed(ticket, reception, client_id)
+            if owed is None or ticket is None:
+                eventlog.count(schema.id, "duplicate")
+                return "duplicate"
+            ticket.only = owed
         context = reception.context(client_id, event_time)
-        capsule = eventlog.record_checked(
-            schema, envelope.data, reception.received_at, context=context, parsed=True
-        )
+        try:
+            capsule = eventlog.record_checked(
+                schema, envelope.data, reception.received_at, context=context, parsed=True
+            )
+        finally:
+            if ticket is not None:
+                ticket.only = None
     except EventValidationError as e:
         field_path = _data_path(e.field)
         msg = f"{field_path}: {e.reason}"
@@ -309,10 +325,31 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
         raise IngestError(msg, 503) from None
 
     if capsule is None:
-        return "filtered"
+        return "sampled_out" if eventlog.is_allowed_event(schema, envelope.data) else "filtered"
     if client_id:
         reception.remember(client_id)
+        if ticket is not None:
+            ticket.keyed(capsule, reception.id_key(client_id))
     return "recorded"
+
+
+def _owed(ticket: Ticket | None, reception: Reception, client_id: str) -> Handlers | None:
+    """Return the handlers that still owe a duplicate's event (None: a plain duplicate).
+
+    With `reply_after_write`, an event answered 503 because some handlers did not write it is
+    owed to those handlers: its retry goes to them only. Raise IngestError (503) while the
+    first attempt is still being written.
+    """
+    if ticket is None or ticket.owed is None:
+        return None
+    key = reception.id_key(client_id)
+    if key not in ticket.owed:
+        return None
+    handlers = ticket.owed.get(key)
+    if handlers is None:
+        msg = "id: an event with this id is still being written; retry later"
+        raise IngestError(msg, 503, field="id")
+    return handlers
 
 
 def _event_time(reception: Reception, timestamp: datetime | None) -> datetime | None:
@@ -361,15 +398,52 @@ def _registered(eventlog: EventLog, item: Any) -> EventSchema | None:
 
 
 def record_batch(
-    eventlog: EventLog, items: list[Any], limits: Limits, reception: Reception
+    eventlog: EventLog,
+    items: list[Any],
+    limits: Limits,
+    reception: Reception,
+    batch: BatchResult | None = None,
+    *,
+    until: float = math.inf,
 ) -> BatchResult:
-    """Record each event of a batch on its own; one bad event does not reject the others."""
-    batch = BatchResult()
+    """Record each event of a batch on its own; one bad event does not reject the others.
+
+    Resumes after the events `batch` already holds; stops once `time.perf_counter()` has
+    passed `until`, so that a caller can give the event loop back and call again for the rest.
+    """
+    batch = BatchResult() if batch is None else batch
     with eventlog.batch():
-        for item in items:
+        for item in items[len(batch.results) :]:
             try:
                 batch.results.append({"status": post_event(eventlog, item, limits, reception)})
             except IngestError as e:
                 batch.results.append({"status": "rejected", "error": str(e)})
                 batch.busy = batch.busy or e.status == 503
+            if time.perf_counter() > until:
+                break
     return batch
+
+
+async def record_batch_paced(
+    eventlog: EventLog,
+    items: list[Any],
+    limits: Limits,
+    reception: Reception,
+    each_slice: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> BatchResult:
+    """Record a batch in slices of at most SLICE_SECONDS, giving the event loop back between.
+
+    Each slice runs inside `each_slice()` (what belongs to the thread, as a ticket's tracking,
+    must never be held across an await: other requests run in between).
+    """
+    batch: BatchResult | None = None
+    while batch is None or len(batch.results) < len(items):
+        if batch is not None:
+            await asyncio.sleep(0)
+        with each_slice():
+            batch = record_batch(eventlog, items, limits, reception, batch, until=_slice_end())
+    return batch
+
+
+def _slice_end() -> float:
+    return time.perf_counter() + SLICE_SECONDS

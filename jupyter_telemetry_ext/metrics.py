@@ -6,6 +6,7 @@ Counting costs the recording path one dict increment; Prometheus reads the count
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
@@ -13,7 +14,15 @@ from prometheus_client.registry import CollectorRegistry
 
 from .eventlog import EventLog
 
-OUTCOMES = ("recorded", "filtered", "rejected", "duplicate", "rate_limited", "sink_failure")
+OUTCOMES = (
+    "recorded",
+    "filtered",
+    "sampled_out",
+    "rejected",
+    "duplicate",
+    "rate_limited",
+    "sink_failure",
+)
 
 
 class TelemetryCollector:
@@ -37,11 +46,29 @@ class TelemetryCollector:
         for (schema, outcome), count in sorted(self.eventlog.outcomes().items()):
             events.add_metric([schema, outcome], count)
         yield events
+        yield self._sink_failures()
         yield GaugeMetricFamily(
             "jupyter_telemetry_queue_pending",
             "Recorded events waiting for the handlers.",
             value=self.eventlog.pending,
         )
+
+    def _sink_failures(self) -> Metric:
+        lost = CounterMetricFamily(
+            "jupyter_telemetry_sink_failures",
+            "Events a handler did not write, per handler (its name, else its class and place "
+            "in EventLog.handlers) and schema.",
+            labels=["handler", "schema"],
+        )
+        labels = handler_labels(self.eventlog.handlers)
+        for (handler, schema), count in self.eventlog.sink_failures().items():
+            lost.add_metric([labels.get(handler) or type(handler).__name__, schema], count)
+        return lost
+
+
+def handler_labels(handlers: list[logging.Handler]) -> dict[logging.Handler, str]:
+    """Name each handler: its `name` if set, else its class and its place in the list."""
+    return {h: h.get_name() or f"{type(h).__name__}-{i}" for i, h in enumerate(handlers)}
 
 
 def register(eventlog: EventLog, registry: CollectorRegistry = REGISTRY) -> TelemetryCollector:

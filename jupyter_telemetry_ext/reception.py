@@ -5,7 +5,7 @@ Nothing here imports tornado: the handler builds a Reception for each request.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +13,7 @@ from .dedupe import RecentIds
 from .eventlog import format_timestamp
 from .identity import recorded_user
 from .ratelimit import RateLimiter
+from .tickets import Owed
 from .timestamps import TimestampError, corrected_event_time
 
 
@@ -21,7 +22,7 @@ class Reception:
     """One request's context: receive time, the client's `sent_at`, the sender and its ids."""
 
     received_at: datetime
-    user: str = ""
+    principal: str = ""
     recorded_user: str | None = None
     sent_at: datetime | None = None
     window: timedelta | None = None
@@ -48,16 +49,17 @@ class Reception:
         """Return True when this sender's event id was recorded within the window."""
         if not client_id or self.recent is None:
             return False
-        return self.recent.seen(self._key(client_id))
+        return self.recent.seen(self.principal, client_id)
 
     def remember(self, client_id: str | None) -> None:
         """Remember a recorded event's id, so that a retry of it is a duplicate."""
+        # Ids are kept per principal: one cannot suppress another's events by reusing ids.
         if client_id and self.recent is not None:
-            self.recent.add(self._key(client_id))
+            self.recent.add(self.principal, client_id)
 
-    def _key(self, client_id: str | None) -> str:
-        # Ids are kept per user: one user cannot suppress another's events by reusing ids.
-        return f"{self.user}\x00{client_id}"
+    def id_key(self, client_id: str) -> str:
+        """Return the key under which this principal's event id is owed (see tickets.Owed)."""
+        return f"{self.principal}\x00{client_id}"
 
     def context(self, client_id: str | None, event_time: datetime | None) -> dict[str, Any]:
         """Return the capsule fields the server adds to one event."""
@@ -83,12 +85,13 @@ class Policy:
     record_user: str = "none"
     secret: bytes = b""
     reply_after_write: bool = False
+    owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
 
-    def reception(self, username: str, received_at: datetime) -> Reception:
-        """Return the context of a request that `username` sent, received at `received_at`."""
+    def reception(self, username: str, principal: str, received_at: datetime) -> Reception:
+        """Return the context of a request that `principal` (user `username`) sent."""
         return Reception(
             received_at=received_at,
-            user=username,
+            principal=principal,
             recorded_user=recorded_user(self.record_user, self.secret, username),
             window=self.window,
             recent=self.recent,

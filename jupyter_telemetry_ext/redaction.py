@@ -26,14 +26,37 @@ REDACT = _Mark("REDACT")
 
 @dataclass
 class Descend:
-    """Copy a container, deciding for each key (or array item) on its own."""
+    """Copy a container, deciding for each key (or array item) on its own.
+
+    `other_keys` is the step of a key not in `properties`: a Step, or a KeySteps that asks which
+    `patternProperties` the key matches.
+    """
 
     properties: dict[str, Step] = field(default_factory=dict)
-    other_keys: Step = KEEP
+    other_keys: Step | KeySteps = KEEP
     items: Step = KEEP
 
 
 Step = Union[_Mark, Descend]  # noqa: UP007 - a runtime alias
+KEY_CACHE = 1024  # keys whose step a KeySteps remembers
+
+
+class KeySteps:
+    """The step of each key that no property names, by the patterns it matches."""
+
+    def __init__(self, node: CategoryNode, inherited: frozenset[str], allowed: frozenset[str]):
+        """Plan keys of the object described by `node`, whose categories are `inherited`."""
+        self.node, self.inherited, self.allowed = node, inherited, allowed
+        self._steps: dict[str, Step] = {}
+
+    def __call__(self, key: str) -> Step:
+        """Return the step of one key."""
+        step = self._steps.get(key)
+        if step is None:
+            step = _node_step(self.node.key(key), self.inherited, self.allowed)
+            if len(self._steps) < KEY_CACHE:
+                self._steps[key] = step
+        return step
 
 
 def plan_step(node: CategoryNode, inherited: frozenset[str], allowed: frozenset[str]) -> Step:
@@ -43,14 +66,34 @@ def plan_step(node: CategoryNode, inherited: frozenset[str], allowed: frozenset[
         return REDACT
     if node.opaque or not node.has_children():
         return KEEP
-    step = Descend(
-        properties={
-            name: plan_step(sub, effective, allowed) for name, sub in node.properties.items()
-        },
-        other_keys=plan_step(node.other_keys, effective, allowed) if node.other_keys else KEEP,
-        items=plan_step(node.items, effective, allowed) if node.items else KEEP,
-    )
+    step = plan_keys(node, effective, allowed)
+    step.items = _node_step(node.items, effective, allowed)
     return KEEP if _keeps_everything(step) else step
+
+
+def plan_keys(
+    node: CategoryNode,
+    inherited: frozenset[str],
+    allowed: frozenset[str],
+    kept: frozenset[str] = frozenset(),
+) -> Descend:
+    """Return the steps of an object's keys (`kept`: names kept whatever their categories)."""
+    properties = {
+        name: KEEP if name in kept else _node_step(node.key(name), inherited, allowed)
+        for name in node.properties
+    }
+    if node.by_pattern():
+        return Descend(properties, KeySteps(node, inherited, allowed))
+    return Descend(properties, _node_step(node.other_keys(), inherited, allowed))
+
+
+def _node_step(
+    node: CategoryNode | None, inherited: frozenset[str], allowed: frozenset[str]
+) -> Step:
+    """Plan a place; one that nothing describes has the categories it inherits."""
+    if node is None:
+        return KEEP if inherited <= allowed else REDACT
+    return plan_step(node, inherited, allowed)
 
 
 def _keeps_everything(step: Descend) -> bool:
@@ -71,15 +114,7 @@ class Redactor:
     ) -> Redactor:
         """Plan the redaction of one schema's events under one allow-list rule."""
         default = frozenset({USER_IDENTIFIABLE_INFORMATION if personal_data else UNRESTRICTED})
-        allowed = rule.categories
-        top = Descend(
-            properties={
-                name: KEEP if name in rule.properties else plan_step(sub, default, allowed)
-                for name, sub in tree.properties.items()
-            },
-            other_keys=plan_step(tree.other_keys or CategoryNode(), default, allowed),
-        )
-        return cls(top, drop)
+        return cls(plan_keys(tree, default, rule.categories, rule.properties), drop)
 
     def copy_into(self, out: dict[str, Any], event: Mapping[str, Any]) -> None:
         """Copy the event's keys into `out`, redacted."""
@@ -89,12 +124,14 @@ class Redactor:
         properties, other = step.properties, step.other_keys
         for key, sub in value.items():
             verdict = properties.get(key, other)
+            if verdict.__class__ is KeySteps:
+                verdict = verdict(key)
             if verdict is KEEP:
                 out[key] = sub
             elif verdict is not REDACT:
-                out[key] = self._apply(verdict, sub)
-            elif not self.drop:
-                out[key] = None
+                out[key] = self._apply(verdict, sub)  # type: ignore[arg-type]
+            elif not self.drop and key in properties:
+                out[key] = None  # a key the schema does not name may itself be data: left out
 
     def _apply(self, step: Step, value: Any) -> Any:
         if step is KEEP:

@@ -12,7 +12,7 @@ from typing import IO, Any, Union
 import jsonschema_rs
 import yaml
 
-from .categories import CategoryNode, category_tree
+from .categories import CategoryNode, category_tree, check_labels
 from .errors import EventSchemaError
 from .reserved import RESERVED_PREFIX, with_reserved_key_check
 from .walk import walk
@@ -110,10 +110,11 @@ class EventSchema:
         self.frontend: bool = self.document.get("frontend") is True
         self._check_metaschema()
         self._check_property_names()
+        self._check_privacy_keywords()
         self._validation_document = with_reserved_key_check(self.document)
-        self._fast = self._compile()
-        self._slow: Any = None
-        self.categories: CategoryNode = category_tree(self.document)
+        self._fast = self._compile(self._validation_document)
+        self._describer: Any = None
+        self.categories: CategoryNode = category_tree(self.document, where=self._where())
 
     @classmethod
     def from_file(cls, source: SchemaSource) -> EventSchema:
@@ -149,12 +150,12 @@ class EventSchema:
 
     def validate(self, event: Any) -> None:
         """Raise EventValidationError (a jsonschema.ValidationError) when the event is not valid."""
-        if not self._fast.is_valid(event):
+        if not self.is_valid(event):
             raise self.validation_error(event)
 
     def validation_error(self, event: Any) -> Exception:
         """Return the error that describes why an invalid event fails, naming the field path."""
-        from .validation import event_error, non_json_error, reserved_key_error, slow_validator
+        from .validation import describing_document, event_error, non_json_error, reserved_key_error
 
         # First the rule `with_reserved_key_check` added, and what the fast validator cannot read.
         known = reserved_key_error(event, self.id, self.version) or non_json_error(
@@ -162,9 +163,9 @@ class EventSchema:
         )
         if known is not None:
             return known
-        if self._slow is None:
-            self._slow = slow_validator(self._validation_document)
-        return event_error(self._slow, event, self.id, self.version)
+        if self._describer is None:
+            self._describer = self._compile(describing_document(self._validation_document))
+        return event_error(self._describer, event, self.id, self.version)
 
     def _where(self) -> str:
         if self.source:
@@ -208,8 +209,16 @@ class EventSchema:
                         key, "property names starting with '__' are reserved for the capsule"
                     )
 
-    def _compile(self) -> Any:
-        document = self._validation_document
+    def _check_privacy_keywords(self) -> None:
+        """Refuse a `personal-data` that is not a boolean and `categories` not a list of names."""
+        personal = self.document.get("personal-data", False)
+        if not isinstance(personal, bool):
+            self._fail("personal-data", f"must be true or false, got {type(personal).__name__}")
+        for location, sub in walk(self.document):
+            if "categories" in sub:
+                check_labels(sub["categories"], f"{self._where()}: {location or '(document)'}")
+
+    def _compile(self, document: dict[str, Any]) -> Any:
         build = (
             jsonschema_rs.validator_for if "$schema" in document else jsonschema_rs.Draft7Validator
         )

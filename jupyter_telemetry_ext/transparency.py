@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .allowlist import SchemaRule, parse_allowed_schemas
-from .categories import UNRESTRICTED, USER_IDENTIFIABLE_INFORMATION, CategoryNode
+from .categories import UNRESTRICTED, USER_IDENTIFIABLE_INFORMATION, CategoryNode, OtherKeys
 from .eventlog import CONTEXT_FIELDS, EventLog
-from .redaction import KEEP, REDACT, Descend, Redactor, Step
+from .redaction import KEEP, REDACT, Descend, KeySteps, Redactor, Step, plan_step
 from .schema import EventSchema, schema_order
 
 KEEP_MARK, REDACT_MARK, DROP_MARK, PARTIAL_MARK, OFF_MARK = "keep", "redact", "drop", "partial", ""
 OTHER_FIELDS = "(any other field)"
 EACH_ITEM = "(each item)"
+MATCHING = "(fields matching {})"
 _STANDARD_STREAMS = {"<stderr>", "<stdout>"}
 
 
@@ -101,10 +102,10 @@ def schema_view(schema: EventSchema, rule: SchemaRule | None, eventlog: EventLog
     default = frozenset({USER_IDENTIFIABLE_INFORMATION if schema.personal_data else UNRESTRICTED})
     top = _plan(schema, rule, eventlog.redaction)
     marks = _Marks(eventlog.redaction, recorded=rule is not None)
-    properties = marks.children(schema.categories, top, default, _descriptions(schema.document))
-    if schema.document.get("additionalProperties") is not False:
-        other = schema.categories.other_keys or CategoryNode()
-        properties += (marks.view(OTHER_FIELDS, "", other, top.other_keys, default),)
+    tree = schema.categories
+    if schema.document.get("additionalProperties") is not False and tree.other_keys() is None:
+        tree = _with_other_keys(tree)  # the page names the top level's other fields anyway
+    properties = marks.children(tree, top, default, _descriptions(schema.document))
     return SchemaView(
         id=schema.id,
         version=schema.version,
@@ -127,6 +128,14 @@ def _plan(schema: EventSchema, rule: SchemaRule | None, redaction: str) -> Desce
     return Redactor.plan(tree, rule, personal_data=schema.personal_data, drop=drop).top
 
 
+def _with_other_keys(tree: CategoryNode) -> CategoryNode:
+    """Return the tree with an empty description of other keys (they inherit the default)."""
+    return CategoryNode(
+        tree.categories, tree.properties, tree.patterns, [*tree.other, OtherKeys(CategoryNode())],
+        tree.items, tree.opaque,
+    )  # fmt: skip
+
+
 def _descriptions(document: Mapping[str, Any]) -> dict[str, str]:
     properties = document.get("properties")
     if not isinstance(properties, Mapping):
@@ -144,40 +153,68 @@ class _Marks:
         self.redacted = DROP_MARK if redaction == "drop" else REDACT_MARK
         self.recorded = recorded
 
-    def mark(self, step: Step, *, item: bool = False) -> str:
-        """Return the mark of one planned step (a redacted array item is null, never dropped)."""
+    def mark(self, step: Step, *, item: bool = False, named: bool = True) -> str:
+        """Return the mark of one planned step.
+
+        A redacted array item is null, never dropped; a redacted key the schema does not name
+        is always dropped (its name may itself be data).
+        """
         if not self.recorded:
             return OFF_MARK
         if step is KEEP:
             return KEEP_MARK
         if step is REDACT:
-            return REDACT_MARK if item else self.redacted
+            return REDACT_MARK if item else (self.redacted if named else DROP_MARK)
         return PARTIAL_MARK
 
     def view(
-        self, name: str, description: str, node: CategoryNode, step: Step, inherited: frozenset[str]
+        self,
+        name: str,
+        description: str,
+        node: CategoryNode,
+        step: Step,
+        inherited: frozenset[str],
+        *,
+        named: bool = True,
     ) -> PropertyView:
         """Return the view of one place: its effective categories, mark and planned children."""
         categories = node.categories if node.categories is not None else inherited
         children: tuple[PropertyView, ...] = ()
         if isinstance(step, Descend):
             children = self.children(node, step, categories, {})
-            if node.other_keys is not None:
-                other = self.view(OTHER_FIELDS, "", node.other_keys, step.other_keys, categories)
-                children += (other,)
             if node.items is not None:
                 children += (self.view(EACH_ITEM, "", node.items, step.items, categories),)
-        mark = self.mark(step, item=name == EACH_ITEM)
+        mark = self.mark(step, item=name == EACH_ITEM, named=named)
         return PropertyView(name, description, tuple(sorted(categories)), mark, children)
 
     def children(
         self, node: CategoryNode, step: Descend, inherited: frozenset[str], text: dict[str, str]
     ) -> tuple[PropertyView, ...]:
-        """Return the views of a node's named properties, described by `text`."""
-        return tuple(
-            self.view(name, text.get(name, ""), sub, step.properties.get(name, KEEP), inherited)
-            for name, sub in node.properties.items()
+        """Return the views of an object's keys: named ones (described by `text`), those
+        matching each pattern, and any other."""
+        views = [
+            self.view(name, text.get(name, ""), node.key(name) or CategoryNode(),
+                      step.properties.get(name, KEEP), inherited)
+            for name in node.properties
+        ]  # fmt: skip
+        for pattern, sub in node.pattern_keys():
+            views.append(self._other(MATCHING.format(pattern), sub, step, inherited))
+        other = node.other_keys()
+        if other is not None:
+            views.append(self._other(OTHER_FIELDS, other, step, inherited))
+        return tuple(views)
+
+    def _other(
+        self, name: str, node: CategoryNode, step: Descend, inherited: frozenset[str]
+    ) -> PropertyView:
+        """Return the view of keys the schema does not name, as the plan decides them."""
+        other = step.other_keys
+        sub_step = (
+            plan_step(node, other.inherited, other.allowed)
+            if isinstance(other, KeySteps)
+            else other
         )
+        return self.view(name, "", node, sub_step, inherited, named=False)
 
 
 def handler_view(handler: logging.Handler) -> HandlerView:

@@ -1,22 +1,35 @@
-"""Describing why an event is invalid: the failing field's path and type, never its value.
+"""Describing why an event is invalid: the failing field's path and keyword, never its value.
 
-Imported only when an event fails the fast validator: jsonschema is slow to import.
+The description is read from the fast validator's own errors (jsonschema_rs: the instance path
+and the keyword that failed): no other validator runs, so describing an invalid event costs
+about what checking it did, and no schema `pattern` ever runs in Python's `re`.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jsonschema
-from jsonschema.exceptions import best_match
+import jsonschema_rs
 from jsonschema.protocols import Validator
 
 from .printable import printable
 from .reserved import reserved_key_path
+from .walk import walk
 
 _MAX_LISTED = 10
+_SHOWN = 64
+_WEAK = frozenset({"anyOf", "oneOf"})
+_UNEVALUATED = frozenset({"unevaluatedItems", "unevaluatedProperties"})
+_RESERVED_PREFIX = "__"
+# The attributes of an error kind that hold the schema's value for its keyword (never the event's).
+_EXPECTED = ("limit", "pattern", "multiple_of", "format", "schema", "content_media_type",
+             "content_encoding")  # fmt: skip
+_NOTHING = object()
+Kind = jsonschema_rs.ValidationErrorKind
 
 
 class EventValidationError(jsonschema.ValidationError):
@@ -30,17 +43,47 @@ class EventValidationError(jsonschema.ValidationError):
 
 
 def slow_validator(document: Mapping[str, Any]) -> Validator:
-    """Return a jsonschema validator (Draft 7 unless `$schema` says so), formats unchecked."""
+    """Return a jsonschema validator (Draft 7 unless `$schema` says so), formats unchecked.
+
+    Not used to check or describe events; tests compare its verdicts with the fast validator's.
+    """
     cls = jsonschema.validators.validator_for(document, default=jsonschema.Draft7Validator)
     return cls(document)
 
 
+def describing_document(document: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of a schema that refuses the same events, each with a cheap first error.
+
+    A failed `anyOf` or `oneOf` error carries the errors of every branch, built eagerly: as many
+    as the values under it (seconds for an array of thousands). Here each becomes
+    `allOf: [{not: {not: {anyOf: [...]}}}]`, the same verdict, whose error carries none.
+    Annotations do not cross `not`, so a document with `unevaluated*` keywords is kept as is.
+    """
+    described = copy.deepcopy(dict(document))
+    subschemas = [sub for _, sub in walk(described)]
+    if any(_UNEVALUATED & sub.keys() for sub in subschemas):
+        return described
+    for sub in subschemas:
+        for key in _WEAK & sub.keys():
+            wrapped = {"not": {"not": {key: sub.pop(key)}}}  # type: ignore[attr-defined]
+            sub.setdefault("allOf", []).append(wrapped)  # type: ignore[attr-defined]
+    return described
+
+
 def event_error(
-    validator: Validator, event: Any, schema_id: str, version: object
+    validator: Any, event: Any, schema_id: str, version: object
 ) -> EventValidationError:
-    """Return the error for an invalid event: schema, version, field path and reason."""
-    error = best_match(validator.iter_errors(event))
-    field, reason = ("(event)", "does not match the schema") if error is None else describe(error)
+    """Return the error for an event the fast validator refuses: field path and reason.
+
+    The fast validator's first error is described (its `iter_errors` would build every error of
+    the event first: as many as values, each a Python object).
+    """
+    try:
+        validator.validate(event)
+    except jsonschema_rs.ValidationError as error:
+        field, reason = describe(error)
+    else:
+        field, reason = "(event)", "does not match the schema"
     message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
     return EventValidationError(message, field=field, reason=reason)
 
@@ -79,33 +122,78 @@ def json_type(value: Any) -> str:
     )
 
 
-def describe(error: jsonschema.ValidationError) -> tuple[str, str]:
-    """Return (field path, reason) for one jsonschema error, without echoing event values."""
-    path = list(error.absolute_path)
-    instance: Any = error.instance
-    kind, got = error.validator, json_type(instance)
-    expected: Any = error.validator_value
-    if kind == "required":
-        missing = [name for name in expected if name not in instance]
-        return field_path([*path, missing[0] if missing else "?"]), "is required but missing"
-    if "propertyNames" in error.relative_schema_path:  # the schema's own rule on key names
-        name = str(instance)[:64]
-        return field_path([*path, name]), f"the property name {_reason(str(kind), expected, got)}"
-    if kind == "additionalProperties":
-        return field_path(path), f"has properties the schema does not allow ({_extra_keys(error)})"
-    return field_path(path), _reason(str(kind), expected, got)
+def describe(error: jsonschema_rs.ValidationError) -> tuple[str, str]:
+    """Return (field path, reason) for one jsonschema_rs error, without echoing event values.
+
+    Built from the error's path and keyword only: its `message` quotes the value.
+    """
+    path: list[object] = list(error.instance_path)
+    kind = error.kind
+    if isinstance(kind, Kind.Required):
+        return field_path([*path, kind.property]), "is required but missing"
+    if isinstance(kind, Kind.PropertyNames):
+        return _property_name(path, kind.error)
+    if isinstance(kind, (Kind.AdditionalProperties, Kind.UnevaluatedProperties)):
+        return _extra_keys(path, [str(key) for key in kind.unexpected])
+    return field_path(path), _reason(kind, json_type(error.instance))
 
 
-def _reason(kind: str, expected: Any, got: str) -> str:
-    if kind == "type":
-        return f"must be of type {_listed(expected)} (got {got})"
-    if kind == "enum":
-        return f"must be one of {_listed(expected)} (got a {got} that is not)"
-    if kind == "const":
-        return f"must equal the schema's constant {expected!r}"[:200]
-    if kind in ("anyOf", "oneOf"):
-        return f"does not match {'exactly one' if kind == 'oneOf' else 'any'} of the allowed shapes"
-    return f"fails {kind}={_listed(expected)} (got {got})"
+def _property_name(path: list[object], error: jsonschema_rs.ValidationError) -> tuple[str, str]:
+    name = str(error.instance)[:_SHOWN]
+    if name.startswith(_RESERVED_PREFIX):
+        return _reserved(path, name)
+    return field_path([*path, name]), f"the property name fails {error.kind.name}"
+
+
+def _reserved(path: list[object], name: str) -> tuple[str, str]:
+    return field_path([*path, name[:_SHOWN]]), "property names starting with '__' are reserved"
+
+
+def _extra_keys(path: list[object], keys: list[str]) -> tuple[str, str]:
+    """Describe keys the schema does not allow: a reserved one by name, else all (in short)."""
+    reserved = next((key for key in keys if key.startswith(_RESERVED_PREFIX)), None)
+    if reserved is not None:
+        return _reserved(path, reserved)
+    shown = ", ".join(repr(key[:_SHOWN]) for key in keys[:_MAX_LISTED])
+    return field_path(path), f"has properties the schema does not allow ({shown})"
+
+
+def _reason(kind: Kind, got: str) -> str:
+    if isinstance(kind, Kind.Type):
+        types = kind.types[0] if len(kind.types) == 1 else sorted(kind.types)
+        return f"must be of type {_listed(types)} (got {got})"
+    if isinstance(kind, Kind.Enum):
+        return f"must be one of {_listed(kind.options)} (got a {got} that is not)"
+    if isinstance(kind, Kind.Constant):
+        return f"must equal the schema's constant {kind.expected_value!r}"[:200]
+    return _reason_shape(kind) or _reason_keyword(kind, got)
+
+
+def _reason_shape(kind: Kind) -> str | None:
+    """Say why for anyOf, oneOf (or their rewriting by describing_document) and `false`."""
+    weak = kind.name if kind.name in _WEAK else None
+    if isinstance(kind, Kind.Not):
+        weak = _wrapped(kind.schema)
+    if weak:
+        return _reason_weak(weak)
+    return "is not allowed by the schema" if isinstance(kind, Kind.FalseSchema) else None
+
+
+def _reason_keyword(kind: Kind, got: str) -> str:
+    expected = next((getattr(kind, a) for a in _EXPECTED if hasattr(kind, a)), _NOTHING)
+    shown = "" if expected is _NOTHING else "=" + _listed(expected)
+    return f"fails {kind.name}{shown} (got {got})"
+
+
+def _reason_weak(keyword: str) -> str:
+    return f"does not match {'exactly one' if keyword == 'oneOf' else 'any'} of the allowed shapes"
+
+
+def _wrapped(schema: Any) -> str | None:
+    """Return `anyOf` or `oneOf` for a `{not: {anyOf|oneOf: ...}}` of describing_document."""
+    inner = schema.get("not") if isinstance(schema, dict) and len(schema) == 1 else None
+    keys = list(inner) if isinstance(inner, dict) else []
+    return keys[0] if len(keys) == 1 and keys[0] in _WEAK else None
 
 
 def _listed(value: Any) -> str:
@@ -113,15 +201,6 @@ def _listed(value: Any) -> str:
         shown = ", ".join(repr(v) for v in value[:_MAX_LISTED])
         return f"[{shown}{', ...' if len(value) > _MAX_LISTED else ''}]"
     return repr(value)[:100]
-
-
-def _extra_keys(error: jsonschema.ValidationError) -> str:
-    declared = (
-        set(error.schema.get("properties", {})) if isinstance(error.schema, Mapping) else set()
-    )
-    instance: Any = error.instance
-    extra = [str(k)[:64] for k in instance if k not in declared][:_MAX_LISTED]
-    return ", ".join(repr(k) for k in extra)
 
 
 def not_json_error(event: Any, schema_id: str, version: object) -> EventValidationError:

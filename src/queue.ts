@@ -93,6 +93,11 @@ export class EventQueue {
     return this._events.length + (this._inflight?.length ?? 0);
   }
 
+  /** Whether posted events carry their client `id` (the `clientIds` setting). */
+  get sendsIds(): boolean {
+    return this._settings.clientIds;
+  }
+
   /** Change batching and retry settings; they apply from the next event or send. */
   configure(settings: Partial<IQueueSettings>): void {
     this._settings = { ...this._settings, ...settings };

@@ -1,6 +1,7 @@
 /**
  * Which schemas the server records, from `GET api/telemetry/schemas`.
  */
+import { keeps } from './sampling';
 
 /**
  * One entry of `GET api/telemetry/schemas`.
@@ -12,10 +13,13 @@ export interface ISchemaSummary {
   description?: string;
   frontend: boolean;
   allowed: boolean;
+  /** The share of the schema's events the server keeps; 1 (or absent) when not sampled. */
+  sampling?: number;
 }
 
 /**
- * The schema versions that frontends may post and the admin's allow-list records.
+ * The schema versions that frontends may post and the admin's allow-list records, and the
+ * sampling rates of their schemas.
  */
 export class RecordedSchemas {
   /**
@@ -28,6 +32,9 @@ export class RecordedSchemas {
       if (s.frontend && s.allowed) {
         this._keys.add(key(s.id, s.version));
       }
+      if (typeof s.sampling === 'number' && s.sampling > 0 && s.sampling < 1) {
+        this._rates.set(s.id, s.sampling); // anything else: sent, and the server decides
+      }
     }
   }
 
@@ -36,8 +43,15 @@ export class RecordedSchemas {
     return this._all || this._keys.has(key(schemaId, version));
   }
 
+  /** Whether the server's sampling keeps an event of this schema with this client id. */
+  keeps(schemaId: string, id: string): boolean {
+    const rate = this._rates.get(schemaId);
+    return rate === undefined || keeps(rate, schemaId, id);
+  }
+
   private readonly _all: boolean;
   private readonly _keys = new Set<string>();
+  private readonly _rates = new Map<string, number>();
 }
 
 function key(schemaId: string, version: number | string): string {

@@ -1,5 +1,6 @@
 /**
- * The ITelemetry implementation: stamps events, drops unrecorded schemas, queues the rest.
+ * The ITelemetry implementation: stamps events, drops unrecorded schemas and the events the
+ * server's sampling drops, queues the rest.
  */
 import { UUID } from '@lumino/coreutils';
 
@@ -52,7 +53,7 @@ export class Telemetry implements ITelemetry {
     if (this._recorded === null) {
       this._pending.push(wire);
       this._pending.splice(0, this._pending.length - MAX_PENDING);
-    } else if (this._recorded.accepts(wire.schema_id, wire.version)) {
+    } else if (this._sends(this._recorded, wire)) {
       this._queue.push(wire);
     }
   }
@@ -72,10 +73,21 @@ export class Telemetry implements ITelemetry {
   private _start(recorded: RecordedSchemas): void {
     this._recorded = recorded;
     for (const event of this._pending.splice(0)) {
-      if (recorded.accepts(event.schema_id, event.version)) {
+      if (this._sends(recorded, event)) {
         this._queue.push(event);
       }
     }
+  }
+
+  /**
+   * Whether the server would record the event: its schema, and its sampling by id. Without
+   * ids on the wire the server samples at random, so the client leaves sampling to it.
+   */
+  private _sends(recorded: RecordedSchemas, event: IWireEvent): boolean {
+    return (
+      recorded.accepts(event.schema_id, event.version) &&
+      (!this._queue.sendsIds || recorded.keeps(event.schema_id, event.id))
+    );
   }
 
   private _recorded: RecordedSchemas | null = null;

@@ -66,7 +66,8 @@ def test_every_option_is_configurable_and_documented() -> None:
         "schema_paths", "max_body_size", "max_batch_events", "max_event_size",
         "subscriber_buffer", "shutdown_timeout", "server_events", "rate_limit", "rate_burst",
         "duplicate_window", "duplicate_capacity", "event_time_window", "record_user",
-        "user_hash_secret", "reply_after_write",
+        "user_hash_secret", "reply_after_write", "duplicate_capacity_per_user",
+        "max_subscribers", "max_subscribers_per_user",
     }  # fmt: skip
     for name, trait in traits.items():
         assert isinstance(trait, (Int, Float, List, Bool, Enum, Unicode))

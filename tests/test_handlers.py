@@ -219,6 +219,7 @@ async def test_batch_reply_counts_each_status(jp_fetch: Fetch) -> None:
         "results": [{"status": "filtered"}],
         "recorded": 0,
         "filtered": 1,
+        "sampled_out": 0,
         "duplicate": 0,
         "rejected": 0,
     }
@@ -342,7 +343,9 @@ async def test_list_schemas(jp_fetch: Fetch) -> None:
         **{(f"https://events.jupyter.org/jupyter_server/{name}/v1", "1"): (False, False)
            for name in ("contents_service", "gateway_client", "kernel_actions")},
     }  # fmt: skip
-    assert set(schemas[0]) == {"id", "version", "title", "description", "frontend", "allowed"}
+    keys = {"id", "version", "title", "description", "frontend", "allowed", "sampling"}
+    assert set(schemas[0]) == keys
+    assert {s["sampling"] for s in schemas} == {1}  # nothing sampled here
 
 
 @pytest.mark.parametrize("safe", ["/", ""], ids=["slash", "all-quoted"])

@@ -55,16 +55,47 @@ def test_rate_zero_disables_limiting() -> None:
 def test_recent_ids_window_and_capacity() -> None:
     clock = Clock()
     ids = RecentIds(window=60, capacity=3, clock=clock)
-    ids.add("a")
-    assert ids.seen("a")
-    assert not ids.seen("b")
+    ids.add("ada", "a")
+    assert ids.seen("ada", "a")
+    assert not ids.seen("ada", "b")
+    assert not ids.seen("grace", "a")  # ids are per principal
     clock.now += 61
-    assert not ids.seen("a")
+    assert not ids.seen("ada", "a")
     for key in "bcde":
-        ids.add(key)
+        ids.add("ada", key)
     assert len(ids) == 3
-    assert not ids.seen("b")
-    assert ids.seen("e")
+    assert not ids.seen("ada", "b")
+    assert ids.seen("ada", "e")
+
+
+def test_one_principal_forgets_only_its_own_ids() -> None:
+    ids = RecentIds(window=60, capacity=10, per_principal=4, clock=Clock())
+    ids.add("bob", "b1")
+    for n in range(1000):
+        ids.add("alice", f"a{n}")
+    assert ids.seen("bob", "b1")
+    assert (ids.count("alice"), len(ids)) == (4, 5)
+    assert [ids.seen("alice", f"a{n}") for n in (995, 996, 999)] == [False, True, True]
+
+
+def test_the_total_bound_forgets_the_longest_held_principals_oldest() -> None:
+    clock = Clock()
+    ids = RecentIds(window=60, capacity=4, per_principal=2, clock=clock)
+    for name in ("ada", "bob", "cy"):
+        ids.add(name, "1")
+        clock.now += 1
+        ids.add(name, "2")
+        clock.now += 1
+    assert len(ids) == 4
+    assert not ids.seen("ada", "1")
+    assert not ids.seen("ada", "2")
+    assert ids.seen("cy", "2")
+    assert (ids.count("ada"), ids.count("bob"), ids.count("cy")) == (0, 2, 2)
+    clock.now += 59
+    assert (ids.seen("bob", "1"), ids.seen("bob", "2"), ids.seen("cy", "2")) == (False, False, True)
+    ids.add("bob", "1")  # a repeat after its window is remembered again, as the newest
+    assert ids.seen("bob", "1")
+    assert len(ids) == 4
 
 
 def test_secret_is_created_once_with_mode_0600(tmp_path: Path) -> None:

@@ -10,11 +10,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from tornado.httpclient import HTTPRequest
+from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.subscribe import DROPPED_KEY, Subscription
+from jupyter_telemetry_ext.subscribers import SubscriberLimitError, Subscribers
 from tests.conftest import FRONTEND_ID, SERVER_ID, UNLISTED_ID, frontend_schema
 
 Connect = Callable[..., Awaitable[WebSocketClientConnection]]
@@ -147,3 +148,77 @@ def test_subscription_buffer_is_bounded_without_a_consumer() -> None:
     ]
     subscription({"__schema__": "x", "count": 10})
     assert len(wakes) == 2
+
+
+async def refused_socket(connecting: Awaitable[WebSocketClientConnection]) -> tuple[int, Any]:
+    """Await a websocket that must be refused; return the status, its JSON and Retry-After."""
+    with pytest.raises(HTTPClientError) as e:
+        await connecting
+    assert e.value.response is not None
+    reply = json.loads(e.value.response.body)
+    return e.value.code, (reply["message"], e.value.response.headers.get("Retry-After"))
+
+
+async def closed(ws: WebSocketClientConnection, eventlog: EventLog, listeners: int) -> None:
+    """Close a socket and wait until the server has `listeners` left."""
+    ws.close()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(eventlog._listeners) == listeners:
+            return
+    raise AssertionError(len(eventlog._listeners))
+
+
+@pytest.mark.parametrize("jp_argv", [["--TelemetryExtension.max_subscribers_per_user=2"]])
+async def test_subscribers_per_user_are_capped(
+    jp_ws_fetch: Connect, server_eventlog: EventLog
+) -> None:
+    # Plain token sockets: each is a new anonymous user to jupyter_server, one principal here.
+    sockets = [await jp_ws_fetch("api", "telemetry", "subscribe") for _ in range(2)]
+    code, (message, retry) = await refused_socket(jp_ws_fetch("api", "telemetry", "subscribe"))
+    assert (code, retry) == (429, "1")
+    assert "TelemetryExtension.max_subscribers_per_user" in message
+    assert len(server_eventlog._listeners) == 2  # the refused one never listened
+    await closed(sockets.pop(), server_eventlog, 1)
+    sockets.append(await jp_ws_fetch("api", "telemetry", "subscribe"))  # a freed place is taken
+    record(server_eventlog, action="open")
+    for ws in sockets:
+        assert (await frames(ws, 1))[0]["action"] == "open"
+        ws.close()
+
+
+@pytest.mark.parametrize(
+    "jp_argv",
+    [["--TelemetryExtension.max_subscribers=3", "--TelemetryExtension.max_subscribers_per_user=0"]],
+)
+async def test_subscribers_in_all_are_capped(
+    named_users: None, jp_ws_fetch: Connect, server_eventlog: EventLog
+) -> None:
+    def subscribe(user: str) -> Awaitable[WebSocketClientConnection]:
+        return jp_ws_fetch("api", "telemetry", "subscribe", headers={"X-Test-User": user})
+
+    sockets = [await subscribe("ada"), await subscribe("ada"), await subscribe("grace")]
+    code, (message, retry) = await refused_socket(subscribe("alan"))
+    assert (code, retry) == (503, "1")
+    assert "TelemetryExtension.max_subscribers" in message
+    await closed(sockets.pop(0), server_eventlog, 2)
+    sockets.append(await subscribe("alan"))
+    assert len(server_eventlog._listeners) == 3
+    for ws in sockets:
+        ws.close()
+
+
+def test_subscriber_counts_follow_joins_and_leaves() -> None:
+    subscribers = Subscribers(total=3, per_principal=2)
+    for who in ("ada", "ada", "bob"):
+        subscribers.join(who)
+    with pytest.raises(SubscriberLimitError) as mine:
+        subscribers.join("ada")
+    with pytest.raises(SubscriberLimitError) as everyone:
+        subscribers.join("cy")
+    assert (mine.value.status, everyone.value.status, len(subscribers)) == (429, 503, 3)
+    subscribers.leave("ada")
+    subscribers.join("cy")
+    subscribers.leave("bob")
+    subscribers.join("ada")
+    assert (len(subscribers), subscribers._open) == (3, {"ada": 2, "cy": 1})

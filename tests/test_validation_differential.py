@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jupyter_telemetry_ext import EventLog, EventSchema
-from jupyter_telemetry_ext.validation import slow_validator
+from jupyter_telemetry_ext.validation import describing_document, slow_validator
 from tests.conftest import make_schema
 
 ROOT = Path(__file__).parent.parent
@@ -80,3 +80,12 @@ def test_same_verdict_as_jsonschema(data: st.DataObject, index: int) -> None:
     event = data.draw(events_for(schema))
     slow = slow_validator(schema._validation_document)
     assert schema.is_valid(event) == slow.is_valid(event), event
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), index=st.integers(0, len(ALL) - 1))
+def test_the_describing_copy_gives_the_same_verdict(data: st.DataObject, index: int) -> None:
+    schema = ALL[index]
+    event = data.draw(events_for(schema))
+    describer = EventSchema(describing_document(schema._validation_document))
+    assert schema.is_valid(event) == describer.is_valid(event), event

@@ -1,0 +1,100 @@
+"""Exact writes to log files: after a failed write, the file holds whole events only, and we
+know which.
+
+A write to a full disk may leave part of it in the file (the OS writes what fits), and the
+file object keeps the rest in its buffer, to write it later should room appear. So after a
+failure the stream is closed (its buffer dropped with it), the file is cut back to the end of
+the last whole event, and the handler reopens the file (in append mode) at its next write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import locale
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+UNKNOWN_SIZE = -1  # a write whose size in bytes is not known: it is whole or cut away
+
+
+def position(handler: logging.FileHandler) -> int | None:
+    """Return where the handler's next write lands in its file (None: unknown)."""
+    stream = handler.stream
+    try:
+        if stream is None:  # opened at the first write (`delay`), in append mode
+            return Path(handler.baseFilename).stat().st_size
+        # The file offset: in append mode, where the last write ended (no seek, no stat).
+        return os.lseek(stream.fileno(), 0, os.SEEK_CUR)
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def settle(handler: logging.FileHandler, start: int | None, sizes: Sequence[int]) -> int:
+    """After a failed write that began at `start`, keep its whole events; return how many.
+
+    `sizes` are the bytes of each event the write held, in order (UNKNOWN_SIZE: the write is
+    kept only if nothing was cut from it, which a failure rules out: it is cut away).
+    """
+    _close(handler)
+    if start is None:
+        return 0
+    try:
+        end = Path(handler.baseFilename).stat().st_size
+    except OSError:  # the file is gone: none of it is known to be written
+        return 0
+    whole, kept = _whole(sizes, end - start)
+    if end > start + kept:
+        _cut(handler, start + kept)
+    return whole
+
+
+def _close(handler: logging.FileHandler) -> None:
+    """Close the stream, dropping what it could not write; the handler reopens the file."""
+    stream, handler.stream = handler.stream, None
+    if handler.mode.startswith("w"):
+        handler.mode = "a"  # reopening must append to the file, not empty it
+    if stream is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        stream.close()  # writes what it can of its buffer, then closes the file
+
+
+def _whole(sizes: Sequence[int], written: int) -> tuple[int, int]:
+    """Return how many events of `sizes` fit whole in `written` bytes, and their bytes."""
+    whole = kept = 0
+    for size in sizes:
+        if size == UNKNOWN_SIZE or kept + size > written:
+            break
+        kept += size
+        whole += 1
+    return whole, kept
+
+
+def _cut(handler: logging.FileHandler, size: int) -> None:
+    """Cut the file back to `size` bytes: no partial event is left for a reader to trip on."""
+    try:
+        os.truncate(handler.baseFilename, size)
+    except OSError:
+        logging.getLogger(__name__).exception(
+            "Could not cut a partly written event from %s", handler.baseFilename
+        )
+
+
+def line_sizes(lines: Sequence[str], handler: logging.FileHandler) -> list[int]:
+    """Return the bytes each line takes in the handler's file, with its terminator."""
+    encoding = getattr(handler.stream, "encoding", None) or handler.encoding or "locale"
+    if encoding == "locale":
+        encoding = locale.getpreferredencoding(False)
+    terminator = handler.terminator
+    try:
+        if "\n{a".encode(encoding) != b"\n{a":  # not ASCII-compatible (UTF-16, say)
+            return [UNKNOWN_SIZE]
+    except LookupError:
+        return [UNKNOWN_SIZE]
+    # The lines are ASCII (JSON with escapes): one byte a character.
+    end = len(terminator.encode(encoding))
+    return [len(line) + end for line in lines]

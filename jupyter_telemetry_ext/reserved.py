@@ -7,8 +7,11 @@ under `not`, so it adds no annotations: `unevaluatedProperties` sees the schema'
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
+
+import jsonschema_rs
 
 RESERVED_PREFIX = "__"
 RULE_NAME = "jupyter_telemetry_ext_reserved_keys"
@@ -46,16 +49,25 @@ def with_reserved_key_check(document: Mapping[str, Any]) -> dict[str, Any]:
     return checked
 
 
+@functools.cache
+def _locator() -> Any:
+    """Return a validator whose first error is at a `__` key, its path ending with the key."""
+    ref = f"#/definitions/{RULE_NAME}"
+    clean = {
+        "patternProperties": {f"^{RESERVED_PREFIX}": False},
+        "additionalProperties": {"$ref": ref},
+        "items": {"$ref": ref},
+    }
+    return jsonschema_rs.Draft7Validator({"definitions": {RULE_NAME: clean}, "$ref": ref})
+
+
 def reserved_key_path(event: Any) -> list[object] | None:
-    """Return the path of a `__` key in the event (e.g. `["blob", "__user__"]`), or None."""
-    stack: list[tuple[list[object], Any]] = [([], event)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, Mapping):
-            for key, sub in value.items():
-                if isinstance(key, str) and key.startswith(RESERVED_PREFIX):
-                    return [*path, key]
-                stack.append(([*path, key], sub))
-        elif isinstance(value, (list, tuple)):
-            stack.extend(([*path, i], sub) for i, sub in enumerate(value))
+    """Return the path of a `__` key in the event (e.g. `["blob", "__user__"]`), or None.
+
+    Raises ValueError when the event holds a value JSON cannot (a datetime, an object).
+    """
+    try:
+        _locator().validate(event)
+    except jsonschema_rs.ValidationError as error:
+        return list(error.instance_path)
     return None

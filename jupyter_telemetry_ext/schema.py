@@ -155,14 +155,14 @@ class EventSchema:
 
     def validation_error(self, event: Any) -> Exception:
         """Return the error that describes why an invalid event fails, naming the field path."""
-        from .validation import describing_document, event_error, non_json_error, reserved_key_error
+        from .validation import describing_document, event_error, not_json_error, reserved_key_error
 
-        # First the rule `with_reserved_key_check` added, and what the fast validator cannot read.
-        known = reserved_key_error(event, self.id, self.version) or non_json_error(
-            event, self.id, self.version
-        )
-        if known is not None:
-            return known
+        try:  # first the rule `with_reserved_key_check` added
+            reserved = reserved_key_error(event, self.id, self.version)
+        except ValueError:  # a value the validators cannot read
+            return not_json_error(event, self.id, self.version)
+        if reserved is not None:
+            return reserved
         if self._describer is None:
             self._describer = self._compile(describing_document(self._validation_document))
         return event_error(self._describer, event, self.id, self.version)

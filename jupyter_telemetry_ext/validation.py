@@ -211,11 +211,6 @@ def not_json_error(event: Any, schema_id: str, version: object) -> EventValidati
     return EventValidationError(message, field=field, reason=reason)
 
 
-def non_json_error(event: Any, schema_id: str, version: object) -> EventValidationError | None:
-    """Return the error for an event holding a value JSON cannot represent; None if it has none."""
-    return not_json_error(event, schema_id, version) if _first_non_json(event, []) else None
-
-
 def _first_non_json(value: Any, path: list[object]) -> tuple[list[object], str] | None:
     if isinstance(value, float) and not math.isfinite(value):
         return path, "a non-finite number"

@@ -83,8 +83,17 @@ def _parse(text: str | bytes, name: str) -> Any:
             return json.loads(text)
         return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except (ValueError, yaml.YAMLError) as e:
-        msg = f"{name}: not valid {'JSON' if name.endswith('.json') else 'YAML'}: {e}"
+        msg = f"{name}: not valid {'JSON' if name.endswith('.json') else 'YAML'}: {_problem(e)}"
         raise EventSchemaError(msg) from e
+
+
+def _problem(error: Exception) -> str:
+    """Return a parse error on one line: what is wrong, and where (YAML quotes the line)."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return " ".join(str(error).split())
+    mark = error.problem_mark
+    problem = ", ".join(filter(None, (error.context, error.problem)))
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
 
 
 def _no_remote(uri: str) -> Any:

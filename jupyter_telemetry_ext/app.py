@@ -14,6 +14,7 @@ from ._version import __version__
 from .dedupe import RecentIds
 from .discovery import register_discovered, schema_folders
 from .eventlog import EventLog
+from .events_route import server_events_handlers
 from .handlers import (
     BUFFER_SETTING,
     EVENTLOG_SETTING,
@@ -104,7 +105,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         help="""True (the default): record jupyter_server's own events (kernel actions,
         contents operations, gateway requests) through this extension's EventLog, so that
         `c.EventLog.allowed_schemas` and its redaction govern them too (they are
-        `personal-data` schemas: their properties are redacted unless allowed).
+        `personal-data` schemas: their properties are redacted unless allowed). Then the
+        extension also takes over jupyter_server's POST api/events, so that a client cannot
+        forge those events (403 for schemas not open to frontends; the rest is never recorded).
         False: leave them to jupyter_server's own event logger only.""",
     ).tag(config=True)
 
@@ -263,6 +266,8 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         """Add the REST routes and the websocket (relative: the server adds its base_url)."""
         self.handlers.extend(default_handlers)
         self.handlers.extend(page_handlers)
+        if self.server_events:  # clients posting to api/events must not forge server events
+            self.handlers.extend(server_events_handlers)
 
     async def stop_extension(self) -> None:
         """Write every accepted event before the server exits, off the event loop."""

@@ -10,11 +10,12 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 import orjson
-from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web, websocket
 
+from .compat import ws_authenticated
 from .eventlog import EventLog
 from .ingest import (
     IngestError,

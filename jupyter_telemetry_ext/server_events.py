@@ -3,18 +3,36 @@
 jupyter_server emits kernel, contents and gateway events through `serverapp.event_logger`,
 unfiltered. Forwarding registers those schemas in our EventLog and records each of those events
 through it, so that one allow-list (and its redaction) governs everything a deployment records.
+What a client posts to jupyter_server's `POST api/events` is emitted on the same event logger;
+it is never forwarded (see `posted_by_client`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from .errors import EventSchemaError, UnknownSchemaError
 from .eventlog import EventLog
 from .printable import printable
 from .schema import EventSchema
+
+# jupyter_events runs each listener as a task, which copies the context of the emit.
+_POSTED_BY_CLIENT: ContextVar[bool] = ContextVar("posted_by_client", default=False)
+
+
+@contextmanager
+def posted_by_client() -> Iterator[None]:
+    """Mark the events emitted inside as a client's: they are never recorded as server events."""
+    token = _POSTED_BY_CLIENT.set(True)
+    try:
+        yield
+    finally:
+        _POSTED_BY_CLIENT.reset(token)
 
 
 class Forwarder:
@@ -26,6 +44,9 @@ class Forwarder:
 
     async def __call__(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         """Record one server event; a failure is logged, never raised into the server."""
+        if _POSTED_BY_CLIENT.get():
+            self.log.debug("Event %s posted by a client to api/events: not recorded", schema_id)
+            return
         try:
             self.eventlog.record_event(self.schema.id, self.schema.version, data)
         except (UnknownSchemaError, ValueError, RuntimeError) as e:

@@ -319,7 +319,9 @@ def test_jupyter_server_schemas_register_unchanged() -> None:
     for path in files:
         schema = log.register_schema_file(path)
         assert schema.personal_data
-        assert schema.version == "1"
+        written = yaml.safe_load(path.read_text())["version"]
+        assert written in ("1", 1)  # "1" in newer jupyter_server releases, 1 in older ones
+        assert schema.version == written
 
 
 def test_jupyterhub_style_schema_with_if_then_registers() -> None:

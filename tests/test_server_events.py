@@ -7,11 +7,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from tornado.httpclient import HTTPResponse
+from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
-from tests.conftest import FRONTEND_ID, Sink
+from tests.conftest import FRONTEND_ID, SERVER_ID, Sink, make_schema
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]
 CONTENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
@@ -103,3 +103,124 @@ async def test_metrics_count_outcomes_per_schema(
         in metrics
     )
     assert "jupyter_telemetry_queue_pending" in metrics
+
+
+# jupyter_server's own route POST api/events emits on the same event logger we forward from.
+
+FORGED_KERNEL = {"action": "interrupt", "kernel_id": "forged", "status": "success", "msg": "x"}
+FORGED = [
+    pytest.param(CONTENTS, {"action": "delete", "path": "forged.txt"}, id="contents"),
+    pytest.param(KERNELS, FORGED_KERNEL, id="kernel"),
+]
+
+
+async def post_to_api_events(jp_fetch: Fetch, schema_id: str, data: dict[str, Any]) -> int:
+    body = json.dumps({"schema_id": schema_id, "version": "1", "data": data})
+    try:
+        reply = await jp_fetch("api", "events", method="POST", body=body)
+    except HTTPClientError as e:
+        return e.code
+    return reply.code
+
+
+@pytest.mark.parametrize(("schema_id", "data"), FORGED)
+async def test_forged_server_events_are_refused_and_not_recorded(
+    jp_fetch: Fetch, server_eventlog: EventLog, sink: Sink, schema_id: str, data: dict[str, Any]
+) -> None:
+    assert await post_to_api_events(jp_fetch, schema_id, data) == 403
+    await save_a_file_and_start_a_kernel(jp_fetch)
+    events = await wait_recorded(server_eventlog, sink)
+    actions = {(e["__schema__"], e["action"]) for e in events}
+    assert (CONTENTS, "save") in actions
+    assert {(KERNELS, "start"), (KERNELS, "shutdown")} <= actions
+    assert (schema_id, data["action"]) not in actions
+
+
+async def test_our_schemas_not_open_to_frontends_are_refused_on_api_events(jp_fetch: Fetch) -> None:
+    body = json.dumps({"schema_id": SERVER_ID, "version": 1, "data": {"action": "x"}})
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("api", "events", method="POST", body=body)
+    assert e.value.code == 403
+    assert "not open to frontends" in json.loads(e.value.response.body)["message"]
+
+
+def server_schema(serverapp: Any, schema_id: str, **keys: Any) -> dict[str, Any]:
+    """A jupyter_events schema as an extension registers it on the server's event logger."""
+    # jupyter_events wants the version as its release does: 1 in older ones, "1" in newer.
+    version = serverapp.event_logger.schemas.get(CONTENTS).version
+    schema = make_schema(schema_id, version, action={"type": "string"})
+    return {**schema, "personal-data": True, **keys}
+
+
+async def test_schemas_of_other_extensions_keep_jupyter_servers_answer(
+    jp_fetch: Fetch, jp_serverapp: Any, server_eventlog: EventLog, sink: Sink
+) -> None:
+    schema_id = "https://events.example.org/other-extension/v1"
+    jp_serverapp.event_logger.register_event_schema(server_schema(jp_serverapp, schema_id))
+    heard: list[dict[str, Any]] = []
+
+    async def listen(logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        heard.append(data)
+
+    jp_serverapp.event_logger.add_listener(schema_id=schema_id, listener=listen)
+    assert await post_to_api_events(jp_fetch, schema_id, {"action": "clicked"}) == 204
+    assert await wait_recorded(server_eventlog, sink) == []
+    assert heard == [{"action": "clicked"}]
+
+
+OPEN_ID = "https://events.example.org/open/v1"
+
+
+@pytest.mark.parametrize("allowed_server_schemas", [{OPEN_ID: {"allowed_properties": ["action"]}}])
+async def test_server_schema_open_to_frontends_posted_to_api_events_is_not_recorded(
+    jp_fetch: Fetch, jp_serverapp: Any, server_eventlog: EventLog, sink: Sink
+) -> None:
+    from jupyter_telemetry_ext.server_events import forward_server_events
+
+    schema_id = OPEN_ID
+    jp_serverapp.event_logger.register_event_schema(
+        server_schema(jp_serverapp, schema_id, frontend=True)
+    )
+    assert schema_id in forward_server_events(
+        jp_serverapp.event_logger, server_eventlog, jp_serverapp.log
+    )
+    assert await post_to_api_events(jp_fetch, schema_id, {"action": "forged"}) == 204
+    jp_serverapp.event_logger.emit(schema_id=schema_id, data={"action": "real"})
+    events = await wait_recorded(server_eventlog, sink)
+    assert [e["action"] for e in events if e["__schema__"] == schema_id] == ["real"]
+
+
+@pytest.fixture
+def authorizer(jp_server_authorizer: type, jp_server_config: Config) -> type:
+    """pytest-jupyter's checking authorizer (each route's resource), with its own permissions."""
+    cls = type("Authorizer", (jp_server_authorizer,), {"permissions": {}})
+    jp_server_config.ServerApp.authorizer_class = cls
+    return cls
+
+
+@pytest.mark.parametrize(
+    ("permissions", "code"),
+    [
+        ({}, 403),
+        ({"actions": ["write"], "resources": ["telemetry"]}, 403),
+        ({"actions": ["read"], "resources": ["events"]}, 403),
+        ({"actions": ["write"], "resources": ["events"]}, 204),
+    ],
+)
+async def test_api_events_keeps_jupyter_servers_permission(
+    authorizer: type, jp_fetch: Fetch, jp_serverapp: Any, permissions: Any, code: int
+) -> None:
+    authorizer.permissions = permissions  # type: ignore[attr-defined]
+    schema_id = "https://events.example.org/other-extension/v1"
+    jp_serverapp.event_logger.register_event_schema(server_schema(jp_serverapp, schema_id))
+    assert await post_to_api_events(jp_fetch, schema_id, {"action": "clicked"}) == code
+
+
+async def test_api_events_without_credentials_is_refused(
+    jp_fetch: Fetch, server_eventlog: EventLog, sink: Sink
+) -> None:
+    body = json.dumps({"schema_id": KERNELS, "version": "1", "data": FORGED_KERNEL})
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("api", "events", method="POST", body=body, headers={"Authorization": ""})
+    assert e.value.code == 403
+    assert await wait_recorded(server_eventlog, sink) == []

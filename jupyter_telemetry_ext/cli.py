@@ -24,6 +24,7 @@ from .logreader import (
     read_events,
     tail_batches,
 )
+from .printable import printable
 from .tables import render
 
 
@@ -64,9 +65,9 @@ class ValidateCommand(Command):
         try:
             schema = eventlog.register_schema_file(path)
         except EventSchemaError as e:
-            print(e)
+            print(printable(str(e)))
             return 2 if "cannot read" in str(e) else 1
-        print(f"{path}: ok ({schema.id} version {schema.version})")
+        print(printable(f"{path}: ok ({schema.id} version {schema.version})"))
         return 0
 
 

@@ -16,6 +16,7 @@ from jupyter_core.paths import jupyter_path
 
 from .errors import EventSchemaError
 from .eventlog import EventLog
+from .printable import printable
 from .schema import EventSchema
 
 SUBDIR = ("telemetry", "schemas")
@@ -62,5 +63,5 @@ def register_discovered(
         try:
             registered.append(eventlog.register_schema_file(path))
         except EventSchemaError as e:
-            log.warning("Skipped a telemetry schema file: %s", e)
+            log.warning("Skipped a telemetry schema file: %s", printable(str(e)))
     return registered

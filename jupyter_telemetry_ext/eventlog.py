@@ -45,6 +45,7 @@ from .delivery import (
 )
 from .errors import EventSchemaError, UnknownSchemaError
 from .redaction import Redactor
+from .registered import RegisteredSchemas
 from .sampling import SAMPLING_FORM, SamplingError, keeps, parse_sampling
 from .schema import EventSchema, SchemaSource, version_key, version_order
 from .tickets import Ticket
@@ -292,9 +293,10 @@ class EventLog(LoggingConfigurable):
         return self.register_schema(EventSchema.from_file(source))
 
     @property
-    def schemas(self) -> list[EventSchema]:
-        """Return every registered schema, each version on its own."""
-        return [schema for versions in self._schemas.values() for schema in versions.values()]
+    def schemas(self) -> RegisteredSchemas:
+        """Return every registered schema, each version on its own (also by `(id, version)`)."""
+        schemas = (schema for versions in self._schemas.values() for schema in versions.values())
+        return RegisteredSchemas(schemas)
 
     def get_schema(self, schema_id: str, version: object) -> EventSchema:
         """Return a registered schema, or raise UnknownSchemaError."""

@@ -72,7 +72,19 @@ class TelemetryHandler(TelemetryMixin, APIHandler):
         """Write the JSON error; tell clients when to retry a 429 (a flood) or a 503 (busy)."""
         if status_code in (429, 503):
             self.set_header("Retry-After", str(self.retry_after))
+        exc_info = kwargs.get("exc_info")
+        error = exc_info[1] if exc_info else None
+        if isinstance(error, web.HTTPError) and error.log_message:
+            # APIHandler replies `log_message`, which tornado writes with every `%` doubled.
+            self._write_message(error.get_message() or "", error.reason)
+            return
         super().write_error(status_code, **kwargs)
+
+    def _write_message(self, message: str, reason: str | None) -> None:
+        """Reply `{"message", "reason"}` as APIHandler does, with the message exactly as meant."""
+        self.set_header("Content-Type", "application/json")
+        self.log.warning("wrote error: %r", message)
+        self.finish(json.dumps({"message": message, "reason": reason}))
 
 
 @web.stream_request_body
@@ -267,7 +279,8 @@ class SchemaHandler(TelemetryHandler):
         """Reply with the documents of every version of a schema id (URL-decoded); 404 if none."""
         versions = sorted((s for s in self.eventlog.schemas if s.id == schema_id), key=schema_order)
         if not versions:
-            raise web.HTTPError(404, f"unknown schema id {schema_id[:200]!r}")
+            msg = "no schema with this id is registered; GET api/telemetry/schemas lists them"
+            raise web.HTTPError(404, msg)  # the id is not echoed: it may be anything
         model = {
             "id": schema_id,
             "allowed": self.eventlog.is_allowed(schema_id),

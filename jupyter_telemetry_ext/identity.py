@@ -2,26 +2,86 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
+import stat
 from pathlib import Path
+
+from .errors import SecretFileError
 
 SECRET_FILE = "jupyter_telemetry_ext_user_secret"  # noqa: S105 - a file name, not a secret
 
 
 def load_or_create_secret(folder: Path) -> bytes:
-    """Return the secret kept in `folder`, creating it (mode 0600) the first time."""
+    """Return the secret kept in `folder`, creating it (mode 0600) the first time.
+
+    Servers starting together all get the key of the one that created the file first. An
+    existing file that is empty, or readable by its group or others, raises SecretFileError.
+    """
     path = folder / SECRET_FILE
-    if path.exists():
-        return path.read_bytes().strip()
+    try:
+        return read_secret(path)
+    except FileNotFoundError:
+        pass
     folder.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
+    _create(path)
+    return read_secret(path)
+
+
+def read_secret(path: Path) -> bytes:
+    """Return the key in `path`; raise SecretFileError when it is empty or not private."""
+    fd = os.open(path, os.O_RDONLY)
+    with os.fdopen(fd, "rb") as f:
+        mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+        if os.name == "posix" and mode & 0o077:
+            msg = (
+                f"{path}: the user-hash key is readable by other users (mode {mode:04o}): "
+                f"run `chmod 600 {path}`, or delete the file to generate a new key (hashes "
+                "recorded so far then no longer match)"
+            )
+            raise SecretFileError(msg)
+        secret = f.read().strip()
+    if not secret:
+        msg = (
+            f"{path}: the user-hash key file is empty: delete it to generate a new key, or "
+            "write the key into it (mode 0600)"
+        )
+        raise SecretFileError(msg)
     return secret
+
+
+def _create(path: Path) -> None:
+    """Write a new key to a private temporary file, then link it into place unless one exists.
+
+    A link, unlike a rename, never replaces a file: when several servers start at once, the
+    first link wins and every server reads that one key, complete.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_hex(32).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        with contextlib.suppress(FileExistsError):  # another server's key is already there
+            _link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _link(source: Path, target: Path) -> None:
+    """Make `target` name `source`'s file; raise FileExistsError when `target` exists."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links on this file system: rename, unless a key is there already
+        if target.exists():
+            raise FileExistsError(target) from None
+        source.rename(target)
 
 
 def hashed_user(secret: bytes, username: str) -> str:

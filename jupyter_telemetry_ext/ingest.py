@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from . import strictjson
 from .delivery import QueueFullError
 from .errors import UnknownSchemaError
 from .eventlog import EventLog
+from .printable import printable
 from .reception import Reception
 from .schema import EventSchema
 from .tickets import Handlers, Ticket
@@ -30,7 +32,9 @@ EVENT_KEYS = ("schema_id", "version", "data", "timestamp", "id")
 _EVENT_KEY_SET = frozenset(EVENT_KEYS)
 BATCH_KEYS = ("events", "sent_at")
 STATUSES = ("recorded", "filtered", "sampled_out", "duplicate", "rejected")
-MAX_ID_LENGTH = 128
+MAX_ID_LENGTH = 64
+# A client id is an opaque token (a UUID fits), so that it cannot carry data into the capsule.
+CLIENT_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}")
 _SHOWN = 64
 # How long a batch is recorded on the event loop before the loop serves other requests.
 SLICE_SECONDS = 0.005
@@ -56,8 +60,11 @@ class IngestError(ValueError):
     """A posted event (or body) is refused; `status` is the HTTP status that says why."""
 
     def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
-        """Keep the HTTP status, and the failing field path if known, beside the message."""
-        super().__init__(message)
+        """Keep the HTTP status, and the failing field path if known, beside the message.
+
+        The message goes to the server's log: control characters from posted text are escaped.
+        """
+        super().__init__(printable(message))
         self.status = status
         self.field = field
 
@@ -252,9 +259,12 @@ def _client_id(item: dict[str, Any]) -> str | None:
     value = item.get("id")
     if value is None:
         return None
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_ID_LENGTH:
-        got = f"a string of {len(value)} characters" if isinstance(value, str) else json_type(value)
-        msg = f"id: must be a string of 1 to {MAX_ID_LENGTH} characters (got {got})"
+    if not isinstance(value, str) or not CLIENT_ID.fullmatch(value):
+        got = "a string that is not" if isinstance(value, str) else json_type(value)
+        msg = (
+            f"id: must be an opaque token of 1 to {MAX_ID_LENGTH} letters, digits, '-' or '_', "
+            f"such as a UUID (got {got})"
+        )
         raise IngestError(msg, field="id")
     return value
 

@@ -14,6 +14,7 @@ import yaml
 
 from .categories import CategoryNode, category_tree, check_labels
 from .errors import EventSchemaError
+from .reserved import RESERVED_PREFIX, with_reserved_key_check
 from .walk import walk
 
 SchemaSource = Union[str, os.PathLike[str], IO[str], IO[bytes]]  # noqa: UP007 - a runtime alias
@@ -28,8 +29,6 @@ KNOWN_DIALECTS = frozenset(
                  "draft/2019-09/schema", "draft/2020-12/schema")
     for end in ("", "#")
 )  # fmt: skip
-RESERVED_PREFIX = "__"
-_NO_RESERVED_KEYS = {"not": {"pattern": "^__"}}
 
 
 def version_key(version: object) -> str:
@@ -62,14 +61,39 @@ def load_document(source: SchemaSource) -> tuple[Any, str]:
     return _parse(text, name), name
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: each `*name` could expand to exponentially many
+    nodes (a 700-byte "billion laughs" file takes minutes), and a schema never needs one."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        """Refuse an alias (`*name`, `<<: *name`) where it appears; compose anything else."""
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.MarkedYAMLError(
+                problem=f"an alias (*{event.anchor}) is not allowed in an event schema; "
+                "write the value out",
+                problem_mark=event.start_mark,
+            )
+        return super().compose_node(parent, index)
+
+
 def _parse(text: str | bytes, name: str) -> Any:
     try:
         if name.endswith(".json"):
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
     except (ValueError, yaml.YAMLError) as e:
-        msg = f"{name}: not valid {'JSON' if name.endswith('.json') else 'YAML'}: {e}"
+        msg = f"{name}: not valid {'JSON' if name.endswith('.json') else 'YAML'}: {_problem(e)}"
         raise EventSchemaError(msg) from e
+
+
+def _problem(error: Exception) -> str:
+    """Return a parse error on one line: what is wrong, and where (YAML quotes the line)."""
+    if not isinstance(error, yaml.MarkedYAMLError) or error.problem_mark is None:
+        return " ".join(str(error).split())
+    mark = error.problem_mark
+    problem = ", ".join(filter(None, (error.context, error.problem)))
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
 
 
 def _no_remote(uri: str) -> Any:
@@ -96,7 +120,7 @@ class EventSchema:
         self._check_metaschema()
         self._check_property_names()
         self._check_privacy_keywords()
-        self._validation_document = _with_reserved_key_check(self.document)
+        self._validation_document = with_reserved_key_check(self.document)
         self._fast = self._compile(self._validation_document)
         self._describer: Any = None
         self.categories: CategoryNode = category_tree(self.document, where=self._where())
@@ -128,17 +152,26 @@ class EventSchema:
 
     def is_valid(self, event: Any) -> bool:
         """Return True when the event is valid under this schema."""
-        return bool(self._fast.is_valid(event))
+        try:
+            return bool(self._fast.is_valid(event))
+        except ValueError:  # a value JSON cannot hold (a datetime, an object): never valid
+            return False
 
     def validate(self, event: Any) -> None:
         """Raise EventValidationError (a jsonschema.ValidationError) when the event is not valid."""
-        if not self._fast.is_valid(event):
+        if not self.is_valid(event):
             raise self.validation_error(event)
 
     def validation_error(self, event: Any) -> Exception:
         """Return the error that describes why an invalid event fails, naming the field path."""
-        from .validation import describing_document, event_error
+        from .validation import describing_document, event_error, not_json_error, reserved_key_error
 
+        try:  # first the rule `with_reserved_key_check` added
+            reserved = reserved_key_error(event, self.id, self.version)
+        except ValueError:  # a value the validators cannot read
+            return not_json_error(event, self.id, self.version)
+        if reserved is not None:
+            return reserved
         if self._describer is None:
             self._describer = self._compile(describing_document(self._validation_document))
         return event_error(self._describer, event, self.id, self.version)
@@ -210,29 +243,6 @@ def _property_names(schema: Mapping[str, Any]) -> list[str]:
     required = schema.get("required")
     names = list(properties) if isinstance(properties, Mapping) else []
     return [str(name) for name in names + (required if isinstance(required, list) else [])]
-
-
-def _with_reserved_key_check(document: dict[str, Any]) -> dict[str, Any]:
-    """Return a copy that also refuses `__` keys in every object the schema describes."""
-    checked = copy.deepcopy(document)
-    for _, sub in walk(checked, positive_only=True):
-        if _describes_object(sub):
-            _add_reserved_key_check(sub)  # type: ignore[arg-type]
-    return checked
-
-
-def _describes_object(schema: Mapping[str, Any]) -> bool:
-    kind = schema.get("type")
-    return (
-        "properties" in schema or kind == "object" or (isinstance(kind, list) and "object" in kind)
-    )
-
-
-def _add_reserved_key_check(schema: dict[str, Any]) -> None:
-    if "propertyNames" not in schema:
-        schema["propertyNames"] = _NO_RESERVED_KEYS
-    else:
-        schema.setdefault("allOf", []).append({"propertyNames": _NO_RESERVED_KEYS})
 
 
 def _comparable(document: dict[str, Any]) -> dict[str, Any]:

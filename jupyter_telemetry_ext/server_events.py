@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import EventSchemaError, UnknownSchemaError
 from .eventlog import EventLog
+from .printable import printable
 from .schema import EventSchema
 
 # jupyter_events runs each listener as a task, which copies the context of the emit.
@@ -49,7 +50,9 @@ class Forwarder:
         try:
             self.eventlog.record_event(self.schema.id, self.schema.version, data)
         except (UnknownSchemaError, ValueError, RuntimeError) as e:
-            self.log.warning("Server event %s not recorded: %s", schema_id, e)
+            self.log.warning(
+                "Server event %s not recorded: %s", printable(schema_id), printable(str(e))
+            )
 
 
 def server_schemas(event_logger: Any) -> list[dict[str, Any]]:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .printable import printable
+
 MAX_CELL = 60
 
 
 def _cell(value: object) -> str:
-    text = "" if value is None else str(value).replace("\n", " ")
+    text = "" if value is None else printable(str(value))  # no terminal escapes from a log
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 

@@ -16,6 +16,8 @@ import jsonschema
 import jsonschema_rs
 from jsonschema.protocols import Validator
 
+from .printable import printable
+from .reserved import reserved_key_path
 from .walk import walk
 
 _MAX_LISTED = 10
@@ -86,11 +88,25 @@ def event_error(
     return EventValidationError(message, field=field, reason=reason)
 
 
+def reserved_key_error(event: Any, schema_id: str, version: object) -> EventValidationError | None:
+    """Return the error for an event with a `__` key at any depth, naming its path; or None."""
+    path = reserved_key_path(event)
+    if path is None:
+        return None
+    field, reason = field_path(path), "property names starting with '__' are reserved"
+    message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
+    return EventValidationError(message, field=field, reason=reason)
+
+
 def field_path(parts: Iterable[object]) -> str:
-    """Return a readable path such as `model.paths[2]`, or `(event)` for the event itself."""
+    """Return a readable path such as `model.paths[2]`, or `(event)` for the event itself.
+
+    Key names come from the event: their control characters are escaped.
+    """
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        name = str(part) if isinstance(part, int) else printable(str(part))
+        text += f"[{name}]" if isinstance(part, int) else (f".{name}" if text else name)
     return text or "(event)"
 
 

@@ -10,7 +10,10 @@ export interface ITelemetryEvent {
   version: number | string;
   /** The event's data, valid against the schema. */
   data: Record<string, unknown>;
-  /** A client id (at most 128 characters) the server uses to drop duplicates; made if omitted. */
+  /**
+   * A client id the server uses to drop duplicates, made (a UUID) if omitted: an opaque token of
+   * 1 to 64 letters, digits, `-` or `_`; the server refuses any other.
+   */
   id?: string;
 }
 

@@ -199,3 +199,12 @@ class HeaderUserIdentityProvider(IdentityProvider):  # type: ignore[misc]
 def named_users(jp_server_config: Config) -> None:
     """Let each request name its user with `X-Test-User` (for per-user rules)."""
     jp_server_config.ServerApp.identity_provider_class = HeaderUserIdentityProvider
+
+
+def billion_laughs(levels: int = 10) -> str:
+    """Return a schema file of about 700 bytes whose YAML aliases expand to 9**levels strings."""
+    lines = ["$id: test.bomb/laughs", "version: 1", "title: Laughs", "description: A bomb.",
+             "type: object", "properties:", "  x: {type: string}",
+             'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']  # fmt: skip
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"

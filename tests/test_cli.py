@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import make_schema
+from tests.conftest import billion_laughs, make_schema
 
 JUPYTER = str(Path(sys.executable).with_name("jupyter"))
 
@@ -68,6 +68,16 @@ def test_validate_exit_codes(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "nope.yaml: cannot read" in missing.stdout
     assert "Traceback" not in invalid.stderr + missing.stderr
+
+
+@pytest.mark.timeout(90)
+def test_validate_reports_a_yaml_bomb_at_once(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump(make_schema("x/good")))
+    (tmp_path / "laughs.yaml").write_text(billion_laughs(10))
+    result = run("validate", "good.yaml", "laughs.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "laughs.yaml: not valid YAML: an alias (*a0) is not allowed" in result.stdout
+    assert "1 valid, 1 with problems" in result.stdout
 
 
 def test_validate_refuses_conflicting_files(tmp_path: Path) -> None:
@@ -127,6 +137,35 @@ def test_stats_per_period_schema_version_action(logs: Path) -> None:
     }
     table = run("stats", str(logs), "--by", "all", cwd=logs.parent)
     assert "all     a/b     1        close   1" in table.stdout
+
+
+TERMINAL = "\x1b]0;owned\x07\x1b[2J\x9b31m\x7f\nforged"
+RAW = ("\x1b", "\x07", "\x9b", "\x7f")
+
+
+@pytest.mark.parametrize("command", [["events"], ["stats"], ["stats", "--by", "all"]])
+def test_recorded_text_cannot_drive_the_terminal(tmp_path: Path, command: list[str]) -> None:
+    log = tmp_path / "events.log"
+    log.write_text(
+        capsule("2026-11-27T09:00:00.000000Z", "x/" + TERMINAL, action="go" + TERMINAL,
+                **{"key" + TERMINAL: "value" + TERMINAL})
+    )  # fmt: skip
+    result = run(*command, str(log), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not any(char in result.stdout for char in RAW), repr(result.stdout)
+    assert "go\\x1b]0;owned\\x07" in result.stdout  # shown escaped, not dropped
+    assert len(result.stdout.strip().splitlines()) == 3  # header, rule, one row
+    as_json = run(*command, "--json", str(log), cwd=tmp_path)
+    assert not any(char in as_json.stdout for char in RAW)
+
+
+def test_validate_prints_a_property_name_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps(make_schema("x/odd", **{"k" + TERMINAL: {"type": "nonsense"}})))
+    result = run("validate", str(path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert not any(char in result.stdout for char in RAW), repr(result.stdout)
+    assert "properties.k\\x1b]0;owned" in result.stdout
 
 
 def test_help_for_every_command(tmp_path: Path) -> None:

@@ -17,7 +17,13 @@ from jupyter_telemetry_ext.discovery import (
     schema_files,
     schema_folders,
 )
-from tests.conftest import FRONTEND_ID, SHIPPED_SCHEMAS, frontend_schema, make_schema
+from tests.conftest import (
+    FRONTEND_ID,
+    SHIPPED_SCHEMAS,
+    billion_laughs,
+    frontend_schema,
+    make_schema,
+)
 
 
 def write(path: Path, document: Any) -> Path:
@@ -136,6 +142,20 @@ def test_a_broken_file_never_stops_the_server(
     log = capsys.readouterr().err  # the extension's own log handler writes to stderr
     assert f"Skipped a telemetry schema file: {broken}: not valid YAML" in log
     assert f"{clash}: $id 'test.frontend/example' version 1 is already registered" in log
+
+
+@pytest.mark.timeout(60)
+def test_a_yaml_bomb_is_skipped_at_start(
+    start_server: Callable[[], EventLog],
+    telemetry_schema_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bomb = write(telemetry_schema_dir / "laughs.yaml", billion_laughs(10))
+    eventlog = start_server()
+    assert FRONTEND_ID in ids(eventlog)
+    assert "test.bomb/laughs" not in ids(eventlog)
+    log = capsys.readouterr().err
+    assert f"Skipped a telemetry schema file: {bomb}: not valid YAML: an alias (*a0)" in log
 
 
 @pytest.mark.parametrize("jp_argv", [["--TelemetryExtension.schema_paths=/no/such/folder"]])

@@ -225,6 +225,27 @@ async def test_record_user(
     assert secret_file.exists() == (mode.endswith("hashed"))
 
 
+@pytest.fixture
+def shared_secret_file(jp_data_dir: Path) -> Path:
+    """A user-hash key file that other users can read, there before the server starts."""
+    path = jp_data_dir / SECRET_FILE
+    path.write_bytes(b"k" * 64)
+    path.chmod(0o644)
+    return path
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("jp_argv", [["--TelemetryExtension.record_user=hashed"]])
+async def test_a_readable_secret_file_stops_the_extension_with_a_clear_error(
+    capsys: pytest.CaptureFixture[str], shared_secret_file: Path, jp_fetch: Fetch
+) -> None:
+    with pytest.raises(HTTPClientError) as e:
+        await jp_fetch("api", "telemetry", "events", method="POST", body=json.dumps(event()))
+    assert e.value.code == 404  # not loaded: nothing is recorded with a key others can read
+    # jupyter_server logs why the extension did not load (on stderr: its own logger)
+    assert f"run `chmod 600 {shared_secret_file}`" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("jp_argv", [["--TelemetryExtension.record_user=username"]])
 async def test_user_is_redacted_unless_its_category_is_allowed(
     named_users: None, jp_fetch: Fetch, recorded: Recorded

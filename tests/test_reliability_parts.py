@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import stat
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from jupyter_telemetry_ext.dedupe import RecentIds
-from jupyter_telemetry_ext.identity import hashed_user, load_or_create_secret
+from jupyter_telemetry_ext.errors import SecretFileError
+from jupyter_telemetry_ext.identity import SECRET_FILE, hashed_user, load_or_create_secret
 from jupyter_telemetry_ext.ratelimit import RateLimiter
 from jupyter_telemetry_ext.timestamps import corrected_event_time
 
@@ -100,6 +107,85 @@ def test_secret_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert hashed_user(secret, "ada") != hashed_user(secret, "grace")
     assert "ada" not in hashed_user(secret, "ada")
     assert hashed_user(b"other", "ada") != hashed_user(secret, "ada")
+
+
+def first_use_by_threads(folder: Path, count: int) -> tuple[list[bytes], list[BaseException]]:
+    """Call load_or_create_secret from `count` threads at once; return keys and errors."""
+    start = threading.Barrier(count)
+    keys: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        start.wait()
+        try:
+            keys.append(load_or_create_secret(folder))
+        except BaseException as e:  # collected: the test names any of them
+            errors.append(e)
+
+    threads = [threading.Thread(target=use) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return keys, errors
+
+
+def test_concurrent_first_use_gives_every_thread_the_same_key(tmp_path: Path) -> None:
+    for trial in range(20):
+        folder = tmp_path / str(trial) / "data"
+        keys, errors = first_use_by_threads(folder, 16)
+        assert errors == []
+        assert len(set(keys)) == 1, keys
+        assert keys[0]
+        assert sorted(p.name for p in folder.iterdir()) == [SECRET_FILE]  # no temporary left
+
+
+def _use_in_process(folder: str, start: Any, out: Any) -> None:
+    start.wait()
+    out.put(load_or_create_secret(Path(folder)))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="forks processes")
+def test_concurrent_first_use_gives_every_process_the_same_key(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    for trial in range(5):
+        folder = str(tmp_path / str(trial))
+        start, out = context.Barrier(6), context.Queue()
+        processes = [
+            context.Process(target=_use_in_process, args=(folder, start, out)) for _ in range(6)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join(30)
+        assert [p.exitcode for p in processes] == [0] * 6
+        keys = {out.get(timeout=5) for _ in processes}
+        assert len(keys) == 1
+        assert next(iter(keys))
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "expected"),
+    [
+        pytest.param(b"", 0o600, "is empty: delete it", id="empty"),
+        pytest.param(b"  \n", 0o600, "is empty: delete it", id="blank"),
+        pytest.param(b"k" * 64, 0o644, "(mode 0644): run `chmod 600", id="world-readable"),
+        pytest.param(b"k" * 64, 0o640, "(mode 0640): run `chmod 600", id="group-readable"),
+        pytest.param(b"k" * 64, 0o602, "readable by other users", id="world-writable"),
+    ],
+)
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_an_unusable_secret_file_is_refused(
+    tmp_path: Path, content: bytes, mode: int, expected: str
+) -> None:
+    path = tmp_path / SECRET_FILE
+    path.write_bytes(content)
+    path.chmod(mode)
+    with pytest.raises(SecretFileError, match="user-hash key") as e:
+        load_or_create_secret(tmp_path)
+    assert str(path) in str(e.value)
+    assert expected in str(e.value)
+    assert path.read_bytes() == content  # left for the admin to look at
 
 
 def test_clock_skew_correction() -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
 from jupyter_telemetry_ext import EventLog, EventSchema, EventSchemaError
-from tests.conftest import make_schema
+from jupyter_telemetry_ext.validation import EventValidationError
+from tests.conftest import billion_laughs, make_schema
 
 
 def test_yaml_and_json_files_register(tmp_path: Path) -> None:
@@ -84,6 +89,84 @@ def test_reserved_property_names_refused_at_any_depth(properties: dict[str, Any]
         EventSchema(make_schema(**properties))
 
 
+DRAFT4 = "http://json-schema.org/draft-04/schema#"
+DRAFT2020 = "https://json-schema.org/draft/2020-12/schema"
+
+
+@pytest.mark.parametrize(
+    ("extra", "event", "field"),
+    [
+        pytest.param({}, {"blob": {"__user__": "eve"}}, "blob.__user__", id="empty-schema"),
+        pytest.param({}, {"other": {"__user__": "eve"}}, "other.__user__", id="undeclared-key"),
+        pytest.param({}, {"list": [1, {"__x": 1}]}, "list[1].__x", id="items-empty"),
+        pytest.param({}, {"blob": {"a": [[{"b": {"__c": 1}}]]}}, "blob.a[0][0].b.__c", id="deep"),
+        pytest.param({}, {"obj": {"n": 1, "__n": 2}}, "obj.__n", id="described-object"),
+        pytest.param({"$schema": DRAFT4}, {"obj": {"__n": 2}}, "obj.__n", id="draft-04"),
+        pytest.param({"$schema": DRAFT2020}, {"blob": {"__u": 1}}, "blob.__u", id="draft-2020"),
+        pytest.param(
+            {"$ref": "#/definitions/root", "definitions": {"root": {"type": "object"}}},
+            {"blob": {"__u": 1}},
+            "blob.__u",
+            id="root-ref",
+        ),
+    ],
+)
+def test_reserved_keys_refused_in_every_object_of_an_event(
+    extra: dict[str, Any], event: dict[str, Any], field: str
+) -> None:
+    properties = {
+        "blob": {},
+        "list": {"type": "array", "items": {}},
+        "obj": {"type": "object", "properties": {"n": {"type": "integer"}}},
+    }
+    log = EventLog()
+    log.register_schema({**make_schema("x/reserved", **properties), **extra})
+    with pytest.raises(EventValidationError) as e:
+        log.record_event("x/reserved", 1, event)
+    assert e.value.field == field
+    assert "property names starting with '__' are reserved" in str(e.value)
+    assert log.record_event("x/reserved", 1, {"blob": {"user": "eve"}}) is None  # filtered, valid
+
+
+def test_the_reserved_key_rule_keeps_unevaluated_properties_strict() -> None:
+    document = {
+        **make_schema("x/strict", action={"type": "string"}),
+        "$schema": DRAFT2020,
+        "unevaluatedProperties": False,
+    }
+    schema = EventSchema(document)
+    assert schema.is_valid({"action": "open"})
+    assert not schema.is_valid({"action": "open", "extra": 1})
+    assert not schema.is_valid({"action": "open", "__x": 1})
+
+
+def test_a_bad_schema_is_a_jsonschema_schema_error_too() -> None:
+    """Code written for jupyter_telemetry catches jsonschema.SchemaError (its own test does)."""
+    with pytest.raises(jsonschema.SchemaError) as e:
+        EventLog().register_schema({"properties": True})
+    assert isinstance(e.value, ValueError)
+    assert isinstance(e.value, EventSchemaError)
+    assert (
+        e.value.message == str(e.value) == "schema: $id: is required and must be a non-empty string"
+    )
+    assert repr(e.value) == f"EventSchemaError({str(e.value)!r})"
+    again = pickle.loads(pickle.dumps(e.value))  # noqa: S301 - our own bytes
+    assert (type(again), str(again)) == (type(e.value), str(e.value))
+
+
+def test_raising_a_schema_error_does_not_import_jsonschema() -> None:
+    code = (
+        "import sys\n"
+        "from jupyter_telemetry_ext import EventLog, EventSchemaError\n"
+        "try:\n"
+        "    EventLog().register_schema({'properties': True})\n"
+        "except EventSchemaError as e:\n"
+        "    assert isinstance(e, ValueError), e\n"
+        "assert 'jsonschema' not in sys.modules, 'imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_error_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump({**make_schema(), "title": None}))
@@ -116,6 +199,31 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
         EventLog().register_schema_file(path)
 
 
+@pytest.mark.timeout(60)
+def test_yaml_aliases_are_refused_so_a_bomb_is_checked_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "laughs.yaml"
+    path.write_text(billion_laughs(10))  # 9**10 strings once expanded
+    assert len(path.read_bytes()) < 800
+    with pytest.raises(EventSchemaError, match=r"an alias \(\*a0\) is not allowed") as e:
+        EventLog().register_schema_file(path)
+    assert str(e.value).startswith(f"{path}: not valid YAML")
+    assert "line 9" in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("x: &a {type: string}\ny: *a\n", id="alias"),
+        pytest.param("x: &a {type: string}\ny:\n  <<: *a\n", id="merge-key"),
+    ],
+)
+def test_any_yaml_alias_is_refused(text: str) -> None:
+    source = io.StringIO(yaml.safe_dump(make_schema("x/alias")) + text)
+    source.name = "alias.yaml"
+    with pytest.raises(EventSchemaError, match="alias"):
+        EventLog().register_schema_file(source)
+
+
 def test_identical_schema_twice_is_a_noop() -> None:
     log = EventLog()
     first = log.register_schema(make_schema(version=1))
@@ -137,6 +245,32 @@ def test_versions_live_side_by_side() -> None:
     assert log.record_event("test.events/example", 1, {"a": "x"}) is not None
     assert log.record_event("test.events/example", "2", {"b": 3}) is not None
     assert log.latest_version("test.events/example") == 2
+
+
+def test_schemas_is_a_list_and_reads_as_jupyter_telemetry_mapping(tmp_path: Path) -> None:
+    one, two = make_schema("x/a", version=1), make_schema("x/a", version="2")
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump(one))
+    log = EventLog()
+    log.register_schema_file(path)
+    log.register_schema(two)
+    schemas = log.schemas
+    # as before: a list of EventSchema, each version on its own
+    assert [(s.id, s.version) for s in schemas] == [("x/a", 1), ("x/a", "2")]
+    assert isinstance(schemas, list)
+    assert schemas[0].id == "x/a"
+    # as jupyter_telemetry's `{(id, version): schema}`
+    assert one in schemas.values()
+    assert schemas[("x/a", 1)] == one
+    assert schemas[("x/a", "1")] == one  # the same version
+    assert (("x/a", 2) in schemas, ("x/a", 3) in schemas) == (True, False)
+    assert dict(schemas) == {("x/a", 1): one, ("x/a", "2"): two}
+    assert list(schemas.keys()) == [("x/a", 1), ("x/a", "2")]
+    assert schemas.get(("x/b", 1)) is None
+    with pytest.raises(KeyError):
+        schemas[("x/b", 1)]
+    schemas[("x/a", 1)]["title"] = "changed"  # a copy: the registered schema stays
+    assert log.schemas[("x/a", 1)] == one
 
 
 def test_caller_schema_dict_is_copied() -> None:

@@ -39,8 +39,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("jupyter_telemetry_ext.postgres")
 
 
-class StoreUnavailableError(StoreError):
-    """Events handed to the PostgreSQL handler were not committed in time."""
+class StoreUnavailableError(StoreError, OSError):
+    """Events handed to the PostgreSQL handler were not committed in time.
+
+    Also an OSError: `logging.shutdown` (which traitlets' dictConfig runs at every server start)
+    lets only OSError and ValueError out of a handler's flush pass.
+    """
 
 
 class StoreRefusedError(StoreError):
@@ -84,6 +88,11 @@ class PostgresEventHandler(logging.Handler):
     max_backoff
         Longest wait between reconnection attempts, in seconds (default 30).
     """
+
+    # logging.shutdown (which traitlets' dictConfig runs at every server start) need not wait
+    # for a flush before closing (Python 3.12 and later ask): close() writes what it can and
+    # spools the rest, so a database that is down never holds up a shutdown.
+    flushOnClose = False  # noqa: N815 (logging's name)
 
     def __init__(
         self,
@@ -161,13 +170,26 @@ class PostgresEventHandler(logging.Handler):
         """Wait until every event handed over so far is committed; raise when it is not in time."""
         with self._cond:
             target = self._handed
-            if not self._cond.wait_for(lambda: self._done >= target, self.flush_timeout):
-                waiting = target - self._done
-                msg = (
-                    f"{waiting} events not committed to PostgreSQL {self.where} table "
-                    f"{self.table} within {self.flush_timeout} s; they wait and are retried"
-                )
-                raise StoreUnavailableError(msg)
+            committed = self._cond.wait_for(lambda: self._done >= target, self.flush_timeout)
+            waiting = target - self._done
+        if not committed:
+            self._spool_memory()  # whatever happens to this process next, they are on disk
+            msg = (
+                f"{waiting} events not committed to PostgreSQL {self.where} table "
+                f"{self.table} within {self.flush_timeout} s; they wait in the spool and are "
+                "retried"
+            )
+            raise StoreUnavailableError(msg)
+
+    def _spool_memory(self) -> None:
+        """Move the events waiting in memory to the spool."""
+        with self._cond:
+            rest = list(self._memory)
+            self._memory.clear()
+        if rest:
+            self.spool.append([json.dumps(c) for c in rest])
+            log.warning("Telemetry: %d events spooled to %s until PostgreSQL takes them",
+                        len(rest), self.spool.folder)  # fmt: skip
 
     def close(self) -> None:
         """Write what is queued (for up to `flush_timeout`), spool the rest, disconnect."""
@@ -176,13 +198,7 @@ class PostgresEventHandler(logging.Handler):
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(self.flush_timeout + 1)
-        with self._cond:
-            rest = list(self._memory)
-            self._memory.clear()
-        if rest:
-            self.spool.append([json.dumps(c) for c in rest])
-            log.warning("Telemetry: %d events spooled to %s until PostgreSQL takes them",
-                        len(rest), self.spool.folder)  # fmt: skip
+        self._spool_memory()
         if self._thread is None or not self._thread.is_alive():  # else reopened meanwhile
             self._disconnect()
             _METRICS.discard(self)
@@ -196,14 +212,15 @@ class PostgresEventHandler(logging.Handler):
             batch = self._take()
             if batch is None:
                 return
-            while not self._write(batch):
-                with self._cond:
-                    if self._stopping:
-                        self._give_back(batch)
-                        return
-                    self._cond.wait(backoff)
-                backoff = min(backoff * 2, self.max_backoff)
-            backoff = 0.1
+            if self._write(batch):
+                backoff = 0.1
+                continue
+            self._give_back(batch)  # on disk while the database is away; retried from there
+            with self._cond:
+                if self._stopping:
+                    return
+                self._cond.wait(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
 
     def _take(self) -> _Batch | None:
         """Return the next batch (the spool's first), or None once stopping with nothing left."""
@@ -219,7 +236,7 @@ class PostgresEventHandler(logging.Handler):
         return _Batch([_parse(line) for line in lines], end)
 
     def _give_back(self, batch: _Batch) -> None:
-        """Keep a batch that could not be written at stop: spooled, or left in the spool."""
+        """Keep a batch that could not be written: spooled, or left in the spool."""
         if batch.spool_end is None:
             self.spool.append([json.dumps(c) for c in batch.capsules])
 

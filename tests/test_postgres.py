@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import weakref
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -391,3 +392,29 @@ async def test_reply_after_write_acknowledges_only_what_is_committed(
     assert code == 200
     stored = rows(url, "SELECT client_id, count(*) FROM telemetry_events GROUP BY 1 ORDER BY 1")
     assert stored == [("p1a", 1), ("p1b", 1), ("p2a", 1), ("p2b", 1)]
+
+
+def test_logging_shutdown_never_fails_while_the_database_is_down(
+    pg: PostgresServer, url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    """logging.shutdown (at exit, and in traitlets' dictConfig at every server start) never
+    raises, and what waits for the database is on disk by then: a process exit loses nothing."""
+    handler = make_handler(url, handlers, tmp_path, flush_timeout=1)
+    eventlog = make_log(handler)
+    record(eventlog, 1, "before")
+    assert eventlog.flush(10)
+    pg.stop()
+    try:
+        record(eventlog, 2, "during")
+        eventlog.flush(0.5)
+        logging.shutdown([weakref.ref(handler)])  # as at exit, for every handler
+        spooled = "".join(p.read_text() for p in (tmp_path / "spool").glob("*.spool"))
+        assert '"during"' in spooled
+    finally:
+        pg.start()
+    handler.flush_timeout = 30
+    handler.flush()
+    assert rows(url, "SELECT client_id FROM telemetry_events ORDER BY 1") == [
+        ("before",),
+        ("during",),
+    ]

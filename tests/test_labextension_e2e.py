@@ -8,6 +8,7 @@ runs its cell, and the test reads what the server wrote.
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -86,8 +87,15 @@ def wait_for_kernel(lab: Lab) -> None:
     """Wait until a kernel is idle with a client connected: the page can run cells."""
 
     def ready() -> bool:
-        with urllib.request.urlopen(f"{lab.url}api/kernels?token={TOKEN}", timeout=5) as r:  # noqa: S310
-            kernels = json.load(r)
+        try:
+            with urllib.request.urlopen(f"{lab.url}api/kernels?token={TOKEN}", timeout=5) as r:  # noqa: S310
+                kernels = json.load(r)
+        except urllib.error.HTTPError as e:
+            # jupyter_server answers 500 while listing a kernel that is still starting (its
+            # last_activity is not set yet): not ready yet, ask again.
+            if e.code == 500:
+                return False
+            raise
         return any(k["execution_state"] == "idle" and k["connections"] > 0 for k in kernels)
 
     wait_until(ready, 90, lambda: f"no kernel ready: {log_tail(lab.log)}", 0.2)

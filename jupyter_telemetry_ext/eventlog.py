@@ -108,7 +108,7 @@ class _Route(NamedTuple):
     rate: float | None = None  # the sampling rate, None when every event is kept
 
 
-class _Rate(Float[float, float]):
+class _Rate(Float):  # type: ignore[type-arg]  # traitlets before 5.10 is not generic
     """A sampling rate; a number from the command line (`--EventLog.sampling id=0.25`)."""
 
     info_text = f"a rate: {SAMPLING_FORM}"

@@ -75,8 +75,10 @@ class TelemetryHandler(TelemetryMixin, APIHandler):
         exc_info = kwargs.get("exc_info")
         error = exc_info[1] if exc_info else None
         if isinstance(error, web.HTTPError) and error.log_message:
-            # APIHandler replies `log_message`, which tornado writes with every `%` doubled.
-            self._write_message(error.get_message() or "", error.reason)
+            # APIHandler replies `log_message`, which tornado writes with every `%` doubled
+            # when it has no arguments; formatting it with its arguments gives the message as
+            # meant (`get_message()` does the same, from tornado 6.3 on).
+            self._write_message(error.log_message % error.args, error.reason)
             return
         super().write_error(status_code, **kwargs)
 

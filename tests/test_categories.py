@@ -64,6 +64,13 @@ REFERENCE_FORMS = {
     "draft 7 plain-name $id": schema(
         properties={"s": {"$ref": "#sec"}}, definitions={"x": {"$id": "#sec", **SECRET_DEF}}
     ),
+    "second draft 7 plain-name $id": schema(
+        properties={"n": {"$ref": "#first"}, "s": {"$ref": "#second"}},
+        definitions={
+            "a": {"$id": "#first", "type": "object"},
+            "b": {"$id": "#second", **SECRET_DEF},
+        },
+    ),
     "embedded $id": schema(
         properties={"s": {"$ref": "other"}}, definitions={"x": {"$id": "other", **SECRET_DEF}}
     ),

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger("jupyter_telemetry_ext.postgres")
+# Seconds the writer waits, once woken, for more events before it writes a batch.
+LINGER = 0.01
 
 
 class StoreUnavailableError(StoreError, OSError):
@@ -147,12 +149,14 @@ class PostgresEventHandler(logging.Handler):
         with self._cond:
             if self._stopping or self._thread is None or not self._thread.is_alive():
                 self._reopen()
-            if len(self._memory) < self.memory_events:
+            waiting = len(self._memory)
+            if waiting < self.memory_events:
                 self._memory.append(capsule)
             else:
                 self.spool.append([getattr(record, "line", None) or json.dumps(capsule)])
             self._handed += 1
-            self._cond.notify_all()
+            if waiting == 0 or waiting + 1 >= self.batch_size:  # wake the writer, or cut its
+                self._cond.notify_all()  # linger short: a full batch is waiting
 
     def _reopen(self) -> None:
         """Start (again) writing: closed handlers get events too, e.g. after `logging.shutdown`
@@ -227,6 +231,7 @@ class PostgresEventHandler(logging.Handler):
         with self._cond:
             while not self.spool.pending:
                 if self._memory:
+                    self._linger()
                     n = min(self.batch_size, len(self._memory))
                     return _Batch([self._memory.popleft() for _ in range(n)])
                 if self._stopping:
@@ -234,6 +239,16 @@ class PostgresEventHandler(logging.Handler):
                 self._cond.wait()
         lines, end = self.spool.take(self.batch_size)
         return _Batch([_parse(line) for line in lines], end)
+
+    def _linger(self) -> None:
+        """Wait a moment (the lock held by the caller is released meanwhile) for events arriving
+        together to fill a batch: one COPY and one commit for them all, not one each."""
+        deadline = time.monotonic() + LINGER
+        while len(self._memory) < self.batch_size and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _give_back(self, batch: _Batch) -> None:
         """Keep a batch that could not be written: spooled, or left in the spool."""

@@ -60,8 +60,7 @@ class Ticket:
     """One request's events on their way to the handlers: `ok` once settled, when none failed."""
 
     def __init__(self, owed: Owed | None = None) -> None:
-        """Start a ticket on the calling thread; `owed` learns which ids some handlers owe."""
-        self.thread = threading.get_ident()
+        """Start a ticket; `owed` learns which ids some handlers owe."""
         self.owed = owed
         self.ok = True
         self.only: Handlers | None = None  # set while recording a retry owed to some handlers

@@ -30,7 +30,7 @@ from .page import page_handlers
 from .principal import watch_made_up_users
 from .ratelimit import RateLimiter
 from .reception import Policy
-from .server_events import forward_server_events
+from .server_events import record_server_events
 from .subscribers import Subscribers
 
 
@@ -233,8 +233,8 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         if self.serverapp is not None:
             watch_made_up_users(self.serverapp.identity_provider)
         if self.server_events and self.serverapp is not None:
-            forwarded = forward_server_events(self.serverapp.event_logger, self.eventlog, self.log)
-            self.log.info("Telemetry: recording %d server event schemas", len(forwarded))
+            recorded = record_server_events(self.serverapp.event_logger, self.eventlog, self.log)
+            self.log.info("Telemetry: recording %d server event schemas", len(recorded))
         self.metrics = register(self.eventlog)
 
     def _policy(self) -> Policy:

@@ -1,10 +1,10 @@
 """The server's own events (jupyter_events' EventLogger) recorded through our allow-list.
 
 jupyter_server emits kernel, contents and gateway events through `serverapp.event_logger`,
-unfiltered. Forwarding registers those schemas in our EventLog and records each of those events
+unfiltered. `record_server_events` registers those schemas in our EventLog and records each of those events
 through it, so that one allow-list (and its redaction) governs everything a deployment records.
 What a client posts to jupyter_server's `POST api/events` is emitted on the same event logger;
-it is never forwarded (see `posted_by_client`).
+it is never recorded (see `posted_by_client`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def posted_by_client() -> Iterator[None]:
         _POSTED_BY_CLIENT.reset(token)
 
 
-class Forwarder:
+class ServerEventRecorder:
     """A jupyter_events listener that records each event of one schema in our EventLog."""
 
     def __init__(self, eventlog: EventLog, schema: EventSchema, log: logging.Logger) -> None:
@@ -61,15 +61,15 @@ def server_schemas(event_logger: Any) -> list[dict[str, Any]]:
     return [json.loads(repr(registry.get(schema_id))) for schema_id in registry.schema_ids]
 
 
-def forward_server_events(event_logger: Any, eventlog: EventLog, log: logging.Logger) -> list[str]:
-    """Record the server's events through `eventlog`; return the schema ids forwarded."""
-    forwarded = []
+def record_server_events(event_logger: Any, eventlog: EventLog, log: logging.Logger) -> list[str]:
+    """Record the server's events through `eventlog`; return the schema ids recorded."""
+    recorded = []
     for document in server_schemas(event_logger):
         try:
             schema = eventlog.register_schema(document)
         except EventSchemaError as e:
-            log.warning("Server event schema not forwarded: %s", e)
+            log.warning("Server event schema not recorded: %s", e)
             continue
-        event_logger.add_listener(schema_id=schema.id, listener=Forwarder(eventlog, schema, log))
-        forwarded.append(schema.id)
-    return forwarded
+        event_logger.add_listener(schema_id=schema.id, listener=ServerEventRecorder(eventlog, schema, log))
+        recorded.append(schema.id)
+    return recorded

@@ -105,7 +105,7 @@ async def test_metrics_count_outcomes_per_schema(
     assert "jupyter_telemetry_queue_pending" in metrics
 
 
-# jupyter_server's own route POST api/events emits on the same event logger we forward from.
+# jupyter_server's own route POST api/events emits on the same event logger we record from.
 
 FORGED_KERNEL = {"action": "interrupt", "kernel_id": "forged", "status": "success", "msg": "x"}
 FORGED = [
@@ -175,13 +175,13 @@ OPEN_ID = "https://events.example.org/open/v1"
 async def test_server_schema_open_to_frontends_posted_to_api_events_is_not_recorded(
     jp_fetch: Fetch, jp_serverapp: Any, server_eventlog: EventLog, sink: Sink
 ) -> None:
-    from jupyter_telemetry_ext.server_events import forward_server_events
+    from jupyter_telemetry_ext.server_events import record_server_events
 
     schema_id = OPEN_ID
     jp_serverapp.event_logger.register_event_schema(
         server_schema(jp_serverapp, schema_id, frontend=True)
     )
-    assert schema_id in forward_server_events(
+    assert schema_id in record_server_events(
         jp_serverapp.event_logger, server_eventlog, jp_serverapp.log
     )
     assert await post_to_api_events(jp_fetch, schema_id, {"action": "forged"}) == 204

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 from datetime import timedelta
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
 
 from ._version import __version__
 from .dedupe import RecentIds
 from .discovery import register_discovered, schema_folders
 from .eventlog import EventLog
 from .events_route import server_events_handlers
+from .forward_metrics import ForwardingMetrics
+from .forwarding import COLLECTOR_URL_ENV, SPOOL_FOLDER, Forwarder, ForwardSettings
 from .handlers import (
     BUFFER_SETTING,
     EVENTLOG_SETTING,
+    FORWARDER_SETTING,
     LIMITS_SETTING,
     POLICY_SETTING,
     SUBSCRIBERS_SETTING,
@@ -190,8 +194,78 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         while SIGTERM and Ctrl-C write them first.""",
     ).tag(config=True)
 
+    collector_url = Unicode(
+        help="""The root URL of a telemetry collector (a JupyterHub service serving this REST
+        API, e.g. `http://127.0.0.1:8000/services/telemetry/`) to which every accepted event
+        (frontend posts and jupyter_server's own events) is forwarded, before this server's
+        allow-list and redaction, through an on-disk spool. The default is the environment
+        variable `JUPYTER_TELEMETRY_COLLECTOR_URL` (set it with `c.Spawner.environment`). Empty:
+        nothing is forwarded.""",
+    ).tag(config=True)
+
+    collector_token_env = Unicode(
+        "JUPYTERHUB_API_TOKEN",
+        help="""The environment variable holding the token sent to the collector as
+        `Authorization: token ...` (default `JUPYTERHUB_API_TOKEN`, the single-user server's
+        token). The token is never logged. Empty, or an unset variable: no token is sent (the
+        collector answers 401, logged once; events wait in the spool).""",
+    ).tag(config=True)
+
+    forward_spool_dir = Unicode(
+        help="""The folder of the forwarding spool, where accepted events wait (unredacted:
+        mode 0700) until the collector acknowledged them; a restart sends what is left.
+        Empty (the default): `jupyter_telemetry_ext_forward` in the Jupyter data dir. Servers
+        sharing the folder each own their files.""",
+    ).tag(config=True)
+
+    forward_spool_bytes = Int(
+        100 << 20,
+        min=4096,
+        help="""Largest size of the forwarding spool in bytes (default 104857600, 100 MiB);
+        beyond it `forward_when_full` applies. At least 4096.""",
+    ).tag(config=True)
+
+    forward_when_full = Enum(
+        ["refuse", "drop_oldest"],
+        default_value="refuse",
+        help="""What happens when the forwarding spool is full: "refuse" (the default) refuses
+        new events (503 to the frontend, counted `refused`); "drop_oldest" deletes the oldest
+        spooled events to make room (counted `dropped`). Either is logged once while it lasts.""",
+    ).tag(config=True)
+
+    forward_retry_max = Float(
+        60.0,
+        min=0.1,
+        help="""Longest wait in seconds between attempts to reach the collector (default 60):
+        retries back off exponentially up to it (a `Retry-After` from the collector is
+        honoured instead), and a collector that refuses the token (401/403) is retried at this
+        pace.""",
+    ).tag(config=True)
+
+    accept_all_schemas = Bool(
+        False,
+        help="""True: POST api/telemetry/events takes events of every registered schema, not
+        only those open to frontends (`frontend: true`), as a collector receiving the events
+        that servers forward must (jupyter_server's own events among them). Anyone allowed to
+        post may then post those schemas. False (the default): frontend schemas only.""",
+    ).tag(config=True)
+
     eventlog: EventLog
     metrics: TelemetryCollector | None = None
+    forwarder: Forwarder | None = None
+    forward_metrics: ForwardingMetrics | None = None
+
+    @default("collector_url")
+    def _default_collector_url(self) -> str:
+        return os.environ.get(COLLECTOR_URL_ENV, "")
+
+    @validate("collector_url")
+    def _validate_collector_url(self, proposal: dict[str, str]) -> str:
+        url = proposal["value"].strip()
+        if url and not url.startswith(("http://", "https://")):
+            msg = "TelemetryExtension.collector_url must start with http:// or https://"
+            raise TraitError(msg)
+        return url if not url or url.endswith("/") else url + "/"
 
     @default("static_paths")
     def _default_static_paths(self) -> list[str]:
@@ -236,6 +310,34 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
             recorded = record_server_events(self.serverapp.event_logger, self.eventlog, self.log)
             self.log.info("Telemetry: recording %d server event schemas", len(recorded))
         self.metrics = register(self.eventlog)
+        self._start_forwarding()
+
+    def _start_forwarding(self) -> None:
+        """Forward every accepted event to `collector_url`, when set."""
+        if not self.collector_url:
+            return
+        self.forwarder = Forwarder(self._forward_settings(), self.log)
+        self.eventlog.add_tap(self.forwarder.tap)
+        self.settings[FORWARDER_SETTING] = self.forwarder
+        self.forward_metrics = ForwardingMetrics(self.forwarder).register()
+        self.log.info("Telemetry: forwarding every accepted event to %s", self.collector_url)
+
+    def _forward_settings(self) -> ForwardSettings:
+        token = os.environ.get(self.collector_token_env, "") if self.collector_token_env else ""
+        if not token:
+            self.log.warning("Telemetry: no collector token in $%s", self.collector_token_env)
+        folder = Path(self.forward_spool_dir or Path(self.data_dir) / SPOOL_FOLDER)
+        return ForwardSettings(
+            collector_url=self.collector_url,
+            token=token,
+            folder=folder,
+            max_bytes=self.forward_spool_bytes,
+            when_full=self.forward_when_full,
+            fsync=self.reply_after_write,
+            batch_events=self.max_batch_events,
+            batch_bytes=self.max_body_size,
+            retry_max=self.forward_retry_max,
+        )
 
     def _policy(self) -> Policy:
         """Return the rules for posts: rate limit, duplicate ids, clock window, identity."""
@@ -252,6 +354,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
             record_user=self.record_user,
             secret=self._user_secret(),
             reply_after_write=self.reply_after_write,
+            any_schema=self.accept_all_schemas,
         )
 
     def _user_secret(self) -> bytes:
@@ -275,6 +378,11 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         if self.metrics is not None:
             unregister(self.metrics)
             self.metrics = None
+        if self.forward_metrics is not None:
+            self.forward_metrics.unregister()
+            self.forward_metrics = None
+        if self.forwarder is not None:  # first: the events are in the spool before the exit
+            await asyncio.to_thread(self.forwarder.close, self.shutdown_timeout)
         written = await asyncio.to_thread(self.eventlog.flush, self.shutdown_timeout)
         if written:
             self.eventlog.close(self.shutdown_timeout)  # nothing is queued: this returns at once
@@ -284,4 +392,6 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
 
     def _flush_at_exit(self) -> None:
         """Flush when the process exits without stop_extension (e.g. SIGINT without a terminal)."""
+        if self.forwarder is not None:
+            self.forwarder.close(self.shutdown_timeout)
         self.eventlog.close(self.shutdown_timeout)

@@ -59,6 +59,8 @@ CONTEXT_FIELDS = {
     "__user__": USER_IDENTIFIER,
 }
 Listener = Callable[[dict[str, Any]], None]
+# Called with (schema, event, timestamp, context) for each valid event, before the allow-list.
+Tap = Callable[[EventSchema, Mapping[str, Any], datetime | None, Mapping[str, Any] | None], None]
 
 
 _second: tuple[int, str] = (-1, "")
@@ -191,6 +193,7 @@ class EventLog(LoggingConfigurable):
         self._routes: dict[tuple[str, object], _Route] = {}
         self._outcomes: Counter[tuple[str, str]] = Counter()
         self._listeners: list[Listener] = []
+        self._taps: list[Tap] = []
         super().__init__(**kwargs)
         self._delivery = Delivery(self.log)
         self._delivery.on_lost = self._describe_loss
@@ -347,6 +350,17 @@ class EventLog(LoggingConfigurable):
         """Stop calling a listener."""
         self._listeners = [x for x in self._listeners if x != listener]
 
+    def add_tap(self, tap: Tap) -> None:
+        """Call `tap(schema, event, timestamp, context)` with each valid event before the
+        allow-list, sampling and redaction (a forwarder); an exception it raises refuses the
+        event (e.g. QueueFullError)."""
+        self._taps.append(tap)
+
+    @property
+    def tapped(self) -> bool:
+        """Return True when a tap takes every valid event (see `add_tap`)."""
+        return bool(self._taps)
+
     def count(self, schema_id: str, outcome: str, n: int = 1) -> None:
         """Count events of a schema with an outcome decided elsewhere (e.g. "rejected")."""
         self._outcomes[(schema_id, outcome)] += n
@@ -443,6 +457,8 @@ class EventLog(LoggingConfigurable):
     ) -> dict[str, Any] | None:
         schema, rule, redactor = route.schema, route.rule, route.redactor
         dumps = dumps or _dumps
+        for tap in self._taps:
+            tap(schema, event, timestamp, context)
         if rule is None or redactor is None or not rule.allows_action(event):
             dumps(event, schema)  # a filtered event must still be JSON: fail the same way
             self._outcomes[(schema.id, "filtered")] += 1

@@ -16,7 +16,9 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web, websocket
 
 from .compat import ws_authenticated
+from .content_encoding import check_encoding, parse_encoded
 from .eventlog import EventLog
+from .forwarding import Forwarder
 from .ingest import (
     IngestError,
     Limits,
@@ -41,6 +43,7 @@ LIMITS_SETTING = "telemetry_limits"
 BUFFER_SETTING = "telemetry_subscriber_buffer"
 POLICY_SETTING = "telemetry_policy"
 SUBSCRIBERS_SETTING = "telemetry_subscribers"
+FORWARDER_SETTING = "telemetry_forwarder"  # a Forwarder, when events go to a collector
 RETRY_AFTER_SECONDS = 1
 WRITE_TIMEOUT_SECONDS = 30.0
 # The body is always parsed as JSON. Besides application/json, the types generic clients declare
@@ -61,6 +64,11 @@ class TelemetryMixin:
     def eventlog(self) -> EventLog:
         """Return the EventLog that TelemetryExtension published in the settings."""
         return cast(EventLog, self.settings[EVENTLOG_SETTING])
+
+    @property
+    def forwarder(self) -> Forwarder | None:
+        """Return the Forwarder when events are forwarded to a collector, else None."""
+        return cast("Forwarder | None", self.settings.get(FORWARDER_SETTING))
 
 
 class TelemetryHandler(TelemetryMixin, APIHandler):
@@ -148,6 +156,15 @@ class EventsHandler(TelemetryHandler):
             error = IngestError(msg, 415)
             report(self.eventlog, error)
             raise web.HTTPError(error.status, msg)
+        try:
+            check_encoding(self._encoding)
+        except IngestError as e:
+            report(self.eventlog, e)
+            raise web.HTTPError(e.status, str(e)) from None
+
+    @property
+    def _encoding(self) -> str:
+        return self.request.headers.get("Content-Encoding", "").strip().lower()
 
     def _announced_length(self) -> int | None:
         length = self.request.headers.get("Content-Length", "")
@@ -197,13 +214,15 @@ class EventsHandler(TelemetryHandler):
                 self.eventlog.seal(ticket)
         if ticket is not None:
             await self._written(ticket)
+            await self._spooled()
         await self.finish(orjson.dumps(reply))
 
     async def _parse(self, body: bytes) -> Posted:
-        """Read the body: a small one on the event loop, a larger one on a worker thread."""
-        if len(body) <= INLINE_PARSE_BYTES:
+        """Read the body: a small one on the event loop, a larger or gzipped one on a thread."""
+        encoding = self._encoding
+        if len(body) <= INLINE_PARSE_BYTES and encoding != "gzip":
             return parse_body(body, self.limits)
-        return await asyncio.to_thread(parse_body, body, self.limits)
+        return await asyncio.to_thread(parse_encoded, body, encoding, self.limits)
 
     def _tracker(self, ticket: Ticket | None) -> Callable[[], AbstractContextManager[Any]]:
         """Return what each synchronous slice of recording runs in: the ticket's tracking.
@@ -249,6 +268,13 @@ class EventsHandler(TelemetryHandler):
             )
             raise web.HTTPError(503, msg)
 
+    async def _spooled(self) -> None:
+        """Wait until the forwarding spool holds what this request recorded (when forwarding)."""
+        forwarder = self.forwarder
+        if forwarder is not None and not await forwarder.spooled(WRITE_TIMEOUT_SECONDS):
+            msg = "the events are not in the forwarding spool yet; retry"
+            raise web.HTTPError(503, msg)
+
 
 class SchemasHandler(TelemetryHandler):
     """GET api/telemetry/schemas: every registered schema version, in short."""
@@ -261,14 +287,16 @@ class SchemasHandler(TelemetryHandler):
         await self.finish(json.dumps({"schemas": [self._summary(s) for s in schemas]}))
 
     def _summary(self, schema: EventSchema) -> dict[str, Any]:
+        # Forwarded events are recorded (and sampled) by the collector's policy, not this one's.
+        forwarded = self.forwarder is not None and schema.frontend
         return {
             "id": schema.id,
             "version": schema.version,
             "title": schema.title,
             "description": schema.description,
             "frontend": schema.frontend,
-            "allowed": self.eventlog.is_allowed(schema.id),
-            "sampling": self.eventlog.sampling_rate(schema.id),
+            "allowed": forwarded or self.eventlog.is_allowed(schema.id),
+            "sampling": 1.0 if forwarded else self.eventlog.sampling_rate(schema.id),
         }
 
 
@@ -283,9 +311,10 @@ class SchemaHandler(TelemetryHandler):
         if not versions:
             msg = "no schema with this id is registered; GET api/telemetry/schemas lists them"
             raise web.HTTPError(404, msg)  # the id is not echoed: it may be anything
+        forwarded = self.forwarder is not None and any(s.frontend for s in versions)
         model = {
             "id": schema_id,
-            "allowed": self.eventlog.is_allowed(schema_id),
+            "allowed": forwarded or self.eventlog.is_allowed(schema_id),
             "versions": [schema.document for schema in versions],
         }
         await self.finish(json.dumps(model))

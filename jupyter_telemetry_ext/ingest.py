@@ -269,13 +269,16 @@ def _client_id(item: dict[str, Any]) -> str | None:
     return value
 
 
-def frontend_schema(eventlog: EventLog, envelope: Envelope) -> EventSchema:
-    """Return the event's schema when frontends may post it; raise IngestError (400 or 403)."""
+def frontend_schema(
+    eventlog: EventLog, envelope: Envelope, *, any_schema: bool = False
+) -> EventSchema:
+    """Return the event's schema when frontends (or, with `any_schema`, anyone) may post it;
+    raise IngestError (400 or 403)."""
     try:
         schema = eventlog.get_schema(envelope.schema_id, envelope.version)
     except UnknownSchemaError:
         raise _unknown(eventlog, envelope.schema_id) from None
-    if not schema.frontend:
+    if not schema.frontend and not any_schema:
         msg = (
             f"schema_id: the schema {schema.id!r} is not open to frontends; a schema opts in "
             "with the top-level key `frontend: true`"
@@ -296,7 +299,7 @@ def _unknown(eventlog: EventLog, schema_id: str) -> IngestError:
 
 def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
     """Validate and record one event; return its status ("recorded", ...) or raise IngestError."""
-    schema = frontend_schema(eventlog, envelope)
+    schema = frontend_schema(eventlog, envelope, any_schema=reception.any_schema)
     client_id = envelope.client_id
     event_time = _event_time(reception, envelope.timestamp) if envelope.timestamp else None
     ticket = eventlog.ticket
@@ -324,11 +327,12 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
         msg = "the server's event queue is full; retry later"
         raise IngestError(msg, 503) from None
 
-    if capsule is None:
+    # A tapped event (forwarded to a collector) is recorded once the tap took it.
+    if capsule is None and not eventlog.tapped:
         return "sampled_out" if eventlog.is_allowed_event(schema, envelope.data) else "filtered"
     if client_id:
         reception.remember(client_id)
-        if ticket is not None:
+        if ticket is not None and capsule is not None:
             ticket.keyed(capsule, reception.id_key(client_id))
     return "recorded"
 

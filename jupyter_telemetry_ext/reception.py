@@ -27,6 +27,7 @@ class Reception:
     sent_at: datetime | None = None
     window: timedelta | None = None
     recent: RecentIds | None = None
+    any_schema: bool = False  # schemas not open to frontends are taken too (a collector)
 
     def event_time(self, timestamp: datetime | None) -> datetime | None:
         """Return the client's event time by the server's clock; raise TimestampError if far."""
@@ -85,6 +86,7 @@ class Policy:
     record_user: str = "none"
     secret: bytes = b""
     reply_after_write: bool = False
+    any_schema: bool = False
     owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
 
     def reception(self, username: str, principal: str, received_at: datetime) -> Reception:
@@ -95,4 +97,5 @@ class Policy:
             recorded_user=recorded_user(self.record_user, self.secret, username),
             window=self.window,
             recent=self.recent,
+            any_schema=self.any_schema,
         )

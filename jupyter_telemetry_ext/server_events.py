@@ -1,8 +1,9 @@
 """The server's own events (jupyter_events' EventLogger) recorded through our allow-list.
 
 jupyter_server emits kernel, contents and gateway events through `serverapp.event_logger`,
-unfiltered. `record_server_events` registers those schemas in our EventLog and records each of those events
-through it, so that one allow-list (and its redaction) governs everything a deployment records.
+unfiltered. `record_server_events` registers those schemas in our EventLog and records each of
+those events through it, so that one allow-list (and its redaction) governs everything a
+deployment records.
 What a client posts to jupyter_server's `POST api/events` is emitted on the same event logger;
 it is never recorded (see `posted_by_client`).
 """
@@ -70,6 +71,7 @@ def record_server_events(event_logger: Any, eventlog: EventLog, log: logging.Log
         except EventSchemaError as e:
             log.warning("Server event schema not recorded: %s", e)
             continue
-        event_logger.add_listener(schema_id=schema.id, listener=ServerEventRecorder(eventlog, schema, log))
+        recorder = ServerEventRecorder(eventlog, schema, log)
+        event_logger.add_listener(schema_id=schema.id, listener=recorder)
         recorded.append(schema.id)
     return recorded

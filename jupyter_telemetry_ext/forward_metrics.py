@@ -1,0 +1,59 @@
+"""Prometheus metrics of forwarding: events queued, sent, retried, rejected, dropped, refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+from .forwarding import OUTCOMES, Forwarder
+
+
+class ForwardingMetrics:
+    """Exposes a Forwarder's counts as `jupyter_telemetry_forward_events_total{outcome}`."""
+
+    def __init__(self, forwarder: Forwarder, registry: CollectorRegistry = REGISTRY) -> None:
+        """Read counts from `forwarder`; `register()` adds them to `registry`."""
+        self.forwarder, self.registry = forwarder, registry
+
+    def register(self) -> ForwardingMetrics:
+        """Add the metrics to the registry (the server's `/metrics` by default); return self."""
+        self.registry.register(self)
+        return self
+
+    def unregister(self) -> None:
+        """Remove the metrics again (when the server stops)."""
+        self.registry.unregister(self)
+
+    def describe(self) -> list[Metric]:
+        """Return nothing: collected at scrape time."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the event counters, the spool's size and the events waiting for the spool."""
+        events = CounterMetricFamily(
+            "jupyter_telemetry_forward_events",
+            "Events forwarded to the collector, per outcome: " + ", ".join(OUTCOMES) + ".",
+            labels=["outcome"],
+        )
+        counts = self.forwarder.counts
+        for outcome in OUTCOMES:
+            events.add_metric([outcome], counts[outcome])
+        yield events
+        spool = self.forwarder.spool
+        yield GaugeMetricFamily(
+            "jupyter_telemetry_forward_spool_bytes",
+            "Bytes of events in the forwarding spool that the collector has not acknowledged.",
+            value=spool.size,
+        )
+        yield GaugeMetricFamily(
+            "jupyter_telemetry_forward_spool_events",
+            "Events in the forwarding spool that the collector has not acknowledged.",
+            value=spool.pending,
+        )
+        yield GaugeMetricFamily(
+            "jupyter_telemetry_forward_queue_pending",
+            "Accepted events waiting to be written to the forwarding spool.",
+            value=self.forwarder.queued,
+        )

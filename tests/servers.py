@@ -202,13 +202,20 @@ class Process:
 class Server(Process):
     """`jupyter server` in `tmp` with its own Jupyter folders, on a free port, with TOKEN."""
 
-    def __init__(self, tmp: Path, *args: str) -> None:
-        """Start the server in `tmp` and wait until it answers."""
-        self.port = free_port()
+    def __init__(
+        self, tmp: Path, *args: str, port: int | None = None, env: dict[str, str] | None = None
+    ) -> None:
+        """Start the server in `tmp` (on `port`, else a free one, with `env` added to the
+        environment) and wait until it answers."""
+        self.port = port or free_port()
         command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1", f"--port={self.port}",
                    "--ServerApp.port_retries=0", "--no-browser", "--allow-root",
                    f"--IdentityProvider.token={TOKEN}", *args]  # fmt: skip
-        super().__init__(command, tmp, jupyter_environment(tmp), tmp / "server.log")
+        environment = {**jupyter_environment(tmp), **(env or {})}
+        log = tmp / "server.log"  # a restart in the same folder logs to server-1.log, ...
+        if log.exists():
+            log = tmp / f"server-{len(list(tmp.glob('server*.log')))}.log"
+        super().__init__(command, tmp, environment, log)
         url = f"http://127.0.0.1:{self.port}/api/telemetry/schemas"
         try:
             self.wait_until_up(url, {"Authorization": f"token {TOKEN}"}, 30, 0.1)

@@ -32,13 +32,16 @@ from .delivery import QueueFullError
 from .eventlog import format_timestamp
 from .forward_spool import ForwardSpool, Taken
 from .schema import EventSchema
-from .uplink import DONE_STATUSES, Reply, Uplink, batch_body
+from .uplink import DONE_STATUSES, Announced, Reply, Uplink, batch_body
 
 COLLECTOR_URL_ENV = "JUPYTER_TELEMETRY_COLLECTOR_URL"
 SPOOL_FOLDER = "jupyter_telemetry_ext_forward"  # in the Jupyter data dir, by default
 # Room in a body for `{"events":[...],"sent_at":...}` around the events.
 BODY_OVERHEAD = 128
 FIRST_BACKOFF = 0.5
+# How often the collector's schema listing is read again (seconds): once known, and until then.
+ANNOUNCED_REFRESH = 300.0
+ANNOUNCED_RETRY = 30.0
 OUTCOMES = ("queued", "sent", "retried", "rejected", "dropped", "refused")
 
 
@@ -84,6 +87,8 @@ class Forwarder:
         self._episodes: set[str] = set()  # what was logged and not yet over
         self._backoff = FIRST_BACKOFF
         self._outage_since: float | None = None
+        self.announced: Announced | None = None  # what the collector records, once read
+        self._announced_due = 0.0
         if self.spool.adopted:
             log.info("Telemetry forwarding: %d events left by a stopped server will be sent",
                      self.spool.adopted)  # fmt: skip
@@ -214,6 +219,8 @@ class Forwarder:
 
     def _send_loop(self) -> None:
         while not self._stopping.is_set():
+            if time.monotonic() >= self._announced_due:
+                self._read_announced()
             budget = self.settings.batch_bytes - BODY_OVERHEAD
             taken = self.spool.take(self._batch_events, budget)
             if taken is None:
@@ -223,6 +230,25 @@ class Forwarder:
             delay = self._send(taken)
             if delay:
                 self._stopping.wait(delay)
+
+    def _read_announced(self) -> None:
+        """Read which schemas the collector records (what the server announces to frontends)."""
+        try:
+            announced = self.uplink.announced()
+        except (OSError, http.client.HTTPException):
+            announced = None
+        if announced is not None:
+            self.announced = announced
+        again = ANNOUNCED_REFRESH if announced is not None else ANNOUNCED_RETRY
+        self._announced_due = time.monotonic() + again
+
+    def recorded(self, schema_id: str) -> tuple[bool, float]:
+        """Return whether the collector records a schema and its sampling rate; until its
+        listing was read, every schema is taken as recorded, in full."""
+        announced = self.announced
+        if announced is None:
+            return True, 1.0
+        return announced.get(schema_id, (False, 1.0))
 
     def _send(self, taken: Taken) -> float:
         """Post one batch; return how long to wait before the next attempt."""

@@ -287,17 +287,23 @@ class SchemasHandler(TelemetryHandler):
         await self.finish(json.dumps({"schemas": [self._summary(s) for s in schemas]}))
 
     def _summary(self, schema: EventSchema) -> dict[str, Any]:
-        # Forwarded events are recorded (and sampled) by the collector's policy, not this one's.
-        forwarded = self.forwarder is not None and schema.frontend
+        allowed, sampling = self._recorded(schema.id)
         return {
             "id": schema.id,
             "version": schema.version,
             "title": schema.title,
             "description": schema.description,
             "frontend": schema.frontend,
-            "allowed": forwarded or self.eventlog.is_allowed(schema.id),
-            "sampling": 1.0 if forwarded else self.eventlog.sampling_rate(schema.id),
+            "allowed": allowed,
+            "sampling": sampling,
         }
+
+    def _recorded(self, schema_id: str) -> tuple[bool, float]:
+        """Return whether a schema's events are recorded, and their sampling rate: by the
+        collector's policy when forwarding (as it announces it), else by this server's."""
+        if self.forwarder is not None:
+            return self.forwarder.recorded(schema_id)
+        return self.eventlog.is_allowed(schema_id), self.eventlog.sampling_rate(schema_id)
 
 
 class SchemaHandler(TelemetryHandler):
@@ -311,10 +317,11 @@ class SchemaHandler(TelemetryHandler):
         if not versions:
             msg = "no schema with this id is registered; GET api/telemetry/schemas lists them"
             raise web.HTTPError(404, msg)  # the id is not echoed: it may be anything
-        forwarded = self.forwarder is not None and any(s.frontend for s in versions)
+        forwarder = self.forwarder
+        allowed = forwarder.recorded(schema_id)[0] if forwarder else None
         model = {
             "id": schema_id,
-            "allowed": forwarded or self.eventlog.is_allowed(schema_id),
+            "allowed": self.eventlog.is_allowed(schema_id) if allowed is None else allowed,
             "versions": [schema.document for schema in versions],
         }
         await self.finish(json.dumps(model))

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from .eventlog import format_timestamp
 
 EVENTS_PATH = "api/telemetry/events"
+SCHEMAS_PATH = "api/telemetry/schemas"
+# What the collector records of each schema id: whether its allow-list allows it, its sampling.
+Announced = dict[str, tuple[bool, float]]
 # Below this many bytes a body is sent as is: gzip would save little and cost a header.
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 1  # on batches of events: about 0.22 of the size (level 6: 0.18) in half the time
@@ -55,7 +58,8 @@ class Uplink:
         url = urlsplit(collector_url)
         self.https = url.scheme == "https"
         self.host, self.port = url.hostname or "127.0.0.1", url.port
-        self.path = (url.path or "/") + EVENTS_PATH
+        self.root = url.path or "/"
+        self.path = self.root + EVENTS_PATH
         self.timeout = timeout
         self._token = token  # never logged
         self._connection: http.client.HTTPConnection | None = None
@@ -63,17 +67,29 @@ class Uplink:
     def post(self, body: bytes) -> Reply:
         """Send one batch; raise OSError (or http.client.HTTPException) when no reply came."""
         data, headers = encoded(body)
+        status, retry_after, payload = self._request("POST", self.path, data, headers)
+        return read_reply(status, retry_after, payload)
+
+    def announced(self) -> Announced | None:
+        """Return what the collector's `GET api/telemetry/schemas` says it records of each
+        schema id (None when it does not answer 200 with that list); raise OSError."""
+        status, _, payload = self._request("GET", self.root + SCHEMAS_PATH, None, {})
+        return read_announced(payload) if status == 200 else None
+
+    def _request(
+        self, method: str, path: str, data: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, str | None, bytes]:
         if self._token:
             headers["Authorization"] = f"token {self._token}"
         connection = self._connect()
         try:
-            connection.request("POST", self.path, data, headers)
+            connection.request(method, path, data, headers)
             response = connection.getresponse()
             payload = response.read()
         except BaseException:
             self.close()
             raise
-        return read_reply(response.status, response.getheader("Retry-After"), payload)
+        return response.status, response.getheader("Retry-After"), payload
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._connection is None:
@@ -104,6 +120,23 @@ def read_reply(status: int, retry_after: str | None, payload: bytes) -> Reply:
     statuses = [str(r.get("status")) for r in results]
     errors = [r.get("error") if isinstance(r.get("error"), str) else None for r in results]
     return Reply(status, wait, statuses, errors, message)
+
+
+def read_announced(payload: bytes) -> Announced | None:
+    """Return `{schema_id: (allowed, sampling)}` from a schema listing (None if malformed)."""
+    try:
+        schemas = json.loads(payload).get("schemas")
+    except (ValueError, AttributeError):
+        return None
+    if not isinstance(schemas, list):
+        return None
+    announced: Announced = {}
+    for schema in schemas:
+        if isinstance(schema, dict) and isinstance(schema.get("id"), str):
+            sampling = schema.get("sampling", 1.0)
+            rate = float(sampling) if isinstance(sampling, (int, float)) else 1.0
+            announced[schema["id"]] = (schema.get("allowed") is True, rate)
+    return announced
 
 
 def _seconds(value: str | None) -> float | None:

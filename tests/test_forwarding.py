@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FRONTEND_ID
+from tests.conftest import FRONTEND_ID, frontend_schema
 from tests.servers import TOKEN, Event, Server, free_port, read_events, wait_until, write_config
 
 CONTENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
@@ -39,6 +39,7 @@ c.TelemetryExtension.accept_all_schemas = True
 c.TelemetryExtension.rate_limit = {rate!r}
 c.TelemetryExtension.rate_burst = 1
 c.TelemetryExtension.reply_after_write = True
+{extra}
 """
 
 # The user's own allow-list records nothing: what arrives at the collector was forwarded
@@ -77,12 +78,12 @@ class Hub:
     def sink(self) -> Path:
         return self.tmp / "collector" / "events.jsonl"
 
-    def start_collector(self, rate: float = 0.0) -> Server:
+    def start_collector(self, rate: float = 0.0, extra: str = "") -> Server:
         folder = self.tmp / "collector"
         if not folder.exists():
             folder.mkdir()
             write_config(folder, STANDIN_CONFIG, sink=str(self.sink), contents=CONTENTS,
-                         rate=rate)  # fmt: skip
+                         rate=rate, extra=extra)  # fmt: skip
         self.collector = Server(folder, port=self.port)
         self.servers.append(self.collector)
         return self.collector
@@ -92,12 +93,16 @@ class Hub:
         assert self.collector.stop() == 0
         self.collector = None
 
-    def start_user(self, extra: str = "", url: str | None = None) -> Server:
+    def start_user(
+        self, extra: str = "", url: str | None = None, schemas: dict[str, Any] | None = None
+    ) -> Server:
         folder = self.tmp / "user"
         if not folder.exists():
             folder.mkdir()
             local = str(folder / "local.jsonl")
             write_config(folder, USER_CONFIG, local=local, extra=extra)
+            for name, schema in (schemas or {}).items():
+                (folder / "schemas" / name).write_text(json.dumps(schema), "utf-8")
         env = {
             "JUPYTER_TELEMETRY_COLLECTOR_URL": url or f"http://127.0.0.1:{self.port}/",
             "JUPYTERHUB_API_TOKEN": TOKEN,
@@ -218,6 +223,21 @@ def test_posted_and_server_events_arrive_at_the_collector_with_their_ids(hub: Hu
     assert read_events(hub.tmp / "user" / "local.jsonl") == []  # the user's allow-list: nothing
     assert forwarded(user, "sent") >= 6
     assert TOKEN not in hub.user_log()  # the token sent to the collector is never logged
+
+
+def announced(server: Server) -> dict[str, tuple[bool, float]]:
+    """Return what the server's schema listing says is recorded of each schema, and sampled."""
+    _, listing = send(server, "GET", "/api/telemetry/schemas", None,
+                      {"Authorization": f"token {TOKEN}"})  # fmt: skip
+    return {s["id"]: (s["allowed"], s["sampling"]) for s in listing["schemas"]}
+
+
+def test_the_server_announces_what_the_collector_records(hub: Hub) -> None:
+    other = "test.frontend/other"  # registered on the user's server only
+    hub.start_collector(extra=f"c.EventLog.sampling = {{{FRONTEND_ID!r}: 0.5}}")
+    user = hub.start_user(schemas={"other.json": frontend_schema(other)})
+    wait_until(lambda: announced(user)[other] == (False, 1.0), 30, hub.user_log)
+    assert announced(user)[FRONTEND_ID] == (True, 0.5)
 
 
 def test_collector_down_then_back_every_accepted_event_arrives_once(hub: Hub) -> None:

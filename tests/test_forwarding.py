@@ -262,13 +262,13 @@ def test_collector_down_then_back_every_accepted_event_arrives_once(hub: Hub) ->
 class Relay:
     """A TCP relay from the user's server to the collector, noting each request and reply.
 
-    While `drop_replies` is above 0, a reply the collector sent is not relayed: the connection
-    is closed instead, as when a network fails after the collector recorded the events.
+    While `drop_replies` is above 0, a reply the collector sent to a POST is not relayed: the
+    connection is closed instead, as when a network fails after the collector recorded events.
     """
 
     def __init__(self, upstream: int) -> None:
         self.upstream, self.drop_replies = upstream, 0
-        self.requests: list[tuple[float, bytes]] = []
+        self.requests: list[tuple[float, bytes]] = []  # POSTs
         self.replies: list[tuple[float, bytes]] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -288,26 +288,41 @@ class Relay:
         except OSError:
             client.close()
             return
-        threading.Thread(target=self._pipe, args=(client, upstream, self.requests),
+        posting = threading.Event()  # the last request on this connection is a POST
+        threading.Thread(target=self._requests, args=(client, upstream, posting),
                          daemon=True).start()  # fmt: skip
-        self._pipe(upstream, client, self.replies, dropping=True)
+        self._replies(upstream, client, posting)
 
-    def _pipe(
-        self, source: socket.socket, sink: socket.socket, notes: list[Any], *,
-        dropping: bool = False,
-    ) -> None:  # fmt: skip
+    def _requests(
+        self, client: socket.socket, upstream: socket.socket, posting: threading.Event
+    ) -> None:
         try:
-            while data := source.recv(1 << 16):
-                if data.startswith((b"POST", b"HTTP/")):
-                    notes.append((time.monotonic(), data[:4096]))
-                if dropping and self.drop_replies > 0:
-                    self.drop_replies -= 1
-                    break
-                sink.sendall(data)
+            while data := client.recv(1 << 16):
+                if data.startswith((b"GET", b"POST")):
+                    (posting.set if data.startswith(b"POST") else posting.clear)()
+                if data.startswith(b"POST"):
+                    self.requests.append((time.monotonic(), data[:4096]))
+                upstream.sendall(data)
         except OSError:
             pass
-        for s in (source, sink):
-            s.close()
+        client.close()
+        upstream.close()
+
+    def _replies(
+        self, upstream: socket.socket, client: socket.socket, posting: threading.Event
+    ) -> None:
+        try:
+            while data := upstream.recv(1 << 16):
+                if data.startswith(b"HTTP/"):
+                    self.replies.append((time.monotonic(), data[:4096]))
+                if posting.is_set() and self.drop_replies > 0:
+                    self.drop_replies -= 1
+                    break
+                client.sendall(data)
+        except OSError:
+            pass
+        client.close()
+        upstream.close()
 
     def close(self) -> None:
         self.listener.close()

@@ -119,7 +119,8 @@ class Forwarder:
             self._queued_bytes += len(line) + 1
             self._accepted += 1
             self.counts["queued"] += 1
-            self._cond.notify()
+            if len(self._queue) == 1:  # the spooler waits only on an empty queue
+                self._cond.notify()
 
     def _check_room(self, size: int) -> None:
         """Refuse an event that does not fit (when the spool refuses rather than drops)."""

@@ -18,6 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from .categories import USER_IDENTIFIER
 from .discovery import register_discovered
 from .eventlog import EventLog
 from .identity import recorded_user
@@ -33,6 +36,23 @@ def hub_schema_folder() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations))) / "event-schemas"
+
+
+def hub_schemas() -> list[dict[str, Any]]:
+    """Return jupyterhub's event schemas, their user field labelled `user-identifier`.
+
+    The hub's schemas carry no privacy categories; unlabelled, the user name would count as
+    `unrestricted` and be kept by any allow-list that names the schema.
+    """
+    folder = hub_schema_folder()
+    documents = []
+    for path in sorted(folder.glob("**/*.yaml")) if folder is not None else ():
+        document = yaml.safe_load(path.read_text("utf-8"))
+        user = document.get("properties", {}).get(USER_FIELD)
+        if isinstance(user, dict):
+            user.setdefault("categories", [USER_IDENTIFIER])
+        documents.append(document)
+    return documents
 
 
 class HubEventHandler(logging.Handler):
@@ -75,9 +95,10 @@ class HubEventHandler(logging.Handler):
             eventlog = EventLog(background=True, **eventlog_options)
         self.eventlog = eventlog
         self.record_user, self.secret = record_user, user_hash_secret.encode()
-        folders = [f for f in (hub_schema_folder(),) if f is not None]
+        for document in hub_schemas():
+            eventlog.register_schema(document)
         log = logging.getLogger("jupyter_telemetry_ext.hub_events")
-        register_discovered(eventlog, [*folders, *(Path(p) for p in schema_paths)], log)
+        register_discovered(eventlog, [Path(p) for p in schema_paths], log)
 
     def emit(self, record: logging.LogRecord) -> None:
         """Record the jupyter_events capsule in `record.msg` through the EventLog."""

@@ -15,14 +15,7 @@ from .dedupe import RecentIds
 from .discovery import register_discovered, schema_folders
 from .eventlog import EventLog
 from .events_route import server_events_handlers
-from .handlers import (
-    BUFFER_SETTING,
-    EVENTLOG_SETTING,
-    LIMITS_SETTING,
-    POLICY_SETTING,
-    SUBSCRIBERS_SETTING,
-    default_handlers,
-)
+from .handlers import BUFFER_SETTING, SUBSCRIBERS_SETTING, default_handlers
 from .identity import load_or_create_secret
 from .ingest import Limits
 from .metrics import TelemetryCollector, register, unregister
@@ -30,6 +23,7 @@ from .page import page_handlers
 from .principal import watch_made_up_users
 from .ratelimit import RateLimiter
 from .reception import Policy
+from .restapi import EVENTLOG_SETTING, LIMITS_SETTING, POLICY_SETTING
 from .server_events import forward_server_events
 from .subscribers import Subscribers
 

@@ -5,6 +5,7 @@ Nothing here imports tornado: the handler builds a Reception for each request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from .dedupe import RecentIds
 from .eventlog import format_timestamp
 from .identity import recorded_user
 from .ratelimit import RateLimiter
+from .schema import EventSchema
 from .tickets import Owed
 from .timestamps import TimestampError, corrected_event_time
 
@@ -27,6 +29,8 @@ class Reception:
     sent_at: datetime | None = None
     window: timedelta | None = None
     recent: RecentIds | None = None
+    # Which schemas the sender may post; None: those marked `frontend: true` (see ingest).
+    open_to: Callable[[EventSchema], bool] | None = None
 
     def event_time(self, timestamp: datetime | None) -> datetime | None:
         """Return the client's event time by the server's clock; raise TimestampError if far."""

@@ -54,16 +54,18 @@ class RowError(ValueError):
 
 
 class _Cache(dict[Any, bytes]):
-    """The encoded fields that repeat from event to event (schema, version, receive time)."""
+    """Encoded fields that repeat from event to event (a schema, a user, a receive time)."""
 
-    def put(self, key: Any, value: bytes) -> bytes:
+    def __init__(self, encode: Any) -> None:
+        super().__init__()
+        self.encode = encode
+
+    def __missing__(self, value: Any) -> bytes:
         if len(self) >= 1024:
             self.clear()
-        self[key] = value
-        return value
-
-
-_cache = _Cache()
+        encoded: bytes = self.encode(value)
+        self[value] = encoded
+        return encoded
 
 
 def _text(value: str) -> bytes:
@@ -87,10 +89,14 @@ def _stamp(value: Any) -> bytes:
     return _STAMP.pack(8, (when - _EPOCH) // _MICROSECOND)
 
 
-def _cached(kind: str, value: Any, encode: Any) -> bytes:
-    key = (kind, value)
-    found = _cache.get(key)
-    return found if found is not None else _cache.put(key, encode(value))
+def _int4(value: int) -> bytes:
+    try:
+        return b"\x00\x00\x00\x04" + value.to_bytes(4, "big", signed=True)
+    except OverflowError:
+        raise RowError(OUT_OF_RANGE) from None
+
+
+_STAMPS, _TEXTS, _INT4S = _Cache(_stamp), _Cache(_text), _Cache(_int4)
 
 
 def to_row(capsule: Mapping[str, Any]) -> Row:
@@ -100,17 +106,16 @@ def to_row(capsule: Mapping[str, Any]) -> Row:
         text = orjson.dumps(data)
     except TypeError:  # what orjson does not take (say non-string keys) the json module may
         text = json.dumps(data, separators=(",", ":")).encode()
-    user, client, event_time = (capsule.get("__user__"), capsule.get("__client_id__"),
-                                capsule.get("__event_time__"))  # fmt: skip
-    received = _cached("t", capsule["__timestamp__"], _stamp)
-    user_field = _NULL if user is None else _cached("u", str(user), _text)
+    get = capsule.get
+    user, client, event_time = get("__user__"), get("__client_id__"), get("__event_time__")
+    received = _STAMPS[capsule["__timestamp__"]]
+    user_field = _NULL if user is None else _TEXTS[str(user)]
     client_field = _NULL if client is None else _text(str(client))
     row = b"".join((
         _FIELDS8, received, _NULL if event_time is None else _stamp(event_time),
-        _cached("s", str(capsule["__schema__"]), _text),
-        _cached("v", str(capsule.get("__schema_version__")), _text),
-        _cached("m", int(capsule.get("__metadata_version__") or 1), _int4),
-        user_field, client_field, _INT.pack(len(text) + 1), _JSONB, text,
+        _TEXTS[str(capsule["__schema__"])], _TEXTS[str(get("__schema_version__"))],
+        _INT4S[int(get("__metadata_version__") or 1)], user_field, client_field,
+        _INT.pack(len(text) + 1), _JSONB, text,
     ))  # fmt: skip
     if client is None:
         return row, None
@@ -121,13 +126,6 @@ def to_row(capsule: Mapping[str, Any]) -> Row:
 def id_key(user: bytes, client: bytes) -> bytes:
     """Return the ids table's key of a (UTF-8 user, UTF-8 client id): see `pgtable.KEY_SQL`."""
     return sha256(b"%s\x00%s" % (user, client)).digest()[:16]
-
-
-def _int4(value: int) -> bytes:
-    try:
-        return b"\x00\x00\x00\x04" + value.to_bytes(4, "big", signed=True)
-    except OverflowError:
-        raise RowError(OUT_OF_RANGE) from None
 
 
 def fields(tuple_: bytes) -> list[bytes | None]:

@@ -3,10 +3,13 @@
 Starts a throwaway PostgreSQL server (tests/pgserver.py; as `postgres` when run as root) and, in
 the same run, stores the same events (common.EVENT, each with its own client id) by:
 
-- raw binary COPY of the prepared rows, 10,000 a transaction, into the same table (the floor);
+- raw binary COPY of the same rows, made before the clock starts (the handler's own bytes: the
+  client has nothing left to do), 10,000 a transaction, into the same table and indexes (the
+  floor);
 - one INSERT per event, autocommit (what a naive handler does; measured on fewer events);
 - the handler alone: the events' records handed to `PostgresEventHandler.handle`, then flush;
-- `EventLog.record_event` with the handler (validation, redaction and the writer thread too);
+- `EventLog.record_event` with the handler (validation, redaction and the writer thread too),
+  and, for scale, `record_event` to a handler that stores nothing;
 - batched POSTs of 500 events to a running `jupyter server` whose EventLog writes to the handler.
 
 Then the server keeps receiving events while PostgreSQL is stopped for `--outage` seconds: its
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -39,7 +43,8 @@ from psycopg.types.json import Jsonb
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.delivery import RECORD_NAME, CapsuleRecord
-from jupyter_telemetry_ext.pgtable import COLUMNS, ensure_table
+from jupyter_telemetry_ext.pgrows import COLUMNS, to_row
+from jupyter_telemetry_ext.pgtable import copy_stream, ensure_table
 from jupyter_telemetry_ext.postgres import PostgresEventHandler
 from tests.pgserver import PostgresServer, binaries, running_server
 
@@ -65,21 +70,19 @@ def fresh_db(server: PostgresServer) -> str:
 
 
 def raw_copy(url: str, events: list[dict[str, Any]]) -> float:
-    """Return rows/s of binary COPY of prepared rows, BATCH a transaction."""
-    rows = [(datetime.now(timezone.utc), None, SCHEMA_ID, "1", 2, c["__user__"], c["__client_id__"],
-             Jsonb(EVENT)) for c in events]  # fmt: skip
+    """Return rows/s of binary COPY of the events' rows, made beforehand, BATCH a transaction.
+
+    The rows are the handler's own (each tuple already in the binary COPY format): only the
+    COPY and the commits are timed, into the same table with the same indexes.
+    """
+    tuples = [to_row(c)[0] for c in events]
+    statement = f"COPY telemetry_events ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     with psycopg.connect(url) as conn:
         start = time.perf_counter()
-        for i in range(0, len(rows), BATCH):
-            with conn.cursor().copy(
-                f"COPY telemetry_events ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["timestamptz", "timestamptz", "text", "text", "int4", "text",
-                                "text", "jsonb"])  # fmt: skip
-                for row in rows[i : i + BATCH]:
-                    copy.write_row(row)
+        for i in range(0, len(tuples), BATCH):
+            copy_stream(conn, statement, tuples[i : i + BATCH])
             conn.commit()
-        return len(rows) / (time.perf_counter() - start)
+        return len(tuples) / (time.perf_counter() - start)
 
 
 def per_event_insert(url: str, events: list[dict[str, Any]]) -> float:
@@ -122,6 +125,29 @@ def through_eventlog(url: str, n: int, spool: Path) -> float:
     rate = n / (time.perf_counter() - start)
     eventlog.close()
     handler.close()
+    return rate
+
+
+class NullHandler(logging.Handler):
+    """Takes each event's capsule and keeps nothing: what record_event costs without a store."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Read the capsule, as every handler does."""
+        _ = record.msg
+
+
+def eventlog_alone(n: int) -> float:
+    """Return events/s of `EventLog.record_event` to a handler that stores nothing (for scale)."""
+    eventlog = EventLog(handlers=[NullHandler()], allowed_schemas=ALLOWED, background=True,
+                        queue_size=n + 1)  # fmt: skip
+    eventlog.register_schema(SCHEMA)
+    start = time.perf_counter()
+    for i in range(n):
+        eventlog.record_event(SCHEMA_ID, SCHEMA_VERSION, EVENT,
+                              context={"__client_id__": f"e{i}", "__user__": "u"})  # fmt: skip
+    eventlog.flush(600)
+    rate = n / (time.perf_counter() - start)
+    eventlog.close()
     return rate
 
 
@@ -248,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             "insert_rows_per_s": per_event_insert(fresh_db(pg), events[: args.insert_events]),
             "handler_events_per_s": handler_alone(fresh_db(pg), events, work / "s1"),
             "record_event_events_per_s": through_eventlog(fresh_db(pg), args.events, work / "s2"),
+            "record_event_no_store_events_per_s": eventlog_alone(args.events),
         }
         print(json.dumps(figures), file=sys.stderr, flush=True)  # in case the server part fails
         figures.update(through_server(pg, args, work))

@@ -19,11 +19,9 @@ from .events_route import server_events_handlers
 from .forward_metrics import ForwardingMetrics
 from .forwarding import COLLECTOR_URL_ENV, SPOOL_FOLDER, Forwarder, ForwardSettings
 from .handlers import (
+    ALL_SCHEMAS_SETTING,
     BUFFER_SETTING,
-    EVENTLOG_SETTING,
     FORWARDER_SETTING,
-    LIMITS_SETTING,
-    POLICY_SETTING,
     SUBSCRIBERS_SETTING,
     default_handlers,
 )
@@ -34,6 +32,7 @@ from .page import page_handlers
 from .principal import watch_made_up_users
 from .ratelimit import RateLimiter
 from .reception import Policy
+from .restapi import EVENTLOG_SETTING, LIMITS_SETTING, POLICY_SETTING
 from .server_events import record_server_events
 from .subscribers import Subscribers
 
@@ -302,6 +301,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
                 SUBSCRIBERS_SETTING: Subscribers(
                     self.max_subscribers, self.max_subscribers_per_user
                 ),
+                ALL_SCHEMAS_SETTING: self.accept_all_schemas,
             }
         )
         if self.serverapp is not None:
@@ -354,7 +354,6 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
             record_user=self.record_user,
             secret=self._user_secret(),
             reply_after_write=self.reply_after_write,
-            any_schema=self.accept_all_schemas,
         )
 
     def _user_secret(self) -> bytes:

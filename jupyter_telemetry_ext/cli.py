@@ -267,6 +267,10 @@ class TelemetryApp(JupyterApp):
         "prune": ("jupyter_telemetry_ext.cli_store.PruneCommand", "Remove old events."),
         "export": ("jupyter_telemetry_ext.cli_store.ExportCommand", "Print a user's events."),
         "erase": ("jupyter_telemetry_ext.cli_store.EraseCommand", "Delete a user's events."),
+        "collect": (
+            "jupyter_telemetry_ext.collector.TelemetryCollector",
+            "Run the JupyterHub collector service.",
+        ),
     }
 
     def start(self) -> None:

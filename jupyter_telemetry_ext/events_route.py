@@ -15,7 +15,7 @@ from jupyter_server.services.events.handlers import EventHandler
 from tornado import web
 
 from .eventlog import EventLog
-from .handlers import EVENTLOG_SETTING
+from .restapi import EVENTLOG_SETTING
 from .server_events import posted_by_client
 
 

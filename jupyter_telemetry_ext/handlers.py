@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime, timezone
 from typing import Any, cast
 
 import orjson
@@ -16,42 +14,26 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web, websocket
 
 from .compat import ws_authenticated
-from .content_encoding import check_encoding, parse_encoded
 from .eventlog import EventLog
 from .forwarding import Forwarder
-from .ingest import (
-    IngestError,
-    Limits,
-    Posted,
-    body_too_large,
-    parse_body,
-    post_event,
-    record_batch_paced,
-    report,
-)
 from .principal import principal
-from .ratelimit import RateLimiter
-from .reception import Policy, Reception
-from .schema import EventSchema, schema_order
+from .restapi import (
+    EVENTLOG_SETTING,
+    RETRY_AFTER_SECONDS,
+    WRITE_TIMEOUT_SECONDS,
+    PostEvents,
+    schema_model,
+    schemas_model,
+)
+from .schema import EventSchema
 from .subscribe import Subscription
 from .subscribers import SubscriberLimitError, Subscribers
-from .tickets import Ticket
 
 AUTH_RESOURCE = "telemetry"
-EVENTLOG_SETTING = "telemetry_eventlog"
-LIMITS_SETTING = "telemetry_limits"
 BUFFER_SETTING = "telemetry_subscriber_buffer"
-POLICY_SETTING = "telemetry_policy"
 SUBSCRIBERS_SETTING = "telemetry_subscribers"
 FORWARDER_SETTING = "telemetry_forwarder"  # a Forwarder, when events go to a collector
-RETRY_AFTER_SECONDS = 1
-WRITE_TIMEOUT_SECONDS = 30.0
-# The body is always parsed as JSON. Besides application/json, the types generic clients declare
-# for a string body are let through rather than break them: text/plain (a browser's fetch and
-# sendBeacon, JupyterLab's ServerConnection) and form-urlencoded (curl -d, tornado's client).
-JSON_CONTENT_TYPES = ("", "application/json", "text/plain", "application/x-www-form-urlencoded")
-# A larger body is parsed on a worker thread: reading a hostile megabyte can take a second.
-INLINE_PARSE_BYTES = 16 << 10
+ALL_SCHEMAS_SETTING = "telemetry_accept_all_schemas"  # TelemetryExtension.accept_all_schemas
 
 
 class TelemetryMixin:
@@ -98,175 +80,32 @@ class TelemetryHandler(TelemetryMixin, APIHandler):
 
 
 @web.stream_request_body
-class EventsHandler(TelemetryHandler):
-    """POST api/telemetry/events: one event, or a batch `{"events": [...]}`.
+class EventsHandler(PostEvents, TelemetryHandler):
+    """POST api/telemetry/events: one event, or a batch `{"events": [...]}` (see PostEvents)."""
 
-    The body is streamed, so that a flood (429) or a body over the limit (413) is refused
-    before it is read, whether it has a Content-Length or is chunked.
-    """
-
-    _chunks: list[bytes]
-    _principal: str = ""
-    _size: int = 0
-    _refused: bool = False
-
-    @property
-    def limits(self) -> Limits:
-        """Return the size limits of a post."""
-        return cast(Limits, self.settings[LIMITS_SETTING])
-
-    @property
-    def policy(self) -> Policy:
-        """Return the rate limit, duplicate window, clock window and identity rules."""
-        return cast(Policy, self.settings[POLICY_SETTING])
+    accepts_gzip = True  # forwarding servers gzip their batches to a collector like this one
 
     async def prepare(self) -> None:  # type: ignore[override]  # APIHandler's is untyped
-        """Note the receive time; refuse a flood or an announced oversized body at once."""
+        """Authenticate; then refuse a flood or an announced oversized body at once."""
         await super().prepare()
-        self._chunks = []
-        self._received_at = datetime.now(timezone.utc)
-        # Without a user `post` answers 401/403: nothing about the body is checked or reported.
-        if self.request.method == "POST" and self.current_user is not None:
-            self._principal = principal(self)
-            self._limit_rate()
-            self._check_content_type()
-            self._check_length()
+        self.check_post()
 
-    def _limit_rate(self) -> None:
-        limiter = self.policy.limiter
-        wait = limiter.acquire(self._principal)
-        if wait:
-            self.retry_after = RateLimiter.retry_after(wait)
-            msg = (
-                f"too many requests: the limit is {limiter.rate:g} a second per user, in bursts "
-                f"of {limiter.burst} (TelemetryExtension.rate_limit); retry after "
-                f"{self.retry_after} s"
-            )
-            self.eventlog.record_failure("rate_limited", msg, size=self._announced_length())
-            raise web.HTTPError(429, msg)
+    def poster(self) -> tuple[str, str]:
+        """Return the identity provider's user name and the request's principal."""
+        return self.current_user.username, principal(self)
 
-    def _check_content_type(self) -> None:
-        kind, _, params = self.request.headers.get("Content-Type", "").lower().partition(";")
-        kind, charset = kind.strip(), params.replace(" ", "").partition("charset=")[2]
-        if kind not in JSON_CONTENT_TYPES or charset.split(";")[0] not in ("", "utf-8"):
-            msg = (
-                "Content-Type must be application/json (or text/plain) in UTF-8, or absent "
-                f"(got {kind[:64]!r}{' with charset ' + repr(charset[:32]) if charset else ''})"
-            )
-            error = IngestError(msg, 415)
-            report(self.eventlog, error)
-            raise web.HTTPError(error.status, msg)
-        try:
-            check_encoding(self._encoding)
-        except IngestError as e:
-            report(self.eventlog, e)
-            raise web.HTTPError(e.status, str(e)) from None
-
-    @property
-    def _encoding(self) -> str:
-        return self.request.headers.get("Content-Encoding", "").strip().lower()
-
-    def _announced_length(self) -> int | None:
-        length = self.request.headers.get("Content-Length", "")
-        return int(length) if length.isdigit() else None
-
-    def _check_length(self) -> None:
-        length = self._announced_length()
-        if length is not None and length > self.limits.body:
-            error = body_too_large(length, self.limits)
-            report(self.eventlog, error)
-            raise web.HTTPError(error.status, str(error))
-
-    def data_received(self, chunk: bytes) -> None:
-        """Keep the body's chunks; answer 413 as soon as they pass the limit."""
-        if self._refused:
-            return
-        self._size += len(chunk)
-        if self._size <= self.limits.body:
-            self._chunks.append(chunk)
-            return
-        self._refused, self._chunks = True, []
-        error = body_too_large(self._size, self.limits)
-        if self.current_user is not None:
-            report(self.eventlog, error)
-        http_error = web.HTTPError(error.status, str(error))
-        self.send_error(error.status, exc_info=(web.HTTPError, http_error, None))
+    def open_to(self) -> Callable[[EventSchema], bool] | None:
+        """Return every schema with `accept_all_schemas` (a collector), else None (frontends)."""
+        return _every_schema if self.settings.get(ALL_SCHEMAS_SETTING) else None
 
     @web.authenticated
     @authorized
     async def post(self) -> None:
         """Record the posted event(s); query arguments are ignored (clients add cache-busters)."""
-        username = self.current_user.username
-        reception = self.policy.reception(username, self._principal, self._received_at)
-        try:
-            posted = await self._parse(b"".join(self._chunks))
-        except IngestError as e:
-            report(self.eventlog, e)
-            raise web.HTTPError(e.status, str(e)) from None
-        reception.sent_at = posted.sent_at
-        ticket = Ticket(self.policy.owed) if self.policy.reply_after_write else None
-        try:
-            reply = await self._reply(posted, reception, self._tracker(ticket))
-        except IngestError as e:
-            raise web.HTTPError(e.status, str(e)) from None
-        finally:
-            if ticket is not None:
-                self.eventlog.seal(ticket)
-        if ticket is not None:
-            await self._written(ticket)
+        reply = await self.record_post()
+        if self.policy.reply_after_write:
             await self._spooled()
         await self.finish(orjson.dumps(reply))
-
-    async def _parse(self, body: bytes) -> Posted:
-        """Read the body: a small one on the event loop, a larger or gzipped one on a thread."""
-        encoding = self._encoding
-        if len(body) <= INLINE_PARSE_BYTES and encoding != "gzip":
-            return parse_body(body, self.limits)
-        return await asyncio.to_thread(parse_encoded, body, encoding, self.limits)
-
-    def _tracker(self, ticket: Ticket | None) -> Callable[[], AbstractContextManager[Any]]:
-        """Return what each synchronous slice of recording runs in: the ticket's tracking.
-
-        A batch is recorded in slices with the event loop given back between them, so the
-        tracking (which belongs to the thread) is entered for each slice, never across an await.
-        """
-        if ticket is None:
-            return nullcontext
-        return lambda: self.eventlog.tracking(ticket, seal=False)
-
-    async def _reply(
-        self,
-        posted: Posted,
-        reception: Reception,
-        tracker: Callable[[], AbstractContextManager[Any]],
-    ) -> dict[str, Any]:
-        if posted.single:
-            with tracker():
-                status = post_event(self.eventlog, posted.events[0], posted.limits, reception)
-            return {"status": status}
-        batch = await record_batch_paced(
-            self.eventlog, posted.events, posted.limits, reception, tracker
-        )
-        if batch.all_rejected:  # 400, with each event's reason as in any batch reply
-            self.set_status(400)
-            first = batch.results[0]["error"]
-            return {"message": f"every event of the batch was rejected; events[0]: {first}",
-                    **batch.model()}  # fmt: skip
-        if batch.busy:
-            self.set_header("Retry-After", str(RETRY_AFTER_SECONDS))
-        return batch.model()
-
-    async def _written(self, ticket: Ticket) -> None:
-        """Wait until every handler wrote what this request recorded (`reply_after_write`)."""
-        if not await ticket.wait(WRITE_TIMEOUT_SECONDS):
-            msg = "the events are queued but the handlers did not write them in time; retry"
-            raise web.HTTPError(503, msg)
-        if not ticket.ok:
-            msg = (
-                "a handler failed to write the events; retry (an event with an id is then "
-                "written only where it is missing)"
-            )
-            raise web.HTTPError(503, msg)
 
     async def _spooled(self) -> None:
         """Wait until the forwarding spool holds what this request recorded (when forwarding)."""
@@ -276,6 +115,10 @@ class EventsHandler(TelemetryHandler):
             raise web.HTTPError(503, msg)
 
 
+def _every_schema(schema: EventSchema) -> bool:
+    return True
+
+
 class SchemasHandler(TelemetryHandler):
     """GET api/telemetry/schemas: every registered schema version, in short."""
 
@@ -283,27 +126,12 @@ class SchemasHandler(TelemetryHandler):
     @authorized
     async def get(self) -> None:
         """List each schema version: id, version, title, description, frontend, allowed, rate."""
-        schemas = sorted(self.eventlog.schemas, key=schema_order)
-        await self.finish(json.dumps({"schemas": [self._summary(s) for s in schemas]}))
-
-    def _summary(self, schema: EventSchema) -> dict[str, Any]:
-        allowed, sampling = self._recorded(schema.id)
-        return {
-            "id": schema.id,
-            "version": schema.version,
-            "title": schema.title,
-            "description": schema.description,
-            "frontend": schema.frontend,
-            "allowed": allowed,
-            "sampling": sampling,
-        }
-
-    def _recorded(self, schema_id: str) -> tuple[bool, float]:
-        """Return whether a schema's events are recorded, and their sampling rate: by the
-        collector's policy when forwarding (as it announces it), else by this server's."""
-        if self.forwarder is not None:
-            return self.forwarder.recorded(schema_id)
-        return self.eventlog.is_allowed(schema_id), self.eventlog.sampling_rate(schema_id)
+        model = schemas_model(self.eventlog)
+        forwarder = self.forwarder
+        if forwarder is not None:  # the collector's policy records forwarded events, not ours
+            for summary in model["schemas"]:
+                summary["allowed"], summary["sampling"] = forwarder.recorded(summary["id"])
+        await self.finish(json.dumps(model))
 
 
 class SchemaHandler(TelemetryHandler):
@@ -313,17 +141,9 @@ class SchemaHandler(TelemetryHandler):
     @authorized
     async def get(self, schema_id: str) -> None:
         """Reply with the documents of every version of a schema id (URL-decoded); 404 if none."""
-        versions = sorted((s for s in self.eventlog.schemas if s.id == schema_id), key=schema_order)
-        if not versions:
-            msg = "no schema with this id is registered; GET api/telemetry/schemas lists them"
-            raise web.HTTPError(404, msg)  # the id is not echoed: it may be anything
-        forwarder = self.forwarder
-        allowed = forwarder.recorded(schema_id)[0] if forwarder else None
-        model = {
-            "id": schema_id,
-            "allowed": self.eventlog.is_allowed(schema_id) if allowed is None else allowed,
-            "versions": [schema.document for schema in versions],
-        }
+        model = schema_model(self.eventlog, schema_id)
+        if self.forwarder is not None:
+            model["allowed"] = self.forwarder.recorded(schema_id)[0]
         await self.finish(json.dumps(model))
 
 

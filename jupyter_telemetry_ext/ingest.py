@@ -269,20 +269,33 @@ def _client_id(item: dict[str, Any]) -> str | None:
     return value
 
 
-def frontend_schema(
-    eventlog: EventLog, envelope: Envelope, *, any_schema: bool = False
-) -> EventSchema:
-    """Return the event's schema when frontends (or, with `any_schema`, anyone) may post it;
-    raise IngestError (400 or 403)."""
+def frontend_schema(eventlog: EventLog, envelope: Envelope) -> EventSchema:
+    """Return the event's schema when frontends may post it; raise IngestError (400 or 403)."""
     try:
         schema = eventlog.get_schema(envelope.schema_id, envelope.version)
     except UnknownSchemaError:
         raise _unknown(eventlog, envelope.schema_id) from None
-    if not schema.frontend and not any_schema:
+    if not schema.frontend:
         msg = (
             f"schema_id: the schema {schema.id!r} is not open to frontends; a schema opts in "
             "with the top-level key `frontend: true`"
         )
+        raise IngestError(msg, 403)
+    return schema
+
+
+def posted_schema(
+    eventlog: EventLog, envelope: Envelope, open_to: Callable[[EventSchema], bool] | None
+) -> EventSchema:
+    """Return the event's schema when this poster may post it (`open_to`; None: frontends)."""
+    if open_to is None:
+        return frontend_schema(eventlog, envelope)
+    try:
+        schema = eventlog.get_schema(envelope.schema_id, envelope.version)
+    except UnknownSchemaError:
+        raise _unknown(eventlog, envelope.schema_id) from None
+    if not open_to(schema):
+        msg = f"schema_id: the schema {schema.id!r} is not open to posts here"
         raise IngestError(msg, 403)
     return schema
 
@@ -299,7 +312,7 @@ def _unknown(eventlog: EventLog, schema_id: str) -> IngestError:
 
 def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
     """Validate and record one event; return its status ("recorded", ...) or raise IngestError."""
-    schema = frontend_schema(eventlog, envelope, any_schema=reception.any_schema)
+    schema = posted_schema(eventlog, envelope, reception.open_to)
     client_id = envelope.client_id
     event_time = _event_time(reception, envelope.timestamp) if envelope.timestamp else None
     ticket = eventlog.ticket

@@ -5,29 +5,18 @@ psycopg is imported by the functions that need it, never by `import jupyter_tele
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from .pgrows import COLUMNS, ID_COLUMNS, Row, key_of, received_of, stream
 
 if TYPE_CHECKING:
     import psycopg
 
-SCHEMA_VERSION = 1  # of the table layout below; a newer table is refused
+SCHEMA_VERSION = 2  # of the table layout below; an older one is migrated, a newer one refused
 DEFAULT_TABLE = "telemetry_events"
 URL_VARIABLE = "JUPYTER_TELEMETRY_DB"  # where the URL is read from when none is given
-CAPSULE_FIELDS = frozenset(
-    ("__timestamp__", "__event_time__", "__schema__", "__schema_version__",
-     "__metadata_version__", "__user__", "__client_id__")
-)  # fmt: skip
-COLUMNS = (
-    "received", "event_time", "schema_id", "schema_version", "metadata_version",
-    "username", "client_id", "data",
-)  # fmt: skip
-Row = tuple[Any, ...]
-
 # {t} is the events table; every other name derives from it.
 DDL = """\
 CREATE TABLE IF NOT EXISTS {t} (
@@ -44,11 +33,11 @@ CREATE INDEX IF NOT EXISTS {t_received} ON {t} USING brin (received);
 CREATE INDEX IF NOT EXISTS {t_schema} ON {t} (schema_id, received);
 -- One row per (user, client id) ever stored: makes retries idempotent across batches, days
 -- (partitions) and collector replicas; a partitioned table cannot hold that unique key itself.
+-- The key is the first 16 bytes of sha256(UTF-8 user || 0x00 || UTF-8 client id), user '' when
+-- none: one short fixed-size key is cheaper to index than the two texts.
 CREATE TABLE IF NOT EXISTS {t_ids} (
-    username  text        NOT NULL,  -- '' for events without a user
-    client_id text        NOT NULL,
-    received  timestamptz NOT NULL,
-    PRIMARY KEY (username, client_id)
+    key      uuid        PRIMARY KEY,
+    received timestamptz NOT NULL
 );
 CREATE INDEX IF NOT EXISTS {t_ids_received} ON {t_ids} USING brin (received);
 -- Each erasure of a person's events: who ran it, when, how many; never whose.
@@ -59,6 +48,16 @@ CREATE TABLE IF NOT EXISTS {t_erasures} (
 );
 """
 VERSION_DDL = "CREATE TABLE IF NOT EXISTS {t_version} (version integer NOT NULL)"
+# The ids key in SQL, of the events table's columns (the same bytes as `pgrows.id_key`).
+KEY_SQL = """encode(substring(sha256(convert_to(coalesce({user}, ''), 'UTF8') || '\\x00'::bytea
+    || convert_to({client}, 'UTF8')) FROM 1 FOR 16), 'hex')::uuid"""
+# Version 1 keyed the ids by (username, client_id): the same ids, keyed by their hash.
+MIGRATE_1 = (
+    "ALTER TABLE {t_ids} ADD COLUMN key uuid",
+    "UPDATE {t_ids} SET key = " + KEY_SQL.format(user="username", client="client_id"),  # noqa: S608 - names only
+    "ALTER TABLE {t_ids} DROP COLUMN username, DROP COLUMN client_id",
+    "ALTER TABLE {t_ids} ALTER COLUMN key SET NOT NULL, ADD PRIMARY KEY (key)",
+)
 
 
 class StoreError(RuntimeError):
@@ -141,13 +140,24 @@ def ensure_table(conn: psycopg.Connection[Any], table: str, partition_by_day: bo
                 f"jupyter_telemetry_ext understands up to {SCHEMA_VERSION}: upgrade it"
             )
             raise StoreError(msg)
+        if version == SCHEMA_VERSION:
+            return is_partitioned(conn, table)
         if version is None:
             partition = " PARTITION BY RANGE (received)" if partition_by_day else ""
             conn.execute(sql.SQL(DDL).format(partition=sql.SQL(partition), **ids))
-            conn.execute(
-                sql.SQL("INSERT INTO {t_version} VALUES (%s)").format(**ids), [SCHEMA_VERSION]
-            )
+        else:
+            _migrate(conn, ids, version)
+        conn.execute(sql.SQL("INSERT INTO {t_version} VALUES (%s)").format(**ids), [SCHEMA_VERSION])
     return is_partitioned(conn, table)
+
+
+def _migrate(conn: psycopg.Connection[Any], ids: dict[str, Any], version: int) -> None:
+    """Bring the tables of layout `version` to the current one (in the caller's transaction)."""
+    from psycopg import sql
+
+    if version < 2:  # the layout version that keyed the ids by a hash
+        for statement in MIGRATE_1:
+            conn.execute(sql.SQL(statement).format(**ids))
 
 
 def ddl_text(table: str = DEFAULT_TABLE, partition_by_day: bool = False) -> str:
@@ -160,21 +170,6 @@ def ddl_text(table: str = DEFAULT_TABLE, partition_by_day: bool = False) -> str:
 def names_keys() -> tuple[str, ...]:
     """Return the keys of `names()` (t, t_ids, ...)."""
     return ("t", "t_received", "t_schema", "t_ids", "t_ids_received", "t_erasures", "t_version")
-
-
-def to_row(capsule: Mapping[str, Any]) -> Row:
-    """Return the table row of a capsule (`data` as JSON text); KeyError without a schema."""
-    data = {k: v for k, v in capsule.items() if k not in CAPSULE_FIELDS}
-    user, client = capsule.get("__user__"), capsule.get("__client_id__")
-    try:
-        text = orjson.dumps(data).decode()
-    except TypeError:
-        text = json.dumps(data, separators=(",", ":"))
-    return (
-        capsule["__timestamp__"], capsule.get("__event_time__"), str(capsule["__schema__"]),
-        str(capsule.get("__schema_version__")), int(capsule.get("__metadata_version__") or 1),
-        None if user is None else str(user), None if client is None else str(client), text,
-    )  # fmt: skip
 
 
 def to_capsule(row: Sequence[Any]) -> dict[str, Any]:
@@ -205,7 +200,7 @@ def ensure_partitions(conn: psycopg.Connection[Any], table: str, rows: Iterable[
     """Create the daily partitions (UTC days) that `rows` fall in, if missing."""
     from psycopg import sql
 
-    for day in sorted({str(row[0])[:10] for row in rows}):
+    for day in sorted({received_of(row).date().isoformat() for row in rows}):
         name = sql.Identifier(f"{table}_{day.replace('-', '')}")
         statement = sql.SQL(
             "CREATE TABLE IF NOT EXISTS {p} PARTITION OF {t} FOR VALUES FROM "
@@ -214,69 +209,77 @@ def ensure_partitions(conn: psycopg.Connection[Any], table: str, rows: Iterable[
         conn.execute(statement)
 
 
-def copy_rows(conn: psycopg.Connection[Any], table: str, rows: Sequence[Row]) -> None:
-    """COPY rows into the events table."""
+def copy_stream(conn: psycopg.Connection[Any], statement: Any, tuples: Iterable[bytes]) -> None:
+    """Run a binary COPY FROM STDIN of `tuples` (each one tuple's bytes)."""
+    with conn.cursor().copy(statement) as copy:
+        for block in stream(tuples):
+            copy.write(block)
+
+
+def copy_rows(conn: psycopg.Connection[Any], table: str, rows: Iterable[Row]) -> list[Row]:
+    """COPY rows into the events table; return them (`rows` may be made as they go)."""
     from psycopg import sql
 
-    statement = sql.SQL("COPY {t} ({cols}) FROM STDIN").format(
+    statement = sql.SQL("COPY {t} ({cols}) FROM STDIN (FORMAT BINARY)").format(
         t=sql.Identifier(table), cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
     )
-    with conn.cursor().copy(statement) as copy:
+    written: list[Row] = []
+    keep = written.append
+
+    def tuples() -> Iterator[bytes]:
         for row in rows:
-            copy.write_row(row)
+            keep(row)
+            yield row[0]
 
-
-def _keys(rows: Sequence[Row]) -> list[tuple[int, str, str, Any]]:
-    """Return (position, user, client id, received) of the rows that have a client id."""
-    return [(i, row[5] or "", row[6], row[0]) for i, row in enumerate(rows) if row[6] is not None]
+    copy_stream(conn, statement, tuples())
+    return written
 
 
 def write_batch(
-    conn: psycopg.Connection[Any], table: str, rows: Sequence[Row], partitioned: bool
+    conn: psycopg.Connection[Any], table: str, rows: Iterable[Row], partitioned: bool
 ) -> int:
     """Store rows in one transaction, each (user, client id) once ever; return how many stored.
 
-    The fast path copies the ids and the rows straight in; when an id is already stored (a
-    retry) the unique key refuses the copy, and the batch goes through a staging table.
+    `rows` may be made as the COPY takes them (PostgreSQL works meanwhile). The fast path
+    copies the rows, then their ids, straight in; when an id is already stored (a retry) the
+    unique key refuses the copy, and the batch goes through a staging table.
     """
     from psycopg import errors
 
+    if partitioned:
+        rows = list(rows)
+    written: list[Row] = []
     try:
         with conn.transaction():
             if partitioned:
                 ensure_partitions(conn, table, rows)
-            _copy_ids(conn, table, _keys(rows))
-            copy_rows(conn, table, rows)
-        return len(rows)
+            written = copy_rows(conn, table, rows)
+            _copy_ids(conn, table, written)
+        return len(written)
     except errors.UniqueViolation:
         pass
     with conn.transaction():
         if partitioned:
-            ensure_partitions(conn, table, rows)
-        fresh = _new_rows(conn, table, rows)
+            ensure_partitions(conn, table, written)
+        fresh = _new_rows(conn, table, written)
         copy_rows(conn, table, fresh)
     return len(fresh)
 
 
-def _copy_ids(
-    conn: psycopg.Connection[Any], table: str, keys: list[tuple[int, str, str, Any]]
-) -> None:
+def _copy_ids(conn: psycopg.Connection[Any], table: str, rows: list[Row]) -> None:
     from psycopg import sql
 
-    if not keys:
-        return
-    statement = sql.SQL("COPY {t_ids} (username, client_id, received) FROM STDIN")
-    with conn.cursor().copy(statement.format(**names(table))) as copy:
-        for _, user, client, received in keys:
-            copy.write_row((user, client, received))
+    statement = sql.SQL("COPY {t_ids} ({cols}) FROM STDIN (FORMAT BINARY)").format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, ID_COLUMNS)), **names(table)
+    )
+    copy_stream(conn, statement, [row[1] for row in rows if row[1] is not None])
 
 
-STAGING = """CREATE TEMP TABLE IF NOT EXISTS telemetry_staging_ids
-(n integer, username text, client_id text, received timestamptz) ON COMMIT DELETE ROWS"""
-CLAIM = """INSERT INTO {t_ids} (username, client_id, received)
-SELECT DISTINCT ON (username, client_id) username, client_id, received
-FROM telemetry_staging_ids ORDER BY username, client_id, n
-ON CONFLICT DO NOTHING RETURNING username, client_id"""
+STAGING = """CREATE TEMP TABLE IF NOT EXISTS telemetry_staging_keys
+(key uuid, received timestamptz) ON COMMIT DELETE ROWS"""
+CLAIM = """INSERT INTO {t_ids} (key, received)
+SELECT DISTINCT ON (key) key, received FROM telemetry_staging_keys
+ON CONFLICT DO NOTHING RETURNING key"""
 
 
 def _new_rows(conn: psycopg.Connection[Any], table: str, rows: Sequence[Row]) -> list[Row]:
@@ -284,14 +287,13 @@ def _new_rows(conn: psycopg.Connection[Any], table: str, rows: Sequence[Row]) ->
     from psycopg import sql
 
     conn.execute(STAGING)
-    with conn.cursor().copy("COPY telemetry_staging_ids FROM STDIN") as copy:
-        for staged in _keys(rows):
-            copy.write_row(staged)
-    claimed = {(r[0], r[1]) for r in conn.execute(sql.SQL(CLAIM).format(**names(table)))}
+    copy_stream(conn, "COPY telemetry_staging_keys FROM STDIN (FORMAT BINARY)",
+                [row[1] for row in rows if row[1] is not None])  # fmt: skip
+    claimed = {r[0].bytes for r in conn.execute(sql.SQL(CLAIM).format(**names(table)))}
     fresh: list[Row] = []
     for row in rows:
-        key = (row[5] or "", row[6])
-        if row[6] is None:
+        key = key_of(row)
+        if key is None:
             fresh.append(row)
         elif key in claimed:
             claimed.discard(key)

@@ -14,20 +14,21 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .delivery import RECORD_NAME, CapsuleRecord
+from .pgrows import NOT_A_CAPSULE, Row, RowError, line_row, row_line, to_row
 from .pgtable import (
     DEFAULT_TABLE,
-    Row,
     StoreError,
     ensure_table,
     masked,
     resolve_url,
     scrub,
-    to_row,
     write_batch,
 )
 from .spool import Spool
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("jupyter_telemetry_ext.postgres")
 # Seconds the writer waits, once woken, for more events before it writes a batch.
 LINGER = 0.01
+# Events beyond `memory_events` are written to the spool this many at a time.
+SPOOL_BLOCK = 1000
 
 
 class StoreUnavailableError(StoreError, OSError):
@@ -59,10 +62,10 @@ class StoreRefusedError(StoreError):
 
 
 class _Batch:
-    """Capsules taken for one write, and where they came from (memory, or the spool)."""
+    """Events taken for one write: rows from memory, or lines from the spool (and their end)."""
 
-    def __init__(self, capsules: list[Mapping[str, Any]], spool_end: int | None = None) -> None:
-        self.capsules, self.spool_end = capsules, spool_end
+    def __init__(self, items: list[Any], spool_end: int | None = None) -> None:
+        self.items, self.spool_end = items, spool_end
 
 
 class PostgresEventHandler(logging.Handler):
@@ -118,7 +121,8 @@ class PostgresEventHandler(logging.Handler):
         self.spool = Spool(Path(spool_dir) if spool_dir else _default_spool_dir(), table)
         self.where = masked(self._url)
         self.counts = {"stored": 0, "duplicate": 0, "refused": 0, "outages": 0}
-        self._memory: deque[Mapping[str, Any]] = deque()
+        self._memory: deque[Row] = deque()  # built once, by `emit`: no dict per waiting event
+        self._overflow: list[str] = []  # lines beyond memory_events, spooled SPOOL_BLOCK at once
         self._cond = threading.Condition()
         self._handed = self._done = 0
         self._stopping = False
@@ -141,22 +145,40 @@ class PostgresEventHandler(logging.Handler):
         return self._handed - self._done
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Queue the record's capsule for the writer thread (in memory, or spooled)."""
+        """Queue the record's row for the writer thread (in memory, or spooled)."""
         capsule = record.msg
         if not isinstance(capsule, Mapping):
             msg = "PostgresEventHandler takes event records (their msg is the capsule)"
             raise TypeError(msg)
+        row: Row | None = None
+        if len(self._memory) < self.memory_events:  # else spooled as its line, as it is
+            try:
+                row = to_row(capsule)
+            except RowError as e:
+                self._refused(record, e.sqlstate)
+                return
+            except (KeyError, TypeError, ValueError):
+                self._refused(record, NOT_A_CAPSULE)
+                return
         with self._cond:
             if self._stopping or self._thread is None or not self._thread.is_alive():
                 self._reopen()
             waiting = len(self._memory)
-            if waiting < self.memory_events:
-                self._memory.append(capsule)
+            if row is not None and waiting < self.memory_events:
+                self._memory.append(row)
             else:
-                self.spool.append([getattr(record, "line", None) or json.dumps(capsule)])
+                self._overflow.append(getattr(record, "line", None) or json.dumps(capsule))
+                if len(self._overflow) >= SPOOL_BLOCK:
+                    self._spill()
             self._handed += 1
             if waiting == 0 or waiting + 1 >= self.batch_size:  # wake the writer, or cut its
                 self._cond.notify_all()  # linger short: a full batch is waiting
+
+    def _spill(self) -> None:
+        """Append the overflow to the spool (the caller holds the lock)."""
+        if self._overflow:
+            lines, self._overflow = self._overflow, []
+            self.spool.append(lines)
 
     def _reopen(self) -> None:
         """Start (again) writing: closed handlers get events too, e.g. after `logging.shutdown`
@@ -190,8 +212,9 @@ class PostgresEventHandler(logging.Handler):
         with self._cond:
             rest = list(self._memory)
             self._memory.clear()
+            self._spill()
         if rest:
-            self.spool.append([json.dumps(c) for c in rest])
+            self.spool.append([row_line(row) for row in rest])
             log.warning("Telemetry: %d events spooled to %s until PostgreSQL takes them",
                         len(rest), self.spool.folder)  # fmt: skip
 
@@ -229,7 +252,10 @@ class PostgresEventHandler(logging.Handler):
     def _take(self) -> _Batch | None:
         """Return the next batch (the spool's first), or None once stopping with nothing left."""
         with self._cond:
-            while not self.spool.pending:
+            while True:
+                self._spill()  # what waits beyond memory_events: to the spool, then taken
+                if self.spool.pending:
+                    break
                 if self._memory:
                     self._linger()
                     n = min(self.batch_size, len(self._memory))
@@ -238,7 +264,7 @@ class PostgresEventHandler(logging.Handler):
                     return None
                 self._cond.wait()
         lines, end = self.spool.take(self.batch_size)
-        return _Batch([_parse(line) for line in lines], end)
+        return _Batch(lines, end)
 
     def _linger(self) -> None:
         """Wait a moment (the lock held by the caller is released meanwhile) for events arriving
@@ -253,7 +279,7 @@ class PostgresEventHandler(logging.Handler):
     def _give_back(self, batch: _Batch) -> None:
         """Keep a batch that could not be written: spooled, or left in the spool."""
         if batch.spool_end is None:
-            self.spool.append([json.dumps(c) for c in batch.capsules])
+            self.spool.append([row_line(row) for row in batch.items])
 
     def _write(self, batch: _Batch) -> bool:
         """Store a batch; return False when the database is unavailable (it is kept)."""
@@ -261,16 +287,16 @@ class PostgresEventHandler(logging.Handler):
 
         try:
             conn = self._connection()
-            stored = self._store(conn, batch.capsules)
+            stored = self._store(conn, batch.items)
         except (Error, StoreError) as e:
             self._outage(e)
             return False
         if batch.spool_end is not None:
-            self.spool.done(batch.spool_end, len(batch.capsules))
+            self.spool.done(batch.spool_end, len(batch.items))
         self._recovered()
         with self._cond:
             self.counts["stored"] += stored
-            self._done += len(batch.capsules)
+            self._done += len(batch.items)
             self._cond.notify_all()
         return True
 
@@ -278,48 +304,82 @@ class PostgresEventHandler(logging.Handler):
         import psycopg
 
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            # The rows' text is UTF-8 whatever the database's encoding: PostgreSQL converts it.
+            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10,
+                                         client_encoding="UTF8")  # fmt: skip
             self._partitioned = ensure_table(self._conn, self.table, self.partition_by_day)
         return self._conn
 
-    def _store(self, conn: psycopg.Connection[Any], capsules: list[Mapping[str, Any]]) -> int:
-        """Write rows; split a batch PostgreSQL refuses for a data reason, down to the bad row."""
-        rows, bad = _rows(capsules)
-        for capsule in bad:
-            self._refused(capsule, "not an event capsule")
-        kept = [c for c in capsules if not any(c is b for b in bad)]
-        return self._store_rows(conn, rows, kept)
+    def _store(self, conn: psycopg.Connection[Any], items: list[Any]) -> int:
+        """Write a batch; split one PostgreSQL refuses for a data reason, down to the bad row.
 
-    def _store_rows(
-        self, conn: psycopg.Connection[Any], rows: list[Row], capsules: list[Mapping[str, Any]]
-    ) -> int:
+        Spooled lines become rows as the COPY takes them: PostgreSQL works meanwhile.
+        """
         from psycopg import DataError
 
-        if not rows:
-            return 0
+        made: list[Row] = []
+        rows = self._rows(items, made)
         try:
             stored = write_batch(conn, self.table, rows, self._partitioned)
         except DataError as e:
             refusal = str(e.sqlstate)  # its message may quote data
         else:
-            refusal = ""
-        if refusal and len(rows) == 1:
-            self._refused(capsules[0], refusal)  # outside `except`: no traceback quoting the row
+            self._duplicates(len(made) - stored)
+            return stored
+        made.extend(rows)  # the rows the refused COPY did not get to
+        return self._store_rows(conn, made, refusal)
+
+    def _rows(self, items: list[Any], made: list[Row]) -> Iterator[Row]:
+        """Yield the rows of a batch (noting each in `made`); refuse lines that make none."""
+        for item in items:
+            row = item
+            if type(item) is str:
+                try:
+                    row = line_row(item)
+                except RowError as e:
+                    self._refused_row(None, e.sqlstate)
+                    continue
+                except (KeyError, TypeError, ValueError):
+                    self._refused_row(None, NOT_A_CAPSULE)
+                    continue
+            made.append(row)
+            yield row
+
+    def _store_rows(self, conn: psycopg.Connection[Any], rows: list[Row], refusal: str) -> int:
+        """Write rows that PostgreSQL refused together (`refusal`) in halves, to the bad row."""
+        from psycopg import DataError
+
+        if len(rows) == 1:
+            self._refused_row(rows[0], refusal)
             return 0
-        if refusal:
-            half = len(rows) // 2
-            return self._store_rows(conn, rows[:half], capsules[:half]) + self._store_rows(
-                conn, rows[half:], capsules[half:]
-            )
-        with self._cond:
-            self.counts["duplicate"] += len(rows) - stored
+        stored = 0
+        half = len(rows) // 2
+        for part in (rows[:half], rows[half:]):
+            try:
+                written = write_batch(conn, self.table, part, self._partitioned)
+            except DataError as e:
+                refusal = str(e.sqlstate)  # split outside `except`: no traceback quoting a row
+            else:
+                self._duplicates(len(part) - written)
+                stored += written
+                continue
+            stored += self._store_rows(conn, part, refusal)
         return stored
 
-    def _refused(self, capsule: Mapping[str, Any], sqlstate: str) -> None:
+    def _duplicates(self, n: int) -> None:
+        with self._cond:
+            self.counts["duplicate"] += n
+
+    def _refused_row(self, row: Row | None, sqlstate: str) -> None:
+        """Report a row (or a damaged spooled line) the table will never take."""
+        capsule = orjson.loads(row_line(row)) if row is not None else {}
+        self._refused(CapsuleRecord(RECORD_NAME, capsule, ""), sqlstate)
+
+    def _refused(self, record: logging.LogRecord, sqlstate: str) -> None:
         """Report an event the table will never take: counted as a sink failure (logged once,
         described to failed_handlers by the SQLSTATE alone)."""
-        self.counts["refused"] += 1
-        record = CapsuleRecord(RECORD_NAME, capsule, "")
+        with self._cond:
+            self.counts["refused"] += 1
         try:
             raise StoreRefusedError(sqlstate)
         except StoreRefusedError:
@@ -353,26 +413,6 @@ class PostgresEventHandler(logging.Handler):
                 conn.close()
             except Exception:  # a broken connection may fail to close; it is dropped anyway
                 log.debug("closing a broken PostgreSQL connection failed", exc_info=True)
-
-
-def _parse(line: str) -> Mapping[str, Any]:
-    """Return a spooled capsule; a damaged line becomes a capsule the table refuses."""
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _rows(capsules: list[Mapping[str, Any]]) -> tuple[list[Row], list[Mapping[str, Any]]]:
-    rows: list[Row] = []
-    bad: list[Mapping[str, Any]] = []
-    for capsule in capsules:
-        try:
-            rows.append(to_row(capsule))
-        except (KeyError, TypeError, ValueError):
-            bad.append(capsule)
-    return rows, bad
 
 
 def _default_spool_dir() -> Path:

@@ -5,6 +5,7 @@ Nothing here imports tornado: the handler builds a Reception for each request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,6 +14,7 @@ from .dedupe import RecentIds
 from .eventlog import format_timestamp
 from .identity import recorded_user
 from .ratelimit import RateLimiter
+from .schema import EventSchema
 from .tickets import Owed
 from .timestamps import TimestampError, corrected_event_time
 
@@ -27,7 +29,8 @@ class Reception:
     sent_at: datetime | None = None
     window: timedelta | None = None
     recent: RecentIds | None = None
-    any_schema: bool = False  # schemas not open to frontends are taken too (a collector)
+    # Which schemas the sender may post; None: those marked `frontend: true` (see ingest).
+    open_to: Callable[[EventSchema], bool] | None = None
 
     def event_time(self, timestamp: datetime | None) -> datetime | None:
         """Return the client's event time by the server's clock; raise TimestampError if far."""
@@ -86,7 +89,6 @@ class Policy:
     record_user: str = "none"
     secret: bytes = b""
     reply_after_write: bool = False
-    any_schema: bool = False
     owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
 
     def reception(self, username: str, principal: str, received_at: datetime) -> Reception:
@@ -97,5 +99,4 @@ class Policy:
             recorded_user=recorded_user(self.record_user, self.secret, username),
             window=self.window,
             recent=self.recent,
-            any_schema=self.any_schema,
         )

@@ -6,7 +6,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from .pgtable import COLUMNS, StoreError, masked, names, resolve_url, scrub, to_capsule
+from .pgrows import COLUMNS
+from .pgtable import KEY_SQL, StoreError, masked, names, resolve_url, scrub, to_capsule
 
 if TYPE_CHECKING:
     import psycopg
@@ -164,12 +165,15 @@ def erase_user(
 
     ids = names(table)
     with conn.transaction():
+        key = sql.SQL(KEY_SQL.format(user="username", client="client_id"))
+        conn.execute(
+            sql.SQL("DELETE FROM {t_ids} WHERE key IN (SELECT {key} FROM {t} "
+                    "WHERE username = ANY(%s) AND client_id IS NOT NULL)").format(key=key, **ids),
+            [list(users)],
+        )  # fmt: skip
         deleted = conn.execute(
             sql.SQL("DELETE FROM {t} WHERE username = ANY(%s)").format(**ids), [list(users)]
         ).rowcount
-        conn.execute(
-            sql.SQL("DELETE FROM {t_ids} WHERE username = ANY(%s)").format(**ids), [list(users)]
-        )
         conn.execute(
             sql.SQL("INSERT INTO {t_erasures} (operator, events) VALUES (%s, %s)").format(**ids),
             [operator, deleted],

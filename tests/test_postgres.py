@@ -112,7 +112,7 @@ def test_every_column_as_written(url: str, handlers: list[Any], tmp_path: Path) 
         received, datetime(2026, 3, 4, 5, 6, 0, 1, tzinfo=timezone.utc), SCHEMA_ID, "1", 2,
         "hash-of-u1", "e-1", {"action": "open", "n": 7},
     )  # fmt: skip
-    assert rows(url, "SELECT version FROM telemetry_events_version") == [(1,)]
+    assert rows(url, "SELECT version FROM telemetry_events_version") == [(2,)]
 
 
 @pytest.mark.parametrize("partition_by_day", [False, True])
@@ -178,16 +178,92 @@ def test_migration_from_empty_and_a_newer_table_refused(
     for table in ("telemetry_events_ids", "telemetry_events_erasures", "telemetry_events_version"):
         assert table in names
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("UPDATE telemetry_events_version SET version = 2")
+        conn.execute("UPDATE telemetry_events_version SET version = 3")
     newer = make_handler(url, handlers, tmp_path / "newer", flush_timeout=1)
     newer.handle(logging.makeLogRecord({"msg": {"__timestamp__": "2026-01-01T00:00:00Z",
                                                 "__schema__": SCHEMA_ID}}))  # fmt: skip
     with pytest.raises(StoreUnavailableError, match="1 events not committed"):
         newer.flush()
-    assert "has layout version 2; this version of jupyter_telemetry_ext understands up to 1" in (
+    assert "has layout version 3; this version of jupyter_telemetry_ext understands up to 2" in (
         caplog.text
     )
     assert rows(url, "SELECT count(*) FROM telemetry_events") == [(1,)]
+
+
+# The ids table of layout version 1, keyed by the two texts.
+LAYOUT_1_IDS = """CREATE TABLE telemetry_events_ids (
+    username  text        NOT NULL,
+    client_id text        NOT NULL,
+    received  timestamptz NOT NULL,
+    PRIMARY KEY (username, client_id)
+)"""
+
+
+def test_migration_from_layout_1_keeps_every_id(
+    url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    from jupyter_telemetry_ext.pgtable import ddl_text
+
+    day = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(ddl_text())
+        conn.execute("DROP TABLE telemetry_events_ids")
+        conn.execute(LAYOUT_1_IDS)
+        conn.execute("CREATE INDEX ON telemetry_events_ids USING brin (received)")
+        conn.execute("INSERT INTO telemetry_events_version VALUES (1)")
+        for user, client in (("zoë", "é-1"), ("u1", "a")):
+            conn.execute("INSERT INTO telemetry_events_ids VALUES (%s, %s, %s)",
+                         [user, client, day])  # fmt: skip
+    handler = make_handler(url, handlers, tmp_path)
+    eventlog = make_log(handler)
+    record(eventlog, 1, "é-1", user="zoë")  # retries of ids stored before the migration
+    record(eventlog, 2, "a")
+    record(eventlog, 3, "a", user="zoë")  # new ids
+    record(eventlog, 4, "é-1")
+    assert eventlog.flush(10)
+    assert rows(url, "SELECT username, client_id FROM telemetry_events ORDER BY 2, 1") == [
+        ("zoë", "a"), ("u1", "é-1")
+    ]  # fmt: skip
+    assert handler.counts["duplicate"] == 2
+    assert rows(url, "SELECT version FROM telemetry_events_version ORDER BY 1") == [(1,), (2,)]
+    columns = "SELECT column_name FROM information_schema.columns WHERE table_name = '{}'"
+    assert rows(url, columns.format("telemetry_events_ids") + " ORDER BY 1") == [
+        ("key",), ("received",)
+    ]  # fmt: skip
+    assert rows(url, "SELECT count(*), min(received) FROM telemetry_events_ids") == [(4, day)]
+
+
+def test_an_event_that_waited_on_disk_keeps_every_column(
+    pg: PostgresServer, url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    handler = make_handler(url, handlers, tmp_path, flush_timeout=0.5)
+    eventlog = make_log(handler)
+    record(eventlog, 0, "first")
+    assert eventlog.flush(10)
+    received = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=timezone.utc)
+    context = {"__user__": "zoë", "__client_id__": "é-2",
+               "__event_time__": "2026-03-04T05:06:00.000001Z"}  # fmt: skip
+    pg.stop()
+    try:
+        eventlog.record_event(SCHEMA_ID, 1, {"action": "ouvert \"ü\"\n", "n": -7}, received,
+                              context=context)  # fmt: skip
+        eventlog.record_event(SCHEMA_ID, 1, {}, received)
+        assert eventlog.flush(10)
+        with pytest.raises(StoreUnavailableError):
+            handler.flush()  # what waited in memory is now in the spool
+        assert list((tmp_path / "spool").glob("*.spool"))
+    finally:
+        pg.start()
+    handler.flush_timeout = 30
+    handler.flush()
+    query = "SELECT * FROM telemetry_events WHERE received = %s ORDER BY client_id NULLS LAST"
+    with psycopg.connect(url) as conn:
+        stored = conn.execute(query, [received]).fetchall()
+    assert stored == [
+        (received, datetime(2026, 3, 4, 5, 6, 0, 1, tzinfo=timezone.utc), SCHEMA_ID, "1", 2,
+         "zoë", "é-2", {"action": "ouvert \"ü\"\n", "n": -7}),
+        (received, None, SCHEMA_ID, "1", 2, None, None, {}),
+    ]  # fmt: skip
 
 
 def test_database_down_mid_stream_then_back_every_event_once(
@@ -330,6 +406,7 @@ def test_cli_prune_export_erase(filled: str, tmp_path: Path) -> None:
     ]
     left = rows(filled, "SELECT data->>'n' FROM telemetry_events ORDER BY 1")
     assert left == [("1",), ("3",)]
+    assert rows(filled, "SELECT count(*) FROM telemetry_events_ids") == [(2,)]  # bob's only
     partitions = partition_count(filled)
     pruned = cli("prune", "--db", filled, "--older-than", "90d")
     assert pruned.stdout.startswith("removed 1 events"), pruned.stderr

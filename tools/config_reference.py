@@ -22,9 +22,10 @@ START, END = "<!-- configuration:start -->", "<!-- configuration:end -->"
 def configurables() -> list[type[Configurable]]:
     """Return the classes whose options the README lists."""
     from jupyter_telemetry_ext.app import TelemetryExtension
+    from jupyter_telemetry_ext.collector import TelemetryCollector
     from jupyter_telemetry_ext.eventlog import EventLog
 
-    return [EventLog, TelemetryExtension]
+    return [EventLog, TelemetryExtension, TelemetryCollector]
 
 
 def _default(trait: TraitType) -> str:  # type: ignore[type-arg]

@@ -1,0 +1,156 @@
+"""Hub benchmark: N processes (simulated single-user servers) posting batches to one collector.
+
+A real JupyterHub (tests/hubserver.py: configurable-http-proxy, the collector as a managed
+service) on 127.0.0.1; each process logs in as its own hub user and POSTs batches with its token
+through the proxy, over one keep-alive connection, as a forwarder does. The collector writes a
+JSON-lines file. Printed: events/s through the collector (from the first request until the sink
+holds every event), the latency of each batch request (p50/p99), and, in the same run, the same
+events recorded straight into an EventLog writing the same kind of file (the baseline): the
+ratio is collector time / direct time.
+
+    python benchmarks/bench_hub.py                     # 4 processes x 40 batches x 500 events
+    python benchmarks/bench_hub.py --procs 2 --batches 10 --batch 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import multiprocessing
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import EVENT, SCHEMA, SCHEMA_ID, SCHEMA_VERSION
+from tests.hubserver import SERVICE, Hub
+
+CONFIG = """\
+import logging
+c.TelemetryCollector.schema_paths = [{schemas!r}]
+c.TelemetryCollector.rate_limit = 0
+c.TelemetryCollector.record_user = "username"
+c.EventLog.handlers = [logging.FileHandler({sink!r})]
+c.EventLog.allowed_schemas = {{{schema_id!r}: {{"allowed_categories": ["unrestricted",
+                                                                   "user-identifier"]}}}}
+"""
+
+
+def batch(size: int) -> bytes:
+    """Return one batch body of `size` events, each with a fresh id."""
+    events = [{"schema_id": SCHEMA_ID, "version": SCHEMA_VERSION, "data": EVENT,
+               "id": uuid.uuid4().hex} for _ in range(size)]  # fmt: skip
+    return json.dumps({"events": events}).encode()
+
+
+def poster(port: int, token: str, bodies: list[bytes], out: Any) -> None:
+    """POST every body over one connection; send back each request's latency in seconds."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+    latencies = []
+    for body in bodies:
+        started = time.perf_counter()
+        connection.request("POST", f"/services/{SERVICE}/api/telemetry/events", body, headers)
+        response = connection.getresponse()
+        reply = json.loads(response.read())
+        latencies.append(time.perf_counter() - started)
+        assert response.status == 200, reply
+        assert reply["recorded"] == len(json.loads(body)["events"]), reply
+    out.send(latencies)
+
+
+def count_lines(path: Path) -> int:
+    """Return how many lines the file holds."""
+    if not path.exists():
+        return 0
+    with path.open("rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def through_collector(hub: Hub, sink: Path, bodies: list[list[bytes]]) -> tuple[float, list[float]]:
+    """Post every process's bodies at once; return seconds until all written, and latencies."""
+    tokens = [hub.user_token(user) for user in hub.users]
+    total = sum(len(json.loads(b)["events"]) for per in bodies for b in per)
+    before = count_lines(sink)
+    pipes, procs = [], []
+    for token, per in zip(tokens, bodies, strict=True):
+        reader, writer = multiprocessing.Pipe(duplex=False)
+        procs.append(multiprocessing.Process(target=poster, args=(hub.port, token, per, writer)))
+        pipes.append(reader)
+    started = time.perf_counter()
+    for proc in procs:
+        proc.start()
+    latencies = [lat for reader in pipes for lat in reader.recv()]
+    while count_lines(sink) < before + total:
+        time.sleep(0.005)
+    elapsed = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    return elapsed, latencies
+
+
+def direct(tmp: Path, bodies: list[list[bytes]]) -> float:
+    """Record the same events straight into an EventLog writing a file; return the seconds."""
+    from jupyter_telemetry_ext.eventlog import EventLog
+
+    handler = logging.FileHandler(tmp / "direct.jsonl")
+    allowed = {SCHEMA_ID: {"allowed_categories": ["unrestricted", "user-identifier"]}}
+    eventlog = EventLog(handlers=[handler], allowed_schemas=allowed, background=True)
+    eventlog.register_schema(SCHEMA)
+    events = [e for per in bodies for b in per for e in json.loads(b)["events"]]
+    started = time.perf_counter()
+    with eventlog.batch():
+        for e in events:
+            eventlog.record_event(e["schema_id"], e["version"], e["data"],
+                                  context={"__client_id__": e["id"], "__user__": "u"})  # fmt: skip
+    eventlog.flush()
+    elapsed = time.perf_counter() - started
+    eventlog.close()
+    handler.close()
+    return elapsed
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--procs", type=int, default=4)
+    parser.add_argument("--batches", type=int, default=40, help="batches per process")
+    parser.add_argument("--batch", type=int, default=500, help="events per batch")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-hub-") as name:
+        tmp = Path(name)
+        (tmp / "schemas").mkdir()
+        (tmp / "schemas" / "bench.json").write_text(json.dumps(SCHEMA))
+        sink = tmp / "events.jsonl"
+        config = tmp / "telemetry_config.py"
+        config.write_text(CONFIG.format(schemas=str(tmp / "schemas"), sink=str(sink),
+                                        schema_id=SCHEMA_ID))  # fmt: skip
+        users = tuple(f"user{i}" for i in range(args.procs))
+        hub = Hub(tmp, config, users=users)
+        try:
+            hub.start()
+            warm = [[batch(args.batch)] for _ in users]
+            through_collector(hub, sink, warm)  # HubAuth's token cache, the sink's file
+            bodies = [[batch(args.batch) for _ in range(args.batches)] for _ in users]
+            collector_s, latencies = through_collector(hub, sink, bodies)
+        finally:
+            hub.stop()
+        direct_s = direct(tmp, bodies)
+    total = args.procs * args.batches * args.batch
+    quantiles = statistics.quantiles(latencies, n=100)
+    print(f"{args.procs} processes x {args.batches} batches x {args.batch} events = {total}")
+    print(f"collector: {total / collector_s:,.0f} events/s ({collector_s:.2f} s)")
+    print(f"batch latency: p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms")
+    print(f"direct EventLog + file: {total / direct_s:,.0f} events/s ({direct_s:.2f} s)")
+    print(f"overhead: {collector_s / direct_s:.2f}x the direct write")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""A real JupyterHub for the tests: configurable-http-proxy, SimpleLocalProcessSpawner,
+DummyAuthenticator, users alice and bob, the telemetry collector as a managed service and an
+admin service token; everything on 127.0.0.1, free ports, state in a temporary folder.
+
+Every process it starts carries a marker in its environment (the hub passes it to the proxy,
+the services and the single-user servers), so `stop()` finds and kills whatever the hub left
+behind, even when the hub failed to start. Reusable: `extra_config` adds hub config lines
+(e.g. the single-user servers' forwarding), `collector_config` is the collector's config file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.servers import free_port, log_tail, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+PROXY_BIN = ROOT / "node_modules" / ".bin"
+MARK = "TELEMETRY_TEST_HUB"
+SERVICE = "telemetry"
+ADMIN_SERVICE = "test-admin"
+SERVER_SCOPES = [
+    "users:activity!user",
+    "access:servers!server",
+    f"access:services!service={SERVICE}",
+]
+
+HUB_CONFIG = """\
+import sys
+c = get_config()  # noqa
+c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.ConfigurableHTTPProxy.pid_file = {tmp!r} + "/proxy.pid"
+c.JupyterHub.db_url = "sqlite:///" + {tmp!r} + "/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = {tmp!r} + "/cookie_secret"
+c.JupyterHub.pid_file = {tmp!r} + "/jupyterhub.pid"
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = {tmp!r} + "/home/{{username}}"
+c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+c.Spawner.args = ["--allow-root"]
+c.Spawner.ip = "127.0.0.1"
+c.Spawner.start_timeout = 60
+c.Spawner.http_timeout = 60
+c.Spawner.environment = {environment!r}
+c.Spawner.env_keep = ["PATH", "PYTHONPATH", "LANG", "LC_ALL"]
+
+def _free_port(spawner):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        spawner.port = s.getsockname()[1]
+
+c.Spawner.pre_spawn_hook = _free_port
+
+# The collector: a managed service. Users hold its access scope, and so do their servers'
+# tokens (the `server` role lists it: scopes a user lacks are dropped from a server's token).
+c.JupyterHub.extra_user_scopes = ["access:services!service={service}"]
+c.JupyterHub.services = [
+    {{
+        "name": "{service}",
+        "command": [sys.executable, "-m", "jupyter_telemetry_ext.cli", "collect",
+                    "--config", {collector_config!r}],
+        "url": "http://127.0.0.1:{collector_port}",
+        "environment": {environment!r},
+        "oauth_no_confirm": True,
+    }},
+    {{"name": "{admin}", "api_token": {admin_token!r}}},
+]
+c.JupyterHub.load_roles = [
+    {{"name": "server", "scopes": {server_scopes!r}}},
+    {{"name": "test-admin", "services": ["{admin}"],
+      "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens"]}},
+]
+"""
+
+
+class Hub:
+    """A JupyterHub subprocess; `start()` waits until its API answers through the proxy."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        collector_config: Path,
+        extra_config: str = "",
+        users: tuple[str, ...] = ("alice", "bob"),
+    ) -> None:
+        """Write the hub's config in `tmp`; nothing runs until `start()`."""
+        self.tmp, self.users = tmp, users
+        self.mark = secrets.token_hex(8)
+        self.port = free_port()
+        self.collector_port = free_port()
+        self.admin_token = secrets.token_hex(16)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.collector_url = f"{self.url}services/{SERVICE}/"
+        self.log = tmp / "jupyterhub.log"
+        self.environment = {
+            MARK: self.mark,
+            "PYTHONPATH": str(ROOT),
+            "JUPYTER_TELEMETRY_COLLECTOR_URL": self.collector_url,
+            **{
+                name: str(tmp / name.lower())
+                for name in ("JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR")
+            },
+        }
+        config = HUB_CONFIG.format(
+            tmp=str(tmp), port=self.port, hub_port=free_port(), proxy_api_port=free_port(),
+            collector_port=self.collector_port, collector_config=str(collector_config),
+            environment=self.environment, service=SERVICE, admin=ADMIN_SERVICE,
+            admin_token=self.admin_token, server_scopes=SERVER_SCOPES,
+        )  # fmt: skip
+        self.config = tmp / "jupyterhub_config.py"
+        self.config.write_text(config + extra_config, "utf-8")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the hub and wait for its API (the proxy answers 404 until the hub's routes)."""
+        env = {**os.environ, **self.environment, "PATH": f"{PROXY_BIN}:{os.environ['PATH']}"}
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "jupyterhub", "-f", str(self.config)],
+                cwd=self.tmp, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+        def up() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                msg = f"the hub exited ({self.process.returncode}): {log_tail(self.log)}"
+                raise RuntimeError(msg)
+            return self.request("GET", "hub/api/")[0] == 200
+
+        wait_until(up, timeout, lambda: f"the hub did not start: {log_tail(self.log)}", 0.2)
+        status, reply = self.admin("POST", "hub/api/users", {"usernames": list(self.users)})
+        assert status == 201, (status, reply)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+    ) -> tuple[int, Any]:
+        """Send a request through the proxy; return its status and JSON reply (None if none)."""
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            all_headers["Authorization"] = f"token {token}"
+        payload = (
+            data if data is not None else (None if body is None else json.dumps(body).encode())
+        )
+        request = urllib.request.Request(self.url + path, payload, all_headers, method=method)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return response.status, _json(response.read())
+        except urllib.error.HTTPError as e:
+            return e.code, _json(e.read())
+        except OSError:
+            return 0, None
+
+    def admin(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Send a request with the admin service's token."""
+        return self.request(method, path, body, token=self.admin_token)
+
+    def user_token(self, name: str) -> str:
+        """Log `name` in over the API (DummyAuthenticator) and return a new token of theirs."""
+        auth = {"auth": {"username": name, "password": "x"}}
+        status, reply = self.request("POST", f"hub/api/users/{name}/tokens", auth)
+        assert status in (200, 201), (status, reply)
+        return str(reply["token"])
+
+    def spawn(self, name: str, timeout: float = 60) -> None:
+        """Start the user's server (unless it runs) and wait until the hub says it is ready."""
+
+        def ready() -> bool:
+            model = self.admin("GET", f"hub/api/users/{name}")[1] or {}
+            return bool(model.get("servers", {}).get("", {}).get("ready"))
+
+        if ready():
+            return
+        status, reply = self.admin("POST", f"hub/api/users/{name}/server")
+        assert status in (201, 202), (status, reply)
+
+        wait_until(ready, timeout, lambda: f"{name}'s server did not start: {log_tail(self.log)}")
+
+    def stop_server(self, name: str, timeout: float = 30) -> None:
+        """Stop the user's server and wait until the hub says it is gone."""
+        self.admin("DELETE", f"hub/api/users/{name}/server")
+
+        def gone() -> bool:
+            model = self.admin("GET", f"hub/api/users/{name}")[1] or {}
+            return "" not in model.get("servers", {})
+
+        wait_until(gone, timeout, lambda: f"{name}'s server did not stop: {log_tail(self.log)}")
+
+    def processes(self) -> dict[int, dict[str, str]]:
+        """Return the environment of every running process started for this hub, by pid."""
+        found = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                env = _environ(entry / "environ")
+                if env.get(MARK) == self.mark:
+                    found[int(entry.name)] = env
+        return found
+
+    def server_env(self, name: str) -> dict[str, str]:
+        """Return the environment of `name`'s single-user server (its token, its URLs)."""
+        for env in self.processes().values():
+            if env.get("JUPYTERHUB_USER") == name and "JUPYTERHUB_SERVICE_NAME" not in env:
+                return env
+        msg = f"no single-user server of {name} runs"
+        raise LookupError(msg)
+
+    def collector_pid(self) -> int:
+        """Return the pid of the collector the hub started."""
+        for pid, env in self.processes().items():
+            if env.get("JUPYTERHUB_SERVICE_NAME") == SERVICE:
+                return pid
+        msg = "the collector does not run"
+        raise LookupError(msg)
+
+    def stop(self) -> None:
+        """Stop the hub (SIGTERM), then kill every process of it that is still running."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        for pid in self.processes():  # services and servers the hub left behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+def _environ(path: Path) -> dict[str, str]:
+    pairs = path.read_bytes().split(b"\0")
+    return dict(p.decode("utf-8", "replace").partition("=")[::2] for p in pairs if b"=" in p)
+
+
+@contextlib.contextmanager
+def running_hub(tmp: Path, collector_config: Path, extra_config: str = "") -> Iterator[Hub]:
+    """Yield a started hub; stop it and everything it started afterwards, even on failure."""
+    hub = Hub(tmp, collector_config, extra_config)
+    try:
+        hub.start()
+        yield hub
+    finally:
+        hub.stop()

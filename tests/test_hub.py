@@ -1,0 +1,343 @@
+"""The collector under a real JupyterHub: identity from the hub, the hub's allow-list, retries,
+gzip, the hub's own events; one hub for the module (tests/hubserver.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FRONTEND_ID, UNLISTED_ID, frontend_schema
+from tests.hubserver import SERVICE, Hub, running_hub
+from tests.pgserver import binaries, running_server
+from tests.servers import free_port, log_tail, read_events, wait_until
+
+pytest.importorskip("jupyterhub", reason="the [hub] extra (jupyterhub) is not installed")
+requests = pytest.importorskip("requests")
+
+EVENTS = f"services/{SERVICE}/api/telemetry/events"
+SCHEMAS = f"services/{SERVICE}/api/telemetry/schemas"
+HUB_ACTION = "https://schema.jupyter.org/jupyterhub/events/server-action"
+CONTENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
+KEPT = ["unrestricted", "user-identifier"]
+
+COLLECTOR_CONFIG = """\
+import logging
+c.TelemetryCollector.schema_paths = [{schemas!r}]
+c.TelemetryCollector.record_user = "username"
+c.TelemetryCollector.max_body_size = 65536
+c.EventLog.handlers = [logging.FileHandler({sink!r}), *{pg_handlers}]
+# The hub's allow-list: UNLISTED_ID is open to frontends, so a user's own server could allow it;
+# the hub does not.
+c.EventLog.allowed_schemas = {{
+    {frontend!r}: {{"allowed_categories": {kept!r}}},
+    {contents!r}: {{"allowed_categories": {kept!r}, "allowed_properties": ["action"]}},
+}}
+"""
+
+HUB_EVENTS_CONFIG = """
+import logging
+from jupyter_telemetry_ext.hub_events import HubEventHandler
+c.EventLogger.handlers = [
+    HubEventHandler(
+        handlers=[logging.FileHandler({sink!r}), *{pg_handlers}],
+        allowed_schemas={{{action!r}: {{"allowed_categories": {kept!r},
+                                        "allowed_properties": ["action", "servername"]}}}},
+        record_user="username",
+    )
+]
+"""
+
+
+@dataclass
+class Deployment:
+    """The module's hub, the collector's and the hub's JSON-lines sinks, the database URL."""
+
+    hub: Hub
+    sink: Path
+    hub_sink: Path
+    db: str | None
+    alice: str
+    bob: str
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event the collector wrote so far."""
+        return read_events(self.sink)
+
+    def post(self, body: Any, token: str | None, path: str = EVENTS, **kw: Any) -> tuple[int, Any]:
+        """POST to the collector through the proxy."""
+        return self.hub.request("POST", path, body, token=token, **kw)
+
+    def wait_for_id(self, client_id: str) -> list[dict[str, Any]]:
+        """Return the written events with this client id, once there is one."""
+        return wait_until(
+            lambda: [e for e in self.events() if e.get("__client_id__") == client_id],
+            15,
+            lambda: f"{client_id} never written: {self.events()}",
+        )
+
+
+def _pg_handlers(db: str | None, spool: Path) -> str:
+    if db is None:
+        return "[]"
+    return (f"[__import__('jupyter_telemetry_ext.postgres').postgres.PostgresEventHandler("
+            f"{db!r}, spool_dir={str(spool)!r})]")  # fmt: skip
+
+
+@contextlib.contextmanager
+def _database() -> Iterator[str | None]:
+    bindir = binaries()
+    if bindir is None:
+        yield None
+        return
+    with running_server(bindir) as server:
+        yield server.url(server.create_database())
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A hub with the collector as a managed service and HubEventHandler for its own events."""
+    tmp = tmp_path_factory.mktemp("hub")
+    schemas = tmp / "schemas"
+    schemas.mkdir()
+    for schema in (frontend_schema(), frontend_schema(UNLISTED_ID)):
+        (schemas / f"{schema['$id'].replace('/', '_')}.json").write_text(json.dumps(schema))
+    sink, hub_sink = tmp / "events.jsonl", tmp / "hub-events.jsonl"
+    with _database() as db:
+        config = tmp / "telemetry_config.py"
+        config.write_text(COLLECTOR_CONFIG.format(
+            schemas=str(schemas), sink=str(sink), pg_handlers=_pg_handlers(db, tmp / "spool-c"),
+            frontend=FRONTEND_ID, contents=CONTENTS, kept=KEPT))  # fmt: skip
+        extra = HUB_EVENTS_CONFIG.format(
+            sink=str(hub_sink), pg_handlers=_pg_handlers(db, tmp / "spool-h"), action=HUB_ACTION,
+            kept=KEPT)  # fmt: skip
+        with running_hub(tmp, config, extra) as hub:
+            alice, bob = hub.user_token("alice"), hub.user_token("bob")
+            yield Deployment(hub, sink, hub_sink, db, alice, bob)
+
+
+def event(client_id: str, schema_id: str = FRONTEND_ID, **data: Any) -> dict[str, Any]:
+    """Return a posted event of the test's frontend schema."""
+    return {"schema_id": schema_id, "version": 1, "data": data or {"action": "open"},
+            "id": client_id}  # fmt: skip
+
+
+def test_token_posts_are_recorded_as_the_tokens_user(deployment: Deployment) -> None:
+    status, reply = deployment.post(event("tok-single"), deployment.alice)
+    assert (status, reply) == (200, {"status": "recorded"})
+    status, reply = deployment.post({"events": [event("tok-b1"), event("tok-b2")]}, deployment.bob)
+    assert status == 200, reply
+    assert reply["recorded"] == 2
+    assert deployment.wait_for_id("tok-single")[0]["__user__"] == "alice"
+    assert deployment.wait_for_id("tok-b2")[0]["__user__"] == "bob"
+
+
+def test_a_user_servers_token_posts_as_that_user(deployment: Deployment) -> None:
+    """The server role and extra_user_scopes give alice's server the collector's scope."""
+    hub = deployment.hub
+    hub.spawn("alice")
+    token = hub.server_env("alice")["JUPYTERHUB_API_TOKEN"]
+    status, reply = deployment.post(event("from-server"), token)
+    assert (status, reply) == (200, {"status": "recorded"})
+    assert deployment.wait_for_id("from-server")[0]["__user__"] == "alice"
+    # ... and the hub's own event of that start, through HubEventHandler, with the capsule
+    started = wait_until(
+        lambda: [e for e in read_events(deployment.hub_sink) if e.get("action") == "start"],
+        15,
+        lambda: f"no server-action event: {log_tail(hub.log)}",
+    )[0]
+    assert started["__schema__"] == HUB_ACTION
+    assert started["__metadata_version__"] == 2
+    assert started["__user__"] == "alice"
+    assert started["servername"] == ""
+    assert started["username"] == "alice"  # a user-identifier, which this allow-list keeps
+
+
+def test_the_hub_and_the_users_events_share_the_postgresql_store(deployment: Deployment) -> None:
+    if deployment.db is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    import psycopg
+
+    deployment.hub.spawn("alice")  # already running, or started: the hub's event is stored
+    status, _ = deployment.post(event("to-pg"), deployment.alice)
+    assert status == 200
+
+    def rows() -> list[tuple[Any, ...]]:
+        with psycopg.connect(deployment.db) as conn:
+            query = "SELECT schema_id, username, client_id, data FROM telemetry_events"
+            return list(conn.execute(query).fetchall())
+
+    def both() -> bool:
+        found = rows()
+        return any(r[2] == "to-pg" for r in found) and any(r[0] == HUB_ACTION for r in found)
+
+    wait_until(both, 15, lambda: f"not both in PostgreSQL: {rows()}")
+    hub_row = next(r for r in rows() if r[0] == HUB_ACTION)
+    assert hub_row[1] == "alice"
+    assert next(r for r in rows() if r[2] == "to-pg")[1] == "alice"
+
+
+def test_a_browser_posts_with_the_oauth_cookie_and_its_xsrf_token(deployment: Deployment) -> None:
+    hub = deployment.hub
+    browser = requests.Session()
+    browser.get(hub.url + "hub/login", timeout=30)
+    login = {"username": "alice", "password": "x", "_xsrf": browser.cookies.get("_xsrf")}
+    assert browser.post(hub.url + "hub/login", data=login, timeout=30).ok
+    root = browser.get(hub.collector_url, timeout=30)  # OAuth: hub, then the callback
+    assert root.json()["user"] == "alice"
+    url = hub.url + EVENTS
+    forged = browser.post(url, json=event("cookie-no-xsrf"), timeout=30)
+    assert forged.status_code == 403  # another site's form would have the cookie only
+    xsrf = browser.cookies.get("_xsrf", path=f"/services/{SERVICE}/")
+    posted = browser.post(url, json=event("cookie"), headers={"X-XSRFToken": xsrf}, timeout=30)
+    assert posted.json() == {"status": "recorded"}
+    assert deployment.wait_for_id("cookie")[0]["__user__"] == "alice"
+    assert not [e for e in deployment.events() if e.get("__client_id__") == "cookie-no-xsrf"]
+
+
+@pytest.mark.parametrize(
+    ("body", "query"),
+    [
+        ({"events": [event("bob-1")], "user": "bob"}, ""),
+        ({"events": [event("bob-2"), {**event("bob-3"), "username": "bob"}]}, ""),
+        ({**event("bob-4"), "__user__": "bob"}, ""),
+        (event("bob-5"), "?user=bob"),
+    ],
+)
+def test_a_post_naming_a_user_is_refused_and_nothing_is_written(
+    deployment: Deployment, body: dict[str, Any], query: str
+) -> None:
+    status, reply = deployment.post(body, deployment.alice, path=EVENTS + query)
+    assert status == 403, reply
+    assert "cannot name its user" in reply["message"]
+    deployment.post(event("after-bob"), deployment.alice)
+    deployment.wait_for_id("after-bob")
+    assert not [e for e in deployment.events() if str(e.get("__client_id__")).startswith("bob-")]
+
+
+def test_every_verb_needs_a_hub_user_with_the_scope(deployment: Deployment) -> None:
+    hub = deployment.hub
+    assert deployment.post(event("anon"), None)[0] == 403
+    assert deployment.post(event("bad"), "not-a-token")[0] == 403
+    assert hub.request("GET", SCHEMAS)[0] == 403
+    assert hub.request("GET", f"{SCHEMAS}/{FRONTEND_ID}")[0] == 403
+    status, reply = hub.request("GET", SCHEMAS, token=deployment.alice)
+    assert status == 200
+    assert {s["id"] for s in reply["schemas"]} >= {FRONTEND_ID, CONTENTS}
+    # a token without the collector's scope (a service's: the admin's here)
+    assert deployment.post(event("admin"), hub.admin_token)[0] == 403
+
+
+def test_the_hubs_allow_list_decides(deployment: Deployment) -> None:
+    """UNLISTED_ID is open to frontends (a user's server may allow it); the hub does not."""
+    status, reply = deployment.post(event("unlisted", UNLISTED_ID), deployment.alice)
+    assert (status, reply) == (200, {"status": "filtered"})
+    # jupyter_server's own events (not open to frontends) are taken from users' servers ...
+    contents = event("contents", CONTENTS, action="get", path="secret.ipynb")
+    assert deployment.post(contents, deployment.alice) == (200, {"status": "recorded"})
+    written = deployment.wait_for_id("contents")[0]
+    assert written["action"] == "get"
+    assert written["path"] is None  # redacted by the hub's allow-list
+    # ... but never the hub's own events (unknown to the collector; refused even if registered)
+    forged = event("forged", HUB_ACTION, action="start", username="bob", servername="")
+    status, reply = deployment.post(forged, deployment.alice)
+    assert status in (400, 403), reply
+    assert not [e for e in deployment.events() if e.get("__client_id__") in ("unlisted", "forged")]
+
+
+def test_a_retried_batch_is_recorded_once(deployment: Deployment) -> None:
+    batch = {"events": [event("retry-1"), event("retry-2")]}
+    assert deployment.post(batch, deployment.alice)[1]["recorded"] == 2
+    again = deployment.post(batch, deployment.alice)[1]
+    assert (again["recorded"], again["duplicate"]) == (0, 2)
+    # ids are per hub user: bob's event with the same id is his own
+    assert deployment.post({"events": [event("retry-1")]}, deployment.bob)[1]["recorded"] == 1
+    deployment.post(event("retry-end"), deployment.alice)
+    deployment.wait_for_id("retry-end")
+    users = sorted(e["__user__"] for e in deployment.events() if e["__client_id__"] == "retry-1")
+    assert users == ["alice", "bob"]
+
+
+def test_gzip_bodies_are_inflated_and_a_gzip_bomb_is_refused(deployment: Deployment) -> None:
+    gz = {"Content-Encoding": "gzip"}
+    body = gzip.compress(json.dumps({"events": [event("gz-1"), event("gz-2")]}).encode())
+    status, reply = deployment.post(None, deployment.alice, headers=gz, data=body)
+    assert status == 200, reply
+    assert reply["recorded"] == 2
+    # 64 KiB limit (max_body_size): 50 MB of zeros inflate far beyond it from 50 KB of gzip
+    bomb = gzip.compress(b'{"events": [' + b" " * 50_000_000 + b"]}", 9)
+    assert len(bomb) < 65536
+    status, reply = deployment.post(None, deployment.alice, headers=gz, data=bomb)
+    assert status == 413, reply
+    assert "inflates to more than 65536 bytes" in reply["message"]
+    broken = deployment.post(None, deployment.alice, headers=gz, data=body[:-10])
+    assert broken[0] == 400
+    assert deployment.post(event("gz-after"), deployment.alice)[0] == 200  # still serving
+
+
+SLOW_CONFIG = """\
+import logging, time
+class Slow(logging.FileHandler):
+    def emit(self, record):
+        time.sleep(0.003)
+        super().emit(record)
+c.TelemetryCollector.schema_paths = [{schemas!r}]
+c.TelemetryCollector.record_user = "username"
+c.EventLog.handlers = [Slow({sink!r})]
+c.EventLog.allowed_schemas = [{frontend!r}]
+"""
+
+
+def test_sigint_writes_every_accepted_event_and_exits(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """An external collector (--url) with a slow sink: SIGINT writes all, exits in seconds."""
+    hub, sink, port = deployment.hub, tmp_path / "slow.jsonl", free_port()
+    config = tmp_path / "config.py"
+    schemas = deployment.sink.parent / "schemas"
+    config.write_text(
+        SLOW_CONFIG.format(schemas=str(schemas), sink=str(sink), frontend=FRONTEND_ID)
+    )
+    env = {**os.environ, "JUPYTERHUB_API_URL": f"{hub.url}hub/api",
+           "JUPYTERHUB_API_TOKEN": hub.admin_token, "JUPYTERHUB_SERVICE_NAME": SERVICE,
+           "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE}"}  # fmt: skip
+    command = [sys.executable, "-m", "jupyter_telemetry_ext.cli", "collect", "--config",
+               str(config), "--url", f"http://127.0.0.1:{port}"]  # fmt: skip
+    log = tmp_path / "collector.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/services/{SERVICE}/api/telemetry/events"
+        batch = {"events": [event(f"sig-{i}") for i in range(400)]}
+        headers = {"Authorization": f"token {deployment.alice}"}
+
+        def posted() -> Any:
+            if process.poll() is not None:
+                pytest.fail(f"the collector exited: {log_tail(log)}")
+            with contextlib.suppress(requests.ConnectionError):
+                return requests.post(url, json=batch, headers=headers, timeout=30)
+            return None
+
+        reply = wait_until(posted, 60, lambda: log_tail(log), 0.2)
+        assert reply.json()["recorded"] == 400
+        assert len(read_events(sink)) < 400  # 1.2 s of writing: most still queued
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(15) == 0, log_tail(log)
+        assert time.monotonic() - started < 5
+        assert len(read_events(sink)) == 400
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)

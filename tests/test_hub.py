@@ -111,8 +111,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     tmp = tmp_path_factory.mktemp("hub")
     schemas = tmp / "schemas"
     schemas.mkdir()
+    # The single-user servers find the same schemas in their data dir.
+    user_schemas = tmp / "jupyter_data_dir" / "telemetry" / "schemas"
+    user_schemas.mkdir(parents=True)
     for schema in (frontend_schema(), frontend_schema(UNLISTED_ID)):
-        (schemas / f"{schema['$id'].replace('/', '_')}.json").write_text(json.dumps(schema))
+        for folder in (schemas, user_schemas):
+            (folder / f"{schema['$id'].replace('/', '_')}.json").write_text(json.dumps(schema))
     sink, hub_sink = tmp / "events.jsonl", tmp / "hub-events.jsonl"
     with _database() as db:
         config = tmp / "telemetry_config.py"
@@ -162,6 +166,29 @@ def test_a_user_servers_token_posts_as_that_user(deployment: Deployment) -> None
     assert started["__user__"] == "alice"
     assert started["servername"] == ""
     assert started["username"] == "alice"  # a user-identifier, which this allow-list keeps
+
+
+def test_a_users_server_forwards_her_events_to_the_collector_as_her(
+    deployment: Deployment,
+) -> None:
+    """Posted to alice's own server (its allow-list records nothing), forwarded with its token."""
+    hub = deployment.hub
+    hub.spawn("alice")
+    status, reply = hub.request("POST", "user/alice/api/telemetry/events", event("via-server"),
+                                token=deployment.alice)  # fmt: skip
+    assert (status, reply) == (200, {"status": "recorded"})
+    assert deployment.wait_for_id("via-server")[0]["__user__"] == "alice"
+    model = {"type": "file", "format": "text", "content": "forwarded"}
+    status, _ = hub.request("PUT", "user/alice/api/contents/forwarded.txt", model,
+                            token=deployment.alice)  # fmt: skip
+    assert status in (200, 201)
+
+    def saves() -> list[dict[str, Any]]:
+        return [e for e in deployment.events() if e["__schema__"] == CONTENTS
+                and e.get("action") == "save" and e.get("__user__") == "alice"]  # fmt: skip
+
+    [saved, *_] = wait_until(saves, 15, lambda: f"no forwarded save: {deployment.events()}")
+    assert saved["path"] is None  # the hub's allow-list keeps `action` only
 
 
 def test_the_hub_and_the_users_events_share_the_postgresql_store(deployment: Deployment) -> None:

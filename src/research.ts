@@ -248,6 +248,12 @@ class NotebookWatch {
     });
   }
 
+  // Pasted cells get new ids: those not in the snapshot (it is updated after the paste).
+  private _newIds(): string[] {
+    const known = new Set(this._snapshot.map(entry => entry.id));
+    return this._cells().map(entry => entry.id).filter(id => !known.has(id));
+  }
+
   private _has(id: string): boolean {
     return this._snapshot.some(entry => entry.id === id);
   }
@@ -338,7 +344,7 @@ class NotebookWatch {
           action: interaction,
           what: 'cells',
           ...this._base(),
-          cell_ids: cellIds(cells.map(c => c.id)),
+          cell_ids: cellIds(interaction === 'paste' ? this._newIds() : cells.map(c => c.id)),
           cell_count: cells.length
         });
       }
@@ -366,10 +372,12 @@ class NotebookWatch {
 
   private _watchKernel(): void {
     const context = this._panel.sessionContext;
+    let last = context.kernelDisplayStatus;
     context.statusChanged.connect((_, status) => {
-      if (status === 'restarting') {
+      if (status === 'restarting' && last !== 'restarting') {
         this._recordKernel('restarted');
       }
+      last = status;
     });
     context.kernelChanged.connect((_, { oldValue, newValue }) => {
       if (oldValue && newValue && oldValue.id !== newValue.id) {

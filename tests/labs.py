@@ -117,14 +117,18 @@ def running_lab(
     *,
     checkout: bool = False,
     settings: dict[str, dict[str, Any]] | None = None,
+    files: dict[str, str] | None = None,
 ) -> Iterator[Lab]:
     """Run `jupyter lab` in `tmp` recording `allowed` schemas into a file; stop it at exit.
 
     `checkout` loads this checkout's client build and schemas; `settings` maps a plugin id
-    (`jupyter-telemetry-ext:plugin`) to the user settings the lab starts with.
+    (`jupyter-telemetry-ext:plugin`) to the user settings the lab starts with; `files` are
+    written into the root before the lab starts.
     """
     root = tmp / "root"
     root.mkdir()
+    for name, text in (files or {}).items():
+        (root / name).write_text(text, encoding="utf-8")
     sink = tmp / "events.jsonl"
     config = tmp / "jupyter_lab_config.py"
     config.write_text(SERVER_CONFIG.format(sink=str(sink), schemas=allowed), encoding="utf-8")

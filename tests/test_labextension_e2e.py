@@ -39,9 +39,8 @@ pytestmark = pytest.mark.skipif(
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """`jupyter lab` on 127.0.0.1 recording the shipped frontend schemas into a file."""
     tmp = tmp_path_factory.mktemp("lab")
-    with running_lab(tmp, [NOTEBOOK, CELL, COMMAND]) as lab:
-        document = notebook("40 + 2", "'keep' + 'alive'")
-        (lab.root / "e2e.ipynb").write_text(document, encoding="utf-8")
+    files = {"e2e.ipynb": notebook("40 + 2", "'keep' + 'alive'")}
+    with running_lab(tmp, [NOTEBOOK, CELL, COMMAND], files=files) as lab:
         yield lab
 
 

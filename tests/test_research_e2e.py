@@ -56,10 +56,9 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     tmp = tmp_path_factory.mktemp(f"research-{request.param}")
     rules = {"allowed_categories": [PERSONAL]} if request.param == "personal" else {}
     allowed = {schema(kind): rules for kind in KINDS}
-    with running_lab(tmp, allowed, checkout=True, settings=SETTINGS) as lab:
-        sources = [f"{COPIED} = {i}" if i == 1 else f"x{i} = {i}" for i in range(CELLS)]
-        (lab.root / "research.ipynb").write_text(notebook(*sources), encoding="utf-8")
-        (lab.root / "other.ipynb").write_text(notebook("1 + 1"), encoding="utf-8")
+    sources = [f"{COPIED} = {i}" if i == 1 else f"x{i} = {i}" for i in range(CELLS)]
+    files = {"research.ipynb": notebook(*sources), "other.ipynb": notebook("1 + 1")}
+    with running_lab(tmp, allowed, checkout=True, settings=SETTINGS, files=files) as lab:
         yield lab
 
 

@@ -401,7 +401,7 @@ class NotebookWatch {
     };
   }
 
-  _recordKernel(action: 'restarted' | 'interrupted' | 'changed', extra: Record<string, unknown> = {}): void {
+  private _recordKernel(action: 'restarted' | 'interrupted' | 'changed', extra: Record<string, unknown> = {}): void {
     const name = this._panel.sessionContext.session?.kernel?.name;
     this._recorder.record('kernel', {
       action,

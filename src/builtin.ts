@@ -1,30 +1,32 @@
 /**
- * The events the client records itself, with the schemas the server ships (`schemas/`):
- * notebooks opened, saved and closed, cells executed, commands executed. The server's
- * allow-list decides which of them are sent.
+ * The events every deployment wants, with the schemas the server ships (`schemas/`): notebooks
+ * opened, saved and closed, cells executed, commands executed. The server's allow-list decides
+ * which of them are sent.
  */
 import { INotebookTracker, Notebook, NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { CommandRegistry } from '@lumino/commands';
 
 import { Invocations } from './invocation';
-import { ITelemetry } from './tokens';
+import { KINDS } from './kinds';
+import { Recorder } from './recorder';
+import { NotebookSessions, cellId } from './research';
 
-const BASE = 'https://events.jupyter.org/jupyter_telemetry_ext';
-export const NOTEBOOK_SCHEMA = `${BASE}/notebook`;
-export const CELL_SCHEMA = `${BASE}/cell`;
-export const COMMAND_SCHEMA = `${BASE}/command`;
-const VERSION = 1;
+export const NOTEBOOK_SCHEMA = KINDS.notebook.schemaId;
+export const CELL_SCHEMA = KINDS.cellExecuted.schemaId;
+export const COMMAND_SCHEMA = KINDS.command.schemaId;
 
 /** Command arguments longer than this (as JSON) are left out of the event. */
 const MAX_ARGS_LENGTH = 2048;
+/** The cell schema's limit on an error message. */
+const MAX_ERROR_VALUE = 8192;
 
 /**
  * Record each notebook's opened, saved and closed events.
  */
-export function recordNotebooks(telemetry: ITelemetry, tracker: INotebookTracker): void {
-  const record = (data: Record<string, unknown>) =>
-    telemetry.record({ schema_id: NOTEBOOK_SCHEMA, version: VERSION, data });
+export function recordNotebooks(recorder: Recorder, tracker: INotebookTracker, sessions: NotebookSessions): void {
   tracker.widgetAdded.connect((_, panel) => {
+    const record = (data: Record<string, unknown>) =>
+      recorder.record('notebook', { ...data, notebook_session: sessions.of(panel) });
     panel.context.ready.then(
       () => record({ action: 'opened', ...describeNotebook(panel) }),
       () => undefined // not loaded: not opened
@@ -50,10 +52,10 @@ function describeNotebook(panel: NotebookPanel): Record<string, unknown> {
 }
 
 /**
- * Record each code cell's execution: outcome, duration and, for the admin to allow or not,
- * its source and notebook path.
+ * Record each code cell's execution: outcome, duration, cell id and, for the admin to allow or
+ * not, its source and notebook path.
  */
-export function recordCells(telemetry: ITelemetry, tracker: INotebookTracker | null): void {
+export function recordCells(recorder: Recorder, tracker: INotebookTracker | null, sessions: NotebookSessions): void {
   const started = new WeakMap<object, number>();
   NotebookActions.executionScheduled.connect((_, { cell }) => {
     started.set(cell, performance.now());
@@ -63,23 +65,28 @@ export function recordCells(telemetry: ITelemetry, tracker: INotebookTracker | n
       return;
     }
     const start = started.get(cell);
+    const source = cell.model.sharedModel.getSource();
+    const id = cellId(cell.model.id);
     const data: Record<string, unknown> = {
       action: 'executed',
       status: success ? 'ok' : error?.errorName ? 'error' : 'aborted',
+      notebook_session: sessions.of(notebook),
+      ...(id !== undefined && { cell_id: id }),
       execution_count: (cell.model as { executionCount?: number | null }).executionCount ?? null,
-      source: cell.model.sharedModel.getSource(),
+      source,
+      source_length: source.length,
       ...(start !== undefined && { duration_ms: Math.round(performance.now() - start) }),
       ...describeLanguage(notebook),
       ...(error?.errorName && {
         error_name: error.errorName.slice(0, 128),
-        error_value: error.errorValue
+        error_value: error.errorValue.slice(0, MAX_ERROR_VALUE)
       })
     };
     const panel = tracker?.find(p => p.content === notebook);
     if (panel) {
       data.notebook_path = panel.context.path;
     }
-    telemetry.record({ schema_id: CELL_SCHEMA, version: VERSION, data });
+    recorder.record('cellExecuted', data);
   });
 }
 
@@ -92,8 +99,8 @@ function describeLanguage(notebook: Notebook): Record<string, unknown> {
  * Record each command a user invoked (not those code runs, like `notebook:get-kernel`), where
  * from, whether it succeeded, and its arguments when small.
  */
-export function recordCommands(telemetry: ITelemetry, commands: CommandRegistry): void {
-  const invocations = new Invocations();
+export function recordCommands(recorder: Recorder, commands: CommandRegistry, doc: Document = document): void {
+  const invocations = new Invocations(doc);
   commands.commandExecuted.connect((_, { id, args, result }) => {
     const invokedFrom = invocations.invokedFrom(args);
     if (invokedFrom === null) {
@@ -112,7 +119,7 @@ export function recordCommands(telemetry: ITelemetry, commands: CommandRegistry)
       () => true,
       () => false
     ).then(success => {
-      telemetry.record({ schema_id: COMMAND_SCHEMA, version: VERSION, data: { ...data, success } });
+      recorder.record('command', { ...data, success });
     });
   });
 }

@@ -4,6 +4,8 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { recordCells, recordCommands, recordNotebooks } from './builtin';
 import { EventQueue, IQueueSettings } from './queue';
+import { KindSettings, Recorder } from './recorder';
+import { DEFAULT_TIMINGS, IResearchTimings, NotebookSessions, recordResearch } from './research';
 import { ServerTransport, fetchSchemas } from './server';
 import { Telemetry } from './telemetry';
 import { ITelemetry } from './tokens';
@@ -26,7 +28,7 @@ const telemetryPlugin: JupyterFrontEndPlugin<ITelemetry> = {
     const queue = new EventQueue(new ServerTransport(serverSettings));
     const telemetry = new Telemetry(queue, fetchSchemas(serverSettings));
     if (registry) {
-      void followSettings(registry, queue);
+      void followSettings(registry, settings => queue.configure(queueSettings(settings)));
     }
     // Hidden is the last state a page is sure to reach (mobile browsers skip pagehide).
     const leave = () => telemetry.flushKeepalive();
@@ -41,16 +43,20 @@ const telemetryPlugin: JupyterFrontEndPlugin<ITelemetry> = {
 };
 
 /**
- * Apply the user's settings to the queue now and whenever they change.
+ * Apply the user's settings now and whenever they change.
  */
-async function followSettings(registry: ISettingRegistry, queue: EventQueue): Promise<void> {
-  const apply = (settings: ISettingRegistry.ISettings) => queue.configure(queueSettings(settings));
+async function followSettings(
+  registry: ISettingRegistry,
+  apply: (settings: ISettingRegistry.ISettings) => void
+): Promise<ISettingRegistry.ISettings | null> {
   try {
     const settings = await registry.load(PLUGIN_ID);
     apply(settings);
     settings.changed.connect(apply);
+    return settings;
   } catch (reason) {
     console.warn('Telemetry: settings not loaded; using the defaults', reason);
+    return null;
   }
 }
 
@@ -62,21 +68,53 @@ function queueSettings(settings: ISettingRegistry.ISettings): Partial<IQueueSett
   };
 }
 
+function timings(settings: ISettingRegistry.ISettings): IResearchTimings {
+  const seconds = (name: string, fallback: number) => {
+    const value = settings.composite[name];
+    return typeof value === 'number' && value > 0 ? value * 1000 : fallback;
+  };
+  return {
+    idleTimeout: seconds('idleTimeout', DEFAULT_TIMINGS.idleTimeout),
+    summaryInterval: seconds('activeTimeInterval', DEFAULT_TIMINGS.summaryInterval)
+  };
+}
+
 /**
- * Records the built-in events (notebooks, cells, commands) that the admin allows.
+ * Records the built-in events (notebooks, cells, commands and the research kinds) that the
+ * user's settings leave on and the admin allows.
  */
 const builtinPlugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-telemetry-ext:builtin',
   description: 'Records notebook, cell and command events through ITelemetry.',
   autoStart: true,
   requires: [ITelemetry],
-  optional: [INotebookTracker],
-  activate: (app: JupyterFrontEnd, telemetry: ITelemetry, tracker: INotebookTracker | null) => {
-    recordCommands(telemetry, app.commands);
-    recordCells(telemetry, tracker);
+  optional: [INotebookTracker, ISettingRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    telemetry: ITelemetry,
+    tracker: INotebookTracker | null,
+    registry: ISettingRegistry | null
+  ) => {
+    // Connected at once so that no notebook restored at start-up is missed; the recorder
+    // holds events until the settings say which kinds are on.
+    const recorder = new Recorder(telemetry);
+    const researchTimings = { ...DEFAULT_TIMINGS };
+    const sessions = new NotebookSessions();
+    recordCommands(recorder, app.commands);
+    recordCells(recorder, tracker, sessions);
     if (tracker) {
-      recordNotebooks(telemetry, tracker);
+      recordNotebooks(recorder, tracker, sessions);
+      recordResearch(recorder, tracker, app.shell, sessions, researchTimings);
     }
+    const apply = (settings: ISettingRegistry.ISettings) => {
+      Object.assign(researchTimings, timings(settings));
+      recorder.configure((settings.composite.events ?? {}) as KindSettings);
+    };
+    void (registry ? followSettings(registry, apply) : Promise.resolve(null)).then(settings => {
+      if (settings === null) {
+        recorder.configure({}); // no settings: every kind on
+      }
+    });
   }
 };
 

@@ -32,6 +32,12 @@ export interface ITelemetry {
    * a retry; never rejects.
    */
   flush(): Promise<void>;
+
+  /**
+   * Whether the server records events of this schema version; undefined while its schema list
+   * is being read. Optional: recorders that have it skip work the server would not record.
+   */
+  accepts?(schemaId: string, version: number | string): boolean | undefined;
 }
 
 /**

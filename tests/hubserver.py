@@ -69,7 +69,14 @@ c.Spawner.pre_spawn_hook = _free_port
 
 # The collector: a managed service. Users hold its access scope, and so do their servers'
 # tokens (the `server` role lists it: scopes a user lacks are dropped from a server's token).
-c.JupyterHub.extra_user_scopes = ["access:services!service={service}"]
+# JupyterHub 6 has extra_user_scopes; before it, the `user` role lists the scope.
+import jupyterhub
+_USER_SCOPE = "access:services!service={service}"
+if int(jupyterhub.__version__.split(".")[0]) >= 6:
+    c.JupyterHub.extra_user_scopes = [_USER_SCOPE]
+    _user_role = []
+else:
+    _user_role = [{{"name": "user", "scopes": ["self", _USER_SCOPE]}}]
 c.JupyterHub.services = [
     {{
         "name": "{service}",
@@ -81,7 +88,7 @@ c.JupyterHub.services = [
     }},
     {{"name": "{admin}", "api_token": {admin_token!r}}},
 ]
-c.JupyterHub.load_roles = [
+c.JupyterHub.load_roles = _user_role + [
     {{"name": "server", "scopes": {server_scopes!r}}},
     {{"name": "test-admin", "services": ["{admin}"],
       "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens"]}},

@@ -159,8 +159,10 @@ def test_login_is_a_cookie_session(page: Any) -> None:
 
 def test_page_lists_the_shipped_schemas_with_their_marks(page: Any) -> None:
     marks = page.evaluate(PAGE_MARKS)
+    # The newest version (2) of the notebook schema: version 1's fields, cause and session.
     assert marks[NOTEBOOK] == {
         "action": "keep", "path": "keep", "kernel_name": "keep", "cell_count": "keep",
+        "cause": "keep", "notebook_session": "keep",
     }  # fmt: skip
     assert marks[CELL]["status"] == "keep"
     assert {k: marks[CELL][k] for k in ("source", "notebook_path", "error_value")} == dict.fromkeys(

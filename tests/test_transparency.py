@@ -47,9 +47,10 @@ def nested_schema(**extra: Any) -> dict[str, Any]:
     }
 
 
-def views(eventlog: EventLog, schema_id: str) -> dict[str, PropertyView]:
-    """Return the top-level property views of one schema id."""
-    [schema] = [s for s in page_model(eventlog).schemas if s.id == schema_id]
+def views(eventlog: EventLog, schema_id: str, version: int = 1) -> dict[str, PropertyView]:
+    """Return the top-level property views of one schema version."""
+    schemas = page_model(eventlog).schemas
+    [schema] = [s for s in schemas if s.id == schema_id and s.version == version]
     return {p.name: p for p in schema.properties}
 
 

@@ -43,7 +43,7 @@ from psycopg.types.json import Jsonb
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.delivery import RECORD_NAME, CapsuleRecord
-from jupyter_telemetry_ext.pgrows import COLUMNS, to_row
+from jupyter_telemetry_ext.pgrows import TUPLE_COLUMNS, id_key, to_row
 from jupyter_telemetry_ext.pgtable import copy_stream, ensure_table
 from jupyter_telemetry_ext.postgres import PostgresEventHandler
 from tests.pgserver import PostgresServer, binaries, running_server
@@ -75,8 +75,8 @@ def raw_copy(url: str, events: list[dict[str, Any]]) -> float:
     The rows are the handler's own (each tuple already in the binary COPY format): only the
     COPY and the commits are timed, into the same table with the same indexes.
     """
-    tuples = [to_row(c)[0] for c in events]
-    statement = f"COPY telemetry_events ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    tuples = [to_row(c) for c in events]
+    statement = f"COPY telemetry_events ({', '.join(TUPLE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     with psycopg.connect(url) as conn:
         start = time.perf_counter()
         for i in range(0, len(tuples), BATCH):
@@ -86,14 +86,16 @@ def raw_copy(url: str, events: list[dict[str, Any]]) -> float:
 
 
 def per_event_insert(url: str, events: list[dict[str, Any]]) -> float:
-    """Return rows/s of one INSERT per event, autocommit."""
-    query = (f"INSERT INTO telemetry_events ({', '.join(COLUMNS)}) "  # noqa: S608
-             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")  # fmt: skip
+    """Return rows/s of one INSERT per event, autocommit (the same columns, key included)."""
+    query = (f"INSERT INTO telemetry_events ({', '.join(TUPLE_COLUMNS)}) "  # noqa: S608
+             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")  # fmt: skip
     with psycopg.connect(url, autocommit=True) as conn:
         start = time.perf_counter()
         for c in events:
-            conn.execute(query, (c["__timestamp__"], None, SCHEMA_ID, "1", 2, c["__user__"],
-                                 c["__client_id__"], Jsonb(EVENT)))  # fmt: skip
+            user, client = c["__user__"], c["__client_id__"]
+            key = uuid.UUID(bytes=id_key(user.encode(), client.encode()))
+            conn.execute(query, (c["__timestamp__"], key, None, SCHEMA_ID, "1", 2, user, client,
+                                 Jsonb(EVENT)))  # fmt: skip
         return len(events) / (time.perf_counter() - start)
 
 

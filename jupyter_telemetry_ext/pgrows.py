@@ -105,7 +105,10 @@ _STAMPS, _TEXTS, _INT4S = _Cache(_stamp), _Cache(_text), _Cache(_int4)
 
 def to_row(capsule: Mapping[str, Any]) -> Row:
     """Return the row of a capsule; RowError (or KeyError, TypeError, ValueError) for none."""
-    data = {k: v for k, v in capsule.items() if k not in CAPSULE_FIELDS}
+    data = dict(capsule)  # a copy without the capsule's fields: cheaper than a comprehension
+    pop = data.pop
+    for field in CAPSULE_FIELDS:
+        pop(field, None)
     try:
         text = orjson.dumps(data)
     except TypeError:  # what orjson does not take (say non-string keys) the json module may

@@ -240,7 +240,10 @@ def ensure_partitions(conn: psycopg.Connection[Any], table: str, rows: Iterable[
 
 def copy_stream(conn: psycopg.Connection[Any], statement: Any, tuples: Iterable[bytes]) -> None:
     """Run a binary COPY FROM STDIN of `tuples` (each one tuple's bytes)."""
-    with conn.cursor().copy(statement) as copy:
+    from psycopg.copy import LibpqWriter
+
+    cursor = conn.cursor()
+    with cursor.copy(statement, writer=LibpqWriter(cursor, flush_threshold=1 << 30)) as copy:
         for block in stream(tuples):
             copy.write(block)
 
@@ -272,7 +275,8 @@ def write_batch(
 
     `rows` may be made as the COPY takes them. The fast path copies the rows (and, partitioned,
     their ids) straight in; when a key is already stored (a retry) the unique index refuses the
-    copy, and the batch goes through a staging table.
+    copy, and the batch goes through a staging table. On a connection in autocommit mode, the
+    COPY into a plain table is a transaction of its own: no BEGIN and COMMIT to wait for.
     """
     from psycopg import errors
 
@@ -280,12 +284,15 @@ def write_batch(
     left = iter(rows)
     written: list[Row] = []
     try:
-        with conn.transaction():
-            if partitioned:
-                ensure_partitions(conn, table, rows)
+        if partitioned or not conn.autocommit:
+            with conn.transaction():
+                if partitioned:
+                    ensure_partitions(conn, table, rows)
+                copy_rows(conn, table, left, written)
+                if partitioned:
+                    _copy_ids(conn, table, written)
+        else:
             copy_rows(conn, table, left, written)
-            if partitioned:
-                _copy_ids(conn, table, written)
         return len(written)
     except errors.UniqueViolation:
         written.extend(left)  # those the refused COPY did not get to

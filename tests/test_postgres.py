@@ -148,6 +148,18 @@ def test_a_retry_is_stored_once_across_batches_days_and_replicas(
     assert partition_count(url) == (4 if partition_by_day else 0)  # one a day, made as needed
 
 
+def test_the_handler_filters_still_apply(url: str, handlers: list[Any], tmp_path: Path) -> None:
+    handler = make_handler(url, handlers, tmp_path)
+    handler.addFilter(lambda record: record.msg["n"] != 2)
+    eventlog = make_log(handler)
+    for n in range(4):
+        record(eventlog, n, f"f{n}")
+    assert eventlog.flush(10)
+    handler.flush()
+    stored = rows(url, "SELECT data->>'n' FROM telemetry_events ORDER BY 1")
+    assert stored == [("0",), ("1",), ("3",)]
+
+
 def test_a_bad_row_does_not_block_its_batch(
     url: str, handlers: list[Any], tmp_path: Path, sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:

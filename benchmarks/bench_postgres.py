@@ -3,10 +3,11 @@
 Starts a throwaway PostgreSQL server (tests/pgserver.py; as `postgres` when run as root) and, in
 the same run, stores the same events (common.EVENT, each with its own client id) by:
 
-- raw binary COPY of the same rows, made before the clock starts (the handler's own bytes: the
-  client has nothing left to do), 10,000 a transaction, into the same table and indexes (the
-  floor);
-- one INSERT per event, autocommit (what a naive handler does; measured on fewer events);
+- raw binary COPY of the same rows, made before the clock starts (the handler's own bytes, key
+  included: the client has nothing left to do), 10,000 per COPY, each its own transaction
+  (autocommit), into the same table and indexes, the unique key among them (the floor);
+- one INSERT per event, autocommit, of the same columns (what a naive handler does; measured on
+  fewer events);
 - the handler alone: the events' records handed to `PostgresEventHandler.handle`, then flush;
 - `EventLog.record_event` with the handler (validation, redaction and the writer thread too),
   and, for scale, `record_event` to a handler that stores nothing;

@@ -3,10 +3,11 @@
 Starts a throwaway PostgreSQL server (tests/pgserver.py; as `postgres` when run as root) and, in
 the same run, stores the same events (common.EVENT, each with its own client id) by:
 
-- raw binary COPY of the same rows, made before the clock starts (the handler's own bytes: the
-  client has nothing left to do), 10,000 a transaction, into the same table and indexes (the
-  floor);
-- one INSERT per event, autocommit (what a naive handler does; measured on fewer events);
+- raw binary COPY of the same rows, made before the clock starts (the handler's own bytes, key
+  included: the client has nothing left to do), 10,000 per COPY, each its own transaction
+  (autocommit), into the same table and indexes, the unique key among them (the floor);
+- one INSERT per event, autocommit, of the same columns (what a naive handler does; measured on
+  fewer events);
 - the handler alone: the events' records handed to `PostgresEventHandler.handle`, then flush;
 - `EventLog.record_event` with the handler (validation, redaction and the writer thread too),
   and, for scale, `record_event` to a handler that stores nothing;
@@ -43,7 +44,7 @@ from psycopg.types.json import Jsonb
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.delivery import RECORD_NAME, CapsuleRecord
-from jupyter_telemetry_ext.pgrows import COLUMNS, to_row
+from jupyter_telemetry_ext.pgrows import TUPLE_COLUMNS, id_key, to_row
 from jupyter_telemetry_ext.pgtable import copy_stream, ensure_table
 from jupyter_telemetry_ext.postgres import PostgresEventHandler
 from tests.pgserver import PostgresServer, binaries, running_server
@@ -75,25 +76,26 @@ def raw_copy(url: str, events: list[dict[str, Any]]) -> float:
     The rows are the handler's own (each tuple already in the binary COPY format): only the
     COPY and the commits are timed, into the same table with the same indexes.
     """
-    tuples = [to_row(c)[0] for c in events]
-    statement = f"COPY telemetry_events ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-    with psycopg.connect(url) as conn:
+    tuples = [to_row(c) for c in events]
+    statement = f"COPY telemetry_events ({', '.join(TUPLE_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    with psycopg.connect(url, autocommit=True) as conn:  # each COPY its own transaction
         start = time.perf_counter()
         for i in range(0, len(tuples), BATCH):
             copy_stream(conn, statement, tuples[i : i + BATCH])
-            conn.commit()
         return len(tuples) / (time.perf_counter() - start)
 
 
 def per_event_insert(url: str, events: list[dict[str, Any]]) -> float:
-    """Return rows/s of one INSERT per event, autocommit."""
-    query = (f"INSERT INTO telemetry_events ({', '.join(COLUMNS)}) "  # noqa: S608
-             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)")  # fmt: skip
+    """Return rows/s of one INSERT per event, autocommit (the same columns, key included)."""
+    query = (f"INSERT INTO telemetry_events ({', '.join(TUPLE_COLUMNS)}) "  # noqa: S608
+             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")  # fmt: skip
     with psycopg.connect(url, autocommit=True) as conn:
         start = time.perf_counter()
         for c in events:
-            conn.execute(query, (c["__timestamp__"], None, SCHEMA_ID, "1", 2, c["__user__"],
-                                 c["__client_id__"], Jsonb(EVENT)))  # fmt: skip
+            user, client = c["__user__"], c["__client_id__"]
+            key = uuid.UUID(bytes=id_key(user.encode(), client.encode()))
+            conn.execute(query, (c["__timestamp__"], key, None, SCHEMA_ID, "1", 2, user, client,
+                                 Jsonb(EVENT)))  # fmt: skip
         return len(events) / (time.perf_counter() - start)
 
 

@@ -1,9 +1,10 @@
 """Rows of the PostgreSQL event table, made once per event in PostgreSQL's binary COPY format.
 
-A row is `(event, id)`: the bytes of the event's tuple in the binary COPY stream of the events
-table, and those of its tuple in the ids table (None without a client id). A waiting event then
-holds two bytes objects (no dict for the garbage collector), the writer joins them into its COPY
-without converting anything, and a spooled event is read back from its JSON line.
+A row is the bytes of the event's tuple in the binary COPY stream of the events table, its
+idempotency key included (see `id_key`). A waiting event then holds one bytes object (no dict
+for the garbage collector), the writer joins them into its COPY without converting anything
+(the ids table of a partitioned store takes a slice of each), and a spooled event is read back
+from its JSON line.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from typing import Any
 
 import orjson
 
-Row = tuple[bytes, "bytes | None"]
+Row = bytes
 COLUMNS = (
     "received", "event_time", "schema_id", "schema_version", "metadata_version",
     "username", "client_id", "data",
-)  # fmt: skip
+)  # fmt: skip  # the capsule's columns, as read back
+# The fields of a row, in order: the key second, at a fixed place (`key_of` slices it).
+TUPLE_COLUMNS = ("received", "key", *COLUMNS[1:])
 ID_COLUMNS = ("key", "received")
 CAPSULE_FIELDS = frozenset(
     ("__timestamp__", "__event_time__", "__schema__", "__schema_version__",
@@ -38,8 +41,9 @@ _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)  # PostgreSQL's timestamps co
 _MICROSECOND = timedelta(microseconds=1)
 _NULL = b"\xff\xff\xff\xff"
 _INT = Struct(">i")
-_FIELDS8 = b"\x00\x08"
-_KEY = b"\x00\x02\x00\x00\x00\x10"  # two fields, the first 16 bytes long
+_FIELDS = len(TUPLE_COLUMNS).to_bytes(2, "big")
+_KEY = b"\x00\x00\x00\x10"  # the size of a key field (16 bytes)
+_ID_FIELDS = b"\x00\x02"
 _STAMP = Struct(">iq")
 _JSONB = b"\x01"  # the version byte that starts jsonb's binary format
 
@@ -101,30 +105,33 @@ _STAMPS, _TEXTS, _INT4S = _Cache(_stamp), _Cache(_text), _Cache(_int4)
 
 def to_row(capsule: Mapping[str, Any]) -> Row:
     """Return the row of a capsule; RowError (or KeyError, TypeError, ValueError) for none."""
-    data = {k: v for k, v in capsule.items() if k not in CAPSULE_FIELDS}
+    data = dict(capsule)  # a copy without the capsule's fields: cheaper than a comprehension
+    pop = data.pop
+    for field in CAPSULE_FIELDS:
+        pop(field, None)
     try:
         text = orjson.dumps(data)
     except TypeError:  # what orjson does not take (say non-string keys) the json module may
         text = json.dumps(data, separators=(",", ":")).encode()
     get = capsule.get
     user, client, event_time = get("__user__"), get("__client_id__"), get("__event_time__")
-    received = _STAMPS[capsule["__timestamp__"]]
     user_field = _NULL if user is None else _TEXTS[str(user)]
-    client_field = _NULL if client is None else _text(str(client))
-    row = b"".join((
-        _FIELDS8, received, _NULL if event_time is None else _stamp(event_time),
+    if client is None:
+        client_field = key_field = _NULL
+    else:
+        client_field = _text(str(client))
+        key_field = _KEY + id_key(user_field[4:] if user is not None else b"", client_field[4:])
+    return b"".join((
+        _FIELDS, _STAMPS[capsule["__timestamp__"]], key_field,
+        _NULL if event_time is None else _stamp(event_time),
         _TEXTS[str(capsule["__schema__"])], _TEXTS[str(get("__schema_version__"))],
         _INT4S[int(get("__metadata_version__") or 1)], user_field, client_field,
         _INT.pack(len(text) + 1), _JSONB, text,
     ))  # fmt: skip
-    if client is None:
-        return row, None
-    key = id_key(user_field[4:] if user is not None else b"", client_field[4:])
-    return row, b"".join((_KEY, key, received))
 
 
 def id_key(user: bytes, client: bytes) -> bytes:
-    """Return the ids table's key of a (UTF-8 user, UTF-8 client id): see `pgtable.KEY_SQL`."""
+    """Return the idempotency key of a (UTF-8 user, UTF-8 client id): see `pgtable.KEY_SQL`."""
     return sha256(b"%s\x00%s" % (user, client)).digest()[:16]
 
 
@@ -143,12 +150,17 @@ def fields(tuple_: bytes) -> list[bytes | None]:
 
 def received_of(row: Row) -> datetime:
     """Return a row's receive time."""
-    return _time(row[0][6:14])
+    return _time(row[6:14])
 
 
 def key_of(row: Row) -> bytes | None:
-    """Return the ids key of a row that has a client id."""
-    return None if row[1] is None else row[1][6:22]
+    """Return the key of a row that has a client id, None for one without."""
+    return row[18:34] if row[14:18] == _KEY else None
+
+
+def id_tuple(row: Row) -> bytes | None:
+    """Return a row's tuple in the ids table (key, received), None without a client id."""
+    return _ID_FIELDS + row[14:34] + row[2:14] if row[14:18] == _KEY else None
 
 
 def _time(field: bytes) -> datetime:
@@ -157,7 +169,7 @@ def _time(field: bytes) -> datetime:
 
 def row_line(row: Row) -> str:
     """Return the capsule of a row as one JSON line (how a waiting event is spooled)."""
-    received, event_time, schema_id, version, metadata, user, client, data = fields(row[0])
+    received, _, event_time, schema_id, version, metadata, user, client, data = fields(row)
     head: dict[str, Any] = {
         "__timestamp__": _time(received or b"").isoformat(),
         "__schema__": (schema_id or b"").decode(),

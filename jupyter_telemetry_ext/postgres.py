@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -121,7 +120,7 @@ class PostgresEventHandler(logging.Handler):
         self.spool = Spool(Path(spool_dir) if spool_dir else _default_spool_dir(), table)
         self.where = masked(self._url)
         self.counts = {"stored": 0, "duplicate": 0, "refused": 0, "outages": 0}
-        self._memory: deque[Row] = deque()  # built once, by `emit`: no dict per waiting event
+        self._memory: list[Row] = []  # built once, by `emit`: no dict per waiting event
         self._overflow: list[str] = []  # lines beyond memory_events, spooled SPOOL_BLOCK at once
         self._cond = threading.Condition()
         self._handed = self._done = 0
@@ -131,6 +130,7 @@ class PostgresEventHandler(logging.Handler):
         self._down_since: float | None = None
         self._handed = self.spool.pending  # a spool adopted from a stopped process
         self._thread: threading.Thread | None = None
+        self._running = False  # the writer thread takes what is queued
         _METRICS.add(self)
         if self.spool.pending:
             self._start()
@@ -144,10 +144,20 @@ class PostgresEventHandler(logging.Handler):
         """Return how many events wait to be committed (in memory and in the spool)."""
         return self._handed - self._done
 
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Queue the record when the filters pass it; `emit` locks what it shares, so this
+        takes no handler-wide lock."""
+        passed: object = self.filter(record) if self.filters else True
+        if isinstance(passed, logging.LogRecord):  # Python 3.12: a filter may replace it
+            record = passed
+        if passed:
+            self.emit(record)
+        return bool(passed)
+
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record's row for the writer thread (in memory, or spooled)."""
         capsule = record.msg
-        if not isinstance(capsule, Mapping):
+        if type(capsule) is not dict and not isinstance(capsule, Mapping):
             msg = "PostgresEventHandler takes event records (their msg is the capsule)"
             raise TypeError(msg)
         row: Row | None = None
@@ -161,7 +171,7 @@ class PostgresEventHandler(logging.Handler):
                 self._refused(record, NOT_A_CAPSULE)
                 return
         with self._cond:
-            if self._stopping or self._thread is None or not self._thread.is_alive():
+            if self._stopping or not self._running:
                 self._reopen()
             waiting = len(self._memory)
             if row is not None and waiting < self.memory_events:
@@ -184,11 +194,12 @@ class PostgresEventHandler(logging.Handler):
         """Start (again) writing: closed handlers get events too, e.g. after `logging.shutdown`
         (which `logging.config.dictConfig` calls while a Jupyter application starts)."""
         self._stopping = False
-        if self._thread is None or not self._thread.is_alive():
+        if not self._running:
             _METRICS.add(self)
             self._start()
 
     def _start(self) -> None:
+        self._running = True  # until the thread decides to end, under the lock
         self._thread = threading.Thread(target=self._run, name="telemetry-postgres", daemon=True)
         self._thread.start()
 
@@ -210,8 +221,7 @@ class PostgresEventHandler(logging.Handler):
     def _spool_memory(self) -> None:
         """Move the events waiting in memory to the spool."""
         with self._cond:
-            rest = list(self._memory)
-            self._memory.clear()
+            rest, self._memory = self._memory, []
             self._spill()
         if rest:
             self.spool.append([row_line(row) for row in rest])
@@ -234,6 +244,13 @@ class PostgresEventHandler(logging.Handler):
     # The writer thread
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with self._cond:
+                self._running = False
+
+    def _loop(self) -> None:
         backoff = 0.1
         while True:
             batch = self._take()
@@ -245,6 +262,7 @@ class PostgresEventHandler(logging.Handler):
             self._give_back(batch)  # on disk while the database is away; retried from there
             with self._cond:
                 if self._stopping:
+                    self._running = False
                     return
                 self._cond.wait(backoff)
             backoff = min(backoff * 2, self.max_backoff)
@@ -258,9 +276,11 @@ class PostgresEventHandler(logging.Handler):
                     break
                 if self._memory:
                     self._linger()
-                    n = min(self.batch_size, len(self._memory))
-                    return _Batch([self._memory.popleft() for _ in range(n)])
+                    items = self._memory[: self.batch_size]  # in one step: the caller waits
+                    del self._memory[: self.batch_size]
+                    return _Batch(items)
                 if self._stopping:
+                    self._running = False
                     return None
                 self._cond.wait()
         lines, end = self.spool.take(self.batch_size)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .pgrows import COLUMNS
-from .pgtable import KEY_SQL, StoreError, masked, names, resolve_url, scrub, to_capsule
+from .pgtable import StoreError, masked, names, resolve_url, scrub, to_capsule
 
 if TYPE_CHECKING:
     import psycopg
@@ -122,8 +122,18 @@ def prune(conn: psycopg.Connection[Any], table: str, before: datetime) -> int:
             sql.SQL("DELETE FROM {t} WHERE received < %s").format(**ids), [before]
         )
         removed += deleted.rowcount
-        conn.execute(sql.SQL("DELETE FROM {t_ids} WHERE received < %s").format(**ids), [before])
+        if has_ids_table(conn, table):
+            conn.execute(sql.SQL("DELETE FROM {t_ids} WHERE received < %s").format(**ids),
+                         [before])  # fmt: skip
     return int(removed)
+
+
+def has_ids_table(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Return True when the store keeps its keys in a table of their own (partitioned by day)."""
+    found = conn.execute(
+        "SELECT to_regclass(%s)", ['"' + (table + "_ids").replace('"', '""') + '"']
+    )
+    return (found.fetchone() or [None])[0] is not None
 
 
 def _partitions(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, datetime]]:
@@ -165,12 +175,12 @@ def erase_user(
 
     ids = names(table)
     with conn.transaction():
-        key = sql.SQL(KEY_SQL.format(user="username", client="client_id"))
-        conn.execute(
-            sql.SQL("DELETE FROM {t_ids} WHERE key IN (SELECT {key} FROM {t} "
-                    "WHERE username = ANY(%s) AND client_id IS NOT NULL)").format(key=key, **ids),
-            [list(users)],
-        )  # fmt: skip
+        if has_ids_table(conn, table):  # else the keys go with the rows
+            conn.execute(
+                sql.SQL("DELETE FROM {t_ids} WHERE key IN (SELECT key FROM {t} "
+                        "WHERE username = ANY(%s) AND key IS NOT NULL)").format(**ids),
+                [list(users)],
+            )  # fmt: skip
         deleted = conn.execute(
             sql.SQL("DELETE FROM {t} WHERE username = ANY(%s)").format(**ids), [list(users)]
         ).rowcount

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import subprocess
 import sys
+import uuid
 import weakref
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -18,6 +20,7 @@ from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.identity import hashed_user
+from jupyter_telemetry_ext.pgtable import EVENTS_KEY
 from tests.conftest import FRONTEND_ID, Sink, make_schema
 from tests.pgserver import PostgresServer, binaries, running_server
 from tests.test_reliability import Fetch, send
@@ -108,11 +111,14 @@ def test_every_column_as_written(url: str, handlers: list[Any], tmp_path: Path) 
     assert eventlog.flush(10)
     handler.flush()
     [row] = rows(url)
+    key = uuid.UUID(bytes=hashlib.sha256(b"hash-of-u1\x00e-1").digest()[:16])
     assert row == (
         received, datetime(2026, 3, 4, 5, 6, 0, 1, tzinfo=timezone.utc), SCHEMA_ID, "1", 2,
-        "hash-of-u1", "e-1", {"action": "open", "n": 7},
+        "hash-of-u1", "e-1", {"action": "open", "n": 7}, key,
     )  # fmt: skip
+    assert rows(url, f"SELECT {EVENTS_KEY} FROM telemetry_events") == [(key,)]  # noqa: S608
     assert rows(url, "SELECT version FROM telemetry_events_version") == [(2,)]
+    assert rows(url, "SELECT to_regclass('telemetry_events_ids')") == [(None,)]  # the key is here
 
 
 @pytest.mark.parametrize("partition_by_day", [False, True])
@@ -140,6 +146,18 @@ def test_a_retry_is_stored_once_across_batches_days_and_replicas(
                       ("u1", "c", "5")]  # fmt: skip
     assert first.counts["duplicate"] + replica.counts["duplicate"] == 4
     assert partition_count(url) == (4 if partition_by_day else 0)  # one a day, made as needed
+
+
+def test_the_handler_filters_still_apply(url: str, handlers: list[Any], tmp_path: Path) -> None:
+    handler = make_handler(url, handlers, tmp_path)
+    handler.addFilter(lambda record: record.msg["n"] != 2)
+    eventlog = make_log(handler)
+    for n in range(4):
+        record(eventlog, n, f"f{n}")
+    assert eventlog.flush(10)
+    handler.flush()
+    stored = rows(url, "SELECT data->>'n' FROM telemetry_events ORDER BY 1")
+    assert stored == [("0",), ("1",), ("3",)]
 
 
 def test_a_bad_row_does_not_block_its_batch(
@@ -190,30 +208,54 @@ def test_migration_from_empty_and_a_newer_table_refused(
     assert rows(url, "SELECT count(*) FROM telemetry_events") == [(1,)]
 
 
-# The ids table of layout version 1, keyed by the two texts.
-LAYOUT_1_IDS = """CREATE TABLE telemetry_events_ids (
+# The tables of layout version 1: no key column; the ids in a table keyed by the two texts.
+LAYOUT_1 = """CREATE TABLE telemetry_events (
+    received timestamptz NOT NULL, event_time timestamptz, schema_id text NOT NULL,
+    schema_version text NOT NULL, metadata_version integer NOT NULL, username text,
+    client_id text, data jsonb NOT NULL
+){partition};
+CREATE INDEX telemetry_events_received ON telemetry_events USING brin (received);
+CREATE INDEX telemetry_events_schema ON telemetry_events (schema_id, received);
+CREATE TABLE telemetry_events_ids (
     username  text        NOT NULL,
     client_id text        NOT NULL,
     received  timestamptz NOT NULL,
     PRIMARY KEY (username, client_id)
-)"""
+);
+CREATE INDEX ON telemetry_events_ids USING brin (received);
+CREATE TABLE telemetry_events_erasures (at timestamptz NOT NULL DEFAULT now(),
+    operator text NOT NULL, events bigint NOT NULL);
+CREATE TABLE telemetry_events_version (version integer NOT NULL);
+INSERT INTO telemetry_events_version VALUES (1);
+"""
 
 
-def test_migration_from_layout_1_keeps_every_id(
-    url: str, handlers: list[Any], tmp_path: Path
-) -> None:
-    from jupyter_telemetry_ext.pgtable import ddl_text
-
-    day = datetime(2026, 2, 1, tzinfo=timezone.utc)
+def layout_1(url: str, partitioned: bool, day: datetime) -> None:
+    """Make the tables of layout 1 with the events (and ids) it stored: zoë's é-1, u1's a, one
+    without an id (and, in a plain table, a hand-made copy of u1's a)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(ddl_text())
-        conn.execute("DROP TABLE telemetry_events_ids")
-        conn.execute(LAYOUT_1_IDS)
-        conn.execute("CREATE INDEX ON telemetry_events_ids USING brin (received)")
-        conn.execute("INSERT INTO telemetry_events_version VALUES (1)")
-        for user, client in (("zoë", "é-1"), ("u1", "a")):
+        conn.execute(LAYOUT_1.format(partition=" PARTITION BY RANGE (received)" * partitioned))
+        if partitioned:
+            conn.execute("CREATE TABLE telemetry_events_20260201 PARTITION OF telemetry_events "
+                         "FOR VALUES FROM ('2026-02-01Z') TO ('2026-02-02Z')")  # fmt: skip
+        stored = [("zoë", "é-1", 1), ("u1", "a", 2), ("u1", None, 0)]
+        for user, client, n in stored + ([] if partitioned else [("u1", "a", 9)]):
+            conn.execute("INSERT INTO telemetry_events VALUES (%s, NULL, %s, '1', 2, %s, %s, %s)",
+                         [day + timedelta(seconds=n), SCHEMA_ID, user, client,
+                          psycopg.types.json.Jsonb({"n": n})])  # fmt: skip
+        for user, client, _ in stored[:2]:
             conn.execute("INSERT INTO telemetry_events_ids VALUES (%s, %s, %s)",
                          [user, client, day])  # fmt: skip
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_migration_from_layout_1_keeps_every_id(
+    url: str, handlers: list[Any], tmp_path: Path, partitioned: bool
+) -> None:
+    import psycopg.types.json  # noqa: F401 - for layout_1
+
+    day = datetime(2026, 2, 1, tzinfo=timezone.utc)
+    layout_1(url, partitioned, day)
     handler = make_handler(url, handlers, tmp_path)
     eventlog = make_log(handler)
     record(eventlog, 1, "é-1", user="zoë")  # retries of ids stored before the migration
@@ -221,16 +263,22 @@ def test_migration_from_layout_1_keeps_every_id(
     record(eventlog, 3, "a", user="zoë")  # new ids
     record(eventlog, 4, "é-1")
     assert eventlog.flush(10)
-    assert rows(url, "SELECT username, client_id FROM telemetry_events ORDER BY 2, 1") == [
-        ("zoë", "a"), ("u1", "é-1")
-    ]  # fmt: skip
+    new = (
+        "SELECT username, client_id FROM telemetry_events WHERE received > '2026-02-02Z' ORDER BY 2"
+    )
+    assert rows(url, new) == [("zoë", "a"), ("u1", "é-1")]
     assert handler.counts["duplicate"] == 2
     assert rows(url, "SELECT version FROM telemetry_events_version ORDER BY 1") == [(1,), (2,)]
-    columns = "SELECT column_name FROM information_schema.columns WHERE table_name = '{}'"
-    assert rows(url, columns.format("telemetry_events_ids") + " ORDER BY 1") == [
-        ("key",), ("received",)
-    ]  # fmt: skip
-    assert rows(url, "SELECT count(*), min(received) FROM telemetry_events_ids") == [(4, day)]
+    keyed = f"SELECT data->>'n' FROM telemetry_events WHERE key = {EVENTS_KEY} ORDER BY 1"  # noqa: S608
+    assert rows(url, keyed) == [("1",), ("2",), ("3",), ("4",)]  # the first of each id only
+    ids = rows(url, "SELECT to_regclass('telemetry_events_ids') IS NOT NULL")[0][0]
+    assert ids == partitioned  # a plain table keeps its keys itself
+    if partitioned:
+        columns = "SELECT column_name FROM information_schema.columns WHERE table_name = '{}'"
+        assert rows(url, columns.format("telemetry_events_ids") + " ORDER BY 1") == [
+            ("key",), ("received",)
+        ]  # fmt: skip
+        assert rows(url, "SELECT count(*), min(received) FROM telemetry_events_ids") == [(4, day)]
 
 
 def test_an_event_that_waited_on_disk_keeps_every_column(
@@ -261,8 +309,9 @@ def test_an_event_that_waited_on_disk_keeps_every_column(
         stored = conn.execute(query, [received]).fetchall()
     assert stored == [
         (received, datetime(2026, 3, 4, 5, 6, 0, 1, tzinfo=timezone.utc), SCHEMA_ID, "1", 2,
-         "zoë", "é-2", {"action": "ouvert \"ü\"\n", "n": -7}),
-        (received, None, SCHEMA_ID, "1", 2, None, None, {}),
+         "zoë", "é-2", {"action": "ouvert \"ü\"\n", "n": -7},
+         uuid.UUID(bytes=hashlib.sha256("zoë\x00é-2".encode()).digest()[:16])),
+        (received, None, SCHEMA_ID, "1", 2, None, None, {}, None),
     ]  # fmt: skip
 
 
@@ -351,12 +400,12 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
                           timeout=60, check=False, env={**os.environ, **(env or {})})  # fmt: skip
 
 
-@pytest.fixture
-def filled(url: str, handlers: list[Any], tmp_path: Path) -> str:
-    """A partitioned store with events of alice (hashed), bob (hashed) over three days."""
+@pytest.fixture(params=[True, False], ids=["partitioned", "plain"])
+def filled(url: str, handlers: list[Any], tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A store (partitioned, or not) with events of alice (hashed), bob (hashed) over 3 days."""
     secret = b"k" * 64
     (tmp_path / "secret").write_bytes(secret)
-    handler = make_handler(url, handlers, tmp_path, partition_by_day=True)
+    handler = make_handler(url, handlers, tmp_path, partition_by_day=request.param)
     eventlog = make_log(handler)
     now = datetime.now(timezone.utc)
     alice, bob = hashed_user(secret, "alice"), hashed_user(secret, "bob")
@@ -406,12 +455,14 @@ def test_cli_prune_export_erase(filled: str, tmp_path: Path) -> None:
     ]
     left = rows(filled, "SELECT data->>'n' FROM telemetry_events ORDER BY 1")
     assert left == [("1",), ("3",)]
-    assert rows(filled, "SELECT count(*) FROM telemetry_events_ids") == [(2,)]  # bob's only
     partitions = partition_count(filled)
+    keys = "telemetry_events_ids" if partitions else "telemetry_events WHERE key IS NOT NULL"
+    assert rows(filled, f"SELECT count(*) FROM {keys}") == [(2,)]  # noqa: S608 - bob's only
     pruned = cli("prune", "--db", filled, "--older-than", "90d")
     assert pruned.stdout.startswith("removed 1 events"), pruned.stderr
     assert rows(filled, "SELECT data->>'n' FROM telemetry_events") == [("3",)]
-    assert partition_count(filled) == partitions - 1  # the oldest day's, dropped whole
+    assert rows(filled, f"SELECT count(*) FROM {keys}") == [(1,)]  # noqa: S608
+    assert partition_count(filled) == max(partitions - 1, 0)  # the oldest day's, dropped whole
 
 
 def test_a_closed_handler_opens_again_on_the_next_event(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import sys
 import threading
@@ -44,6 +43,8 @@ from .delivery import (
     writes_lines,
 )
 from .errors import EventSchemaError, UnknownSchemaError
+from .jsonline import encode as _encode
+from .jsonline import encode_standard
 from .redaction import Redactor
 from .registered import RegisteredSchemas
 from .sampling import SAMPLING_FORM, SamplingError, keeps, parse_sampling
@@ -687,9 +688,6 @@ def _kept(rate: float, schema_id: str, context: Mapping[str, Any] | None) -> boo
     return keeps(rate, schema_id, context.get("__client_id__") if context else None)
 
 
-# One compact line per event, ASCII whatever the handler's stream encoding.
-_encode = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-
 
 def _error_name(error: BaseException | None) -> str:
     """Name an error by its type (and errno), never its message: it may hold an event's values."""
@@ -703,9 +701,11 @@ def _error_name(error: BaseException | None) -> str:
     return f"{type(error).__name__} {name}".strip()
 
 
-def _dumps(value: Mapping[str, Any], schema: EventSchema) -> str:
+def _dumps(
+    value: Mapping[str, Any], schema: EventSchema, encode: Callable[[Any], str] = _encode
+) -> str:
     try:
-        return _encode(value)
+        return encode(value)
     except (TypeError, ValueError) as e:
         from .validation import not_json_error
 
@@ -715,4 +715,4 @@ def _dumps(value: Mapping[str, Any], schema: EventSchema) -> str:
 def _dumps_read(value: Mapping[str, Any], schema: EventSchema) -> str:
     """Encode a capsule of values read from JSON text: orjson, unless the line is not ASCII."""
     line = orjson.dumps(value)
-    return line.decode() if line.isascii() else _dumps(value, schema)
+    return line.decode() if line.isascii() else _dumps(value, schema, encode_standard)

@@ -1,0 +1,80 @@
+"""The fast line encoder writes what the standard library's encoder writes, or fails alike."""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jupyter_telemetry_ext.jsonline import encode
+
+STANDARD = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
+class Text(str):
+    """A str subclass."""
+
+
+class Color(enum.IntEnum):
+    """An int enum: the standard encoder writes its int."""
+
+    RED = 1
+
+
+def outcome(encoder: Any, value: Any) -> tuple[str, str]:
+    """Return ("ok", line) or ("error", exception type)."""
+    try:
+        return "ok", encoder(value)
+    except (TypeError, ValueError) as e:
+        return "error", type(e).__name__
+
+
+cycle: dict[str, Any] = {}
+cycle["self"] = cycle
+
+TRICKY = [
+    {"a": float("nan")}, {"a": [math.inf]}, {"a": -math.inf}, {"a": 1e-05}, {"a": 1e-7},
+    {"a": 0.0001}, {"a": 1e16}, {"a": -0.0}, {"a": 2**63}, {"a": 2**64 - 1}, {"a": 2**64},
+    {"a": -(2**63) - 1}, {"a": (1, 2)}, {1: "int key"}, {None: 1}, {"a": "\x7f"}, {"a": "é"},
+    {"a": "\ud800"}, {"a": "\x00\x1f\"\\/"}, {"a": Text("x")}, {Text("k"): 1}, {"a": Color.RED},
+    {"a": uuid.UUID(int=1)}, {"a": datetime(2020, 1, 1, tzinfo=timezone.utc)}, {"a": b"x"},
+    {"a": {1, 2}}, cycle, {"a": [[[[{"b": [True, False, None]}]]]]},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", TRICKY, ids=range(len(TRICKY)))
+def test_tricky_values_encode_as_the_standard_encoder_does(value: Any) -> None:
+    assert outcome(encode, value) == outcome(STANDARD, value)
+
+
+def test_deep_nesting_encodes_as_the_standard_encoder_does() -> None:
+    value: Any = "leaf"
+    for _ in range(100):
+        value = {"a": [value]}
+    assert outcome(encode, value) == outcome(STANDARD, value)
+
+
+SCALARS = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+    | st.integers(min_value=-(2**65), max_value=2**65)
+    | st.floats(min_value=-1e-3, max_value=1e-3)
+)  # fmt: skip
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4)
+    | st.dictionaries(st.text(max_size=4), inner, max_size=4)
+    | st.tuples(inner),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(max_size=6), VALUES, max_size=6))
+def test_any_value_encodes_as_the_standard_encoder_does(value: dict[str, Any]) -> None:
+    assert outcome(encode, value) == outcome(STANDARD, value)

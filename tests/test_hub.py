@@ -1,5 +1,6 @@
 """The collector under a real JupyterHub: identity from the hub, the hub's allow-list, retries,
-gzip, the hub's own events; one hub for the module (tests/hubserver.py)."""
+gzip, the hub's own events, a collector outage and a full spool with a stopped server (nothing
+accepted is lost or stored twice); one hub for the module (tests/hubserver.py)."""
 
 from __future__ import annotations
 

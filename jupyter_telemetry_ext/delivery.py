@@ -293,6 +293,8 @@ def _items(record: logging.LogRecord) -> list[Any]:
 class QueueFullError(RuntimeError):
     """The background writer's queue is full: the event was not accepted."""
 
+    reply = "the server's event queue is full; retry later"  # told to clients (no sizes)
+
 
 class HeldRecords:
     """Records held back by one thread until its block ends, to be queued or written together.

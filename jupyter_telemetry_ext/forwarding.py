@@ -48,6 +48,8 @@ OUTCOMES = ("queued", "sent", "retried", "rejected", "dropped", "refused")
 class SpoolFullError(QueueFullError):
     """The forwarding spool is full and refuses new events (`forward_when_full = "refuse"`)."""
 
+    reply = "the forwarding spool is full (the collector takes no events); retry later"
+
 
 @dataclass(frozen=True)
 class ForwardSettings:

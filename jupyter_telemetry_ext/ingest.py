@@ -336,9 +336,8 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
         field_path = _data_path(e.field)
         msg = f"{field_path}: {e.reason}"
         raise IngestError(msg, field=field_path) from None
-    except QueueFullError:
-        msg = "the server's event queue is full; retry later"
-        raise IngestError(msg, 503) from None
+    except QueueFullError as e:
+        raise IngestError(e.reply, 503) from None
 
     # A tapped event (forwarded to a collector) is recorded once the tap took it.
     if capsule is None and not eventlog.tapped:

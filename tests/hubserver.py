@@ -1,11 +1,14 @@
 """A real JupyterHub for the tests: configurable-http-proxy, SimpleLocalProcessSpawner,
-DummyAuthenticator, users alice and bob, the telemetry collector as a managed service and an
-admin service token; everything on 127.0.0.1, free ports, state in a temporary folder.
+DummyAuthenticator, users alice and bob (named servers allowed), the telemetry collector as a
+managed service, a second collector service that the tests start and stop themselves
+(`ExternalCollector`) and an admin service token; everything on 127.0.0.1, free ports, state in a
+temporary folder.
 
 Every process it starts carries a marker in its environment (the hub passes it to the proxy,
 the services and the single-user servers), so `stop()` finds and kills whatever the hub left
 behind, even when the hub failed to start. Reusable: `extra_config` adds hub config lines
-(e.g. the single-user servers' forwarding), `collector_config` is the collector's config file.
+(e.g. the single-user servers' forwarding), `collector_config` is the collector's config file;
+`spawn(..., args=...)` starts one server with extra command-line options (its `user_options`).
 """
 
 from __future__ import annotations
@@ -24,18 +27,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.servers import free_port, log_tail, wait_until
+from tests.servers import Process, free_port, log_tail, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY_BIN = ROOT / "node_modules" / ".bin"
 MARK = "TELEMETRY_TEST_HUB"
 SERVICE = "telemetry"
+# An external service: the hub proxies to its port, whether a collector listens there or not.
+EXTERNAL_SERVICE = "telemetry-external"
 ADMIN_SERVICE = "test-admin"
-SERVER_SCOPES = [
-    "users:activity!user",
-    "access:servers!server",
-    f"access:services!service={SERVICE}",
-]
+COLLECTOR_SCOPES = [f"access:services!service={name}" for name in (SERVICE, EXTERNAL_SERVICE)]
+SERVER_SCOPES = ["users:activity!user", "access:servers!server", *COLLECTOR_SCOPES]
+SINGLEUSER_ARGS = ["--allow-root"]
 
 HUB_CONFIG = """\
 import sys
@@ -52,31 +55,34 @@ c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = {tmp!r} + "/home/{{username}}"
 c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
-c.Spawner.args = ["--allow-root"]
+c.Spawner.args = {singleuser_args!r}
+c.JupyterHub.allow_named_servers = True
 c.Spawner.ip = "127.0.0.1"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
 c.Spawner.environment = {environment!r}
 c.Spawner.env_keep = ["PATH", "PYTHONPATH", "LANG", "LC_ALL"]
 
-def _free_port(spawner):
+def _prepare(spawner):
+    # A free port; the command-line options of this spawn (tests only: users could pass any).
     import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         spawner.port = s.getsockname()[1]
+    spawner.args = [*{singleuser_args!r}, *spawner.user_options.get("args", [])]
 
-c.Spawner.pre_spawn_hook = _free_port
+c.Spawner.pre_spawn_hook = _prepare
 
 # The collector: a managed service. Users hold its access scope, and so do their servers'
 # tokens (the `server` role lists it: scopes a user lacks are dropped from a server's token).
 # JupyterHub 6 has extra_user_scopes; before it, the `user` role lists the scope.
 import jupyterhub
-_USER_SCOPE = "access:services!service={service}"
+_USER_SCOPES = {collector_scopes!r}
 if int(jupyterhub.__version__.split(".")[0]) >= 6:
-    c.JupyterHub.extra_user_scopes = [_USER_SCOPE]
+    c.JupyterHub.extra_user_scopes = _USER_SCOPES
     _user_role = []
 else:
-    _user_role = [{{"name": "user", "scopes": ["self", _USER_SCOPE]}}]
+    _user_role = [{{"name": "user", "scopes": ["self", *_USER_SCOPES]}}]
 c.JupyterHub.services = [
     {{
         "name": "{service}",
@@ -86,6 +92,8 @@ c.JupyterHub.services = [
         "environment": {environment!r},
         "oauth_no_confirm": True,
     }},
+    {{"name": "{external}", "url": "http://127.0.0.1:{external_port}",
+      "api_token": {external_token!r}, "timeout": 1}},
     {{"name": "{admin}", "api_token": {admin_token!r}}},
 ]
 c.JupyterHub.load_roles = _user_role + [
@@ -111,7 +119,9 @@ class Hub:
         self.mark = secrets.token_hex(8)
         self.port = free_port()
         self.collector_port = free_port()
+        self.external_port = free_port()
         self.admin_token = secrets.token_hex(16)
+        self.external_token = secrets.token_hex(16)
         self.url = f"http://127.0.0.1:{self.port}/"
         self.collector_url = f"{self.url}services/{SERVICE}/"
         self.log = tmp / "jupyterhub.log"
@@ -129,6 +139,9 @@ class Hub:
             collector_port=self.collector_port, collector_config=str(collector_config),
             environment=self.environment, service=SERVICE, admin=ADMIN_SERVICE,
             admin_token=self.admin_token, server_scopes=SERVER_SCOPES,
+            collector_scopes=COLLECTOR_SCOPES, singleuser_args=SINGLEUSER_ARGS,
+            external=EXTERNAL_SERVICE, external_port=self.external_port,
+            external_token=self.external_token,
         )  # fmt: skip
         self.config = tmp / "jupyterhub_config.py"
         self.config.write_text(config + extra_config, "utf-8")
@@ -191,29 +204,36 @@ class Hub:
         assert status in (200, 201), (status, reply)
         return str(reply["token"])
 
-    def spawn(self, name: str, timeout: float = 60) -> None:
-        """Start the user's server (unless it runs) and wait until the hub says it is ready."""
+    def _server_model(self, name: str, server: str) -> dict[str, Any] | None:
+        model = self.admin("GET", f"hub/api/users/{name}")[1] or {}
+        found: dict[str, Any] | None = model.get("servers", {}).get(server)
+        return found
+
+    def spawn(
+        self, name: str, server: str = "", args: tuple[str, ...] = (), timeout: float = 60
+    ) -> None:
+        """Start a server of the user (unless it runs), with `args` added to its command line,
+        and wait until the hub says it is ready; `server` names a named server."""
 
         def ready() -> bool:
-            model = self.admin("GET", f"hub/api/users/{name}")[1] or {}
-            return bool(model.get("servers", {}).get("", {}).get("ready"))
+            return bool((self._server_model(name, server) or {}).get("ready"))
 
         if ready():
             return
-        status, reply = self.admin("POST", f"hub/api/users/{name}/server")
+        options = {"user_options": {"args": list(args)}}
+        status, reply = self.admin("POST", f"hub/api/users/{name}/servers/{server}", options)
         assert status in (201, 202), (status, reply)
-
         wait_until(ready, timeout, lambda: f"{name}'s server did not start: {log_tail(self.log)}")
 
-    def stop_server(self, name: str, timeout: float = 30) -> None:
-        """Stop the user's server and wait until the hub says it is gone."""
-        self.admin("DELETE", f"hub/api/users/{name}/server")
-
-        def gone() -> bool:
-            model = self.admin("GET", f"hub/api/users/{name}")[1] or {}
-            return "" not in model.get("servers", {})
-
-        wait_until(gone, timeout, lambda: f"{name}'s server did not stop: {log_tail(self.log)}")
+    def stop_server(self, name: str, server: str = "", timeout: float = 30) -> None:
+        """Stop a server of the user (the spawner's signals) and wait until the hub says it is
+        gone."""
+        self.admin("DELETE", f"hub/api/users/{name}/servers/{server}")
+        wait_until(
+            lambda: self._server_model(name, server) is None,
+            timeout,
+            lambda: f"{name}'s server did not stop: {log_tail(self.log)}",
+        )
 
     def processes(self) -> dict[int, dict[str, str]]:
         """Return the environment of every running process started for this hub, by pid."""
@@ -227,13 +247,18 @@ class Hub:
                     found[int(entry.name)] = env
         return found
 
-    def server_env(self, name: str) -> dict[str, str]:
-        """Return the environment of `name`'s single-user server (its token, its URLs)."""
-        for env in self.processes().values():
-            if env.get("JUPYTERHUB_USER") == name and "JUPYTERHUB_SERVICE_NAME" not in env:
-                return env
-        msg = f"no single-user server of {name} runs"
+    def server_pid(self, name: str, server: str = "") -> int:
+        """Return the pid of a single-user server of `name` (`server`: a named one)."""
+        for pid, env in self.processes().items():
+            if (env.get("JUPYTERHUB_USER") == name and "JUPYTERHUB_SERVICE_NAME" not in env
+                    and env.get("JUPYTERHUB_SERVER_NAME", "") == server):  # fmt: skip
+                return pid
+        msg = f"no single-user server {name}/{server} runs"
         raise LookupError(msg)
+
+    def server_env(self, name: str, server: str = "") -> dict[str, str]:
+        """Return the environment of a single-user server of `name` (its token, its URLs)."""
+        return self.processes()[self.server_pid(name, server)]
 
     def collector_pid(self) -> int:
         """Return the pid of the collector the hub started."""
@@ -258,6 +283,70 @@ class Hub:
         deadline = time.monotonic() + 10
         while self.processes() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class ExternalCollector:
+    """`jupyter telemetry collect --url` as the hub's external service EXTERNAL_SERVICE: the
+    tests start and stop it; the hub proxies `services/telemetry-external/` to it all along."""
+
+    def __init__(self, hub: Hub, config: Path, folder: Path) -> None:
+        """Run with `config`, each run logging to a new file in `folder`; nothing runs yet."""
+        self.hub, self.config, self.folder = hub, config, folder
+        self.url = f"{hub.url}services/{EXTERNAL_SERVICE}/"  # through the proxy
+        self.runs = 0
+        self.log = folder / "collector-0.log"
+        self.process: Process | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        """Start it and wait until it answers through the proxy."""
+        self.launch()
+        self.wait_up(timeout)
+
+    def launch(self) -> None:
+        """Start it (with the hub's marker: `Hub.stop` kills it if a test could not)."""
+        env = {**os.environ, **self.hub.environment,
+               "JUPYTERHUB_API_URL": f"{self.hub.url}hub/api",
+               "JUPYTERHUB_API_TOKEN": self.hub.external_token,
+               "JUPYTERHUB_SERVICE_NAME": EXTERNAL_SERVICE}  # fmt: skip
+        listen = f"http://127.0.0.1:{self.hub.external_port}"
+        command = [sys.executable, "-m", "jupyter_telemetry_ext.cli", "collect", "--config",
+                   str(self.config), "--url", listen]  # fmt: skip
+        self.runs += 1
+        self.log = self.folder / f"collector-{self.runs}.log"
+        self.process = Process(command, self.hub.tmp, env, self.log)
+
+    def wait_up(self, timeout: float = 30) -> None:
+        """Wait until the collector launched answers through the proxy."""
+        schemas = f"services/{EXTERNAL_SERVICE}/api/telemetry/schemas"
+
+        def up() -> bool:
+            if self.process is None or self.process.process.poll() is not None:
+                msg = f"the collector does not run: {log_tail(self.log)}"
+                raise RuntimeError(msg)
+            return 0 < self.hub.request("GET", schemas)[0] < 500  # 403 without a token
+
+        wait_until(up, timeout, lambda: f"the collector did not start: {log_tail(self.log)}")
+
+    @property
+    def running(self) -> bool:
+        """Return whether it was launched and has not exited."""
+        return self.process is not None and self.process.process.poll() is None
+
+    def stop(self) -> None:
+        """Stop it as the hub stops a service (SIGINT: it writes what it accepted, then exits)."""
+        process, self.process = self.process, None
+        if process is not None:
+            try:
+                code = process.stop(signal.SIGINT)
+            finally:
+                process.kill()
+            assert code == 0, log_tail(self.log)
+
+    def kill(self) -> None:
+        """Kill it if it still runs (after a failed test)."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
 
 
 def _json(raw: bytes) -> Any:

@@ -387,9 +387,11 @@ def test_sigterm_with_a_spool_and_no_collector_loses_nothing(hub: Hub) -> None:
 
 def test_a_full_spool_refuses_new_events_with_503_and_counts_them(hub: Hub) -> None:
     user = hub.start_user("c.TelemetryExtension.forward_spool_bytes = 8192")
-    statuses = [post(user, event(n))[0] for n in range(60)]  # about 200 bytes each
+    replies = [post(user, event(n)) for n in range(60)]  # about 200 bytes each
+    statuses = [status for status, _ in replies]
     assert 200 in statuses
     assert 503 in statuses
+    assert "the forwarding spool is full" in replies[statuses.index(503)][1]["message"]
     assert statuses.index(503) > 20
     assert forwarded(user, "refused") == statuses.count(503)
     assert hub.user_log().count("the spool is full") == 1

@@ -1,5 +1,6 @@
 """The collector under a real JupyterHub: identity from the hub, the hub's allow-list, retries,
-gzip, the hub's own events; one hub for the module (tests/hubserver.py)."""
+gzip, the hub's own events, a collector outage and a full spool with a stopped server (nothing
+accepted is lost or stored twice); one hub for the module (tests/hubserver.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import FRONTEND_ID, UNLISTED_ID, frontend_schema
-from tests.hubserver import SERVICE, Hub, running_hub
+from tests.hubserver import SERVICE, ExternalCollector, Hub, running_hub
 from tests.pgserver import binaries, running_server
 from tests.servers import free_port, log_tail, read_events, wait_until
 
@@ -70,6 +71,7 @@ class Deployment:
     db: str | None
     alice: str
     bob: str
+    schemas: Path  # the collector's schema folder
 
     def events(self) -> list[dict[str, Any]]:
         """Every event the collector wrote so far."""
@@ -93,6 +95,12 @@ def _pg_handlers(db: str | None, spool: Path) -> str:
         return "[]"
     return (f"[__import__('jupyter_telemetry_ext.postgres').postgres.PostgresEventHandler("
             f"{db!r}, spool_dir={str(spool)!r})]")  # fmt: skip
+
+
+def collector_config(schemas: Path, sink: Path, pg_handlers: str) -> str:
+    """Return the collector's config: the hub's allow-list, a JSON-lines file and `pg_handlers`."""
+    return COLLECTOR_CONFIG.format(schemas=str(schemas), sink=str(sink), pg_handlers=pg_handlers,
+                                   frontend=FRONTEND_ID, contents=CONTENTS, kept=KEPT)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -120,15 +128,13 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     sink, hub_sink = tmp / "events.jsonl", tmp / "hub-events.jsonl"
     with _database() as db:
         config = tmp / "telemetry_config.py"
-        config.write_text(COLLECTOR_CONFIG.format(
-            schemas=str(schemas), sink=str(sink), pg_handlers=_pg_handlers(db, tmp / "spool-c"),
-            frontend=FRONTEND_ID, contents=CONTENTS, kept=KEPT))  # fmt: skip
+        config.write_text(collector_config(schemas, sink, _pg_handlers(db, tmp / "spool-c")))
         extra = HUB_EVENTS_CONFIG.format(
             sink=str(hub_sink), pg_handlers=_pg_handlers(db, tmp / "spool-h"), action=HUB_ACTION,
             kept=KEPT)  # fmt: skip
         with running_hub(tmp, config, extra) as hub:
             alice, bob = hub.user_token("alice"), hub.user_token("bob")
-            yield Deployment(hub, sink, hub_sink, db, alice, bob)
+            yield Deployment(hub, sink, hub_sink, db, alice, bob, schemas)
 
 
 def event(client_id: str, schema_id: str = FRONTEND_ID, **data: Any) -> dict[str, Any]:
@@ -217,10 +223,7 @@ def test_the_hub_and_the_users_events_share_the_postgresql_store(deployment: Dep
 
 def test_a_browser_posts_with_the_oauth_cookie_and_its_xsrf_token(deployment: Deployment) -> None:
     hub = deployment.hub
-    browser = requests.Session()
-    browser.get(hub.url + "hub/login", timeout=30)
-    login = {"username": "alice", "password": "x", "_xsrf": browser.cookies.get("_xsrf")}
-    assert browser.post(hub.url + "hub/login", data=login, timeout=30).ok
+    browser = logged_in(hub, "alice")
     root = browser.get(hub.collector_url, timeout=30)  # OAuth: hub, then the callback
     assert root.json()["user"] == "alice"
     url = hub.url + EVENTS
@@ -231,6 +234,15 @@ def test_a_browser_posts_with_the_oauth_cookie_and_its_xsrf_token(deployment: De
     assert posted.json() == {"status": "recorded"}
     assert deployment.wait_for_id("cookie")[0]["__user__"] == "alice"
     assert not [e for e in deployment.events() if e.get("__client_id__") == "cookie-no-xsrf"]
+
+
+def logged_in(hub: Hub, name: str) -> Any:
+    """Return a browser session (a `requests.Session`) that logged in to the hub as `name`."""
+    browser = requests.Session()
+    browser.get(hub.url + "hub/login", timeout=30)
+    login = {"username": name, "password": "x", "_xsrf": browser.cookies.get("_xsrf")}
+    assert browser.post(hub.url + "hub/login", data=login, timeout=30).ok
+    return browser
 
 
 @pytest.mark.parametrize(
@@ -368,3 +380,153 @@ def test_sigint_writes_every_accepted_event_and_exits(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+# Outages: alice's named server OUTAGE forwards to the hub's external collector service, which the
+# tests stop and start; both collectors write to the module's PostgreSQL database.
+
+OUTAGE = "outage"
+OUTAGE_EVENTS = f"user/alice/{OUTAGE}/api/telemetry/events"
+
+
+@dataclass
+class Outage:
+    """alice's server OUTAGE (a 4 KiB spool that refuses when full) and its collector."""
+
+    deployment: Deployment
+    collector: ExternalCollector
+    args: tuple[str, ...]
+
+    def post(self, client_id: str) -> tuple[int, Any]:
+        """POST an event to alice's server through the proxy, with her token."""
+        hub, token = self.deployment.hub, self.deployment.alice
+        return hub.request("POST", OUTAGE_EVENTS, event(client_id), token=token)
+
+    def stored(self, prefix: str) -> dict[str, list[str]]:
+        """Return the users of each stored event whose client id starts with `prefix`."""
+        import psycopg
+
+        query = ("SELECT client_id, username FROM telemetry_events WHERE client_id LIKE %s "
+                 "ORDER BY client_id")  # fmt: skip
+        found: dict[str, list[str]] = {}
+        with psycopg.connect(str(self.deployment.db)) as conn:
+            try:
+                rows = conn.execute(query, (prefix + "%",)).fetchall()
+            except psycopg.errors.UndefinedTable:  # created by the first write
+                return found
+        for client_id, user in rows:
+            found.setdefault(client_id, []).append(user)
+        return found
+
+    def wait_stored(self, prefix: str, last: str) -> dict[str, list[str]]:
+        """Wait until `last` is stored (the spool is sent in order); return `stored(prefix)`."""
+        wait_until(lambda: last in self.stored(prefix), 30,
+                   lambda: f"{last} never stored: {self.forwarding_log()}")  # fmt: skip
+        return self.stored(prefix)
+
+    def start(self) -> None:
+        """Start the collector and alice's server OUTAGE unless they run (at the same time)."""
+        if not self.collector.running:
+            self.collector.launch()
+        self.deployment.hub.spawn("alice", OUTAGE, self.args)
+        self.collector.wait_up()
+
+    def forwarding_log(self) -> str:
+        """Return what alice's servers logged about forwarding (in the hub's log)."""
+        lines = self.deployment.hub.log.read_text("utf-8", "replace").splitlines()
+        return "\n".join(line for line in lines if "Telemetry forwarding" in line)
+
+
+@pytest.fixture(scope="module")
+def outage_parts(
+    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Outage]:
+    """The external collector and the options of alice's server OUTAGE (the hub stops it)."""
+    if deployment.db is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    tmp = tmp_path_factory.mktemp("outage")
+    config = tmp / "collector_config.py"
+    pg_handlers = _pg_handlers(deployment.db, tmp / "pg-spool")
+    config.write_text(collector_config(deployment.schemas, tmp / "events.jsonl", pg_handlers))
+    collector = ExternalCollector(deployment.hub, config, tmp)
+    args = (f"--TelemetryExtension.collector_url={collector.url}",
+            f"--TelemetryExtension.forward_spool_dir={tmp / 'spool'}",
+            "--TelemetryExtension.forward_spool_bytes=4096",
+            "--TelemetryExtension.forward_when_full=refuse",
+            "--TelemetryExtension.forward_retry_max=0.5")  # fmt: skip
+    try:
+        yield Outage(deployment, collector, args)
+    finally:
+        collector.kill()
+
+
+@pytest.fixture
+def outage(outage_parts: Outage) -> Outage:
+    """The external collector and alice's server OUTAGE, both running (started if need be)."""
+    outage_parts.start()
+    return outage_parts
+
+
+def test_a_collector_outage_loses_no_accepted_event_and_stores_each_once(outage: Outage) -> None:
+    """Posted while the collector is stopped (token and browser), sent once it is back."""
+    assert outage.post("out1-before") == (200, {"status": "recorded"})
+    outage.wait_stored("out1-", "out1-before")
+    failed_before = outage.forwarding_log().count("is unavailable")
+    outage.collector.stop()
+    posted = [f"out1-{i}" for i in range(8)]
+    for client_id in posted:
+        assert outage.post(client_id) == (200, {"status": "recorded"})
+    posted.append(_browser_post(outage, "out1-cookie"))
+    wait_until(lambda: outage.forwarding_log().count("is unavailable") > failed_before, 15,
+               lambda: f"no failed attempt: {outage.forwarding_log()}")  # fmt: skip
+    assert list(outage.stored("out1-")) == ["out1-before"]
+    outage.collector.start()
+    assert outage.post("out1-after")[0] == 200
+    stored = outage.wait_stored("out1-", "out1-after")
+    every = ["out1-before", *posted, "out1-after"]
+    assert stored == {client_id: ["alice"] for client_id in sorted(every)}
+
+
+def _browser_post(outage: Outage, client_id: str) -> str:
+    """Post as a browser does: alice's cookie from the hub's OAuth and the page's xsrf token."""
+    hub = outage.deployment.hub
+    browser = logged_in(hub, "alice")
+    server = f"user/alice/{OUTAGE}/"
+    page = browser.get(hub.url + server, timeout=30)  # OAuth: the hub, then the callback
+    xsrf = browser.cookies.get("_xsrf", path=f"/{server}")
+    assert xsrf, (page.status_code, page.url, browser.cookies)
+    reply = browser.post(hub.url + OUTAGE_EVENTS, json=event(client_id),
+                         headers={"X-XSRFToken": xsrf}, timeout=30)  # fmt: skip
+    assert reply.json() == {"status": "recorded"}, reply.text
+    return client_id
+
+
+@pytest.mark.parametrize("how", ["hub", "sigterm"])
+def test_a_full_spool_refuses_and_a_stopped_server_loses_no_accepted_event(
+    outage: Outage, how: str
+) -> None:
+    """The collector stopped, the spool fills (503), the server stops: after a restart of both,
+    every accepted event is stored once and no refused one. `hub`: the hub's API stops it (the
+    spawner's SIGINT); `sigterm`: SIGTERM, as Kubernetes stops a pod, then the hub's API."""
+    hub, prefix = outage.deployment.hub, f"out2-{how}-"
+    outage.collector.stop()
+    accepted, refused = [], []
+    for i in range(100):
+        status, reply = outage.post(f"{prefix}{i:03d}")
+        assert status in (200, 503), reply
+        if status == 503:
+            assert "the forwarding spool is full" in reply["message"], reply
+        (accepted if status == 200 else refused).append(f"{prefix}{i:03d}")
+        if len(refused) == 3:
+            break
+    assert len(accepted) >= 10, accepted
+    assert refused == [f"{prefix}{i:03d}" for i in range(len(accepted), len(accepted) + 3)]
+    if how == "sigterm":
+        pid = hub.server_pid("alice", OUTAGE)
+        os.kill(pid, signal.SIGTERM)
+        wait_until(lambda: pid not in hub.processes(), 15, lambda: log_tail(hub.log))
+    hub.stop_server("alice", OUTAGE)
+    outage.start()
+    assert outage.post(f"{prefix}after")[0] == 200
+    stored = outage.wait_stored(prefix, f"{prefix}after")
+    assert stored == {client_id: ["alice"] for client_id in [*accepted, f"{prefix}after"]}

@@ -326,10 +326,12 @@ def test_gzip_bodies_are_inflated_and_a_gzip_bomb_is_refused(deployment: Deploym
 
 
 SLOW_CONFIG = """\
-import logging, time
+import logging, os, time
 class Slow(logging.FileHandler):
     def emit(self, record):
-        time.sleep(0.003)
+        deadline = time.monotonic() + 30
+        while os.path.exists({hold!r}) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the test holds the sink until it has sent SIGINT
         super().emit(record)
 c.TelemetryCollector.schema_paths = [{schemas!r}]
 c.TelemetryCollector.record_user = "username"
@@ -341,13 +343,17 @@ c.EventLog.allowed_schemas = [{frontend!r}]
 def test_sigint_writes_every_accepted_event_and_exits(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    """An external collector (--url) with a slow sink: SIGINT writes all, exits in seconds."""
+    """An external collector (--url) with a held sink: SIGINT writes all, exits in seconds."""
     hub, sink, port = deployment.hub, tmp_path / "slow.jsonl", free_port()
+    hold = tmp_path / "hold"
     config = tmp_path / "config.py"
     schemas = deployment.sink.parent / "schemas"
     config.write_text(
-        SLOW_CONFIG.format(schemas=str(schemas), sink=str(sink), frontend=FRONTEND_ID)
+        SLOW_CONFIG.format(
+            schemas=str(schemas), sink=str(sink), frontend=FRONTEND_ID, hold=str(hold)
+        )
     )
+    hold.touch()
     env = {**os.environ, "JUPYTERHUB_API_URL": f"{hub.url}hub/api",
            "JUPYTERHUB_API_TOKEN": hub.admin_token, "JUPYTERHUB_SERVICE_NAME": SERVICE,
            "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE}"}  # fmt: skip
@@ -370,9 +376,10 @@ def test_sigint_writes_every_accepted_event_and_exits(
 
         reply = wait_until(posted, 60, lambda: log_tail(log), 0.2)
         assert reply.json()["recorded"] == 400
-        assert len(read_events(sink)) < 400  # 1.2 s of writing: most still queued
+        assert len(read_events(sink)) == 0  # accepted, still queued behind the held sink
         started = time.monotonic()
         process.send_signal(signal.SIGINT)
+        hold.unlink()
         assert process.wait(15) == 0, log_tail(log)
         assert time.monotonic() - started < 5
         assert len(read_events(sink)) == 400

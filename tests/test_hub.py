@@ -240,6 +240,16 @@ def test_a_browser_posts_with_the_oauth_cookie_and_its_xsrf_token(deployment: De
         ({"events": [event("bob-2"), {**event("bob-3"), "username": "bob"}]}, ""),
         ({**event("bob-4"), "__user__": "bob"}, ""),
         (event("bob-5"), "?user=bob"),
+        # a body over 16 KiB is read off the event loop: the same refusal, before anything else
+        (
+            {
+                "events": [
+                    *(event(f"bob-6-{i}") for i in range(299)),
+                    {**event("bob-7"), "user_name": "bob"},
+                ]
+            },
+            "",
+        ),
     ],
 )
 def test_a_post_naming_a_user_is_refused_and_nothing_is_written(

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import orjson
 from jupyterhub.services.auth import (
     HubOAuth,
     HubOAuthCallbackHandler,
@@ -130,11 +129,13 @@ class EventsHandler(PostEvents, CollectorHandler):
             raise web.HTTPError(403, msg)
         await self.post_and_reply()
 
-    async def _parse(self, body: bytes) -> Posted:
-        """Refuse a body that names a user (403, nothing recorded); then read it."""
-        if _USER_KEY.search(body) and _names_user(body):
-            raise web.HTTPError(403, _NAMES_USER)
-        return await super()._parse(body)
+    async def _parse(self, body: bytes, inspect: Callable[[Any], None] | None = None) -> Posted:
+        """Refuse a body that names a user (403, nothing recorded) before any other check.
+
+        The check looks at the document read once for parsing (off the event loop for a large
+        body), and only when the raw body has a user key somewhere.
+        """
+        return await super()._parse(body, _refuse_user if _USER_KEY.search(body) else inspect)
 
     def check_posted(self, posted: Posted) -> None:
         """Nothing more: the user was checked on the raw body."""
@@ -146,12 +147,14 @@ _NAMES_USER = (
 )
 
 
-def _names_user(body: bytes) -> bool:
-    """Return True when the body's top level or one of its events has a user key."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return False  # parse_body says why
+def _refuse_user(document: Any) -> None:
+    """Answer 403 when the document names a user (orjson's reading; else parsing says why)."""
+    if _names_user(document):
+        raise web.HTTPError(403, _NAMES_USER)
+
+
+def _names_user(document: Any) -> bool:
+    """Return True when the document's top level or one of its events has a user key."""
     if not isinstance(document, dict):
         return False
     items = [document]

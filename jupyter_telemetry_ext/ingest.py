@@ -118,11 +118,14 @@ def body_too_large(size: int, limits: Limits) -> IngestError:
     return IngestError(msg + " (TelemetryExtension.max_body_size)", 413)
 
 
-def parse_body(body: bytes, limits: Limits) -> Posted:
-    """Return the posted event or batch, with its `sent_at`; raise IngestError."""
+def parse_body(body: bytes, limits: Limits, inspect: Callable[[Any], None] | None = None) -> Posted:
+    """Return the posted event or batch, with its `sent_at`; raise IngestError.
+
+    `inspect`: see `strictjson.loads` (it may refuse the document before any other check).
+    """
     if len(body) > limits.body:
         raise body_too_large(len(body), limits)
-    document = _loads(body)
+    document = _loads(body, inspect)
     if not isinstance(document, dict):
         msg = 'the body must be a JSON object: an event or {"events": [...]}'
         raise IngestError(msg + f" (got {json_type(document)})")
@@ -156,9 +159,9 @@ def _time_field(item: dict[str, Any], key: str, field: str | None = None) -> dat
         raise IngestError(msg, field=field) from None
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes, inspect: Callable[[Any], None] | None = None) -> Any:
     try:
-        return strictjson.loads(body)
+        return strictjson.loads(body, inspect)
     except strictjson.JSONBodyError as e:
         raise IngestError(str(e)) from None
 

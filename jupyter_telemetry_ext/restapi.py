@@ -214,11 +214,14 @@ class PostEvents(web.RequestHandler):
     def check_posted(self, posted: Posted) -> None:
         """Refuse a parsed post before anything of it is recorded (raise HTTPError)."""
 
-    async def _parse(self, body: bytes) -> Posted:
-        """Read the body: a small one on the event loop, a larger one on a worker thread."""
+    async def _parse(self, body: bytes, inspect: Callable[[Any], None] | None = None) -> Posted:
+        """Read the body: a small one on the event loop, a larger one on a worker thread.
+
+        `inspect`: see `strictjson.loads` (a look at the document before any other check).
+        """
         if len(body) <= INLINE_PARSE_BYTES:
-            return parse_body(body, self.limits)
-        return await asyncio.to_thread(parse_body, body, self.limits)
+            return parse_body(body, self.limits, inspect)
+        return await asyncio.to_thread(parse_body, body, self.limits, inspect)
 
     def _tracker(self, ticket: Ticket | None) -> Callable[[], AbstractContextManager[Any]]:
         """Return what each synchronous slice of recording runs in: the ticket's tracking.

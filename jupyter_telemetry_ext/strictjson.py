@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -28,9 +29,13 @@ class JSONBodyError(ValueError):
     """The body is not I-JSON; the message says why, without quoting it."""
 
 
-def loads(body: bytes) -> Any:
-    """Return the document in `body`; raise JSONBodyError when it breaks a rule."""
-    document = _quick(body)
+def loads(body: bytes, inspect: Callable[[Any], None] | None = None) -> Any:
+    """Return the document in `body`; raise JSONBodyError when it breaks a rule.
+
+    `inspect` is shown the document as orjson reads it (when orjson can read the body), before
+    any rule is checked: it may raise to refuse the body first, without a second reading.
+    """
+    document = _quick(body, inspect)
     if document is _UNSURE:
         return _strict(body)
     if body.count(b"[") + body.count(b"{") > MAX_DEPTH:  # else it cannot nest too deep
@@ -43,7 +48,7 @@ def size(value: Any) -> int:
     return len(orjson.dumps(value))
 
 
-def _quick(body: bytes) -> Any:
+def _quick(body: bytes, inspect: Callable[[Any], None] | None = None) -> Any:
     """Return the document when orjson's reading certainly keeps every rule, else _UNSURE.
 
     orjson refuses what is not UTF-8, NaN and Infinity, overflowing numbers and lone
@@ -53,8 +58,13 @@ def _quick(body: bytes) -> Any:
     """
     try:
         document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _UNSURE
+    if inspect is not None:
+        inspect(document)
+    try:
         again = orjson.dumps(document, option=orjson.OPT_STRICT_INTEGER)
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+    except orjson.JSONEncodeError:
         return _UNSURE
     # (A one-byte `in` is a memchr: it spares most bodies the slower searches.)
     if (b"+" in again and b"e+" in again) or (b"\\" in body and _COLON_ESCAPE.search(body)):

@@ -252,6 +252,16 @@ def logged_in(hub: Hub, name: str) -> Any:
         ({"events": [event("bob-2"), {**event("bob-3"), "username": "bob"}]}, ""),
         ({**event("bob-4"), "__user__": "bob"}, ""),
         (event("bob-5"), "?user=bob"),
+        # a body over 16 KiB is read off the event loop: the same refusal, before anything else
+        (
+            {
+                "events": [
+                    *(event(f"bob-6-{i}") for i in range(299)),
+                    {**event("bob-7"), "user_name": "bob"},
+                ]
+            },
+            "",
+        ),
     ],
 )
 def test_a_post_naming_a_user_is_refused_and_nothing_is_written(

@@ -83,6 +83,8 @@ if int(jupyterhub.__version__.split(".")[0]) >= 6:
     _user_role = []
 else:
     _user_role = [{{"name": "user", "scopes": ["self", *_USER_SCOPES]}}]
+# How long the hub waits at start for the external collector: a service field of JupyterHub 6.
+_quick_check = {{"timeout": 1}} if not _user_role else {{}}
 c.JupyterHub.services = [
     {{
         "name": "{service}",
@@ -93,7 +95,7 @@ c.JupyterHub.services = [
         "oauth_no_confirm": True,
     }},
     {{"name": "{external}", "url": "http://127.0.0.1:{external_port}",
-      "api_token": {external_token!r}, "timeout": 1}},
+      "api_token": {external_token!r}, **_quick_check}},
     {{"name": "{admin}", "api_token": {admin_token!r}}},
 ]
 c.JupyterHub.load_roles = _user_role + [

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
-from datetime import timedelta
 from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
 
 from ._version import __version__
-from .dedupe import RecentIds
 from .discovery import register_discovered, schema_folders
 from .eventlog import EventLog
 from .events_route import server_events_handlers
@@ -25,12 +23,10 @@ from .handlers import (
     SUBSCRIBERS_SETTING,
     default_handlers,
 )
-from .identity import load_or_create_secret
 from .ingest import Limits
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
 from .principal import watch_made_up_users
-from .ratelimit import RateLimiter
 from .reception import Policy
 from .restapi import EVENTLOG_SETTING, LIMITS_SETTING, POLICY_SETTING
 from .server_events import record_server_events
@@ -297,7 +293,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
                 EVENTLOG_SETTING: self.eventlog,
                 LIMITS_SETTING: limits,
                 BUFFER_SETTING: self.subscriber_buffer,
-                POLICY_SETTING: self._policy(),
+                POLICY_SETTING: Policy.from_options(self),
                 SUBSCRIBERS_SETTING: Subscribers(
                     self.max_subscribers, self.max_subscribers_per_user
                 ),
@@ -338,31 +334,6 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
             batch_bytes=self.max_body_size,
             retry_max=self.forward_retry_max,
         )
-
-    def _policy(self) -> Policy:
-        """Return the rules for posts: rate limit, duplicate ids, clock window, identity."""
-        recent = None
-        if self.duplicate_window > 0:
-            recent = RecentIds(
-                self.duplicate_window, self.duplicate_capacity, self.duplicate_capacity_per_user
-            )
-        window = timedelta(seconds=self.event_time_window) if self.event_time_window else None
-        return Policy(
-            limiter=RateLimiter(self.rate_limit, self.rate_burst),
-            recent=recent,
-            window=window,
-            record_user=self.record_user,
-            secret=self._user_secret(),
-            reply_after_write=self.reply_after_write,
-        )
-
-    def _user_secret(self) -> bytes:
-        """Return the key of hashed user names: configured, or kept in the data dir."""
-        if self.record_user != "hashed":
-            return b""
-        if self.user_hash_secret:
-            return self.user_hash_secret.encode()
-        return load_or_create_secret(Path(self.data_dir))
 
     def initialize_handlers(self) -> None:
         """Add the REST routes and the websocket (relative: the server adds its base_url)."""

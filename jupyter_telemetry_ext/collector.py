@@ -12,7 +12,6 @@ import asyncio
 import os
 import secrets
 import signal
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,12 +19,9 @@ from urllib.parse import urlsplit
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
 from .cli import Command
-from .dedupe import RecentIds
 from .discovery import register_discovered, schema_folders
 from .eventlog import EventLog
-from .identity import load_or_create_secret
 from .ingest import Limits
-from .ratelimit import RateLimiter
 from .reception import Policy
 from .server_events import server_schemas
 
@@ -233,33 +229,9 @@ class TelemetryCollector(Command):
         return {
             EVENTLOG_SETTING: self.eventlog,
             LIMITS_SETTING: limits,
-            POLICY_SETTING: self.policy(),
+            POLICY_SETTING: Policy.from_options(self),
             "cookie_secret": self.cookie_secret or secrets.token_hex(32),
         }
-
-    def policy(self) -> Policy:
-        """Return the rules for posts: rate limit, duplicate ids, clock window, identity."""
-        recent = None
-        if self.duplicate_window > 0:
-            recent = RecentIds(
-                self.duplicate_window, self.duplicate_capacity, self.duplicate_capacity_per_user
-            )
-        window = timedelta(seconds=self.event_time_window) if self.event_time_window else None
-        return Policy(
-            limiter=RateLimiter(self.rate_limit, self.rate_burst),
-            recent=recent,
-            window=window,
-            record_user=self.record_user,
-            secret=self._user_secret(),
-            reply_after_write=self.reply_after_write,
-        )
-
-    def _user_secret(self) -> bytes:
-        if self.record_user != "hashed":
-            return b""
-        if self.user_hash_secret:
-            return self.user_hash_secret.encode()
-        return load_or_create_secret(Path(self.data_dir))
 
     async def _serve(self, app: Any) -> None:
         """Listen; on SIGINT or SIGTERM stop listening, write what was accepted, return."""

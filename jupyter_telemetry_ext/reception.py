@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from .dedupe import RecentIds
 from .eventlog import format_timestamp
-from .identity import recorded_user
+from .identity import load_or_create_secret, recorded_user
 from .ratelimit import RateLimiter
 from .schema import EventSchema
 from .tickets import Owed
@@ -79,6 +80,21 @@ class Reception:
         return context
 
 
+class PolicyOptions(Protocol):
+    """The options a Policy is made from: TelemetryExtension's and TelemetryCollector's."""
+
+    duplicate_window: float
+    duplicate_capacity: int
+    duplicate_capacity_per_user: int
+    event_time_window: float
+    rate_limit: float
+    rate_burst: int
+    record_user: str
+    user_hash_secret: str
+    data_dir: str
+    reply_after_write: bool
+
+
 @dataclass
 class Policy:
     """The server's rules for posts, from TelemetryExtension's options."""
@@ -91,6 +107,26 @@ class Policy:
     reply_after_write: bool = False
     owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
 
+    @classmethod
+    def from_options(cls, options: PolicyOptions) -> Policy:
+        """Return the rules for posts: rate limit, duplicate ids, clock window, identity."""
+        recent = None
+        if options.duplicate_window > 0:
+            recent = RecentIds(
+                options.duplicate_window,
+                options.duplicate_capacity,
+                options.duplicate_capacity_per_user,
+            )
+        window = options.event_time_window
+        return cls(
+            limiter=RateLimiter(options.rate_limit, options.rate_burst),
+            recent=recent,
+            window=timedelta(seconds=window) if window else None,
+            record_user=options.record_user,
+            secret=_user_secret(options),
+            reply_after_write=options.reply_after_write,
+        )
+
     def reception(self, username: str, principal: str, received_at: datetime) -> Reception:
         """Return the context of a request that `principal` (user `username`) sent."""
         return Reception(
@@ -100,3 +136,12 @@ class Policy:
             window=self.window,
             recent=self.recent,
         )
+
+
+def _user_secret(options: PolicyOptions) -> bytes:
+    """Return the key of hashed user names: configured, or kept in the data dir."""
+    if options.record_user != "hashed":
+        return b""
+    if options.user_hash_secret:
+        return options.user_hash_secret.encode()
+    return load_or_create_secret(Path(options.data_dir))

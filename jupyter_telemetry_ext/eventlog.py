@@ -688,7 +688,6 @@ def _kept(rate: float, schema_id: str, context: Mapping[str, Any] | None) -> boo
     return keeps(rate, schema_id, context.get("__client_id__") if context else None)
 
 
-
 def _error_name(error: BaseException | None) -> str:
     """Name an error by its type (and errno), never its message: it may hold an event's values."""
     if error is None:

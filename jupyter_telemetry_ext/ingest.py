@@ -118,14 +118,20 @@ def body_too_large(size: int, limits: Limits) -> IngestError:
     return IngestError(msg + " (TelemetryExtension.max_body_size)", 413)
 
 
-def parse_body(body: bytes, limits: Limits, inspect: Callable[[Any], None] | None = None) -> Posted:
+def parse_body(
+    body: bytes,
+    limits: Limits,
+    inspect: Callable[[Any], None] | None = None,
+    *,
+    quick: bool = False,
+) -> Posted:
     """Return the posted event or batch, with its `sent_at`; raise IngestError.
 
-    `inspect`: see `strictjson.loads` (it may refuse the document before any other check).
+    `inspect` and `quick` (raise strictjson.SlowReading): see `strictjson.loads`.
     """
     if len(body) > limits.body:
         raise body_too_large(len(body), limits)
-    document = _loads(body, inspect)
+    document = _loads(body, inspect, quick)
     if not isinstance(document, dict):
         msg = 'the body must be a JSON object: an event or {"events": [...]}'
         raise IngestError(msg + f" (got {json_type(document)})")
@@ -159,9 +165,9 @@ def _time_field(item: dict[str, Any], key: str, field: str | None = None) -> dat
         raise IngestError(msg, field=field) from None
 
 
-def _loads(body: bytes, inspect: Callable[[Any], None] | None = None) -> Any:
+def _loads(body: bytes, inspect: Callable[[Any], None] | None, quick: bool) -> Any:
     try:
-        return strictjson.loads(body, inspect)
+        return strictjson.loads(body, inspect, quick=quick)
     except strictjson.JSONBodyError as e:
         raise IngestError(str(e)) from None
 

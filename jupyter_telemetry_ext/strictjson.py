@@ -23,23 +23,30 @@ _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 # An escaped ":" makes the count of colons below say nothing about keys.
 _COLON_ESCAPE = re.compile(rb"\\u003[aA]")
 _UNSURE = object()
+_STRICT = orjson.OPT_STRICT_INTEGER
 
 
 class JSONBodyError(ValueError):
     """The body is not I-JSON; the message says why, without quoting it."""
 
 
-def loads(body: bytes, inspect: Callable[[Any], None] | None = None) -> Any:
+class SlowReading(Exception):  # noqa: N818 (not an error: a request for the slower reading)
+    """Only the strict reading can tell whether the body keeps the rules (see `loads`)."""
+
+
+def loads(body: bytes, inspect: Callable[[Any], None] | None = None, *, quick: bool = False) -> Any:
     """Return the document in `body`; raise JSONBodyError when it breaks a rule.
 
     `inspect` is shown the document as orjson reads it (when orjson can read the body), before
     any rule is checked: it may raise to refuse the body first, without a second reading.
+    `quick`: raise SlowReading rather than read the body with the standard library's decoder
+    (which takes about a second for a hostile megabyte: the caller does it on a thread).
     """
     document = _quick(body, inspect)
     if document is _UNSURE:
+        if quick:
+            raise SlowReading
         return _strict(body)
-    if body.count(b"[") + body.count(b"{") > MAX_DEPTH:  # else it cannot nest too deep
-        check_depth(document)
     return document
 
 
@@ -62,9 +69,8 @@ def _quick(body: bytes, inspect: Callable[[Any], None] | None = None) -> Any:
         return _UNSURE
     if inspect is not None:
         inspect(document)
-    try:
-        again = orjson.dumps(document, option=orjson.OPT_STRICT_INTEGER)
-    except orjson.JSONEncodeError:
+    again = _write_back(document, body.count(b"[") + body.count(b"{") > MAX_DEPTH)
+    if again is None:
         return _UNSURE
     # (A one-byte `in` is a memchr: it spares most bodies the slower searches.)
     if (b"+" in again and b"e+" in again) or (b"\\" in body and _COLON_ESCAPE.search(body)):
@@ -72,6 +78,48 @@ def _quick(body: bytes, inspect: Callable[[Any], None] | None = None) -> Any:
     if again.count(b":") != body.count(b":"):
         return _UNSURE
     return document
+
+
+def _write_back(document: Any, deep: bool) -> bytes | None:
+    """Return the document as compact JSON; None if orjson refuses a number or the nesting.
+
+    orjson writes at most _ORJSON_DEPTH levels: a `deep` document (one with enough brackets to
+    nest too deep) is written inside _PADDING lists, which fails when it nests too deep.
+    """
+    padding = _PADDING if deep else 0
+    if padding is None:
+        check_depth(document)
+        padding = 0
+    try:
+        if not padding:
+            return orjson.dumps(document, option=_STRICT)
+        return orjson.dumps(_padded(document, padding), option=_STRICT)[padding:-padding]
+    except orjson.JSONEncodeError:
+        return None
+
+
+def _padded(document: Any, levels: int) -> list[Any]:
+    """Return the document inside `levels` nested lists."""
+    padded = [document]
+    for _ in range(levels - 1):
+        padded = [padded]
+    return padded
+
+
+def _orjson_depth() -> int | None:
+    """Return how many levels orjson writes and refuses one more (None: it is not 254)."""
+    nested: list[Any] = []
+    for _ in range(253):
+        nested = [nested]
+    try:
+        orjson.dumps(nested)  # 254 levels
+    except orjson.JSONEncodeError:
+        return None
+    try:
+        orjson.dumps([nested])
+    except orjson.JSONEncodeError:
+        return 254
+    return None
 
 
 def _strict(body: bytes) -> Any:
@@ -152,3 +200,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         msg = "an object has a duplicate key"
         raise ValueError(msg)
     return document
+
+
+_ORJSON_DEPTH = _orjson_depth()
+# Lists around a document to write, so that orjson refuses it when it nests too deep (None:
+# orjson's limit is not the one known here, and each deep document is walked instead).
+_PADDING = None if _ORJSON_DEPTH is None else _ORJSON_DEPTH - MAX_DEPTH

@@ -103,3 +103,37 @@ def test_a_body_within_the_rules_is_read() -> None:
 def test_size_is_the_compact_utf8_length() -> None:
     """An event's size counts UTF-8 bytes of its compact JSON."""
     assert strictjson.size({"a": "é"}) == len('{"a":"é"}'.encode())
+
+
+def _nested(levels: int, inner: bytes = b"1") -> bytes:
+    """Return a batch-like body whose `d` nests `levels` arrays (the body adds one object)."""
+    many = b",".join([b'{"a": [1], "b": {"c": 2}}'] * 40)  # enough brackets to be checked
+    return b'{"events": [' + many + b'], "d": ' + b"[" * levels + inner + b"]" * levels + b"}"
+
+
+@pytest.mark.parametrize("walk", [False, True], ids=["orjson-limit", "walk"])
+@pytest.mark.parametrize(("levels", "inner"), [(62, b"1"), (63, b"1"), (64, b"1"), (63, b"[]"),
+                                               (64, b"[]"), (64, b"{}"), (65, b"1")])  # fmt: skip
+def test_nesting_verdict_is_the_strict_one(
+    levels: int, inner: bytes, walk: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Around the limit, the quick reading refuses exactly what the strict reading refuses."""
+    if walk:
+        monkeypatch.setattr(strictjson, "_PADDING", None)
+    body = _nested(levels, inner)
+    assert _verdict(strictjson.loads, body) == _verdict(strictjson._strict, body)
+
+
+def test_orjson_nesting_limit_is_known() -> None:
+    """The installed orjson writes 254 levels and no more, so deep bodies are not walked."""
+    assert strictjson._ORJSON_DEPTH == 254
+    assert strictjson._PADDING == 254 - strictjson.MAX_DEPTH
+
+
+def test_quick_asks_for_the_strict_reading() -> None:
+    """With `quick`, a body only the strict reading can judge raises SlowReading."""
+    with pytest.raises(strictjson.SlowReading):
+        strictjson.loads(b'{"a": 1, "a": 2}', quick=True)
+    with pytest.raises(strictjson.SlowReading):
+        strictjson.loads(_nested(70), quick=True)
+    assert strictjson.loads(_nested(10), quick=True)["d"] == [[[[[[[[[[1]]]]]]]]]]

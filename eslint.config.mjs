@@ -26,6 +26,8 @@ export default defineConfig([
     }
   },
   jupyterPlugin.configs.recommended,
+  // Before the rules below: eslint-config-prettier would turn `curly` off.
+  prettierRecommended,
   {
     files: ['**/*.ts', '**/*.tsx'],
     languageOptions: {
@@ -60,6 +62,5 @@ export default defineConfig([
       eqeqeq: 'error',
       'prefer-arrow-callback': 'error'
     }
-  },
-  prettierRecommended
+  }
 ]);

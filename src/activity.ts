@@ -8,7 +8,10 @@
  * input less than `idleTimeout` ago.
  */
 export class ActiveTime {
-  constructor(readonly idleTimeout: number, now: number) {
+  constructor(
+    readonly idleTimeout: number,
+    now: number
+  ) {
     this._mark = now;
     this._periodStart = now;
   }

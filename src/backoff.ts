@@ -20,10 +20,7 @@ export function backoffDelay(
  * The delay a `Retry-After` header asks for, in milliseconds: delta-seconds or an HTTP date.
  * Returns `null` when the header is missing or unreadable.
  */
-export function parseRetryAfter(
-  value: string | null,
-  now: number = Date.now()
-): number | null {
+export function parseRetryAfter(value: string | null, now: number = Date.now()): number | null {
   if (value === null || value.trim() === '') {
     return null;
   }

@@ -23,7 +23,11 @@ const MAX_ERROR_VALUE = 8192;
 /**
  * Record each notebook's opened, saved and closed events.
  */
-export function recordNotebooks(recorder: Recorder, tracker: INotebookTracker, sessions: NotebookSessions): void {
+export function recordNotebooks(
+  recorder: Recorder,
+  tracker: INotebookTracker,
+  sessions: NotebookSessions
+): void {
   tracker.widgetAdded.connect((_, panel) => {
     const record = (data: Record<string, unknown>) =>
       recorder.record('notebook', { ...data, notebook_session: sessions.of(panel) });
@@ -55,7 +59,11 @@ function describeNotebook(panel: NotebookPanel): Record<string, unknown> {
  * Record each code cell's execution: outcome, duration, cell id and, for the admin to allow or
  * not, its source and notebook path.
  */
-export function recordCells(recorder: Recorder, tracker: INotebookTracker | null, sessions: NotebookSessions): void {
+export function recordCells(
+  recorder: Recorder,
+  tracker: INotebookTracker | null,
+  sessions: NotebookSessions
+): void {
   const started = new WeakMap<object, number>();
   NotebookActions.executionScheduled.connect((_, { cell }) => {
     started.set(cell, performance.now());
@@ -99,7 +107,11 @@ function describeLanguage(notebook: Notebook): Record<string, unknown> {
  * Record each command a user invoked (not those code runs, like `notebook:get-kernel`), where
  * from, whether it succeeded, and its arguments when small.
  */
-export function recordCommands(recorder: Recorder, commands: CommandRegistry, doc: Document = document): void {
+export function recordCommands(
+  recorder: Recorder,
+  commands: CommandRegistry,
+  doc: Document = document
+): void {
   const invocations = new Invocations(doc);
   commands.commandExecuted.connect((_, { id, args, result }) => {
     const invokedFrom = invocations.invokedFrom(args);
@@ -115,12 +127,14 @@ export function recordCommands(recorder: Recorder, commands: CommandRegistry, do
     if (isSmall(userArgs)) {
       data.args = userArgs;
     }
-    void result.then(
-      () => true,
-      () => false
-    ).then(success => {
-      recorder.record('command', { ...data, success });
-    });
+    void result
+      .then(
+        () => true,
+        () => false
+      )
+      .then(success => {
+        recorder.record('command', { ...data, success });
+      });
   });
 }
 

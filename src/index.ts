@@ -2,12 +2,16 @@ import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application'
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
+// Loaded with the plugins, not lazily: activate() provides ITelemetry at once and connects the
+// recorders at once, so that no notebook restored at start-up is missed.
+/* eslint-disable jupyter/prefer-lazy-imports */
 import { recordCells, recordCommands, recordNotebooks } from './builtin';
 import { EventQueue, IQueueSettings } from './queue';
 import { KindSettings, Recorder } from './recorder';
 import { DEFAULT_TIMINGS, IResearchTimings, NotebookSessions, recordResearch } from './research';
 import { ServerTransport, fetchSchemas } from './server';
 import { Telemetry } from './telemetry';
+/* eslint-enable jupyter/prefer-lazy-imports */
 import { ITelemetry } from './tokens';
 
 export * from './tokens';

@@ -4,13 +4,7 @@
 import { ReadonlyPartialJSONObject } from '@lumino/coreutils';
 
 export type InvokedFrom =
-  | 'menu'
-  | 'context-menu'
-  | 'palette'
-  | 'keyboard'
-  | 'toolbar'
-  | 'launcher'
-  | 'other';
+  'menu' | 'context-menu' | 'palette' | 'keyboard' | 'toolbar' | 'launcher' | 'other';
 
 /** The DOM events a user makes; a command run while another event is handled is run by code. */
 const USER_EVENTS = new Set([

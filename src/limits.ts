@@ -47,7 +47,11 @@ export class SizeLimit {
   }
 
   /** The longest prefix of the content that fits, by bisection; null if none does. */
-  private _cut(data: Record<string, unknown>, key: string, text: string): Record<string, unknown> | null {
+  private _cut(
+    data: Record<string, unknown>,
+    key: string,
+    text: string
+  ): Record<string, unknown> | null {
     const withText = (n: number) => ({ ...data, [key]: safeSlice(text, n), truncated: true });
     if (bytes(withText(0)) > this.maxBytes) {
       return null;

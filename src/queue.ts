@@ -217,7 +217,8 @@ export class EventQueue {
     this._attempt += 1;
     const { backoffBase, backoffMax } = this._settings;
     const delay =
-      parseRetryAfter(retryAfter) ?? backoffDelay(this._attempt, backoffBase, backoffMax, this._random);
+      parseRetryAfter(retryAfter) ??
+      backoffDelay(this._attempt, backoffBase, backoffMax, this._random);
     this._retryTimer = setTimeout(() => {
       this._retryTimer = null;
       void this.flush();

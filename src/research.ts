@@ -22,7 +22,10 @@ export interface IResearchTimings {
   summaryInterval: number;
 }
 
-export const DEFAULT_TIMINGS: Readonly<IResearchTimings> = { idleTimeout: 60_000, summaryInterval: 60_000 };
+export const DEFAULT_TIMINGS: Readonly<IResearchTimings> = {
+  idleTimeout: 60_000,
+  summaryInterval: 60_000
+};
 /** A scroll is reported when it pauses this long, at most once per SCROLL_INTERVAL. */
 export const SCROLL_QUIET = 500;
 export const SCROLL_INTERVAL = 1500;
@@ -57,7 +60,10 @@ export function cellId(id: unknown): string | undefined {
 }
 
 function cellIds(ids: unknown[]): string[] {
-  return ids.map(cellId).filter((id): id is string => id !== undefined).slice(0, MAX_IDS);
+  return ids
+    .map(cellId)
+    .filter((id): id is string => id !== undefined)
+    .slice(0, MAX_IDS);
 }
 
 /**
@@ -95,7 +101,10 @@ class PageActivity {
     private readonly _sessions: NotebookSessions,
     private readonly _timings: IResearchTimings
   ) {
-    this._activity = new Activity(() => _timings.idleTimeout, panel => this._foreground(panel));
+    this._activity = new Activity(
+      () => _timings.idleTimeout,
+      panel => this._foreground(panel)
+    );
     const refresh = () => this._activity.refresh(Date.now());
     INPUT_EVENTS.forEach(type =>
       document.addEventListener(type, () => this._activity.input(Date.now()), {
@@ -165,7 +174,11 @@ class PageActivity {
     }
   }
 
-  private _report(panel: NotebookPanel, summary: { active: number; period: number }, final: boolean): void {
+  private _report(
+    panel: NotebookPanel,
+    summary: { active: number; period: number },
+    final: boolean
+  ): void {
     if (summary.active <= 0) {
       return; // nothing to say: keeps idle notebooks silent
     }
@@ -224,7 +237,12 @@ class NotebookWatch {
       if (this._panel.isVisible !== visible) {
         visible = this._panel.isVisible;
         const action = visible ? 'visible' : 'hidden';
-        this._recorder.record('notebook', { action, cause: 'tab', ...this._base(), path: this._panel.context.path });
+        this._recorder.record('notebook', {
+          action,
+          cause: 'tab',
+          ...this._base(),
+          path: this._panel.context.path
+        });
       }
     });
     this._observer.observe(this._panel.node, { attributes: true, attributeFilter: ['class'] });
@@ -251,7 +269,9 @@ class NotebookWatch {
   // Pasted cells get new ids: those not in the snapshot (it is updated after the paste).
   private _newIds(): string[] {
     const known = new Set(this._snapshot.map(entry => entry.id));
-    return this._cells().map(entry => entry.id).filter(id => !known.has(id));
+    return this._cells()
+      .map(entry => entry.id)
+      .filter(id => !known.has(id));
   }
 
   private _has(id: string): boolean {
@@ -290,7 +310,11 @@ class NotebookWatch {
         this._edits.flush(change.cell_id);
       }
       if (cellId(change.cell_id) !== undefined) {
-        this._recorder.record('cellStructure', { ...change, ...this._base(), cell_count: after.length });
+        this._recorder.record('cellStructure', {
+          ...change,
+          ...this._base(),
+          cell_count: after.length
+        });
       }
     }
   }
@@ -312,7 +336,10 @@ class NotebookWatch {
     }
   }
 
-  private _reportEdit(id: string, tally: { inserted: number; deleted: number; changes: number; duration_ms: number }): void {
+  private _reportEdit(
+    id: string,
+    tally: { inserted: number; deleted: number; changes: number; duration_ms: number }
+  ): void {
     const entry = this._snapshot.find(e => e.id === id);
     const source = entry ? (entry.model as Cell['model']).sharedModel.getSource() : undefined;
     this._recorder.record('cellEdit', {
@@ -329,10 +356,17 @@ class NotebookWatch {
   private _watchClipboard(): void {
     const node = this._notebook.node;
     for (const action of ['copy', 'cut', 'paste'] as const) {
-      node.addEventListener(action, event => this._onClipboardText(action, event as ClipboardEvent), true);
+      node.addEventListener(
+        action,
+        event => this._onClipboardText(action, event as ClipboardEvent),
+        true
+      );
     }
     const notebook = this._notebook as unknown as {
-      recordCellClipboardInteraction?: (interaction: 'copy' | 'cut' | 'paste' | null, cells: { id?: unknown }[]) => void;
+      recordCellClipboardInteraction?: (
+        interaction: 'copy' | 'cut' | 'paste' | null,
+        cells: { id?: unknown }[]
+      ) => void;
     };
     const original = notebook.recordCellClipboardInteraction;
     if (typeof original !== 'function') {
@@ -358,7 +392,10 @@ class NotebookWatch {
     }
     const target = event.target instanceof Node ? event.target : null;
     const cell = this._notebook.widgets.find(w => target !== null && w.node.contains(target));
-    const text = action === 'paste' ? (event.clipboardData?.getData('text/plain') ?? '') : selectedText(cell, target);
+    const text =
+      action === 'paste'
+        ? (event.clipboardData?.getData('text/plain') ?? '')
+        : selectedText(cell, target);
     const id = cellId(cell?.model.id);
     this._recorder.record('clipboard', {
       action,
@@ -401,7 +438,10 @@ class NotebookWatch {
     };
   }
 
-  private _recordKernel(action: 'restarted' | 'interrupted' | 'changed', extra: Record<string, unknown> = {}): void {
+  private _recordKernel(
+    action: 'restarted' | 'interrupted' | 'changed',
+    extra: Record<string, unknown> = {}
+  ): void {
     const name = this._panel.sessionContext.session?.kernel?.name;
     this._recorder.record('kernel', {
       action,
@@ -461,7 +501,9 @@ class NotebookWatch {
   private readonly _connected = new WeakSet<object>();
   private readonly _wrapped = new WeakSet<object>();
   private readonly _edits = new EditTallies((id, tally) => this._reportEdit(id, tally));
-  private readonly _activeDebouncer = new Debouncer(() => this._reportActiveCell(), { quiet: ACTIVE_CELL_QUIET });
+  private readonly _activeDebouncer = new Debouncer(() => this._reportActiveCell(), {
+    quiet: ACTIVE_CELL_QUIET
+  });
   private readonly _scrollDebouncer = new Debouncer(() => this._reportScroll(), {
     quiet: SCROLL_QUIET,
     minInterval: SCROLL_INTERVAL
@@ -474,7 +516,9 @@ function selectedText(cell: Cell | undefined, target: Node | null): string {
   if (editor && target !== null && editor.host.contains(target)) {
     const source = cell.model.sharedModel.getSource();
     const range = editor.getSelection();
-    const [start, end] = [editor.getOffsetAt(range.start), editor.getOffsetAt(range.end)].sort((a, b) => a - b);
+    const [start, end] = [editor.getOffsetAt(range.start), editor.getOffsetAt(range.end)].sort(
+      (a, b) => a - b
+    );
     // CodeMirror copies the whole line when nothing is selected.
     return start === end ? `${editor.getLine(range.start.line) ?? ''}\n` : source.slice(start, end);
   }

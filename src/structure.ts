@@ -24,7 +24,10 @@ export interface IStructureChange {
  * The changes from `before` to `after`. JupyterLab moves a cell and changes its type by
  * deleting it and inserting a new model with the same id: same id, new model.
  */
-export function diffCells(before: readonly ICellEntry[], after: readonly ICellEntry[]): IStructureChange[] {
+export function diffCells(
+  before: readonly ICellEntry[],
+  after: readonly ICellEntry[]
+): IStructureChange[] {
   const old = new Map(before.map((cell, index) => [cell.id, { cell, index }]));
   const now = new Set(after.map(cell => cell.id));
   const changes: IStructureChange[] = [];

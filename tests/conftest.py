@@ -7,9 +7,9 @@ import io
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import pytest
 from jupyter_server.auth import IdentityProvider, User
@@ -107,6 +107,41 @@ def servers() -> Iterator[list[Process]]:
     yield started
     for server in started:
         server.kill()
+
+
+# The fast loop, `pytest -m "not e2e"`, starts no server subprocess and no browser: outside a test
+# marked e2e, what starts them fails the test instead.
+E2E_STARTS = (
+    "tests.servers.Process.__init__",  # jupyter server, jupyter lab
+    "tests.hubserver.Hub.start",
+    "tests.pgserver.PostgresServer.init",
+    "playwright.sync_api.BrowserType.launch",
+)
+UNMARKED = pytest.StashKey[pytest.MonkeyPatch]()
+
+
+def refuse_unmarked(*args: object, **kwargs: object) -> NoReturn:
+    """Fail the test: it starts a server subprocess or a browser without the e2e marker."""
+    pytest.fail("this test starts a server subprocess or a browser: mark it @pytest.mark.e2e")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of a test not marked e2e, make the server and browser starts fail."""
+    if item.get_closest_marker("e2e") is None:
+        patch = item.stash[UNMARKED] = pytest.MonkeyPatch()
+        for target in E2E_STARTS:
+            patch.setattr(target, refuse_unmarked)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """Put the server and browser starts back after the test's teardown."""
+    try:
+        yield
+    finally:
+        if UNMARKED in item.stash:
+            item.stash[UNMARKED].undo()
 
 
 # The server extension (TelemetryExtension) under pytest-jupyter.

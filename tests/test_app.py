@@ -101,6 +101,7 @@ def jupyter_server_extension(tmp_path: Path, *args: str) -> str:
     return re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)  # without colours
 
 
+@pytest.mark.e2e  # four runs of jupyter_server's command line, each loads every extension
 def test_jupyter_server_extension_enable_disable_list(tmp_path: Path) -> None:
     listed = jupyter_server_extension(tmp_path, "list")
     assert f"{NAME} enabled" in listed

@@ -40,10 +40,13 @@ SCREENSHOT = ARTIFACTS / "telemetry-page.png"
 README_SCREENSHOT = ROOT / "docs" / "telemetry-page.png"
 WAIT = 20.0
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)",
+    ),
+]
 
 SERVER_CONFIG = """
 import logging

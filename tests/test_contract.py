@@ -183,6 +183,7 @@ HOSTILE = [
 ]  # fmt: skip
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("body", "status", "message"), HOSTILE)
 def test_hostile_body(server: Server, body: bytes, status: int, message: str) -> None:
     code, reply = raw(server, body)
@@ -191,6 +192,7 @@ def test_hostile_body(server: Server, body: bytes, status: int, message: str) ->
     assert recorded(server) == []
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("content_type", "status"),
     [
@@ -223,12 +225,14 @@ def status_of(sock: socket.socket) -> int:
         return int(sock.recv(65536).split(b" ", 2)[1])
 
 
+@pytest.mark.e2e
 def test_an_announced_oversized_body_is_refused_before_it_is_sent(server: Server) -> None:
     sock = send_headers(server, f"Content-Length: {10**9}\r\n")
     assert status_of(sock) == 413
     assert recorded(server) == []
 
 
+@pytest.mark.e2e
 def test_a_chunked_body_over_the_limit_is_refused_as_it_passes(server: Server) -> None:
     sock = send_headers(server, "Transfer-Encoding: chunked\r\n")
     chunk = b"x" * (64 << 10)
@@ -238,6 +242,7 @@ def test_a_chunked_body_over_the_limit_is_refused_as_it_passes(server: Server) -
     assert server.request("GET", "/api/telemetry/schemas")[0] == 200
 
 
+@pytest.mark.e2e
 def test_the_corpus_server_still_records_good_events(server: Server) -> None:
     assert raw(server, dumps({"events": [EVENT]}))[0] == 200
     assert [capsule["action"] for capsule in recorded(server)] == ["open"]
@@ -246,6 +251,7 @@ def test_the_corpus_server_still_records_good_events(server: Server) -> None:
 # Fuzzing (last: it may record what it generates)
 
 
+@pytest.mark.e2e
 @pytest.mark.timeout(240)
 def test_schemathesis_against_the_real_server(server: Server) -> None:
     path = Path(str(files("jupyter_telemetry_ext") / "rest-api.yml"))

@@ -24,6 +24,8 @@ import pytest
 from tests.conftest import FRONTEND_ID, frontend_schema
 from tests.servers import TOKEN, Event, Server, free_port, read_events, wait_until, write_config
 
+pytestmark = pytest.mark.e2e  # starts `jupyter server` subprocesses
+
 CONTENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
 
 STANDIN_CONFIG = """

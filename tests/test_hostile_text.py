@@ -12,6 +12,8 @@ import pytest
 from tests.conftest import FRONTEND_ID
 from tests.servers import Server, read_events, write_config
 
+pytestmark = pytest.mark.e2e  # starts a `jupyter server` subprocess
+
 CONFIG = """
 import logging
 c.ServerApp.jpserver_extensions = {{"jupyter_telemetry_ext": True}}

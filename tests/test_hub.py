@@ -27,6 +27,8 @@ from tests.servers import free_port, log_tail, read_events, wait_until
 pytest.importorskip("jupyterhub", reason="the [hub] extra (jupyterhub) is not installed")
 requests = pytest.importorskip("requests")
 
+pytestmark = pytest.mark.e2e  # starts JupyterHub, PostgreSQL and Jupyter servers
+
 # The outage tests give alice's named server its own options through user_options, which a
 # spawner takes from the REST API only since JupyterHub 6 (5 logs "unhandled user_options").
 _HUB_MAJOR = int(__import__("jupyterhub").__version__.split(".")[0])

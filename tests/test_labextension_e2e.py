@@ -30,9 +30,12 @@ NOTEBOOK = SCHEMAS + "notebook"
 COMMAND = SCHEMAS + "command"
 
 playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")

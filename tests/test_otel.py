@@ -91,6 +91,7 @@ c.EventLog.allowed_schemas = ["test.frontend/example"]
 """
 
 
+@pytest.mark.e2e
 def test_server_flushes_otlp_records_at_shutdown(
     tmp_path: Path,
     servers: list[Server],

@@ -29,6 +29,8 @@ psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) 
 
 from jupyter_telemetry_ext.postgres import PostgresEventHandler, StoreUnavailableError  # noqa: E402
 
+pytestmark = pytest.mark.e2e  # starts a PostgreSQL server
+
 SCHEMA_ID = "test.events/pg"
 SCHEMA = make_schema(
     SCHEMA_ID,

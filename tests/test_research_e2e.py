@@ -30,9 +30,12 @@ from tests.labs import (
 from tests.servers import Event
 
 playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
+    ),
+]
 
 KINDS = (
     "notebook", "cell", "command", "active-cell", "cell-structure", "cell-edit", "clipboard",

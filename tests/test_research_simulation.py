@@ -26,9 +26,12 @@ from tests.labs import CHROMIUM, SCHEMAS, TOKEN, Lab, chromium_page, notebook, r
 from tests.labs import wait_for_kernel as kernel_ready
 
 playwright = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
+    ),
+]
 
 SECONDS = float(os.environ.get("TELEMETRY_SIMULATION_SECONDS", "75"))
 KINDS = (

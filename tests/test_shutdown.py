@@ -12,6 +12,8 @@ import pytest
 
 from tests.servers import EXAMPLE, Server, read_events, write_config
 
+pytestmark = pytest.mark.e2e  # starts `jupyter server` subprocesses
+
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "jupyter_server_config.py"
 NOTEBOOK_ID = "https://events.jupyter.org/jupyter_telemetry_ext/notebook"
 

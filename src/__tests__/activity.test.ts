@@ -40,7 +40,10 @@ describe('ActiveTime', () => {
 describe('Activity', () => {
   it('shares the page input between notebooks; only the one in front is active', () => {
     let front = 'a';
-    const activity = new Activity(() => 10 * S, key => key === front);
+    const activity = new Activity(
+      () => 10 * S,
+      key => key === front
+    );
     activity.add('a', 0);
     activity.add('b', 0);
     activity.input(0);
@@ -53,7 +56,10 @@ describe('Activity', () => {
   });
 
   it('the idle timeout ends activity without any event', () => {
-    const activity = new Activity(() => 60 * S, () => true);
+    const activity = new Activity(
+      () => 60 * S,
+      () => true
+    );
     activity.add('a', 0);
     for (let t = 0; t <= 120 * S; t += 10 * S) {
       activity.input(t);
@@ -64,7 +70,10 @@ describe('Activity', () => {
 
   it('a page hidden or blurred stops counting at refresh', () => {
     let visible = true;
-    const activity = new Activity(() => 60 * S, () => visible);
+    const activity = new Activity(
+      () => 60 * S,
+      () => visible
+    );
     activity.add('a', 0);
     activity.input(0);
     visible = false;

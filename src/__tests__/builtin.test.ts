@@ -33,7 +33,11 @@ function codeCell(id: string, source: string, executionCount = 3) {
 }
 
 function notebookWidget() {
-  return { model: { getMetadata: (key: string) => (key === 'language_info' ? { name: 'python' } : undefined) } };
+  return {
+    model: {
+      getMetadata: (key: string) => (key === 'language_info' ? { name: 'python' } : undefined)
+    }
+  };
 }
 
 let telemetry: FakeTelemetry;
@@ -56,7 +60,11 @@ describe('recordCells', () => {
   it('records a code cell execution (v2): id, session, status, timing, source and its length', () => {
     const notebook = notebookWidget();
     const panel = { content: notebook, context: { path: 'work/a.ipynb' } };
-    recordCells(recorder, { find: (f: (p: unknown) => boolean) => (f(panel) ? panel : undefined) } as never, sessions);
+    recordCells(
+      recorder,
+      { find: (f: (p: unknown) => boolean) => (f(panel) ? panel : undefined) } as never,
+      sessions
+    );
     const cell = codeCell('cell-1', 'print(1)');
     (actions.executionScheduled as Emitter).emit({ notebook, cell });
     (actions.executed as Emitter).emit({ notebook, cell, success: true });
@@ -81,9 +89,18 @@ describe('recordCells', () => {
     recordCells(recorder, null, sessions);
     const notebook = notebookWidget();
     const error = { errorName: 'ValueError', errorValue: 'v'.repeat(10_000) };
-    (actions.executed as Emitter).emit({ notebook, cell: codeCell('c', 'x'), success: false, error });
+    (actions.executed as Emitter).emit({
+      notebook,
+      cell: codeCell('c', 'x'),
+      success: false,
+      error
+    });
     (actions.executed as Emitter).emit({ notebook, cell: codeCell('c', 'x'), success: false });
-    (actions.executed as Emitter).emit({ notebook, cell: { model: { type: 'markdown' } }, success: true });
+    (actions.executed as Emitter).emit({
+      notebook,
+      cell: { model: { type: 'markdown' } },
+      success: true
+    });
     const [failed, aborted] = telemetry.events.map(e => e.data);
     expect(telemetry.events).toHaveLength(2);
     expect(failed.status).toBe('error');
@@ -95,7 +112,11 @@ describe('recordCells', () => {
 
   it('a cell id that is not an nbformat id is left out rather than failing the event', () => {
     recordCells(recorder, null, sessions);
-    (actions.executed as Emitter).emit({ notebook: notebookWidget(), cell: codeCell('bad id!', 'x'), success: true });
+    (actions.executed as Emitter).emit({
+      notebook: notebookWidget(),
+      cell: codeCell('bad id!', 'x'),
+      success: true
+    });
     expect(telemetry.events[0].data.cell_id).toBeUndefined();
   });
 });
@@ -109,7 +130,11 @@ describe('recordNotebooks', () => {
       cells: { length: 4 },
       getMetadata: () => ({ name: 'python3' })
     };
-    const panel = { content: {}, context: { path: 'a.ipynb', model, ready: Promise.resolve(), saveState }, disposed };
+    const panel = {
+      content: {},
+      context: { path: 'a.ipynb', model, ready: Promise.resolve(), saveState },
+      disposed
+    };
     recordNotebooks(recorder, { widgetAdded } as never, sessions);
     widgetAdded.emit(panel);
     await panel.context.ready;
@@ -117,7 +142,9 @@ describe('recordNotebooks', () => {
     saveState.emit('completed');
     disposed.emit();
     const data = telemetry.events.map(e => e.data);
-    expect(telemetry.events.every(e => e.schema_id === KINDS.notebook.schemaId && e.version === 2)).toBe(true);
+    expect(
+      telemetry.events.every(e => e.schema_id === KINDS.notebook.schemaId && e.version === 2)
+    ).toBe(true);
     expect(data.map(d => d.action)).toEqual(['opened', 'saved', 'closed']);
     expect(data[0]).toMatchObject({ path: 'a.ipynb', cell_count: 4, kernel_name: 'python3' });
     expect(new Set(data.map(d => d.notebook_session)).size).toBe(1);
@@ -132,16 +159,35 @@ describe('recordCommands', () => {
       const doc = { addEventListener: () => undefined } as unknown as Document;
       recordCommands(recorder, { commandExecuted } as never, doc);
       const keybinding = { type: 'keybinding' };
-      commandExecuted.emit({ id: 'notebook:run-cell', args: { _luminoEvent: keybinding }, result: Promise.resolve() });
+      commandExecuted.emit({
+        id: 'notebook:run-cell',
+        args: { _luminoEvent: keybinding },
+        result: Promise.resolve()
+      });
       commandExecuted.emit({ id: 'by:code', args: {}, result: Promise.resolve() });
       const big = { text: 'x'.repeat(5000), _luminoEvent: keybinding };
       commandExecuted.emit({ id: 'a:b', args: big, result: Promise.reject(new Error('no')) });
-      commandExecuted.emit({ id: 'c:d', args: { path: 'x', _luminoEvent: keybinding }, result: Promise.resolve() });
+      commandExecuted.emit({
+        id: 'c:d',
+        args: { path: 'x', _luminoEvent: keybinding },
+        result: Promise.resolve()
+      });
       await vi.waitFor(() => expect(telemetry.events).toHaveLength(3));
       expect(telemetry.events.map(e => e.data)).toEqual([
-        { action: 'executed', command_id: 'notebook:run-cell', invoked_from: 'keyboard', success: true },
+        {
+          action: 'executed',
+          command_id: 'notebook:run-cell',
+          invoked_from: 'keyboard',
+          success: true
+        },
         { action: 'executed', command_id: 'a:b', invoked_from: 'keyboard', success: false },
-        { action: 'executed', command_id: 'c:d', invoked_from: 'keyboard', args: { path: 'x' }, success: true }
+        {
+          action: 'executed',
+          command_id: 'c:d',
+          invoked_from: 'keyboard',
+          args: { path: 'x' },
+          success: true
+        }
       ]);
     } finally {
       vi.unstubAllGlobals();
@@ -151,8 +197,16 @@ describe('recordCommands', () => {
   it('records nothing when the command kind is turned off', async () => {
     recorder.configure({ command: false });
     const commandExecuted = new Signal<object, unknown>({});
-    recordCommands(recorder, { commandExecuted } as never, { addEventListener: () => undefined } as never);
-    commandExecuted.emit({ id: 'x:y', args: { _luminoEvent: { type: 'keybinding' } }, result: Promise.resolve() });
+    recordCommands(
+      recorder,
+      { commandExecuted } as never,
+      { addEventListener: () => undefined } as never
+    );
+    commandExecuted.emit({
+      id: 'x:y',
+      args: { _luminoEvent: { type: 'keybinding' } },
+      result: Promise.resolve()
+    });
     await new Promise(resolve => setTimeout(resolve, 0));
     expect(telemetry.events).toEqual([]);
   });

@@ -34,7 +34,9 @@ describe('EditTallies', () => {
     tallies.add('c1', [{ retain: 3 }, { delete: 4 }]);
     expect(reports).toEqual([]);
     vi.advanceTimersByTime(EDIT_QUIET);
-    expect(reports).toEqual([['c1', { inserted: 30, deleted: 4, changes: 31, duration_ms: 4500 }, 6500]]);
+    expect(reports).toEqual([
+      ['c1', { inserted: 30, deleted: 4, changes: 31, duration_ms: 4500 }, 6500]
+    ]);
   });
 
   it('keeps cells apart', () => {

@@ -33,14 +33,18 @@ afterEach(() => {
 });
 
 function during(type: string, target: FakeElement | null, isTrusted = true): void {
-  (globalThis as unknown as { window: { event: unknown } }).window.event = { type, target, isTrusted };
+  (globalThis as unknown as { window: { event: unknown } }).window.event = {
+    type,
+    target,
+    isTrusted
+  };
 }
 
 describe('Invocations', () => {
   it('a key binding marks its arguments: keyboard', () => {
-    expect(invocations.invokedFrom({ _luminoEvent: { type: 'keybinding', keys: ['Shift Enter'] } })).toBe(
-      'keyboard'
-    );
+    expect(
+      invocations.invokedFrom({ _luminoEvent: { type: 'keybinding', keys: ['Shift Enter'] } })
+    ).toBe('keyboard');
   });
 
   it('code runs a command outside any user event, or inside an untrusted one', () => {

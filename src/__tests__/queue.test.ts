@@ -179,7 +179,13 @@ describe('bounded queue', () => {
 
     transport.replies = [];
     await vi.advanceTimersByTimeAsync(3600_000);
-    expect(transport.posts[transport.posts.length - 1].events.map(e => e.id)).toEqual(['35', '36', '37', '38', '39']);
+    expect(transport.posts[transport.posts.length - 1].events.map(e => e.id)).toEqual([
+      '35',
+      '36',
+      '37',
+      '38',
+      '39'
+    ]);
     expect(queue.size).toBe(0);
   });
 });

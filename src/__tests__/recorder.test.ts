@@ -28,15 +28,24 @@ afterEach(() => {
   vi.restoreAllMocks();
 });
 
-async function makeRecorder(schemas: ISchemaSummary[] | null, makeId?: () => string): Promise<[Recorder, Telemetry]> {
-  const telemetry = new Telemetry(new EventQueue(transport, { clientIds: true }), Promise.resolve(schemas), makeId);
+async function makeRecorder(
+  schemas: ISchemaSummary[] | null,
+  makeId?: () => string
+): Promise<[Recorder, Telemetry]> {
+  const telemetry = new Telemetry(
+    new EventQueue(transport, { clientIds: true }),
+    Promise.resolve(schemas),
+    makeId
+  );
   await telemetry.ready;
   return [new Recorder(telemetry), telemetry];
 }
 
 async function sent(telemetry: Telemetry): Promise<Record<string, unknown>[]> {
   await telemetry.flush();
-  return transport.posts.flatMap(p => p.events.map(e => ({ schema_id: e.schema_id, version: e.version, ...e.data })));
+  return transport.posts.flatMap(p =>
+    p.events.map(e => ({ schema_id: e.schema_id, version: e.version, ...e.data }))
+  );
 }
 
 describe('Recorder', () => {
@@ -54,7 +63,9 @@ describe('Recorder', () => {
   });
 
   it('is off for a kind whose schema the server does not record', async () => {
-    const [recorder, telemetry] = await makeRecorder(ALL.filter(s => s.id !== KINDS.cellEdit.schemaId));
+    const [recorder, telemetry] = await makeRecorder(
+      ALL.filter(s => s.id !== KINDS.cellEdit.schemaId)
+    );
     recorder.configure({});
     expect(recorder.enabled('cellEdit')).toBe(false);
     recorder.record('cellEdit', { action: 'edited' });
@@ -83,7 +94,12 @@ describe('Recorder', () => {
   it('cuts content over the size limit and refuses what cannot fit, counting both', async () => {
     const [recorder, telemetry] = await makeRecorder(ALL);
     recorder.configure({});
-    recorder.record('clipboard', { action: 'paste', what: 'text', length: 100_000, text: 'x'.repeat(100_000) });
+    recorder.record('clipboard', {
+      action: 'paste',
+      what: 'text',
+      length: 100_000,
+      text: 'x'.repeat(100_000)
+    });
     recorder.record('scroll', { action: 'scrolled', padding: 'y'.repeat(100_000) });
     const events = await sent(telemetry);
     expect(events).toHaveLength(1);

@@ -11,7 +11,9 @@ interface ICall {
 }
 
 /** ServerConnection settings whose fetch answers from a script and records the requests. */
-function settings(reply: () => Response | Promise<Response>): [ServerConnection.ISettings, ICall[]] {
+function settings(
+  reply: () => Response | Promise<Response>
+): [ServerConnection.ISettings, ICall[]] {
   const calls: ICall[] = [];
   const fetch = async (input: RequestInfo, init?: RequestInit) => {
     const request = input instanceof Request ? input : new Request(input, init);
@@ -32,7 +34,10 @@ function settings(reply: () => Response | Promise<Response>): [ServerConnection.
 }
 
 const json = (status: number, body: unknown, headers: Record<string, string> = {}) =>
-  new Response(JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json', ...headers } });
+  new Response(JSON.stringify(body), {
+    status,
+    headers: { 'Content-Type': 'application/json', ...headers }
+  });
 
 afterEach(() => {
   vi.restoreAllMocks();
@@ -43,7 +48,9 @@ describe('fetchSchemas', () => {
     const schemas = [{ id: 'x', version: 1, frontend: true, allowed: true }];
     const [made, calls] = settings(() => json(200, { schemas }));
     expect(await fetchSchemas(made)).toEqual(schemas);
-    expect(calls.map(c => [c.method, c.url])).toEqual([['GET', 'http://127.0.0.1:8888/base/api/telemetry/schemas']]);
+    expect(calls.map(c => [c.method, c.url])).toEqual([
+      ['GET', 'http://127.0.0.1:8888/base/api/telemetry/schemas']
+    ]);
   });
 
   it('404 (no server extension): empty, nothing will be sent', async () => {
@@ -61,7 +68,9 @@ describe('fetchSchemas', () => {
 
 describe('ServerTransport', () => {
   it('posts a body and reports status, Retry-After and the parsed reply', async () => {
-    const [made, calls] = settings(() => json(429, { message: 'slow down' }, { 'Retry-After': '7' }));
+    const [made, calls] = settings(() =>
+      json(429, { message: 'slow down' }, { 'Retry-After': '7' })
+    );
     const response = await new ServerTransport(made).post('{"events":[]}');
     expect(response).toEqual({ status: 429, retryAfter: '7', body: { message: 'slow down' } });
     expect(calls).toEqual([
@@ -76,7 +85,11 @@ describe('ServerTransport', () => {
 
   it('a reply that is not JSON: body null', async () => {
     const [made] = settings(() => new Response('<html>', { status: 502 }));
-    expect(await new ServerTransport(made).post('{}')).toEqual({ status: 502, retryAfter: null, body: null });
+    expect(await new ServerTransport(made).post('{}')).toEqual({
+      status: 502,
+      retryAfter: null,
+      body: null
+    });
   });
 
   it('postKeepalive starts the request at once, with keepalive, and never throws', async () => {

@@ -33,7 +33,13 @@ describe('diffCells', () => {
   it('a type change is the same id with another type', () => {
     const changed = { id: 'c', type: 'markdown', model: {} };
     expect(diffCells([a, b, c], [a, b, changed])).toEqual([
-      { action: 'type-changed', cell_id: 'c', cell_type: 'markdown', index: 2, previous_type: 'code' }
+      {
+        action: 'type-changed',
+        cell_id: 'c',
+        cell_type: 'markdown',
+        index: 2,
+        previous_type: 'code'
+      }
     ]);
   });
 });

@@ -80,7 +80,9 @@ describe('the recorders timings', () => {
     }
     vi.advanceTimersByTime(3000);
     expect(fired.length).toBeGreaterThan(2);
-    fired.slice(1).forEach((at, i) => expect(at - fired[i]).toBeGreaterThanOrEqual(SCROLL_INTERVAL));
+    fired
+      .slice(1)
+      .forEach((at, i) => expect(at - fired[i]).toBeGreaterThanOrEqual(SCROLL_INTERVAL));
   });
 
   it('active cell: moving through cells quickly reports only where the user stays', () => {

@@ -11,6 +11,8 @@ ratio is collector time / direct time.
 
     python benchmarks/bench_hub.py                     # 4 processes x 40 batches x 500 events
     python benchmarks/bench_hub.py --procs 2 --batches 10 --batch 200
+    python benchmarks/bench_hub.py --past-proxy   # to the collector's own port, as a forwarder
+                                                  # configured with the service's address does
 """
 
 from __future__ import annotations
@@ -97,8 +99,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def through_collector(hub: Hub, sink: Path, bodies: list[list[bytes]]) -> tuple[float, list[float]]:
-    """Post every process's bodies at once; return seconds until all written, and latencies."""
+def through_collector(
+    hub: Hub, sink: Path, bodies: list[list[bytes]], port: int
+) -> tuple[float, list[float]]:
+    """Post every process's bodies at once to `port`; return the seconds and the latencies."""
     tokens = [hub.user_token(user) for user in hub.users]
     counts = [[len(json.loads(b)["events"]) for b in per] for per in bodies]
     total = sum(map(sum, counts))
@@ -106,7 +110,7 @@ def through_collector(hub: Hub, sink: Path, bodies: list[list[bytes]]) -> tuple[
     pipes, procs = [], []
     for token, per, per_counts in zip(tokens, bodies, counts, strict=True):
         reader, writer = multiprocessing.Pipe(duplex=False)
-        args = (hub.port, token, per, per_counts, writer)
+        args = (port, token, per, per_counts, writer)
         procs.append(multiprocessing.Process(target=poster, args=args))
         pipes.append(reader)
     started = time.perf_counter()
@@ -147,6 +151,8 @@ def main() -> None:
     parser.add_argument("--procs", type=int, default=4)
     parser.add_argument("--batches", type=int, default=40, help="batches per process")
     parser.add_argument("--batch", type=int, default=500, help="events per batch")
+    past = "post to the collector's port rather than through the proxy"
+    parser.add_argument("--past-proxy", action="store_true", help=past)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-hub-") as name:
         tmp = Path(name)
@@ -161,17 +167,19 @@ def main() -> None:
         try:
             hub.start()
             warm = [[batch(args.batch)] for _ in users]
-            through_collector(hub, sink, warm)  # HubAuth's token cache, the sink's file
+            port = hub.collector_port if args.past_proxy else hub.port
+            through_collector(hub, sink, warm, port)  # HubAuth's token cache, the sink's file
             bodies = [[batch(args.batch) for _ in range(args.batches)] for _ in users]
             cpu_before = cpu_seconds(hub.collector_pid())
-            collector_s, latencies = through_collector(hub, sink, bodies)
+            collector_s, latencies = through_collector(hub, sink, bodies, port)
             collector_cpu = cpu_seconds(hub.collector_pid()) - cpu_before
         finally:
             hub.stop()
         direct_s = direct(tmp, bodies)
     total = args.procs * args.batches * args.batch
     quantiles = statistics.quantiles(latencies, n=100)
-    print(f"{args.procs} processes x {args.batches} batches x {args.batch} events = {total}")
+    print(f"{args.procs} processes x {args.batches} batches x {args.batch} events = {total}"
+          f" ({'past' if args.past_proxy else 'through'} the proxy)")  # fmt: skip
     print(f"collector: {total / collector_s:,.0f} events/s ({collector_s:.2f} s)")
     print(f"collector CPU: {collector_cpu / total * 1e6:.1f} us an event (all its threads)")
     print(f"batch latency: p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms")

@@ -20,7 +20,6 @@ extensions = ["myst_parser", "sphinxcontrib.openapi", "config_reference"]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build"]
 myst_heading_anchors = 4
-myst_enable_extensions = ["colon_fence"]
 
 html_theme = "pydata_sphinx_theme"
 html_title = "jupyter_telemetry_ext"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Union, cast
 
 from . import filesink
+from .errors import QueueFullError
 from .tickets import Ticket
 
 RECORD_NAME = "jupyter_telemetry_ext.events"
@@ -288,12 +289,6 @@ _NO_ERROR = BaseException()  # no error was held for the handler
 def _items(record: logging.LogRecord) -> list[Any]:
     """Return the events a record carries: those it joins, or itself."""
     return record.items if isinstance(record, LinesRecord) else [record]
-
-
-class QueueFullError(RuntimeError):
-    """The background writer's queue is full: the event was not accepted."""
-
-    reply = "the server's event queue is full; retry later"  # told to clients (no sizes)
 
 
 class HeldRecords:

@@ -30,7 +30,7 @@ from traitlets import (
 )
 from traitlets.config import Config, LoggingConfigurable
 
-from .allowlist import AllowListError, SchemaRule, parse_allowed_schemas
+from .allowlist import SchemaRule, parse_allowed_schemas
 from .categories import UNRESTRICTED, USER_IDENTIFIER
 from .delivery import (
     RECORD_NAME,
@@ -42,12 +42,12 @@ from .delivery import (
     as_record,
     writes_lines,
 )
-from .errors import EventSchemaError, UnknownSchemaError
+from .errors import AllowListError, EventSchemaError, SamplingError, UnknownSchemaError
 from .jsonline import encode as _encode
 from .jsonline import encode_standard
 from .redaction import Redactor
 from .registered import RegisteredSchemas
-from .sampling import SAMPLING_FORM, SamplingError, keeps, parse_sampling
+from .sampling import SAMPLING_FORM, keeps, parse_sampling
 from .schema import EventSchema, SchemaSource, version_key, version_order
 from .tickets import Ticket
 

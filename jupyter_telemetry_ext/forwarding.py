@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .delivery import QueueFullError
+from .errors import SpoolFullError
 from .eventlog import format_timestamp
 from .forward_spool import ForwardSpool, Taken
 from .schema import EventSchema
@@ -43,12 +43,6 @@ FIRST_BACKOFF = 0.5
 ANNOUNCED_REFRESH = 300.0
 ANNOUNCED_RETRY = 30.0
 OUTCOMES = ("queued", "sent", "retried", "rejected", "dropped", "refused")
-
-
-class SpoolFullError(QueueFullError):
-    """The forwarding spool is full and refuses new events (`forward_when_full = "refuse"`)."""
-
-    reply = "the forwarding spool is full (the collector takes no events); retry later"
 
 
 @dataclass(frozen=True)

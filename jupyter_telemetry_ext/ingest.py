@@ -18,14 +18,12 @@ from datetime import datetime
 from typing import Any
 
 from . import strictjson
-from .delivery import QueueFullError
-from .errors import UnknownSchemaError
+from .errors import IngestError, JSONBodyError, QueueFullError, TimestampError, UnknownSchemaError
 from .eventlog import EventLog
-from .printable import printable
 from .reception import Reception
 from .schema import EventSchema
 from .tickets import Handlers, Ticket
-from .timestamps import TimestampError, parse_timestamp
+from .timestamps import parse_timestamp
 from .validation import EventValidationError, json_type
 
 EVENT_KEYS = ("schema_id", "version", "data", "timestamp", "id")
@@ -54,19 +52,6 @@ class Limits:
     def unmeasured(self) -> Limits:
         """Return these limits for a body that holds no event over the limit: no measuring."""
         return replace(self, measure=False)
-
-
-class IngestError(ValueError):
-    """A posted event (or body) is refused; `status` is the HTTP status that says why."""
-
-    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
-        """Keep the HTTP status, and the failing field path if known, beside the message.
-
-        The message goes to the server's log: control characters from posted text are escaped.
-        """
-        super().__init__(printable(message))
-        self.status = status
-        self.field = field
 
 
 @dataclass(slots=True)
@@ -162,7 +147,7 @@ def _time_field(item: dict[str, Any], key: str, field: str | None = None) -> dat
 def _loads(body: bytes, inspect: Callable[[Any], None] | None = None) -> Any:
     try:
         return strictjson.loads(body, inspect)
-    except strictjson.JSONBodyError as e:
+    except JSONBodyError as e:
         raise IngestError(str(e)) from None
 
 

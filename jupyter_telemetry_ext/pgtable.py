@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import StoreError
 from .pgrows import ID_COLUMNS, TUPLE_COLUMNS, Row, id_tuple, key_of, received_of, stream
 
 if TYPE_CHECKING:
@@ -80,10 +81,6 @@ MIGRATE_1_PARTITIONED = (
     "ALTER TABLE {t_ids} DROP COLUMN username, DROP COLUMN client_id",
     "ALTER TABLE {t_ids} ALTER COLUMN key SET NOT NULL, ADD PRIMARY KEY (key)",
 )
-
-
-class StoreError(RuntimeError):
-    """The PostgreSQL store cannot be used as it is (a newer table, no URL, ...)."""
 
 
 def resolve_url(url: str = "") -> str:

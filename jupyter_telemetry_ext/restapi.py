@@ -17,10 +17,10 @@ from typing import Any, cast
 import orjson
 from tornado import web
 
+from .errors import InflateError, IngestError
 from .eventlog import EventLog
-from .inflate import InflateError, Inflater
+from .inflate import Inflater
 from .ingest import (
-    IngestError,
     Limits,
     Posted,
     body_too_large,

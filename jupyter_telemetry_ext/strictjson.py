@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from .errors import JSONBodyError
+
 MAX_DEPTH = 64  # arrays and objects nested in a body; deeper is refused before any recursion
 MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): larger integers are not interoperable
 # A \\uD800-\\uDFFF escape: only a body holding one can hold a lone surrogate.
@@ -23,10 +25,6 @@ _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 # An escaped ":" makes the count of colons below say nothing about keys.
 _COLON_ESCAPE = re.compile(rb"\\u003[aA]")
 _UNSURE = object()
-
-
-class JSONBodyError(ValueError):
-    """The body is not I-JSON; the message says why, without quoting it."""
 
 
 def loads(body: bytes, inspect: Callable[[Any], None] | None = None) -> Any:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from jupyter_telemetry_ext.collector import register_server_schemas
+from jupyter_telemetry_ext.errors import InflateError
 from jupyter_telemetry_ext.eventlog import EventLog
-from jupyter_telemetry_ext.inflate import InflateError, Inflater
+from jupyter_telemetry_ext.inflate import Inflater
 from tests.conftest import Sink
 
 HUB_ACTION = "https://schema.jupyter.org/jupyterhub/events/server-action"

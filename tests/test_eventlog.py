@@ -17,7 +17,7 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog, EventValidationError, UnknownSchemaError
-from jupyter_telemetry_ext.delivery import QueueFullError
+from jupyter_telemetry_ext.errors import QueueFullError
 from tests.conftest import DiskFull, Gate, Sink, make_schema
 
 SCHEMA_ID = "test.events/example"

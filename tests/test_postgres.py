@@ -19,6 +19,7 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.errors import StoreUnavailableError
 from jupyter_telemetry_ext.identity import hashed_user
 from jupyter_telemetry_ext.pgtable import EVENTS_KEY
 from tests.conftest import FRONTEND_ID, Sink, make_schema
@@ -27,7 +28,7 @@ from tests.test_reliability import Fetch, send
 
 psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
 
-from jupyter_telemetry_ext.postgres import PostgresEventHandler, StoreUnavailableError  # noqa: E402
+from jupyter_telemetry_ext.postgres import PostgresEventHandler  # noqa: E402
 
 SCHEMA_ID = "test.events/pg"
 SCHEMA = make_schema(

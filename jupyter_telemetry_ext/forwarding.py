@@ -29,9 +29,9 @@ from typing import Any
 import orjson
 
 from .errors import SpoolFullError
-from .eventlog import format_timestamp
 from .forward_spool import ForwardSpool, Taken
 from .schema import EventSchema
+from .timestamps import format_timestamp
 from .uplink import DONE_STATUSES, Announced, Reply, Uplink, batch_body
 
 COLLECTOR_URL_ENV = "JUPYTER_TELEMETRY_COLLECTOR_URL"

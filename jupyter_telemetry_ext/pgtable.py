@@ -217,7 +217,7 @@ def to_capsule(row: Sequence[Any]) -> dict[str, Any]:
 
 def _stamp(value: Any) -> str:
     """Return a timestamptz read back as RFC 3339 UTC text ending in Z."""
-    from .eventlog import format_timestamp
+    from .timestamps import format_timestamp
 
     return format_timestamp(value)
 

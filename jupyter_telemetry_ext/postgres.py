@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .delivery import RECORD_NAME, CapsuleRecord
 from .errors import RowError, StoreError, StoreRefusedError, StoreUnavailableError
 from .pgrows import NOT_A_CAPSULE, Row, line_row, row_line, to_row
 from .pgtable import DEFAULT_TABLE, ensure_table, masked, resolve_url, scrub, write_batch
+from .records import RECORD_NAME, CapsuleRecord
 from .spool import Spool
 
 if TYPE_CHECKING:

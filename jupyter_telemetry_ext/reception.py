@@ -13,12 +13,11 @@ from typing import Any, Protocol
 
 from .dedupe import RecentIds
 from .errors import TimestampError
-from .eventlog import format_timestamp
 from .identity import load_or_create_secret, recorded_user
 from .ratelimit import RateLimiter
 from .schema import EventSchema
 from .tickets import Owed
-from .timestamps import corrected_event_time
+from .timestamps import corrected_event_time, format_timestamp
 
 
 @dataclass

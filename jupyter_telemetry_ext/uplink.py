@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .eventlog import format_timestamp
+from .timestamps import format_timestamp
 
 EVENTS_PATH = "api/telemetry/events"
 SCHEMAS_PATH = "api/telemetry/schemas"

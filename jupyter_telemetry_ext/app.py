@@ -23,7 +23,6 @@ from .handlers import (
     SUBSCRIBERS_SETTING,
     default_handlers,
 )
-from .ingest import Limits
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
 from .principal import watch_made_up_users
@@ -31,6 +30,7 @@ from .reception import Policy
 from .restapi import EVENTLOG_SETTING, LIMITS_SETTING, POLICY_SETTING
 from .server_events import record_server_events
 from .subscribers import Subscribers
+from .wire import Limits
 
 
 class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):

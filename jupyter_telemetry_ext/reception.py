@@ -20,9 +20,12 @@ from .tickets import Owed
 from .timestamps import corrected_event_time, format_timestamp
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reception:
-    """One request's context: receive time, the client's `sent_at`, the sender and its ids."""
+    """One request's context: receive time, the client's `sent_at`, the sender and its ids.
+
+    Built whole once the body is read (`Policy.reception`), and not changed afterwards.
+    """
 
     received_at: datetime
     principal: str = ""
@@ -127,14 +130,25 @@ class Policy:
             reply_after_write=options.reply_after_write,
         )
 
-    def reception(self, username: str, principal: str, received_at: datetime) -> Reception:
-        """Return the context of a request that `principal` (user `username`) sent."""
+    def reception(
+        self,
+        username: str,
+        principal: str,
+        received_at: datetime,
+        *,
+        sent_at: datetime | None = None,
+        open_to: Callable[[EventSchema], bool] | None = None,
+    ) -> Reception:
+        """Return the context of a request that `principal` (user `username`) sent: its
+        `sent_at` and the schemas it may post (`open_to`; None: those open to frontends)."""
         return Reception(
             received_at=received_at,
             principal=principal,
             recorded_user=recorded_user(self.record_user, self.secret, username),
+            sent_at=sent_at,
             window=self.window,
             recent=self.recent,
+            open_to=open_to,
         )
 
 

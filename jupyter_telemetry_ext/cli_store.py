@@ -14,9 +14,9 @@ from traitlets import Bool, Unicode
 
 from .cli import Command, LogCommand, _print_events, _print_rows
 from .errors import StoreError
-from .identity import SECRET_FILE, hashed_user
 from .logreader import log_files, parse_since
 from .pgtable import DEFAULT_TABLE, URL_VARIABLE
+from .recorded_user import SECRET_FILE, hashed_user
 
 if TYPE_CHECKING:
     import psycopg

@@ -82,7 +82,7 @@ class PostEvents(web.RequestHandler):
 
     @property
     def policy(self) -> Policy:
-        """Return the rate limit, duplicate window, clock window and identity rules."""
+        """Return the rate limit, duplicate window, clock window and recorded-user rules."""
         return cast(Policy, self.settings[POLICY_SETTING])
 
     def check_post(self) -> None:

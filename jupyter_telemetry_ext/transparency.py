@@ -66,7 +66,7 @@ class PageModel:
     schemas: tuple[SchemaView, ...]
     handlers: tuple[HandlerView, ...]
     failed_handlers: tuple[HandlerView, ...]
-    identity: str
+    record_user: str  # TelemetryExtension.record_user: how the user is recorded
     redaction: str
     unrestricted_only: bool
 
@@ -76,14 +76,14 @@ class PageModel:
         return tuple(schema for schema in self.schemas if schema.allowed)
 
 
-def page_model(eventlog: EventLog, identity: str = "none") -> PageModel:
+def page_model(eventlog: EventLog, record_user: str = "none") -> PageModel:
     """Return the page's model for an EventLog under its current allow-list."""
     schemas = sorted(eventlog.schemas, key=schema_order)
     return PageModel(
         schemas=tuple(schema_view(eventlog.plan(s), eventlog.redaction) for s in schemas),
         handlers=tuple(handler_view(h) for h in eventlog.handlers),
         failed_handlers=tuple(handler_view(h) for h in eventlog.failed_handlers),
-        identity=str(identity),
+        record_user=str(record_user),
         redaction=eventlog.redaction,
         unrestricted_only=eventlog.unrestricted_only,
     )

@@ -120,7 +120,7 @@ def test_hub_event_handler_adds_the_user_as_the_collector_does(sink: Sink) -> No
     from jupyter_events import EventLogger
 
     from jupyter_telemetry_ext.hub_events import HubEventHandler, hub_schema_folder
-    from jupyter_telemetry_ext.identity import hashed_user
+    from jupyter_telemetry_ext.recorded_user import hashed_user
 
     allowed = {HUB_ACTION: {"allowed_categories": ["unrestricted", "user-identifier"]}}
     handler = HubEventHandler(

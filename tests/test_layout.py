@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import importlib
+import importlib.util
 import inspect
+import json
 import pkgutil
-import subprocess
-import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 import jupyter_telemetry_ext
-from jupyter_telemetry_ext import errors
+from jupyter_telemetry_ext import EventLog, errors
+from jupyter_telemetry_ext.metrics import TelemetryCollector
+from jupyter_telemetry_ext.outcomes import OUTCOMES, REPLY_OUTCOMES
+from jupyter_telemetry_ext.ratelimit import RateLimiter
+from jupyter_telemetry_ext.reception import Policy
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Exceptions that subclass a jsonschema class, defined beside the code that imports jsonschema
 # (slow to import): the validation error (found in `errors` too, imported on first use), and the
@@ -57,12 +69,71 @@ def test_queue_full_error_is_exported() -> None:
 
 
 def imported_by(module: str) -> set[str]:
-    """Return the package's modules that importing `module` loads, in a fresh interpreter."""
-    code = (
-        f"import sys, {module}; "
-        "print(' '.join(m for m in sys.modules if m.startswith('jupyter_telemetry_ext')))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    return set(result.stdout.split())
+    """Return the package's modules that `module` imports, directly or through others, as read
+    from their source (the package's `__init__`, which imports the EventLog, left out)."""
+    package = ROOT / "jupyter_telemetry_ext"
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((package / f"{name}.py").read_text("utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                todo.append(node.module)
+            elif isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo.extend(alias.name for alias in node.names)
+    return seen
+
+
+def test_parsing_a_post_imports_no_eventlog() -> None:
+    imported = imported_by("wire")
+    assert {"strictjson", "timestamps", "errors"} <= imported
+    assert not imported & {"eventlog", "ingest", "delivery", "reception"}
+
+
+def test_a_reception_is_built_whole() -> None:
+    policy = Policy(limiter=RateLimiter(0, 0))
+    received = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    sent = received - timedelta(seconds=3)
+    reception = policy.reception("ada", "user:ada", received, sent_at=sent, open_to=bool)
+    assert (reception.sent_at, reception.open_to) == (sent, bool)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reception.sent_at = None  # type: ignore[misc]
+
+
+def test_handlers_are_sinks_and_routes_are_routes() -> None:
+    from jupyter_telemetry_ext.routes import default_handlers
+
+    assert [pattern for pattern, _ in default_handlers] == [
+        "/api/telemetry/events",
+        "/api/telemetry/schemas",
+        "/api/telemetry/schemas/(?P<schema_id>.+)",
+        "/api/telemetry/subscribe",
+    ]
+    assert importlib.util.find_spec("jupyter_telemetry_ext.handlers") is None
+
+
+def test_one_set_of_outcomes() -> None:
+    assert set(OUTCOMES) == {
+        "recorded", "filtered", "rejected", "duplicate", "rate_limited", "sink_failure",
+        "queue_full", "sampled_out",
+    }  # fmt: skip
+    assert len(OUTCOMES) == len(set(OUTCOMES))
+    assert set(REPLY_OUTCOMES) <= set(OUTCOMES)
+
+
+def test_the_metric_names_every_outcome() -> None:
+    events = next(iter(TelemetryCollector(EventLog()).collect()))
+    assert all(outcome in events.documentation for outcome in OUTCOMES)
+
+
+def test_settings_schemas_are_not_in_a_folder_named_like_the_event_schemas() -> None:
+    package = json.loads((ROOT / "package.json").read_text("utf-8"))
+    folder = package["jupyterlab"]["schemaDir"]
+    assert folder == "settings-schema"
+    assert (ROOT / folder / "plugin.json").is_file()
+    assert f"{folder}/*.json" in package["files"]
+    assert not (ROOT / "schema").exists()

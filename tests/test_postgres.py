@@ -20,8 +20,8 @@ from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.errors import StoreUnavailableError
-from jupyter_telemetry_ext.identity import hashed_user
 from jupyter_telemetry_ext.pgtable import EVENTS_KEY
+from jupyter_telemetry_ext.recorded_user import hashed_user
 from tests.conftest import FRONTEND_ID, Sink, make_schema
 from tests.pgserver import PostgresServer, binaries, running_server
 from tests.test_reliability import Fetch, send

@@ -6,7 +6,7 @@ from typing import Any
 
 from ._version import __version__
 from .decorators import instrument, record
-from .errors import EventSchemaError, UnknownSchemaError
+from .errors import EventSchemaError, QueueFullError, UnknownSchemaError
 from .eventlog import EventLog
 from .router import EventRouter
 from .schema import EventSchema
@@ -18,6 +18,7 @@ __all__ = [
     "EventSchemaError",
     "EventValidationError",
     "PostgresEventHandler",
+    "QueueFullError",
     "UnknownSchemaError",
     "__version__",
     "instrument",

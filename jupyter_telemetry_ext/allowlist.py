@@ -7,23 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .categories import UNRESTRICTED, normalize_labels
+from .errors import AllowListError
 
-FORMS = (
-    "c.EventLog.allowed_schemas takes one of three forms: "
-    "a list of schema ids ['<id>', ...] (unrestricted properties only); "
-    "a list of tuples [('<id>', [<allowed actions>], [<allowed properties>]), ...]; "
-    "or a dict {'<id>': {'allowed_actions': [...], 'allowed_categories': [...], "
-    "'allowed_properties': [...]}} (every key optional)"
-)
 RULE_KEYS = ("allowed_actions", "allowed_categories", "allowed_properties")
-
-
-class AllowListError(ValueError):
-    """The allow-list is not one of the accepted forms."""
-
-    def __init__(self, problem: str) -> None:
-        """Build a message that says what is wrong and shows the accepted forms."""
-        super().__init__(f"{problem}. {FORMS}.")
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,21 @@ from .eventlog import EventLog
 from .events_route import server_events_handlers
 from .forward_metrics import ForwardingMetrics
 from .forwarding import COLLECTOR_URL_ENV, SPOOL_FOLDER, Forwarder, ForwardSettings
-from .handlers import (
+from .metrics import TelemetryCollector, register, unregister
+from .page import page_handlers
+from .principal import watch_made_up_users
+from .reception import Policy
+from .restapi import EVENTLOG_SETTING, LIMITS_SETTING, POLICY_SETTING
+from .routes import (
     ALL_SCHEMAS_SETTING,
     BUFFER_SETTING,
     FORWARDER_SETTING,
     SUBSCRIBERS_SETTING,
     default_handlers,
 )
-from .ingest import Limits
-from .metrics import TelemetryCollector, register, unregister
-from .page import page_handlers
-from .principal import watch_made_up_users
-from .reception import Policy
-from .restapi import EVENTLOG_SETTING, LIMITS_SETTING, POLICY_SETTING
 from .server_events import record_server_events
 from .subscribers import Subscribers
+from .wire import Limits
 
 
 class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from traitlets import Bool, Unicode
 
 from .cli import Command, LogCommand, _print_events, _print_rows
-from .identity import SECRET_FILE, hashed_user
+from .errors import StoreError
 from .logreader import log_files, parse_since
-from .pgtable import DEFAULT_TABLE, URL_VARIABLE, StoreError
+from .pgtable import DEFAULT_TABLE, URL_VARIABLE
+from .recorded_user import SECRET_FILE, hashed_user
 
 if TYPE_CHECKING:
     import psycopg

@@ -21,9 +21,9 @@ from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 from .cli import Command
 from .discovery import register_discovered, schema_folders
 from .eventlog import EventLog
-from .ingest import Limits
 from .reception import Policy
 from .server_events import server_schemas
+from .wire import Limits
 
 HUB_SCHEMAS = "https://schema.jupyter.org/jupyterhub/"  # the hub's own events: never posted
 INSTALL_HUB = "the collector needs JupyterHub: pip install 'jupyter_telemetry_ext[hub]'"

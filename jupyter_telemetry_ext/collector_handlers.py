@@ -24,9 +24,9 @@ from tornado import web
 
 from ._version import __version__
 from .collector import open_to_users
-from .ingest import Posted
 from .restapi import EVENTLOG_SETTING, RETRY_AFTER_SECONDS, PostEvents, schema_model, schemas_model
 from .schema import EventSchema
+from .wire import Posted
 
 if TYPE_CHECKING:
     from .collector import TelemetryCollector

@@ -1,120 +1,39 @@
-"""Handing recorded events to `logging` handlers, so that one failing handler harms nothing else."""
+"""Handing recorded events to `logging` handlers, so that one failing handler harms nothing else.
+
+`Sink` is where the EventLog sends each capsule: it decides once whether every handler writes
+JSON lines, queues for the background writer or writes on the caller's thread, holds a thread's
+batch, tracks tickets, and describes what a handler did not write to `failed_handlers`.
+`Delivery` calls the handlers and counts what each did not write.
+"""
 
 from __future__ import annotations
 
-import json
+import errno
 import logging
-import os
 import sys
 import threading
-import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Union, cast
 
 from . import filesink
+from .errors import QueueFullError
+from .jsonline import encode as _encode
+from .outcomes import SINK_FAILURE
+from .records import (
+    FAILED_RECORD_NAME,
+    LINE_FORMATTER,
+    RECORD_NAME,
+    CapsuleRecord,
+    LinesRecord,
+    Queued,
+    as_record,
+    writes_lines,
+)
 from .tickets import Ticket
-
-RECORD_NAME = "jupyter_telemetry_ext.events"
-_PROCESS = os.getpid()
-_START: float = getattr(logging, "_startTime", time.time())
-
-
-# What every record shares, set in one step rather than attribute by attribute.
-_FIXED_FIELDS: dict[str, Any] = {
-    "args": None, "levelname": "INFO", "levelno": logging.INFO, "pathname": "", "filename": "",
-    "module": "", "funcName": "", "lineno": 0, "exc_info": None, "exc_text": None,
-    "stack_info": None, "threadName": None, "processName": None, "taskName": None,
-    "process": _PROCESS,
-}  # fmt: skip
-
-
-class CapsuleRecord(logging.LogRecord):
-    """A log record whose `msg` is the capsule (a dict) and whose message is its JSON line.
-
-    Formatters that use `%(message)s` (and handlers without a formatter) write the JSON line;
-    handlers that read `record.msg` (as OpenTelemetry's does) get the structured capsule.
-    Without a capsule (None), `msg` is read back from the line when first asked for: a record
-    waiting for a writer thread then holds no dict for the garbage collector to go through.
-    """
-
-    def __init__(self, logger_name: str, capsule: Mapping[str, Any] | None, line: str) -> None:
-        """Fill in what formatters read, without the stack inspection of `Logger.makeRecord`."""
-        self.__dict__.update(_FIXED_FIELDS)
-        self.name = logger_name
-        if capsule is not None:
-            self.msg = capsule
-        self.line = line
-        self.created = created = time.time()
-        self.msecs = (created - int(created)) * 1000.0
-        self.relativeCreated = (created - _START) * 1000.0
-        self.thread = threading.get_ident()
-
-    def __getattr__(self, name: str) -> Any:
-        """Read `msg` back from the JSON line when the record was made without its capsule."""
-        if name != "msg":
-            raise AttributeError(name)
-        self.msg = json.loads(self.line)
-        return self.msg
-
-    @property
-    def schema_id(self) -> str:
-        """Return the id of the event's schema ("" for other records)."""
-        capsule = self.msg
-        return str(capsule.get("__schema__", "")) if isinstance(capsule, Mapping) else ""
-
-    def getMessage(self) -> str:  # noqa: N802 (logging's name)
-        """Return the capsule as one line of JSON."""
-        return self.line
-
-
-# A queued event: its record, or only its JSON line when every handler writes lines (a string
-# is no work for the garbage collector, and needs no record until a handler wants one).
-Queued = Union[CapsuleRecord, str]  # noqa: UP007 - a runtime alias
-
-
-def as_record(item: Queued) -> CapsuleRecord:
-    """Return the record of a queued event."""
-    return item if isinstance(item, CapsuleRecord) else CapsuleRecord(RECORD_NAME, None, item)
-
-
-class LinesRecord(CapsuleRecord):
-    """Several events written at once: their JSON lines, one after the other."""
-
-    def __init__(self, items: list[Queued]) -> None:
-        """Join the events' lines (the last one gives the name and `msg`)."""
-        lines = [item if type(item) is str else cast(CapsuleRecord, item).line for item in items]
-        last = items[-1]
-        super().__init__(last.name if isinstance(last, CapsuleRecord) else RECORD_NAME, None,
-                         "\n".join(lines))  # fmt: skip
-        self.items = items
-
-    def __getattr__(self, name: str) -> Any:
-        """Give the last event's `msg`."""
-        if name != "msg":
-            raise AttributeError(name)
-        return as_record(self.items[-1]).msg
-
-
-def writes_lines(handler: logging.Handler) -> bool:
-    """Return True for a stream handler that writes each record's JSON line and nothing else."""
-    return (
-        isinstance(handler, logging.StreamHandler)
-        and handler.formatter is LINE_FORMATTER
-        and not handler.filters
-    )
-
-
-class LineFormatter(logging.Formatter):
-    """Formats a record as its message alone: the event's JSON line, with no other work."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Return the record's message."""
-        return record.getMessage()
-
-
-LINE_FORMATTER = LineFormatter()
-
+from .timestamps import Timestamps
+from .writer import BackgroundWriter
 
 LossListener = Callable[[logging.Handler, Union[BaseException, None], list[Any]], None]  # noqa: UP007
 
@@ -290,12 +209,6 @@ def _items(record: logging.LogRecord) -> list[Any]:
     return record.items if isinstance(record, LinesRecord) else [record]
 
 
-class QueueFullError(RuntimeError):
-    """The background writer's queue is full: the event was not accepted."""
-
-    reply = "the server's event queue is full; retry later"  # told to clients (no sizes)
-
-
 class HeldRecords:
     """Records held back by one thread until its block ends, to be queued or written together.
 
@@ -318,157 +231,212 @@ class HeldRecords:
         self.records.append(record)
 
 
-_Item = Union[Queued, threading.Event, Ticket, None]  # noqa: UP007 - a runtime alias
-WRITE_CHUNK = 1000  # records joined into one write, at most
-# Seconds a woken writer waits before writing, so that records arriving together share a write
-# (and the request thread is interrupted less often). A flush or a stop cuts it short.
-LINGER = 0.01
+class Sink:
+    """Where recorded events go: `handlers`, on the caller's thread or (`background`) a writer's.
 
-
-class _Lane:
-    """One handler's queue and thread: a handler that blocks holds up no other handler.
-
-    The thread writes whatever queued up since it last looked: for a plain stream handler
-    (a file, stderr) that is one write and one flush for all of it.
+    Failures go to `failed_handlers` the same way. One thread at a time may hold its events back
+    until a block ends (`batch`), and threads may track on a ticket whether their events were
+    written (`tracking`).
     """
 
-    def __init__(self, delivery: Delivery, handler: logging.Handler, size: int) -> None:
-        self.delivery, self.handler, self.size = delivery, handler, size
-        self.items: deque[_Item] = deque()
-        self.wake = threading.Event()
-        self.hurry = threading.Event()  # set by a flush mark or a stop: no lingering
-        self.thread = threading.Thread(target=self._run, name="telemetry-writer", daemon=True)
-        self.thread.start()
+    def __init__(self, log: logging.Logger, stamps: Timestamps) -> None:
+        """Report handler failures on `log`; time failure descriptions with `stamps`."""
+        self.delivery = Delivery(log)
+        self.delivery.on_lost = self._describe_loss
+        self.handlers: list[logging.Handler] = []
+        self.failed_handlers: list[logging.Handler] = []
+        self._stamps = stamps
+        self._writer: BackgroundWriter | None = None
+        self._held: HeldRecords | None = None
+        self._lines_only_of: tuple[list[logging.Handler] | None, int, bool] = (None, 0, False)
+        self._tracking = 0  # how many threads record into a Ticket (see `tracking`)
+        self._local = threading.local()
+        self._tracking_lock = threading.Lock()
 
-    def put(self, item: _Item) -> None:
-        """Queue an event (or a flush mark, or None to stop) and wake the thread."""
-        self.items.append(item)
-        if item is None or isinstance(item, (threading.Event, Ticket)):
-            self.hurry.set()
-        if not self.wake.is_set():
-            self.wake.set()
+    def use(self, handlers: list[logging.Handler]) -> None:
+        """Write to `handlers` from now on; take over their error reporting at once (and give
+        plain streams the line formatter), rather than at their first event."""
+        for handler in set(self.handlers) - set(handlers):
+            self.delivery.unwatch(handler)
+        self.handlers = handlers
+        for handler in handlers:
+            self.delivery.watch(handler)
 
-    def put_many(self, records: list[Queued]) -> None:
-        """Queue records and wake the thread once."""
-        self.items.extend(records)
-        if not self.wake.is_set():
-            self.wake.set()
-
-    def _run(self) -> None:
-        while True:
-            self.wake.wait()
-            self.hurry.wait(LINGER)  # let a few more records come: fewer, larger writes
-            self.hurry.clear()
-            self.wake.clear()  # before draining: a record queued from now on wakes us again
-            if not self._drain():
-                return
-
-    def _drain(self) -> bool:
-        """Write everything queued; return False when told to stop."""
-        events: list[Queued] = []
-        while self.items:
-            item = self.items.popleft()
-            mark = item is None or isinstance(item, (threading.Event, Ticket))
-            if not mark and len(events) < WRITE_CHUNK:
-                events.append(cast(Queued, item))
-                continue
-            self._write(events)
-            events = [] if mark else [cast(Queued, item)]
-            if item is None:
-                return False
-            if isinstance(item, threading.Event):
-                item.set()  # every event queued before the mark is written
-            elif isinstance(item, Ticket):
-                self.delivery.settle(self.handler, item)
-        self._write(events)
-        return True
-
-    def _write(self, events: list[Queued]) -> None:
-        if events:
-            self.delivery.deliver_many(self.handler, events)
-
-
-class BackgroundWriter:
-    """Delivers records on threads of their own, one per handler, never on the caller's."""
-
-    def __init__(self, delivery: Delivery, size: int) -> None:
-        """Deliver through `delivery`, queueing at most `size` records for each handler."""
-        self._delivery = delivery
-        self._size = size
-        self._lanes: dict[logging.Handler, _Lane] = {}
-        self._lock = threading.Lock()
+    def run_in_background(self, background: bool, queue_size: int) -> None:
+        """Start the writer threads (queueing at most `queue_size` events), or stop them."""
+        if background and self._writer is None:
+            self._writer = BackgroundWriter(self.delivery, queue_size)
+        elif not background and self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     @property
     def pending(self) -> int:
-        """Return how many records wait to be written (by the slowest handler)."""
-        return max((len(lane.items) for lane in list(self._lanes.values())), default=0)
+        """Return how many events wait for the background writer."""
+        return self._writer.pending if self._writer is not None else 0
 
-    def submit(self, handlers: Callable[[], list[logging.Handler]], record: Queued) -> None:
-        """Queue a record for each of `handlers()`; raise QueueFullError if any queue is full."""
-        with self._lock:
-            lanes = [self._lanes.get(handler) or self._lane(handler) for handler in handlers()]
-            for lane in lanes:
-                if len(lane.items) >= self._size:
-                    msg = (
-                        f"the event queue is full ({self._size} events waiting for a slow handler)"
-                    )
-                    raise QueueFullError(msg)
-            for lane in lanes:
-                lane.put(record)
+    # Events
 
-    def room(self, handlers: list[logging.Handler]) -> int:
-        """Return how many more records the fullest queue of `handlers` takes now."""
-        with self._lock:
-            lanes = [self._lanes.get(handler) for handler in handlers]
-            return min((self._size - len(lane.items) if lane else self._size for lane in lanes),
-                       default=self._size)  # fmt: skip
+    def send(self, capsule: dict[str, Any], line: str) -> None:
+        """Hand a recorded event to the handlers (held back within this thread's `batch`)."""
+        if self._tracking and (ticket := self.ticket) is not None:
+            record = CapsuleRecord(RECORD_NAME, capsule, line)
+            record.ticket = ticket
+            self._send(ticket.handlers(self.handlers), record)
+        elif self._writer is not None or self.handlers:
+            held = self._held
+            if held is None or held.thread != threading.get_ident():
+                self._send(self.handlers, self._queued(capsule, line))
+            else:
+                held.add(self._queued(capsule, line, held.lines_only))
 
-    def submit_many(
-        self, handlers: Callable[[], list[logging.Handler]], records: list[Queued]
+    def _send(self, handlers: list[logging.Handler], record: Queued) -> None:
+        if self._writer is not None:
+            self._writer.submit(handlers, record)
+        else:
+            self.delivery.deliver(handlers, as_record(record))
+
+    def _queued(self, capsule: dict[str, Any], line: str, lines_only: bool | None = None) -> Queued:
+        """Return what is handed over for an event: its record, or its line alone when every
+        handler writes lines and a writer thread takes it (see `Queued`)."""
+        if lines_only is None:
+            lines_only = self._lines_only()
+        return line if lines_only else CapsuleRecord(RECORD_NAME, capsule, line)
+
+    def _lines_only(self) -> bool:
+        """Return True when a background writer feeds handlers that write JSON lines only.
+
+        Worked out again when the handler list changes (or grows in place). Should a handler
+        change its formatter meanwhile, it still gets each capsule: a record reads it back from
+        the line.
+        """
+        if self._writer is None:
+            return False
+        handlers = self.handlers
+        if self._lines_only_of[0] is not handlers or self._lines_only_of[1] != len(handlers):
+            self._lines_only_of = (handlers, len(handlers), all(map(writes_lines, handlers)))
+        return self._lines_only_of[2]
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hand the events this thread sends in the block to the handlers together, at its end."""
+        if self._held is not None:  # nested, or another thread's block: send as usual
+            yield
+            return
+        room = self._writer.room(self.handlers) if self._writer is not None else sys.maxsize
+        held = self._held = HeldRecords(room, self._lines_only())
+        try:
+            yield
+        finally:
+            self._held = None
+            self._release(held.records)
+
+    def _release(self, records: list[Queued]) -> None:
+        if not records:
+            return
+        if self._writer is not None:
+            self._writer.submit_many(self.handlers, records)
+            return
+        for handler in self.handlers:
+            self.delivery.deliver_many(handler, records)
+
+    # Failures
+
+    def describe(self, failure: dict[str, Any]) -> None:
+        """Write a failure description (no event values) to `failed_handlers`, timed now."""
+        if not self.failed_handlers:
+            return
+        failure = {"__timestamp__": self._stamps.now(), **failure}
+        record = CapsuleRecord(FAILED_RECORD_NAME, failure, _encode(failure))
+        self._send(self.failed_handlers, record)
+
+    def _describe_loss(
+        self, handler: logging.Handler, error: BaseException | None, items: list[Any]
     ) -> None:
-        """Queue records for each of `handlers()`; their room was taken earlier (HeldRecords)."""
-        with self._lock:
-            lanes = [self._lane(handler) for handler in handlers()]
-            for lane in lanes:
-                lane.put_many(records)
+        """Describe each event a handler did not write to failed_handlers (never its values)."""
+        if not self.failed_handlers:
+            return
+        reason = f"{type(handler).__name__} did not write the event: {error_name(error)}"
+        for item in items:
+            if not isinstance(item, (CapsuleRecord, str)) or as_record(item).name != RECORD_NAME:
+                continue  # a lost failure description is counted, not described again
+            capsule = cast(Mapping[str, Any], as_record(item).msg)
+            self.describe({
+                "outcome": SINK_FAILURE, "reason": reason,
+                "schema_id": capsule.get("__schema__"),
+                "version": capsule.get("__schema_version__"),
+                "size": len(as_record(item).line), "field": None,
+                "handler": type(handler).__name__,
+            })  # fmt: skip
 
-    def _lane(self, handler: logging.Handler) -> _Lane:
-        lane = self._lanes.get(handler)
-        if lane is None:
-            lane = self._lanes[handler] = _Lane(self._delivery, handler, self._size)
-        return lane
-
-    def settle(self, ticket: Ticket, handlers: list[logging.Handler]) -> None:
-        """Have each of `handlers` tell `ticket` once it got past every record queued so far."""
-        with self._lock:
-            lanes = [self._lane(handler) for handler in handlers]
-        ticket.seal(len(lanes))
-        for lane in lanes:
-            lane.put(ticket)
+    # Writing it all out
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record queued so far is written; return False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        marks = []
-        for lane in list(self._lanes.values()):
-            if not lane.thread.is_alive():
-                if lane.items:
-                    return False
-                continue
-            done = threading.Event()
-            lane.put(done)
-            marks.append(done)
-        return all(done.wait(_left(deadline)) for done in marks)
+        """Write every queued event and flush each handler; return False on timeout."""
+        done = self._writer.flush(timeout) if self._writer is not None else True
+        self._flush_handlers(self.handlers)
+        # Again: writing (and flushing, for a handler that buffers) may have described failures
+        # to write, which go to failed_handlers through the writer too.
+        if self._writer is not None:
+            done = self._writer.flush(timeout) and done
+        self._flush_handlers(self.failed_handlers)
+        return done
+
+    def _flush_handlers(self, handlers: list[logging.Handler]) -> None:
+        for handler in handlers:
+            try:
+                handler.flush()
+            except Exception as e:
+                self.delivery.failed(handler, e)
 
     def close(self, timeout: float | None = None) -> None:
-        """Write what is queued, then stop the threads."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for lane in list(self._lanes.values()):
-            if lane.thread.is_alive():
-                lane.put(None)
-                lane.thread.join(_left(deadline))
+        """Flush, then stop the background writer (the handlers stay open)."""
+        self.flush(timeout)
+        if self._writer is not None:
+            self._writer.close(timeout)
+            self._writer = None
+
+    # Tickets
+
+    @contextmanager
+    def tracking(self, ticket: Ticket, *, seal: bool = True) -> Iterator[Ticket]:
+        """Have the handlers report on `ticket` whether they wrote the events this thread
+        sends in the block; the ticket is sealed when the block ends (unless `seal` is False)."""
+        if getattr(self._local, "ticket", None) is not None:  # nested: the outer ticket tracks
+            yield self._local.ticket
+            return
+        self._local.ticket = ticket
+        with self._tracking_lock:
+            self._tracking += 1
+        try:
+            yield ticket
+        finally:
+            with self._tracking_lock:
+                self._tracking -= 1
+            self._local.ticket = None
+            if seal:
+                self.seal(ticket)
+
+    def seal(self, ticket: Ticket) -> None:
+        """Let no more events join `ticket`; it settles once the handlers got past them."""
+        if self._writer is not None:
+            self._writer.settle(ticket, self.handlers)
+        else:
+            ticket.seal(0)  # written already, on this thread
+
+    @property
+    def ticket(self) -> Ticket | None:
+        """Return the ticket that the calling thread's events are tracked by, if any."""
+        return getattr(self._local, "ticket", None) if self._tracking else None
 
 
-def _left(deadline: float | None) -> float | None:
-    """Return the seconds left until `deadline` (None: no deadline)."""
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
+def error_name(error: BaseException | None) -> str:
+    """Name an error by its type (and errno), never its message: it may hold an event's values."""
+    if error is None:
+        return "an error"
+    code = getattr(error, "errno", None)
+    name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate.isalnum():
+        name = f"SQLSTATE {sqlstate}"
+    return f"{type(error).__name__} {name}".strip()

@@ -1,9 +1,24 @@
-"""Exceptions raised by the telemetry library."""
+"""Every exception the package raises, in one place.
+
+`EventValidationError` is the one defined elsewhere (in `validation`): it is a
+`jsonschema.ValidationError`, and jsonschema is slow to import. It is found here too, imported
+when first asked for.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
+
+from .printable import printable
+
+_ALLOW_LIST_FORMS = (
+    "c.EventLog.allowed_schemas takes one of three forms: "
+    "a list of schema ids ['<id>', ...] (unrestricted properties only); "
+    "a list of tuples [('<id>', [<allowed actions>], [<allowed properties>]), ...]; "
+    "or a dict {'<id>': {'allowed_actions': [...], 'allowed_categories': [...], "
+    "'allowed_properties': [...]}} (every key optional)"
+)
 
 
 class EventSchemaError(ValueError):
@@ -40,3 +55,118 @@ class UnknownSchemaError(LookupError):
 
 class SecretFileError(ValueError):
     """The file of the user-hash key cannot be used: it names the file and what to do."""
+
+
+# The library: its configuration and its handlers
+
+
+class AllowListError(ValueError):
+    """The allow-list is not one of the accepted forms."""
+
+    def __init__(self, problem: str) -> None:
+        """Build a message that says what is wrong and shows the accepted forms."""
+        super().__init__(f"{problem}. {_ALLOW_LIST_FORMS}.")
+
+
+class SamplingError(ValueError):
+    """`EventLog.sampling` is not `{schema_id: rate}` with 0 < rate <= 1."""
+
+
+class TimestampError(ValueError):
+    """A timestamp is not an RFC 3339 date-time with a UTC offset."""
+
+
+class QueueFullError(RuntimeError):
+    """The background writer's queue is full: the event was not accepted."""
+
+    reply = "the server's event queue is full; retry later"  # told to clients (no sizes)
+
+
+class SpoolFullError(QueueFullError):
+    """The forwarding spool is full and refuses new events (`forward_when_full = "refuse"`)."""
+
+    reply = "the forwarding spool is full (the collector takes no events); retry later"
+
+
+# The server: posts and subscribers
+
+
+class JSONBodyError(ValueError):
+    """The body is not I-JSON; the message says why, without quoting it."""
+
+
+class SlowReading(Exception):  # noqa: N818 (not an error: a request for the slower reading)
+    """Only the strict reading can tell whether the body keeps the rules (strictjson.loads)."""
+
+
+class InflateError(ValueError):
+    """A gzip body is broken (400) or inflates beyond the limit (413)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        """Keep the HTTP status that says why."""
+        super().__init__(message)
+        self.status = status
+
+
+class IngestError(ValueError):
+    """A posted event (or body) is refused; `status` is the HTTP status that says why."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+        """Keep the HTTP status, and the failing field path if known, beside the message.
+
+        The message goes to the server's log: control characters from posted text are escaped.
+        """
+        super().__init__(printable(message))
+        self.status = status
+        self.field = field
+
+
+class SubscriberLimitError(Exception):
+    """A subscriber refused by a cap: `status` 429 (per principal) or 503 (in all)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        """Keep the message a client can act on and the HTTP status."""
+        super().__init__(message)
+        self.status = status
+
+
+# The PostgreSQL store
+
+
+class RowError(ValueError):
+    """A capsule that makes no row; `sqlstate` is what PostgreSQL would have answered."""
+
+    def __init__(self, sqlstate: str) -> None:
+        """Name the reason by its SQLSTATE only (never the value)."""
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+class StoreError(RuntimeError):
+    """The PostgreSQL store cannot be used as it is (a newer table, no URL, ...)."""
+
+
+class StoreUnavailableError(StoreError, OSError):
+    """Events handed to the PostgreSQL handler were not committed in time.
+
+    Also an OSError: `logging.shutdown` (which traitlets' dictConfig runs at every server start)
+    lets only OSError and ValueError out of a handler's flush pass.
+    """
+
+
+class StoreRefusedError(StoreError):
+    """PostgreSQL refused an event for a reason in its data; the message names the SQLSTATE only."""
+
+    def __init__(self, sqlstate: str) -> None:
+        """Name the SQLSTATE, never the database's message (it may quote the event's values)."""
+        super().__init__(f"refused by PostgreSQL (SQLSTATE {sqlstate})")
+        self.sqlstate = sqlstate
+
+
+def __getattr__(name: str) -> Any:
+    """Import EventValidationError (a jsonschema.ValidationError) on first use."""
+    if name == "EventValidationError":
+        from .validation import EventValidationError
+
+        return EventValidationError
+    raise AttributeError(name)

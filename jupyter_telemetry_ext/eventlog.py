@@ -1,19 +1,19 @@
-"""EventLog: registers schemas, validates events, applies the allow-list and writes capsules."""
+"""EventLog: registers schemas, validates events, applies the allow-list and records capsules.
+
+The capsule is planned and built in `capsule`, its timestamps come from `timestamps`, and the
+handlers are fed by a `delivery.Sink`.
+"""
 
 from __future__ import annotations
 
-import errno
 import logging
-import sys
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
 
-import orjson
 from traitlets import Any as AnyTrait
 from traitlets import (
     Bool,
@@ -30,85 +30,21 @@ from traitlets import (
 )
 from traitlets.config import Config, LoggingConfigurable
 
-from .allowlist import AllowListError, SchemaRule, parse_allowed_schemas
-from .categories import UNRESTRICTED, USER_IDENTIFIER
-from .delivery import (
-    RECORD_NAME,
-    BackgroundWriter,
-    CapsuleRecord,
-    Delivery,
-    HeldRecords,
-    Queued,
-    as_record,
-    writes_lines,
-)
-from .errors import EventSchemaError, UnknownSchemaError
-from .jsonline import encode as _encode
-from .jsonline import encode_standard
-from .redaction import Redactor
+from . import capsule as capsules
+from .allowlist import SchemaRule, parse_allowed_schemas
+from .capsule import Plan
+from .delivery import Sink
+from .errors import AllowListError, EventSchemaError, SamplingError, UnknownSchemaError
+from .outcomes import FILTERED, RECORDED, SAMPLED_OUT, SINK_FAILURE
 from .registered import RegisteredSchemas
-from .sampling import SAMPLING_FORM, SamplingError, keeps, parse_sampling
+from .sampling import SAMPLING_FORM, keeps, parse_sampling
 from .schema import EventSchema, SchemaSource, version_key, version_order
 from .tickets import Ticket
+from .timestamps import Clock, Timestamps
 
-METADATA_VERSION = 2
-FAILED_RECORD_NAME = "jupyter_telemetry_ext.failed"
-# Optional capsule fields (metadata version 2) and the privacy category of each.
-CONTEXT_FIELDS = {
-    "__event_time__": UNRESTRICTED,
-    "__client_id__": UNRESTRICTED,
-    "__user__": USER_IDENTIFIER,
-}
 Listener = Callable[[dict[str, Any]], None]
 # Called with (schema, event, timestamp, context) for each valid event, before the allow-list.
 Tap = Callable[[EventSchema, Mapping[str, Any], datetime | None, Mapping[str, Any] | None], None]
-
-
-_second: tuple[int, str] = (-1, "")
-
-
-def _now() -> str:
-    global _second  # noqa: PLW0603 - a one-entry cache of the formatted current second
-    seconds, fraction = divmod(time.time_ns() // 1000, 1_000_000)
-    cached = _second
-    if cached[0] != seconds:
-        cached = _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{cached[1]}.{fraction:06d}Z"
-
-
-_last: tuple[datetime | None, str] = (None, "")
-
-
-def format_timestamp(when: datetime | None = None) -> str:
-    """Return an RFC 3339 UTC timestamp ending in `Z`; a naive datetime is taken as UTC."""
-    global _last  # noqa: PLW0603 - a one-entry cache: a batch's events share a receive time
-    if when is None:
-        return _now()
-    cached = _last
-    if cached[0] is not None and when == cached[0]:  # equal instants: the same UTC text
-        return cached[1]
-    text = _format(when)
-    _last = (when, text)
-    return text
-
-
-def _format(when: datetime) -> str:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    elif when.tzinfo is not timezone.utc:
-        when = when.astimezone(timezone.utc)
-    return when.isoformat(timespec="microseconds")[:-6] + "Z"
-
-
-class _Route(NamedTuple):
-    """What recording an event of one schema version takes, planned once."""
-
-    schema: EventSchema
-    is_valid: Callable[[Any], bool]
-    rule: SchemaRule | None
-    redactor: Redactor | None
-    context_kept: frozenset[str] = frozenset()
-    rate: float | None = None  # the sampling rate, None when every event is kept
 
 
 class _Rate(Float):  # type: ignore[type-arg]  # traitlets before 5.10 is not generic
@@ -186,28 +122,27 @@ class EventLog(LoggingConfigurable):
         recorded, rather than the queue growing without bound.""",
     ).tag(config=True)
 
-    def __init__(self, **kwargs: Any) -> None:
-        """Create an EventLog; traits may come from keyword arguments or from config."""
+    def __init__(self, *, clock: Clock | None = None, **kwargs: Any) -> None:
+        """Create an EventLog; traits may come from keyword arguments or from config.
+
+        `clock`: the current time in nanoseconds since the epoch (default `time.time_ns`), read
+        for each capsule recorded without a timestamp and each failure description.
+        """
         self._schemas: dict[str, dict[str, EventSchema]] = {}
         self._rules: dict[str, SchemaRule] = {}
         self._rates: dict[str, float] = {}
-        self._routes: dict[tuple[str, object], _Route] = {}
+        self._plans: dict[tuple[str, object], Plan] = {}
         self._outcomes: Counter[tuple[str, str]] = Counter()
         self._listeners: list[Listener] = []
         self._taps: list[Tap] = []
+        self._stamps = Timestamps(clock or time.time_ns)
         super().__init__(**kwargs)
-        self._delivery = Delivery(self.log)
-        self._delivery.on_lost = self._describe_loss
-        self._tracking = 0  # how many threads record into a Ticket (see `tracking`)
-        self._local = threading.local()
-        self._tracking_lock = threading.Lock()
-        self._watch_handlers()
-        self._writer: BackgroundWriter | None = None
-        self._held: HeldRecords | None = None
-        self._lines_only_of: tuple[list[logging.Handler] | None, int, bool] = (None, 0, False)
+        self._sink = Sink(self.log, self._stamps)
+        self._sink.use(self.handlers)
+        self._sink.failed_handlers = self.failed_handlers
         self._rules = parse_allowed_schemas(self.allowed_schemas)
         self._rates = parse_sampling(self.sampling)
-        self._background_changed(None)
+        self._sink.run_in_background(self.background, self.queue_size)
 
     def _load_config(self, cfg: Config, section_names: Any = None, traits: Any = None) -> None:
         """Load config; configured handlers are shared, not deep-copied (they hold locks)."""
@@ -235,7 +170,7 @@ class EventLog(LoggingConfigurable):
     @observe("allowed_schemas", "redaction", "unrestricted_only")
     def _allow_list_changed(self, change: Any) -> None:
         self._rules = parse_allowed_schemas(self.allowed_schemas)
-        self._routes.clear()
+        self._plans.clear()
 
     @validate("sampling")
     def _validate_sampling(self, proposal: Any) -> Any:
@@ -248,31 +183,22 @@ class EventLog(LoggingConfigurable):
     @observe("sampling")
     def _sampling_changed(self, change: Any) -> None:
         self._rates = parse_sampling(self.sampling)
-        self._routes.clear()
+        self._plans.clear()
 
     @observe("background")
     def _background_changed(self, change: Any) -> None:
-        if not hasattr(self, "_writer"):
-            return
-        if self.background and self._writer is None:
-            self._writer = BackgroundWriter(self._delivery, self.queue_size)
-        elif not self.background and self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if hasattr(self, "_sink"):
+            self._sink.run_in_background(self.background, self.queue_size)
 
     @observe("handlers")
     def _handlers_changed(self, change: Any) -> None:
-        if hasattr(self, "_delivery"):
-            old = change["old"] if isinstance(change["old"], list) else []
-            for handler in set(old) - set(change["new"]):
-                self._delivery.unwatch(handler)
-            self._watch_handlers()
+        if hasattr(self, "_sink"):
+            self._sink.use(self.handlers)
 
-    def _watch_handlers(self) -> None:
-        """Take over the handlers' error reporting now (and give plain streams the line
-        formatter), rather than at their first event."""
-        for handler in self.handlers:
-            self._delivery.watch(handler)
+    @observe("failed_handlers")
+    def _failed_handlers_changed(self, change: Any) -> None:
+        if hasattr(self, "_sink"):
+            self._sink.failed_handlers = self.failed_handlers
 
     # Schemas
 
@@ -329,8 +255,13 @@ class EventLog(LoggingConfigurable):
 
         A valid event it allows that was not recorded was sampled out.
         """
-        rule = self._route(schema.id, schema.version).rule
+        rule = self._plan(schema.id, schema.version).rule
         return rule is not None and rule.allows_action(event)
+
+    def plan(self, schema: EventSchema) -> Plan:
+        """Return what is recorded of a registered schema's events: the rule as applied
+        (`unrestricted_only` included), the redaction plan and the context fields kept."""
+        return self._plan(schema.id, schema.version)
 
     # Handlers and listeners
 
@@ -362,6 +293,8 @@ class EventLog(LoggingConfigurable):
         """Return True when a tap takes every valid event (see `add_tap`)."""
         return bool(self._taps)
 
+    # Counts
+
     def count(self, schema_id: str, outcome: str, n: int = 1) -> None:
         """Count events of a schema with an outcome decided elsewhere (e.g. "rejected")."""
         self._outcomes[(schema_id, outcome)] += n
@@ -371,19 +304,19 @@ class EventLog(LoggingConfigurable):
 
         Outcomes: "recorded", "filtered", "sampled_out" (dropped by `sampling`), "sink_failure"
         (an event a handler did not write, once per handler that did not), and those counted
-        with `count()`.
+        with `count()` (see `outcomes.OUTCOMES`).
         """
-        failures = self._delivery.schema_failures
-        return {**self._outcomes, **{(s, "sink_failure"): n for s, n in failures.items()}}
+        failures = self._sink.delivery.schema_failures
+        return {**self._outcomes, **{(s, SINK_FAILURE): n for s, n in failures.items()}}
 
     @property
     def handler_failures(self) -> dict[logging.Handler, int]:
         """Return how many events (and failure descriptions) each handler did not write."""
-        return dict(self._delivery.failures)
+        return dict(self._sink.delivery.failures)
 
     def sink_failures(self) -> dict[tuple[logging.Handler, str], int]:
         """Return how many events of each schema each handler did not write."""
-        return dict(self._delivery.lost)
+        return dict(self._sink.delivery.lost)
 
     # Recording
 
@@ -407,10 +340,10 @@ class EventLog(LoggingConfigurable):
         `context` adds capsule fields (`__event_time__`, `__client_id__`, `__user__`), each
         redacted like a property of its category (`__user__` is a `user-identifier`).
         """
-        route = self._route(schema_id, version)
-        if not route.is_valid(event):
-            raise route.schema.validation_error(event)
-        return self._record(route, event, timestamp_override, context)
+        plan = self._plan(schema_id, version)
+        if not plan.is_valid(event):
+            raise plan.schema.validation_error(event)
+        return self._record(plan, event, timestamp_override, context)
 
     def record_checked(
         self,
@@ -426,81 +359,56 @@ class EventLog(LoggingConfigurable):
         `parsed`: the event was read from JSON text, so it holds JSON values only (no NaN, no
         other Python types) and a faster encoder writes it.
         """
-        route = self._route(schema.id, schema.version)
-        return self._record(route, event, timestamp, context, _dumps_read if parsed else _dumps)
+        plan = self._plan(schema.id, schema.version)
+        encode = capsules.encode_read if parsed else capsules.encode
+        return self._record(plan, event, timestamp, context, encode)
 
-    def _route(self, schema_id: str, version: object) -> _Route:
-        route = self._routes.get((schema_id, version)) if isinstance(version, (str, int)) else None
-        if route is None:
-            route = self._plan_route(self.get_schema(schema_id, version))
+    def _plan(self, schema_id: str, version: object) -> Plan:
+        plan = self._plans.get((schema_id, version)) if isinstance(version, (str, int)) else None
+        if plan is None:
+            schema = self.get_schema(schema_id, version)
+            plan = capsules.plan(
+                schema,
+                self._rules.get(schema.id),
+                drop=self.redaction == "drop",
+                unrestricted_only=self.unrestricted_only,
+                rate=self._rates.get(schema.id),
+            )
             if isinstance(version, (str, int)):
-                self._routes[(schema_id, version)] = route
-        return route
-
-    def _plan_route(self, schema: EventSchema) -> _Route:
-        rule = self._rules.get(schema.id)
-        if rule is None:
-            return _Route(schema, schema.is_valid, None, None)
-        if self.unrestricted_only:
-            rule = rule.restricted_to_unrestricted()
-        drop = self.redaction == "drop"
-        plan = Redactor.plan(schema.categories, rule, personal_data=schema.personal_data, drop=drop)
-        kept = frozenset(k for k, category in CONTEXT_FIELDS.items() if category in rule.categories)
-        return _Route(schema, schema.is_valid, rule, plan, kept, self._rates.get(schema.id))
+                self._plans[(schema_id, version)] = plan
+        return plan
 
     def _record(
         self,
-        route: _Route,
+        plan: Plan,
         event: Mapping[str, Any],
         timestamp: datetime | None,
         context: Mapping[str, Any] | None = None,
-        dumps: Callable[[Mapping[str, Any], EventSchema], str] | None = None,
+        encode: capsules.Encoder = capsules.encode,
     ) -> dict[str, Any] | None:
-        schema, rule, redactor = route.schema, route.rule, route.redactor
-        dumps = dumps or _dumps
+        schema, rule, redactor = plan.schema, plan.rule, plan.redactor
         for tap in self._taps:
             tap(schema, event, timestamp, context)
         if rule is None or redactor is None or not rule.allows_action(event):
-            dumps(event, schema)  # a filtered event must still be JSON: fail the same way
-            self._outcomes[(schema.id, "filtered")] += 1
+            encode(event, schema)  # a filtered event must still be JSON: fail the same way
+            self._outcomes[(schema.id, FILTERED)] += 1
             return None
-        if route.rate is not None and not _kept(route.rate, schema.id, context):
-            dumps(event, schema)
-            self._outcomes[(schema.id, "sampled_out")] += 1
+        if plan.rate is not None and not _kept(plan.rate, schema.id, context):
+            encode(event, schema)
+            self._outcomes[(schema.id, SAMPLED_OUT)] += 1
             return None
-        capsule: dict[str, Any] = {
-            "__timestamp__": format_timestamp(timestamp),
-            "__schema__": schema.id,
-            "__schema_version__": schema.version,
-            "__metadata_version__": METADATA_VERSION,
-        }
-        if context:
-            self._add_context(capsule, context, route.context_kept)
-        redactor.copy_into(capsule, event)
-        self._write(capsule, dumps(capsule, schema))
-        self._outcomes[(schema.id, "recorded")] += 1
+        stamp = self._stamps.format(timestamp)
+        capsule = capsules.build(
+            redactor, schema, event, stamp, context=context, context_kept=plan.context_kept
+        )
+        self._sink.send(capsule, encode(capsule, schema))
+        for listener in self._listeners:
+            try:
+                listener(capsule)
+            except Exception:  # a listener's bug must not reach the code recording the event
+                self.log.exception("Event listener %r failed", listener)
+        self._outcomes[(schema.id, RECORDED)] += 1
         return capsule
-
-    def _add_context(
-        self, capsule: dict[str, Any], context: Mapping[str, Any], kept: frozenset[str]
-    ) -> None:
-        for key, value in context.items():
-            if key not in CONTEXT_FIELDS:
-                msg = f"unknown capsule field {key!r}: known are {sorted(CONTEXT_FIELDS)}"
-                raise ValueError(msg)
-            if key in kept:
-                capsule[key] = value
-            elif self.redaction == "null":
-                capsule[key] = None
-
-    def _handlers(self) -> list[logging.Handler]:
-        return self.handlers
-
-    def _send(self, handlers: Callable[[], list[logging.Handler]], record: Queued) -> None:
-        if self._writer is not None:
-            self._writer.submit(handlers, record)
-        else:
-            self._delivery.deliver(handlers(), as_record(record))
 
     def record_failure(
         self,
@@ -518,200 +426,51 @@ class EventLog(LoggingConfigurable):
         never the event's values.
         """
         self.count(schema_id or "(unknown)", outcome)
-        if not self.failed_handlers:
-            return
-        failure = {
-            "__timestamp__": _now(),
-            "outcome": outcome,
-            "reason": reason,
-            "schema_id": schema_id,
-            "version": version,
-            "size": size,
-            "field": field,
-        }
-        self._send_failure(failure)
+        self._sink.describe({
+            "outcome": outcome, "reason": reason, "schema_id": schema_id, "version": version,
+            "size": size, "field": field,
+        })  # fmt: skip
 
-    def _send_failure(self, failure: dict[str, Any]) -> None:
-        record = CapsuleRecord(FAILED_RECORD_NAME, failure, _encode(failure))
-        self._send(lambda: self.failed_handlers, record)
-
-    def _describe_loss(
-        self, handler: logging.Handler, error: BaseException | None, items: list[Any]
-    ) -> None:
-        """Describe each event a handler did not write to failed_handlers (never its values)."""
-        if not self.failed_handlers:
-            return
-        reason = f"{type(handler).__name__} did not write the event: {_error_name(error)}"
-        for item in items:
-            if not isinstance(item, (CapsuleRecord, str)) or as_record(item).name != RECORD_NAME:
-                continue  # a lost failure description is counted, not described again
-            capsule = cast(Mapping[str, Any], as_record(item).msg)
-            self._send_failure({
-                "__timestamp__": _now(), "outcome": "sink_failure", "reason": reason,
-                "schema_id": capsule.get("__schema__"),
-                "version": capsule.get("__schema_version__"),
-                "size": len(as_record(item).line), "field": None,
-                "handler": type(handler).__name__,
-            })  # fmt: skip
+    # Writing
 
     def flush(self, timeout: float | None = None) -> bool:
         """Write every queued event and flush each handler; return False on timeout."""
-        done = self._writer.flush(timeout) if self._writer is not None else True
-        self._flush_handlers(self.handlers)
-        # Again: writing (and flushing, for a handler that buffers) may have described failures
-        # to write, which go to failed_handlers through the writer too.
-        if self._writer is not None:
-            done = self._writer.flush(timeout) and done
-        self._flush_handlers(self.failed_handlers)
-        return done
-
-    def _flush_handlers(self, handlers: list[logging.Handler]) -> None:
-        for handler in handlers:
-            try:
-                handler.flush()
-            except Exception as e:
-                self._delivery.failed(handler, e)
+        return self._sink.flush(timeout)
 
     def close(self, timeout: float | None = None) -> None:
         """Flush, then stop the background writer (the handlers stay open: they are yours)."""
-        self.flush(timeout)
-        if self._writer is not None:
-            self._writer.close(timeout)
-            self._writer = None
+        self._sink.close(timeout)
 
     @property
     def pending(self) -> int:
         """Return how many events wait for the background writer."""
-        return self._writer.pending if self._writer is not None else 0
+        return self._sink.pending
 
-    @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> AbstractContextManager[None]:
         """Hand the events this thread records in the block to the handlers together, at its end.
 
         With `background`, they are queued at once (an event that would not fit in the queue
         raises QueueFullError when it is recorded); without, each handler writes them all at the
         end of the block. Listeners still see each event as it is recorded.
         """
-        if self._held is not None:  # nested, or another thread's block: record as usual
-            yield
-            return
-        room = self._writer.room(self.handlers) if self._writer is not None else sys.maxsize
-        held = self._held = HeldRecords(room, self._lines_only())
-        try:
-            yield
-        finally:
-            self._held = None
-            self._release(held.records)
+        return self._sink.batch()
 
-    def _queued(self, capsule: dict[str, Any], line: str, lines_only: bool | None = None) -> Queued:
-        """Return what is handed over for an event: its record, or its line alone when every
-        handler writes lines and a writer thread takes it (see `Queued`)."""
-        if lines_only is None:
-            lines_only = self._lines_only()
-        return line if lines_only else CapsuleRecord(RECORD_NAME, capsule, line)
-
-    def _lines_only(self) -> bool:
-        """Return True when a background writer feeds handlers that write JSON lines only.
-
-        Worked out again when the handler list changes. Should a handler change its formatter
-        meanwhile, it still gets each capsule: a record reads it back from the line.
-        """
-        if self._writer is None:
-            return False
-        handlers = self.handlers
-        if self._lines_only_of[0] is not handlers or self._lines_only_of[1] != len(handlers):
-            self._lines_only_of = (handlers, len(handlers), all(map(writes_lines, handlers)))
-        return self._lines_only_of[2]
-
-    def _release(self, records: list[Queued]) -> None:
-        if not records:
-            return
-        if self._writer is not None:
-            self._writer.submit_many(self._handlers, records)
-            return
-        for handler in self.handlers:
-            self._delivery.deliver_many(handler, records)
-
-    @contextmanager
-    def tracking(self, ticket: Ticket, *, seal: bool = True) -> Iterator[Ticket]:
+    def tracking(self, ticket: Ticket, *, seal: bool = True) -> AbstractContextManager[Ticket]:
         """Have the handlers report on `ticket` whether they wrote the events this thread
         records in the block; the ticket is sealed when the block ends (unless `seal` is
         False: then the caller seals it with `seal()` after its last block)."""
-        if getattr(self._local, "ticket", None) is not None:  # nested: the outer ticket tracks
-            yield self._local.ticket
-            return
-        self._local.ticket = ticket
-        with self._tracking_lock:
-            self._tracking += 1
-        try:
-            yield ticket
-        finally:
-            with self._tracking_lock:
-                self._tracking -= 1
-            self._local.ticket = None
-            if seal:
-                self.seal(ticket)
+        return self._sink.tracking(ticket, seal=seal)
 
     def seal(self, ticket: Ticket) -> None:
         """Let no more events join `ticket`; it settles once the handlers got past them."""
-        if self._writer is not None:
-            self._writer.settle(ticket, self.handlers)
-        else:
-            ticket.seal(0)  # written already, on this thread
+        self._sink.seal(ticket)
 
     @property
     def ticket(self) -> Ticket | None:
         """Return the ticket that the calling thread's events are tracked by, if any."""
-        return getattr(self._local, "ticket", None) if self._tracking else None
-
-    def _write(self, capsule: dict[str, Any], line: str) -> None:
-        if self._tracking and (ticket := self.ticket) is not None:
-            record = CapsuleRecord(RECORD_NAME, capsule, line)
-            record.ticket = ticket
-            handlers = ticket.handlers(self.handlers)
-            self._send(lambda: handlers, record)
-        elif self._writer is not None or self.handlers:
-            held = self._held
-            if held is None or held.thread != threading.get_ident():
-                self._send(self._handlers, self._queued(capsule, line))
-            else:
-                held.add(self._queued(capsule, line, held.lines_only))
-        for listener in self._listeners:
-            try:
-                listener(capsule)
-            except Exception:  # a listener's bug must not reach the code recording the event
-                self.log.exception("Event listener %r failed", listener)
+        return self._sink.ticket
 
 
 def _kept(rate: float, schema_id: str, context: Mapping[str, Any] | None) -> bool:
     """Return True when sampling keeps the event: by its client id if it has one."""
     return keeps(rate, schema_id, context.get("__client_id__") if context else None)
-
-
-def _error_name(error: BaseException | None) -> str:
-    """Name an error by its type (and errno), never its message: it may hold an event's values."""
-    if error is None:
-        return "an error"
-    code = getattr(error, "errno", None)
-    name = errno.errorcode.get(code, "") if isinstance(code, int) else ""
-    sqlstate = getattr(error, "sqlstate", None)
-    if isinstance(sqlstate, str) and sqlstate.isalnum():
-        name = f"SQLSTATE {sqlstate}"
-    return f"{type(error).__name__} {name}".strip()
-
-
-def _dumps(
-    value: Mapping[str, Any], schema: EventSchema, encode: Callable[[Any], str] = _encode
-) -> str:
-    try:
-        return encode(value)
-    except (TypeError, ValueError) as e:
-        from .validation import not_json_error
-
-        raise not_json_error(value, schema.id, schema.version) from e
-
-
-def _dumps_read(value: Mapping[str, Any], schema: EventSchema) -> str:
-    """Encode a capsule of values read from JSON text: orjson, unless the line is not ASCII."""
-    line = orjson.dumps(value)
-    return line.decode() if line.isascii() else _dumps(value, schema, encode_standard)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from .forwarding import OUTCOMES, Forwarder
+from .forwarding import FORWARD_OUTCOMES, Forwarder
 
 
 class ForwardingMetrics:
@@ -34,11 +34,11 @@ class ForwardingMetrics:
         """Yield the event counters, the spool's size and the events waiting for the spool."""
         events = CounterMetricFamily(
             "jupyter_telemetry_forward_events",
-            "Events forwarded to the collector, per outcome: " + ", ".join(OUTCOMES) + ".",
+            "Events forwarded to the collector, per outcome: " + ", ".join(FORWARD_OUTCOMES) + ".",
             labels=["outcome"],
         )
         counts = self.forwarder.counts
-        for outcome in OUTCOMES:
+        for outcome in FORWARD_OUTCOMES:
             events.add_metric([outcome], counts[outcome])
         yield events
         spool = self.forwarder.spool

@@ -28,10 +28,11 @@ from typing import Any
 
 import orjson
 
-from .delivery import QueueFullError
-from .eventlog import format_timestamp
+from .errors import SpoolFullError
 from .forward_spool import ForwardSpool, Taken
+from .outcomes import REJECTED
 from .schema import EventSchema
+from .timestamps import format_timestamp
 from .uplink import DONE_STATUSES, Announced, Reply, Uplink, batch_body
 
 COLLECTOR_URL_ENV = "JUPYTER_TELEMETRY_COLLECTOR_URL"
@@ -42,13 +43,7 @@ FIRST_BACKOFF = 0.5
 # How often the collector's schema listing is read again (seconds): once known, and until then.
 ANNOUNCED_REFRESH = 300.0
 ANNOUNCED_RETRY = 30.0
-OUTCOMES = ("queued", "sent", "retried", "rejected", "dropped", "refused")
-
-
-class SpoolFullError(QueueFullError):
-    """The forwarding spool is full and refuses new events (`forward_when_full = "refuse"`)."""
-
-    reply = "the forwarding spool is full (the collector takes no events); retry later"
+FORWARD_OUTCOMES = ("queued", "sent", "retried", "rejected", "dropped", "refused")
 
 
 @dataclass(frozen=True)
@@ -272,7 +267,7 @@ class Forwarder:
         """Remove the batch from the spool; spool again the events a busy collector refused
         (a reply with `Retry-After`: its rejections may be temporary)."""
         again = [line for line, status in zip(taken.lines, statuses, strict=True)
-                 if status not in DONE_STATUSES or (busy and status == "rejected")]  # fmt: skip
+                 if status not in DONE_STATUSES or (busy and status == REJECTED)]  # fmt: skip
         if again:
             self.spool.append(again)
             self.counts["retried"] += len(again)
@@ -283,7 +278,7 @@ class Forwarder:
         self._recovered()
 
     def _count_rejected(self, statuses: list[str], errors: list[str | None]) -> None:
-        rejected = [e for s, e in zip(statuses, errors, strict=True) if s == "rejected"]
+        rejected = [e for s, e in zip(statuses, errors, strict=True) if s == REJECTED]
         if rejected:
             self.counts["rejected"] += len(rejected)
             self._once("rejected", logging.WARNING, "the collector rejected %d events (they "

@@ -23,7 +23,7 @@ import yaml
 from .categories import USER_IDENTIFIER
 from .discovery import register_discovered
 from .eventlog import EventLog
-from .identity import recorded_user
+from .recorded_user import recorded_user
 
 # The field of the hub's events that names the user they are about (server-action's).
 USER_FIELD = "username"

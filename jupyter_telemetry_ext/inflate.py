@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import zlib
 
+from .errors import InflateError
+
 GZIP_WBITS = 16 + zlib.MAX_WBITS
-
-
-class InflateError(ValueError):
-    """A gzip body is broken (400) or inflates beyond the limit (413)."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        """Keep the HTTP status that says why."""
-        super().__init__(message)
-        self.status = status
 
 
 class Inflater:

@@ -12,7 +12,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from .timestamps import TimestampError, parse_timestamp
+from .errors import TimestampError
+from .timestamps import parse_timestamp
 
 _NUMBERED = re.compile(r"\.(\d+)(\.gz)?$")
 _RELATIVE = re.compile(r"(\d+)([smhd])")

@@ -13,16 +13,7 @@ from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFam
 from prometheus_client.registry import CollectorRegistry
 
 from .eventlog import EventLog
-
-OUTCOMES = (
-    "recorded",
-    "filtered",
-    "sampled_out",
-    "rejected",
-    "duplicate",
-    "rate_limited",
-    "sink_failure",
-)
+from .outcomes import OUTCOMES
 
 
 class TelemetryCollector:

@@ -15,7 +15,8 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
-from .timestamps import TimestampError, parse_timestamp
+from .errors import TimestampError
+from .timestamps import parse_timestamp
 
 SCOPE = "jupyter_telemetry_ext"
 

@@ -7,7 +7,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, ExtensionHandlerMixin
 from tornado import web
 
-from .handlers import TelemetryMixin
+from .routes import TelemetryMixin
 from .transparency import page_model
 
 TEMPLATE = "telemetry.html"
@@ -22,8 +22,8 @@ class TelemetryPageHandler(
     @authorized
     async def get(self) -> None:
         """Render the page for the server's EventLog and its current allow-list (read)."""
-        identity = getattr(self.extensionapp, "record_user", "none")
-        model = page_model(self.eventlog, identity=identity)
+        record_user = getattr(self.extensionapp, "record_user", "none")
+        model = page_model(self.eventlog, record_user=record_user)
         await self.finish(self.render_template(TEMPLATE, model=model))
 
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from .errors import RowError
+
 Row = bytes
 COLUMNS = (
     "received", "event_time", "schema_id", "schema_version", "metadata_version",
@@ -46,15 +48,6 @@ _KEY = b"\x00\x00\x00\x10"  # the size of a key field (16 bytes)
 _ID_FIELDS = b"\x00\x02"
 _STAMP = Struct(">iq")
 _JSONB = b"\x01"  # the version byte that starts jsonb's binary format
-
-
-class RowError(ValueError):
-    """A capsule that makes no row; `sqlstate` is what PostgreSQL would have answered."""
-
-    def __init__(self, sqlstate: str) -> None:
-        """Name the reason by its SQLSTATE only (never the value)."""
-        super().__init__(sqlstate)
-        self.sqlstate = sqlstate
 
 
 class _Cache(dict[Any, bytes]):

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .errors import StoreError
 from .pgrows import ID_COLUMNS, TUPLE_COLUMNS, Row, id_tuple, key_of, received_of, stream
 
 if TYPE_CHECKING:
@@ -80,10 +81,6 @@ MIGRATE_1_PARTITIONED = (
     "ALTER TABLE {t_ids} DROP COLUMN username, DROP COLUMN client_id",
     "ALTER TABLE {t_ids} ALTER COLUMN key SET NOT NULL, ADD PRIMARY KEY (key)",
 )
-
-
-class StoreError(RuntimeError):
-    """The PostgreSQL store cannot be used as it is (a newer table, no URL, ...)."""
 
 
 def resolve_url(url: str = "") -> str:
@@ -220,7 +217,7 @@ def to_capsule(row: Sequence[Any]) -> dict[str, Any]:
 
 def _stamp(value: Any) -> str:
     """Return a timestamptz read back as RFC 3339 UTC text ending in Z."""
-    from .eventlog import format_timestamp
+    from .timestamps import format_timestamp
 
     return format_timestamp(value)
 

@@ -19,17 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from .delivery import RECORD_NAME, CapsuleRecord
-from .pgrows import NOT_A_CAPSULE, Row, RowError, line_row, row_line, to_row
-from .pgtable import (
-    DEFAULT_TABLE,
-    StoreError,
-    ensure_table,
-    masked,
-    resolve_url,
-    scrub,
-    write_batch,
-)
+from .errors import RowError, StoreError, StoreRefusedError, StoreUnavailableError
+from .pgrows import NOT_A_CAPSULE, Row, line_row, row_line, to_row
+from .pgtable import DEFAULT_TABLE, ensure_table, masked, resolve_url, scrub, write_batch
+from .records import RECORD_NAME, CapsuleRecord
 from .spool import Spool
 
 if TYPE_CHECKING:
@@ -41,23 +34,6 @@ log = logging.getLogger("jupyter_telemetry_ext.postgres")
 LINGER = 0.01
 # Events beyond `memory_events` are written to the spool this many at a time.
 SPOOL_BLOCK = 1000
-
-
-class StoreUnavailableError(StoreError, OSError):
-    """Events handed to the PostgreSQL handler were not committed in time.
-
-    Also an OSError: `logging.shutdown` (which traitlets' dictConfig runs at every server start)
-    lets only OSError and ValueError out of a handler's flush pass.
-    """
-
-
-class StoreRefusedError(StoreError):
-    """PostgreSQL refused an event for a reason in its data; the message names the SQLSTATE only."""
-
-    def __init__(self, sqlstate: str) -> None:
-        """Name the SQLSTATE, never the database's message (it may quote the event's values)."""
-        super().__init__(f"refused by PostgreSQL (SQLSTATE {sqlstate})")
-        self.sqlstate = sqlstate
 
 
 class _Batch:

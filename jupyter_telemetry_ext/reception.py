@@ -1,4 +1,4 @@
-"""What the server knows of a POST besides its body: when it came, who sent it, recent ids.
+"""What the server knows of a POST besides its body: when it came, who sent it, its duplicates.
 
 Nothing here imports tornado: the handler builds a Reception for each request.
 """
@@ -11,25 +11,28 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from .dedupe import RecentIds
-from .eventlog import format_timestamp
-from .identity import load_or_create_secret, recorded_user
+from .duplicates import Duplicates
+from .errors import TimestampError
 from .ratelimit import RateLimiter
+from .recorded_user import load_or_create_secret, recorded_user
 from .schema import EventSchema
 from .tickets import Owed
-from .timestamps import TimestampError, corrected_event_time
+from .timestamps import corrected_event_time, format_timestamp
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reception:
-    """One request's context: receive time, the client's `sent_at`, the sender and its ids."""
+    """One request's context: receive time, the client's `sent_at`, the sender and its ids.
+
+    Built whole once the body is read (`Policy.reception`), and not changed afterwards.
+    """
 
     received_at: datetime
     principal: str = ""
     recorded_user: str | None = None
     sent_at: datetime | None = None
     window: timedelta | None = None
-    recent: RecentIds | None = None
+    duplicates: Duplicates | None = None
     # Which schemas the sender may post; None: those marked `frontend: true` (see ingest).
     open_to: Callable[[EventSchema], bool] | None = None
 
@@ -52,15 +55,15 @@ class Reception:
 
     def is_duplicate(self, client_id: str | None) -> bool:
         """Return True when this sender's event id was recorded within the window."""
-        if not client_id or self.recent is None:
+        if not client_id or self.duplicates is None:
             return False
-        return self.recent.seen(self.principal, client_id)
+        return self.duplicates.seen(self.principal, client_id)
 
     def remember(self, client_id: str | None) -> None:
         """Remember a recorded event's id, so that a retry of it is a duplicate."""
         # Ids are kept per principal: one cannot suppress another's events by reusing ids.
-        if client_id and self.recent is not None:
-            self.recent.add(self.principal, client_id)
+        if client_id and self.duplicates is not None:
+            self.duplicates.add(self.principal, client_id)
 
     def id_key(self, client_id: str) -> str:
         """Return the key under which this principal's event id is owed (see tickets.Owed)."""
@@ -100,7 +103,7 @@ class Policy:
     """The server's rules for posts, from TelemetryExtension's options."""
 
     limiter: RateLimiter
-    recent: RecentIds | None = None
+    duplicates: Duplicates | None = None
     window: timedelta | None = None
     record_user: str = "none"
     secret: bytes = b""
@@ -109,10 +112,10 @@ class Policy:
 
     @classmethod
     def from_options(cls, options: PolicyOptions) -> Policy:
-        """Return the rules for posts: rate limit, duplicate ids, clock window, identity."""
-        recent = None
+        """Return the rules for posts: rate limit, duplicate ids, clock window, recorded user."""
+        duplicates = None
         if options.duplicate_window > 0:
-            recent = RecentIds(
+            duplicates = Duplicates(
                 options.duplicate_window,
                 options.duplicate_capacity,
                 options.duplicate_capacity_per_user,
@@ -120,21 +123,32 @@ class Policy:
         window = options.event_time_window
         return cls(
             limiter=RateLimiter(options.rate_limit, options.rate_burst),
-            recent=recent,
+            duplicates=duplicates,
             window=timedelta(seconds=window) if window else None,
             record_user=options.record_user,
             secret=_user_secret(options),
             reply_after_write=options.reply_after_write,
         )
 
-    def reception(self, username: str, principal: str, received_at: datetime) -> Reception:
-        """Return the context of a request that `principal` (user `username`) sent."""
+    def reception(
+        self,
+        username: str,
+        principal: str,
+        received_at: datetime,
+        *,
+        sent_at: datetime | None = None,
+        open_to: Callable[[EventSchema], bool] | None = None,
+    ) -> Reception:
+        """Return the context of a request that `principal` (user `username`) sent: its
+        `sent_at` and the schemas it may post (`open_to`; None: those open to frontends)."""
         return Reception(
             received_at=received_at,
             principal=principal,
             recorded_user=recorded_user(self.record_user, self.secret, username),
+            sent_at=sent_at,
             window=self.window,
-            recent=self.recent,
+            duplicates=self.duplicates,
+            open_to=open_to,
         )
 
 

@@ -101,6 +101,12 @@ def _keeps_everything(step: Descend) -> bool:
     return all(s is KEEP for s in steps)
 
 
+def default_categories(*, personal_data: bool) -> frozenset[str]:
+    """Return the categories of a top-level key that names none: by the schema's
+    `personal-data` mark, `user-identifiable-information` or else `unrestricted`."""
+    return frozenset({USER_IDENTIFIABLE_INFORMATION if personal_data else UNRESTRICTED})
+
+
 @dataclass(frozen=True)
 class Redactor:
     """Copies an event's top-level keys into a capsule, redacting what the rule does not allow."""
@@ -113,7 +119,7 @@ class Redactor:
         cls, tree: CategoryNode, rule: SchemaRule, *, personal_data: bool, drop: bool
     ) -> Redactor:
         """Plan the redaction of one schema's events under one allow-list rule."""
-        default = frozenset({USER_IDENTIFIABLE_INFORMATION if personal_data else UNRESTRICTED})
+        default = default_categories(personal_data=personal_data)
         return cls(plan_keys(tree, default, rule.categories, rule.properties), drop)
 
     def copy_into(self, out: dict[str, Any], event: Mapping[str, Any]) -> None:

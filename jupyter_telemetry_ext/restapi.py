@@ -17,23 +17,16 @@ from typing import Any, cast
 import orjson
 from tornado import web
 
+from .errors import InflateError, IngestError, SlowReading
 from .eventlog import EventLog
-from .inflate import InflateError, Inflater
-from .ingest import (
-    IngestError,
-    Limits,
-    Posted,
-    body_too_large,
-    parse_body,
-    post_event,
-    record_batch_paced,
-    report,
-)
+from .inflate import Inflater
+from .ingest import post_event, record_batch_paced, report
+from .outcomes import RATE_LIMITED
 from .ratelimit import RateLimiter
 from .reception import Policy, Reception
 from .schema import EventSchema, schema_order
-from .strictjson import SlowReading
 from .tickets import Ticket
+from .wire import Limits, Posted, body_too_large, parse_body
 
 EVENTLOG_SETTING = "telemetry_eventlog"
 LIMITS_SETTING = "telemetry_limits"
@@ -90,7 +83,7 @@ class PostEvents(web.RequestHandler):
 
     @property
     def policy(self) -> Policy:
-        """Return the rate limit, duplicate window, clock window and identity rules."""
+        """Return the rate limit, duplicate window, clock window and recorded-user rules."""
         return cast(Policy, self.settings[POLICY_SETTING])
 
     def check_post(self) -> None:
@@ -115,7 +108,7 @@ class PostEvents(web.RequestHandler):
                 f"of {limiter.burst} ({self.options_class}.rate_limit); retry after "
                 f"{self.retry_after} s"
             )
-            self.eventlog.record_failure("rate_limited", msg, size=self._announced_length())
+            self.eventlog.record_failure(RATE_LIMITED, msg, size=self._announced_length())
             raise web.HTTPError(429, msg)
 
     def _check_content_type(self) -> None:
@@ -186,16 +179,19 @@ class PostEvents(web.RequestHandler):
 
     async def record_post(self) -> dict[str, Any]:
         """Record the posted event(s); return the reply (the status is set on the handler)."""
-        username = self.poster()[0]
-        reception = self.policy.reception(username, self._principal, self._received_at)
-        reception.open_to = self.open_to()
         try:
             posted = await self._parse(self.body())
         except IngestError as e:
             report(self.eventlog, e)
             raise web.HTTPError(e.status, str(e)) from None
         self.check_posted(posted)
-        reception.sent_at = posted.sent_at
+        reception = self.policy.reception(
+            self.poster()[0],
+            self._principal,
+            self._received_at,
+            sent_at=posted.sent_at,
+            open_to=self.open_to(),
+        )
         ticket = Ticket(self.policy.owed) if self.policy.reply_after_write else None
         try:
             reply = await self._reply(posted, reception, self._tracker(ticket))

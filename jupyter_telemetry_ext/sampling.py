@@ -14,12 +14,10 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+from .errors import SamplingError
+
 SAMPLING_FORM = "{schema_id: rate} with 0 < rate <= 1, e.g. {'my.events/click': 0.25}"
 _SPAN = 1 << 32
-
-
-class SamplingError(ValueError):
-    """`EventLog.sampling` is not `{schema_id: rate}` with 0 < rate <= 1."""
 
 
 def parse_sampling(value: Any) -> dict[str, float]:

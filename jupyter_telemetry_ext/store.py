@@ -6,8 +6,9 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .errors import StoreError
 from .pgrows import COLUMNS
-from .pgtable import StoreError, masked, names, resolve_url, scrub, to_capsule
+from .pgtable import masked, names, resolve_url, scrub, to_capsule
 
 if TYPE_CHECKING:
     import psycopg

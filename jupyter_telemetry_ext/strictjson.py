@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from .errors import JSONBodyError, SlowReading
+
 MAX_DEPTH = 64  # arrays and objects nested in a body; deeper is refused before any recursion
 MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): larger integers are not interoperable
 # A \\uD800-\\uDFFF escape: only a body holding one can hold a lone surrogate.
@@ -24,14 +26,6 @@ _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 _COLON_ESCAPE = re.compile(rb"\\u003[aA]")
 _UNSURE = object()
 _STRICT = orjson.OPT_STRICT_INTEGER
-
-
-class JSONBodyError(ValueError):
-    """The body is not I-JSON; the message says why, without quoting it."""
-
-
-class SlowReading(Exception):  # noqa: N818 (not an error: a request for the slower reading)
-    """Only the strict reading can tell whether the body keeps the rules (see `loads`)."""
 
 
 def loads(body: bytes, inspect: Callable[[Any], None] | None = None, *, quick: bool = False) -> Any:

@@ -8,14 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-class SubscriberLimitError(Exception):
-    """A subscriber refused by a cap: `status` 429 (per principal) or 503 (in all)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        """Keep the message a client can act on and the HTTP status."""
-        super().__init__(message)
-        self.status = status
+from .errors import SubscriberLimitError
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """The transparency page's model: what each schema records, where it goes, what the server adds.
 
 Nothing here imports tornado: the page handler renders this model with a Jinja template.
-Marks come from the same redaction plan the EventLog applies (`Redactor.plan`).
+Marks come from the plan the EventLog records by (`EventLog.plan`): its rule, as
+`unrestricted_only` narrows it, and its redaction plan.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .allowlist import SchemaRule, parse_allowed_schemas
-from .categories import UNRESTRICTED, USER_IDENTIFIABLE_INFORMATION, CategoryNode, OtherKeys
-from .eventlog import CONTEXT_FIELDS, EventLog
-from .redaction import KEEP, REDACT, Descend, KeySteps, Redactor, Step, plan_step
-from .schema import EventSchema, schema_order
+from .capsule import Plan
+from .categories import CategoryNode, OtherKeys
+from .eventlog import EventLog
+from .redaction import KEEP, REDACT, Descend, KeySteps, Step, default_categories, plan_step
+from .schema import schema_order
 
 KEEP_MARK, REDACT_MARK, DROP_MARK, PARTIAL_MARK, OFF_MARK = "keep", "redact", "drop", "partial", ""
 OTHER_FIELDS = "(any other field)"
@@ -65,7 +66,7 @@ class PageModel:
     schemas: tuple[SchemaView, ...]
     handlers: tuple[HandlerView, ...]
     failed_handlers: tuple[HandlerView, ...]
-    identity: str
+    record_user: str  # TelemetryExtension.record_user: how the user is recorded
     redaction: str
     unrestricted_only: bool
 
@@ -75,36 +76,28 @@ class PageModel:
         return tuple(schema for schema in self.schemas if schema.allowed)
 
 
-def page_model(eventlog: EventLog, identity: str = "none") -> PageModel:
+def page_model(eventlog: EventLog, record_user: str = "none") -> PageModel:
     """Return the page's model for an EventLog under its current allow-list."""
-    rules = parse_allowed_schemas(eventlog.allowed_schemas)
     schemas = sorted(eventlog.schemas, key=schema_order)
     return PageModel(
-        schemas=tuple(schema_view(s, _rule(rules, s.id, eventlog), eventlog) for s in schemas),
+        schemas=tuple(schema_view(eventlog.plan(s), eventlog.redaction) for s in schemas),
         handlers=tuple(handler_view(h) for h in eventlog.handlers),
         failed_handlers=tuple(handler_view(h) for h in eventlog.failed_handlers),
-        identity=str(identity),
+        record_user=str(record_user),
         redaction=eventlog.redaction,
         unrestricted_only=eventlog.unrestricted_only,
     )
 
 
-def _rule(rules: Mapping[str, SchemaRule], schema_id: str, eventlog: EventLog) -> SchemaRule | None:
-    """Return the rule the EventLog applies to a schema id (as `unrestricted_only` narrows it)."""
-    rule = rules.get(schema_id)
-    if rule is not None and eventlog.unrestricted_only:
-        return rule.restricted_to_unrestricted()
-    return rule
-
-
-def schema_view(schema: EventSchema, rule: SchemaRule | None, eventlog: EventLog) -> SchemaView:
-    """Return a schema's view: each property's categories and mark under `rule` (None: off)."""
-    default = frozenset({USER_IDENTIFIABLE_INFORMATION if schema.personal_data else UNRESTRICTED})
-    top = _plan(schema, rule, eventlog.redaction)
-    marks = _Marks(eventlog.redaction, recorded=rule is not None)
+def schema_view(plan: Plan, redaction: str) -> SchemaView:
+    """Return a schema's view: each property's categories and its mark under the plan."""
+    schema, rule = plan.schema, plan.rule
+    top = plan.redactor.top if plan.redactor is not None else Descend()
+    marks = _Marks(redaction, recorded=rule is not None)
     tree = schema.categories
     if schema.document.get("additionalProperties") is not False and tree.other_keys() is None:
         tree = _with_other_keys(tree)  # the page names the top level's other fields anyway
+    default = default_categories(personal_data=schema.personal_data)
     properties = marks.children(tree, top, default, _descriptions(schema.document))
     return SchemaView(
         id=schema.id,
@@ -114,18 +107,9 @@ def schema_view(schema: EventSchema, rule: SchemaRule | None, eventlog: EventLog
         frontend=schema.frontend,
         allowed=rule is not None,
         actions=tuple(sorted(rule.actions)) if rule else (),
-        user_kept=rule is not None and CONTEXT_FIELDS["__user__"] in rule.categories,
+        user_kept="__user__" in plan.context_kept,
         properties=properties,
     )
-
-
-def _plan(schema: EventSchema, rule: SchemaRule | None, redaction: str) -> Descend:
-    """Return the EventLog's redaction plan of the schema's top level (empty when not allowed)."""
-    if rule is None:
-        return Descend()
-    drop = redaction == "drop"
-    tree = schema.categories
-    return Redactor.plan(tree, rule, personal_data=schema.personal_data, drop=drop).top
 
 
 def _with_other_keys(tree: CategoryNode) -> CategoryNode:

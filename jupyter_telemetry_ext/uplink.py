@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .eventlog import format_timestamp
+from .outcomes import REPLY_OUTCOMES
+from .timestamps import format_timestamp
 
 EVENTS_PATH = "api/telemetry/events"
 SCHEMAS_PATH = "api/telemetry/schemas"
@@ -20,7 +21,7 @@ Announced = dict[str, tuple[bool, float]]
 # Below this many bytes a body is sent as is: gzip would save little and cost a header.
 GZIP_MIN_BYTES = 1024
 GZIP_LEVEL = 1  # on batches of events: about 0.22 of the size (level 6: 0.18) in half the time
-DONE_STATUSES = frozenset({"recorded", "filtered", "duplicate", "sampled_out", "rejected"})
+DONE_STATUSES = frozenset(REPLY_OUTCOMES)  # the collector decided: no retry
 MAX_RETRY_AFTER = 3600.0
 
 

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.delivery import CapsuleRecord, Delivery, Queued, QueueFullError
+from jupyter_telemetry_ext.delivery import Delivery
+from jupyter_telemetry_ext.errors import QueueFullError
+from jupyter_telemetry_ext.records import CapsuleRecord, Queued
 from tests.conftest import DiskFull, Gate, Sink, make_schema
 
 SCHEMA_ID = "test.events/example"

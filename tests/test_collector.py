@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from jupyter_telemetry_ext.collector import register_server_schemas
+from jupyter_telemetry_ext.errors import InflateError
 from jupyter_telemetry_ext.eventlog import EventLog
-from jupyter_telemetry_ext.inflate import InflateError, Inflater
+from jupyter_telemetry_ext.inflate import Inflater
 from tests.conftest import Sink
 
 HUB_ACTION = "https://schema.jupyter.org/jupyterhub/events/server-action"
@@ -119,7 +120,7 @@ def test_hub_event_handler_adds_the_user_as_the_collector_does(sink: Sink) -> No
     from jupyter_events import EventLogger
 
     from jupyter_telemetry_ext.hub_events import HubEventHandler, hub_schema_folder
-    from jupyter_telemetry_ext.identity import hashed_user
+    from jupyter_telemetry_ext.recorded_user import hashed_user
 
     allowed = {HUB_ACTION: {"allowed_categories": ["unrestricted", "user-identifier"]}}
     handler = HubEventHandler(

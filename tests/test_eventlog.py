@@ -17,7 +17,7 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog, EventValidationError, UnknownSchemaError
-from jupyter_telemetry_ext.delivery import QueueFullError
+from jupyter_telemetry_ext.errors import QueueFullError
 from tests.conftest import DiskFull, Gate, Sink, make_schema
 
 SCHEMA_ID = "test.events/example"
@@ -338,15 +338,45 @@ def test_stream_handlers_without_formatter_get_the_line_and_get_it_back(log: Eve
     assert plain.events[0]["action"] == "open"
 
 
-def test_timestamps_increase_within_and_across_seconds(log: EventLog) -> None:
+NEW_YEAR_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
+
+
+def test_timestamps_increase_within_and_across_seconds(eventlog_factory: Any) -> None:
+    ticks = iter([
+        NEW_YEAR_NS - 600_000_000, NEW_YEAR_NS - 1_000, NEW_YEAR_NS + 1_000,
+        NEW_YEAR_NS + 2 * 10**9,
+    ])  # fmt: skip
+    log = eventlog_factory(allowed_schemas=[SCHEMA_ID], clock=lambda: next(ticks))
+    log.register_schema(make_schema(**PROPS))
     stamps = []
-    for _ in range(3):
+    for _ in range(4):
         capsule = log.record_event(SCHEMA_ID, 1, {})
         assert capsule is not None
         stamps.append(capsule["__timestamp__"])
-        time.sleep(0.6)
+    assert stamps == [
+        "2025-12-31T23:59:59.400000Z",
+        "2025-12-31T23:59:59.999999Z",
+        "2026-01-01T00:00:00.000001Z",
+        "2026-01-01T00:00:02.000000Z",
+    ]
     assert stamps == sorted(stamps)
     assert all(TIMESTAMP.match(s) for s in stamps)
+
+
+def test_failure_descriptions_are_timed_by_the_clock(eventlog_factory: Any) -> None:
+    failed = Sink()
+    log = eventlog_factory(failed_handlers=[failed.handler], clock=lambda: NEW_YEAR_NS)
+    log.record_failure("rejected", "data: is required", schema_id=SCHEMA_ID, version=1)
+    assert failed.events[0]["__timestamp__"] == "2026-01-01T00:00:00.000000Z"
+
+
+def test_the_clock_is_read_for_the_current_time_only(eventlog_factory: Any) -> None:
+    log = eventlog_factory(allowed_schemas=[SCHEMA_ID], clock=lambda: NEW_YEAR_NS)
+    log.register_schema(make_schema(**PROPS))
+    given = datetime(2024, 5, 1, 12, 30, tzinfo=timezone.utc)
+    capsule = log.record_event(SCHEMA_ID, 1, {}, given)
+    assert capsule is not None
+    assert capsule["__timestamp__"] == "2024-05-01T12:30:00.000000Z"
 
 
 def test_outcomes_are_counted_per_schema(eventlog_factory: Any, tmp_path: Path) -> None:
@@ -478,7 +508,7 @@ def test_failed_joint_write_counts_every_event(eventlog_factory: Any, tmp_path: 
 
 
 def test_format_timestamp_repeats_and_changes_correctly() -> None:
-    from jupyter_telemetry_ext.eventlog import format_timestamp
+    from jupyter_telemetry_ext.timestamps import format_timestamp
 
     first = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
     same_instant = first.astimezone(timezone(timedelta(hours=5)))

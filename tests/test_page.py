@@ -13,8 +13,8 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
 
-from jupyter_telemetry_ext.handlers import AUTH_RESOURCE
 from jupyter_telemetry_ext.page import page_handlers
+from jupyter_telemetry_ext.routes import AUTH_RESOURCE
 from tests.conftest import FRONTEND_ID, SHIPPED_SCHEMAS, UNLISTED_ID
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]
@@ -151,7 +151,7 @@ async def test_page_says_what_is_recorded_and_where(jp_fetch: Fetch, tmp_path: P
     assert "Who sent it</strong>: not recorded" in html
 
 
-async def test_page_reads_the_identity_mode(jp_fetch: Fetch, jp_serverapp: Any) -> None:
+async def test_page_reads_the_record_user_mode(jp_fetch: Fetch, jp_serverapp: Any) -> None:
     [extension] = jp_serverapp.extension_manager.extension_apps["jupyter_telemetry_ext"]
     extension.record_user = "hashed"
     html = await page(jp_fetch)

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from jupyter_telemetry_ext.dedupe import RecentIds
+from jupyter_telemetry_ext.duplicates import Duplicates
 from jupyter_telemetry_ext.errors import SecretFileError
-from jupyter_telemetry_ext.identity import SECRET_FILE, hashed_user, load_or_create_secret
 from jupyter_telemetry_ext.ratelimit import RateLimiter
+from jupyter_telemetry_ext.recorded_user import SECRET_FILE, hashed_user, load_or_create_secret
 from jupyter_telemetry_ext.timestamps import corrected_event_time
 
 
@@ -54,7 +54,7 @@ def test_rate_zero_disables_limiting() -> None:
 
 def test_recent_ids_window_and_capacity() -> None:
     clock = Clock()
-    ids = RecentIds(window=60, capacity=3, clock=clock)
+    ids = Duplicates(window=60, capacity=3, clock=clock)
     ids.add("ada", "a")
     assert ids.seen("ada", "a")
     assert not ids.seen("ada", "b")
@@ -69,7 +69,7 @@ def test_recent_ids_window_and_capacity() -> None:
 
 
 def test_one_principal_forgets_only_its_own_ids() -> None:
-    ids = RecentIds(window=60, capacity=10, per_principal=4, clock=Clock())
+    ids = Duplicates(window=60, capacity=10, per_principal=4, clock=Clock())
     ids.add("bob", "b1")
     for n in range(1000):
         ids.add("alice", f"a{n}")
@@ -80,7 +80,7 @@ def test_one_principal_forgets_only_its_own_ids() -> None:
 
 def test_the_total_bound_forgets_the_longest_held_principals_oldest() -> None:
     clock = Clock()
-    ids = RecentIds(window=60, capacity=4, per_principal=2, clock=clock)
+    ids = Duplicates(window=60, capacity=4, per_principal=2, clock=clock)
     for name in ("ada", "bob", "cy"):
         ids.add(name, "1")
         clock.now += 1

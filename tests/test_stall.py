@@ -14,9 +14,10 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPResponse
 
 from jupyter_telemetry_ext import EventLog, EventSchema, EventValidationError, ingest
-from jupyter_telemetry_ext.ingest import Limits, post_event, record_batch_paced
+from jupyter_telemetry_ext.ingest import post_event, record_batch_paced
 from jupyter_telemetry_ext.reception import Reception
 from jupyter_telemetry_ext.tickets import Ticket
+from jupyter_telemetry_ext.wire import Limits
 from tests.conftest import Sink, make_schema
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]

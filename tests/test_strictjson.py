@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jupyter_telemetry_ext import strictjson
-from jupyter_telemetry_ext.strictjson import JSONBodyError
+from jupyter_telemetry_ext.errors import JSONBodyError
 
 NUMBERS = [
     "0", "-0", "12", "-7", "9007199254740991", "-9007199254740991", "9007199254740992",

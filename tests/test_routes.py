@@ -12,7 +12,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPResponse
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.handlers import AUTH_RESOURCE, default_handlers
+from jupyter_telemetry_ext.routes import AUTH_RESOURCE, default_handlers
 from jupyter_telemetry_ext.timestamps import parse_timestamp
 from tests.conftest import FRONTEND_ID, SERVER_ID, UNLISTED_ID, Sink, frontend_schema
 

@@ -14,6 +14,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web, websocket
 
 from .compat import ws_authenticated
+from .errors import SubscriberLimitError
 from .eventlog import EventLog
 from .forwarding import Forwarder
 from .principal import principal
@@ -27,7 +28,7 @@ from .restapi import (
 )
 from .schema import EventSchema
 from .subscribe import Subscription
-from .subscribers import SubscriberLimitError, Subscribers
+from .subscribers import Subscribers
 
 AUTH_RESOURCE = "telemetry"
 BUFFER_SETTING = "telemetry_subscriber_buffer"

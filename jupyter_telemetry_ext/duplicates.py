@@ -1,4 +1,4 @@
-"""Idempotent retries: remembering recent client event ids, for a window, in bounded memory."""
+"""Duplicates: the client event ids recorded recently, so that a retry is not recorded twice."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 
-class RecentIds:
-    """The ids each principal had recorded within the last `window` seconds, in bounded memory.
+class Duplicates:
+    """The ids each principal had recorded within the last `window` seconds, in bounded memory:
+    an event whose id is among them is a duplicate.
 
     At most `per_principal` ids of each principal: a principal over it forgets its own oldest
     ids, so one principal's flood cannot evict another's. At most `capacity` ids in all: over

@@ -1,0 +1,112 @@
+"""The log records that carry events to `logging` handlers: a capsule and its JSON line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, Union, cast
+
+RECORD_NAME = "jupyter_telemetry_ext.events"
+FAILED_RECORD_NAME = "jupyter_telemetry_ext.failed"  # a failure description
+_PROCESS = os.getpid()
+_START: float = getattr(logging, "_startTime", time.time())
+
+
+# What every record shares, set in one step rather than attribute by attribute.
+_FIXED_FIELDS: dict[str, Any] = {
+    "args": None, "levelname": "INFO", "levelno": logging.INFO, "pathname": "", "filename": "",
+    "module": "", "funcName": "", "lineno": 0, "exc_info": None, "exc_text": None,
+    "stack_info": None, "threadName": None, "processName": None, "taskName": None,
+    "process": _PROCESS,
+}  # fmt: skip
+
+
+class CapsuleRecord(logging.LogRecord):
+    """A log record whose `msg` is the capsule (a dict) and whose message is its JSON line.
+
+    Formatters that use `%(message)s` (and handlers without a formatter) write the JSON line;
+    handlers that read `record.msg` (as OpenTelemetry's does) get the structured capsule.
+    Without a capsule (None), `msg` is read back from the line when first asked for: a record
+    waiting for a writer thread then holds no dict for the garbage collector to go through.
+    """
+
+    def __init__(self, logger_name: str, capsule: Mapping[str, Any] | None, line: str) -> None:
+        """Fill in what formatters read, without the stack inspection of `Logger.makeRecord`."""
+        self.__dict__.update(_FIXED_FIELDS)
+        self.name = logger_name
+        if capsule is not None:
+            self.msg = capsule
+        self.line = line
+        self.created = created = time.time()
+        self.msecs = (created - int(created)) * 1000.0
+        self.relativeCreated = (created - _START) * 1000.0
+        self.thread = threading.get_ident()
+
+    def __getattr__(self, name: str) -> Any:
+        """Read `msg` back from the JSON line when the record was made without its capsule."""
+        if name != "msg":
+            raise AttributeError(name)
+        self.msg = json.loads(self.line)
+        return self.msg
+
+    @property
+    def schema_id(self) -> str:
+        """Return the id of the event's schema ("" for other records)."""
+        capsule = self.msg
+        return str(capsule.get("__schema__", "")) if isinstance(capsule, Mapping) else ""
+
+    def getMessage(self) -> str:  # noqa: N802 (logging's name)
+        """Return the capsule as one line of JSON."""
+        return self.line
+
+
+# A queued event: its record, or only its JSON line when every handler writes lines (a string
+# is no work for the garbage collector, and needs no record until a handler wants one).
+Queued = Union[CapsuleRecord, str]  # noqa: UP007 - a runtime alias
+
+
+def as_record(item: Queued) -> CapsuleRecord:
+    """Return the record of a queued event."""
+    return item if isinstance(item, CapsuleRecord) else CapsuleRecord(RECORD_NAME, None, item)
+
+
+class LinesRecord(CapsuleRecord):
+    """Several events written at once: their JSON lines, one after the other."""
+
+    def __init__(self, items: list[Queued]) -> None:
+        """Join the events' lines (the last one gives the name and `msg`)."""
+        lines = [item if type(item) is str else cast(CapsuleRecord, item).line for item in items]
+        last = items[-1]
+        super().__init__(last.name if isinstance(last, CapsuleRecord) else RECORD_NAME, None,
+                         "\n".join(lines))  # fmt: skip
+        self.items = items
+
+    def __getattr__(self, name: str) -> Any:
+        """Give the last event's `msg`."""
+        if name != "msg":
+            raise AttributeError(name)
+        return as_record(self.items[-1]).msg
+
+
+def writes_lines(handler: logging.Handler) -> bool:
+    """Return True for a stream handler that writes each record's JSON line and nothing else."""
+    return (
+        isinstance(handler, logging.StreamHandler)
+        and handler.formatter is LINE_FORMATTER
+        and not handler.filters
+    )
+
+
+class LineFormatter(logging.Formatter):
+    """Formats a record as its message alone: the event's JSON line, with no other work."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record's message."""
+        return record.getMessage()
+
+
+LINE_FORMATTER = LineFormatter()

@@ -1,0 +1,139 @@
+"""The package's layout: where each kind of thing lives, and what each part imports."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import json
+import pkgutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+import jupyter_telemetry_ext
+from jupyter_telemetry_ext import EventLog, errors
+from jupyter_telemetry_ext.metrics import TelemetryCollector
+from jupyter_telemetry_ext.outcomes import OUTCOMES, REPLY_OUTCOMES
+from jupyter_telemetry_ext.ratelimit import RateLimiter
+from jupyter_telemetry_ext.reception import Policy
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Exceptions that subclass a jsonschema class, defined beside the code that imports jsonschema
+# (slow to import): the validation error (found in `errors` too, imported on first use), and the
+# jsonschema-compatible class that `errors.EventSchemaError` builds once jsonschema is loaded.
+JSONSCHEMA_ERRORS = {
+    ("jupyter_telemetry_ext.validation", "EventValidationError"),
+    ("jupyter_telemetry_ext.jsonschema_compat", "EventSchemaError"),
+}
+
+
+def package_modules() -> list[ModuleType]:
+    """Return every module of the package that imports here (optional extras may be missing)."""
+    modules = []
+    for info in pkgutil.iter_modules(jupyter_telemetry_ext.__path__):
+        try:
+            modules.append(importlib.import_module(f"jupyter_telemetry_ext.{info.name}"))
+        except ImportError:  # pragma: no cover - an optional extra is not installed
+            continue
+    return modules
+
+
+def test_every_exception_class_is_defined_in_errors() -> None:
+    defined = {
+        (module.__name__, name)
+        for module in package_modules()
+        for name, value in vars(module).items()
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
+        and value.__module__ == module.__name__
+    }
+    elsewhere = {
+        (module, name) for module, name in defined if module != "jupyter_telemetry_ext.errors"
+    }
+    assert elsewhere == JSONSCHEMA_ERRORS
+    assert len(defined) >= 17
+    assert errors.EventValidationError.__module__ == "jupyter_telemetry_ext.validation"
+
+
+def test_queue_full_error_is_exported() -> None:
+    from jupyter_telemetry_ext import QueueFullError
+
+    assert QueueFullError is errors.QueueFullError
+    assert "QueueFullError" in jupyter_telemetry_ext.__all__
+
+
+def imported_by(module: str) -> set[str]:
+    """Return the package's modules that `module` imports, directly or through others, as read
+    from their source (the package's `__init__`, which imports the EventLog, left out)."""
+    package = ROOT / "jupyter_telemetry_ext"
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((package / f"{name}.py").read_text("utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                todo.append(node.module)
+            elif isinstance(node, ast.ImportFrom) and node.level == 1:
+                todo.extend(alias.name for alias in node.names)
+    return seen
+
+
+def test_parsing_a_post_imports_no_eventlog() -> None:
+    imported = imported_by("wire")
+    assert {"strictjson", "timestamps", "errors"} <= imported
+    assert not imported & {"eventlog", "ingest", "delivery", "reception"}
+
+
+def test_a_reception_is_built_whole() -> None:
+    policy = Policy(limiter=RateLimiter(0, 0))
+    received = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    sent = received - timedelta(seconds=3)
+    reception = policy.reception("ada", "user:ada", received, sent_at=sent, open_to=bool)
+    assert (reception.sent_at, reception.open_to) == (sent, bool)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        reception.sent_at = None  # type: ignore[misc]
+
+
+def test_handlers_are_sinks_and_routes_are_routes() -> None:
+    from jupyter_telemetry_ext.routes import default_handlers
+
+    assert [pattern for pattern, _ in default_handlers] == [
+        "/api/telemetry/events",
+        "/api/telemetry/schemas",
+        "/api/telemetry/schemas/(?P<schema_id>.+)",
+        "/api/telemetry/subscribe",
+    ]
+    assert importlib.util.find_spec("jupyter_telemetry_ext.handlers") is None
+
+
+def test_one_set_of_outcomes() -> None:
+    assert set(OUTCOMES) == {
+        "recorded", "filtered", "rejected", "duplicate", "rate_limited", "sink_failure",
+        "queue_full", "sampled_out",
+    }  # fmt: skip
+    assert len(OUTCOMES) == len(set(OUTCOMES))
+    assert set(REPLY_OUTCOMES) <= set(OUTCOMES)
+
+
+def test_the_metric_names_every_outcome() -> None:
+    events = next(iter(TelemetryCollector(EventLog()).collect()))
+    assert all(outcome in events.documentation for outcome in OUTCOMES)
+
+
+def test_settings_schemas_are_not_in_a_folder_named_like_the_event_schemas() -> None:
+    package = json.loads((ROOT / "package.json").read_text("utf-8"))
+    folder = package["jupyterlab"]["schemaDir"]
+    assert folder == "settings-schema"
+    assert (ROOT / folder / "plugin.json").is_file()
+    assert f"{folder}/*.json" in package["files"]
+    assert not (ROOT / "schema").exists()

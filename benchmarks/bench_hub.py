@@ -130,9 +130,11 @@ def direct(tmp: Path, bodies: list[list[bytes]]) -> float:
 
     handler = logging.FileHandler(tmp / "direct.jsonl")
     allowed = {SCHEMA_ID: {"allowed_categories": ["unrestricted", "user-identifier"]}}
-    eventlog = EventLog(handlers=[handler], allowed_schemas=allowed, background=True)
-    eventlog.register_schema(SCHEMA)
     events = [e for per in bodies for b in per for e in json.loads(b)["events"]]
+    room = max(len(events), 100_000)  # they are recorded in one block: the queue holds them all
+    eventlog = EventLog(handlers=[handler], allowed_schemas=allowed, background=True,
+                        queue_size=room)  # fmt: skip
+    eventlog.register_schema(SCHEMA)
     started = time.perf_counter()
     with eventlog.batch():
         for e in events:

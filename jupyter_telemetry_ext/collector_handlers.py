@@ -157,10 +157,12 @@ def _names_user(document: Any) -> bool:
     """Return True when the document's top level or one of its events has a user key."""
     if not isinstance(document, dict):
         return False
-    items = [document]
-    if isinstance(document.get("events"), list):
-        items += [e for e in document["events"] if isinstance(e, dict)]
-    return any(USER_KEYS & item.keys() for item in items)
+    if not USER_KEYS.isdisjoint(document):
+        return True
+    events = document.get("events")
+    if not isinstance(events, list):
+        return False
+    return any(type(e) is dict and not USER_KEYS.isdisjoint(e) for e in events)
 
 
 class SchemasHandler(CollectorHandler):

@@ -11,7 +11,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
+
+import orjson
 
 from . import strictjson
 from .errors import IngestError, JSONBodyError, TimestampError
@@ -167,7 +169,7 @@ def _plain_version(value: Any) -> bool:
 
 
 def _check_size(item: dict[str, Any], limits: Limits) -> None:
-    size = strictjson.size(item)
+    size = len(orjson.dumps(item))  # strictjson.size, one call less for each event of a batch
     if size > limits.event:
         msg = f"the event is {size} bytes serialized; the limit is {limits.event} bytes"
         raise IngestError(msg + " (TelemetryExtension.max_event_size)", 413)
@@ -212,6 +214,13 @@ def _data(item: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _plain_client_id(value: Any) -> bool:
+    """Return True for an id of ASCII letters and digits only (a UUID's hex): no regex needed."""
+    return (
+        type(value) is str and len(value) <= MAX_ID_LENGTH and value.isascii() and value.isalnum()
+    )
+
+
 def _timestamp(item: dict[str, Any]) -> datetime | None:
     return _time_field(item, "timestamp")
 
@@ -220,6 +229,8 @@ def _client_id(item: dict[str, Any]) -> str | None:
     value = item.get("id")
     if value is None:
         return None
+    if _plain_client_id(value):
+        return cast(str, value)
     if not isinstance(value, str) or not CLIENT_ID.fullmatch(value):
         got = "a string that is not" if isinstance(value, str) else json_type(value)
         msg = (

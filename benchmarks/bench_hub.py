@@ -126,7 +126,7 @@ def through_collector(
 
 def direct(tmp: Path, bodies: list[list[bytes]]) -> float:
     """Record the same events straight into an EventLog writing a file; return the seconds."""
-    from jupyter_telemetry_ext.eventlog import EventLog
+    from jupyter_telemetry_ext.core.eventlog import EventLog
 
     handler = logging.FileHandler(tmp / "direct.jsonl")
     allowed = {SCHEMA_ID: {"allowed_categories": ["unrestricted", "user-identifier"]}}

@@ -43,10 +43,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.pgrows import TUPLE_COLUMNS, id_key, to_row
-from jupyter_telemetry_ext.pgtable import copy_stream, ensure_table
-from jupyter_telemetry_ext.postgres import PostgresEventHandler
-from jupyter_telemetry_ext.records import RECORD_NAME, CapsuleRecord
+from jupyter_telemetry_ext.core.records import RECORD_NAME, CapsuleRecord
+from jupyter_telemetry_ext.sinks.pgrows import TUPLE_COLUMNS, id_key, to_row
+from jupyter_telemetry_ext.sinks.pgtable import copy_stream, ensure_table
+from jupyter_telemetry_ext.sinks.postgres import PostgresEventHandler
 from tests.pgserver import PostgresServer, binaries, running_server
 
 ALLOWED = {SCHEMA_ID: {"allowed_categories": ["unrestricted", "user-identifier"]}}

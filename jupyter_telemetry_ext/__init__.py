@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ._version import __version__
-from .decorators import instrument, record
-from .errors import EventSchemaError, QueueFullError, UnknownSchemaError
-from .eventlog import EventLog
-from .router import EventRouter
-from .schema import EventSchema
+from .core.decorators import instrument, record
+from .core.errors import EventSchemaError, QueueFullError, UnknownSchemaError
+from .core.eventlog import EventLog
+from .core.router import EventRouter
+from .core.schema import EventSchema
 
 __all__ = [
     "EventLog",
@@ -17,6 +17,7 @@ __all__ = [
     "EventSchema",
     "EventSchemaError",
     "EventValidationError",
+    "HubEventHandler",
     "PostgresEventHandler",
     "QueueFullError",
     "UnknownSchemaError",
@@ -28,19 +29,23 @@ __all__ = [
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     """Return the server extension's entry point (imported only by jupyter_server)."""
-    from .app import TelemetryExtension
+    from .server.app import TelemetryExtension
 
-    return [{"module": "jupyter_telemetry_ext.app", "app": TelemetryExtension}]
+    return [{"module": "jupyter_telemetry_ext.server.app", "app": TelemetryExtension}]
 
 
 def __getattr__(name: str) -> Any:
-    """Import the validation error class and the PostgreSQL handler on first use."""
+    """Import the validation error class and the hub's and PostgreSQL's handlers on first use."""
     if name == "EventValidationError":
-        from .validation import EventValidationError
+        from .core.validation import EventValidationError
 
         return EventValidationError
     if name == "PostgresEventHandler":  # psycopg is an optional extra, imported only when used
-        from .postgres import PostgresEventHandler
+        from .sinks.postgres import PostgresEventHandler
 
         return PostgresEventHandler
+    if name == "HubEventHandler":  # for jupyterhub_config.py: the hub's events into our sinks
+        from .hub.events import HubEventHandler
+
+        return HubEventHandler
     raise AttributeError(name)

@@ -1,6 +1,6 @@
 /**
  * Sampling: the server's decision for an event with a client id, made here first so that the
- * client skips what the server would drop (jupyter_telemetry_ext/sampling.py is the same).
+ * client skips what the server would drop (jupyter_telemetry_ext/core/sampling.py is the same).
  */
 
 const TABLE = crcTable();

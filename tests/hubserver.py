@@ -88,7 +88,7 @@ _quick_check = {{"timeout": 1}} if not _user_role else {{}}
 c.JupyterHub.services = [
     {{
         "name": "{service}",
-        "command": [sys.executable, "-m", "jupyter_telemetry_ext.cli", "collect",
+        "command": [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "collect",
                     "--config", {collector_config!r}],
         "url": "http://127.0.0.1:{collector_port}",
         "environment": {environment!r},
@@ -311,7 +311,7 @@ class ExternalCollector:
                "JUPYTERHUB_API_TOKEN": self.hub.external_token,
                "JUPYTERHUB_SERVICE_NAME": EXTERNAL_SERVICE}  # fmt: skip
         listen = f"http://127.0.0.1:{self.hub.external_port}"
-        command = [sys.executable, "-m", "jupyter_telemetry_ext.cli", "collect", "--config",
+        command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "collect", "--config",
                    str(self.config), "--url", listen]  # fmt: skip
         self.runs += 1
         self.log = self.folder / f"collector-{self.runs}.log"

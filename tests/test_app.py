@@ -15,7 +15,7 @@ import tomllib
 from traitlets import Bool, Enum, Float, Int, List, Unicode
 
 from jupyter_telemetry_ext import EventLog, __version__, _jupyter_server_extension_points
-from jupyter_telemetry_ext.app import TelemetryExtension
+from jupyter_telemetry_ext.server.app import TelemetryExtension
 from tests.conftest import FRONTEND_ID, Sink, frontend_schema
 
 ROOT = Path(__file__).resolve().parent.parent

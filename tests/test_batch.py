@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.delivery import Delivery
-from jupyter_telemetry_ext.errors import QueueFullError
-from jupyter_telemetry_ext.records import CapsuleRecord, Queued
+from jupyter_telemetry_ext.core.delivery import Delivery
+from jupyter_telemetry_ext.core.errors import QueueFullError
+from jupyter_telemetry_ext.core.records import CapsuleRecord, Queued
 from tests.conftest import DiskFull, Gate, Sink, make_schema
 
 SCHEMA_ID = "test.events/example"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from jupyter_telemetry_ext import EventLog, EventSchemaError
-from jupyter_telemetry_ext.transparency import page_model
+from jupyter_telemetry_ext.server.transparency import page_model
 from tests.conftest import Sink, make_schema
 
 UII = ["user-identifiable-information"]
@@ -184,7 +184,7 @@ def test_validate_command_refuses_scalar_categories(tmp_path: Path) -> None:
         "properties:\n  s:\n    type: string\n    categories: user-identifiable-information\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "jupyter_telemetry_ext.cli", "validate", str(path)],
+        [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "validate", str(path)],
         capture_output=True,
         text=True,
         check=False,

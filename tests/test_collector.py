@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_telemetry_ext.collector import register_server_schemas
-from jupyter_telemetry_ext.errors import InflateError
-from jupyter_telemetry_ext.eventlog import EventLog
-from jupyter_telemetry_ext.inflate import Inflater
+from jupyter_telemetry_ext.core.errors import InflateError
+from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.hub.collector import register_server_schemas
+from jupyter_telemetry_ext.server.inflate import Inflater
 from tests.conftest import Sink
 
 HUB_ACTION = "https://schema.jupyter.org/jupyterhub/events/server-action"
@@ -64,7 +64,9 @@ def test_a_gzip_body_within_the_limit_inflates_whole() -> None:
 
 
 def _collect(tmp_path: Path, *args: str, prelude: str = "") -> subprocess.CompletedProcess[str]:
-    code = f"{prelude}\nfrom jupyter_telemetry_ext.cli import main\nmain({['collect', *args]!r})"
+    code = (
+        f"{prelude}\nfrom jupyter_telemetry_ext.cli.main import main\nmain({['collect', *args]!r})"
+    )
     return subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
         timeout=120, check=False,
@@ -95,7 +97,7 @@ def test_hub_event_handler_records_the_hubs_events_through_an_eventlog(sink: Sin
     pytest.importorskip("jupyterhub")
     from jupyter_events import EventLogger
 
-    from jupyter_telemetry_ext.hub_events import HubEventHandler, hub_schema_folder
+    from jupyter_telemetry_ext.hub.events import HubEventHandler, hub_schema_folder
 
     handler = HubEventHandler(handlers=[sink.handler], allowed_schemas=[HUB_ACTION])
     hub_logger = EventLogger(handlers=[handler])  # as c.EventLogger.handlers configures it
@@ -119,8 +121,8 @@ def test_hub_event_handler_adds_the_user_as_the_collector_does(sink: Sink) -> No
     pytest.importorskip("jupyterhub")
     from jupyter_events import EventLogger
 
-    from jupyter_telemetry_ext.hub_events import HubEventHandler, hub_schema_folder
-    from jupyter_telemetry_ext.recorded_user import hashed_user
+    from jupyter_telemetry_ext.core.recorded_user import hashed_user
+    from jupyter_telemetry_ext.hub.events import HubEventHandler, hub_schema_folder
 
     allowed = {HUB_ACTION: {"allowed_categories": ["unrestricted", "user-identifier"]}}
     handler = HubEventHandler(

@@ -90,8 +90,8 @@ def raw(server: Server, body: bytes, headers: dict[str, str] | None = None) -> t
 
 
 def test_rest_api_description_is_shipped_and_covers_every_route() -> None:
-    from jupyter_telemetry_ext.page import page_handlers
-    from jupyter_telemetry_ext.routes import default_handlers
+    from jupyter_telemetry_ext.server.page import page_handlers
+    from jupyter_telemetry_ext.server.routes import default_handlers
 
     spec = yaml.safe_load((files("jupyter_telemetry_ext") / "rest-api.yml").read_text())
     assert spec["openapi"].startswith("3.")

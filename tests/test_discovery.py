@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.discovery import (
+from jupyter_telemetry_ext.core.discovery import (
     discover,
     register_discovered,
     schema_files,

@@ -17,7 +17,7 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog, EventValidationError, UnknownSchemaError
-from jupyter_telemetry_ext.errors import QueueFullError
+from jupyter_telemetry_ext.core.errors import QueueFullError
 from tests.conftest import DiskFull, Gate, Sink, make_schema
 
 SCHEMA_ID = "test.events/example"
@@ -508,7 +508,7 @@ def test_failed_joint_write_counts_every_event(eventlog_factory: Any, tmp_path: 
 
 
 def test_format_timestamp_repeats_and_changes_correctly() -> None:
-    from jupyter_telemetry_ext.timestamps import format_timestamp
+    from jupyter_telemetry_ext.core.timestamps import format_timestamp
 
     first = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
     same_instant = first.astimezone(timezone(timedelta(hours=5)))

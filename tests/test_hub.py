@@ -58,7 +58,7 @@ c.EventLog.allowed_schemas = {{
 
 HUB_EVENTS_CONFIG = """
 import logging
-from jupyter_telemetry_ext.hub_events import HubEventHandler
+from jupyter_telemetry_ext.hub.events import HubEventHandler
 c.EventLogger.handlers = [
     HubEventHandler(
         handlers=[logging.FileHandler({sink!r}), *{pg_handlers}],
@@ -102,7 +102,7 @@ class Deployment:
 def _pg_handlers(db: str | None, spool: Path) -> str:
     if db is None:
         return "[]"
-    return (f"[__import__('jupyter_telemetry_ext.postgres').postgres.PostgresEventHandler("
+    return (f"[__import__('jupyter_telemetry_ext.sinks.postgres').postgres.PostgresEventHandler("
             f"{db!r}, spool_dir={str(spool)!r})]")  # fmt: skip
 
 
@@ -376,7 +376,7 @@ def test_sigint_writes_every_accepted_event_and_exits(
     env = {**os.environ, "JUPYTERHUB_API_URL": f"{hub.url}hub/api",
            "JUPYTERHUB_API_TOKEN": hub.admin_token, "JUPYTERHUB_SERVICE_NAME": SERVICE,
            "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE}"}  # fmt: skip
-    command = [sys.executable, "-m", "jupyter_telemetry_ext.cli", "collect", "--config",
+    command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "collect", "--config",
                str(config), "--url", f"http://127.0.0.1:{port}"]  # fmt: skip
     log = tmp_path / "collector.log"
     with log.open("wb") as out:

@@ -16,29 +16,33 @@ from types import ModuleType
 import pytest
 
 import jupyter_telemetry_ext
-from jupyter_telemetry_ext import EventLog, errors
-from jupyter_telemetry_ext.metrics import TelemetryCollector
-from jupyter_telemetry_ext.outcomes import OUTCOMES, REPLY_OUTCOMES
-from jupyter_telemetry_ext.ratelimit import RateLimiter
-from jupyter_telemetry_ext.reception import Policy
+from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.core import errors
+from jupyter_telemetry_ext.core.outcomes import OUTCOMES, REPLY_OUTCOMES
+from jupyter_telemetry_ext.server.metrics import TelemetryCollector
+from jupyter_telemetry_ext.server.ratelimit import RateLimiter
+from jupyter_telemetry_ext.server.reception import Policy
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "jupyter_telemetry_ext"
 
 # Exceptions that subclass a jsonschema class, defined beside the code that imports jsonschema
 # (slow to import): the validation error (found in `errors` too, imported on first use), and the
 # jsonschema-compatible class that `errors.EventSchemaError` builds once jsonschema is loaded.
 JSONSCHEMA_ERRORS = {
-    ("jupyter_telemetry_ext.validation", "EventValidationError"),
-    ("jupyter_telemetry_ext.jsonschema_compat", "EventSchemaError"),
+    ("jupyter_telemetry_ext.core.validation", "EventValidationError"),
+    ("jupyter_telemetry_ext.core.jsonschema_compat", "EventSchemaError"),
 }
 
 
 def package_modules() -> list[ModuleType]:
     """Return every module of the package that imports here (optional extras may be missing)."""
     modules = []
-    for info in pkgutil.iter_modules(jupyter_telemetry_ext.__path__):
+    for info in pkgutil.walk_packages(jupyter_telemetry_ext.__path__, "jupyter_telemetry_ext."):
+        if info.name.endswith("__main__"):
+            continue
         try:
-            modules.append(importlib.import_module(f"jupyter_telemetry_ext.{info.name}"))
+            modules.append(importlib.import_module(info.name))
         except ImportError:  # pragma: no cover - an optional extra is not installed
             continue
     return modules
@@ -54,11 +58,11 @@ def test_every_exception_class_is_defined_in_errors() -> None:
         and value.__module__ == module.__name__
     }
     elsewhere = {
-        (module, name) for module, name in defined if module != "jupyter_telemetry_ext.errors"
+        (module, name) for module, name in defined if module != "jupyter_telemetry_ext.core.errors"
     }
     assert elsewhere == JSONSCHEMA_ERRORS
     assert len(defined) >= 17
-    assert errors.EventValidationError.__module__ == "jupyter_telemetry_ext.validation"
+    assert errors.EventValidationError.__module__ == "jupyter_telemetry_ext.core.validation"
 
 
 def test_queue_full_error_is_exported() -> None:
@@ -68,30 +72,71 @@ def test_queue_full_error_is_exported() -> None:
     assert "QueueFullError" in jupyter_telemetry_ext.__all__
 
 
+def imports_of(module: str) -> set[str]:
+    """Return the package's modules (`group.name`) that `module` (`group.name`) imports itself,
+    as read from its source, lazy imports included."""
+    group = module.rpartition(".")[0]
+    tree = ast.parse((PACKAGE / f"{module.replace('.', '/')}.py").read_text("utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        if node.level == 1:
+            base = f"{group}.{node.module}" if node.module else group
+        elif node.level == 0 and (node.module or "").startswith("jupyter_telemetry_ext."):
+            base = (node.module or "").removeprefix("jupyter_telemetry_ext.")
+        else:
+            continue
+        names = [f"{base}.{alias.name}" for alias in node.names]
+        found |= {
+            name for name in [base, *names] if (PACKAGE / f"{name.replace('.', '/')}.py").is_file()
+        }
+    return found
+
+
 def imported_by(module: str) -> set[str]:
-    """Return the package's modules that `module` imports, directly or through others, as read
-    from their source (the package's `__init__`, which imports the EventLog, left out)."""
-    package = ROOT / "jupyter_telemetry_ext"
+    """Return the package's modules that `module` imports, directly or through others."""
     seen: set[str] = set()
     todo = [module]
     while todo:
         name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        tree = ast.parse((package / f"{name}.py").read_text("utf-8"))
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-                todo.append(node.module)
-            elif isinstance(node, ast.ImportFrom) and node.level == 1:
-                todo.extend(alias.name for alias in node.names)
+        if name not in seen:
+            seen.add(name)
+            todo.extend(imports_of(name))
     return seen
 
 
 def test_parsing_a_post_imports_no_eventlog() -> None:
-    imported = imported_by("wire")
-    assert {"strictjson", "timestamps", "errors"} <= imported
-    assert not imported & {"eventlog", "ingest", "delivery", "reception"}
+    imported = imported_by("server.wire")
+    assert {"server.strictjson", "core.timestamps", "core.errors"} <= imported
+    assert not imported & {"core.eventlog", "server.ingest", "core.delivery", "server.reception"}
+
+
+GROUPS = ("core", "server", "hub", "sinks", "cli")
+
+
+def test_every_module_is_in_one_group() -> None:
+    top = {path.stem for path in PACKAGE.glob("*.py")}
+    assert top == {"__init__", "_version"}
+    grouped = {path.parent.name for path in PACKAGE.glob("*/*.py")} - {"labextension"}
+    assert grouped == set(GROUPS)
+
+
+def test_the_library_imports_nothing_of_the_server_the_hub_the_sinks_or_the_cli() -> None:
+    library = [f"core.{path.stem}" for path in (PACKAGE / "core").glob("*.py")]
+    assert len(library) > 20
+    for module in library:
+        outside = {name for name in imports_of(module) if not name.startswith("core.")}
+        assert not outside, f"{module} imports {sorted(outside)}"
+
+
+def test_public_imports_stay_at_the_top() -> None:
+    import jupyter_telemetry_ext as package
+
+    for name in package.__all__:
+        if name != "PostgresEventHandler" or importlib.util.find_spec("psycopg"):
+            assert getattr(package, name) is not None
+    assert package.HubEventHandler.__module__ == "jupyter_telemetry_ext.hub.events"
 
 
 def test_a_reception_is_built_whole() -> None:
@@ -105,7 +150,7 @@ def test_a_reception_is_built_whole() -> None:
 
 
 def test_handlers_are_sinks_and_routes_are_routes() -> None:
-    from jupyter_telemetry_ext.routes import default_handlers
+    from jupyter_telemetry_ext.server.routes import default_handlers
 
     assert [pattern for pattern, _ in default_handlers] == [
         "/api/telemetry/events",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.otel import OTLPEventHandler
+from jupyter_telemetry_ext.sinks.otel import OTLPEventHandler
 from tests.conftest import make_schema
 from tests.otlp_receiver import Receiver
 from tests.servers import EXAMPLE, Server, write_config
@@ -82,7 +82,7 @@ def test_unreachable_collector_never_reaches_the_caller() -> None:
 
 
 OTEL_CONFIG = """
-from jupyter_telemetry_ext.otel import OTLPEventHandler
+from jupyter_telemetry_ext.sinks.otel import OTLPEventHandler
 
 c.ServerApp.jpserver_extensions = {{"jupyter_telemetry_ext": True}}
 c.TelemetryExtension.schema_paths = [{schemas!r}]

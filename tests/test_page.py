@@ -13,8 +13,8 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
 
-from jupyter_telemetry_ext.page import page_handlers
-from jupyter_telemetry_ext.routes import AUTH_RESOURCE
+from jupyter_telemetry_ext.server.page import page_handlers
+from jupyter_telemetry_ext.server.routes import AUTH_RESOURCE
 from tests.conftest import FRONTEND_ID, SHIPPED_SCHEMAS, UNLISTED_ID
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]

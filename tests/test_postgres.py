@@ -19,16 +19,16 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.errors import StoreUnavailableError
-from jupyter_telemetry_ext.pgtable import EVENTS_KEY
-from jupyter_telemetry_ext.recorded_user import hashed_user
+from jupyter_telemetry_ext.core.errors import StoreUnavailableError
+from jupyter_telemetry_ext.core.recorded_user import hashed_user
+from jupyter_telemetry_ext.sinks.pgtable import EVENTS_KEY
 from tests.conftest import FRONTEND_ID, Sink, make_schema
 from tests.pgserver import PostgresServer, binaries, running_server
 from tests.test_reliability import Fetch, send
 
 psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
 
-from jupyter_telemetry_ext.postgres import PostgresEventHandler  # noqa: E402
+from jupyter_telemetry_ext.sinks.postgres import PostgresEventHandler  # noqa: E402
 
 pytestmark = pytest.mark.e2e  # starts a PostgreSQL server
 

@@ -18,8 +18,8 @@ from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.recorded_user import SECRET_FILE, hashed_user
-from jupyter_telemetry_ext.timestamps import format_timestamp, parse_timestamp
+from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user
+from jupyter_telemetry_ext.core.timestamps import format_timestamp, parse_timestamp
 from tests.conftest import FRONTEND_ID, SERVER_ID, Gate, Sink
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from jupyter_telemetry_ext.duplicates import Duplicates
-from jupyter_telemetry_ext.errors import SecretFileError
-from jupyter_telemetry_ext.ratelimit import RateLimiter
-from jupyter_telemetry_ext.recorded_user import SECRET_FILE, hashed_user, load_or_create_secret
-from jupyter_telemetry_ext.timestamps import corrected_event_time
+from jupyter_telemetry_ext.core.errors import SecretFileError
+from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user, load_or_create_secret
+from jupyter_telemetry_ext.core.timestamps import corrected_event_time
+from jupyter_telemetry_ext.server.duplicates import Duplicates
+from jupyter_telemetry_ext.server.ratelimit import RateLimiter
 
 
 class Clock:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_telemetry_ext.recorded_user import hashed_user, load_or_create_secret
+from jupyter_telemetry_ext.core.recorded_user import hashed_user, load_or_create_secret
 
 JUPYTER = str(Path(sys.executable).with_name("jupyter"))
 

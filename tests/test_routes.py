@@ -12,8 +12,8 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPResponse
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.routes import AUTH_RESOURCE, default_handlers
-from jupyter_telemetry_ext.timestamps import parse_timestamp
+from jupyter_telemetry_ext.core.timestamps import parse_timestamp
+from jupyter_telemetry_ext.server.routes import AUTH_RESOURCE, default_handlers
 from tests.conftest import FRONTEND_ID, SERVER_ID, UNLISTED_ID, Sink, frontend_schema
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]

@@ -19,7 +19,7 @@ from traitlets import TraitError
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.sampling import SAMPLING_FORM, keeps, share
+from jupyter_telemetry_ext.core.sampling import SAMPLING_FORM, keeps, share
 from tests.conftest import FRONTEND_ID, SERVER_ID, UNLISTED_ID, Sink, make_schema
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]

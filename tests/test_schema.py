@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from jupyter_telemetry_ext import EventLog, EventSchema, EventSchemaError
-from jupyter_telemetry_ext.validation import EventValidationError
+from jupyter_telemetry_ext.core.validation import EventValidationError
 from tests.conftest import billion_laughs, make_schema
 
 

@@ -175,7 +175,7 @@ OPEN_ID = "https://events.example.org/open/v1"
 async def test_server_schema_open_to_frontends_posted_to_api_events_is_not_recorded(
     jp_fetch: Fetch, jp_serverapp: Any, server_eventlog: EventLog, sink: Sink
 ) -> None:
-    from jupyter_telemetry_ext.server_events import record_server_events
+    from jupyter_telemetry_ext.server.server_events import record_server_events
 
     schema_id = OPEN_ID
     jp_serverapp.event_logger.register_event_schema(

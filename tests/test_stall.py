@@ -13,11 +13,12 @@ import jsonschema
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPResponse
 
-from jupyter_telemetry_ext import EventLog, EventSchema, EventValidationError, ingest
-from jupyter_telemetry_ext.ingest import post_event, record_batch_paced
-from jupyter_telemetry_ext.reception import Reception
-from jupyter_telemetry_ext.tickets import Ticket
-from jupyter_telemetry_ext.wire import Limits
+from jupyter_telemetry_ext import EventLog, EventSchema, EventValidationError
+from jupyter_telemetry_ext.core.tickets import Ticket
+from jupyter_telemetry_ext.server import ingest
+from jupyter_telemetry_ext.server.ingest import post_event, record_batch_paced
+from jupyter_telemetry_ext.server.reception import Reception
+from jupyter_telemetry_ext.server.wire import Limits
 from tests.conftest import Sink, make_schema
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jupyter_telemetry_ext import strictjson
-from jupyter_telemetry_ext.errors import JSONBodyError
+from jupyter_telemetry_ext.core.errors import JSONBodyError
+from jupyter_telemetry_ext.server import strictjson
 
 NUMBERS = [
     "0", "-0", "12", "-7", "9007199254740991", "-9007199254740991", "9007199254740992",

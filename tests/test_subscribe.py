@@ -14,9 +14,9 @@ from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.errors import SubscriberLimitError
-from jupyter_telemetry_ext.subscribe import DROPPED_KEY, Subscription
-from jupyter_telemetry_ext.subscribers import Subscribers
+from jupyter_telemetry_ext.core.errors import SubscriberLimitError
+from jupyter_telemetry_ext.server.subscribe import DROPPED_KEY, Subscription
+from jupyter_telemetry_ext.server.subscribers import Subscribers
 from tests.conftest import FRONTEND_ID, SERVER_ID, UNLISTED_ID, frontend_schema
 
 Connect = Callable[..., Awaitable[WebSocketClientConnection]]

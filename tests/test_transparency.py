@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.transparency import (
+from jupyter_telemetry_ext.server.transparency import (
     EACH_ITEM,
     OTHER_FIELDS,
     HandlerView,

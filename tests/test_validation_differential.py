@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jupyter_telemetry_ext import EventLog, EventSchema
-from jupyter_telemetry_ext.validation import describing_document, slow_validator
+from jupyter_telemetry_ext.core.validation import describing_document, slow_validator
 from tests.conftest import make_schema
 
 ROOT = Path(__file__).parent.parent

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_telemetry_ext.errors import IngestError
-from jupyter_telemetry_ext.wire import MAX_ID_LENGTH, Limits, parse_event
+from jupyter_telemetry_ext.core.errors import IngestError
+from jupyter_telemetry_ext.server.wire import MAX_ID_LENGTH, Limits, parse_event
 
 EVENT = {"schema_id": "a/b", "version": 1, "data": {}}
 

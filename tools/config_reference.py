@@ -29,7 +29,7 @@ PLACEHOLDER = re.compile(r"^```\{(config-reference|cli-reference)\}\n```\n", re.
 
 def subcommands() -> dict[str, type[Application]]:
     """Return the `jupyter telemetry` subcommands by name, their classes imported."""
-    from jupyter_telemetry_ext.cli import TelemetryApp
+    from jupyter_telemetry_ext.cli.main import TelemetryApp
 
     named = {name: spec for name, (spec, _) in TelemetryApp.subcommands.items()}
     return {name: import_item(s) if isinstance(s, str) else s for name, s in named.items()}

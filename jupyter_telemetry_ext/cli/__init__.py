@@ -1,0 +1,1 @@
+"""The `jupyter telemetry` command line."""

@@ -1,0 +1,300 @@
+"""`jupyter telemetry`: validate schemas, list what the server would record, read event logs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+from jupyter_core.application import JupyterApp
+from traitlets import Bool, Enum, List, Unicode
+
+from jupyter_telemetry_ext._version import __version__
+from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
+from jupyter_telemetry_ext.core.errors import EventSchemaError
+from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.printable import printable
+from jupyter_telemetry_ext.sinks.logreader import (
+    BadLine,
+    event_time,
+    log_files,
+    parse_since,
+    read_events,
+    tail_batches,
+)
+
+from .tables import render
+
+
+class Command(JupyterApp):
+    """A `jupyter telemetry` subcommand: errors are one line on stderr, never a traceback."""
+
+    version = __version__
+
+    def fail(self, message: str, code: int = 2) -> NoReturn:
+        """Print an error and exit."""
+        print(f"jupyter telemetry: {message}", file=sys.stderr)
+        self.exit(code)
+        raise SystemExit(code)  # unreachable: exit raises
+
+
+class ValidateCommand(Command):
+    """Check schema files with the rules used at registration."""
+
+    name = "jupyter-telemetry-validate"
+    description = """Check event schema files (YAML or JSON) with the same rules as registration.
+    Prints one line per problem, naming the file and the key. Exit status: 0 when every file is
+    valid, 1 when some are invalid, 2 when some cannot be read."""
+    examples = "jupyter telemetry validate schemas/*/v1.yaml"
+
+    def start(self) -> None:
+        """Validate each file named on the command line."""
+        if not self.extra_args:
+            self.fail("validate: name one or more schema files")
+        eventlog = EventLog()
+        codes = [self._check(eventlog, Path(p)) for p in self.extra_args]
+        print(f"{codes.count(0)} valid, {len(codes) - codes.count(0)} with problems")
+        self.exit(max(codes))
+
+    def _check(self, eventlog: EventLog, path: Path) -> int:
+        if not path.is_file():
+            print(f"{path}: cannot read: no such file")
+            return 2
+        try:
+            schema = eventlog.register_schema_file(path)
+        except EventSchemaError as e:
+            print(printable(str(e)))
+            return 2 if "cannot read" in str(e) else 1
+        print(printable(f"{path}: ok ({schema.id} version {schema.version})"))
+        return 0
+
+
+class SchemasCommand(Command):
+    """List the schemas the server would find, and whether the config allows them."""
+
+    name = "jupyter-telemetry-schemas"
+    description = """List the event schemas a Jupyter server with this extension would register:
+    those in `telemetry/schemas` of every Jupyter data path and in
+    c.TelemetryExtension.schema_paths. Reads the same config files as `jupyter server`, so the
+    `allowed` column follows c.EventLog.allowed_schemas."""
+    config_file_name = Unicode("jupyter_server_config")
+    json_output = Bool(False, help="Print one JSON object per schema.").tag(config=True)
+    flags = {"json": ({"SchemasCommand": {"json_output": True}}, "Print JSON lines.")}  # noqa: RUF012
+
+    def start(self) -> None:
+        """Print the discovered schemas."""
+        eventlog = EventLog(config=self.config)
+        folders = schema_folders(self._schema_paths())
+        schemas = register_discovered(eventlog, folders, self.log)
+        rows = [
+            {"id": s.id, "version": s.version, "title": s.title, "frontend": s.frontend,
+             "allowed": eventlog.is_allowed(s.id), "file": s.source}
+            for s in sorted(schemas, key=lambda s: (s.id, s.version_key))
+        ]  # fmt: skip
+        _print_rows(rows, self.json_output)
+
+    def _schema_paths(self) -> list[str]:
+        section = self.config.get("TelemetryExtension", {})
+        paths = section.get("schema_paths", []) if hasattr(section, "get") else []
+        return [str(p) for p in paths] if isinstance(paths, (list, tuple)) else []
+
+
+class LogCommand(Command):
+    """A command that reads an event log and its rotated files."""
+
+    schema_ids = List(Unicode(), help="Only events of these schema ids.").tag(config=True)
+    since = Unicode(
+        "", help="Only events at or after this time (RFC 3339, a date, or 2h/7d ago)."
+    ).tag(config=True)
+    json_output = Bool(False, help="Print JSON lines instead of a table.").tag(config=True)
+    db = Unicode(
+        "", help="Read the PostgreSQL event store at this URL (env:NAME: from that variable)."
+    ).tag(config=True)
+    table = Unicode("telemetry_events", help="The PostgreSQL events table.").tag(config=True)
+    bad_lines = 0
+
+    def path(self) -> Path:
+        """Return the log named on the command line."""
+        if len(self.extra_args) != 1:
+            self.fail(f"{self.name.split('-')[-1]}: name exactly one event log file")
+        path = Path(self.extra_args[0])
+        if not log_files(path):
+            self.fail(f"{path}: cannot read: no such file")
+        return path
+
+    def report(self, bad: BadLine) -> None:
+        """Print a bad line's location and problem on stderr."""
+        self.bad_lines += 1
+        print(bad, file=sys.stderr)
+
+    def selected(self, capsules: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Yield the capsules that pass --schema and --since."""
+        try:
+            since = parse_since(self.since) if self.since else None
+        except ValueError as e:
+            self.fail(str(e))
+        for capsule in capsules:
+            if self.schema_ids and capsule.get("__schema__") not in self.schema_ids:
+                continue
+            when = event_time(capsule)
+            if since is None or (when is not None and when >= since):
+                yield capsule
+
+
+_LOG_ALIASES = {"schema": "LogCommand.schema_ids", "since": "LogCommand.since",
+                "db": "LogCommand.db", "table": "LogCommand.table"}  # fmt: skip
+
+
+class EventsCommand(LogCommand):
+    """Print the events of a log as a table or JSON lines."""
+
+    name = "jupyter-telemetry-events"
+    description = """Print the events in a JSON-lines event log (and its rotated files, oldest
+    first) as a readable table, or as JSON lines with --json. Bad lines are reported on stderr
+    with their line number and skipped (exit status 1)."""
+    examples = "jupyter telemetry events events.log --schema my.events/set1 --since 2h --follow"
+    follow_log = Bool(False, help="Keep printing events as they are written.").tag(config=True)
+    aliases = _LOG_ALIASES
+    flags = {  # noqa: RUF012 - traitlets reads these class attributes
+        "json": ({"LogCommand": {"json_output": True}}, "Print JSON lines."),
+        "follow": (
+            {"EventsCommand": {"follow_log": True}},
+            "Keep printing new events (Ctrl-C ends).",
+        ),
+    }
+
+    def start(self) -> None:
+        """Print the log's events, then follow it when asked."""
+        if self.db:
+            from .store import events_from_store
+
+            events_from_store(self)
+            return
+        path = self.path()
+        rotated = [p for p in log_files(path) if p != path]
+        batches = tail_batches(path, self.report, forever=self.follow_log)
+        first = [*read_events(rotated, self.report), *next(batches)]
+        _print_events(list(self.selected(first)), self.json_output)
+        try:
+            for batch in batches:
+                _print_events(list(self.selected(batch)), self.json_output, header=False)
+        except KeyboardInterrupt:
+            pass
+        self.exit(1 if self.bad_lines else 0)
+
+
+class StatsCommand(LogCommand):
+    """Count events per schema, version and action over time."""
+
+    name = "jupyter-telemetry-stats"
+    description = """Count the events of a JSON-lines event log (and its rotated files) per period,
+    schema, version and action."""
+    examples = "jupyter telemetry stats events.log --by hour"
+    period = Enum(["day", "hour", "all"], "day", help="The period of each count.").tag(config=True)
+    aliases = {**_LOG_ALIASES, "by": "StatsCommand.period"}  # noqa: RUF012 - traitlets reads these class attributes
+    flags = {"json": ({"LogCommand": {"json_output": True}}, "Print JSON lines.")}  # noqa: RUF012 - traitlets reads these class attributes
+
+    def start(self) -> None:
+        """Print the counts."""
+        if self.db:
+            from .store import stats_from_store
+
+            stats_from_store(self, self.period)
+            return
+        capsules = self.selected(read_events(log_files(self.path()), self.report))
+        counts = Counter(self._key(c) for c in capsules)
+        rows = [
+            {"period": p, "schema": s, "version": v, "action": a, "count": n}
+            for (p, s, v, a), n in sorted(counts.items(), key=lambda kv: tuple(map(str, kv[0])))
+        ]
+        _print_rows(rows, self.json_output)
+        self.exit(1 if self.bad_lines else 0)
+
+    def _key(self, capsule: dict[str, Any]) -> tuple[str, str, str, str]:
+        stamp = str(capsule.get("__timestamp__", ""))
+        period = {"day": stamp[:10], "hour": stamp[:13].replace("T", " ") + "h", "all": "all"}[
+            self.period
+        ]
+        action = capsule.get("action")
+        return (period, str(capsule["__schema__"]), str(capsule.get("__schema_version__")),
+                "" if action is None else str(action))  # fmt: skip
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+    elif rows:
+        print(render(list(rows[0]), [list(r.values()) for r in rows]))
+    else:
+        print("(none)")
+
+
+def _print_events(capsules: list[dict[str, Any]], as_json: bool, header: bool = True) -> None:
+    if as_json:
+        for capsule in capsules:
+            print(json.dumps(capsule), flush=True)
+        return
+    if not capsules and not header:
+        return
+    rows = [_event_row(c) for c in capsules]
+    table = render(["time", "schema", "version", "action", "data"], rows).splitlines()
+    print("\n".join(table if header else table[2:]), flush=True)
+
+
+def _event_row(capsule: dict[str, Any]) -> list[object]:
+    data = {k: v for k, v in capsule.items() if not k.startswith("__") and k != "action"}
+    summary = " ".join(f"{k}={json.dumps(v)}" for k, v in data.items())
+    head = [capsule.get(k) for k in ("__timestamp__", "__schema__", "__schema_version__")]
+    return [*head, capsule.get("action", ""), summary]
+
+
+class TelemetryApp(JupyterApp):
+    """`jupyter telemetry`: tools for Jupyter telemetry schemas and event logs."""
+
+    name = "jupyter-telemetry"
+    version = __version__
+    description = "Tools for Jupyter telemetry: event schemas and event logs."
+    subcommands = {  # noqa: RUF012 - traitlets reads these class attributes
+        "validate": (ValidateCommand, ValidateCommand.__doc__ or ""),
+        "schemas": (SchemasCommand, SchemasCommand.__doc__ or ""),
+        "events": (EventsCommand, EventsCommand.__doc__ or ""),
+        "stats": (StatsCommand, StatsCommand.__doc__ or ""),
+        # The store commands subclass Command: named by import path, imported when run.
+        "sql": ("jupyter_telemetry_ext.cli.store.SqlCommand", "Run a read-only SQL query."),
+        "prune": ("jupyter_telemetry_ext.cli.store.PruneCommand", "Remove old events."),
+        "export": ("jupyter_telemetry_ext.cli.store.ExportCommand", "Print a user's events."),
+        "erase": ("jupyter_telemetry_ext.cli.store.EraseCommand", "Delete a user's events."),
+        "collect": (
+            "jupyter_telemetry_ext.hub.collector.TelemetryCollector",
+            "Run the JupyterHub collector service.",
+        ),
+    }
+
+    def start(self) -> None:
+        """Run the subcommand, or list them."""
+        if self.subapp is None:
+            names = ", ".join(self.subcommands)
+            print(
+                f"jupyter telemetry: name a subcommand ({names}); --help for more", file=sys.stderr
+            )
+            self.exit(2)
+        else:
+            self.subapp.start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run `jupyter telemetry`; a closed pipe (`| head`) or Ctrl-C ends it quietly."""
+    try:
+        TelemetryApp.launch_instance(argv)
+    except BrokenPipeError:
+        sys.stderr.close()  # nothing more can be written; Python would complain at exit
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The library: schemas, categories, the allow-list, redaction, EventLog, EventRouter."""

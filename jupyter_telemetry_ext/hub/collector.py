@@ -1,0 +1,297 @@
+"""`jupyter telemetry collect`: the JupyterHub service that records every user's events.
+
+The collector runs the same pipeline as the server extension (schemas, allow-list, redaction,
+limits, duplicate ids, sinks) under the hub admin's config, and takes the user of each event
+from the hub: the owner of the token (or OAuth cookie) that posted it. jupyterhub (the `[hub]`
+extra) is imported only when the collector starts (see `collector_routes`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import os
+import secrets
+import signal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+
+from jupyter_telemetry_ext.cli.main import Command
+from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
+from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.server.reception import Policy
+from jupyter_telemetry_ext.server.server_events import server_schemas
+from jupyter_telemetry_ext.server.wire import Limits
+
+GC_YOUNG_THRESHOLD = 20_000
+HUB_SCHEMAS = "https://schema.jupyter.org/jupyterhub/"  # the hub's own events: never posted
+INSTALL_HUB = "the collector needs JupyterHub: pip install 'jupyter_telemetry_ext[hub]'"
+
+
+class TelemetryCollector(Command):
+    """Serve the telemetry REST API as a JupyterHub service; record through `c.EventLog`."""
+
+    name = "jupyter-telemetry-collect"
+    description = """Run the telemetry collector: a JupyterHub service (managed, listening on
+    $JUPYTERHUB_SERVICE_URL, or external with --url) that serves POST api/telemetry/events and
+    GET api/telemetry/schemas to hub users and records their events through the EventLog of its
+    config file (c.EventLog.*, c.TelemetryCollector.*). SIGINT or SIGTERM writes every accepted
+    event, then exits."""
+    examples = "jupyter telemetry collect --config /etc/jupyterhub/telemetry_config.py"
+    aliases = {**Command.aliases, "url": "TelemetryCollector.url"}  # noqa: RUF012 - traitlets reads it
+
+    url = Unicode(
+        help="""Where the collector listens, e.g. `http://127.0.0.1:10101`. Empty (the default):
+        $JUPYTERHUB_SERVICE_URL, which the hub sets for a managed service. Only the host and port
+        are used; the routes live under `base_url`.""",
+    ).tag(config=True)
+
+    base_url = Unicode(
+        help="""The path prefix of every route, as the proxy forwards it, e.g.
+        `/services/telemetry/`. Empty (the default): $JUPYTERHUB_SERVICE_PREFIX, which the hub
+        sets for a managed service, else `/services/<service_name>/`.""",
+    ).tag(config=True)
+
+    service_name = Unicode(
+        help="""The service's name in `c.JupyterHub.services`. Empty (the default):
+        $JUPYTERHUB_SERVICE_NAME, else "telemetry". Without $JUPYTERHUB_OAUTH_ACCESS_SCOPES,
+        a request needs the scope `access:services!service=<service_name>`.""",
+    ).tag(config=True)
+
+    schema_paths = List(
+        Unicode(),
+        help="""Folders (or single files) searched for event schemas (`*.yaml`, `*.yml`,
+        `*.json`, in sub-folders too), in addition to `telemetry/schemas` in every Jupyter data
+        path, as the extension does. Empty (the default): only the data paths are searched.""",
+    ).tag(config=True)
+
+    server_events = Bool(
+        True,
+        help="""True (the default): register jupyter_server's own event schemas (kernel actions,
+        contents operations, gateway requests), so that single-user servers can forward them;
+        `c.EventLog.allowed_schemas` decides what is recorded. False: they are unknown (400).""",
+    ).tag(config=True)
+
+    max_body_size = Int(
+        1 << 20,
+        min=1,
+        help="""Largest request body accepted by POST api/telemetry/events, in bytes, after
+        inflating a gzip body (default 1048576, 1 MiB); a larger body is answered 413 and
+        nothing is recorded. At least 1.""",
+    ).tag(config=True)
+
+    max_batch_events = Int(
+        500,
+        min=1,
+        help="""Most events accepted in one batch (default 500); a larger batch is answered 413
+        and nothing is recorded. At least 1.""",
+    ).tag(config=True)
+
+    max_event_size = Int(
+        32 << 10,
+        min=1,
+        help="""Largest event accepted, in bytes of compact JSON (default 32768, 32 KiB): a
+        single larger event is answered 413, one inside a batch is rejected. At least 1.""",
+    ).tag(config=True)
+
+    rate_limit = Float(
+        20.0,
+        min=0.0,
+        help="""Requests a second each hub user may send to POST api/telemetry/events, on
+        average (default 20; a batch is one request); over it the answer is 429 with
+        `Retry-After`. 0: no limit.""",
+    ).tag(config=True)
+
+    rate_burst = Int(
+        100,
+        min=1,
+        help="""Requests a hub user may send at once before `rate_limit` applies: the size of
+        each user's token bucket (default 100). At least 1.""",
+    ).tag(config=True)
+
+    duplicate_window = Float(
+        86400.0,
+        min=0.0,
+        help="""Seconds during which a repeat of an event `id` a hub user already had recorded
+        is answered `duplicate` and not written again (default 86400, 24 h), so that retried
+        batches are recorded once. 0: ids are not remembered.""",
+    ).tag(config=True)
+
+    duplicate_capacity = Int(
+        1_000_000,
+        min=1,
+        help="""Most event ids remembered for `duplicate_window` (default 1000000); beyond it
+        the oldest are forgotten, so memory stays bounded. At least 1.""",
+    ).tag(config=True)
+
+    duplicate_capacity_per_user = Int(
+        100_000,
+        min=1,
+        help="""Most event ids remembered for each hub user (default 100000, and never more
+        than `duplicate_capacity`); beyond it that user's own oldest ids are forgotten.
+        At least 1.""",
+    ).tag(config=True)
+
+    event_time_window = Float(
+        86400.0,
+        min=0.0,
+        help="""Seconds an event's `timestamp` (corrected by the batch's `sent_at`) may be away
+        from the collector's receive time (default 86400, 24 h); an event further off is
+        rejected. 0: any time is accepted.""",
+    ).tag(config=True)
+
+    record_user = Enum(
+        ["none", "hashed", "username"],
+        default_value="none",
+        help="""Whether the collector adds who posted each event, as the capsule field
+        `__user__` (a `user-identifier`: kept only where the allow-list allows that category):
+        "none" (the default) adds nothing; "hashed" adds an HMAC-SHA256 of the hub user name
+        keyed by `user_hash_secret`; "username" adds the hub user name. Always the owner of the
+        token or cookie that posted, as the hub says; never taken from the body.""",
+    ).tag(config=True)
+
+    user_hash_secret = Unicode(
+        "",
+        help="""The key of the "hashed" `record_user` mode: one key for the whole hub, so a
+        user's hash is the same whichever replica recorded it. Empty (the default): a random
+        key is generated once and kept in the Jupyter data dir
+        (`jupyter_telemetry_ext_user_secret`, mode 0600); replicas must share it.""",
+    ).tag(config=True)
+
+    reply_after_write = Bool(
+        False,
+        help="""True: POST answers only after the EventLog handlers wrote its events (503 with
+        Retry-After when one failed; a retry with the same ids completes it). False (the
+        default): it answers once the events are queued; SIGINT and SIGTERM write them
+        before exiting, a SIGKILL loses them.""",
+    ).tag(config=True)
+
+    shutdown_timeout = Float(
+        10.0,
+        min=0.0,
+        help="""Seconds SIGINT/SIGTERM waits for the EventLog handlers to write the events
+        still queued (default 10; the hub sends SIGTERM 30 s after SIGINT); what is left is
+        lost and logged. 0: do not wait.""",
+    ).tag(config=True)
+
+    cookie_secret = Unicode(
+        help="""The key that signs the collector's OAuth cookie (hex or text). Empty (the
+        default): a random key per process, so a browser logs in again after a restart; set the
+        same key on every replica behind one proxy.""",
+    ).tag(config=True)
+
+    eventlog: EventLog
+
+    @default("service_name")
+    def _default_service_name(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_NAME", "") or "telemetry"
+
+    @default("url")
+    def _default_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "")
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")
+        return prefix or f"/services/{self.service_name}/"
+
+    def start(self) -> None:
+        """Check the config, then serve until SIGINT or SIGTERM."""
+        if self.config_file and not Path(self.config_file).is_file():
+            self.fail(f"collect: {self.config_file}: no such config file")
+        try:
+            from . import collector_routes
+        except ImportError as e:
+            self.fail(f"collect: {INSTALL_HUB} ({e})")
+        if not self.url:
+            self.fail("collect: name where to listen with --url (no $JUPYTERHUB_SERVICE_URL)")
+        self.eventlog = self._eventlog()
+        app = collector_routes.make_app(self)
+        # What start-up made lives as long as the process: out of the cyclic garbage collector's
+        # full passes, which would otherwise walk it again every few thousand events.
+        gc.collect()
+        gc.freeze()
+        # A batch makes thousands of short-lived objects: young passes every 20,000, not 700.
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        asyncio.run(self._serve(app))
+
+    def _eventlog(self) -> EventLog:
+        """Create the EventLog and register the schemas found, as the extension does."""
+        eventlog = EventLog(parent=self, background=True)
+        found = register_discovered(eventlog, schema_folders(self.schema_paths), self.log)
+        if self.server_events:
+            found += register_server_schemas(eventlog, self.log)
+        self.log.info("Telemetry collector: %d event schemas registered", len(found))
+        if not eventlog.allowed_schemas:
+            self.log.warning("Telemetry collector: c.EventLog.allowed_schemas is empty")
+        return eventlog
+
+    def settings(self) -> dict[str, Any]:
+        """Return the tornado settings the collector's handlers read."""
+        from jupyter_telemetry_ext.server.restapi import (
+            EVENTLOG_SETTING,
+            LIMITS_SETTING,
+            POLICY_SETTING,
+        )
+
+        limits = Limits(self.max_body_size, self.max_batch_events, self.max_event_size)
+        return {
+            EVENTLOG_SETTING: self.eventlog,
+            LIMITS_SETTING: limits,
+            POLICY_SETTING: Policy.from_options(self),
+            "cookie_secret": self.cookie_secret or secrets.token_hex(32),
+        }
+
+    async def _serve(self, app: Any) -> None:
+        """Listen; on SIGINT or SIGTERM stop listening, write what was accepted, return."""
+        address = urlsplit(self.url)
+        server = app.listen(address.port or 80, address.hostname or "127.0.0.1", xheaders=True)
+        self.log.info("Telemetry collector listening on %s%s", self.url.rstrip("/"), self.base_url)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        server.stop()
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Write every accepted event (off the event loop), then close the sinks."""
+        written = await asyncio.to_thread(self.eventlog.flush, self.shutdown_timeout)
+        if written:
+            self.eventlog.close(self.shutdown_timeout)
+            self.log.info("Telemetry collector: every accepted event written; stopped")
+        else:
+            pending = self.eventlog.pending
+            self.log.error("Telemetry collector: %d events were not written on shutdown", pending)
+
+
+def register_server_schemas(eventlog: EventLog, log: Any) -> list[Any]:
+    """Register jupyter_server's event schemas exactly as the extension gets them."""
+    from jupyter_events import EventLogger
+    from jupyter_server import DEFAULT_EVENTS_SCHEMA_PATH
+
+    logger = EventLogger()
+    for path in sorted(Path(DEFAULT_EVENTS_SCHEMA_PATH).glob("**/*.yaml")):
+        logger.register_event_schema(path)
+    registered = []
+    for document in server_schemas(logger):
+        try:
+            registered.append(eventlog.register_schema(document))
+        except ValueError as e:
+            log.warning("Server event schema not registered: %s", e)
+    return registered
+
+
+def open_to_users(schema: Any) -> bool:
+    """Return whether hub users may post events of `schema`: any but the hub's own."""
+    return _open_to_users(str(schema.id))
+
+
+@functools.lru_cache(maxsize=1024)
+def _open_to_users(schema_id: str) -> bool:
+    return not schema_id.startswith(HUB_SCHEMAS)

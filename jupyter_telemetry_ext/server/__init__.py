@@ -1,0 +1,1 @@
+"""The Jupyter server extension: its routes, reading posts, the transparency page."""

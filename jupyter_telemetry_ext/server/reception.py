@@ -1,0 +1,162 @@
+"""What the server knows of a POST besides its body: when it came, who sent it, its duplicates.
+
+Nothing here imports tornado: the handler builds a Reception for each request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from jupyter_telemetry_ext.core.errors import TimestampError
+from jupyter_telemetry_ext.core.recorded_user import load_or_create_secret, recorded_user
+from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.core.tickets import Owed
+from jupyter_telemetry_ext.core.timestamps import corrected_event_time, format_timestamp
+
+from .duplicates import Duplicates
+from .ratelimit import RateLimiter
+
+
+@dataclass(frozen=True)
+class Reception:
+    """One request's context: receive time, the client's `sent_at`, the sender and its ids.
+
+    Built whole once the body is read (`Policy.reception`), and not changed afterwards.
+    """
+
+    received_at: datetime
+    principal: str = ""
+    recorded_user: str | None = None
+    sent_at: datetime | None = None
+    window: timedelta | None = None
+    duplicates: Duplicates | None = None
+    # Which schemas the sender may post; None: those marked `frontend: true` (see ingest).
+    open_to: Callable[[EventSchema], bool] | None = None
+
+    def event_time(self, timestamp: datetime | None) -> datetime | None:
+        """Return the client's event time by the server's clock; raise TimestampError if far."""
+        if timestamp is None:
+            return None
+        when = timestamp
+        if self.sent_at is not None:
+            when = corrected_event_time(self.received_at, self.sent_at, timestamp)
+        if self.window is not None and abs(when - self.received_at) > self.window:
+            hours = self.window.total_seconds() / 3600
+            msg = (
+                f"is more than {hours:g} h away from the server's receive time"
+                f"{' (after correcting by sent_at)' if self.sent_at else ''}"
+                " (TelemetryExtension.event_time_window)"
+            )
+            raise TimestampError(msg)
+        return when
+
+    def is_duplicate(self, client_id: str | None) -> bool:
+        """Return True when this sender's event id was recorded within the window."""
+        if not client_id or self.duplicates is None:
+            return False
+        return self.duplicates.seen(self.principal, client_id)
+
+    def remember(self, client_id: str | None) -> None:
+        """Remember a recorded event's id, so that a retry of it is a duplicate."""
+        # Ids are kept per principal: one cannot suppress another's events by reusing ids.
+        if client_id and self.duplicates is not None:
+            self.duplicates.add(self.principal, client_id)
+
+    def id_key(self, client_id: str) -> str:
+        """Return the key under which this principal's event id is owed (see tickets.Owed)."""
+        return f"{self.principal}\x00{client_id}"
+
+    def context(self, client_id: str | None, event_time: datetime | None) -> dict[str, Any]:
+        """Return the capsule fields the server adds to one event."""
+        context: dict[str, Any] = {}
+        if event_time is None and client_id is None and self.recorded_user is None:
+            return context
+        if event_time is not None:
+            context["__event_time__"] = format_timestamp(event_time)
+        if client_id is not None:
+            context["__client_id__"] = client_id
+        if self.recorded_user is not None:
+            context["__user__"] = self.recorded_user
+        return context
+
+
+class PolicyOptions(Protocol):
+    """The options a Policy is made from: TelemetryExtension's and TelemetryCollector's."""
+
+    duplicate_window: float
+    duplicate_capacity: int
+    duplicate_capacity_per_user: int
+    event_time_window: float
+    rate_limit: float
+    rate_burst: int
+    record_user: str
+    user_hash_secret: str
+    data_dir: str
+    reply_after_write: bool
+
+
+@dataclass
+class Policy:
+    """The server's rules for posts, from TelemetryExtension's options."""
+
+    limiter: RateLimiter
+    duplicates: Duplicates | None = None
+    window: timedelta | None = None
+    record_user: str = "none"
+    secret: bytes = b""
+    reply_after_write: bool = False
+    owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
+
+    @classmethod
+    def from_options(cls, options: PolicyOptions) -> Policy:
+        """Return the rules for posts: rate limit, duplicate ids, clock window, recorded user."""
+        duplicates = None
+        if options.duplicate_window > 0:
+            duplicates = Duplicates(
+                options.duplicate_window,
+                options.duplicate_capacity,
+                options.duplicate_capacity_per_user,
+            )
+        window = options.event_time_window
+        return cls(
+            limiter=RateLimiter(options.rate_limit, options.rate_burst),
+            duplicates=duplicates,
+            window=timedelta(seconds=window) if window else None,
+            record_user=options.record_user,
+            secret=_user_secret(options),
+            reply_after_write=options.reply_after_write,
+        )
+
+    def reception(
+        self,
+        username: str,
+        principal: str,
+        received_at: datetime,
+        *,
+        sent_at: datetime | None = None,
+        open_to: Callable[[EventSchema], bool] | None = None,
+    ) -> Reception:
+        """Return the context of a request that `principal` (user `username`) sent: its
+        `sent_at` and the schemas it may post (`open_to`; None: those open to frontends)."""
+        return Reception(
+            received_at=received_at,
+            principal=principal,
+            recorded_user=recorded_user(self.record_user, self.secret, username),
+            sent_at=sent_at,
+            window=self.window,
+            duplicates=self.duplicates,
+            open_to=open_to,
+        )
+
+
+def _user_secret(options: PolicyOptions) -> bytes:
+    """Return the key of hashed user names: configured, or kept in the data dir."""
+    if options.record_user != "hashed":
+        return b""
+    if options.user_hash_secret:
+        return options.user_hash_secret.encode()
+    return load_or_create_secret(Path(options.data_dir))

@@ -1,0 +1,219 @@
+"""The transparency page's model: what each schema records, where it goes, what the server adds.
+
+Nothing here imports tornado: the page handler renders this model with a Jinja template.
+Marks come from the plan the EventLog records by (`EventLog.plan`): its rule, as
+`unrestricted_only` narrows it, and its redaction plan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jupyter_telemetry_ext.core.capsule import Plan
+from jupyter_telemetry_ext.core.categories import CategoryNode, OtherKeys
+from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.redaction import (
+    KEEP,
+    REDACT,
+    Descend,
+    KeySteps,
+    Step,
+    default_categories,
+    plan_step,
+)
+from jupyter_telemetry_ext.core.schema import schema_order
+
+KEEP_MARK, REDACT_MARK, DROP_MARK, PARTIAL_MARK, OFF_MARK = "keep", "redact", "drop", "partial", ""
+OTHER_FIELDS = "(any other field)"
+EACH_ITEM = "(each item)"
+MATCHING = "(fields matching {})"
+_STANDARD_STREAMS = {"<stderr>", "<stdout>"}
+
+
+@dataclass(frozen=True)
+class PropertyView:
+    """One property: its categories and what is recorded of it (a mark; "" when not recorded)."""
+
+    name: str
+    description: str
+    categories: tuple[str, ...]
+    mark: str
+    children: tuple[PropertyView, ...] = ()
+
+
+@dataclass(frozen=True)
+class SchemaView:
+    """One schema version as the page shows it."""
+
+    id: str
+    version: str | int
+    title: str
+    description: str
+    frontend: bool
+    allowed: bool
+    actions: tuple[str, ...]
+    user_kept: bool
+    properties: tuple[PropertyView, ...]
+
+
+@dataclass(frozen=True)
+class HandlerView:
+    """Where events go: a handler's class and, for a file, its path (never anything else)."""
+
+    kind: str
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class PageModel:
+    """Everything the transparency page shows."""
+
+    schemas: tuple[SchemaView, ...]
+    handlers: tuple[HandlerView, ...]
+    failed_handlers: tuple[HandlerView, ...]
+    record_user: str  # TelemetryExtension.record_user: how the user is recorded
+    redaction: str
+    unrestricted_only: bool
+
+    @property
+    def recorded(self) -> tuple[SchemaView, ...]:
+        """Return the schema versions the allow-list records."""
+        return tuple(schema for schema in self.schemas if schema.allowed)
+
+
+def page_model(eventlog: EventLog, record_user: str = "none") -> PageModel:
+    """Return the page's model for an EventLog under its current allow-list."""
+    schemas = sorted(eventlog.schemas, key=schema_order)
+    return PageModel(
+        schemas=tuple(schema_view(eventlog.plan(s), eventlog.redaction) for s in schemas),
+        handlers=tuple(handler_view(h) for h in eventlog.handlers),
+        failed_handlers=tuple(handler_view(h) for h in eventlog.failed_handlers),
+        record_user=str(record_user),
+        redaction=eventlog.redaction,
+        unrestricted_only=eventlog.unrestricted_only,
+    )
+
+
+def schema_view(plan: Plan, redaction: str) -> SchemaView:
+    """Return a schema's view: each property's categories and its mark under the plan."""
+    schema, rule = plan.schema, plan.rule
+    top = plan.redactor.top if plan.redactor is not None else Descend()
+    marks = _Marks(redaction, recorded=rule is not None)
+    tree = schema.categories
+    if schema.document.get("additionalProperties") is not False and tree.other_keys() is None:
+        tree = _with_other_keys(tree)  # the page names the top level's other fields anyway
+    default = default_categories(personal_data=schema.personal_data)
+    properties = marks.children(tree, top, default, _descriptions(schema.document))
+    return SchemaView(
+        id=schema.id,
+        version=schema.version,
+        title=schema.title,
+        description=schema.description,
+        frontend=schema.frontend,
+        allowed=rule is not None,
+        actions=tuple(sorted(rule.actions)) if rule else (),
+        user_kept="__user__" in plan.context_kept,
+        properties=properties,
+    )
+
+
+def _with_other_keys(tree: CategoryNode) -> CategoryNode:
+    """Return the tree with an empty description of other keys (they inherit the default)."""
+    return CategoryNode(
+        tree.categories, tree.properties, tree.patterns, [*tree.other, OtherKeys(CategoryNode())],
+        tree.items, tree.opaque,
+    )  # fmt: skip
+
+
+def _descriptions(document: Mapping[str, Any]) -> dict[str, str]:
+    properties = document.get("properties")
+    if not isinstance(properties, Mapping):
+        return {}
+    return {
+        str(name): str(sub.get("description", "")) if isinstance(sub, Mapping) else ""
+        for name, sub in properties.items()
+    }
+
+
+class _Marks:
+    """Turns a redaction plan into marks, walking it beside the category tree."""
+
+    def __init__(self, redaction: str, *, recorded: bool) -> None:
+        self.redacted = DROP_MARK if redaction == "drop" else REDACT_MARK
+        self.recorded = recorded
+
+    def mark(self, step: Step, *, item: bool = False, named: bool = True) -> str:
+        """Return the mark of one planned step.
+
+        A redacted array item is null, never dropped; a redacted key the schema does not name
+        is always dropped (its name may itself be data).
+        """
+        if not self.recorded:
+            return OFF_MARK
+        if step is KEEP:
+            return KEEP_MARK
+        if step is REDACT:
+            return REDACT_MARK if item else (self.redacted if named else DROP_MARK)
+        return PARTIAL_MARK
+
+    def view(
+        self,
+        name: str,
+        description: str,
+        node: CategoryNode,
+        step: Step,
+        inherited: frozenset[str],
+        *,
+        named: bool = True,
+    ) -> PropertyView:
+        """Return the view of one place: its effective categories, mark and planned children."""
+        categories = node.categories if node.categories is not None else inherited
+        children: tuple[PropertyView, ...] = ()
+        if isinstance(step, Descend):
+            children = self.children(node, step, categories, {})
+            if node.items is not None:
+                children += (self.view(EACH_ITEM, "", node.items, step.items, categories),)
+        mark = self.mark(step, item=name == EACH_ITEM, named=named)
+        return PropertyView(name, description, tuple(sorted(categories)), mark, children)
+
+    def children(
+        self, node: CategoryNode, step: Descend, inherited: frozenset[str], text: dict[str, str]
+    ) -> tuple[PropertyView, ...]:
+        """Return the views of an object's keys: named ones (described by `text`), those
+        matching each pattern, and any other."""
+        views = [
+            self.view(name, text.get(name, ""), node.key(name) or CategoryNode(),
+                      step.properties.get(name, KEEP), inherited)
+            for name in node.properties
+        ]  # fmt: skip
+        for pattern, sub in node.pattern_keys():
+            views.append(self._other(MATCHING.format(pattern), sub, step, inherited))
+        other = node.other_keys()
+        if other is not None:
+            views.append(self._other(OTHER_FIELDS, other, step, inherited))
+        return tuple(views)
+
+    def _other(
+        self, name: str, node: CategoryNode, step: Descend, inherited: frozenset[str]
+    ) -> PropertyView:
+        """Return the view of keys the schema does not name, as the plan decides them."""
+        other = step.other_keys
+        sub_step = (
+            plan_step(node, other.inherited, other.allowed)
+            if isinstance(other, KeySteps)
+            else other
+        )
+        return self.view(name, "", node, sub_step, inherited, named=False)
+
+
+def handler_view(handler: logging.Handler) -> HandlerView:
+    """Describe a handler by its class; only a file's path, or a standard stream, is shown."""
+    cls = type(handler)
+    kind = cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
+    if isinstance(handler, logging.FileHandler):
+        return HandlerView(kind, handler.baseFilename)
+    name = getattr(getattr(handler, "stream", None), "name", None)
+    return HandlerView(kind, name if name in _STANDARD_STREAMS else None)

@@ -1,0 +1,1 @@
+"""Where events are written: JSON-lines files, OpenTelemetry, PostgreSQL."""

@@ -1,0 +1,202 @@
+"""Rows of the PostgreSQL event table, made once per event in PostgreSQL's binary COPY format.
+
+A row is the bytes of the event's tuple in the binary COPY stream of the events table, its
+idempotency key included (see `id_key`). A waiting event then holds one bytes object (no dict
+for the garbage collector), the writer joins them into its COPY without converting anything
+(the ids table of a partitioned store takes a slice of each), and a spooled event is read back
+from its JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from hashlib import sha256
+from struct import Struct
+from typing import Any
+
+import orjson
+
+from jupyter_telemetry_ext.core.errors import RowError
+
+Row = bytes
+COLUMNS = (
+    "received", "event_time", "schema_id", "schema_version", "metadata_version",
+    "username", "client_id", "data",
+)  # fmt: skip  # the capsule's columns, as read back
+# The fields of a row, in order: the key second, at a fixed place (`key_of` slices it).
+TUPLE_COLUMNS = ("received", "key", *COLUMNS[1:])
+ID_COLUMNS = ("key", "received")
+CAPSULE_FIELDS = frozenset(
+    ("__timestamp__", "__event_time__", "__schema__", "__schema_version__",
+     "__metadata_version__", "__user__", "__client_id__")
+)  # fmt: skip
+# The binary COPY format: a signature, flags and header extension, tuples, then -1.
+HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" * 2
+TRAILER = b"\xff\xff"
+INVALID_DATETIME = "22007"  # the SQLSTATE PostgreSQL gives a timestamp it cannot read
+OUT_OF_RANGE = "22003"  # and a number that does not fit its column
+NOT_A_CAPSULE = "not an event capsule"
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)  # PostgreSQL's timestamps count from it
+_MICROSECOND = timedelta(microseconds=1)
+_NULL = b"\xff\xff\xff\xff"
+_INT = Struct(">i")
+_FIELDS = len(TUPLE_COLUMNS).to_bytes(2, "big")
+_KEY = b"\x00\x00\x00\x10"  # the size of a key field (16 bytes)
+_ID_FIELDS = b"\x00\x02"
+_STAMP = Struct(">iq")
+_JSONB = b"\x01"  # the version byte that starts jsonb's binary format
+
+
+class _Cache(dict[Any, bytes]):
+    """Encoded fields that repeat from event to event (a schema, a user, a receive time)."""
+
+    def __init__(self, encode: Any) -> None:
+        super().__init__()
+        self.encode = encode
+
+    def __missing__(self, value: Any) -> bytes:
+        if len(self) >= 1024:
+            self.clear()
+        encoded: bytes = self.encode(value)
+        self[value] = encoded
+        return encoded
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return _INT.pack(len(data)) + data
+
+
+def _stamp(value: Any) -> bytes:
+    """Return a timestamptz field of an RFC 3339 timestamp (or a datetime; naive is UTC)."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str):
+        try:  # Python 3.10 reads no trailing Z
+            when = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] in "Zz" else value)
+        except ValueError:
+            raise RowError(INVALID_DATETIME) from None
+    else:
+        raise RowError(INVALID_DATETIME)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return _STAMP.pack(8, (when - _EPOCH) // _MICROSECOND)
+
+
+def _int4(value: int) -> bytes:
+    try:
+        return b"\x00\x00\x00\x04" + value.to_bytes(4, "big", signed=True)
+    except OverflowError:
+        raise RowError(OUT_OF_RANGE) from None
+
+
+_STAMPS, _TEXTS, _INT4S = _Cache(_stamp), _Cache(_text), _Cache(_int4)
+
+
+def to_row(capsule: Mapping[str, Any]) -> Row:
+    """Return the row of a capsule; RowError (or KeyError, TypeError, ValueError) for none."""
+    data = dict(capsule)  # a copy without the capsule's fields: cheaper than a comprehension
+    pop = data.pop
+    for field in CAPSULE_FIELDS:
+        pop(field, None)
+    try:
+        text = orjson.dumps(data)
+    except TypeError:  # what orjson does not take (say non-string keys) the json module may
+        text = json.dumps(data, separators=(",", ":")).encode()
+    get = capsule.get
+    user, client, event_time = get("__user__"), get("__client_id__"), get("__event_time__")
+    user_field = _NULL if user is None else _TEXTS[str(user)]
+    if client is None:
+        client_field = key_field = _NULL
+    else:
+        client_field = _text(str(client))
+        key_field = _KEY + id_key(user_field[4:] if user is not None else b"", client_field[4:])
+    return b"".join((
+        _FIELDS, _STAMPS[capsule["__timestamp__"]], key_field,
+        _NULL if event_time is None else _stamp(event_time),
+        _TEXTS[str(capsule["__schema__"])], _TEXTS[str(get("__schema_version__"))],
+        _INT4S[int(get("__metadata_version__") or 1)], user_field, client_field,
+        _INT.pack(len(text) + 1), _JSONB, text,
+    ))  # fmt: skip
+
+
+def id_key(user: bytes, client: bytes) -> bytes:
+    """Return the idempotency key of a (UTF-8 user, UTF-8 client id): see `pgtable.KEY_SQL`."""
+    return sha256(b"%s\x00%s" % (user, client)).digest()[:16]
+
+
+def fields(tuple_: bytes) -> list[bytes | None]:
+    """Return the fields of one tuple of a binary COPY stream (None for NULL)."""
+    (count,) = Struct(">h").unpack_from(tuple_)
+    values: list[bytes | None] = []
+    at = 2
+    for _ in range(count):
+        (size,) = _INT.unpack_from(tuple_, at)
+        at += 4
+        values.append(None if size < 0 else tuple_[at : at + size])
+        at += max(size, 0)
+    return values
+
+
+def received_of(row: Row) -> datetime:
+    """Return a row's receive time."""
+    return _time(row[6:14])
+
+
+def key_of(row: Row) -> bytes | None:
+    """Return the key of a row that has a client id, None for one without."""
+    return row[18:34] if row[14:18] == _KEY else None
+
+
+def id_tuple(row: Row) -> bytes | None:
+    """Return a row's tuple in the ids table (key, received), None without a client id."""
+    return _ID_FIELDS + row[14:34] + row[2:14] if row[14:18] == _KEY else None
+
+
+def _time(field: bytes) -> datetime:
+    return _EPOCH + int.from_bytes(field, "big", signed=True) * _MICROSECOND
+
+
+def row_line(row: Row) -> str:
+    """Return the capsule of a row as one JSON line (how a waiting event is spooled)."""
+    received, _, event_time, schema_id, version, metadata, user, client, data = fields(row)
+    head: dict[str, Any] = {
+        "__timestamp__": _time(received or b"").isoformat(),
+        "__schema__": (schema_id or b"").decode(),
+        "__schema_version__": (version or b"").decode(),
+        "__metadata_version__": int.from_bytes(metadata or b"", "big", signed=True),
+    }  # fmt: skip
+    if event_time is not None:
+        head["__event_time__"] = _time(event_time).isoformat()
+    for key, value in (("__user__", user), ("__client_id__", client)):
+        if value is not None:
+            head[key] = value.decode()
+    line = orjson.dumps(head)
+    body = (data or b"")[2:]  # the data's members, after the version byte and "{"
+    return (line[:-1] + b"," + body if body != b"}" else line).decode()
+
+
+def line_row(line: str) -> Row:
+    """Return the row of a spooled line; RowError when it is damaged or no capsule."""
+    try:
+        capsule = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        raise RowError(NOT_A_CAPSULE) from None
+    if not isinstance(capsule, dict):
+        raise RowError(NOT_A_CAPSULE)
+    return to_row(capsule)
+
+
+def stream(tuples: Iterable[bytes]) -> Iterable[bytes]:
+    """Yield a binary COPY stream of tuples, in blocks (the caller sends each as it comes)."""
+    block = [HEADER]
+    for tuple_ in tuples:
+        block.append(tuple_)
+        if len(block) >= 512:
+            yield b"".join(block)
+            block = []
+    block.append(TRAILER)
+    yield b"".join(block)

@@ -1,0 +1,448 @@
+"""PostgresEventHandler: a `logging.Handler` that stores events in PostgreSQL, in batches.
+
+`emit` only queues the capsule; a thread of the handler's own writes batches with COPY, one
+transaction each. While the database is down, events wait in memory (up to `memory_events`),
+then in a spool file, and the thread reconnects with backoff; `flush()` waits until every event
+handed over so far is committed, and raises when that does not happen in `flush_timeout`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from jupyter_telemetry_ext.core.errors import (
+    RowError,
+    StoreError,
+    StoreRefusedError,
+    StoreUnavailableError,
+)
+from jupyter_telemetry_ext.core.records import RECORD_NAME, CapsuleRecord
+
+from .pgrows import NOT_A_CAPSULE, Row, line_row, row_line, to_row
+from .pgtable import DEFAULT_TABLE, ensure_table, masked, resolve_url, scrub, write_batch
+from .spool import Spool
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+log = logging.getLogger("jupyter_telemetry_ext.sinks.postgres")
+# Seconds the writer waits, once woken, for more events before it writes a batch.
+LINGER = 0.01
+# Events beyond `memory_events` are written to the spool this many at a time.
+SPOOL_BLOCK = 1000
+
+
+class _Batch:
+    """Events taken for one write: rows from memory, or lines from the spool (and their end)."""
+
+    def __init__(self, items: list[Any], spool_end: int | None = None) -> None:
+        self.items, self.spool_end = items, spool_end
+
+
+class PostgresEventHandler(logging.Handler):
+    """Stores each event in a PostgreSQL table, batched, idempotent by (user, client id).
+
+    Parameters
+    ----------
+    url
+        A libpq URL or key=value string; `env:NAME` reads it from that environment variable;
+        empty (the default) reads $JUPYTER_TELEMETRY_DB. Its password is never logged.
+    table
+        The events table (default "telemetry_events"), created on first use with its companions.
+    partition_by_day
+        Create the table range-partitioned by UTC day of receipt (default False); applies only
+        when the table is created. Retention then drops whole partitions.
+    batch_size
+        Most events written in one transaction (default 10000).
+    memory_events
+        Events kept in memory while they wait (default 100000); beyond, they wait in a spool file.
+    spool_dir
+        Folder of the spool files (default: `telemetry_spool` in the Jupyter data dir). A spool
+        left by a stopped process is written by the next handler of the same table.
+    flush_timeout
+        Seconds `flush()` waits for the events handed over to be committed (default 10).
+    max_backoff
+        Longest wait between reconnection attempts, in seconds (default 30).
+    """
+
+    # logging.shutdown (which traitlets' dictConfig runs at every server start) need not wait
+    # for a flush before closing (Python 3.12 and later ask): close() writes what it can and
+    # spools the rest, so a database that is down never holds up a shutdown.
+    flushOnClose = False  # noqa: N815 (logging's name)
+
+    def __init__(
+        self,
+        url: str = "",
+        *,
+        table: str = DEFAULT_TABLE,
+        partition_by_day: bool = False,
+        batch_size: int = 10_000,
+        memory_events: int = 100_000,
+        spool_dir: str | Path | None = None,
+        flush_timeout: float = 10.0,
+        max_backoff: float = 30.0,
+        level: int = logging.NOTSET,
+    ) -> None:
+        """Check the settings; connect only when the first event arrives."""
+        super().__init__(level)
+        self._url = resolve_url(url)
+        self.table, self.partition_by_day = table, partition_by_day
+        self.batch_size, self.memory_events = max(1, batch_size), max(0, memory_events)
+        self.flush_timeout, self.max_backoff = flush_timeout, max_backoff
+        self.spool = Spool(Path(spool_dir) if spool_dir else _default_spool_dir(), table)
+        self.where = masked(self._url)
+        self.counts = {"stored": 0, "duplicate": 0, "refused": 0, "outages": 0}
+        self._memory: list[Row] = []  # built once, by `emit`: no dict per waiting event
+        self._overflow: list[str] = []  # lines beyond memory_events, spooled SPOOL_BLOCK at once
+        self._cond = threading.Condition()
+        self._handed = self._done = 0
+        self._stopping = False
+        self._conn: psycopg.Connection[Any] | None = None
+        self._partitioned = False
+        self._down_since: float | None = None
+        self._handed = self.spool.pending  # a spool adopted from a stopped process
+        self._thread: threading.Thread | None = None
+        self._running = False  # the writer thread takes what is queued
+        _METRICS.add(self)
+        if self.spool.pending:
+            self._start()
+
+    def __repr__(self) -> str:
+        """Name the table and where it is, never the password."""
+        return f"<PostgresEventHandler {self.where} table={self.table}>"
+
+    @property
+    def pending(self) -> int:
+        """Return how many events wait to be committed (in memory and in the spool)."""
+        return self._handed - self._done
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Queue the record when the filters pass it; `emit` locks what it shares, so this
+        takes no handler-wide lock."""
+        passed: object = self.filter(record) if self.filters else True
+        if isinstance(passed, logging.LogRecord):  # Python 3.12: a filter may replace it
+            record = passed
+        if passed:
+            self.emit(record)
+        return bool(passed)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record's row for the writer thread (in memory, or spooled)."""
+        capsule = record.msg
+        if type(capsule) is not dict and not isinstance(capsule, Mapping):
+            msg = "PostgresEventHandler takes event records (their msg is the capsule)"
+            raise TypeError(msg)
+        row: Row | None = None
+        if len(self._memory) < self.memory_events:  # else spooled as its line, as it is
+            try:
+                row = to_row(capsule)
+            except RowError as e:
+                self._refused(record, e.sqlstate)
+                return
+            except (KeyError, TypeError, ValueError):
+                self._refused(record, NOT_A_CAPSULE)
+                return
+        with self._cond:
+            if self._stopping or not self._running:
+                self._reopen()
+            waiting = len(self._memory)
+            if row is not None and waiting < self.memory_events:
+                self._memory.append(row)
+            else:
+                self._overflow.append(getattr(record, "line", None) or json.dumps(capsule))
+                if len(self._overflow) >= SPOOL_BLOCK:
+                    self._spill()
+            self._handed += 1
+            if waiting == 0 or waiting + 1 >= self.batch_size:  # wake the writer, or cut its
+                self._cond.notify_all()  # linger short: a full batch is waiting
+
+    def _spill(self) -> None:
+        """Append the overflow to the spool (the caller holds the lock)."""
+        if self._overflow:
+            lines, self._overflow = self._overflow, []
+            self.spool.append(lines)
+
+    def _reopen(self) -> None:
+        """Start (again) writing: closed handlers get events too, e.g. after `logging.shutdown`
+        (which `logging.config.dictConfig` calls while a Jupyter application starts)."""
+        self._stopping = False
+        if not self._running:
+            _METRICS.add(self)
+            self._start()
+
+    def _start(self) -> None:
+        self._running = True  # until the thread decides to end, under the lock
+        self._thread = threading.Thread(target=self._run, name="telemetry-postgres", daemon=True)
+        self._thread.start()
+
+    def flush(self) -> None:
+        """Wait until every event handed over so far is committed; raise when it is not in time."""
+        with self._cond:
+            target = self._handed
+            committed = self._cond.wait_for(lambda: self._done >= target, self.flush_timeout)
+            waiting = target - self._done
+        if not committed:
+            self._spool_memory()  # whatever happens to this process next, they are on disk
+            msg = (
+                f"{waiting} events not committed to PostgreSQL {self.where} table "
+                f"{self.table} within {self.flush_timeout} s; they wait in the spool and are "
+                "retried"
+            )
+            raise StoreUnavailableError(msg)
+
+    def _spool_memory(self) -> None:
+        """Move the events waiting in memory to the spool."""
+        with self._cond:
+            rest, self._memory = self._memory, []
+            self._spill()
+        if rest:
+            self.spool.append([row_line(row) for row in rest])
+            log.warning("Telemetry: %d events spooled to %s until PostgreSQL takes them",
+                        len(rest), self.spool.folder)  # fmt: skip
+
+    def close(self) -> None:
+        """Write what is queued (for up to `flush_timeout`), spool the rest, disconnect."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(self.flush_timeout + 1)
+        self._spool_memory()
+        if self._thread is None or not self._thread.is_alive():  # else reopened meanwhile
+            self._disconnect()
+            _METRICS.discard(self)
+        super().close()
+
+    # The writer thread
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            with self._cond:
+                self._running = False
+
+    def _loop(self) -> None:
+        backoff = 0.1
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            if self._write(batch):
+                backoff = 0.1
+                continue
+            self._give_back(batch)  # on disk while the database is away; retried from there
+            with self._cond:
+                if self._stopping:
+                    self._running = False
+                    return
+                self._cond.wait(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    def _take(self) -> _Batch | None:
+        """Return the next batch (the spool's first), or None once stopping with nothing left."""
+        with self._cond:
+            while True:
+                self._spill()  # what waits beyond memory_events: to the spool, then taken
+                if self.spool.pending:
+                    break
+                if self._memory:
+                    self._linger()
+                    items = self._memory[: self.batch_size]  # in one step: the caller waits
+                    del self._memory[: self.batch_size]
+                    return _Batch(items)
+                if self._stopping:
+                    self._running = False
+                    return None
+                self._cond.wait()
+        lines, end = self.spool.take(self.batch_size)
+        return _Batch(lines, end)
+
+    def _linger(self) -> None:
+        """Wait a moment (the lock held by the caller is released meanwhile) for events arriving
+        together to fill a batch: one COPY and one commit for them all, not one each."""
+        deadline = time.monotonic() + LINGER
+        while len(self._memory) < self.batch_size and not self._stopping:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
+
+    def _give_back(self, batch: _Batch) -> None:
+        """Keep a batch that could not be written: spooled, or left in the spool."""
+        if batch.spool_end is None:
+            self.spool.append([row_line(row) for row in batch.items])
+
+    def _write(self, batch: _Batch) -> bool:
+        """Store a batch; return False when the database is unavailable (it is kept)."""
+        from psycopg import Error
+
+        try:
+            conn = self._connection()
+            stored = self._store(conn, batch.items)
+        except (Error, StoreError) as e:
+            self._outage(e)
+            return False
+        if batch.spool_end is not None:
+            self.spool.done(batch.spool_end, len(batch.items))
+        self._recovered()
+        with self._cond:
+            self.counts["stored"] += stored
+            self._done += len(batch.items)
+            self._cond.notify_all()
+        return True
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            # The rows' text is UTF-8 whatever the database's encoding: PostgreSQL converts it.
+            self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10,
+                                         client_encoding="UTF8")  # fmt: skip
+            self._partitioned = ensure_table(self._conn, self.table, self.partition_by_day)
+        return self._conn
+
+    def _store(self, conn: psycopg.Connection[Any], items: list[Any]) -> int:
+        """Write a batch; split one PostgreSQL refuses for a data reason, down to the bad row.
+
+        Spooled lines become rows as the COPY takes them: PostgreSQL works meanwhile.
+        """
+        from psycopg import DataError
+
+        made: list[Row] = []
+        rows = self._rows(items, made)
+        try:
+            stored = write_batch(conn, self.table, rows, self._partitioned)
+        except DataError as e:
+            refusal = str(e.sqlstate)  # its message may quote data
+        else:
+            self._duplicates(len(made) - stored)
+            return stored
+        made.extend(rows)  # the rows the refused COPY did not get to
+        return self._store_rows(conn, made, refusal)
+
+    def _rows(self, items: list[Any], made: list[Row]) -> Iterator[Row]:
+        """Yield the rows of a batch (noting each in `made`); refuse lines that make none."""
+        for item in items:
+            row = item
+            if type(item) is str:
+                try:
+                    row = line_row(item)
+                except RowError as e:
+                    self._refused_row(None, e.sqlstate)
+                    continue
+                except (KeyError, TypeError, ValueError):
+                    self._refused_row(None, NOT_A_CAPSULE)
+                    continue
+            made.append(row)
+            yield row
+
+    def _store_rows(self, conn: psycopg.Connection[Any], rows: list[Row], refusal: str) -> int:
+        """Write rows that PostgreSQL refused together (`refusal`) in halves, to the bad row."""
+        from psycopg import DataError
+
+        if len(rows) == 1:
+            self._refused_row(rows[0], refusal)
+            return 0
+        stored = 0
+        half = len(rows) // 2
+        for part in (rows[:half], rows[half:]):
+            try:
+                written = write_batch(conn, self.table, part, self._partitioned)
+            except DataError as e:
+                refusal = str(e.sqlstate)  # split outside `except`: no traceback quoting a row
+            else:
+                self._duplicates(len(part) - written)
+                stored += written
+                continue
+            stored += self._store_rows(conn, part, refusal)
+        return stored
+
+    def _duplicates(self, n: int) -> None:
+        with self._cond:
+            self.counts["duplicate"] += n
+
+    def _refused_row(self, row: Row | None, sqlstate: str) -> None:
+        """Report a row (or a damaged spooled line) the table will never take."""
+        capsule = orjson.loads(row_line(row)) if row is not None else {}
+        self._refused(CapsuleRecord(RECORD_NAME, capsule, ""), sqlstate)
+
+    def _refused(self, record: logging.LogRecord, sqlstate: str) -> None:
+        """Report an event the table will never take: counted as a sink failure (logged once,
+        described to failed_handlers by the SQLSTATE alone)."""
+        with self._cond:
+            self.counts["refused"] += 1
+        try:
+            raise StoreRefusedError(sqlstate)
+        except StoreRefusedError:
+            self.handleError(record)
+
+    def _outage(self, error: Exception) -> None:
+        self._disconnect()
+        if self._down_since is not None:
+            return
+        self._down_since = time.monotonic()
+        self.counts["outages"] += 1
+        log.error(
+            "Telemetry: PostgreSQL %s table %s unavailable (%s); events wait (%d in memory, "
+            "then in %s) and are retried with backoff",
+            self.where, self.table, scrub(str(error).strip(), self._url), self.memory_events,
+            self.spool.folder,
+        )  # fmt: skip
+
+    def _recovered(self) -> None:
+        if self._down_since is None:
+            return
+        seconds = time.monotonic() - self._down_since
+        self._down_since = None
+        log.warning("Telemetry: PostgreSQL %s table %s available again after %.1f s",
+                    self.where, self.table, seconds)  # fmt: skip
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a broken connection may fail to close; it is dropped anyway
+                log.debug("closing a broken PostgreSQL connection failed", exc_info=True)
+
+
+def _default_spool_dir() -> Path:
+    from jupyter_core.paths import jupyter_data_dir
+
+    return Path(jupyter_data_dir()) / "telemetry_spool"
+
+
+class _Metrics:
+    """The live handlers, read by the Prometheus collector at scrape time."""
+
+    def __init__(self) -> None:
+        self.handlers: weakref.WeakSet[PostgresEventHandler] = weakref.WeakSet()
+        self.registered = False
+
+    def add(self, handler: PostgresEventHandler) -> None:
+        self.handlers.add(handler)
+        if not self.registered:
+            self.registered = True
+            try:
+                from .pgmetrics import register
+
+                register(self)
+            except ImportError:  # no prometheus_client: nothing to expose
+                pass
+
+    def discard(self, handler: PostgresEventHandler) -> None:
+        self.handlers.discard(handler)
+
+
+_METRICS = _Metrics()

@@ -1,0 +1,193 @@
+"""Reading and maintaining the PostgreSQL event table: queries, retention, a person's events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from jupyter_telemetry_ext.core.errors import StoreError
+
+from .pgrows import COLUMNS
+from .pgtable import masked, names, resolve_url, scrub, to_capsule
+
+if TYPE_CHECKING:
+    import psycopg
+
+PERIODS = {
+    "day": "to_char(received AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "hour": "to_char(received AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24\"h\"')",
+    "all": "'all'",
+}
+
+
+def connect(url: str, table: str) -> psycopg.Connection[Any]:
+    """Connect to the store (`url` as PostgresEventHandler takes it); check the table exists."""
+    import psycopg
+
+    resolved = resolve_url(url)
+    try:
+        conn = psycopg.connect(resolved, connect_timeout=10)
+    except psycopg.Error as e:
+        msg = f"cannot connect to PostgreSQL {masked(resolved)}: {scrub(str(e).strip(), resolved)}"
+        raise StoreError(msg) from None
+    found = conn.execute("SELECT to_regclass(%s)", ['"' + table.replace('"', '""') + '"'])
+    exists = (found.fetchone() or [None])[0] is not None
+    conn.rollback()  # each command then opens its own transaction
+    if not exists:
+        conn.close()
+        msg = f"PostgreSQL {masked(resolved)} has no table {table!r}"
+        raise StoreError(msg)
+    return conn
+
+
+def _filters(schema_ids: Sequence[str], since: datetime | None) -> tuple[Any, list[Any]]:
+    clauses: list[str] = ["TRUE"]
+    params: list[Any] = []
+    if schema_ids:
+        clauses.append("schema_id = ANY(%s)")
+        params.append(list(schema_ids))
+    if since is not None:
+        clauses.append("received >= %s")
+        params.append(since)
+    from psycopg import sql
+
+    return sql.SQL(" AND ").join(map(sql.SQL, clauses)), params
+
+
+def select_events(
+    conn: psycopg.Connection[Any],
+    table: str,
+    schema_ids: Sequence[str] = (),
+    since: datetime | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield the capsules of the stored events, oldest first."""
+    from psycopg import sql
+
+    where, params = _filters(schema_ids, since)
+    query = sql.SQL("SELECT {cols} FROM {t} WHERE {where} ORDER BY received").format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), t=sql.Identifier(table), where=where
+    )
+    with conn.cursor(name="telemetry_events") as cursor:
+        cursor.execute(query, params)
+        for row in cursor:
+            yield to_capsule(row)
+
+
+def count_events(
+    conn: psycopg.Connection[Any],
+    table: str,
+    period: str,
+    schema_ids: Sequence[str] = (),
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Count events per period, schema, version and action (as `stats` does for files)."""
+    from psycopg import sql
+
+    where, params = _filters(schema_ids, since)
+    query = sql.SQL(
+        "SELECT {p} AS period, schema_id, schema_version, coalesce(data->>'action', '') AS action,"
+        " count(*) FROM {t} WHERE {where} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+    ).format(p=sql.SQL(PERIODS[period]), t=sql.Identifier(table), where=where)
+    rows = conn.execute(query, params).fetchall()
+    keys = ("period", "schema", "version", "action", "count")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def read_only_query(
+    conn: psycopg.Connection[Any], query: str
+) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run a query in a read-only transaction; return its column names and rows."""
+    conn.read_only = True
+    try:
+        cursor = conn.execute(query.encode())  # the admin's own query, by design
+        headers = [column.name for column in cursor.description or []]
+        return headers, cursor.fetchall() if cursor.description else []
+    finally:
+        conn.rollback()
+
+
+def prune(conn: psycopg.Connection[Any], table: str, before: datetime) -> int:
+    """Remove the events received before `before`: whole daily partitions, then rows."""
+    from psycopg import sql
+
+    ids = names(table)
+    removed = 0
+    with conn.transaction():
+        for partition, day in _partitions(conn, table):
+            if day + timedelta(days=1) <= before:
+                name = sql.Identifier(partition)
+                count = conn.execute(sql.SQL("SELECT count(*) FROM {p}").format(p=name))
+                removed += (count.fetchone() or [0])[0]
+                conn.execute(sql.SQL("DROP TABLE {p}").format(p=name))
+        deleted = conn.execute(
+            sql.SQL("DELETE FROM {t} WHERE received < %s").format(**ids), [before]
+        )
+        removed += deleted.rowcount
+        if has_ids_table(conn, table):
+            conn.execute(sql.SQL("DELETE FROM {t_ids} WHERE received < %s").format(**ids),
+                         [before])  # fmt: skip
+    return int(removed)
+
+
+def has_ids_table(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Return True when the store keeps its keys in a table of their own (partitioned by day)."""
+    found = conn.execute(
+        "SELECT to_regclass(%s)", ['"' + (table + "_ids").replace('"', '""') + '"']
+    )
+    return (found.fetchone() or [None])[0] is not None
+
+
+def _partitions(conn: psycopg.Connection[Any], table: str) -> list[tuple[str, datetime]]:
+    """Return the daily partitions (named `<table>_YYYYMMDD`) and the UTC day each holds."""
+    from datetime import timezone
+
+    rows = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = to_regclass(%s)",
+        ['"' + table.replace('"', '""') + '"'],
+    ).fetchall()
+    found = []
+    for (name,) in rows:
+        suffix = name[len(table) + 1 :]
+        if name.startswith(table + "_") and suffix.isdigit() and len(suffix) == 8:
+            day = datetime.strptime(suffix, "%Y%m%d").replace(tzinfo=timezone.utc)
+            found.append((name, day))
+    return found
+
+
+def select_user(
+    conn: psycopg.Connection[Any], table: str, users: Sequence[str]
+) -> Iterator[dict[str, Any]]:
+    """Yield the capsules of the events whose `__user__` is one of `users`, oldest first."""
+    from psycopg import sql
+
+    query = sql.SQL("SELECT {cols} FROM {t} WHERE username = ANY(%s) ORDER BY received").format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)), t=sql.Identifier(table)
+    )
+    for row in conn.execute(query, [list(users)]):
+        yield to_capsule(row)
+
+
+def erase_user(
+    conn: psycopg.Connection[Any], table: str, users: Sequence[str], operator: str
+) -> int:
+    """Delete the events (and ids) of `users`; record who erased how many, when; return how many."""
+    from psycopg import sql
+
+    ids = names(table)
+    with conn.transaction():
+        if has_ids_table(conn, table):  # else the keys go with the rows
+            conn.execute(
+                sql.SQL("DELETE FROM {t_ids} WHERE key IN (SELECT key FROM {t} "
+                        "WHERE username = ANY(%s) AND key IS NOT NULL)").format(**ids),
+                [list(users)],
+            )  # fmt: skip
+        deleted = conn.execute(
+            sql.SQL("DELETE FROM {t} WHERE username = ANY(%s)").format(**ids), [list(users)]
+        ).rowcount
+        conn.execute(
+            sql.SQL("INSERT INTO {t_erasures} (operator, events) VALUES (%s, %s)").format(**ids),
+            [operator, deleted],
+        )
+    return int(deleted)

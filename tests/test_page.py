@@ -148,6 +148,7 @@ async def test_page_says_what_is_recorded_and_where(jp_fetch: Fetch, tmp_path: P
     assert "<code>logging.handlers.HTTPHandler</code>" in html
     assert SECRET not in html
     assert "collector.example" not in html
+    assert 'class="forwarded"' not in html  # not forwarding: no word of a collector
     assert "Who sent it</strong>: not recorded" in html
 
 

@@ -22,8 +22,10 @@ class TelemetryPageHandler(
     @authorized
     async def get(self) -> None:
         """Render the page for the server's EventLog and its current allow-list (read)."""
-        record_user = getattr(self.extensionapp, "record_user", "none")
-        model = page_model(self.eventlog, record_user=record_user)
+        app = self.extensionapp
+        forwarding = getattr(app, "forwarder", None) is not None
+        collector_url = getattr(app, "collector_url", "") if forwarding else ""
+        model = page_model(self.eventlog, getattr(app, "record_user", "none"), collector_url)
         await self.finish(self.render_template(TEMPLATE, model=model))
 
 

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from jupyter_telemetry_ext.core.capsule import Plan
 from jupyter_telemetry_ext.core.categories import CategoryNode, OtherKeys
@@ -77,6 +78,7 @@ class PageModel:
     record_user: str  # TelemetryExtension.record_user: how the user is recorded
     redaction: str
     unrestricted_only: bool
+    collector: str | None = None  # where every accepted event is forwarded (no credentials)
 
     @property
     def recorded(self) -> tuple[SchemaView, ...]:
@@ -84,8 +86,8 @@ class PageModel:
         return tuple(schema for schema in self.schemas if schema.allowed)
 
 
-def page_model(eventlog: EventLog, record_user: str = "none") -> PageModel:
-    """Return the page's model for an EventLog under its current allow-list."""
+def page_model(eventlog: EventLog, record_user: str = "none", collector_url: str = "") -> PageModel:
+    """Return the page's model: the EventLog's rules, and the collector events are sent to."""
     schemas = sorted(eventlog.schemas, key=schema_order)
     return PageModel(
         schemas=tuple(schema_view(eventlog.plan(s), eventlog.redaction) for s in schemas),
@@ -94,7 +96,18 @@ def page_model(eventlog: EventLog, record_user: str = "none") -> PageModel:
         record_user=str(record_user),
         redaction=eventlog.redaction,
         unrestricted_only=eventlog.unrestricted_only,
+        collector=shown_url(collector_url) if collector_url else None,
     )
+
+
+def shown_url(url: str) -> str:
+    """Return a URL without what it may carry besides where it leads (credentials, query)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def schema_view(plan: Plan, redaction: str) -> SchemaView:

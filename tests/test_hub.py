@@ -102,7 +102,7 @@ class Deployment:
 def _pg_handlers(db: str | None, spool: Path) -> str:
     if db is None:
         return "[]"
-    return (f"[__import__('jupyter_telemetry_ext.sinks.postgres').postgres.PostgresEventHandler("
+    return (f"[__import__('jupyter_telemetry_ext').PostgresEventHandler("
             f"{db!r}, spool_dir={str(spool)!r})]")  # fmt: skip
 
 

@@ -107,9 +107,15 @@ def _unknown(eventlog: EventLog, schema_id: str) -> IngestError:
     return IngestError(msg, field="schema_id")
 
 
-def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
+# The schemas a batch's events named so far, and that the poster may post: most name one.
+KnownSchemas = dict[tuple[str, str | int], EventSchema]
+
+
+def record(
+    eventlog: EventLog, envelope: Envelope, reception: Reception, known: KnownSchemas | None = None
+) -> str:
     """Validate and record one event; return its status ("recorded", ...) or raise IngestError."""
-    schema = posted_schema(eventlog, envelope, reception.open_to)
+    schema = _schema(eventlog, envelope, reception, {} if known is None else known)
     client_id = envelope.client_id
     event_time = _event_time(reception, envelope.timestamp) if envelope.timestamp else None
     ticket = eventlog.ticket
@@ -146,6 +152,17 @@ def record(eventlog: EventLog, envelope: Envelope, reception: Reception) -> str:
     return RECORDED
 
 
+def _schema(
+    eventlog: EventLog, envelope: Envelope, reception: Reception, known: KnownSchemas
+) -> EventSchema:
+    """Return the event's schema (see `posted_schema`), looked up once for a batch."""
+    key = (envelope.schema_id, envelope.version)
+    schema = known.get(key)
+    if schema is None:
+        schema = known[key] = posted_schema(eventlog, envelope, reception.open_to)
+    return schema
+
+
 def _owed(ticket: Ticket | None, reception: Reception, client_id: str) -> Handlers | None:
     """Return the handlers that still owe a duplicate's event (None: a plain duplicate).
 
@@ -179,10 +196,19 @@ def _data_path(field_path: str) -> str:
     return f"data{field_path}" if field_path.startswith("[") else f"data.{field_path}"
 
 
-def post_event(eventlog: EventLog, item: Any, limits: Limits, reception: Reception) -> str:
-    """Check and record one posted event; report a refusal to the failed-events channel."""
+def post_event(
+    eventlog: EventLog,
+    item: Any,
+    limits: Limits,
+    reception: Reception,
+    known: KnownSchemas | None = None,
+) -> str:
+    """Check and record one posted event; report a refusal to the failed-events channel.
+
+    `known`: the schemas earlier events of the same batch named (see `record`).
+    """
     try:
-        return record(eventlog, parse_event(item, limits), reception)
+        return record(eventlog, parse_event(item, limits), reception, known)
     except IngestError as e:
         report(eventlog, e, item)
         raise
@@ -225,10 +251,12 @@ def record_batch(
     passed `until`, so that a caller can give the event loop back and call again for the rest.
     """
     batch = BatchResult() if batch is None else batch
+    known: KnownSchemas = {}
     with eventlog.batch():
         for item in items[len(batch.results) :]:
             try:
-                batch.results.append({"status": post_event(eventlog, item, limits, reception)})
+                status = post_event(eventlog, item, limits, reception, known)
+                batch.results.append({"status": status})
             except IngestError as e:
                 batch.results.append({"status": REJECTED, "error": str(e)})
                 batch.busy = batch.busy or e.status == 503

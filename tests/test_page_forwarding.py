@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tornado.httpclient import HTTPResponse
@@ -17,6 +18,20 @@ Fetch = Callable[..., Awaitable[HTTPResponse]]
 COLLECTOR = "http://admin:s3cret@127.0.0.1:9/services/telemetry/?key=k3y"
 
 
+@pytest.fixture(scope="module")
+def spools() -> Iterator[list[Any]]:
+    """Close the forwarders' spools once every server of the module has stopped.
+
+    A server's forwarder keeps its spool (and the spool's lock) open until the process exits,
+    so that what is recorded while it stops still reaches the spool; the tests' servers stop
+    inside the test process.
+    """
+    opened: list[Any] = []
+    yield opened
+    for spool in opened:
+        spool.close()
+
+
 @pytest.fixture
 def jp_server_config(jp_server_config: Config, tmp_path: Path) -> Config:
     """Forward to a collector whose URL carries credentials and a query."""
@@ -26,8 +41,12 @@ def jp_server_config(jp_server_config: Config, tmp_path: Path) -> Config:
     return jp_server_config
 
 
-async def test_the_page_names_the_collector_without_credentials(jp_fetch: Fetch) -> None:
+async def test_the_page_names_the_collector_without_credentials(
+    jp_fetch: Fetch, jp_serverapp: Any, spools: list[Any]
+) -> None:
     """Every event goes to the hub's collector, whose rules decide; no credentials shown."""
+    [extension] = jp_serverapp.extension_manager.extension_apps["jupyter_telemetry_ext"]
+    spools.append(extension.forwarder.spool)
     html = (await jp_fetch("telemetry")).body.decode()
     assert '<code class="path">http://127.0.0.1:9/services/telemetry/</code>' in html
     assert "the hub's rules" in html

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -126,6 +127,8 @@ def test_nesting_verdict_is_the_strict_one(
 
 def test_orjson_nesting_limit_is_known() -> None:
     """The installed orjson writes 254 levels and no more, so deep bodies are not walked."""
+    if strictjson._ORJSON_DEPTH is None:  # orjson before 3.11.8 or so: deep bodies are walked
+        pytest.skip(f"orjson {orjson.__version__} has another nesting limit")
     assert strictjson._ORJSON_DEPTH == 254
     assert strictjson._PADDING == 254 - strictjson.MAX_DEPTH
 
@@ -134,6 +137,6 @@ def test_quick_asks_for_the_strict_reading() -> None:
     """With `quick`, a body only the strict reading can judge raises SlowReading."""
     with pytest.raises(strictjson.SlowReading):
         strictjson.loads(b'{"a": 1, "a": 2}', quick=True)
-    with pytest.raises(strictjson.SlowReading):
+    with pytest.raises((strictjson.SlowReading, JSONBodyError)):  # (walked: refused at once)
         strictjson.loads(_nested(70), quick=True)
     assert strictjson.loads(_nested(10), quick=True)["d"] == [[[[[[[[[[1]]]]]]]]]]

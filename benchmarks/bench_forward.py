@@ -123,7 +123,7 @@ def timed(port: int, bodies: list[bytes], sink: Path, expected: int) -> float:
 def gzip_figures() -> None:
     """Print one forwarded batch's size raw and gzipped, and the time to gzip it."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from jupyter_telemetry_ext.hub.uplink import batch_body
+    from jupyter_telemetry_ext.server.forwarding.uplink import batch_body
 
     event = {"schema_id": SCHEMA_ID, "version": 1, "data": EVENT,
              "timestamp": "2026-11-30T01:00:00.000000Z"}  # fmt: skip

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_telemetry_ext.hub.forward_spool import ForwardSpool
+from jupyter_telemetry_ext.server.forwarding.spool import ForwardSpool
 
 Make = Callable[..., ForwardSpool]
 

@@ -126,8 +126,35 @@ def test_the_library_imports_nothing_of_the_server_the_hub_the_sinks_or_the_cli(
     library = [f"core.{path.stem}" for path in (PACKAGE / "core").glob("*.py")]
     assert len(library) > 20
     for module in library:
-        outside = {name for name in imports_of(module) if not name.startswith("core.")}
+        outside = {
+            name for name in imports_of(module) if not name.startswith(("core.", "_version"))
+        }
         assert not outside, f"{module} imports {sorted(outside)}"
+
+
+def group_modules(group: str) -> list[str]:
+    """Return the modules (`group.name`, subpackages included) of one group."""
+    folder = PACKAGE / group
+    return [
+        ".".join(path.relative_to(PACKAGE).with_suffix("").parts) for path in folder.rglob("*.py")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("group", "forbidden"),
+    [("server", "hub."), ("hub", "cli."), ("sinks", "cli.")],
+)
+def test_each_piece_imports_nothing_of_the_process_above_it(group: str, forbidden: str) -> None:
+    modules = group_modules(group)
+    assert modules
+    for module in modules:
+        outside = {name for name in imports_of(module) if name.startswith(forbidden)}
+        assert not outside, f"{module} imports {sorted(outside)}"
+
+
+def test_forwarding_runs_in_the_server() -> None:
+    assert {"server.forwarding.spool", "server.forwarding.uplink"} <= set(group_modules("server"))
+    assert not [name for name in group_modules("hub") if "forward" in name or "uplink" in name]
 
 
 def test_public_imports_stay_at_the_top() -> None:

@@ -7,12 +7,13 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from jupyter_core.application import JupyterApp
 from traitlets import Bool, Enum, List, Unicode
 
 from jupyter_telemetry_ext._version import __version__
+from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.errors import EventSchemaError
 from jupyter_telemetry_ext.core.eventlog import EventLog
@@ -27,18 +28,6 @@ from jupyter_telemetry_ext.sinks.logreader import (
 )
 
 from .tables import render
-
-
-class Command(JupyterApp):
-    """A `jupyter telemetry` subcommand: errors are one line on stderr, never a traceback."""
-
-    version = __version__
-
-    def fail(self, message: str, code: int = 2) -> NoReturn:
-        """Print an error and exit."""
-        print(f"jupyter telemetry: {message}", file=sys.stderr)
-        self.exit(code)
-        raise SystemExit(code)  # unreachable: exit raises
 
 
 class ValidateCommand(Command):

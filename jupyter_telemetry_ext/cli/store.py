@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Unicode
 
+from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.errors import StoreError
 from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user
 from jupyter_telemetry_ext.sinks.logreader import log_files, parse_since
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE
 
-from .main import Command, LogCommand, _print_events, _print_rows
+from .main import LogCommand, _print_events, _print_rows
 
 if TYPE_CHECKING:
     import psycopg

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from traitlets import Bool, Enum, Float, Int, List, Unicode, default
 
-from jupyter_telemetry_ext.cli.main import Command
+from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.server.reception import Policy

@@ -13,13 +13,13 @@ from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.eventlog import EventLog
-from jupyter_telemetry_ext.hub.forward_metrics import ForwardingMetrics
-from jupyter_telemetry_ext.hub.forwarding import (
+from jupyter_telemetry_ext.server.forwarding.forwarder import (
     COLLECTOR_URL_ENV,
     SPOOL_FOLDER,
     Forwarder,
     ForwardSettings,
 )
+from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister

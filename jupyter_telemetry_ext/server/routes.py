@@ -16,7 +16,7 @@ from tornado import web, websocket
 from jupyter_telemetry_ext.core.errors import SubscriberLimitError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.schema import EventSchema
-from jupyter_telemetry_ext.hub.forwarding import Forwarder
+from jupyter_telemetry_ext.server.forwarding.forwarder import Forwarder
 
 from .compat import ws_authenticated
 from .principal import principal

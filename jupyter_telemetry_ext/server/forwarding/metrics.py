@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from .forwarding import FORWARD_OUTCOMES, Forwarder
+from .forwarder import FORWARD_OUTCOMES, Forwarder
 
 
 class ForwardingMetrics:

@@ -33,7 +33,7 @@ from jupyter_telemetry_ext.core.outcomes import REJECTED
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
 
-from .forward_spool import ForwardSpool, Taken
+from .spool import ForwardSpool, Taken
 from .uplink import DONE_STATUSES, Announced, Reply, Uplink, batch_body
 
 COLLECTOR_URL_ENV = "JUPYTER_TELEMETRY_COLLECTOR_URL"

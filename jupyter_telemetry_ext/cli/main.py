@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,8 @@ from jupyter_telemetry_ext.sinks.logreader import (
     tail_batches,
 )
 
-from .tables import render
+from .stats import GROUPS, count_capsules
+from .tables import MAX_CELL, render
 
 
 class ValidateCommand(Command):
@@ -176,14 +176,20 @@ class EventsCommand(LogCommand):
 
 
 class StatsCommand(LogCommand):
-    """Count events per schema, version and action over time."""
+    """Count events per period, schema, version and action; or per user; or per schema."""
 
     name = "jupyter-telemetry-stats"
-    description = """Count the events of a JSON-lines event log (and its rotated files) per period,
-    schema, version and action."""
-    examples = "jupyter telemetry stats events.log --by hour"
-    period = Enum(["day", "hour", "all"], "day", help="The period of each count.").tag(config=True)
-    aliases = {**_LOG_ALIASES, "by": "StatsCommand.period"}  # noqa: RUF012 - traitlets reads these class attributes
+    description = """Count the events of a JSON-lines event log (and its rotated files) per day
+    (or hour, or all time), schema, version and action; with --by user, per user as recorded (the
+    keyed hash, or the name, never resolved); with --by schema, per schema and version."""
+    examples = "jupyter telemetry stats events.log --by user"
+    by = Enum(
+        list(GROUPS),
+        "day",
+        help="""What each count is of: day, hour or all (per period, schema, version and action),
+        user (per recorded user) or schema (per schema and version). Default: day.""",
+    ).tag(config=True)
+    aliases = {**_LOG_ALIASES, "by": "StatsCommand.by"}  # noqa: RUF012 - traitlets reads these class attributes
     flags = {"json": ({"LogCommand": {"json_output": True}}, "Print JSON lines.")}  # noqa: RUF012 - traitlets reads these class attributes
 
     def start(self) -> None:
@@ -191,33 +197,19 @@ class StatsCommand(LogCommand):
         if self.db:
             from .store import stats_from_store
 
-            stats_from_store(self, self.period)
+            stats_from_store(self, self.by)
             return
         capsules = self.selected(read_events(log_files(self.path()), self.report))
-        counts = Counter(self._key(c) for c in capsules)
-        rows = [
-            {"period": p, "schema": s, "version": v, "action": a, "count": n}
-            for (p, s, v, a), n in sorted(counts.items(), key=lambda kv: tuple(map(str, kv[0])))
-        ]
-        _print_rows(rows, self.json_output)
+        _print_rows(count_capsules(capsules, self.by), self.json_output)
         self.exit(1 if self.bad_lines else 0)
 
-    def _key(self, capsule: dict[str, Any]) -> tuple[str, str, str, str]:
-        stamp = str(capsule.get("__timestamp__", ""))
-        period = {"day": stamp[:10], "hour": stamp[:13].replace("T", " ") + "h", "all": "all"}[
-            self.period
-        ]
-        action = capsule.get("action")
-        return (period, str(capsule["__schema__"]), str(capsule.get("__schema_version__")),
-                "" if action is None else str(action))  # fmt: skip
 
-
-def _print_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, limit: int | None = MAX_CELL) -> None:
     if as_json:
         for row in rows:
             print(json.dumps(row))
     elif rows:
-        print(render(list(rows[0]), [list(r.values()) for r in rows]))
+        print(render(list(rows[0]), [list(r.values()) for r in rows], limit))
     else:
         print("(none)")
 
@@ -230,14 +222,15 @@ def _print_events(capsules: list[dict[str, Any]], as_json: bool, header: bool = 
     if not capsules and not header:
         return
     rows = [_event_row(c) for c in capsules]
-    table = render(["time", "schema", "version", "action", "data"], rows).splitlines()
+    table = render(["time", "user", "schema", "version", "action", "data"], rows).splitlines()
     print("\n".join(table if header else table[2:]), flush=True)
 
 
 def _event_row(capsule: dict[str, Any]) -> list[object]:
     data = {k: v for k, v in capsule.items() if not k.startswith("__") and k != "action"}
     summary = " ".join(f"{k}={json.dumps(v)}" for k, v in data.items())
-    head = [capsule.get(k) for k in ("__timestamp__", "__schema__", "__schema_version__")]
+    keys = ("__timestamp__", "__user__", "__schema__", "__schema_version__")
+    head = [capsule.get(k) for k in keys]
     return [*head, capsule.get("action", ""), summary]
 
 

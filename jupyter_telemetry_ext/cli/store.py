@@ -5,20 +5,23 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from traitlets import Bool, Unicode
 
 from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.errors import StoreError
+from jupyter_telemetry_ext.core.printable import printable
 from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user
 from jupyter_telemetry_ext.sinks.logreader import log_files, parse_since
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE
 
 from .main import LogCommand, _print_events, _print_rows
+from .tables import MAX_CELL, cut_cells
 
 if TYPE_CHECKING:
     import psycopg
@@ -118,31 +121,109 @@ _STORE_ALIASES = {"db": "StoreCommand.db", "table": "StoreCommand.table",
 
 
 class SqlCommand(StoreCommand):
-    """Run one SQL query on the event store, in a read-only transaction."""
+    """Run one SQL statement on the event store, in a read-only transaction."""
 
     name = "jupyter-telemetry-sql"
-    description = """Run one SQL query on the PostgreSQL event store in a read-only transaction
-    and print its rows as a table (or JSON lines with --json)."""
+    description = """Run one SQL statement on the PostgreSQL event store, in a read-only
+    transaction of a read-only session, and print its rows as a table (or JSON lines with
+    --json). Several statements, and statements that end the transaction or change the session
+    (BEGIN, COMMIT, ROLLBACK, SET, DO, COPY, ...), are refused. Table cells longer than 64
+    characters end with how many were cut, e.g. `…(+1234 chars)`; --full or --json prints them
+    whole. For analysts, connect as a role that can only read (see the docs)."""
     examples = 'jupyter telemetry sql --db env:TELEMETRY_DB "SELECT count(*) FROM telemetry_events"'
     aliases = _STORE_ALIASES
-    flags = {"json": ({"SqlCommand": {"json_output": True}}, "Print JSON lines.")}  # noqa: RUF012
+    flags = {  # noqa: RUF012 - traitlets reads these class attributes
+        "json": ({"SqlCommand": {"json_output": True}}, "Print JSON lines."),
+        "full": ({"SqlCommand": {"full": True}}, "Print long values whole in the table."),
+    }
     json_output = Bool(False, help="Print JSON lines instead of a table.").tag(config=True)
+    full = Bool(
+        False,
+        help="""Print each value whole in the table. Default: a cell longer than 64 characters
+        ends with how many were cut, e.g. `…(+1234 chars)`.""",
+    ).tag(config=True)
 
     def start(self) -> None:
-        """Print the query's rows."""
+        """Print the statement's rows."""
         import psycopg
 
         from jupyter_telemetry_ext.sinks.store import read_only_query
 
-        if len(self.extra_args) != 1:
-            self.fail('sql: give the query as one argument: "SELECT ..."')
+        query = self._query()
         with self.connect() as conn:
             try:
-                headers, rows = read_only_query(conn, self.extra_args[0])
+                headers, rows = read_only_query(conn, query)
             except psycopg.Error as e:
-                self.fail(f"sql: {str(e).strip()}", 1)
-        _print_rows([dict(zip(headers, map(_plain, row), strict=True)) for row in rows],
-                    self.json_output)  # fmt: skip
+                self._refused(e)
+            superuser = conn.info.parameter_status("is_superuser") == "on"
+        self._print(headers, [[_plain(value) for value in row] for row in rows])
+        if superuser:
+            print("jupyter telemetry: sql: connected as a superuser, whose queries can read and "
+                  "write the server's files (pg_read_file, COPY TO PROGRAM); analysts should "
+                  "use a role with pg_read_all_data only", file=sys.stderr)  # fmt: skip
+
+    def _print(self, headers: list[str], rows: list[list[Any]]) -> None:
+        limit = None if self.full else MAX_CELL
+        _print_rows([dict(zip(headers, row, strict=True)) for row in rows], self.json_output,
+                    limit)  # fmt: skip
+        cut = 0 if self.json_output else cut_cells(rows, limit)
+        if cut:
+            print(f"jupyter telemetry: sql: {cut} values cut to {MAX_CELL} characters, ending "
+                  "…(+N chars); --full or --json prints them whole", file=sys.stderr)  # fmt: skip
+
+    def _query(self) -> str:
+        if len(self.extra_args) != 1:
+            self.fail('sql: give the statement as one argument: "SELECT ..."')
+        query = self.extra_args[0]
+        start = statement_start(query)
+        if not start:
+            self.fail("sql: the statement is empty")
+        keyword = re.split(r"[^A-Za-z_]", start, maxsplit=1)[0].upper()
+        if keyword in REFUSED_KEYWORDS:
+            self.fail(f"sql: {keyword} is refused: one statement runs, alone, in a read-only "
+                      "transaction that it may not end or change")  # fmt: skip
+        return query
+
+    def _refused(self, error: psycopg.Error) -> NoReturn:
+        message = printable(str(error).strip().splitlines()[0] if str(error).strip() else "")
+        if error.sqlstate == SYNTAX_ERROR and "multiple commands" in message:
+            self.fail("sql: give one statement: several were given (separated by ';')")
+        self.fail(f"sql: {message or type(error).__name__}", 1)
+
+
+# Statements that end or open a transaction, change the session, run code or programs, or
+# maintain the server: the read-only transaction stands without this list, which only says no
+# early and clearly.
+REFUSED_KEYWORDS = frozenset(
+    ("ABORT", "BEGIN", "CALL", "COMMIT", "COPY", "DISCARD", "DO", "END", "LISTEN", "LOAD",
+     "LOCK", "NOTIFY", "PREPARE", "RELEASE", "RESET", "ROLLBACK", "SAVEPOINT", "SET", "START",
+     "UNLISTEN", "VACUUM", "CHECKPOINT")
+)  # fmt: skip
+SYNTAX_ERROR = "42601"
+
+
+def statement_start(query: str) -> str:
+    """Return the statement from its first word: after blanks, `;`, `(` and comments."""
+    while True:
+        rest = _skip_comment(query.lstrip(_BLANKS))
+        if rest == query:
+            return rest
+        query = rest
+
+
+def _skip_comment(text: str) -> str:
+    """Return `text` after a leading `--` line or `/* */` (nested, as PostgreSQL reads it)."""
+    if text.startswith("--"):
+        return text.partition("\n")[2]
+    depth, i = (1, 2) if text.startswith("/*") else (0, 0)
+    while depth and i < len(text):
+        pair = text[i : i + 2]
+        depth += {"/*": 1, "*/": -1}.get(pair, 0)
+        i += 2 if pair in ("/*", "*/") else 1
+    return text[i:]
+
+
+_BLANKS = " \t\n\r\f\v;("
 
 
 def _plain(value: Any) -> Any:

@@ -19,6 +19,10 @@ PERIODS = {
     "hour": "to_char(received AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24\"h\"')",
     "all": "'all'",
 }
+# The columns `stats` counts per: a name and its expression.
+PER_PERIOD = (("schema", "schema_id"), ("version", "schema_version"),
+              ("action", "coalesce(data->>'action', '')"))  # fmt: skip
+GROUPS = {"user": (("user", "username"),), "schema": PER_PERIOD[:2]}  # the stored key, unresolved
 
 
 def connect(url: str, table: str) -> psycopg.Connection[Any]:
@@ -77,30 +81,45 @@ def select_events(
 def count_events(
     conn: psycopg.Connection[Any],
     table: str,
-    period: str,
+    by: str,
     schema_ids: Sequence[str] = (),
     since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Count events per period, schema, version and action (as `stats` does for files)."""
+    """Count events per `by` (a key of GROUPS), as `stats` does for files."""
     from psycopg import sql
 
     where, params = _filters(schema_ids, since)
+    columns = GROUPS.get(by) or (("period", PERIODS[by]), *PER_PERIOD)
+    positions = [str(n) for n in range(1, len(columns) + 1)]
+    order = ["count(*) DESC"] * (by in GROUPS) + [f"{n} NULLS FIRST" for n in positions]
     query = sql.SQL(
-        "SELECT {p} AS period, schema_id, schema_version, coalesce(data->>'action', '') AS action,"
-        " count(*) FROM {t} WHERE {where} GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
-    ).format(p=sql.SQL(PERIODS[period]), t=sql.Identifier(table), where=where)
-    rows = conn.execute(query, params).fetchall()
-    keys = ("period", "schema", "version", "action", "count")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+        "SELECT {columns}, count(*) FROM {t} WHERE {where} GROUP BY {keys} ORDER BY {order}"
+    ).format(
+        columns=sql.SQL(", ").join(sql.SQL(expression) for _, expression in columns),
+        t=sql.Identifier(table),
+        where=where,
+        keys=sql.SQL(", ".join(positions)),
+        order=sql.SQL(", ".join(order)),
+    )
+    keys = [name for name, _ in columns]
+    return [dict(zip([*keys, "count"], row, strict=True)) for row in conn.execute(query, params)]
 
 
 def read_only_query(
     conn: psycopg.Connection[Any], query: str
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run a query in a read-only transaction; return its column names and rows."""
-    conn.read_only = True
+    """Run one statement in a read-only transaction of a read-only session; return its rows.
+
+    The statement is prepared (the extended query protocol), so PostgreSQL refuses a string of
+    several (`COMMIT; DELETE ...`), and what one statement can do after ending the transaction
+    (`COMMIT`, `SET SESSION ... READ WRITE`) reaches no later statement: there is none.
+    """
+    conn.autocommit = True  # a SET in a transaction that is rolled back would be undone
+    conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    conn.autocommit = False
+    conn.read_only = True  # BEGIN READ ONLY
     try:
-        cursor = conn.execute(query.encode())  # the admin's own query, by design
+        cursor = conn.execute(query.encode(), prepare=True)  # the admin's own query, by design
         headers = [column.name for column in cursor.description or []]
         return headers, cursor.fetchall() if cursor.description else []
     finally:

@@ -93,13 +93,24 @@ def test_no_statement_escapes_the_read_only_transaction(store: str) -> None:
     """The guarantee itself, without the command's keyword check: PostgreSQL refuses each."""
     before = snapshot(store)
     for attack in ESCAPES:
-        with closing(connect(store, "telemetry_events")) as conn:
+        with closing(connect(store, "telemetry_events", read_only=True)) as conn:
             with contextlib.suppress(psycopg.Error):  # a lone COMMIT or SET runs, alone
                 read_only_query(conn, attack)
             with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):  # and changes nothing
                 read_only_query(conn, "DELETE FROM telemetry_events_erasures")
         assert snapshot(store) == before, attack
     assert before[0] == [("op", 4)]
+
+
+@pytest.mark.e2e
+def test_the_session_is_read_only_and_keeps_the_urls_options(store: str) -> None:
+    url = store + "?options=-c%20statement_timeout%3D4321"
+    with closing(connect(url, "telemetry_events", read_only=True)) as conn:
+        show = "SELECT current_setting('default_transaction_read_only'), "
+        assert read_only_query(conn, show + "current_setting('statement_timeout')") == (
+            ["current_setting", "current_setting"],
+            [("on", "4321ms")],
+        )
 
 
 @pytest.mark.e2e

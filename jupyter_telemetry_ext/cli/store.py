@@ -58,11 +58,13 @@ def _since(command: Command, text: str) -> Any:
         command.fail(str(e))
 
 
-def _connect(command: Command, url: str, table: str) -> psycopg.Connection[Any]:
+def _connect(
+    command: Command, url: str, table: str, read_only: bool = False
+) -> psycopg.Connection[Any]:
     from jupyter_telemetry_ext.sinks.store import connect
 
     try:
-        return connect(url, table)
+        return connect(url, table, read_only)
     except StoreError as e:
         command.fail(str(e))
 
@@ -150,7 +152,7 @@ class SqlCommand(StoreCommand):
         from jupyter_telemetry_ext.sinks.store import read_only_query
 
         query = self._query()
-        with self.connect() as conn:
+        with _connect(self, self.db, self.table, read_only=True) as conn:
             try:
                 headers, rows = read_only_query(conn, query)
             except psycopg.Error as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,13 +26,15 @@ PER_PERIOD = (("schema", "schema_id"), ("version", "schema_version"),
 GROUPS = {"user": (("user", "username"),), "schema": PER_PERIOD[:2]}  # the stored key, unresolved
 
 
-def connect(url: str, table: str) -> psycopg.Connection[Any]:
+def connect(url: str, table: str, read_only: bool = False) -> psycopg.Connection[Any]:
     """Connect to the store (`url` as PostgresEventHandler takes it); check the table exists."""
     import psycopg
+    from psycopg.conninfo import make_conninfo
 
     resolved = resolve_url(url)
     try:
-        conn = psycopg.connect(resolved, connect_timeout=10)
+        conninfo = make_conninfo(resolved, **read_only_options(resolved)) if read_only else resolved
+        conn = psycopg.connect(conninfo, connect_timeout=10)
     except psycopg.Error as e:
         msg = f"cannot connect to PostgreSQL {masked(resolved)}: {scrub(str(e).strip(), resolved)}"
         raise StoreError(msg) from None
@@ -43,6 +46,14 @@ def connect(url: str, table: str) -> psycopg.Connection[Any]:
         msg = f"PostgreSQL {masked(resolved)} has no table {table!r}"
         raise StoreError(msg)
     return conn
+
+
+def read_only_options(conninfo: str) -> dict[str, str]:
+    """Return the libpq `options` that make the session's transactions read-only by default."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    given = conninfo_to_dict(conninfo).get("options") or os.environ.get("PGOPTIONS", "")
+    return {"options": f"{given} -c default_transaction_read_only=on".strip()}
 
 
 def _filters(schema_ids: Sequence[str], since: datetime | None) -> tuple[Any, list[Any]]:
@@ -108,15 +119,12 @@ def count_events(
 def read_only_query(
     conn: psycopg.Connection[Any], query: str
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Run one statement in a read-only transaction of a read-only session; return its rows.
+    """Run one statement in a read-only transaction, then roll back; return its rows.
 
     The statement is prepared (the extended query protocol), so PostgreSQL refuses a string of
     several (`COMMIT; DELETE ...`), and what one statement can do after ending the transaction
     (`COMMIT`, `SET SESSION ... READ WRITE`) reaches no later statement: there is none.
     """
-    conn.autocommit = True  # a SET in a transaction that is rolled back would be undone
-    conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    conn.autocommit = False
     conn.read_only = True  # BEGIN READ ONLY
     try:
         cursor = conn.execute(query.encode(), prepare=True)  # the admin's own query, by design

@@ -117,6 +117,9 @@ def test_events_filters_and_json(logs: Path) -> None:
         (["stats"], "name exactly one event log file"),
         (["validate"], "name one or more schema files"),
         ([], "name a subcommand"),
+        (["stats", "--bogus", "1", "events.log"], "unknown option --bogus"),
+        (["erase", "--user", "ada", "--confg", "x.py"], "unknown option --confg"),
+        (["stats", "."], ".: cannot read"),
     ],
 )
 def test_bad_input_is_one_line_not_a_traceback(logs: Path, args: list[str], message: str) -> None:

@@ -45,7 +45,7 @@ def log_files(path: Path) -> list[Path]:
         reverse=True,
     )
     dated = sorted(p for p in rotated if p not in numbered)
-    return [*numbered, *dated, path] if path.exists() else [*numbered, *dated]
+    return [*numbered, *dated, path] if path.is_file() else [*numbered, *dated]
 
 
 def _number(path: Path) -> int:

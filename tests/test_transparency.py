@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.server.pagerender import render_page
 from jupyter_telemetry_ext.server.restapi import schemas_model
 from jupyter_telemetry_ext.server.rules import CollectorRules, read_rules
 from jupyter_telemetry_ext.server.transparency import (
@@ -299,3 +300,16 @@ def test_a_listing_is_read() -> None:
     assert policy.rule.categories == {"unrestricted", "user-identifier"}
     assert rules.record_user == "username"
     assert read_rules(one_schema(policy=None)) == CollectorRules({})
+
+
+def test_the_rendered_page_escapes_what_schemas_say(eventlog_factory: Factory) -> None:
+    """The collector renders the page itself: every value is escaped, no script runs."""
+    eventlog = eventlog_factory(allowed_schemas=[NESTED])
+    eventlog.register_schema(nested_schema(title="<script>alert(1)</script>"))
+    model = page_model(eventlog, "hashed", place=HUB)
+    html = render_page(model, static_url=lambda name: f"/s/{name}", base_url="/services/t/")
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "What this JupyterHub records" in html
+    assert 'href="/s/telemetry.css"' in html
+    assert "telemetry.js" not in html  # no live view at the collector: no script at all

@@ -23,6 +23,12 @@ class TelemetryPageHandler(
         """Render the page: the server's own rules, or the collector's when it forwards (read)."""
         forwarder = self.forwarder
         if forwarder is not None:
+            if forwarder.rules is None and forwarder.announced is not None:
+                self.log.warning(
+                    "Telemetry: the collector's schema listing says nothing this server can "
+                    "read of its rules (a collector older than the `policy` field?): the "
+                    "transparency page cannot show what the hub records"
+                )
             model = forwarding_model(
                 self.eventlog, forwarder.settings.collector_url, forwarder.rules
             )

@@ -159,20 +159,20 @@ def test_both_pages_in_chromium_load_nothing_from_elsewhere(hub_pages: HubPages)
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             tab = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
-            requested: list[str] = []
-            tab.on("request", lambda request: requested.append(request.url))
-            tab.goto(hub.url + "hub/login")
+            tab.goto(hub.url + "hub/login?next=%2Fhub%2Fhome")
             tab.fill("#username_input", "alice")
             tab.fill("#password_input", "x")
             tab.click("#login_submit")
-            tab.wait_for_url("**/hub/**")
+            tab.wait_for_url("**/hub/home")
+            requested: list[str] = []
+            tab.on("request", lambda request: requested.append(request.url))
             for path, name, title in [
                 ("user/alice/telemetry", "server", "What your JupyterHub records"),
                 (f"services/{SERVICE}/", "collector", "What this JupyterHub records"),
             ]:
                 tab.goto(hub.url + path)
                 tab.locator("h1", has_text=title).wait_for(timeout=WAIT * 1000)
-                shown = tab.locator(f'article[data-schema-id="{CELL}"] .status').inner_text()
+                shown = tab.locator(f'article[data-schema-id="{CELL}"] .status').first.inner_text()
                 assert shown == "Recorded"
                 # the style sheet applies: a recorded mark is not drawn as plain text
                 style = tab.locator(".status-on").first.evaluate(
@@ -180,6 +180,9 @@ def test_both_pages_in_chromium_load_nothing_from_elsewhere(hub_pages: HubPages)
                 )
                 assert style not in ("rgba(0, 0, 0, 0)", "transparent")
                 tab.screenshot(path=str(ARTIFACTS / f"hub-telemetry-{name}.png"), full_page=True)
+                tab.screenshot(path=str(ARTIFACTS / f"hub-telemetry-{name}-top.png"))
+                tab.locator("#destinations").scroll_into_view_if_needed()
+                tab.screenshot(path=str(ARTIFACTS / f"hub-telemetry-{name}-end.png"))
         finally:
             browser.close()
     elsewhere = [url for url in requested if not url.startswith(hub.url)]

@@ -162,6 +162,7 @@ async def test_until_the_collector_answers_the_page_shows_no_rules(
     assert 'id="live"' not in html
     assert "telemetry.js" not in html
     assert "also keeps its own copy of 1 kind of event" in html
+    assert "Who sent it</strong>: not known yet" in html  # not "not recorded": unknown
     listed = json.loads((await jp_fetch("api", "telemetry", "schemas")).body)["schemas"]
     assert {s["policy"] for s in listed} == {None}
 

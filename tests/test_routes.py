@@ -346,8 +346,12 @@ async def test_list_schemas(jp_fetch: Fetch, jp_serverapp: Any) -> None:
         **{(f"https://events.jupyter.org/jupyter_server/{name}/v1", server_version): (False, False)
            for name in ("contents_service", "gateway_client", "kernel_actions")},
     }  # fmt: skip
-    keys = {"id", "version", "title", "description", "frontend", "allowed", "sampling"}
+    keys = {"id", "version", "title", "description", "frontend", "allowed", "sampling", "policy"}
     assert set(schemas[0]) == keys
+    # the policy says what is recorded of each schema the allow-list records, and only those
+    assert {k: allowed for k, (_, allowed) in summary.items()} == {
+        (s["id"], s["version"]): s["policy"] is not None for s in schemas
+    }
     assert {s["sampling"] for s in schemas} == {1}  # nothing sampled here
 
 

@@ -24,13 +24,16 @@ from tornado import web
 
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.server.pagerender import STATIC, render_page
 from jupyter_telemetry_ext.server.restapi import (
     EVENTLOG_SETTING,
+    POLICY_SETTING,
     RETRY_AFTER_SECONDS,
     PostEvents,
     schema_model,
     schemas_model,
 )
+from jupyter_telemetry_ext.server.transparency import HUB, page_model
 from jupyter_telemetry_ext.server.wire import Posted
 
 from .collector import open_to_users
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
 HUB_AUTH_SETTING = "telemetry_hub_auth"
 HUB_SCOPES_SETTING = "telemetry_hub_scopes"
+BASE_URL_SETTING = "telemetry_base_url"
 # Where a post could name a user: such a post is refused whole (the hub names the user).
 USER_KEYS = frozenset({"user", "username", "__user__", "user_name"})
 _USER_KEY = re.compile(rb'"(?:user|username|__user__|user_name)"\s*:')
@@ -71,6 +75,11 @@ class CollectorHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[m
     def initialize(self) -> None:
         """Use the collector's HubOAuth."""
         self.hub_auth = self.settings[HUB_AUTH_SETTING]
+
+    @property
+    def record_user(self) -> str:
+        """Return how the collector records the user (TelemetryCollector.record_user)."""
+        return str(self.settings[POLICY_SETTING].record_user)
 
     @property
     def hub_scopes(self) -> set[str]:
@@ -177,9 +186,10 @@ class SchemasHandler(CollectorHandler):
 
     @hub_user_required
     async def get(self) -> None:
-        """List each schema version, and whether the hub's allow-list records it."""
+        """List each schema version, whether the hub's allow-list records it and its policy."""
         self.set_header("Content-Type", "application/json")
-        await self.finish(json.dumps(schemas_model(self.settings[EVENTLOG_SETTING])))
+        model = schemas_model(self.settings[EVENTLOG_SETTING], self.record_user)
+        await self.finish(json.dumps(model))
 
 
 class SchemaHandler(CollectorHandler):
@@ -193,11 +203,18 @@ class SchemaHandler(CollectorHandler):
 
 
 class RootHandler(CollectorHandler):
-    """GET <base_url>: who the collector is and who you are; a browser logs in here (OAuth)."""
+    """GET <base_url>: the transparency page of the hub's rules for a browser, who the collector
+    is and who you are for any other client; a browser logs in here (OAuth)."""
 
     @web.authenticated
     async def get(self) -> None:
-        """Reply the collector's name, version and the hub user (login redirect without one)."""
+        """Reply the page to a client that accepts HTML, else the collector's name, version and
+        the hub user as JSON (a login redirect without a user)."""
+        if "text/html" in self.request.headers.get("Accept", ""):
+            page = page_model(self.settings[EVENTLOG_SETTING], self.record_user, place=HUB)
+            base_url = self.settings[BASE_URL_SETTING]
+            await self.finish(render_page(page, static_url=self.static_url, base_url=base_url))
+            return
         self.set_header("Content-Type", "application/json")
         model = {"service": "jupyter_telemetry_ext collector", "version": __version__,
                  "user": self.current_user["name"], "events": "api/telemetry/events"}  # fmt: skip
@@ -230,7 +247,10 @@ def make_app(collector: TelemetryCollector) -> web.Application:
     scopes = set(hub_auth.access_scopes or ()) or {
         f"access:services!service={collector.service_name}"
     }
-    settings = {**collector.settings(), HUB_AUTH_SETTING: hub_auth, HUB_SCOPES_SETTING: scopes}
+    # The page's style sheet and script: public files, served without a login.
+    static = {"static_path": str(STATIC), "static_url_prefix": base + "static/"}
+    settings = {**collector.settings(), **static, BASE_URL_SETTING: base,
+                HUB_AUTH_SETTING: hub_auth, HUB_SCOPES_SETTING: scopes}  # fmt: skip
     return web.Application(routes, **settings)
 
 

@@ -7,10 +7,9 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, ExtensionHandlerMixin
 from tornado import web
 
+from .pagerender import TEMPLATE
 from .routes import TelemetryMixin
-from .transparency import page_model
-
-TEMPLATE = "telemetry.html"
+from .transparency import forwarding_model, page_model
 
 
 class TelemetryPageHandler(
@@ -21,11 +20,20 @@ class TelemetryPageHandler(
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """Render the page for the server's EventLog and its current allow-list (read)."""
-        app = self.extensionapp
-        forwarding = getattr(app, "forwarder", None) is not None
-        collector_url = getattr(app, "collector_url", "") if forwarding else ""
-        model = page_model(self.eventlog, getattr(app, "record_user", "none"), collector_url)
+        """Render the page: the server's own rules, or the collector's when it forwards (read)."""
+        forwarder = self.forwarder
+        if forwarder is not None:
+            if forwarder.rules is None and forwarder.announced is not None:
+                self.log.warning(
+                    "Telemetry: the collector's schema listing says nothing this server can "
+                    "read of its rules (a collector older than the `policy` field?): the "
+                    "transparency page cannot show what the hub records"
+                )
+            model = forwarding_model(
+                self.eventlog, forwarder.settings.collector_url, forwarder.rules
+            )
+        else:
+            model = page_model(self.eventlog, getattr(self.extensionapp, "record_user", "none"))
         await self.finish(self.render_template(TEMPLATE, model=model))
 
 

@@ -27,6 +27,7 @@ from .inflate import Inflater
 from .ingest import post_event, record_batch_paced, report
 from .ratelimit import RateLimiter
 from .reception import Policy, Reception
+from .rules import policy_model
 from .wire import Limits, Posted, body_too_large, parse_body
 
 EVENTLOG_SETTING = "telemetry_eventlog"
@@ -270,8 +271,12 @@ class PostEvents(web.RequestHandler):
             raise web.HTTPError(503, msg)
 
 
-def schema_summary(eventlog: EventLog, schema: EventSchema) -> dict[str, Any]:
-    """Return one schema version in short, as GET api/telemetry/schemas lists it."""
+def schema_summary(
+    eventlog: EventLog, schema: EventSchema, record_user: str = "none"
+) -> dict[str, Any]:
+    """Return one schema version in short, as GET api/telemetry/schemas lists it: with its
+    `policy`, what is recorded of it (`record_user`: how the user is recorded where kept)."""
+    plan = eventlog.plan(schema)
     return {
         "id": schema.id,
         "version": schema.version,
@@ -280,13 +285,14 @@ def schema_summary(eventlog: EventLog, schema: EventSchema) -> dict[str, Any]:
         "frontend": schema.frontend,
         "allowed": eventlog.is_allowed(schema.id),
         "sampling": eventlog.sampling_rate(schema.id),
+        "policy": policy_model(plan, record_user, eventlog.redaction),
     }
 
 
-def schemas_model(eventlog: EventLog) -> dict[str, Any]:
+def schemas_model(eventlog: EventLog, record_user: str = "none") -> dict[str, Any]:
     """Return the reply of GET api/telemetry/schemas: every registered schema version."""
     schemas = sorted(eventlog.schemas, key=schema_order)
-    return {"schemas": [schema_summary(eventlog, s) for s in schemas]}
+    return {"schemas": [schema_summary(eventlog, s, record_user) for s in schemas]}
 
 
 def schema_model(eventlog: EventLog, schema_id: str) -> dict[str, Any]:

@@ -22,12 +22,14 @@ from .compat import ws_authenticated
 from .principal import principal
 from .restapi import (
     EVENTLOG_SETTING,
+    POLICY_SETTING,
     RETRY_AFTER_SECONDS,
     WRITE_TIMEOUT_SECONDS,
     PostEvents,
     schema_model,
     schemas_model,
 )
+from .rules import collector_policy
 from .subscribe import Subscription
 from .subscribers import Subscribers
 
@@ -127,12 +129,14 @@ class SchemasHandler(TelemetryHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        """List each schema version: id, version, title, description, frontend, allowed, rate."""
-        model = schemas_model(self.eventlog)
+        """List each schema version: id, version, title, description, frontend, allowed, rate
+        and policy."""
+        model = schemas_model(self.eventlog, self.settings[POLICY_SETTING].record_user)
         forwarder = self.forwarder
         if forwarder is not None:  # the collector's policy records forwarded events, not ours
             for summary in model["schemas"]:
                 summary["allowed"], summary["sampling"] = forwarder.recorded(summary["id"])
+                summary["policy"] = collector_policy(forwarder.rules, summary)
         await self.finish(json.dumps(model))
 
 

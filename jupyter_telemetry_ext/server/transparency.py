@@ -1,18 +1,21 @@
 """The transparency page's model: what each schema records, where it goes, what the server adds.
 
-Nothing here imports tornado: the page handler renders this model with a Jinja template.
-Marks come from the plan the EventLog records by (`EventLog.plan`): its rule, as
-`unrestricted_only` narrows it, and its redaction plan.
+Nothing here imports tornado: the server's page handler and the collector's root render this
+model with one Jinja template. Marks come from the plan the events are recorded by: the
+EventLog's own (`EventLog.plan`: its rule, as `unrestricted_only` narrows it, and its redaction
+plan) or, on a server that forwards its events, the collector's rules from its schema listing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from jupyter_telemetry_ext.core import capsule
 from jupyter_telemetry_ext.core.capsule import Plan
 from jupyter_telemetry_ext.core.categories import CategoryNode, OtherKeys
 from jupyter_telemetry_ext.core.eventlog import EventLog
@@ -25,13 +28,16 @@ from jupyter_telemetry_ext.core.redaction import (
     default_categories,
     plan_step,
 )
-from jupyter_telemetry_ext.core.schema import schema_order
+from jupyter_telemetry_ext.core.schema import EventSchema, schema_order
+
+from .rules import CollectorRules
 
 KEEP_MARK, REDACT_MARK, DROP_MARK, PARTIAL_MARK, OFF_MARK = "keep", "redact", "drop", "partial", ""
 OTHER_FIELDS = "(any other field)"
 EACH_ITEM = "(each item)"
 MATCHING = "(fields matching {})"
 _STANDARD_STREAMS = {"<stderr>", "<stdout>"}
+SERVER, FORWARDING, HUB = "server", "forwarding", "hub"  # whose rules the page shows
 
 
 @dataclass(frozen=True)
@@ -70,15 +76,28 @@ class HandlerView:
 
 @dataclass(frozen=True)
 class PageModel:
-    """Everything the transparency page shows."""
+    """Everything the transparency page shows.
+
+    `place`: SERVER (a server's own rules), FORWARDING (a server that sends every event to a
+    collector: the collector's rules, `rules_known` once its listing was read) or HUB (the
+    collector's page).
+    """
 
     schemas: tuple[SchemaView, ...]
     handlers: tuple[HandlerView, ...]
     failed_handlers: tuple[HandlerView, ...]
-    record_user: str  # TelemetryExtension.record_user: how the user is recorded
+    record_user: str  # how the user is recorded where a schema keeps it
     redaction: str
     unrestricted_only: bool
     collector: str | None = None  # where every accepted event is forwarded (no credentials)
+    place: str = SERVER
+    rules_known: bool = True
+    local_recorded: int = 0  # FORWARDING: schemas the server's own allow-list also records
+
+    @property
+    def live(self) -> bool:
+        """Return whether the live view applies: it shows what this server itself records."""
+        return self.place == SERVER
 
     @property
     def recorded(self) -> tuple[SchemaView, ...]:
@@ -86,8 +105,8 @@ class PageModel:
         return tuple(schema for schema in self.schemas if schema.allowed)
 
 
-def page_model(eventlog: EventLog, record_user: str = "none", collector_url: str = "") -> PageModel:
-    """Return the page's model: the EventLog's rules, and the collector events are sent to."""
+def page_model(eventlog: EventLog, record_user: str = "none", *, place: str = SERVER) -> PageModel:
+    """Return the page's model of the EventLog's own rules (a server's, or the collector's)."""
     schemas = sorted(eventlog.schemas, key=schema_order)
     return PageModel(
         schemas=tuple(schema_view(eventlog.plan(s), eventlog.redaction) for s in schemas),
@@ -96,8 +115,48 @@ def page_model(eventlog: EventLog, record_user: str = "none", collector_url: str
         record_user=str(record_user),
         redaction=eventlog.redaction,
         unrestricted_only=eventlog.unrestricted_only,
-        collector=shown_url(collector_url) if collector_url else None,
+        place=place,
     )
+
+
+def forwarding_model(
+    eventlog: EventLog, collector_url: str, rules: CollectorRules | None
+) -> PageModel:
+    """Return the page's model of a server that forwards every event: the collector's rules
+    for the schemas the server knows (None: its listing was not read yet, nothing is shown)."""
+    own = page_model(eventlog)
+    schemas = sorted(eventlog.schemas, key=schema_order)
+    views = _collector_views(schemas, rules) if rules is not None else ()
+    policies = rules.policies.values() if rules is not None else ()
+    return dataclasses.replace(
+        own,
+        schemas=views,
+        record_user=rules.record_user if rules is not None else "none",
+        redaction=next((p.redaction for p in policies), "null"),
+        unrestricted_only=False,  # the collector's listing has it applied to each rule
+        collector=shown_url(collector_url),
+        place=FORWARDING,
+        rules_known=rules is not None,
+        local_recorded=len(own.recorded) if own.handlers else 0,
+    )
+
+
+def _collector_views(
+    schemas: Iterable[EventSchema], rules: CollectorRules
+) -> tuple[SchemaView, ...]:
+    """Return each schema's view under the collector's policy (not recorded: none listed)."""
+    views = []
+    for schema in schemas:
+        policy = rules.policy(schema)
+        if policy is None:
+            plan = capsule.plan(schema, None, drop=False, unrestricted_only=False)
+            views.append(schema_view(plan, "null"))
+            continue
+        drop = policy.redaction == "drop"
+        plan = capsule.plan(schema, policy.rule, drop=drop, unrestricted_only=False)
+        view = schema_view(plan, policy.redaction)
+        views.append(dataclasses.replace(view, user_kept=policy.user != "none"))
+    return tuple(views)
 
 
 def shown_url(url: str) -> str:

@@ -32,6 +32,7 @@ from jupyter_telemetry_ext.core.errors import SpoolFullError
 from jupyter_telemetry_ext.core.outcomes import REJECTED
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
+from jupyter_telemetry_ext.server.rules import CollectorRules
 
 from .spool import ForwardSpool, Taken
 from .uplink import DONE_STATUSES, Announced, Reply, Uplink, batch_body
@@ -248,6 +249,12 @@ class Forwarder:
         if announced is None:
             return True, 1.0
         return announced.get(schema_id, (False, 1.0))
+
+    @property
+    def rules(self) -> CollectorRules | None:
+        """Return what the collector records of each schema, as its listing last said (None
+        until a listing was read whole)."""
+        return self.uplink.rules
 
     def _send(self, taken: Taken) -> float:
         """Post one batch; return how long to wait before the next attempt."""

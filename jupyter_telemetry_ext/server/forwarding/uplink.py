@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from jupyter_telemetry_ext.core.outcomes import REPLY_OUTCOMES
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
+from jupyter_telemetry_ext.server.rules import CollectorRules, read_rules
 
 EVENTS_PATH = "api/telemetry/events"
 SCHEMAS_PATH = "api/telemetry/schemas"
@@ -64,6 +65,7 @@ class Uplink:
         self.timeout = timeout
         self._token = token  # never logged
         self._connection: http.client.HTTPConnection | None = None
+        self.rules: CollectorRules | None = None  # the listing's rules, once read whole
 
     def post(self, body: bytes) -> Reply:
         """Send one batch; raise OSError (or http.client.HTTPException) when no reply came."""
@@ -73,9 +75,15 @@ class Uplink:
 
     def announced(self) -> Announced | None:
         """Return what the collector's `GET api/telemetry/schemas` says it records of each
-        schema id (None when it does not answer 200 with that list); raise OSError."""
+        schema id (None when it does not answer 200 with that list); raise OSError.
+
+        A 200 also sets `rules`: what the collector records of each schema (None: unreadable).
+        """
         status, _, payload = self._request("GET", self.root + SCHEMAS_PATH, None, {})
-        return read_announced(payload) if status == 200 else None
+        if status != 200:
+            return None
+        self.rules = read_rules(payload)
+        return read_announced(payload)
 
     def _request(
         self, method: str, path: str, data: bytes | None, headers: dict[str, str]

@@ -33,6 +33,7 @@ from jupyter_telemetry_ext.server.restapi import (
 )
 from jupyter_telemetry_ext.server.wire import Posted
 
+from .access_log import ScrubbedLogs, log_request
 from .collector import open_to_users
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def hub_user_required(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class CollectorHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
+class CollectorHandler(HubOAuthenticated, ScrubbedLogs):  # type: ignore[misc]
     """Base of the collector's routes: the hub user, resolved off the event loop; JSON errors."""
 
     retry_after: int = RETRY_AFTER_SECONDS
@@ -204,7 +205,7 @@ class RootHandler(CollectorHandler):
         await self.finish(json.dumps(model))
 
 
-class OAuthCallbackHandler(HubOAuthCallbackHandler):  # type: ignore[misc]
+class OAuthCallbackHandler(HubOAuthCallbackHandler, ScrubbedLogs):  # type: ignore[misc]
     """Where the hub sends the browser back after login: sets the collector's OAuth cookie."""
 
     def initialize(self) -> None:
@@ -230,7 +231,8 @@ def make_app(collector: TelemetryCollector) -> web.Application:
     scopes = set(hub_auth.access_scopes or ()) or {
         f"access:services!service={collector.service_name}"
     }
-    settings = {**collector.settings(), HUB_AUTH_SETTING: hub_auth, HUB_SCOPES_SETTING: scopes}
+    settings = {**collector.settings(), HUB_AUTH_SETTING: hub_auth, HUB_SCOPES_SETTING: scopes,
+                "log_function": log_request}  # fmt: skip
     return web.Application(routes, **settings)
 
 

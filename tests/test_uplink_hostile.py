@@ -26,12 +26,11 @@ from typing import Any, BinaryIO
 
 import pytest
 
+from jupyter_telemetry_ext.core.errors import ReplyDeadlineError, ReplyTooLargeError
 from jupyter_telemetry_ext.core.redact_url import safe_url, scrub_uri
 from jupyter_telemetry_ext.server.forwarding.forwarder import Forwarder, ForwardSettings
 from jupyter_telemetry_ext.server.forwarding.uplink import (
     MAX_REPLY_BYTES,
-    ReplyDeadlineError,
-    ReplyTooLargeError,
     Uplink,
     read_announced,
 )

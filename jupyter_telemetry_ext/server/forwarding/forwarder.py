@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from jupyter_telemetry_ext.core.errors import SpoolFullError
+from jupyter_telemetry_ext.core.errors import ReplyError, SpoolFullError
 from jupyter_telemetry_ext.core.outcomes import REJECTED
 from jupyter_telemetry_ext.core.printable import printable
 from jupyter_telemetry_ext.core.redact_url import safe_url
@@ -40,7 +40,7 @@ from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
 
 from .spool import ForwardSpool, Taken
-from .uplink import DONE_STATUSES, Announced, Reply, ReplyError, Uplink, batch_body
+from .uplink import DONE_STATUSES, Announced, Reply, Uplink, batch_body
 
 COLLECTOR_URL_ENV = "JUPYTER_TELEMETRY_COLLECTOR_URL"
 SPOOL_FOLDER = "jupyter_telemetry_ext_forward"  # in the Jupyter data dir, by default

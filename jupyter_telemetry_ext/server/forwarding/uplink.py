@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from jupyter_telemetry_ext.core.errors import ReplyDeadlineError, ReplyTooLargeError
 from jupyter_telemetry_ext.core.outcomes import REPLY_OUTCOMES
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
 
@@ -35,18 +36,6 @@ MAX_REPLY_BYTES = 1 << 20  # a collector's reply is a few bytes per event: 1 MiB
 # What a request on a kept-alive connection raises when the other end had closed it meanwhile
 # (proxies close idle connections): sent again once, on a new connection.
 STALE_CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
-
-
-class ReplyError(Exception):
-    """A reply the forwarder does not read: too large, or not complete before the deadline."""
-
-
-class ReplyTooLargeError(ReplyError):
-    """The collector's reply is larger than MAX_REPLY_BYTES."""
-
-
-class ReplyDeadlineError(ReplyError):
-    """The request and its reply took longer than the forwarder's timeout in total."""
 
 
 @dataclass(frozen=True)

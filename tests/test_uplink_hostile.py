@@ -281,6 +281,7 @@ def test_credentials_in_the_collector_url_are_never_logged(
     log = log_of(user)
     assert f"forwarding every accepted event to http://127.0.0.1:{standin.port}/x/" in log
     assert f"the collector at http://127.0.0.1:{standin.port}/x/" in log
+    assert "carries a user:password or a query; neither is sent" in log  # said, not silent
     assert password not in log
     assert token not in log
 
@@ -405,6 +406,51 @@ def test_a_sender_stopped_by_any_exception_is_started_again(
         forwarder.spool.append([json.dumps(event(1)).encode()])
         wait_until(lambda: "ev-1" in standin.ids, 30)
         assert forwarder.sender_restarts == 1
+    finally:
+        forwarder.close(5)
+        forwarder.spool.close()
+
+
+class FailingOnceLog(logging.Logger):
+    """A logger that fails once, on the sender's restart message: the thread then ends."""
+
+    failed = False
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if not self.failed and "is started again" in str(msg % args if args else msg):
+            self.failed = True
+            raise MemoryError
+        super().log(level, msg, *args, **kwargs)
+
+
+# The thread's end is the point of the test: its unhandled exception is expected.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_sender_thread_that_ended_is_started_again(tmp_path: Path, standin: Standin) -> None:
+    """Fault injection: SystemExit from the spool, then a failure while logging it."""
+    settings = ForwardSettings(collector_url=f"http://127.0.0.1:{standin.port}/", token="t",
+                               folder=tmp_path / "spool", max_bytes=1 << 20,
+                               retry_max=0.2)  # fmt: skip
+    log = FailingOnceLog("test.forwarding.failing")
+    forwarder = Forwarder(settings, log)
+    try:
+        take, raised = forwarder.spool.take, []
+
+        def take_once_failing(max_lines: int, max_bytes: int) -> Any:
+            if not raised:
+                raised.append(True)
+                raise SystemExit(0)
+            return take(max_lines, max_bytes)
+
+        forwarder.spool.take = take_once_failing  # type: ignore[method-assign]
+        wait_until(lambda: log.failed, 30)
+
+        def restarted() -> bool:
+            forwarder.check_sender()  # as each event taken, and each scrape of /metrics, does
+            return forwarder.sender_restarts == 2
+
+        wait_until(restarted, 30)
+        forwarder.spool.append([json.dumps(event(2)).encode()])
+        wait_until(lambda: "ev-2" in standin.ids, 30)
     finally:
         forwarder.close(5)
         forwarder.spool.close()

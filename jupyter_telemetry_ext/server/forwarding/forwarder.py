@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -94,6 +95,10 @@ class Forwarder:
         self._backoff = FIRST_BACKOFF
         self._outage_since: float | None = None
         self.where = safe_url(settings.collector_url)  # what logs show: no credentials
+        if _unused_parts(settings.collector_url):
+            log.warning("Telemetry forwarding: TelemetryExtension.collector_url carries a "
+                        "user:password or a query; neither is sent to the collector (the token "
+                        "is) nor logged")  # fmt: skip
         self.errors: Counter[str] = Counter()  # exceptions while sending, per kind
         self.sender_restarts = 0
         self._logged_kinds: set[str] = set()  # error kinds logged in the current outage
@@ -466,6 +471,12 @@ def forwarded_line(
 def _segment_bytes(max_bytes: int) -> int:
     """Return the size of a spool segment: what dropping the oldest drops at once."""
     return max(4096, min(1 << 20, max_bytes // 16))
+
+
+def _unused_parts(url: str) -> bool:
+    """Return whether a collector URL has parts the forwarder does not send (userinfo, query)."""
+    parts = urlsplit(url)
+    return bool(parts.username or parts.password or parts.query)
 
 
 def _reason(error: BaseException) -> str:

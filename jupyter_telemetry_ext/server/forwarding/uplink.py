@@ -73,7 +73,7 @@ class Uplink:
         url = urlsplit(collector_url)
         self.https = url.scheme == "https"
         self.host, self.port = url.hostname or "127.0.0.1", url.port
-        self.root = url.path or "/"
+        self.root = url.path if url.path.endswith("/") else url.path + "/"
         self.path = self.root + EVENTS_PATH
         self.timeout = timeout
         self.reconnects = 0  # requests sent again after a kept-alive connection was closed

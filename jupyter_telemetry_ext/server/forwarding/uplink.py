@@ -135,6 +135,10 @@ class Uplink:
         connection = self._connect(deadline)
         try:
             connection.request(method, path, data, headers)
+            if self._expired.is_set():  # while connecting: no socket to shut down then
+                raise ConnectionAbortedError
+            if connection.sock is not None:  # connected within what was left: reads get it all
+                connection.sock.settimeout(self.timeout)
             response = connection.getresponse()
             payload = response.read(MAX_REPLY_BYTES + 1)
             if len(payload) > MAX_REPLY_BYTES:

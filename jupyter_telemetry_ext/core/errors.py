@@ -88,6 +88,18 @@ class SpoolFullError(QueueFullError):
     reply = "the forwarding spool is full (the collector takes no events); retry later"
 
 
+class ReplyError(Exception):
+    """A collector's reply the forwarder does not read: too large, or not in time."""
+
+
+class ReplyTooLargeError(ReplyError):
+    """The collector's reply is larger than the forwarder reads (1 MiB)."""
+
+
+class ReplyDeadlineError(ReplyError):
+    """A request to the collector and its reply took longer than `forward_timeout` in total."""
+
+
 # The server: posts and subscribers
 
 

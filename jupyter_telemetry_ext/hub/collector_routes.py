@@ -36,6 +36,7 @@ from jupyter_telemetry_ext.server.restapi import (
 from jupyter_telemetry_ext.server.transparency import HUB, page_model
 from jupyter_telemetry_ext.server.wire import Posted
 
+from .access_log import ScrubbedLogs, log_request
 from .collector import open_to_users
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def hub_user_required(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class CollectorHandler(HubOAuthenticated, web.RequestHandler):  # type: ignore[misc]
+class CollectorHandler(HubOAuthenticated, ScrubbedLogs):  # type: ignore[misc]
     """Base of the collector's routes: the hub user, resolved off the event loop; JSON errors."""
 
     retry_after: int = RETRY_AFTER_SECONDS
@@ -221,7 +222,7 @@ class RootHandler(CollectorHandler):
         await self.finish(json.dumps(model))
 
 
-class OAuthCallbackHandler(HubOAuthCallbackHandler):  # type: ignore[misc]
+class OAuthCallbackHandler(HubOAuthCallbackHandler, ScrubbedLogs):  # type: ignore[misc]
     """Where the hub sends the browser back after login: sets the collector's OAuth cookie."""
 
     def initialize(self) -> None:
@@ -250,7 +251,8 @@ def make_app(collector: TelemetryCollector) -> web.Application:
     # The page's style sheet and script: public files, served without a login.
     static = {"static_path": str(STATIC), "static_url_prefix": base + "static/"}
     settings = {**collector.settings(), **static, BASE_URL_SETTING: base,
-                HUB_AUTH_SETTING: hub_auth, HUB_SCOPES_SETTING: scopes}  # fmt: skip
+                HUB_AUTH_SETTING: hub_auth, HUB_SCOPES_SETTING: scopes,
+                "log_function": log_request}  # fmt: skip
     return web.Application(routes, **settings)
 
 

@@ -13,6 +13,7 @@ from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.redact_url import safe_url
 from jupyter_telemetry_ext.server.forwarding.forwarder import (
     COLLECTOR_URL_ENV,
     SPOOL_FOLDER,
@@ -243,6 +244,14 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         pace.""",
     ).tag(config=True)
 
+    forward_timeout = Float(
+        30.0,
+        min=0.1,
+        help="""Longest time in seconds one request to the collector may take in total,
+        connecting, sending and reading the reply (default 30): a collector that answers slower
+        than that, even a byte at a time, is cut off and retried like one that is down.""",
+    ).tag(config=True)
+
     accept_all_schemas = Bool(
         False,
         help="""True: POST api/telemetry/events takes events of every registered schema, not
@@ -322,7 +331,8 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         self.eventlog.add_tap(self.forwarder.tap)
         self.settings[FORWARDER_SETTING] = self.forwarder
         self.forward_metrics = ForwardingMetrics(self.forwarder).register()
-        self.log.info("Telemetry: forwarding every accepted event to %s", self.collector_url)
+        self.log.info("Telemetry: forwarding every accepted event to %s",
+                      safe_url(self.collector_url))  # fmt: skip
 
     def _forward_settings(self) -> ForwardSettings:
         token = os.environ.get(self.collector_token_env, "") if self.collector_token_env else ""
@@ -339,6 +349,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
             batch_events=self.max_batch_events,
             batch_bytes=self.max_body_size,
             retry_max=self.forward_retry_max,
+            timeout=self.forward_timeout,
         )
 
     def initialize_handlers(self) -> None:

@@ -7,6 +7,10 @@ with it so that a retry is deduplicated by the collector. Two threads do the res
 waits on the event loop: the spooler appends the events taken meanwhile to the spool in one
 write; the sender posts the oldest spooled events to the collector and removes them once the
 collector answered for each of them. Failures are counted and logged once per episode.
+
+The sender outlives whatever the collector answers: each exception while sending or reading a
+reply is counted by kind, logged once per kind and outage, and retried with backoff; should
+the thread end anyway, the next event taken starts it again (counted as a restart).
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
-from jupyter_telemetry_ext.core.errors import SpoolFullError
+from jupyter_telemetry_ext.core.errors import ReplyError, SpoolFullError
 from jupyter_telemetry_ext.core.outcomes import REJECTED
+from jupyter_telemetry_ext.core.printable import printable
+from jupyter_telemetry_ext.core.redact_url import safe_url
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
 from jupyter_telemetry_ext.server.rules import CollectorRules
@@ -46,6 +53,8 @@ FIRST_BACKOFF = 0.5
 ANNOUNCED_REFRESH = 300.0
 ANNOUNCED_RETRY = 30.0
 FORWARD_OUTCOMES = ("queued", "sent", "retried", "rejected", "dropped", "refused")
+# What a collector that is down, unreachable or answering nonsense raises: an outage, not a bug.
+UNAVAILABLE_ERRORS = (OSError, http.client.HTTPException, ReplyError)
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,15 @@ class Forwarder:
         self._episodes: set[str] = set()  # what was logged and not yet over
         self._backoff = FIRST_BACKOFF
         self._outage_since: float | None = None
+        self.where = safe_url(settings.collector_url)  # what logs show: no credentials
+        if _unused_parts(settings.collector_url):
+            log.warning("Telemetry forwarding: TelemetryExtension.collector_url carries a "
+                        "user:password or a query; neither is sent to the collector (the token "
+                        "is) nor logged")  # fmt: skip
+        self.errors: Counter[str] = Counter()  # exceptions while sending, per kind
+        self.sender_restarts = 0
+        self._logged_kinds: set[str] = set()  # error kinds logged in the current outage
+        self._restart_lock = threading.Lock()
         self.announced: Announced | None = None  # what the collector records, once read
         self._announced_due = 0.0
         if self.spool.adopted:
@@ -93,8 +111,7 @@ class Forwarder:
                      self.spool.adopted)  # fmt: skip
         self._spooler = threading.Thread(target=self._spool_loop, name="telemetry-spooler",
                                          daemon=True)  # fmt: skip
-        self._sender = threading.Thread(target=self._send_loop, name="telemetry-sender",
-                                        daemon=True)  # fmt: skip
+        self._sender = self._sender_thread()
         self._spooler.start()
         self._sender.start()
 
@@ -108,6 +125,7 @@ class Forwarder:
         context: Mapping[str, Any] | None,
     ) -> None:
         """Queue one accepted event for the spool; raise SpoolFullError when refusing it."""
+        self.check_sender()
         line = forwarded_line(schema, event, timestamp, context)
         with self._cond:
             if self._closed:
@@ -217,30 +235,68 @@ class Forwarder:
 
     # The sender thread
 
+    def _sender_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._run_sender, name="telemetry-sender", daemon=True)
+
+    def _run_sender(self) -> None:
+        """Send until stopped; what ends the loop anyway is counted and the loop starts again."""
+        while not self._stopping.is_set():
+            try:
+                self._send_loop()
+            except BaseException as e:  # forwarding must outlive any exception
+                self._restarted(e)
+                self._stopping.wait(self._next_backoff())
+
     def _send_loop(self) -> None:
         while not self._stopping.is_set():
-            if time.monotonic() >= self._announced_due:
-                self._read_announced()
-            budget = self.settings.batch_bytes - BODY_OVERHEAD
-            taken = self.spool.take(self._batch_events, budget)
-            if taken is None:
-                self._wake_sender.wait(1.0)
-                self._wake_sender.clear()
-                continue
-            delay = self._send(taken)
+            try:
+                delay = self._send_next()
+            except Exception as e:  # a reply no one foresaw, or a bug: retried
+                delay = self._failed(e)
             if delay:
                 self._stopping.wait(delay)
 
+    def _send_next(self) -> float:
+        """Send the oldest spooled batch (reading the collector's listing when due); return how
+        long to wait before the next."""
+        if time.monotonic() >= self._announced_due:
+            self._read_announced()
+        budget = self.settings.batch_bytes - BODY_OVERHEAD
+        taken = self.spool.take(self._batch_events, budget)
+        if taken is None:
+            self._wake_sender.wait(1.0)
+            self._wake_sender.clear()
+            return 0.0
+        return self._send(taken)
+
+    def check_sender(self) -> None:
+        """Start the sender again if its thread ended (it should not); count the restart."""
+        if self._sender.is_alive() or self._stopping.is_set():
+            return
+        with self._restart_lock:
+            if self._sender.is_alive() or self._stopping.is_set():
+                return
+            self._restarted(None)
+            self._sender = self._sender_thread()
+            self._sender.start()
+
+    def _restarted(self, error: BaseException | None) -> None:
+        self.sender_restarts += 1
+        kind = type(error).__name__ if error is not None else "ended"
+        self._once(f"restart {kind}", logging.ERROR, "the sender stopped (%s) and is started "
+                   "again (jupyter_telemetry_forward_sender_restarts_total)", kind)  # fmt: skip
+
     def _read_announced(self) -> None:
         """Read which schemas the collector records (what the server announces to frontends)."""
+        self._announced_due = time.monotonic() + ANNOUNCED_RETRY  # also when reading fails
         try:
             announced = self.uplink.announced()
-        except (OSError, http.client.HTTPException):
+        except UNAVAILABLE_ERRORS as e:  # the batch sent next reports the outage
+            self.errors[type(e).__name__] += 1
             announced = None
         if announced is not None:
             self.announced = announced
-        again = ANNOUNCED_REFRESH if announced is not None else ANNOUNCED_RETRY
-        self._announced_due = time.monotonic() + again
+            self._announced_due = time.monotonic() + ANNOUNCED_REFRESH
 
     def recorded(self, schema_id: str) -> tuple[bool, float]:
         """Return whether the collector records a schema and its sampling rate; until its
@@ -260,8 +316,9 @@ class Forwarder:
         """Post one batch; return how long to wait before the next attempt."""
         try:
             reply = self.uplink.post(batch_body(taken.lines))
-        except (OSError, http.client.HTTPException) as e:
-            return self._unavailable(taken, type(e).__name__, None)
+        except UNAVAILABLE_ERRORS as e:
+            self.errors[type(e).__name__] += 1
+            return self._unavailable(taken, _reason(e), None)
         if reply.statuses is not None and len(reply.statuses) == len(taken.lines):
             self._answered(
                 taken, reply.statuses, reply.errors or [], busy=reply.retry_after is not None
@@ -318,15 +375,37 @@ class Forwarder:
         return 0.0
 
     def _unavailable(self, taken: Taken, reason: str, retry_after: float | None) -> float:
-        """Note a failed attempt (logged once per outage); return the wait before the next."""
-        if self._outage_since is None:
-            self._outage_since = time.monotonic()
-            self.log.warning("Telemetry forwarding: the collector at %s is unavailable (%s); "
-                             "events wait in the spool and are retried",
-                             self.settings.collector_url, reason)  # fmt: skip
+        """Note a failed attempt (logged once per outage and kind of failure); return the wait
+        before the next."""
+        self._outage(logging.WARNING, reason, "the collector at %s is unavailable (%s); "
+                     "events wait in the spool and are retried")  # fmt: skip
         self.counts["retried"] += len(taken.lines)
         if retry_after is not None:
             return retry_after
+        return self._next_backoff()
+
+    def _failed(self, error: Exception) -> float:
+        """Note an exception no reply should cause (counted, logged with its traceback once per
+        kind and outage); return the wait before the next attempt."""
+        self.errors[type(error).__name__] += 1
+        self._outage(logging.ERROR, _reason(error), "sending to the collector at %s failed "
+                     "(%s); events wait in the spool and are retried", error)  # fmt: skip
+        return self._next_backoff()
+
+    def _outage(
+        self, level: int, reason: str, msg: str, error: BaseException | None = None
+    ) -> None:
+        """Log the first failure of an outage, and each new kind of failure during it."""
+        kind = reason.split(":", 1)[0]
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+        elif kind in self._logged_kinds:
+            return
+        self._logged_kinds.add(kind)
+        self.log.log(level, "Telemetry forwarding: %s", msg % (self.where, reason), exc_info=error)
+
+    def _next_backoff(self) -> float:
+        """Return the next wait of the exponential backoff (with jitter), up to retry_max."""
         wait, self._backoff = self._backoff, min(self._backoff * 2, self.settings.retry_max)
         return min(wait, self.settings.retry_max) * random.uniform(0.75, 1.0)  # noqa: S311
 
@@ -337,6 +416,7 @@ class Forwarder:
         if self._outage_since is not None:
             seconds = time.monotonic() - self._outage_since
             self._outage_since = None
+            self._logged_kinds.clear()
             self.log.info("Telemetry forwarding: the collector answers again after %.0f s; "
                           "%d events wait in the spool", seconds, self.spool.pending)  # fmt: skip
 
@@ -398,6 +478,18 @@ def forwarded_line(
 def _segment_bytes(max_bytes: int) -> int:
     """Return the size of a spool segment: what dropping the oldest drops at once."""
     return max(4096, min(1 << 20, max_bytes // 16))
+
+
+def _unused_parts(url: str) -> bool:
+    """Return whether a collector URL has parts the forwarder does not send (userinfo, query)."""
+    parts = urlsplit(url)
+    return bool(parts.username or parts.password or parts.query)
+
+
+def _reason(error: BaseException) -> str:
+    """Return `Kind: message` of an exception, its message cut short and made printable."""
+    message = printable(str(error))[:200]
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 def _resolve(future: asyncio.Future[bool], ok: bool) -> None:

@@ -1,4 +1,5 @@
-"""Prometheus metrics of forwarding: events queued, sent, retried, rejected, dropped, refused."""
+"""Prometheus metrics of forwarding: events queued, sent, retried, rejected, dropped, refused;
+the sender's errors per kind, its restarts and its reconnections."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class ForwardingMetrics:
         for outcome in FORWARD_OUTCOMES:
             events.add_metric([outcome], counts[outcome])
         yield events
+        yield from self._sender_metrics()
         spool = self.forwarder.spool
         yield GaugeMetricFamily(
             "jupyter_telemetry_forward_spool_bytes",
@@ -56,4 +58,29 @@ class ForwardingMetrics:
             "jupyter_telemetry_forward_queue_pending",
             "Accepted events waiting to be written to the forwarding spool.",
             value=self.forwarder.queued,
+        )
+
+    def _sender_metrics(self) -> Iterator[Metric]:
+        """Yield the sender's errors per kind (exception class), restarts and reconnections."""
+        forwarder = self.forwarder
+        forwarder.check_sender()  # a scrape also revives a sender that ended
+        errors = CounterMetricFamily(
+            "jupyter_telemetry_forward_errors",
+            "Exceptions while sending to the collector or reading its reply, per kind (the "
+            "exception's class, e.g. ConnectionRefusedError, ReplyDeadlineError); each retried.",
+            labels=["kind"],
+        )
+        for kind, count in sorted(forwarder.errors.items()):
+            errors.add_metric([kind], count)
+        yield errors
+        yield CounterMetricFamily(
+            "jupyter_telemetry_forward_sender_restarts",
+            "Times the forwarder's sender ended on an exception and was started again.",
+            value=forwarder.sender_restarts,
+        )
+        yield CounterMetricFamily(
+            "jupyter_telemetry_forward_reconnects",
+            "Requests sent again on a new connection because the collector (or a proxy) had "
+            "closed the kept-alive one: not counted as failures.",
+            value=forwarder.uplink.reconnects,
         )

@@ -88,6 +88,12 @@ class SpoolFullError(QueueFullError):
     reply = "the forwarding spool is full (the collector takes no events); retry later"
 
 
+class ForwardingRefusedError(QueueFullError):
+    """Forwarding did not start (its spool folder cannot be trusted): no event is accepted."""
+
+    reply = "the server cannot forward events to the collector (see the server's log)"
+
+
 # The server: posts and subscribers
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from jupyter_telemetry_ext.core.errors import SpoolFolderError
 from jupyter_telemetry_ext.server.forwarding.spool import (
     NOT_A_FILE,
     OTHER_KEY,
@@ -20,7 +21,6 @@ from jupyter_telemetry_ext.server.forwarding.spool import (
     OTHER_UID,
     UNSTAMPED,
     ForwardSpool,
-    SpoolFolderError,
     SpoolIdentity,
 )
 

@@ -88,6 +88,10 @@ class SpoolFullError(QueueFullError):
     reply = "the forwarding spool is full (the collector takes no events); retry later"
 
 
+class SpoolFolderError(RuntimeError):
+    """The forwarding spool folder cannot be trusted (or made): nothing is forwarded from it."""
+
+
 class ForwardingRefusedError(QueueFullError):
     """Forwarding did not start (its spool folder cannot be trusted): no event is accepted."""
 

@@ -12,7 +12,7 @@ from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default
 
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
-from jupyter_telemetry_ext.core.errors import ForwardingRefusedError
+from jupyter_telemetry_ext.core.errors import ForwardingRefusedError, SpoolFolderError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.server.forwarding.forwarder import (
     COLLECTOR_URL_ENV,
@@ -21,7 +21,6 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import (
     ForwardSettings,
 )
 from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
-from jupyter_telemetry_ext.server.forwarding.spool import SpoolFolderError
 
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
@@ -218,7 +217,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         help="""The folder of the forwarding spool, where accepted events wait (unredacted:
         mode 0700) until the collector acknowledged them; a restart sends what is left.
         Empty (the default): `jupyter_telemetry_ext_forward` in the Jupyter data dir. Servers
-        sharing the folder each own their files.""",
+        sharing the folder each send only the files stamped with their hub user and server
+        name. It must be owned by the server's uid and writable by nobody else: otherwise
+        forwarding does not start and every event is refused (503).""",
     ).tag(config=True)
 
     forward_spool_bytes = Int(

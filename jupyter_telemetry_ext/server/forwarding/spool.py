@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
+from jupyter_telemetry_ext.core.errors import SpoolFolderError
+
 SEGMENT_SUFFIX = ".jsonl"
 LOCK_SUFFIX = ".lock"
 STAMP_KEY = "__spool__"  # the reserved key of a segment's first line
@@ -49,16 +51,12 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 # Why a segment was left alone (`ForwardSpool.left_alone`).
-OTHER_KEY = "named for another user or server"
+OTHER_KEY = "named for another user or server (or by an earlier version)"
 NO_LOCK = "without its owner's lock"
 NOT_A_FILE = "not a regular file (a symlink, a FIFO, ...)"
 OTHER_UID = "not owned by this server's uid"
 UNSTAMPED = "without a spool stamp"
 OTHER_STAMP = "stamped for another user, server or uid"
-
-
-class SpoolFolderError(RuntimeError):
-    """The spool folder cannot be trusted (or made): nothing may be forwarded from it."""
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,29 @@ def test_each_segment_is_stamped_with_its_user_server_and_uid(make: Make, tmp_pa
     assert drain(spool) == lines(1)  # the stamp is never sent
 
 
+def test_a_long_user_name_makes_a_short_file_name(make: Make, tmp_path: Path) -> None:
+    long = SpoolIdentity("ü" * 200, "", os.getuid())
+    stopped = make(tmp_path, identity=long)
+    stopped.append(lines(1))
+    stopped.close()
+    [path] = segments(tmp_path)
+    assert len(path.name) < 160
+    similar = make(tmp_path, identity=SpoolIdentity("ü" * 199, "", os.getuid()))
+    assert (similar.adopted, similar.left_alone) == (0, {OTHER_KEY: 1})
+    assert drain(make(tmp_path, identity=long)) == lines(1)
+
+
+def test_adopted_segments_keep_their_order(make: Make, tmp_path: Path) -> None:
+    stopped = make(tmp_path, segment_bytes=16)
+    for n in range(1, 6):
+        stopped.append(lines(n))
+    taken = stopped.take(1, 1 << 20)
+    assert taken is not None
+    stopped.done(taken)
+    stopped.close()
+    assert drain(make(tmp_path)) == lines(2, 3, 4, 5)
+
+
 def test_the_identity_comes_from_the_hub_else_the_os_user(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

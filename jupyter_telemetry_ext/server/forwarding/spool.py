@@ -7,15 +7,17 @@ data dir shared by users, or by one user's servers); each file names whose it is
 On disk, in the spool folder (owned by the server's uid, not group- or world-writable, else
 forwarding refuses to start):
 
-- `<key>.<owner>.lock`: held (`flock`) by the running process `<owner>` (`<pid>-<random>`);
-  `<key>` is the quoted hub user and server name (`JUPYTERHUB_USER`, `JUPYTERHUB_SERVER_NAME`;
-  outside a hub the OS user and ""), e.g. `alice@gpu`.
+- `<key>.<owner>.lock`: held (`flock`) by the running process `<owner>` (`<pid>-<random>`),
+  locked before it is given that name; `<key>` is the quoted hub user and server name
+  (`JUPYTERHUB_USER`, `JUPYTERHUB_SERVER_NAME`; outside a hub the OS user and ""), e.g.
+  `alice@gpu` (beyond 100 characters, cut and followed by `~` and a hash of the name).
 - `<key>.<owner>.<serial>.jsonl` (0600), a segment: its first line is the stamp
   `{"__spool__":1,"acked":"<20 digits>","user":...,"server_name":...,"uid":...}`, then one JSON
   event a line. `acked` is the byte offset of the first event the collector has not
-  acknowledged, rewritten in place (fixed width, fdatasync) as acknowledgements come; a segment
-  fully acknowledged is deleted at once, the newest too (the next event starts a new one). So a
-  restart sends only what was not acknowledged, and delivered events do not stay on disk.
+  acknowledged, rewritten in place (fixed width, fdatasync) at each acknowledgement; a segment
+  fully acknowledged is then deleted, the newest too (the next event starts a new one). So a
+  restart sends only what was not acknowledged, and delivered events do not stay on disk. An
+  `acked` that does not fall at the start of a line (a torn write) counts as nothing acknowledged.
 
 A starting process adopts, oldest first, the segments of its own key whose owner's lock is free
 (the owner stopped), once their stamp names the same user, server and uid and the file is a
@@ -27,6 +29,7 @@ redaction: folder 0700, files 0600.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -47,6 +50,7 @@ STAMP_KEY = "__spool__"  # the reserved key of a segment's first line
 STAMP_PREFIX = b'{"__spool__":1,"acked":"'
 ACK_DIGITS = 20
 STAMP_MAX = 4096  # a stamp longer than this is not one of ours
+KEY_MAX = 100  # longer quoted names are cut and hashed: file names have a limit
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
@@ -129,7 +133,11 @@ class ForwardSpool:
         self.identity = identity or SpoolIdentity.of_process()
         check_folder(folder, self.identity.uid)
         self.owner = f"{self.identity.key}.{os.getpid()}-{secrets.token_hex(4)}"
-        self._lock_file = _take_lock(folder, self.owner)
+        try:
+            self._lock_file = _take_lock(folder, self.owner)
+        except OSError as e:
+            msg = f"the spool folder {folder} cannot be locked ({type(e).__name__}: {e.strerror})"
+            raise SpoolFolderError(msg) from None
         self._lock = threading.Lock()
         self._segments: deque[Segment] = deque()
         self._serial = 0
@@ -242,7 +250,7 @@ class ForwardSpool:
             self._file.write(block)
             self._file.flush()
             if self.fsync:
-                os.fdatasync(self._file.fileno())
+                _datasync(self._file.fileno())
             segment.size += len(block)
             segment.lines += len(lines)
             self._bytes += len(block)
@@ -303,8 +311,8 @@ class ForwardSpool:
             head.acked_lines += len(taken.lines)
             self._bytes -= taken.end - taken.start
             self._lines -= len(taken.lines)
+            self._note_acked(head)  # first: a deletion lost to a power cut is still noted
             if head.acked < head.size:
-                self._note_acked(head)
                 return
             if self._is_open(head):
                 self._close_file()
@@ -312,10 +320,11 @@ class ForwardSpool:
 
     def _note_acked(self, segment: Segment) -> None:
         """Write how far a segment is acknowledged into its stamp, durably."""
-        fd = os.open(segment.path, os.O_WRONLY | NOFOLLOW)
+        fd = os.open(segment.path, os.O_WRONLY | NOFOLLOW)  # not O_APPEND: written in place
         try:
-            os.pwrite(fd, b"%020d" % segment.acked, len(STAMP_PREFIX))
-            os.fdatasync(fd)
+            os.lseek(fd, len(STAMP_PREFIX), os.SEEK_SET)
+            os.write(fd, b"%020d" % segment.acked)
+            _datasync(fd)
         finally:
             os.close(fd)
 
@@ -324,8 +333,6 @@ class ForwardSpool:
         head.path.unlink(missing_ok=True)
         self._bytes -= head.size - head.acked
         self._lines -= head.lines - head.acked_lines
-        if self.fsync:
-            _sync_folder(self.folder)
 
     def drop_oldest(self) -> int:
         """Delete the oldest segment (a new one is started if it was the only one); return
@@ -411,7 +418,15 @@ def _owner(path: Path) -> str | None:
 
 
 def _quoted(text: str) -> str:
-    return quote(text, safe="").replace(".", "%2E").replace("@", "%40")
+    """Return `text` for a file name; the stamp, not the name, says whose a segment is."""
+    quoted = quote(text, safe="").replace(".", "%2E")
+    if len(quoted) <= KEY_MAX:
+        return quoted
+    return quoted[: KEY_MAX - 17] + "~" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _datasync(fd: int) -> None:
+    getattr(os, "fdatasync", os.fsync)(fd)
 
 
 def _os_user() -> str:
@@ -428,9 +443,6 @@ if sys.platform == "win32":  # no flock: an open file cannot be renamed, which g
     def _flock(fd: int) -> None:
         """Lock nothing."""
 
-    def _sync_folder(folder: Path) -> None:
-        """Sync nothing (a folder cannot be opened)."""
-
 else:
     import fcntl
 
@@ -438,24 +450,20 @@ else:
         """Take an exclusive lock on `fd`; raise BlockingIOError when someone holds it."""
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
-    def _sync_folder(folder: Path) -> None:
-        """Make a deletion in `folder` durable."""
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
 
 def _take_lock(folder: Path, owner: str) -> BinaryIO:
     """Create the lock of `owner` and hold it for as long as it is open.
 
     It is locked under a name no other process looks at, then renamed: nobody sees it unheld.
     """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW
+    lock = folder / f"{owner}{LOCK_SUFFIX}"
+    if sys.platform == "win32":  # no flock, and an open file cannot be renamed
+        return os.fdopen(os.open(lock, flags, 0o600), "wb")
     locking = folder / f".{owner}.locking"
-    fd = os.open(locking, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
+    fd = os.open(locking, flags, 0o600)
     _flock(fd)
-    locking.rename(folder / f"{owner}{LOCK_SUFFIX}")
+    locking.rename(lock)
     return os.fdopen(fd, "wb")
 
 
@@ -480,7 +488,10 @@ def _free(lock: Path) -> bool | None:
 
 
 def _age(path: Path) -> tuple[float, str]:
+    """Return when the segment's owner started (its lock was made), then the segment's name:
+    oldest first (a segment's own time changes as its acknowledgement is written)."""
+    lock = path.with_name(f"{_owner(path)}{LOCK_SUFFIX}")
     try:
-        return (path.lstat().st_mtime, path.name)
-    except FileNotFoundError:
+        return (lock.lstat().st_mtime, path.name)
+    except OSError:
         return (0.0, path.name)

@@ -29,6 +29,7 @@ redaction: folder 0700, files 0600.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -311,22 +312,17 @@ class ForwardSpool:
             head.acked_lines += len(taken.lines)
             self._bytes -= taken.end - taken.start
             self._lines -= len(taken.lines)
-            self._note_acked(head)  # first: a deletion lost to a power cut is still noted
-            if head.acked < head.size:
-                return
-            if self._is_open(head):
-                self._close_file()
-            self._remove_head()
-
-    def _note_acked(self, segment: Segment) -> None:
-        """Write how far a segment is acknowledged into its stamp, durably."""
-        fd = os.open(segment.path, os.O_WRONLY | NOFOLLOW)  # not O_APPEND: written in place
-        try:
-            os.lseek(fd, len(STAMP_PREFIX), os.SEEK_SET)
-            os.write(fd, b"%020d" % segment.acked)
-            _datasync(fd)
-        finally:
-            os.close(fd)
+            delivered = head.acked >= head.size
+            if delivered:
+                if self._is_open(head):
+                    self._close_file()
+                self._segments.popleft()
+        # Without the lock, so appends go on; only this thread acknowledges. The offset is
+        # noted before a deletion, so a deletion lost to a power cut still sends nothing again.
+        with contextlib.suppress(FileNotFoundError):  # dropped meanwhile (the spool was full)
+            _note_acked(head.path, taken.end)
+        if delivered:
+            head.path.unlink(missing_ok=True)
 
     def _remove_head(self) -> None:
         head = self._segments.popleft()
@@ -373,6 +369,17 @@ def check_folder(folder: Path, uid: int) -> None:
         mode = stat.S_IMODE(info.st_mode)
         msg = f"the spool folder {folder} may be written by others (mode {mode:#o}; 0700 expected)"
         raise SpoolFolderError(msg)
+
+
+def _note_acked(path: Path, acked: int) -> None:
+    """Write how far a segment is acknowledged into its stamp, durably."""
+    fd = os.open(path, os.O_WRONLY | NOFOLLOW)  # not O_APPEND: written in place
+    try:
+        os.lseek(fd, len(STAMP_PREFIX), os.SEEK_SET)
+        os.write(fd, b"%020d" % acked)
+        _datasync(fd)
+    finally:
+        os.close(fd)
 
 
 def _read(head: Segment, max_lines: int, max_bytes: int) -> Taken:

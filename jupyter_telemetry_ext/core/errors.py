@@ -100,6 +100,16 @@ class ReplyDeadlineError(ReplyError):
     """A request to the collector and its reply took longer than `forward_timeout` in total."""
 
 
+class SpoolFolderError(RuntimeError):
+    """The forwarding spool folder cannot be trusted (or made): nothing is forwarded from it."""
+
+
+class ForwardingRefusedError(QueueFullError):
+    """Forwarding did not start (its spool folder cannot be trusted): no event is accepted."""
+
+    reply = "the server cannot forward events to the collector (see the server's log)"
+
+
 # The server: posts and subscribers
 
 

@@ -12,6 +12,7 @@ from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default
 
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
+from jupyter_telemetry_ext.core.errors import ForwardingRefusedError, SpoolFolderError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.redact_url import safe_url
 from jupyter_telemetry_ext.server.forwarding.forwarder import (
@@ -217,7 +218,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         help="""The folder of the forwarding spool, where accepted events wait (unredacted:
         mode 0700) until the collector acknowledged them; a restart sends what is left.
         Empty (the default): `jupyter_telemetry_ext_forward` in the Jupyter data dir. Servers
-        sharing the folder each own their files.""",
+        sharing the folder each send only the files stamped with their hub user and server
+        name. It must be owned by the server's uid and writable by nobody else: otherwise
+        forwarding does not start and every event is refused (503).""",
     ).tag(config=True)
 
     forward_spool_bytes = Int(
@@ -324,10 +327,19 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         self._start_forwarding()
 
     def _start_forwarding(self) -> None:
-        """Forward every accepted event to `collector_url`, when set."""
+        """Forward every accepted event to `collector_url`, when set; when the spool cannot be
+        trusted, say so and refuse every event (503), rather than accept and lose it."""
         if not self.collector_url:
             return
-        self.forwarder = Forwarder(self._forward_settings(), self.log)
+        try:
+            self.forwarder = Forwarder(self._forward_settings(), self.log)
+        except SpoolFolderError as e:
+            self.log.error("Telemetry: forwarding to %s cannot start: %s. Every event is "
+                           "refused (503) until this is fixed and the server restarted "
+                           "(see TelemetryExtension.forward_spool_dir)",
+                           self.collector_url, e)  # fmt: skip
+            self.eventlog.add_tap(_refuse)
+            return
         self.eventlog.add_tap(self.forwarder.tap)
         self.settings[FORWARDER_SETTING] = self.forwarder
         self.forward_metrics = ForwardingMetrics(self.forwarder).register()
@@ -382,3 +394,8 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         if self.forwarder is not None:
             self.forwarder.close(self.shutdown_timeout)
         self.eventlog.close(self.shutdown_timeout)
+
+
+def _refuse(*_: object) -> None:
+    """Refuse an event: forwarding did not start, and events go only through forwarding."""
+    raise ForwardingRefusedError(ForwardingRefusedError.reply)

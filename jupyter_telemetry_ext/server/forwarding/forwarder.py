@@ -41,7 +41,7 @@ from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
 from jupyter_telemetry_ext.server.rules import CollectorRules
 
-from .spool import ForwardSpool, Taken
+from .spool import ForwardSpool, SpoolIdentity, Taken
 from .uplink import DONE_STATUSES, Announced, Reply, Uplink, batch_body
 
 COLLECTOR_URL_ENV = "JUPYTER_TELEMETRY_COLLECTOR_URL"
@@ -71,16 +71,18 @@ class ForwardSettings:
     batch_bytes: int = 1 << 20
     timeout: float = 30.0
     retry_max: float = 60.0
+    identity: SpoolIdentity | None = None  # whose events: the process's hub user and server
 
 
 class Forwarder:
     """Spools each accepted event and sends the spool to the collector in the background."""
 
     def __init__(self, settings: ForwardSettings, log: logging.Logger) -> None:
-        """Open the spool (adopting what a stopped server left) and start the threads."""
+        """Open the spool (adopting what a stopped server of the same user left) and start
+        the threads; raise SpoolFolderError when the spool folder cannot be trusted."""
         self.settings, self.log = settings, log
         self.spool = ForwardSpool(settings.folder, _segment_bytes(settings.max_bytes),
-                                  fsync=settings.fsync)  # fmt: skip
+                                  fsync=settings.fsync, identity=settings.identity)  # fmt: skip
         self.uplink = Uplink(settings.collector_url, settings.token, settings.timeout)
         self.counts: Counter[str] = Counter()
         self._cond = threading.Condition()
@@ -106,14 +108,23 @@ class Forwarder:
         self._restart_lock = threading.Lock()
         self.announced: Announced | None = None  # what the collector records, once read
         self._announced_due = 0.0
-        if self.spool.adopted:
-            log.info("Telemetry forwarding: %d events left by a stopped server will be sent",
-                     self.spool.adopted)  # fmt: skip
+        self._log_adopted()
         self._spooler = threading.Thread(target=self._spool_loop, name="telemetry-spooler",
                                          daemon=True)  # fmt: skip
         self._sender = self._sender_thread()
         self._spooler.start()
         self._sender.start()
+
+    def _log_adopted(self) -> None:
+        spool = self.spool
+        if spool.adopted:
+            self.log.info("Telemetry forwarding: %d events left by a stopped server will be sent",
+                          spool.adopted)  # fmt: skip
+        if spool.left_alone:
+            reasons = ", ".join(f"{n} {why}" for why, n in sorted(spool.left_alone.items()))
+            self.log.warning("Telemetry forwarding: segments in the spool %s that this server "
+                             "did not write for its user (%s) are left alone, not sent: %s",
+                             spool.folder, spool.identity.key, reasons)  # fmt: skip
 
     # Taking events (any thread, usually the event loop's)
 

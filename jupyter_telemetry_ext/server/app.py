@@ -11,8 +11,11 @@ from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinja
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
 
 from jupyter_telemetry_ext._version import __version__
+from jupyter_telemetry_ext.core.config_failure import config_failure
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.recorded_user import warn_user_not_kept
+from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.server.forwarding.forwarder import (
     COLLECTOR_URL_ENV,
     SPOOL_FOLDER,
@@ -21,6 +24,7 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import (
 )
 from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 
+from .config_files import failed_config_files
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
@@ -45,6 +49,8 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
     name = "jupyter_telemetry_ext"
     version = __version__
     description = "Telemetry: validated, allow-listed, privacy-redacted events from frontends."
+    # An exception in jupyter_telemetry_ext_config.py stops the server (see load_config_file).
+    raise_config_file_errors = Bool(True)
 
     schema_paths = List(
         Unicode(),
@@ -276,10 +282,34 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
     def _default_template_paths(self) -> list[str]:
         return [str(Path(__file__).parent.parent / "templates")]
 
+    def load_config_file(self, suppress_errors: bool = True) -> None:  # type: ignore[override]
+        """Load the extension's own config files; one that raises stops the server."""
+        try:
+            super().load_config_file(suppress_errors)
+        except Exception as e:  # anything a config file raises: it is the admin's Python
+            self._refuse_to_start([config_failure(e)])
+
+    def _check_server_config(self) -> None:
+        """Stop the server when one of its config files failed: our config may be in it."""
+        failures = failed_config_files(self.serverapp) if self.serverapp is not None else []
+        if failures:
+            self._refuse_to_start(failures)
+
+    def _refuse_to_start(self, failures: list[str]) -> None:
+        """Log why at CRITICAL and exit non-zero: a server running without its config would
+        record nothing (no allow-list, no sinks) and say so nowhere."""
+        for failure in failures:
+            self.log.critical("Telemetry: a config file failed, the server stops: %s", failure)
+        raise SystemExit(1)  # not an Exception: jupyter_server would log it and start anyway
+
     def initialize(self) -> None:  # type: ignore[override]  # ExtensionApp's takes no argv
         """Create the EventLog and register the schemas found; then settings and handlers."""
+        self._check_server_config()
         # Handlers always run on the EventLog's thread: a slow sink must not block the event loop.
-        self.eventlog = EventLog(parent=self, background=True)
+        try:
+            self.eventlog = EventLog(parent=self, background=True)
+        except TraitError as e:
+            self._refuse_to_start([f"the EventLog cannot be built from the config: {e}"])
         self._warn_missing_paths()
         found = register_discovered(self.eventlog, schema_folders(self.schema_paths), self.log)
         self.log.info("Telemetry: %d event schemas registered", len(found))
@@ -311,8 +341,13 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         if self.server_events and self.serverapp is not None:
             recorded = record_server_events(self.serverapp.event_logger, self.eventlog, self.log)
             self.log.info("Telemetry: recording %d server event schemas", len(recorded))
+        warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
         self._start_forwarding()
+
+    def _posted(self, schema: EventSchema) -> bool:
+        """Return whether events of `schema` are posted (and get `record_user`'s user)."""
+        return schema.frontend or self.accept_all_schemas
 
     def _start_forwarding(self) -> None:
         """Forward every accepted event to `collector_url`, when set."""

@@ -198,7 +198,24 @@ def test_a_server_whose_config_raises_exits_non_zero(
     finally:
         server.kill()
     written = server.log.read_text("utf-8")
-    assert f"Telemetry: a config file failed, the server stops: {path}, {error}" in written
+    assert f"Telemetry: the config cannot be used, the server stops: {path}, {error}" in written
+    assert "is running at" not in written
+
+
+@pytest.mark.e2e
+def test_a_server_with_an_invalid_telemetry_option_exits_non_zero(tmp_path: Path) -> None:
+    """jupyter_server logs the TraitError and loads the extension with part of its config."""
+    environment = jupyter_environment(tmp_path)
+    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
+               f"--port={free_port()}", "--no-browser", "--allow-root",
+               "--TelemetryExtension.rate_limit=fast"]  # fmt: skip
+    server = Process(command, tmp_path, environment, tmp_path / "server.log")
+    try:
+        assert server.process.wait(60) == 1, log_tail(server.log)
+    finally:
+        server.kill()
+    written = server.log.read_text("utf-8")
+    assert "the server stops: an option is invalid: The 'rate_limit' trait" in written
     assert "is running at" not in written
 
 

@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import os
 from pathlib import Path
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
@@ -289,6 +290,14 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         except Exception as e:  # anything a config file raises: it is the admin's Python
             self._refuse_to_start([config_failure(e)])
 
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Take the config; an invalid option stops the server (jupyter_server would log it and
+        load the extension with part of its config)."""
+        try:
+            super()._link_jupyter_server_extension(serverapp)
+        except TraitError as e:
+            self._refuse_to_start([f"an option is invalid: {e}"])
+
     def _check_server_config(self) -> None:
         """Stop the server when one of its config files failed: our config may be in it."""
         failures = failed_config_files(self.serverapp) if self.serverapp is not None else []
@@ -299,7 +308,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         """Log why at CRITICAL and exit non-zero: a server running without its config would
         record nothing (no allow-list, no sinks) and say so nowhere."""
         for failure in failures:
-            self.log.critical("Telemetry: a config file failed, the server stops: %s", failure)
+            self.log.critical("Telemetry: the config cannot be used, the server stops: %s", failure)
         raise SystemExit(1)  # not an Exception: jupyter_server would log it and start anyway
 
     def initialize(self) -> None:  # type: ignore[override]  # ExtensionApp's takes no argv

@@ -66,6 +66,13 @@ def test_an_eventlog_that_cannot_be_built_stops_the_collector(tmp_path: Path) ->
     assert "listening" not in result.stderr
 
 
+def test_an_invalid_option_stops_the_collector(tmp_path: Path) -> None:
+    result = collect(tmp_path, 'c.TelemetryCollector.rate_limit = "fast"\n')
+    assert result.returncode == 1, result.stderr
+    assert "Bad config encountered during initialization: The 'rate_limit' trait" in result.stderr
+    assert "listening" not in result.stderr
+
+
 def test_a_handler_that_cannot_be_built_leaves_nothing_for_logging_shutdown() -> None:
     """A failed PostgresEventHandler crashed `logging.shutdown` at exit (no `_cond`)."""
     code = f"""

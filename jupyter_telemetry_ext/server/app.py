@@ -6,13 +6,11 @@ import asyncio
 import atexit
 import os
 from pathlib import Path
-from typing import Any
 
-from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
+from jupyter_server.extension.application import ExtensionAppJinjaMixin
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
 
 from jupyter_telemetry_ext._version import __version__
-from jupyter_telemetry_ext.core.config_failure import config_failure
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.recorded_user import warn_user_not_kept
@@ -25,7 +23,7 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import (
 )
 from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 
-from .config_files import failed_config_files
+from .config_files import StrictConfigApp
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
@@ -44,14 +42,12 @@ from .subscribers import Subscribers
 from .wire import Limits
 
 
-class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
+class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
     """Records validated, allow-listed events posted by frontends, through `c.EventLog.*`."""
 
     name = "jupyter_telemetry_ext"
     version = __version__
     description = "Telemetry: validated, allow-listed, privacy-redacted events from frontends."
-    # An exception in jupyter_telemetry_ext_config.py stops the server (see load_config_file).
-    raise_config_file_errors = Bool(True)
 
     schema_paths = List(
         Unicode(),
@@ -283,42 +279,14 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
     def _default_template_paths(self) -> list[str]:
         return [str(Path(__file__).parent.parent / "templates")]
 
-    def load_config_file(self, suppress_errors: bool = True) -> None:  # type: ignore[override]
-        """Load the extension's own config files; one that raises stops the server."""
-        try:
-            super().load_config_file(suppress_errors)
-        except Exception as e:  # anything a config file raises: it is the admin's Python
-            self._refuse_to_start([config_failure(e)])
-
-    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
-        """Take the config; an invalid option stops the server (jupyter_server would log it and
-        load the extension with part of its config)."""
-        try:
-            super()._link_jupyter_server_extension(serverapp)
-        except TraitError as e:
-            self._refuse_to_start([f"an option is invalid: {e}"])
-
-    def _check_server_config(self) -> None:
-        """Stop the server when one of its config files failed: our config may be in it."""
-        failures = failed_config_files(self.serverapp) if self.serverapp is not None else []
-        if failures:
-            self._refuse_to_start(failures)
-
-    def _refuse_to_start(self, failures: list[str]) -> None:
-        """Log why at CRITICAL and exit non-zero: a server running without its config would
-        record nothing (no allow-list, no sinks) and say so nowhere."""
-        for failure in failures:
-            self.log.critical("Telemetry: the config cannot be used, the server stops: %s", failure)
-        raise SystemExit(1)  # not an Exception: jupyter_server would log it and start anyway
-
     def initialize(self) -> None:  # type: ignore[override]  # ExtensionApp's takes no argv
         """Create the EventLog and register the schemas found; then settings and handlers."""
-        self._check_server_config()
+        self.check_server_config()
         # Handlers always run on the EventLog's thread: a slow sink must not block the event loop.
         try:
             self.eventlog = EventLog(parent=self, background=True)
         except TraitError as e:
-            self._refuse_to_start([f"the EventLog cannot be built from the config: {e}"])
+            self.refuse_to_start([f"the EventLog cannot be built from the config: {e}"])
         self._warn_missing_paths()
         found = register_discovered(self.eventlog, schema_folders(self.schema_paths), self.log)
         self.log.info("Telemetry: %d event schemas registered", len(found))

@@ -4,6 +4,10 @@ managed service, a second collector service that the tests start and stop themse
 (`ExternalCollector`) and an admin service token; everything on 127.0.0.1, free ports, state in a
 temporary folder.
 
+The hub's telemetry config is the block `jupyterhub_config` of docs/jupyterhub.md, as written
+but for its ports and paths (`doc_block` fills them in and fails when one is no longer there):
+a wrong doc fails the tests.
+
 Every process it starts carries a marker in its environment (the hub passes it to the proxy,
 the services and the single-user servers), so `stop()` finds and kills whatever the hub left
 behind, even when the hub failed to start. Reusable: `extra_config` adds hub config lines
@@ -16,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -37,9 +42,10 @@ SERVICE = "telemetry"
 EXTERNAL_SERVICE = "telemetry-external"
 ADMIN_SERVICE = "test-admin"
 COLLECTOR_SCOPES = [f"access:services!service={name}" for name in (SERVICE, EXTERNAL_SERVICE)]
-SERVER_SCOPES = ["users:activity!user", "access:servers!server", *COLLECTOR_SCOPES]
 SINGLEUSER_ARGS = ["--allow-root"]
 
+# Before the docs' block: what only a test hub needs (127.0.0.1, free ports, state in `tmp`, the
+# dummy authenticator, local processes, named servers).
 HUB_CONFIG = """\
 import sys
 c = get_config()  # noqa
@@ -60,7 +66,6 @@ c.JupyterHub.allow_named_servers = True
 c.Spawner.ip = "127.0.0.1"
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
-c.Spawner.environment = {environment!r}
 c.Spawner.env_keep = ["PATH", "PYTHONPATH", "LANG", "LC_ALL"]
 
 def _prepare(spawner):
@@ -73,37 +78,63 @@ def _prepare(spawner):
 
 c.Spawner.pre_spawn_hook = _prepare
 
-# The collector: a managed service. Users hold its access scope, and so do their servers'
-# tokens (the `server` role lists it: scopes a user lacks are dropped from a server's token).
-# JupyterHub 6 has extra_user_scopes; before it, the `user` role lists the scope.
+# --- docs/jupyterhub.md, block jupyterhub_config (ports and paths filled in) ---
+"""
+
+# After it: the marker and the Jupyter folders in every process's environment, a second
+# (external) collector service and an admin service, both in the scopes the docs give.
+HUB_TESTS_CONFIG = """
+# --- the tests' additions ---
+_ENV = {environment!r}
+for _service in c.JupyterHub.services:
+    _service["environment"] = {{**_service.get("environment", {{}}), **_ENV}}
+c.Spawner.environment = {{**c.Spawner.environment, **_ENV}}
+_EXTERNAL_SCOPE = "access:services!service={external}"
+for _role in c.JupyterHub.load_roles:
+    if _role["name"] == "server":
+        _role["scopes"] = [*_role["scopes"], _EXTERNAL_SCOPE]
+# JupyterHub 6 has extra_user_scopes; before it, the `user` role lists the scopes.
 import jupyterhub
-_USER_SCOPES = {collector_scopes!r}
 if int(jupyterhub.__version__.split(".")[0]) >= 6:
-    c.JupyterHub.extra_user_scopes = _USER_SCOPES
-    _user_role = []
+    c.JupyterHub.extra_user_scopes = [*c.JupyterHub.extra_user_scopes, _EXTERNAL_SCOPE]
+    _quick_check = {{"timeout": 1}}  # how long the hub waits at start for the external one
 else:
-    _user_role = [{{"name": "user", "scopes": ["self", *_USER_SCOPES]}}]
-# How long the hub waits at start for the external collector: a service field of JupyterHub 6.
-_quick_check = {{"timeout": 1}} if not _user_role else {{}}
+    c.JupyterHub.load_roles = [*c.JupyterHub.load_roles,
+                               {{"name": "user", "scopes": ["self", *{collector_scopes!r}]}}]
+    _quick_check = {{}}
 c.JupyterHub.services = [
-    {{
-        "name": "{service}",
-        "command": [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "collect",
-                    "--config", {collector_config!r}],
-        "url": "http://127.0.0.1:{collector_port}",
-        "environment": {environment!r},
-        "oauth_no_confirm": True,
-    }},
+    *c.JupyterHub.services,
     {{"name": "{external}", "url": "http://127.0.0.1:{external_port}",
       "api_token": {external_token!r}, **_quick_check}},
     {{"name": "{admin}", "api_token": {admin_token!r}}},
 ]
-c.JupyterHub.load_roles = _user_role + [
-    {{"name": "server", "scopes": {server_scopes!r}}},
+c.JupyterHub.load_roles = [
+    *c.JupyterHub.load_roles,
     {{"name": "test-admin", "services": ["{admin}"],
       "scopes": ["admin:users", "admin:servers", "admin:server_state", "tokens"]}},
 ]
 """
+
+DOCS = ROOT / "docs"
+_TESTED = re.compile(r"<!-- tested: (?P<name>[\w-]+) -->\n```\w+\n(?P<body>.*?)```", re.DOTALL)
+
+
+def doc_blocks(page: str) -> dict[str, str]:
+    """Return the fenced blocks of docs/`page` marked `<!-- tested: NAME -->`, by NAME."""
+    text = (DOCS / page).read_text("utf-8")
+    return {match["name"]: match["body"] for match in _TESTED.finditer(text)}
+
+
+def doc_block(page: str, name: str, fill: dict[str, str] | None = None) -> str:
+    """Return a tested block of docs/`page` with each placeholder replaced by its value (the
+    placeholders are Python literals, e.g. `"..."`); fail when the block lacks one."""
+    block = doc_blocks(page)[name]
+    for placeholder, value in (fill or {}).items():
+        if placeholder not in block:
+            msg = f"docs/{page}, block {name}: no {placeholder} to fill in"
+            raise LookupError(msg)
+        block = block.replace(placeholder, value)
+    return block
 
 
 class Hub:
@@ -115,8 +146,10 @@ class Hub:
         collector_config: Path,
         extra_config: str = "",
         users: tuple[str, ...] = ("alice", "bob"),
+        database: str = "",
     ) -> None:
-        """Write the hub's config in `tmp`; nothing runs until `start()`."""
+        """Write the hub's config in `tmp`: the docs' (its ports and paths filled in) within the
+        tests' own; `database` is $TELEMETRY_DB. Nothing runs until `start()`."""
         self.tmp, self.users = tmp, users
         self.mark = secrets.token_hex(8)
         self.port = free_port()
@@ -127,31 +160,39 @@ class Hub:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.collector_url = f"{self.url}services/{SERVICE}/"
         self.log = tmp / "jupyterhub.log"
+        self.database = database
         self.environment = {
             MARK: self.mark,
             "PYTHONPATH": str(ROOT),
-            "JUPYTER_TELEMETRY_COLLECTOR_URL": self.collector_url,
             **{
                 name: str(tmp / name.lower())
                 for name in ("JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR")
             },
         }
-        config = HUB_CONFIG.format(
+        harness = HUB_CONFIG.format(
             tmp=str(tmp), port=self.port, hub_port=free_port(), proxy_api_port=free_port(),
-            collector_port=self.collector_port, collector_config=str(collector_config),
-            environment=self.environment, service=SERVICE, admin=ADMIN_SERVICE,
-            admin_token=self.admin_token, server_scopes=SERVER_SCOPES,
-            collector_scopes=COLLECTOR_SCOPES, singleuser_args=SINGLEUSER_ARGS,
-            external=EXTERNAL_SERVICE, external_port=self.external_port,
-            external_token=self.external_token,
+            singleuser_args=SINGLEUSER_ARGS,
+        )  # fmt: skip
+        documented = doc_block("jupyterhub.md", "jupyterhub_config", {
+            '"/etc/jupyterhub/telemetry_config.py"': repr(str(collector_config)),
+            '"http://127.0.0.1:10101"': repr(f"http://127.0.0.1:{self.collector_port}"),
+            '"http://127.0.0.1:8000/services/telemetry/"': repr(self.collector_url),
+        })  # fmt: skip
+        additions = HUB_TESTS_CONFIG.format(
+            environment=self.environment, admin=ADMIN_SERVICE, admin_token=self.admin_token,
+            collector_scopes=COLLECTOR_SCOPES, external=EXTERNAL_SERVICE,
+            external_port=self.external_port, external_token=self.external_token,
         )  # fmt: skip
         self.config = tmp / "jupyterhub_config.py"
-        self.config.write_text(config + extra_config, "utf-8")
+        self.config.write_text(harness + documented + additions + extra_config, "utf-8")
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> None:
         """Start the hub and wait for its API (the proxy answers 404 until the hub's routes)."""
-        env = {**os.environ, **self.environment, "PATH": f"{PROXY_BIN}:{os.environ['PATH']}"}
+        # `jupyter` (the docs' service command) and the proxy on PATH; the database for the
+        # docs' config (the hub hands it to the collector).
+        path = f"{PROXY_BIN}:{Path(sys.executable).parent}:{os.environ['PATH']}"
+        env = {**os.environ, **self.environment, "PATH": path, "TELEMETRY_DB": self.database}
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "jupyterhub", "-f", str(self.config)],
@@ -306,7 +347,7 @@ class ExternalCollector:
 
     def launch(self) -> None:
         """Start it (with the hub's marker: `Hub.stop` kills it if a test could not)."""
-        env = {**os.environ, **self.hub.environment,
+        env = {**os.environ, **self.hub.environment, "TELEMETRY_DB": self.hub.database,
                "JUPYTERHUB_API_URL": f"{self.hub.url}hub/api",
                "JUPYTERHUB_API_TOKEN": self.hub.external_token,
                "JUPYTERHUB_SERVICE_NAME": EXTERNAL_SERVICE}  # fmt: skip
@@ -364,9 +405,11 @@ def _environ(path: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_hub(tmp: Path, collector_config: Path, extra_config: str = "") -> Iterator[Hub]:
+def running_hub(
+    tmp: Path, collector_config: Path, extra_config: str = "", database: str = ""
+) -> Iterator[Hub]:
     """Yield a started hub; stop it and everything it started afterwards, even on failure."""
-    hub = Hub(tmp, collector_config, extra_config)
+    hub = Hub(tmp, collector_config, extra_config, database=database)
     try:
         hub.start()
         yield hub

@@ -1,6 +1,11 @@
 """The collector under a real JupyterHub: identity from the hub, the hub's allow-list, retries,
 gzip, the hub's own events, a collector outage and a full spool with a stopped server (nothing
-accepted is lost or stored twice); one hub for the module (tests/hubserver.py)."""
+accepted is lost or stored twice); one hub for the module (tests/hubserver.py).
+
+The hub's config and the collector's are the blocks of docs/jupyterhub.md marked `tested`, with
+their ports, paths and secret filled in: PostgreSQL, `record_user = "hashed"` and the documented
+allow-list; the tests read what the store holds.
+"""
 
 from __future__ import annotations
 
@@ -19,12 +24,14 @@ from typing import Any
 
 import pytest
 
+from jupyter_telemetry_ext.core.recorded_user import hashed_user
 from tests.conftest import FRONTEND_ID, UNLISTED_ID, frontend_schema
-from tests.hubserver import SERVICE, ExternalCollector, Hub, running_hub
+from tests.hubserver import SERVICE, ExternalCollector, Hub, doc_block, running_hub
 from tests.pgserver import binaries, running_server
 from tests.servers import free_port, log_tail, read_events, wait_until
 
 pytest.importorskip("jupyterhub", reason="the [hub] extra (jupyterhub) is not installed")
+pytest.importorskip("psycopg", reason="the documented config stores in PostgreSQL ([postgres])")
 requests = pytest.importorskip("requests")
 
 pytestmark = pytest.mark.e2e  # starts JupyterHub, PostgreSQL and Jupyter servers
@@ -40,115 +47,98 @@ EVENTS = f"services/{SERVICE}/api/telemetry/events"
 SCHEMAS = f"services/{SERVICE}/api/telemetry/schemas"
 HUB_ACTION = "https://schema.jupyter.org/jupyterhub/events/server-action"
 CONTENTS = "https://events.jupyter.org/jupyter_server/contents_service/v1"
-KEPT = ["unrestricted", "user-identifier"]
+NOTEBOOK = "https://events.jupyter.org/jupyter_telemetry_ext/notebook"  # shipped, allowed
+SECRET = "the-hubs-user-hash-key"  # fills the docs' "..."
 
-COLLECTOR_CONFIG = """\
-import logging
-c.TelemetryCollector.schema_paths = [{schemas!r}]
-c.TelemetryCollector.record_user = "username"
-c.TelemetryCollector.max_body_size = 65536
-c.EventLog.handlers = [logging.FileHandler({sink!r}), *{pg_handlers}]
-# The hub's allow-list: UNLISTED_ID is open to frontends, so a user's own server could allow it;
-# the hub does not.
-c.EventLog.allowed_schemas = {{
-    {frontend!r}: {{"allowed_categories": {kept!r}}},
-    {contents!r}: {{"allowed_categories": {kept!r}, "allowed_properties": ["action"]}},
-}}
-"""
 
-HUB_EVENTS_CONFIG = """
-import logging
-from jupyter_telemetry_ext.hub.events import HubEventHandler
-c.EventLogger.handlers = [
-    HubEventHandler(
-        handlers=[logging.FileHandler({sink!r}), *{pg_handlers}],
-        allowed_schemas={{{action!r}: {{"allowed_categories": {kept!r},
-                                        "allowed_properties": ["action", "servername"]}}}},
-        record_user="username",
-    )
-]
-"""
+def hashed(name: str) -> str:
+    """Return the user as the documented config records it (`record_user = "hashed"`)."""
+    return hashed_user(SECRET.encode(), name)
+
+
+def collector_config() -> str:
+    """Return the docs' collector config, its secret filled in."""
+    return doc_block("jupyterhub.md", "telemetry_config", {'"..."': repr(SECRET)})
+
+
+def hub_events_config(spool: Path) -> str:
+    """Return the docs' HubEventHandler config, its spool folder and secret filled in."""
+    fill = {'"/srv/jupyterhub/spool"': repr(str(spool)), '"..."': repr(SECRET)}
+    return doc_block("jupyterhub.md", "jupyterhub_config_events", fill)
+
+
+def stored_events(db: str) -> list[dict[str, Any]]:
+    """Return every event in the store, as capsules (its properties and capsule fields)."""
+    import psycopg
+
+    query = ("SELECT schema_id, metadata_version, username, client_id, data "
+             "FROM telemetry_events ORDER BY received")  # fmt: skip
+    with psycopg.connect(db) as conn:
+        try:
+            rows = conn.execute(query).fetchall()
+        except psycopg.errors.UndefinedTable:  # created by the first write
+            return []
+    return [{**data, "__schema__": schema, "__metadata_version__": version, "__user__": user,
+             "__client_id__": client} for schema, version, user, client, data in rows]  # fmt: skip
 
 
 @dataclass
 class Deployment:
-    """The module's hub, the collector's and the hub's JSON-lines sinks, the database URL."""
+    """The module's hub, its database URL, the users' tokens, the test schemas' folder."""
 
     hub: Hub
-    sink: Path
-    hub_sink: Path
-    db: str | None
+    db: str
     alice: str
     bob: str
-    schemas: Path  # the collector's schema folder
+    schemas: Path  # registered by the collector too (in its Jupyter data dir), none allowed
 
     def events(self) -> list[dict[str, Any]]:
-        """Every event the collector wrote so far."""
-        return read_events(self.sink)
+        """Every event the collector and the hub stored so far."""
+        return stored_events(self.db)
 
     def post(self, body: Any, token: str | None, path: str = EVENTS, **kw: Any) -> tuple[int, Any]:
         """POST to the collector through the proxy."""
         return self.hub.request("POST", path, body, token=token, **kw)
 
     def wait_for_id(self, client_id: str) -> list[dict[str, Any]]:
-        """Return the written events with this client id, once there is one."""
+        """Return the stored events with this client id, once there is one."""
         return wait_until(
             lambda: [e for e in self.events() if e.get("__client_id__") == client_id],
             15,
-            lambda: f"{client_id} never written: {self.events()}",
+            lambda: f"{client_id} never stored: {self.events()}",
         )
 
 
-def _pg_handlers(db: str | None, spool: Path) -> str:
-    if db is None:
-        return "[]"
-    return (f"[__import__('jupyter_telemetry_ext').PostgresEventHandler("
-            f"{db!r}, spool_dir={str(spool)!r})]")  # fmt: skip
-
-
-def collector_config(schemas: Path, sink: Path, pg_handlers: str) -> str:
-    """Return the collector's config: the hub's allow-list, a JSON-lines file and `pg_handlers`."""
-    return COLLECTOR_CONFIG.format(schemas=str(schemas), sink=str(sink), pg_handlers=pg_handlers,
-                                   frontend=FRONTEND_ID, contents=CONTENTS, kept=KEPT)  # fmt: skip
-
-
 @contextlib.contextmanager
-def _database() -> Iterator[str | None]:
+def _database() -> Iterator[str]:
     bindir = binaries()
     if bindir is None:
-        yield None
-        return
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
     with running_server(bindir) as server:
         yield server.url(server.create_database())
 
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """A hub with the collector as a managed service and HubEventHandler for its own events."""
+    """A hub configured as docs/jupyterhub.md says: the collector and HubEventHandler."""
     tmp = tmp_path_factory.mktemp("hub")
-    schemas = tmp / "schemas"
-    schemas.mkdir()
-    # The single-user servers find the same schemas in their data dir.
-    user_schemas = tmp / "jupyter_data_dir" / "telemetry" / "schemas"
-    user_schemas.mkdir(parents=True)
+    # The collector and the single-user servers find the test schemas in their data dir.
+    schemas = tmp / "jupyter_data_dir" / "telemetry" / "schemas"
+    schemas.mkdir(parents=True)
     for schema in (frontend_schema(), frontend_schema(UNLISTED_ID)):
-        for folder in (schemas, user_schemas):
-            (folder / f"{schema['$id'].replace('/', '_')}.json").write_text(json.dumps(schema))
-    sink, hub_sink = tmp / "events.jsonl", tmp / "hub-events.jsonl"
+        (schemas / f"{schema['$id'].replace('/', '_')}.json").write_text(json.dumps(schema))
     with _database() as db:
         config = tmp / "telemetry_config.py"
-        config.write_text(collector_config(schemas, sink, _pg_handlers(db, tmp / "spool-c")))
-        extra = HUB_EVENTS_CONFIG.format(
-            sink=str(hub_sink), pg_handlers=_pg_handlers(db, tmp / "spool-h"), action=HUB_ACTION,
-            kept=KEPT)  # fmt: skip
-        with running_hub(tmp, config, extra) as hub:
+        config.write_text(collector_config())
+        extra = hub_events_config(tmp / "spool-h")
+        with running_hub(tmp, config, extra, database=db) as hub:
             alice, bob = hub.user_token("alice"), hub.user_token("bob")
-            yield Deployment(hub, sink, hub_sink, db, alice, bob, schemas)
+            yield Deployment(hub, db, alice, bob, schemas)
 
 
-def event(client_id: str, schema_id: str = FRONTEND_ID, **data: Any) -> dict[str, Any]:
-    """Return a posted event of the test's frontend schema."""
-    return {"schema_id": schema_id, "version": 1, "data": data or {"action": "open"},
+def event(client_id: str, schema_id: str = NOTEBOOK, **data: Any) -> dict[str, Any]:
+    """Return a posted event (by default of the shipped notebook schema, which the hub allows)."""
+    return {"schema_id": schema_id, "version": 1, "data": data or {"action": "opened"},
             "id": client_id}  # fmt: skip
 
 
@@ -158,8 +148,8 @@ def test_token_posts_are_recorded_as_the_tokens_user(deployment: Deployment) -> 
     status, reply = deployment.post({"events": [event("tok-b1"), event("tok-b2")]}, deployment.bob)
     assert status == 200, reply
     assert reply["recorded"] == 2
-    assert deployment.wait_for_id("tok-single")[0]["__user__"] == "alice"
-    assert deployment.wait_for_id("tok-b2")[0]["__user__"] == "bob"
+    assert deployment.wait_for_id("tok-single")[0]["__user__"] == hashed("alice")
+    assert deployment.wait_for_id("tok-b2")[0]["__user__"] == hashed("bob")
 
 
 def test_a_user_servers_token_posts_as_that_user(deployment: Deployment) -> None:
@@ -169,18 +159,18 @@ def test_a_user_servers_token_posts_as_that_user(deployment: Deployment) -> None
     token = hub.server_env("alice")["JUPYTERHUB_API_TOKEN"]
     status, reply = deployment.post(event("from-server"), token)
     assert (status, reply) == (200, {"status": "recorded"})
-    assert deployment.wait_for_id("from-server")[0]["__user__"] == "alice"
+    assert deployment.wait_for_id("from-server")[0]["__user__"] == hashed("alice")
     # ... and the hub's own event of that start, through HubEventHandler, with the capsule
     started = wait_until(
-        lambda: [e for e in read_events(deployment.hub_sink) if e.get("action") == "start"],
+        lambda: [e for e in deployment.events()
+                 if e["__schema__"] == HUB_ACTION and e.get("action") == "start"],
         15,
         lambda: f"no server-action event: {log_tail(hub.log)}",
-    )[0]
-    assert started["__schema__"] == HUB_ACTION
+    )[0]  # fmt: skip
     assert started["__metadata_version__"] == 2
-    assert started["__user__"] == "alice"
+    assert started["__user__"] == hashed("alice")  # the collector's hash: one user in the store
     assert started["servername"] == ""
-    assert started["username"] == "alice"  # a user-identifier, which this allow-list keeps
+    assert started["username"] == "alice"  # a user-identifier, which the docs' allow-list keeps
 
 
 def test_a_users_server_forwards_her_events_to_the_collector_as_her(
@@ -192,7 +182,7 @@ def test_a_users_server_forwards_her_events_to_the_collector_as_her(
     status, reply = hub.request("POST", "user/alice/api/telemetry/events", event("via-server"),
                                 token=deployment.alice)  # fmt: skip
     assert (status, reply) == (200, {"status": "recorded"})
-    assert deployment.wait_for_id("via-server")[0]["__user__"] == "alice"
+    assert deployment.wait_for_id("via-server")[0]["__user__"] == hashed("alice")
     model = {"type": "file", "format": "text", "content": "forwarded"}
     status, _ = hub.request("PUT", "user/alice/api/contents/forwarded.txt", model,
                             token=deployment.alice)  # fmt: skip
@@ -200,15 +190,13 @@ def test_a_users_server_forwards_her_events_to_the_collector_as_her(
 
     def saves() -> list[dict[str, Any]]:
         return [e for e in deployment.events() if e["__schema__"] == CONTENTS
-                and e.get("action") == "save" and e.get("__user__") == "alice"]  # fmt: skip
+                and e.get("action") == "save" and e.get("__user__") == hashed("alice")]  # fmt: skip
 
     [saved, *_] = wait_until(saves, 15, lambda: f"no forwarded save: {deployment.events()}")
     assert saved["path"] is None  # the hub's allow-list keeps `action` only
 
 
 def test_the_hub_and_the_users_events_share_the_postgresql_store(deployment: Deployment) -> None:
-    if deployment.db is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
     import psycopg
 
     deployment.hub.spawn("alice")  # already running, or started: the hub's event is stored
@@ -226,8 +214,8 @@ def test_the_hub_and_the_users_events_share_the_postgresql_store(deployment: Dep
 
     wait_until(both, 15, lambda: f"not both in PostgreSQL: {rows()}")
     hub_row = next(r for r in rows() if r[0] == HUB_ACTION)
-    assert hub_row[1] == "alice"
-    assert next(r for r in rows() if r[2] == "to-pg")[1] == "alice"
+    assert hub_row[1] == hashed("alice")
+    assert next(r for r in rows() if r[2] == "to-pg")[1] == hashed("alice")
 
 
 def test_a_browser_posts_with_the_oauth_cookie_and_its_xsrf_token(deployment: Deployment) -> None:
@@ -241,7 +229,7 @@ def test_a_browser_posts_with_the_oauth_cookie_and_its_xsrf_token(deployment: De
     xsrf = browser.cookies.get("_xsrf", path=f"/services/{SERVICE}/")
     posted = browser.post(url, json=event("cookie"), headers={"X-XSRFToken": xsrf}, timeout=30)
     assert posted.json() == {"status": "recorded"}
-    assert deployment.wait_for_id("cookie")[0]["__user__"] == "alice"
+    assert deployment.wait_for_id("cookie")[0]["__user__"] == hashed("alice")
     assert not [e for e in deployment.events() if e.get("__client_id__") == "cookie-no-xsrf"]
 
 
@@ -289,17 +277,18 @@ def test_every_verb_needs_a_hub_user_with_the_scope(deployment: Deployment) -> N
     assert deployment.post(event("anon"), None)[0] == 403
     assert deployment.post(event("bad"), "not-a-token")[0] == 403
     assert hub.request("GET", SCHEMAS)[0] == 403
-    assert hub.request("GET", f"{SCHEMAS}/{FRONTEND_ID}")[0] == 403
+    assert hub.request("GET", f"{SCHEMAS}/{NOTEBOOK}")[0] == 403
     status, reply = hub.request("GET", SCHEMAS, token=deployment.alice)
     assert status == 200
-    assert {s["id"] for s in reply["schemas"]} >= {FRONTEND_ID, CONTENTS}
+    assert {s["id"] for s in reply["schemas"]} >= {NOTEBOOK, FRONTEND_ID, CONTENTS}
     # a token without the collector's scope (a service's: the admin's here)
     assert deployment.post(event("admin"), hub.admin_token)[0] == 403
 
 
 def test_the_hubs_allow_list_decides(deployment: Deployment) -> None:
     """UNLISTED_ID is open to frontends (a user's server may allow it); the hub does not."""
-    status, reply = deployment.post(event("unlisted", UNLISTED_ID), deployment.alice)
+    status, reply = deployment.post(event("unlisted", UNLISTED_ID, action="open"),
+                                    deployment.alice)  # fmt: skip
     assert (status, reply) == (200, {"status": "filtered"})
     # jupyter_server's own events (not open to frontends) are taken from users' servers ...
     contents = event("contents", CONTENTS, action="get", path="secret.ipynb")
@@ -324,7 +313,7 @@ def test_a_retried_batch_is_recorded_once(deployment: Deployment) -> None:
     deployment.post(event("retry-end"), deployment.alice)
     deployment.wait_for_id("retry-end")
     users = sorted(e["__user__"] for e in deployment.events() if e["__client_id__"] == "retry-1")
-    assert users == ["alice", "bob"]
+    assert users == sorted([hashed("alice"), hashed("bob")])
 
 
 def test_gzip_bodies_are_inflated_and_a_gzip_bomb_is_refused(deployment: Deployment) -> None:
@@ -333,12 +322,12 @@ def test_gzip_bodies_are_inflated_and_a_gzip_bomb_is_refused(deployment: Deploym
     status, reply = deployment.post(None, deployment.alice, headers=gz, data=body)
     assert status == 200, reply
     assert reply["recorded"] == 2
-    # 64 KiB limit (max_body_size): 50 MB of zeros inflate far beyond it from 50 KB of gzip
+    # 1 MiB limit (max_body_size's default): 50 MB of zeros inflate far beyond it from 50 KB
     bomb = gzip.compress(b'{"events": [' + b" " * 50_000_000 + b"]}", 9)
-    assert len(bomb) < 65536
+    assert len(bomb) < 1 << 20
     status, reply = deployment.post(None, deployment.alice, headers=gz, data=bomb)
     assert status == 413, reply
-    assert "inflates to more than 65536 bytes" in reply["message"]
+    assert "inflates to more than 1048576 bytes" in reply["message"]
     broken = deployment.post(None, deployment.alice, headers=gz, data=body[:-10])
     assert broken[0] == 400
     assert deployment.post(event("gz-after"), deployment.alice)[0] == 200  # still serving
@@ -352,11 +341,22 @@ class Slow(logging.FileHandler):
         while os.path.exists({hold!r}) and time.monotonic() < deadline:
             time.sleep(0.01)  # the test holds the sink until it has sent SIGINT
         super().emit(record)
-c.TelemetryCollector.schema_paths = [{schemas!r}]
 c.TelemetryCollector.record_user = "username"
 c.EventLog.handlers = [Slow({sink!r})]
-c.EventLog.allowed_schemas = [{frontend!r}]
+c.EventLog.allowed_schemas = [{notebook!r}]
 """
+
+
+def direct_collector(hub: Hub, config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """Start `jupyter telemetry collect --url` on `port`, as the hub's service SERVICE (users'
+    tokens hold its scope), asking the hub who a token is; posts go to its port directly."""
+    env = {**os.environ, "JUPYTERHUB_API_URL": f"{hub.url}hub/api",
+           "JUPYTERHUB_API_TOKEN": hub.admin_token, "JUPYTERHUB_SERVICE_NAME": SERVICE,
+           "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE}"}  # fmt: skip
+    command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "collect", "--config",
+               str(config), "--url", f"http://127.0.0.1:{port}"]  # fmt: skip
+    with log.open("wb") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def test_sigint_writes_every_accepted_event_and_exits(
@@ -366,21 +366,10 @@ def test_sigint_writes_every_accepted_event_and_exits(
     hub, sink, port = deployment.hub, tmp_path / "slow.jsonl", free_port()
     hold = tmp_path / "hold"
     config = tmp_path / "config.py"
-    schemas = deployment.sink.parent / "schemas"
-    config.write_text(
-        SLOW_CONFIG.format(
-            schemas=str(schemas), sink=str(sink), frontend=FRONTEND_ID, hold=str(hold)
-        )
-    )
+    config.write_text(SLOW_CONFIG.format(sink=str(sink), notebook=NOTEBOOK, hold=str(hold)))
     hold.touch()
-    env = {**os.environ, "JUPYTERHUB_API_URL": f"{hub.url}hub/api",
-           "JUPYTERHUB_API_TOKEN": hub.admin_token, "JUPYTERHUB_SERVICE_NAME": SERVICE,
-           "JUPYTERHUB_CLIENT_ID": f"service-{SERVICE}"}  # fmt: skip
-    command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "collect", "--config",
-               str(config), "--url", f"http://127.0.0.1:{port}"]  # fmt: skip
     log = tmp_path / "collector.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    process = direct_collector(hub, config, port, log)
     try:
         url = f"http://127.0.0.1:{port}/services/{SERVICE}/api/telemetry/events"
         batch = {"events": [event(f"sig-{i}") for i in range(400)]}
@@ -406,6 +395,89 @@ def test_sigint_writes_every_accepted_event_and_exits(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+REVOCATION_CONFIG = """\
+c.TelemetryCollector.auth_cache_max_age = 1
+c.EventLog.allowed_schemas = [{notebook!r}]
+"""
+
+
+def test_a_revoked_token_is_refused_once_auth_cache_max_age_has_passed(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """HubAuth's answers were cached 300 s: a revoked token kept posting for 5 minutes."""
+    hub, port, log = deployment.hub, free_port(), tmp_path / "collector.log"
+    config = tmp_path / "config.py"
+    config.write_text(REVOCATION_CONFIG.format(notebook=NOTEBOOK))
+    auth = {"auth": {"username": "alice", "password": "x"}}
+    status, token = hub.request("POST", "hub/api/users/alice/tokens", auth)
+    assert status in (200, 201), token
+    url = f"http://127.0.0.1:{port}/services/{SERVICE}/api/telemetry/events"
+    headers = {"Authorization": f"token {token['token']}"}
+    process = direct_collector(hub, config, port, log)
+
+    def post() -> int | None:
+        if process.poll() is not None:
+            pytest.fail(f"the collector exited: {log_tail(log)}")
+        with contextlib.suppress(requests.ConnectionError):
+            reply = requests.post(url, json=event("revoked"), headers=headers, timeout=30)
+            return int(reply.status_code)
+        return None
+
+    try:
+        assert wait_until(post, 60, lambda: log_tail(log), 0.2) == 200  # and cached
+        revoked = hub.admin("DELETE", f"hub/api/users/alice/tokens/{token['id']}")
+        assert revoked[0] == 204, revoked
+        wait_until(lambda: post() == 403, 20, lambda: f"still accepted: {log_tail(log)}", 0.5)
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+def test_a_collector_whose_config_fails_stops_the_hub_that_starts_it(tmp_path: Path) -> None:
+    """The docs' config with an empty $TELEMETRY_DB: the collector's handler cannot be built, so
+    it exits 2 with the reason, and the hub reports it and stops (it used to serve, filtering
+    every event)."""
+    config = tmp_path / "telemetry_config.py"
+    config.write_text(collector_config())
+    hub = Hub(tmp_path, config, database="")
+    try:
+        with pytest.raises(RuntimeError, match="the hub exited"):
+            hub.start(timeout=120)
+    finally:
+        hub.stop()
+    written = hub.log.read_text("utf-8", "replace")
+    assert "the environment variable TELEMETRY_DB is empty or not set" in written
+    lines = config.read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if 'PostgresEventHandler("env:' in text)
+    assert f"{config}, line {line}: StoreError" in written
+    assert "Service telemetry exited with status 2" in written
+
+
+@pytest.mark.parametrize(
+    ("database", "error"),
+    [(None, "KeyError: 'TELEMETRY_DB'"), ("", "TELEMETRY_DB is empty or not set")],
+)
+def test_jupyterhub_commands_stop_cleanly_without_telemetry_db(
+    tmp_path: Path, database: str | None, error: str
+) -> None:
+    """`jupyterhub token` reads the docs' jupyterhub_config.py: without the variable it stops
+    with the reason, and no half-built PostgresEventHandler crashes logging.shutdown at exit."""
+    config = tmp_path / "telemetry_config.py"
+    config.write_text(collector_config())
+    hub = Hub(tmp_path, config, hub_events_config(tmp_path / "spool-h"))
+    env = {**os.environ, **hub.environment}
+    env.pop("TELEMETRY_DB", None)
+    if database is not None:
+        env["TELEMETRY_DB"] = database
+    command = [sys.executable, "-m", "jupyterhub", "token", "alice", "-f", str(hub.config)]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert error in result.stderr
+    assert "AttributeError" not in result.stderr
+    assert "Exception ignored" not in result.stderr
 
 
 # Outages: alice's named server OUTAGE forwards to the hub's external collector service, which the
@@ -467,13 +539,11 @@ class Outage:
 def outage_parts(
     deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Outage]:
-    """The external collector and the options of alice's server OUTAGE (the hub stops it)."""
-    if deployment.db is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    """The external collector (the docs' config too) and the options of alice's server OUTAGE
+    (the hub stops it)."""
     tmp = tmp_path_factory.mktemp("outage")
     config = tmp / "collector_config.py"
-    pg_handlers = _pg_handlers(deployment.db, tmp / "pg-spool")
-    config.write_text(collector_config(deployment.schemas, tmp / "events.jsonl", pg_handlers))
+    config.write_text(collector_config())
     collector = ExternalCollector(deployment.hub, config, tmp)
     args = (f"--TelemetryExtension.collector_url={collector.url}",
             f"--TelemetryExtension.forward_spool_dir={tmp / 'spool'}",
@@ -511,7 +581,7 @@ def test_a_collector_outage_loses_no_accepted_event_and_stores_each_once(outage:
     assert outage.post("out1-after")[0] == 200
     stored = outage.wait_stored("out1-", "out1-after")
     every = ["out1-before", *posted, "out1-after"]
-    assert stored == {client_id: ["alice"] for client_id in sorted(every)}
+    assert stored == {client_id: [hashed("alice")] for client_id in sorted(every)}
 
 
 def _browser_post(outage: Outage, client_id: str) -> str:
@@ -559,4 +629,4 @@ def test_a_full_spool_refuses_and_a_stopped_server_loses_no_accepted_event(
     # client does after a 503.
     wait_until(lambda: outage.post(f"{prefix}after")[0] == 200, 30, lambda: log_tail(hub.log), 0.5)
     stored = outage.wait_stored(prefix, f"{prefix}after")
-    assert stored == {client_id: ["alice"] for client_id in [*accepted, f"{prefix}after"]}
+    assert stored == {client_id: [hashed("alice")] for client_id in [*accepted, f"{prefix}after"]}

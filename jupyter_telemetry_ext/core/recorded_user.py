@@ -8,9 +8,15 @@ import hmac
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import SecretFileError
+
+if TYPE_CHECKING:
+    from .eventlog import EventLog
+    from .schema import EventSchema
 
 SECRET_FILE = "jupyter_telemetry_ext_user_secret"  # noqa: S105 - a file name, not a secret
 
@@ -96,3 +102,37 @@ def recorded_user(mode: str, secret: bytes, username: str) -> str | None:
     if mode == "username":
         return username
     return None
+
+
+def schemas_without_user(eventlog: EventLog, posted: Callable[[EventSchema], bool]) -> list[str]:
+    """Return the ids of the allowed `posted` schemas whose capsules do not keep `__user__`."""
+    return sorted(
+        {
+            schema.id
+            for schema in eventlog.schemas
+            if posted(schema)
+            and eventlog.is_allowed(schema.id)
+            and "__user__" not in eventlog.plan(schema).context_kept
+        }
+    )
+
+
+def warn_user_not_kept(
+    log: Any, eventlog: EventLog, record_user: str, posted: Callable[[EventSchema], bool]
+) -> list[str]:
+    """Log one WARNING naming the allowed schemas whose user `record_user` asks for but the
+    allow-list drops (their events are nobody's: never exported or erased); return their ids."""
+    if record_user == "none":
+        return []
+    dropped = schemas_without_user(eventlog, posted)
+    if dropped:
+        log.warning(
+            "Telemetry: record_user = %r, but the allow-list does not keep the category "
+            "user-identifier (or unrestricted_only is set) for %d allowed schemas: their events "
+            "are stored without a user, so they can never be exported or erased by user. Add "
+            '"user-identifier" to their allowed_categories where the user is wanted: %s',
+            record_user,
+            len(dropped),
+            ", ".join(dropped),
+        )
+    return dropped

@@ -18,11 +18,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from traitlets import Bool, Enum, Float, Int, List, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default
 
 from jupyter_telemetry_ext.core.command import Command
+from jupyter_telemetry_ext.core.config_failure import config_failure
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.recorded_user import warn_user_not_kept
+from jupyter_telemetry_ext.core.redact_url import safe_url
 from jupyter_telemetry_ext.server.reception import Policy
 from jupyter_telemetry_ext.server.server_events import server_schemas
 from jupyter_telemetry_ext.server.wire import Limits
@@ -43,6 +46,9 @@ class TelemetryCollector(Command):
     event, then exits."""
     examples = "jupyter telemetry collect --config /etc/jupyterhub/telemetry_config.py"
     aliases = {**Command.aliases, "url": "TelemetryCollector.url"}  # noqa: RUF012 - traitlets reads it
+    # An exception in a config file stops the collector: run without the file's handlers and
+    # allow-list, it would answer "filtered" to every post and throw every event away.
+    raise_config_file_errors = Bool(True)
 
     url = Unicode(
         help="""Where the collector listens, e.g. `http://127.0.0.1:10101`. Empty (the default):
@@ -184,6 +190,15 @@ class TelemetryCollector(Command):
         same key on every replica behind one proxy.""",
     ).tag(config=True)
 
+    auth_cache_max_age = Int(
+        60,
+        min=1,
+        help="""Seconds the collector keeps the hub's answer about a token or cookie (default
+        60): a token revoked on the hub is still accepted for up to this long. Lower: revoked
+        tokens stop sooner, at the cost of a request to the hub's API per token that often.
+        At least 1 (JupyterHub's HubAuth would read 0 as "forever").""",
+    ).tag(config=True)
+
     eventlog: EventLog
 
     @default("service_name")
@@ -198,6 +213,14 @@ class TelemetryCollector(Command):
     def _default_base_url(self) -> str:
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")
         return prefix or f"/services/{self.service_name}/"
+
+    def load_config_file(self, suppress_errors: bool = True) -> None:  # type: ignore[override]
+        """Load the config files; one that raises stops the collector with where and why."""
+        try:
+            super().load_config_file(suppress_errors)
+        except Exception as e:  # anything a config file raises: it is the admin's Python
+            self.fail(f"collect: the config file failed, so nothing would be recorded: "
+                      f"{config_failure(e)}")  # fmt: skip
 
     def start(self) -> None:
         """Check the config, then serve until SIGINT or SIGTERM."""
@@ -221,13 +244,17 @@ class TelemetryCollector(Command):
 
     def _eventlog(self) -> EventLog:
         """Create the EventLog and register the schemas found, as the extension does."""
-        eventlog = EventLog(parent=self, background=True)
+        try:
+            eventlog = EventLog(parent=self, background=True)
+        except TraitError as e:
+            self.fail(f"collect: the EventLog cannot be built from the config: {e}")
         found = register_discovered(eventlog, schema_folders(self.schema_paths), self.log)
         if self.server_events:
             found += register_server_schemas(eventlog, self.log)
         self.log.info("Telemetry collector: %d event schemas registered", len(found))
         if not eventlog.allowed_schemas:
             self.log.warning("Telemetry collector: c.EventLog.allowed_schemas is empty")
+        warn_user_not_kept(self.log, eventlog, self.record_user, open_to_users)
         return eventlog
 
     def settings(self) -> dict[str, Any]:
@@ -250,7 +277,9 @@ class TelemetryCollector(Command):
         """Listen; on SIGINT or SIGTERM stop listening, write what was accepted, return."""
         address = urlsplit(self.url)
         server = app.listen(address.port or 80, address.hostname or "127.0.0.1", xheaders=True)
-        self.log.info("Telemetry collector listening on %s%s", self.url.rstrip("/"), self.base_url)
+        self.log.info(
+            "Telemetry collector listening on %s%s", safe_url(self.url).rstrip("/"), self.base_url
+        )
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

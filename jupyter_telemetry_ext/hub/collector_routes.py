@@ -235,7 +235,7 @@ def make_app(collector: TelemetryCollector) -> web.Application:
     base = "/" + collector.base_url.strip("/") + "/"
     if base == "//":
         base = "/"
-    hub_auth = HubOAuth(parent=collector, base_url=base)
+    hub_auth = HubOAuth(parent=collector, base_url=base, cache_max_age=collector.auth_cache_max_age)
     callback = _path(hub_auth.oauth_redirect_uri) or base + "oauth_callback"
     routes: list[tuple[str, type[web.RequestHandler]]] = [
         (base + "api/telemetry/events", EventsHandler),

@@ -23,7 +23,8 @@ import yaml
 from jupyter_telemetry_ext.core.categories import USER_IDENTIFIER
 from jupyter_telemetry_ext.core.discovery import register_discovered
 from jupyter_telemetry_ext.core.eventlog import EventLog
-from jupyter_telemetry_ext.core.recorded_user import recorded_user
+from jupyter_telemetry_ext.core.recorded_user import recorded_user, warn_user_not_kept
+from jupyter_telemetry_ext.core.schema import EventSchema
 
 # The field of the hub's events that names the user they are about (server-action's).
 USER_FIELD = "username"
@@ -55,6 +56,11 @@ def hub_schemas() -> list[dict[str, Any]]:
     return documents
 
 
+def _about_a_user(schema: EventSchema) -> bool:
+    """Return whether the schema's events name the user they are about (`record_user` adds it)."""
+    return USER_FIELD in schema.document.get("properties", {})
+
+
 class HubEventHandler(logging.Handler):
     """A `logging.Handler` for jupyter_events that records each event through an EventLog.
 
@@ -84,7 +90,8 @@ class HubEventHandler(logging.Handler):
         **eventlog_options: Any,
     ) -> None:
         """Register the hub's schemas in the EventLog (created unless given)."""
-        super().__init__()
+        # Everything that can fail comes before logging.Handler.__init__, which registers the
+        # handler for logging.shutdown: a failed construction leaves no half-built handler.
         if record_user not in ("none", "hashed", "username"):
             msg = f"record_user: must be 'none', 'hashed' or 'username' (got {record_user!r})"
             raise ValueError(msg)
@@ -93,12 +100,14 @@ class HubEventHandler(logging.Handler):
             raise ValueError(msg)
         if eventlog is None:
             eventlog = EventLog(background=True, **eventlog_options)
-        self.eventlog = eventlog
-        self.record_user, self.secret = record_user, user_hash_secret.encode()
+        log = logging.getLogger("jupyter_telemetry_ext.hub.events")
         for document in hub_schemas():
             eventlog.register_schema(document)
-        log = logging.getLogger("jupyter_telemetry_ext.hub.events")
         register_discovered(eventlog, [Path(p) for p in schema_paths], log)
+        warn_user_not_kept(log, eventlog, record_user, _about_a_user)
+        super().__init__()
+        self.eventlog = eventlog
+        self.record_user, self.secret = record_user, user_hash_secret.encode()
 
     def emit(self, record: logging.LogRecord) -> None:
         """Record the jupyter_events capsule in `record.msg` through the EventLog."""

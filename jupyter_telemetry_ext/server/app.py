@@ -7,14 +7,16 @@ import atexit
 import os
 from pathlib import Path
 
-from jupyter_server.extension.application import ExtensionApp, ExtensionAppJinjaMixin
+from jupyter_server.extension.application import ExtensionAppJinjaMixin
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
 
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.errors import ForwardingRefusedError, SpoolFolderError
 from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.recorded_user import warn_user_not_kept
 from jupyter_telemetry_ext.core.redact_url import safe_url
+from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.server.forwarding.forwarder import (
     COLLECTOR_URL_ENV,
     SPOOL_FOLDER,
@@ -23,6 +25,7 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import (
 )
 from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 
+from .config_files import StrictConfigApp
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
@@ -41,7 +44,7 @@ from .subscribers import Subscribers
 from .wire import Limits
 
 
-class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
+class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
     """Records validated, allow-listed events posted by frontends, through `c.EventLog.*`."""
 
     name = "jupyter_telemetry_ext"
@@ -290,8 +293,12 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
 
     def initialize(self) -> None:  # type: ignore[override]  # ExtensionApp's takes no argv
         """Create the EventLog and register the schemas found; then settings and handlers."""
+        self.check_server_config()
         # Handlers always run on the EventLog's thread: a slow sink must not block the event loop.
-        self.eventlog = EventLog(parent=self, background=True)
+        try:
+            self.eventlog = EventLog(parent=self, background=True)
+        except TraitError as e:
+            self.refuse_to_start([f"the EventLog cannot be built from the config: {e}"])
         self._warn_missing_paths()
         found = register_discovered(self.eventlog, schema_folders(self.schema_paths), self.log)
         self.log.info("Telemetry: %d event schemas registered", len(found))
@@ -323,8 +330,13 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         if self.server_events and self.serverapp is not None:
             recorded = record_server_events(self.serverapp.event_logger, self.eventlog, self.log)
             self.log.info("Telemetry: recording %d server event schemas", len(recorded))
+        warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
         self._start_forwarding()
+
+    def _posted(self, schema: EventSchema) -> bool:
+        """Return whether events of `schema` are posted (and get `record_user`'s user)."""
+        return schema.frontend or self.accept_all_schemas
 
     def _start_forwarding(self) -> None:
         """Forward every accepted event to `collector_url`, when set; when the spool cannot be
@@ -337,7 +349,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
             self.log.error("Telemetry: forwarding to %s cannot start: %s. Every event is "
                            "refused (503) until this is fixed and the server restarted "
                            "(see TelemetryExtension.forward_spool_dir)",
-                           self.collector_url, e)  # fmt: skip
+                           safe_url(self.collector_url), e)  # fmt: skip
             self.eventlog.add_tap(_refuse)
             return
         self.eventlog.add_tap(self.forwarder.tap)

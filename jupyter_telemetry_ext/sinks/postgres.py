@@ -94,12 +94,14 @@ class PostgresEventHandler(logging.Handler):
         level: int = logging.NOTSET,
     ) -> None:
         """Check the settings; connect only when the first event arrives."""
-        super().__init__(level)
+        # What can fail comes before logging.Handler.__init__, which registers the handler for
+        # logging.shutdown: a failed construction must leave no half-built handler behind.
         self._url = resolve_url(url)
+        self.spool = Spool(Path(spool_dir) if spool_dir else _default_spool_dir(), table)
+        super().__init__(level)
         self.table, self.partition_by_day = table, partition_by_day
         self.batch_size, self.memory_events = max(1, batch_size), max(0, memory_events)
         self.flush_timeout, self.max_backoff = flush_timeout, max_backoff
-        self.spool = Spool(Path(spool_dir) if spool_dir else _default_spool_dir(), table)
         self.where = masked(self._url)
         self.counts = {"stored": 0, "duplicate": 0, "refused": 0, "outages": 0}
         self._memory: list[Row] = []  # built once, by `emit`: no dict per waiting event

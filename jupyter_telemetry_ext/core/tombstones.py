@@ -12,15 +12,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 # What `recorded_user.hashed_user` makes: an HMAC-SHA256 in lowercase hex.
 HASHED = re.compile(r"[0-9a-f]{64}")
@@ -129,3 +131,23 @@ class FileTombstones:
     def drops(self, user: str | None, *times: datetime | None) -> bool:
         """Return True when `user` was erased after any of `times`."""
         return self.refresh().drops(user, *times)
+
+
+class TombstoneSource(Protocol):
+    """Where a recorder learns which users were erased, and when."""
+
+    def drops(self, user: str | None, *times: datetime | None) -> bool:
+        """Return True when `user` was erased after any of `times`."""
+
+
+def sources_of(handlers: Sequence[logging.Handler]) -> list[TombstoneSource]:
+    """Return the tombstones of the stores some handlers write: a log file's (kept beside it)
+    and those a handler checks itself (its `tombstones`, as PostgresEventHandler's)."""
+    sources: list[TombstoneSource] = []
+    for handler in handlers:
+        own = getattr(handler, "tombstones", None)
+        if callable(getattr(own, "drops", None)):
+            sources.append(own)  # type: ignore[arg-type]
+        elif isinstance(handler, logging.FileHandler):
+            sources.append(FileTombstones(Path(handler.baseFilename)))
+    return sources

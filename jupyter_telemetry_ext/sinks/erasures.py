@@ -89,6 +89,10 @@ class WriterTombstones:
         self._key = ensure(conn, self.table)
         self._version = None
 
+    def drops(self, user: str | None, *times: datetime | None) -> bool:
+        """Return True when `user` was erased after any of `times` (as of the last batch)."""
+        return self.current.drops(user, *times)
+
     @contextmanager
     def guard(self, conn: psycopg.Connection[Any]) -> Iterator[Tombstones]:
         """Hold off erasures while a batch is checked and written; yield the tombstones.

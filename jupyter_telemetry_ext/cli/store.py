@@ -87,6 +87,8 @@ class StoreCommand(Command):
         `telemetry_spool` in the Jupyter data dir.""",
     ).tag(config=True)
 
+    raise_config_file_errors = Bool(True, help="A config file that fails stops the command.")
+
     def load_config_file(self, suppress_errors: bool = True) -> None:  # type: ignore[override]
         """Load the config as Jupyter does; stop when it is missing or fails (never ignore it)."""
         if self.config_file and not Path(self.config_file).is_file():

@@ -26,8 +26,9 @@ from typing import Protocol
 
 # What `recorded_user.hashed_user` makes: an HMAC-SHA256 in lowercase hex.
 HASHED = re.compile(r"[0-9a-f]{64}")
-# How often (seconds) a file's tombstones are looked at again for an erasure run elsewhere.
-REFRESH_SECONDS = 2.0
+# How long (seconds) a file's tombstones are trusted before the file is looked at again for an
+# erasure run elsewhere: 0, each check (a stat), so that no event slips in after an erasure.
+REFRESH_SECONDS = 0.0
 
 
 def user_key(store_key: bytes, user: str) -> str:
@@ -99,8 +100,8 @@ def add_to_file(path: Path, users: Iterable[str], at: datetime | None = None) ->
 
 
 class FileTombstones:
-    """The tombstones of a JSON-lines log, read again when the file changes (checked at most
-    every REFRESH_SECONDS), so that an erasure run by another process reaches this one."""
+    """The tombstones of a JSON-lines log, read again when the file changes, so that an
+    erasure run by another process reaches this one."""
 
     def __init__(self, log: Path) -> None:
         """Watch the tombstones of the log `log`."""
@@ -114,7 +115,7 @@ class FileTombstones:
     def refresh(self, force: bool = False) -> Tombstones:
         """Return the tombstones, read again when the file changed since last looked at."""
         now = time.monotonic()
-        if not force and now - self._checked < REFRESH_SECONDS:
+        if not force and REFRESH_SECONDS and now - self._checked < REFRESH_SECONDS:
             return self.current
         with self._lock:
             self._checked = now

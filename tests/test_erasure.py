@@ -266,8 +266,14 @@ def test_the_spool_is_on_disk_before_it_returns_one_fsync_per_append(
 
 
 def line(user: str, when: datetime, n: int) -> str:
-    capsule = {"__timestamp__": when.isoformat(), "__schema__": SCHEMA_ID,
-               "__schema_version__": 1, "__metadata_version__": 1, "__user__": user, "n": n}  # fmt: skip
+    capsule = {
+        "__timestamp__": when.isoformat(),
+        "__schema__": SCHEMA_ID,
+        "__schema_version__": 1,
+        "__metadata_version__": 1,
+        "__user__": user,
+        "n": n,
+    }
     return json.dumps(capsule) + "\n"
 
 

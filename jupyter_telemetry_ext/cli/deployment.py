@@ -6,6 +6,8 @@ in the config paths), loaded as Jupyter loads it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +78,19 @@ def default_spool_dir() -> Path:
     from jupyter_core.paths import jupyter_data_dir
 
     return Path(jupyter_data_dir()) / "telemetry_spool"
+
+
+@contextmanager
+def settings_only() -> Iterator[None]:
+    """Load a config whose PostgresEventHandlers only tell their settings: they leave the
+    spools that stopped processes left to the deployment's own handlers."""
+    try:
+        from jupyter_telemetry_ext.sinks.postgres import PostgresEventHandler
+    except ImportError:
+        yield
+        return
+    PostgresEventHandler.settings_only = True
+    try:
+        yield
+    finally:
+        PostgresEventHandler.settings_only = False

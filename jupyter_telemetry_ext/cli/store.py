@@ -6,7 +6,7 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,11 +93,12 @@ class StoreCommand(Command):
         """Load the config as Jupyter does; stop when it is missing or fails (never ignore it)."""
         if self.config_file and not Path(self.config_file).is_file():
             self.fail(f"{self.config_file}: no such config file (--config)")
-        try:
-            super().load_config_file(suppress_errors=False)
-        except Exception as e:  # a config file is Python: anything may fail in it
-            where = self.config_file or self.config_file_name
-            self.fail(f"{where}: the config file cannot be loaded: {type(e).__name__}: {e}")
+        with deployment.settings_only():
+            try:
+                super().load_config_file(suppress_errors=False)
+            except Exception as e:  # a config file is Python: anything may fail in it
+                where = self.config_file or self.config_file_name
+                self.fail(f"{where}: the config file cannot be loaded: {type(e).__name__}: {e}")
 
     def handler(self) -> Any:
         """Return the config's PostgresEventHandler (its store and spool), or None."""
@@ -137,10 +138,10 @@ class StoreCommand(Command):
         """Return the subcommand's name (erase, export, ...)."""
         return self.name.split("-")[-1]
 
-    def users(self, name: str, hashed_store: bool) -> list[str]:
+    def users(self, name: str, hashed_store: Callable[[], bool]) -> list[str]:
         """Return the `__user__` values `name` is recorded as: its keyed hash, and the name.
 
-        Stop when the store holds hashed users (`hashed_store`) and no key is found: the name
+        Stop when no key is found and the store holds hashed users (`hashed_store()`): the name
         alone would match nothing, and "0 events" would be a false answer.
         """
         try:
@@ -148,7 +149,7 @@ class StoreCommand(Command):
         except SecretFileError as e:
             self.fail(f"{self.verb}: {e}")
         if found is None:
-            if hashed_store:
+            if hashed_store():
                 self.fail(
                     f"{self.verb}: the store records users as keyed hashes, and no key "
                     "was found: give the collector's or server's config with --config "
@@ -258,7 +259,7 @@ class ExportCommand(StoreCommand):
         if path is not None:
             from jupyter_telemetry_ext.sinks.retention import holds_hashed_users, user_events
 
-            users = self.users(self.user, holds_hashed_users(path))
+            users = self.users(self.user, lambda: holds_hashed_users(path))
             printed = _print_each(user_events(path, set(users)))
             where = str(path)
         else:
@@ -272,7 +273,7 @@ class ExportCommand(StoreCommand):
         from jupyter_telemetry_ext.sinks import spool, store
 
         with self.connect() as conn:
-            users = self.users(self.user, store.holds_hashed_users(conn, self.table))
+            users = self.users(self.user, lambda: store.holds_hashed_users(conn, self.table))
             stored = _print_each(store.select_user(conn, self.table, users))
             ids = store.user_client_ids(conn, self.table, users)
         spooled = spool.user_events(self.spool_folder(), self.table, users, ids)
@@ -309,7 +310,7 @@ class EraseCommand(StoreCommand):
         if path is not None:
             from jupyter_telemetry_ext.sinks.retention import erase_files, holds_hashed_users
 
-            users = self.users(self.user, holds_hashed_users(path))
+            users = self.users(self.user, lambda: holds_hashed_users(path))
             removed, spooled, where = erase_files(path, set(users)), 0, str(path)
         else:
             removed, spooled = self._erase_store()
@@ -325,7 +326,7 @@ class EraseCommand(StoreCommand):
         from jupyter_telemetry_ext.sinks import spool, store
 
         with self.connect() as conn:
-            users = self.users(self.user, store.holds_hashed_users(conn, self.table))
+            users = self.users(self.user, lambda: store.holds_hashed_users(conn, self.table))
             ids = store.user_client_ids(conn, self.table, users)
             removed = store.erase_user(conn, self.table, users, getpass.getuser())
         spooled = spool.user_events(self.spool_folder(), self.table, users, ids)

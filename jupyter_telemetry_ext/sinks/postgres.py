@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -84,6 +84,9 @@ class PostgresEventHandler(logging.Handler):
     # for a flush before closing (Python 3.12 and later ask): close() writes what it can and
     # spools the rest, so a database that is down never holds up a shutdown.
     flushOnClose = False  # noqa: N815 (logging's name)
+    # True while a command reads a deployment's config for its settings (store, table, spool):
+    # the handlers it makes leave the spools of stopped processes to the deployment's own.
+    settings_only: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -104,7 +107,8 @@ class PostgresEventHandler(logging.Handler):
         self.table, self.partition_by_day = table, partition_by_day
         self.batch_size, self.memory_events = max(1, batch_size), max(0, memory_events)
         self.flush_timeout, self.max_backoff = flush_timeout, max_backoff
-        self.spool = Spool(Path(spool_dir) if spool_dir else _default_spool_dir(), table)
+        folder = Path(spool_dir) if spool_dir else _default_spool_dir()
+        self.spool = Spool(folder, table, adopt=not PostgresEventHandler.settings_only)
         self.where = masked(self._url)
         self.counts = {"stored": 0, "duplicate": 0, "refused": 0, "erased": 0, "outages": 0}
         self.tombstones = WriterTombstones(table)

@@ -30,15 +30,17 @@ def _alive(pid: int) -> bool:
 class Spool:
     """Files `<name>.<pid>.spool` in a folder, read oldest first; a dead process's are adopted."""
 
-    def __init__(self, folder: Path, name: str) -> None:
-        """Queue in `folder`; take over the files a stopped process of the same `name` left."""
+    def __init__(self, folder: Path, name: str, *, adopt: bool = True) -> None:
+        """Queue in `folder`; take over the files a stopped process of the same `name` left
+        (unless `adopt` is False)."""
         self.folder, self.name = folder, name
         self.path = folder / f"{name}.{os.getpid()}{SUFFIX}"
         self._lock = threading.Lock()
         self._files: list[Path] = []  # to read, oldest first; the last may be self.path
         self._offset = 0  # in self._files[0]
         self.pending = 0
-        self._adopt()
+        if adopt:
+            self._adopt()
 
     def _adopt(self) -> None:
         if not self.folder.is_dir():

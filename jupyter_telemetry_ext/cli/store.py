@@ -106,9 +106,7 @@ class StoreCommand(Command):
 
     def log_path(self) -> Path | None:
         """Return the log file named on the command line, or None for the database."""
-        if not self.extra_args and (self.db or os.environ.get(URL_VARIABLE) or self.handler()):
-            return None
-        if self.db:
+        if self.db or (not self.extra_args and (os.environ.get(URL_VARIABLE) or self.handler())):
             return None
         if len(self.extra_args) != 1:
             self.fail(f"{self.name.split('-')[-1]}: name one event log file, or --db URL")

@@ -21,6 +21,7 @@ from jupyter_telemetry_ext.core.recorded_user import hashed_user
 from jupyter_telemetry_ext.core.tombstones import FileTombstones, erased_file
 from tests.conftest import make_schema
 from tests.pgserver import PostgresServer, binaries, running_server
+from tests.servers import wait_until
 
 psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
 
@@ -304,3 +305,38 @@ def test_erasing_a_log_keeps_a_tombstone_beside_it_that_names_nobody(tmp_path: P
     assert not watcher.drops("bob", before)
     again = cli("erase", "--user", "carol", str(log), data_dir=tmp_path / "data")
     assert (again.returncode, again.stdout.strip()) == (1, "erased 0 events")
+
+
+def test_an_erasure_waits_for_a_batch_checked_before_it(
+    url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    """A writer that checked the tombstones before the erasure holds its lock until its batch
+    is committed: the erasure's delete comes after, and takes that batch's rows too."""
+    handler, eventlog = make_handler(url, handlers, tmp_path / "spool")
+    record(eventlog, 0, "carol")
+    assert eventlog.flush(10)
+    handler.flush()  # the tables exist
+    with psycopg.connect(url, autocommit=True) as writer:
+        writer.execute("SELECT pg_advisory_lock_shared(hashtext('telemetry_events:erasures'))")
+        env = {**os.environ, "JUPYTER_DATA_DIR": str(tmp_path), "JUPYTER_CONFIG_DIR": str(tmp_path)}
+        erase = subprocess.Popen(
+            [JUPYTER, "telemetry", "erase", "--user", "carol", "--db", url, "--spool-dir",
+             str(tmp_path / "spool")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        try:
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            wait_until(lambda: writer.execute(waiting).fetchone() == (1,), 30)
+            # the late batch, checked before the erasure, commits while the erasure waits
+            writer.execute(
+                "INSERT INTO telemetry_events (received, schema_id, schema_version, "
+                "metadata_version, username, data) VALUES (now(), 's', '1', 1, 'carol', '{}')"
+            )
+            writer.execute(
+                "SELECT pg_advisory_unlock_shared(hashtext('telemetry_events:erasures'))"
+            )
+            out, err = erase.communicate(timeout=60)
+        finally:
+            erase.kill()
+    assert (erase.returncode, out.strip()) == (0, "erased 2 events"), err
+    assert query(url, "SELECT count(*) FROM telemetry_events") == [(0,)]

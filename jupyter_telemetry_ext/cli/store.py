@@ -321,11 +321,17 @@ class EraseCommand(StoreCommand):
                       "name and the key (--config)", 1)  # fmt: skip
 
     def _erase_store(self) -> tuple[int, int]:
+        import psycopg
+
         from jupyter_telemetry_ext.sinks import spool, store
 
         with self.connect() as conn:
             users = self.users(self.user, lambda: store.holds_hashed_users(conn, self.table))
             ids = store.user_client_ids(conn, self.table, users)
-            removed = store.erase_user(conn, self.table, users, getpass.getuser())
+            try:
+                removed = store.erase_user(conn, self.table, users, getpass.getuser())
+            except psycopg.errors.LockNotAvailable:
+                self.fail("erase: a writer kept its batch under way too long; nothing was "
+                          "erased: run it again", 1)  # fmt: skip
         spooled = spool.user_events(self.spool_folder(), self.table, users, ids)
         return removed, sum(1 for _ in spooled)

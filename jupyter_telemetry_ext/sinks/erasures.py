@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from struct import Struct
 from typing import TYPE_CHECKING, Any
 
 from jupyter_telemetry_ext.core.tombstones import Tombstones, user_key
@@ -34,8 +35,11 @@ CREATE TABLE IF NOT EXISTS {state} (
     version bigint  NOT NULL DEFAULT 0  -- bumped by each erasure
 );
 """
+# Seconds an erasure waits for the writers' batches under way (their COPY) before it gives up.
+LOCK_TIMEOUT = 60
 _EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)  # of the row's binary timestamps
 _MICROSECOND = timedelta(microseconds=1)
+_SIZE = Struct(">i")
 _USER = TUPLE_COLUMNS.index("username")
 _RECEIVED = TUPLE_COLUMNS.index("received")
 _EVENT_TIME = TUPLE_COLUMNS.index("event_time")
@@ -97,7 +101,7 @@ class WriterTombstones:
     def guard(self, conn: psycopg.Connection[Any]) -> Iterator[Tombstones]:
         """Hold off erasures while a batch is checked and written; yield the tombstones.
 
-        On an error the caller drops the connection, which releases the lock.
+        On an error the connection is closed, which releases the lock.
         """
         from psycopg import sql
 
@@ -107,17 +111,33 @@ class WriterTombstones:
         if version != self._version:
             self.current = load(conn, self.table, self._key)
             self._version = version
-        yield self.current
+        try:
+            yield self.current
+        except BaseException:
+            conn.close()  # whatever failed, the lock goes with the session: erasures never wait
+            raise
         conn.execute("SELECT pg_advisory_unlock_shared(hashtext(%s))", [_lock_name(self.table)])
 
 
 def drops(tombstones: Tombstones, row: Row) -> bool:
     """Return True when a row is an event of an erased user from before the erasure."""
-    values = fields(row)
-    user = values[_USER]
-    if user is None:
+    user = _user_field(row)
+    erased = tombstones.erased_at(user.decode()) if user is not None else None
+    if erased is None:
         return False
-    return tombstones.drops(user.decode(), _time(values[_RECEIVED]), _time(values[_EVENT_TIME]))
+    values = fields(row)
+    times = (_time(values[_RECEIVED]), _time(values[_EVENT_TIME]))
+    return any(t is not None and t < erased for t in times)
+
+
+def _user_field(row: Row) -> bytes | None:
+    """Return a row's user field (None for NULL), skipping the fields before it unread."""
+    at = 2
+    for _ in range(_USER):
+        (size,) = _SIZE.unpack_from(row, at)
+        at += 4 + max(size, 0)
+    (size,) = _SIZE.unpack_from(row, at)
+    return None if size < 0 else row[at + 4 : at + 4 + size]
 
 
 def _time(field: bytes | None) -> datetime | None:
@@ -132,6 +152,7 @@ def add(conn: psycopg.Connection[Any], table: str, users: Sequence[str]) -> None
     from psycopg import sql
 
     ids = _names(table)
+    conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'")
     conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [_lock_name(table)])
     row = conn.execute(sql.SQL("SELECT key FROM {state}").format(**ids)).fetchone()
     key = bytes(row[0]) if row else b""

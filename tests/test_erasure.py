@@ -340,3 +340,21 @@ def test_an_erasure_waits_for_a_batch_checked_before_it(
             erase.kill()
     assert (erase.returncode, out.strip()) == (0, "erased 2 events"), err
     assert query(url, "SELECT count(*) FROM telemetry_events") == [(0,)]
+
+
+def test_an_erasure_the_store_refuses_erases_nothing_and_says_so(
+    pg: PostgresServer, url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    handler, eventlog = make_handler(url, handlers, tmp_path / "spool")
+    record(eventlog, 0, "carol")
+    assert eventlog.flush(10)
+    handler.flush()
+    reader = "reader_" + url.rsplit("/", 1)[1]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{reader}" LOGIN'.encode())
+        conn.execute(f'GRANT SELECT ON telemetry_events TO "{reader}"'.encode())
+    as_reader = f"postgresql://{reader}@127.0.0.1:{pg.port}/{url.rsplit('/', 1)[1]}"
+    erased = cli("erase", "--user", "carol", "--db", as_reader, data_dir=tmp_path / "data")
+    assert (erased.returncode, erased.stdout) == (1, ""), erased.stderr
+    assert "nothing was erased: permission denied" in erased.stderr
+    assert numbers(url) == [("carol", 0)]

@@ -333,5 +333,7 @@ class EraseCommand(StoreCommand):
             except psycopg.errors.LockNotAvailable:
                 self.fail("erase: a writer kept its batch under way too long; nothing was "
                           "erased: run it again", 1)  # fmt: skip
+            except psycopg.Error as e:  # e.g. no right to create the tombstone tables
+                self.fail(f"erase: nothing was erased: {str(e).strip()}", 1)
         spooled = spool.user_events(self.spool_folder(), self.table, users, ids)
         return removed, sum(1 for _ in spooled)

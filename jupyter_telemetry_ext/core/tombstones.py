@@ -18,7 +18,6 @@ import re
 import secrets
 import tempfile
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,9 +25,6 @@ from typing import Protocol
 
 # What `recorded_user.hashed_user` makes: an HMAC-SHA256 in lowercase hex.
 HASHED = re.compile(r"[0-9a-f]{64}")
-# How long (seconds) a file's tombstones are trusted before the file is looked at again for an
-# erasure run elsewhere: 0, each check (a stat), so that no event slips in after an erasure.
-REFRESH_SECONDS = 0.0
 
 
 def user_key(store_key: bytes, user: str) -> str:
@@ -108,17 +104,13 @@ class FileTombstones:
         self.path = erased_file(log)
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
-        self._checked = 0.0
         self.current = Tombstones()
-        self.refresh(force=True)
+        self.refresh()
 
-    def refresh(self, force: bool = False) -> Tombstones:
-        """Return the tombstones, read again when the file changed since last looked at."""
-        now = time.monotonic()
-        if not force and REFRESH_SECONDS and now - self._checked < REFRESH_SECONDS:
-            return self.current
+    def refresh(self) -> Tombstones:
+        """Return the tombstones, read again when the file changed since last looked at (a
+        stat: each request's check sees an erasure that has just been run)."""
         with self._lock:
-            self._checked = now
             try:
                 stat = self.path.stat()
                 stamp = (stat.st_mtime_ns, stat.st_ino)
@@ -129,16 +121,16 @@ class FileTombstones:
                 self._stamp = stamp
         return self.current
 
-    def drops(self, user: str | None, *times: datetime | None) -> bool:
-        """Return True when `user` was erased after any of `times`."""
-        return self.refresh().drops(user, *times)
+    def erased_at(self, user: str | None) -> datetime | None:
+        """Return when `user` was erased (the file read again if it changed), or None."""
+        return self.refresh().erased_at(user)
 
 
 class TombstoneSource(Protocol):
     """Where a recorder learns which users were erased, and when."""
 
-    def drops(self, user: str | None, *times: datetime | None) -> bool:
-        """Return True when `user` was erased after any of `times`."""
+    def erased_at(self, user: str | None) -> datetime | None:
+        """Return when `user` (a stored `__user__`) was erased, or None."""
 
 
 def sources_of(handlers: Sequence[logging.Handler]) -> list[TombstoneSource]:
@@ -147,7 +139,7 @@ def sources_of(handlers: Sequence[logging.Handler]) -> list[TombstoneSource]:
     sources: list[TombstoneSource] = []
     for handler in handlers:
         own = getattr(handler, "tombstones", None)
-        if callable(getattr(own, "drops", None)):
+        if callable(getattr(own, "erased_at", None)):
             sources.append(own)  # type: ignore[arg-type]
         elif isinstance(handler, logging.FileHandler):
             sources.append(FileTombstones(Path(handler.baseFilename)))

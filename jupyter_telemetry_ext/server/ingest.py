@@ -119,7 +119,7 @@ def record(
     schema = _schema(eventlog, envelope, reception, {} if known is None else known)
     client_id = envelope.client_id
     event_time = _event_time(reception, envelope.timestamp) if envelope.timestamp else None
-    if reception.tombstones and reception.erased(event_time):
+    if reception.erased_at is not None and reception.erased(event_time):
         eventlog.count(schema.id, ERASED)  # answered as filtered: final, and names nobody
         return FILTERED
     ticket = eventlog.ticket

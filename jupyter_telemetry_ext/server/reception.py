@@ -38,15 +38,14 @@ class Reception:
     duplicates: Duplicates | None = None
     # Which schemas the sender may post; None: those marked `frontend: true` (see ingest).
     open_to: Callable[[EventSchema], bool] | None = None
-    tombstones: tuple[TombstoneSource, ...] = ()
+    # When the recorded user was erased from a store written to (None: never).
+    erased_at: datetime | None = None
 
     def erased(self, event_time: datetime | None) -> bool:
         """Return True when the recorded user was erased after this event (received or
         happened): it is dropped, never written."""
-        if self.recorded_user is None:
-            return False
-        times = (self.received_at, event_time)
-        return any(source.drops(self.recorded_user, *times) for source in self.tombstones)
+        at = self.erased_at
+        return at is not None and (self.received_at < at or (event_time or at) < at)
 
     def event_time(self, timestamp: datetime | None) -> datetime | None:
         """Return the client's event time by the server's clock; raise TimestampError if far."""
@@ -159,16 +158,24 @@ class Policy:
     ) -> Reception:
         """Return the context of a request that `principal` (user `username`) sent: its
         `sent_at` and the schemas it may post (`open_to`; None: those open to frontends)."""
+        user = recorded_user(self.record_user, self.secret, username)
         return Reception(
             received_at=received_at,
             principal=principal,
-            recorded_user=recorded_user(self.record_user, self.secret, username),
+            recorded_user=user,
             sent_at=sent_at,
             window=self.window,
             duplicates=self.duplicates,
             open_to=open_to,
-            tombstones=self.tombstones,
+            erased_at=self.erased_at(user),
         )
+
+    def erased_at(self, user: str | None) -> datetime | None:
+        """Return when `user` was last erased from a store written to, or None."""
+        if user is None or not self.tombstones:
+            return None
+        found = [at for at in (s.erased_at(user) for s in self.tombstones) if at is not None]
+        return max(found, default=None)
 
 
 def _user_secret(options: PolicyOptions) -> bytes:

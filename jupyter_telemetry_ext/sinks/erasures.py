@@ -93,9 +93,9 @@ class WriterTombstones:
         self._key = ensure(conn, self.table)
         self._version = None
 
-    def drops(self, user: str | None, *times: datetime | None) -> bool:
-        """Return True when `user` was erased after any of `times` (as of the last batch)."""
-        return self.current.drops(user, *times)
+    def erased_at(self, user: str | None) -> datetime | None:
+        """Return when `user` was erased (as of the writer's last batch), or None."""
+        return self.current.erased_at(user)
 
     @contextmanager
     def guard(self, conn: psycopg.Connection[Any]) -> Iterator[Tombstones]:
@@ -121,13 +121,12 @@ class WriterTombstones:
 
 def drops(tombstones: Tombstones, row: Row) -> bool:
     """Return True when a row is an event of an erased user from before the erasure."""
-    user = _user_field(row)
-    erased = tombstones.erased_at(user.decode()) if user is not None else None
-    if erased is None:
+    field = _user_field(row)
+    user = field.decode() if field is not None else None
+    if tombstones.erased_at(user) is None:  # most rows: their times are never read
         return False
     values = fields(row)
-    times = (_time(values[_RECEIVED]), _time(values[_EVENT_TIME]))
-    return any(t is not None and t < erased for t in times)
+    return tombstones.drops(user, _time(values[_RECEIVED]), _time(values[_EVENT_TIME]))
 
 
 def _user_field(row: Row) -> bytes | None:

@@ -358,3 +358,22 @@ def test_an_erasure_the_store_refuses_erases_nothing_and_says_so(
     assert (erased.returncode, erased.stdout) == (1, ""), erased.stderr
     assert "nothing was erased: permission denied" in erased.stderr
     assert numbers(url) == [("carol", 0)]
+
+
+def test_a_hub_config_gives_the_key_of_its_hub_event_handler(tmp_path: Path) -> None:
+    """The hub's own events (HubEventHandler, record_user "hashed") in a log: erased with the
+    hub's config."""
+    log = tmp_path / "hub-events.log"
+    now = datetime.now(timezone.utc)
+    alice = hashed_user(SECRET.encode(), "alice")
+    log.write_text(line(alice, now, 1) + line(hashed_user(SECRET.encode(), "bob"), now, 2))
+    config = tmp_path / "jupyterhub_config.py"
+    config.write_text(
+        "from jupyter_telemetry_ext.hub.events import HubEventHandler\n"
+        "c.EventLogger.handlers = [HubEventHandler(handlers=[], record_user='hashed', "
+        f"user_hash_secret={SECRET!r})]\n"
+    )
+    erased = cli("erase", "--config", str(config), "--user", "alice", str(log),
+                 data_dir=tmp_path / "data")  # fmt: skip
+    assert (erased.returncode, erased.stdout.strip()) == (0, "erased 1 events"), erased.stderr
+    assert alice not in log.read_text()

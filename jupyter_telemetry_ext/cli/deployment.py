@@ -26,11 +26,17 @@ def _section(config: Config, name: str) -> Any:
 
 
 def configured_secret(config: Config) -> tuple[bytes, str] | None:
-    """Return the configured user-hash key and where it was set, or None."""
+    """Return the configured user-hash key and where it was set, or None: a collector's or
+    server's `user_hash_secret`, else a hub config's HubEventHandler's (record_user "hashed")."""
     for name in SECRET_SECTIONS:
         value = _section(config, name).get("user_hash_secret", "")
         if isinstance(value, str) and value:
             return value.encode(), f"c.{name}.user_hash_secret"
+    handlers = _section(config, "EventLogger").get("handlers", [])
+    for handler in handlers if isinstance(handlers, (list, tuple)) else []:
+        secret = getattr(handler, "secret", b"")
+        if getattr(handler, "record_user", "") == "hashed" and isinstance(secret, bytes) and secret:
+            return secret, "the user_hash_secret of c.EventLogger.handlers' HubEventHandler"
     return None
 
 

@@ -377,3 +377,18 @@ def test_a_hub_config_gives_the_key_of_its_hub_event_handler(tmp_path: Path) -> 
                  data_dir=tmp_path / "data")  # fmt: skip
     assert (erased.returncode, erased.stdout.strip()) == (0, "erased 1 events"), erased.stderr
     assert alice not in log.read_text()
+
+
+@pytest.mark.parametrize("content", [None, b"  \n"], ids=["missing", "empty"])
+def test_an_unusable_key_file_stops_the_command(tmp_path: Path, content: bytes | None) -> None:
+    log = tmp_path / "events.log"
+    log.write_text(line("carol", datetime.now(timezone.utc), 1))
+    key = tmp_path / "key"
+    if content is not None:
+        key.write_bytes(content)
+    for command in ("export", "erase"):
+        result = cli(command, "--user", "carol", "--secret-file", str(key), str(log),
+                     data_dir=tmp_path / "data")  # fmt: skip
+        assert (result.returncode, result.stdout) == (2, ""), result.stderr
+        assert "key file" in result.stderr
+    assert "carol" in log.read_text()

@@ -450,7 +450,9 @@ def test_cli_never_prints_the_password(pg: PostgresServer) -> None:
 def test_cli_prune_export_erase(filled: str, tmp_path: Path) -> None:
     secret = ["--secret-file", str(tmp_path / "secret")]
     exported = cli("export", "--db", filled, "--user", "alice", *secret)
-    assert [json.loads(line)["n"] for line in exported.stdout.splitlines()] == [0, 2, 4]
+    assert [json.loads(line)["n"] for line in exported.stdout.splitlines()] == [0, 2, 4], (
+        exported.stderr
+    )
     erased = cli("erase", "--db", filled, "--user", "alice", *secret)
     assert erased.stdout.strip() == "erased 3 events", erased.stderr
     assert rows(filled, "SELECT operator, events FROM telemetry_events_erasures") == [

@@ -58,7 +58,7 @@ def numbers(stdout: str) -> list[int]:
 def all_numbers(log: Path) -> list[int]:
     found = []
     for path in sorted(log.parent.glob("events.log*"), reverse=True):
-        if path.name.endswith("-erasures.jsonl"):
+        if path.name.endswith(("-erasures.jsonl", "-erased-users.json")):
             continue
         text = (
             gzip.decompress(path.read_bytes()).decode()
@@ -86,7 +86,9 @@ def test_export_and_erase_find_a_hashed_user(logs: tuple[Path, bytes]) -> None:
     erased = cli("erase", "--user", "alice", str(log), data_dir=data)
     assert erased.stdout.strip() == "erased 3 events", erased.stderr
     assert sorted(all_numbers(log)) == [1, 3, 5]
-    assert numbers(cli("export", "--user", "alice", str(log), data_dir=data).stdout) == []
+    again = cli("export", "--user", "alice", str(log), data_dir=data)
+    assert (again.returncode, again.stdout) == (1, "")
+    assert "no events of this user" in again.stderr
     [entry] = [json.loads(t) for t in (log.parent / "events.log-erasures.jsonl").read_text()
                .splitlines()]  # fmt: skip
     assert entry["events"] == 3
@@ -95,7 +97,17 @@ def test_export_and_erase_find_a_hashed_user(logs: tuple[Path, bytes]) -> None:
 
 def test_without_the_key_only_the_plain_name_matches(tmp_path: Path) -> None:
     log = tmp_path / "events.log"
-    log.write_text(line(0, "alice", 1) + line(0, hashed_user(b"other", "alice"), 2))
+    log.write_text(line(0, "alice", 1) + line(0, "bob", 2))
     exported = cli("export", "--user", "alice", str(log), data_dir=tmp_path / "empty")
     assert numbers(exported.stdout) == [1]
     assert "no user hash key found" in exported.stderr
+
+
+def test_a_hashed_log_without_the_key_is_refused(tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    log.write_text(line(0, "alice", 1) + line(0, hashed_user(b"other", "alice"), 2))
+    for command in ("export", "erase"):
+        result = cli(command, "--user", "alice", str(log), data_dir=tmp_path / "empty")
+        assert (result.returncode, result.stdout) == (2, ""), result.stderr
+        assert "no key was found" in result.stderr
+    assert len(log.read_text().splitlines()) == 2  # nothing erased

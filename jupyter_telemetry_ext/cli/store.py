@@ -7,19 +7,20 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from traitlets import Bool, Unicode
 
 from jupyter_telemetry_ext.core.command import Command
-from jupyter_telemetry_ext.core.errors import StoreError
+from jupyter_telemetry_ext.core.errors import SecretFileError, StoreError
 from jupyter_telemetry_ext.core.printable import printable
 from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user
 from jupyter_telemetry_ext.sinks.logreader import log_files, parse_since
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE
 
+from . import deployment
 from .main import LogCommand, _print_events, _print_rows
 from .tables import MAX_CELL, cut_cells
 
@@ -77,14 +78,40 @@ class StoreCommand(Command):
     table = Unicode(DEFAULT_TABLE, help="The PostgreSQL events table.").tag(config=True)
     secret_file = Unicode(
         "",
-        help=f"""The key of hashed user names. Empty (the default): the server's
-        c.TelemetryExtension.user_hash_secret, else the file {SECRET_FILE} in the Jupyter data
-        dir.""",
+        help=f"""A file holding the key of hashed user names. Empty (the default): the
+        `c.TelemetryCollector.user_hash_secret` or `c.TelemetryExtension.user_hash_secret` of
+        the config (--config PATH, else jupyter_server_config), else the file {SECRET_FILE} in
+        the Jupyter data dir (where a collector or server without a configured key keeps the one
+        it generated).""",
     ).tag(config=True)
+    spool_dir = Unicode(
+        "",
+        help="""The folder of the PostgreSQL handler's outage spool, whose waiting events
+        `export` prints and `erase` counts (they are dropped before they are written). Empty
+        (the default): the `spool_dir` of the config's PostgresEventHandler, else
+        `telemetry_spool` in the Jupyter data dir.""",
+    ).tag(config=True)
+
+    raise_config_file_errors = Bool(True, help="A config file that fails stops the command.")
+
+    def load_config_file(self, suppress_errors: bool = True) -> None:  # type: ignore[override]
+        """Load the config as Jupyter does; stop when it is missing or fails (never ignore it)."""
+        if self.config_file and not Path(self.config_file).is_file():
+            self.fail(f"{self.config_file}: no such config file (--config)")
+        with deployment.settings_only():
+            try:
+                super().load_config_file(suppress_errors=False)
+            except Exception as e:  # a config file is Python: anything may fail in it
+                where = self.config_file or self.config_file_name
+                self.fail(f"{where}: the config file cannot be loaded: {type(e).__name__}: {e}")
+
+    def handler(self) -> Any:
+        """Return the config's PostgresEventHandler (its store and spool), or None."""
+        return deployment.postgres_handler(self.config)
 
     def log_path(self) -> Path | None:
         """Return the log file named on the command line, or None for the database."""
-        if self.db or (not self.extra_args and os.environ.get(URL_VARIABLE)):
+        if self.db or (not self.extra_args and (os.environ.get(URL_VARIABLE) or self.handler())):
             return None
         if len(self.extra_args) != 1:
             self.fail(f"{self.name.split('-')[-1]}: name one event log file, or --db URL")
@@ -93,33 +120,60 @@ class StoreCommand(Command):
             self.fail(f"{path}: cannot read: no such file")
         return path
 
-    def connect(self) -> psycopg.Connection[Any]:
-        """Connect to the database store."""
-        return _connect(self, self.db, self.table)
+    def connect(self, read_only: bool = False) -> psycopg.Connection[Any]:
+        """Connect to the database store: --db, else the config's PostgresEventHandler's."""
+        handler = None if self.db or os.environ.get(URL_VARIABLE) else self.handler()
+        if handler is not None:
+            if self.table == DEFAULT_TABLE:
+                self.table = handler.table
+            return _connect(self, handler.url, self.table, read_only)
+        return _connect(self, self.db, self.table, read_only)
 
-    def users(self, name: str) -> list[str]:
-        """Return the `__user__` values `name` is recorded as: its keyed hash, and the name."""
-        if not name:
-            self.fail(f"{self.name.split('-')[-1]}: name the user with --user NAME")
-        secret = self._secret()
-        if secret is None:
-            print("jupyter telemetry: no user hash key found; matching the plain user name only",
-                  file=sys.stderr)  # fmt: skip
+    def spool_folder(self) -> Path:
+        """Return the folder of the PostgreSQL handler's outage spool."""
+        if self.spool_dir:
+            return Path(self.spool_dir)
+        handler = self.handler()
+        return handler.spool.folder if handler is not None else deployment.default_spool_dir()
+
+    @property
+    def verb(self) -> str:
+        """Return the subcommand's name (erase, export, ...)."""
+        return self.name.split("-")[-1]
+
+    def users(self, name: str, hashed_store: Callable[[], bool]) -> list[str]:
+        """Return the `__user__` values `name` is recorded as: its keyed hash, and the name.
+
+        Stop when no key is found and the store holds hashed users (`hashed_store()`): the name
+        alone would match nothing, and "0 events" would be a false answer.
+        """
+        try:
+            found = deployment.find_secret(self.config, self.secret_file, self.data_dir)
+        except SecretFileError as e:
+            self.fail(f"{self.verb}: {e}")
+        if found is None:
+            if hashed_store():
+                self.fail(
+                    f"{self.verb}: the store records users as keyed hashes, and no key "
+                    "was found: give the collector's or server's config with --config "
+                    "PATH (its user_hash_secret), or the key file with --secret-file"
+                )
+            print(f"jupyter telemetry: {self.verb}: no user hash key found; matching the plain "
+                  "user name only", file=sys.stderr)  # fmt: skip
             return [name]
+        secret, where = found
+        self.log.info("The user-hash key of %s is used", where)
         return [hashed_user(secret, name), name]
 
-    def _secret(self) -> bytes | None:
-        configured = self.config.get("TelemetryExtension", {}).get("user_hash_secret", "")
-        if configured and not self.secret_file:
-            return str(configured).encode()
-        from jupyter_core.paths import jupyter_data_dir
-
-        path = Path(self.secret_file or Path(jupyter_data_dir()) / SECRET_FILE)
-        return path.read_bytes().strip() if path.is_file() else None
+    def check_user(self, name: str) -> None:
+        """Stop when no user is named."""
+        if not name:
+            self.fail(f"{self.verb}: name the user with --user NAME")
 
 
 _STORE_ALIASES = {"db": "StoreCommand.db", "table": "StoreCommand.table",
-                  "secret-file": "StoreCommand.secret_file"}  # fmt: skip
+                  "secret-file": "StoreCommand.secret_file", "config": "JupyterApp.config_file",
+                  "spool-dir": "StoreCommand.spool_dir"}  # fmt: skip
 
 
 class SqlCommand(StoreCommand):
@@ -152,7 +206,7 @@ class SqlCommand(StoreCommand):
         from jupyter_telemetry_ext.sinks.store import read_only_query
 
         query = self._query()
-        with _connect(self, self.db, self.table, read_only=True) as conn:
+        with self.connect(read_only=True) as conn:
             try:
                 headers, rows = read_only_query(conn, query)
             except psycopg.Error as e:
@@ -269,29 +323,50 @@ class ExportCommand(StoreCommand):
 
     name = "jupyter-telemetry-export"
     description = """Print, as JSON lines, every event recorded for one user in a log (and its
-    rotated files) or in the PostgreSQL store. The user is found by the keyed hash of NAME (the
-    server's record_user = "hashed") or by NAME itself."""
-    examples = "jupyter telemetry export --user alice --db env:TELEMETRY_DB > alice.jsonl"
-    user = Unicode("", help="The user name.").tag(config=True)
+    rotated files) or in the PostgreSQL store, and those waiting in its handler's outage spool.
+    The user is found by the keyed hash of NAME (record_user = "hashed", with the key of the
+    deployment's config: --config PATH) or by NAME itself. Exit status 1 when there is none."""
+    examples = """jupyter telemetry export --user alice --config /etc/jupyterhub/telemetry_config.py
+    > alice.jsonl"""
+    user = Unicode("", help="The user name (required).").tag(config=True)
     aliases = {**_STORE_ALIASES, "user": "ExportCommand.user"}  # noqa: RUF012
 
     def start(self) -> None:
-        """Print the user's events."""
-        users = self.users(self.user)
-        for capsule in self._events(users):
-            print(json.dumps(capsule))
+        """Print the user's events; exit 1 when there is none."""
+        from jupyter_telemetry_ext.core.tombstones import HASHED
 
-    def _events(self, users: list[str]) -> Iterator[dict[str, Any]]:
+        self.check_user(self.user)
         path = self.log_path()
         if path is not None:
-            from jupyter_telemetry_ext.sinks.retention import user_events
+            from jupyter_telemetry_ext.sinks.retention import holds_hashed_users, user_events
 
-            yield from user_events(path, set(users))
-            return
-        from jupyter_telemetry_ext.sinks.store import select_user
+            users = self.users(self.user, lambda: holds_hashed_users(path))
+            printed = _print_each(user_events(path, set(users)))
+            where = str(path)
+        else:
+            printed = self._export_store()
+            where = f"the store and the spool {self.spool_folder()}"
+        if not printed:
+            hint = "" if HASHED.fullmatch(self.user) else "; check the name and the key (--config)"
+            self.fail(f"export: no events of this user in {where}{hint}", 1)
+
+    def _export_store(self) -> int:
+        from jupyter_telemetry_ext.sinks import spool, store
 
         with self.connect() as conn:
-            yield from select_user(conn, self.table, users)
+            users = self.users(self.user, lambda: store.holds_hashed_users(conn, self.table))
+            stored = _print_each(store.select_user(conn, self.table, users))
+            ids = store.user_client_ids(conn, self.table, users)
+        spooled = spool.user_events(self.spool_folder(), self.table, users, ids)
+        return stored + _print_each(spooled)
+
+
+def _print_each(capsules: Iterator[dict[str, Any]]) -> int:
+    count = 0
+    for capsule in capsules:
+        print(json.dumps(capsule))
+        count += 1
+    return count
 
 
 class EraseCommand(StoreCommand):
@@ -299,23 +374,49 @@ class EraseCommand(StoreCommand):
 
     name = "jupyter-telemetry-erase"
     description = """Delete every event recorded for one user from a log (and its rotated files)
-    or from the PostgreSQL store, and print how many. The erasure is recorded (when, who ran it,
-    how many events; never whose): in `<log>-erasures.jsonl`, or the `<table>_erasures` table."""
-    examples = "jupyter telemetry erase --user alice events.log"
-    user = Unicode("", help="The user name.").tag(config=True)
+    or from the PostgreSQL store, and print how many. A tombstone (a keyed hash of the user and
+    the time) is kept in the store: events of hers from before now that arrive later (from an
+    outage spool, a forwarder, a retry) are dropped before they are written; those waiting in
+    the handler's spool are counted. The erasure is recorded (when, who ran it, how many events;
+    never whose): in `<log>-erasures.jsonl`, or the `<table>_erasures` table. Exit status 1 when
+    no event of the user was found (the tombstone is kept all the same)."""
+    examples = "jupyter telemetry erase --user alice --config /etc/jupyterhub/telemetry_config.py"
+    user = Unicode("", help="The user name (required).").tag(config=True)
     aliases = {**_STORE_ALIASES, "user": "EraseCommand.user"}  # noqa: RUF012
 
     def start(self) -> None:
-        """Erase and report how many events were removed."""
-        users = self.users(self.user)
+        """Erase, keep a tombstone, and report how many events were removed."""
+        self.check_user(self.user)
         path = self.log_path()
         if path is not None:
-            from jupyter_telemetry_ext.sinks.retention import erase_files
+            from jupyter_telemetry_ext.sinks.retention import erase_files, holds_hashed_users
 
-            removed = erase_files(path, set(users))
+            users = self.users(self.user, lambda: holds_hashed_users(path))
+            removed, spooled, where = erase_files(path, set(users)), 0, str(path)
         else:
-            from jupyter_telemetry_ext.sinks.store import erase_user
+            removed, spooled = self._erase_store()
+            where = f"the store or the spool {self.spool_folder()}"
+        waiting = f"; {spooled} more waiting in the spool are dropped when written" * bool(spooled)
+        print(f"erased {removed} events{waiting}")
+        if not removed + spooled:
+            self.fail(f"erase: no events of this user in {where} (a tombstone is kept: events "
+                      "of theirs from before now are dropped should any arrive); check the "
+                      "name and the key (--config)", 1)  # fmt: skip
 
-            with self.connect() as conn:
-                removed = erase_user(conn, self.table, users, getpass.getuser())
-        print(f"erased {removed} events")
+    def _erase_store(self) -> tuple[int, int]:
+        import psycopg
+
+        from jupyter_telemetry_ext.sinks import spool, store
+
+        with self.connect() as conn:
+            users = self.users(self.user, lambda: store.holds_hashed_users(conn, self.table))
+            ids = store.user_client_ids(conn, self.table, users)
+            try:
+                removed = store.erase_user(conn, self.table, users, getpass.getuser())
+            except psycopg.errors.LockNotAvailable:
+                self.fail("erase: a writer kept its batch under way too long; nothing was "
+                          "erased: run it again", 1)  # fmt: skip
+            except psycopg.Error as e:  # e.g. no right to create the tombstone tables
+                self.fail(f"erase: nothing was erased: {str(e).strip()}", 1)
+        spooled = spool.user_events(self.spool_folder(), self.table, users, ids)
+        return removed, sum(1 for _ in spooled)

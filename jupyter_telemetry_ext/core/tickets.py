@@ -24,9 +24,15 @@ OWED_CAPACITY = 100_000
 class Owed:
     """Id keys whose event some handlers still owe; None while the first write is under way."""
 
-    def __init__(self, capacity: int = OWED_CAPACITY) -> None:
-        """Keep at most `capacity` keys (the oldest are forgotten first)."""
+    def __init__(
+        self,
+        capacity: int = OWED_CAPACITY,
+        written: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        """Keep at most `capacity` keys (the oldest are forgotten first); tell `written` the
+        keys every handler wrote, once settled."""
         self.capacity = capacity
+        self.written = written
         self._keys: OrderedDict[str, Handlers | None] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -48,12 +54,16 @@ class Owed:
 
     def settle(self, keys: Iterable[str], failed: dict[str, set[logging.Handler]]) -> None:
         """Forget the keys every handler wrote; keep the others with the handlers that failed."""
+        done: list[str] = []
         with self._lock:
             for key in keys:
                 if failed.get(key):
                     self._keys[key] = frozenset(failed[key])
                 else:
                     self._keys.pop(key, None)
+                    done.append(key)
+        if done and self.written is not None:
+            self.written(done)
 
 
 class Ticket:

@@ -26,6 +26,7 @@ from jupyter_telemetry_ext.core.discovery import register_discovered, schema_fol
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.recorded_user import warn_user_not_kept
 from jupyter_telemetry_ext.core.redact_url import safe_url
+from jupyter_telemetry_ext.core.tombstones import sources_of
 from jupyter_telemetry_ext.server.reception import Policy
 from jupyter_telemetry_ext.server.server_events import server_schemas
 from jupyter_telemetry_ext.server.wire import Limits
@@ -124,7 +125,18 @@ class TelemetryCollector(Command):
         min=0.0,
         help="""Seconds during which a repeat of an event `id` a hub user already had recorded
         is answered `duplicate` and not written again (default 86400, 24 h), so that retried
-        batches are recorded once. 0: ids are not remembered.""",
+        batches are recorded once, across restarts of the collector too (`duplicate_journal`).
+        Keep it at least `event_time_window`: a server's forwarding spool may resend an event
+        until its time is that old (older ones are rejected). 0: ids are not remembered.""",
+    ).tag(config=True)
+
+    duplicate_journal = Unicode(
+        help="""Folder where the ids recorded within `duplicate_window` are also kept on disk
+        (append-only files, at most about twice `duplicate_capacity` ids, read back at start),
+        so that an event a forwarding spool resends after the collector restarted (a crash
+        included) is still a duplicate. Each collector process needs a folder of its own.
+        Default: `telemetry_duplicates/<service_name>` in the Jupyter data dir. Empty: ids are
+        kept in memory only, and a restart forgets them.""",
     ).tag(config=True)
 
     duplicate_capacity = Int(
@@ -205,6 +217,10 @@ class TelemetryCollector(Command):
     def _default_service_name(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_NAME", "") or "telemetry"
 
+    @default("duplicate_journal")
+    def _default_duplicate_journal(self) -> str:
+        return str(Path(self.data_dir) / "telemetry_duplicates" / self.service_name)
+
     @default("url")
     def _default_url(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_URL", "")
@@ -255,6 +271,13 @@ class TelemetryCollector(Command):
         if not eventlog.allowed_schemas:
             self.log.warning("Telemetry collector: c.EventLog.allowed_schemas is empty")
         warn_user_not_kept(self.log, eventlog, self.record_user, open_to_users)
+
+        if 0 < self.duplicate_window < (self.event_time_window or float("inf")):
+            self.log.warning(
+                "Telemetry collector: duplicate_window (%g s) is shorter than event_time_window "
+                "(%g s; 0: any): a resend older than the window is written again",
+                self.duplicate_window, self.event_time_window,
+            )  # fmt: skip
         return eventlog
 
     def settings(self) -> dict[str, Any]:
@@ -266,10 +289,12 @@ class TelemetryCollector(Command):
         )
 
         limits = Limits(self.max_body_size, self.max_batch_events, self.max_event_size)
+        policy = Policy.from_options(self)
+        policy.tombstones = tuple(sources_of(self.eventlog.handlers))
         return {
             EVENTLOG_SETTING: self.eventlog,
             LIMITS_SETTING: limits,
-            POLICY_SETTING: Policy.from_options(self),
+            POLICY_SETTING: policy,
             "cookie_secret": self.cookie_secret or secrets.token_hex(32),
         }
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .idjournal import IdJournal
 
 
 class Duplicates:
@@ -15,6 +19,9 @@ class Duplicates:
     ids, so one principal's flood cannot evict another's. At most `capacity` ids in all: over
     it, the principal that has held ids the longest forgets its oldest. An id past the window
     is not seen, and its memory is reused by these bounds. Every operation is O(1).
+
+    With a `journal`, ids are also kept on disk (by wall-clock time) and read back at start, so
+    that a resend after a restart of the process is still seen.
     """
 
     def __init__(
@@ -23,13 +30,20 @@ class Duplicates:
         capacity: int,
         per_principal: int | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
+        journal: IdJournal | None = None,
     ) -> None:
-        """Remember ids for `window` seconds, at most `capacity` in all, `per_principal` each."""
-        self.window, self.capacity, self.clock = window, capacity, clock
+        """Remember ids for `window` seconds, at most `capacity` in all, `per_principal` each;
+        with a `journal`, also those it kept from before (the clock is then the wall clock)."""
+        self.window, self.capacity = window, capacity
+        self.clock = clock or (time.time if journal is not None else time.monotonic)
         self.per_principal = min(per_principal or capacity, capacity)
         self._ids: dict[str, OrderedDict[str, float]] = {}  # oldest principal and id first
         self._count = 0
+        self.journal = journal
+        if journal is not None:
+            for when, principal, client_id in journal.load(self.clock()):
+                self._add(principal, client_id, when)
 
     def __len__(self) -> int:
         """Return how many ids are held (those past the window included, until reused)."""
@@ -45,15 +59,29 @@ class Duplicates:
         added = ids.get(client_id) if ids is not None else None
         return added is not None and self.clock() - added <= self.window
 
-    def add(self, principal: str, client_id: str) -> None:
-        """Remember `client_id` of `principal` from now on."""
+    def add(self, principal: str, client_id: str, *, durable: bool = True) -> None:
+        """Remember `client_id` of `principal` from now on (`durable`: in the journal too; else
+        `journal_written` keeps it once its event is written)."""
+        now = self.clock()
+        self._add(principal, client_id, now)
+        if durable and self.journal is not None:
+            self.journal.append(now, principal, client_id)
+
+    def journal_written(self, keys: list[tuple[str, str]]) -> None:
+        """Keep in the journal the (principal, id) of events every handler wrote."""
+        if self.journal is not None:
+            now = self.clock()
+            for principal, client_id in keys:
+                self.journal.append(now, principal, client_id)
+
+    def _add(self, principal: str, client_id: str, when: float) -> None:
         ids = self._ids.get(principal)
         if ids is None:
             ids = self._ids[principal] = OrderedDict()
         elif client_id in ids:  # added again after its window: now the newest
             del ids[client_id]
             self._count -= 1
-        ids[client_id] = self.clock()
+        ids[client_id] = when
         self._count += 1
         if len(ids) > self.per_principal:
             self._forget_oldest(principal)

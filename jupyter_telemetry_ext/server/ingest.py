@@ -26,6 +26,7 @@ from jupyter_telemetry_ext.core.errors import (
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.outcomes import (
     DUPLICATE,
+    ERASED,
     FILTERED,
     QUEUE_FULL,
     RECORDED,
@@ -118,6 +119,9 @@ def record(
     schema = _schema(eventlog, envelope, reception, {} if known is None else known)
     client_id = envelope.client_id
     event_time = _event_time(reception, envelope.timestamp) if envelope.timestamp else None
+    if reception.erased_at is not None and reception.erased(event_time):
+        eventlog.count(schema.id, ERASED)  # answered as filtered: final, and names nobody
+        return FILTERED
     ticket = eventlog.ticket
     try:
         schema.validate(envelope.data)
@@ -146,7 +150,8 @@ def record(
     if capsule is None and not eventlog.tapped:
         return SAMPLED_OUT if eventlog.is_allowed_event(schema, envelope.data) else FILTERED
     if client_id:
-        reception.remember(client_id)
+        # With a ticket, the id is journaled once every handler wrote its event.
+        reception.remember(client_id, durable=ticket is None)
         if ticket is not None and capsule is not None:
             ticket.keyed(capsule, reception.id_key(client_id))
     return RECORDED

@@ -16,8 +16,10 @@ from jupyter_telemetry_ext.core.recorded_user import load_or_create_secret, reco
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.tickets import Owed
 from jupyter_telemetry_ext.core.timestamps import corrected_event_time, format_timestamp
+from jupyter_telemetry_ext.core.tombstones import TombstoneSource
 
 from .duplicates import Duplicates
+from .idjournal import IdJournal
 from .ratelimit import RateLimiter
 
 
@@ -36,6 +38,14 @@ class Reception:
     duplicates: Duplicates | None = None
     # Which schemas the sender may post; None: those marked `frontend: true` (see ingest).
     open_to: Callable[[EventSchema], bool] | None = None
+    # When the recorded user was erased from a store written to (None: never).
+    erased_at: datetime | None = None
+
+    def erased(self, event_time: datetime | None) -> bool:
+        """Return True when the recorded user was erased after this event (received or
+        happened): it is dropped, never written."""
+        at = self.erased_at
+        return at is not None and (self.received_at < at or (event_time or at) < at)
 
     def event_time(self, timestamp: datetime | None) -> datetime | None:
         """Return the client's event time by the server's clock; raise TimestampError if far."""
@@ -60,11 +70,12 @@ class Reception:
             return False
         return self.duplicates.seen(self.principal, client_id)
 
-    def remember(self, client_id: str | None) -> None:
-        """Remember a recorded event's id, so that a retry of it is a duplicate."""
+    def remember(self, client_id: str | None, *, durable: bool = True) -> None:
+        """Remember a recorded event's id, so that a retry of it is a duplicate (`durable`:
+        journaled now; else once every handler wrote it, see `Policy.from_options`)."""
         # Ids are kept per principal: one cannot suppress another's events by reusing ids.
         if client_id and self.duplicates is not None:
-            self.duplicates.add(self.principal, client_id)
+            self.duplicates.add(self.principal, client_id, durable=durable)
 
     def id_key(self, client_id: str) -> str:
         """Return the key under which this principal's event id is owed (see tickets.Owed)."""
@@ -110,6 +121,8 @@ class Policy:
     secret: bytes = b""
     reply_after_write: bool = False
     owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
+    # The erased users of the stores written to (see core.tombstones): checked for each event.
+    tombstones: tuple[TombstoneSource, ...] = ()
 
     @classmethod
     def from_options(cls, options: PolicyOptions) -> Policy:
@@ -120,8 +133,10 @@ class Policy:
                 options.duplicate_window,
                 options.duplicate_capacity,
                 options.duplicate_capacity_per_user,
+                journal=_journal(options),
             )
         window = options.event_time_window
+        owed = Owed(written=_journal_written(duplicates))
         return cls(
             limiter=RateLimiter(options.rate_limit, options.rate_burst),
             duplicates=duplicates,
@@ -129,6 +144,7 @@ class Policy:
             record_user=options.record_user,
             secret=_user_secret(options),
             reply_after_write=options.reply_after_write,
+            owed=owed,
         )
 
     def reception(
@@ -142,15 +158,24 @@ class Policy:
     ) -> Reception:
         """Return the context of a request that `principal` (user `username`) sent: its
         `sent_at` and the schemas it may post (`open_to`; None: those open to frontends)."""
+        user = recorded_user(self.record_user, self.secret, username)
         return Reception(
             received_at=received_at,
             principal=principal,
-            recorded_user=recorded_user(self.record_user, self.secret, username),
+            recorded_user=user,
             sent_at=sent_at,
             window=self.window,
             duplicates=self.duplicates,
             open_to=open_to,
+            erased_at=self.erased_at(user),
         )
+
+    def erased_at(self, user: str | None) -> datetime | None:
+        """Return when `user` was last erased from a store written to, or None."""
+        if user is None or not self.tombstones:
+            return None
+        found = [at for at in (s.erased_at(user) for s in self.tombstones) if at is not None]
+        return max(found, default=None)
 
 
 def _user_secret(options: PolicyOptions) -> bytes:
@@ -160,3 +185,22 @@ def _user_secret(options: PolicyOptions) -> bytes:
     if options.user_hash_secret:
         return options.user_hash_secret.encode()
     return load_or_create_secret(Path(options.data_dir))
+
+
+def _journal(options: PolicyOptions) -> IdJournal | None:
+    """Return the on-disk journal of recorded ids, when the options name its folder."""
+    folder = getattr(options, "duplicate_journal", "")  # the collector's option
+    if not folder:
+        return None
+    return IdJournal(Path(folder), options.duplicate_window, options.duplicate_capacity)
+
+
+def _journal_written(duplicates: Duplicates | None) -> Callable[[list[str]], None] | None:
+    """Return what journals the ids a ticket's handlers all wrote (`reply_after_write`)."""
+    if duplicates is None or duplicates.journal is None:
+        return None
+
+    def written(keys: list[str]) -> None:
+        duplicates.journal_written([(p, c) for p, _, c in (k.partition("\x00") for k in keys)])
+
+    return written

@@ -2,8 +2,10 @@
 
 `emit` only queues the capsule; a thread of the handler's own writes batches with COPY, one
 transaction each. While the database is down, events wait in memory (up to `memory_events`),
-then in a spool file, and the thread reconnects with backoff; `flush()` waits until every event
-handed over so far is committed, and raises when that does not happen in `flush_timeout`.
+then in a spool file (fsynced), and the thread reconnects with backoff; `flush()` waits until
+every event handed over so far is committed, and raises when that does not happen in
+`flush_timeout`. Before each batch the writer checks the store's tombstones (`erasures`): an
+event of an erased user from before her erasure is dropped, never written.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 
@@ -27,12 +29,15 @@ from jupyter_telemetry_ext.core.errors import (
 )
 from jupyter_telemetry_ext.core.records import RECORD_NAME, CapsuleRecord
 
+from .erasures import WriterTombstones, drops
 from .pgrows import NOT_A_CAPSULE, Row, line_row, row_line, to_row
 from .pgtable import DEFAULT_TABLE, ensure_table, masked, resolve_url, scrub, write_batch
 from .spool import Spool
 
 if TYPE_CHECKING:
     import psycopg
+
+    from jupyter_telemetry_ext.core.tombstones import Tombstones
 
 
 log = logging.getLogger("jupyter_telemetry_ext.sinks.postgres")
@@ -79,6 +84,9 @@ class PostgresEventHandler(logging.Handler):
     # for a flush before closing (Python 3.12 and later ask): close() writes what it can and
     # spools the rest, so a database that is down never holds up a shutdown.
     flushOnClose = False  # noqa: N815 (logging's name)
+    # True while a command reads a deployment's config for its settings (store, table, spool):
+    # the handlers it makes leave the spools of stopped processes to the deployment's own.
+    settings_only: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -97,13 +105,15 @@ class PostgresEventHandler(logging.Handler):
         # What can fail comes before logging.Handler.__init__, which registers the handler for
         # logging.shutdown: a failed construction must leave no half-built handler behind.
         self._url = resolve_url(url)
-        self.spool = Spool(Path(spool_dir) if spool_dir else _default_spool_dir(), table)
+        folder = Path(spool_dir) if spool_dir else _default_spool_dir()
+        self.spool = Spool(folder, table, adopt=not PostgresEventHandler.settings_only)
         super().__init__(level)
         self.table, self.partition_by_day = table, partition_by_day
         self.batch_size, self.memory_events = max(1, batch_size), max(0, memory_events)
         self.flush_timeout, self.max_backoff = flush_timeout, max_backoff
         self.where = masked(self._url)
-        self.counts = {"stored": 0, "duplicate": 0, "refused": 0, "outages": 0}
+        self.counts = {"stored": 0, "duplicate": 0, "refused": 0, "erased": 0, "outages": 0}
+        self.tombstones = WriterTombstones(table)
         self._memory: list[Row] = []  # built once, by `emit`: no dict per waiting event
         self._overflow: list[str] = []  # lines beyond memory_events, spooled SPOOL_BLOCK at once
         self._cond = threading.Condition()
@@ -122,6 +132,11 @@ class PostgresEventHandler(logging.Handler):
     def __repr__(self) -> str:
         """Name the table and where it is, never the password."""
         return f"<PostgresEventHandler {self.where} table={self.table}>"
+
+    @property
+    def url(self) -> str:
+        """Return the connection URL (its password included: never log it; `where` is safe)."""
+        return self._url
 
     @property
     def pending(self) -> int:
@@ -291,7 +306,8 @@ class PostgresEventHandler(logging.Handler):
 
         try:
             conn = self._connection()
-            stored = self._store(conn, batch.items)
+            with self.tombstones.guard(conn) as tombstones:
+                stored = self._store(conn, batch.items, tombstones)
         except (Error, StoreError) as e:
             self._outage(e)
             return False
@@ -312,17 +328,23 @@ class PostgresEventHandler(logging.Handler):
             self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10,
                                          client_encoding="UTF8")  # fmt: skip
             self._partitioned = ensure_table(self._conn, self.table, self.partition_by_day)
+            self.tombstones.ensure(self._conn)
         return self._conn
 
-    def _store(self, conn: psycopg.Connection[Any], items: list[Any]) -> int:
+    def _store(
+        self, conn: psycopg.Connection[Any], items: list[Any], tombstones: Tombstones
+    ) -> int:
         """Write a batch; split one PostgreSQL refuses for a data reason, down to the bad row.
 
-        Spooled lines become rows as the COPY takes them: PostgreSQL works meanwhile.
+        Spooled lines become rows as the COPY takes them: PostgreSQL works meanwhile. Rows of
+        erased users (`tombstones`) are dropped on the way.
         """
         from psycopg import DataError
 
         made: list[Row] = []
         rows = self._rows(items, made)
+        if tombstones:
+            rows = self._living(rows, made, tombstones)
         try:
             stored = write_batch(conn, self.table, rows, self._partitioned)
         except DataError as e:
@@ -347,6 +369,17 @@ class PostgresEventHandler(logging.Handler):
                     self._refused_row(None, NOT_A_CAPSULE)
                     continue
             made.append(row)
+            yield row
+
+    def _living(self, rows: Iterator[Row], made: list[Row], tombstones: Tombstones
+                ) -> Iterator[Row]:  # fmt: skip
+        """Yield the rows that are not events of an erased user from before her erasure."""
+        for row in rows:
+            if drops(tombstones, row):
+                made.pop()  # `_rows` noted it last
+                with self._cond:
+                    self.counts["erased"] += 1
+                continue
             yield row
 
     def _store_rows(self, conn: psycopg.Connection[Any], rows: list[Row], refusal: str) -> int:

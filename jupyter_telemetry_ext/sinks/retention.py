@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from jupyter_telemetry_ext.core.tombstones import HASHED, add_to_file, erased_file
+
 from .logreader import event_time, log_files, parse_line
 
 Keep = Callable[[dict[str, Any]], bool]
@@ -96,8 +98,21 @@ def user_events(path: Path, users: Collection[str]) -> Iterator[dict[str, Any]]:
                 yield parsed
 
 
+def holds_hashed_users(path: Path) -> bool:
+    """Return True when a log (or a rotated file) records users as keyed hashes."""
+    for file in log_files(path):
+        for n, line in enumerate(_lines(file), 1):
+            parsed = parse_line(file, n, line) if line.strip() else None
+            user = parsed.get("__user__") if isinstance(parsed, dict) else None
+            if isinstance(user, str) and HASHED.fullmatch(user):
+                return True
+    return False
+
+
 def erase_files(path: Path, users: Collection[str]) -> int:
-    """Remove the events of `users` from a log and its rotated files; record the erasure."""
+    """Keep tombstones of `users` (checked by a collector writing the log), then remove their
+    events from the log and its rotated files; record the erasure."""
+    add_to_file(erased_file(path), users)
     removed = rewrite(path, lambda capsule: capsule.get("__user__") not in users)
     record_erasure(path, removed)
     return removed

@@ -1,10 +1,18 @@
-"""An on-disk queue of JSON lines: where events wait when memory is full or the process stops."""
+"""An on-disk queue of JSON lines: where events wait when memory is full or the process stops.
+
+Each append is fsynced before it returns (one fsync for the lines appended together, and one of
+the folder when a file is created), so an event that waits here survives a power cut.
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Collection, Iterator
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 SUFFIX = ".spool"
 
@@ -22,15 +30,17 @@ def _alive(pid: int) -> bool:
 class Spool:
     """Files `<name>.<pid>.spool` in a folder, read oldest first; a dead process's are adopted."""
 
-    def __init__(self, folder: Path, name: str) -> None:
-        """Queue in `folder`; take over the files a stopped process of the same `name` left."""
+    def __init__(self, folder: Path, name: str, *, adopt: bool = True) -> None:
+        """Queue in `folder`; take over the files a stopped process of the same `name` left
+        (unless `adopt` is False)."""
         self.folder, self.name = folder, name
         self.path = folder / f"{name}.{os.getpid()}{SUFFIX}"
         self._lock = threading.Lock()
         self._files: list[Path] = []  # to read, oldest first; the last may be self.path
         self._offset = 0  # in self._files[0]
         self.pending = 0
-        self._adopt()
+        if adopt:
+            self._adopt()
 
     def _adopt(self) -> None:
         if not self.folder.is_dir():
@@ -46,11 +56,16 @@ class Spool:
                 self.pending += sum(1 for _ in f)
 
     def append(self, lines: list[str]) -> None:
-        """Add lines (JSON, one event each) at the end."""
+        """Add lines (JSON, one event each) at the end, on disk when it returns."""
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
             with self.path.open("a", encoding="utf-8") as f:
                 f.write("".join(line + "\n" for line in lines))
+                f.flush()
+                os.fsync(f.fileno())
+            if created:
+                _fsync_folder(self.folder)
             if not self._files or self._files[-1] != self.path:
                 self._files.append(self.path)
             self.pending += len(lines)
@@ -80,3 +95,41 @@ class Spool:
             self._files.pop(0)
             self._offset = 0
             head.unlink()
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a file's creation in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def spooled_lines(folder: Path, name: str) -> Iterator[str]:
+    """Yield every line waiting in the spool files of `name` in `folder` (any process's)."""
+    if not folder.is_dir():
+        return
+    for path in sorted(folder.glob(f"{name}.*{SUFFIX}")):
+        try:
+            with path.open("rb") as f:
+                for raw in f:
+                    yield raw.decode("utf-8", errors="replace").rstrip("\n")
+        except FileNotFoundError:  # written and removed meanwhile
+            continue
+
+
+def user_events(
+    folder: Path, name: str, users: Collection[str], stored_ids: Collection[str] = ()
+) -> Iterator[dict[str, Any]]:
+    """Yield the spooled capsules whose `__user__` is one of `users`, except those whose client
+    id is in `stored_ids` (a live spool keeps the lines it stored until its file is done)."""
+    for line in spooled_lines(folder, name):
+        try:
+            capsule = orjson.loads(line)
+        except orjson.JSONDecodeError:  # a damaged line: the writer refuses it too
+            continue
+        if not isinstance(capsule, dict) or capsule.get("__user__") not in users:
+            continue
+        if capsule.get("__client_id__") not in stored_ids:
+            yield capsule

@@ -196,14 +196,39 @@ def select_user(
         yield to_capsule(row)
 
 
+def holds_hashed_users(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Return True when the store records users as keyed hashes (`record_user = "hashed"`)."""
+    from psycopg import sql
+
+    query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {t} WHERE username ~ '^[0-9a-f]{{64}}$')")
+    found = conn.execute(query.format(t=sql.Identifier(table))).fetchone()
+    conn.rollback()
+    return bool(found and found[0])
+
+
+def user_client_ids(conn: psycopg.Connection[Any], table: str, users: Sequence[str]) -> set[str]:
+    """Return the client ids of the stored events of `users`."""
+    from psycopg import sql
+
+    query = sql.SQL("SELECT client_id FROM {t} WHERE username = ANY(%s) AND client_id IS NOT NULL")
+    rows = conn.execute(query.format(t=sql.Identifier(table)), [list(users)]).fetchall()
+    conn.rollback()
+    return {row[0] for row in rows}
+
+
 def erase_user(
     conn: psycopg.Connection[Any], table: str, users: Sequence[str], operator: str
 ) -> int:
-    """Delete the events (and ids) of `users`; record who erased how many, when; return how many."""
+    """Delete the events (and ids) of `users` and keep their tombstones, so that no event of
+    theirs from before now is written later; record who erased how many, when; return how many."""
     from psycopg import sql
 
+    from . import erasures
+
     ids = names(table)
+    erasures.ensure(conn, table)
     with conn.transaction():
+        erasures.add(conn, table, users)  # first: writers wait until this commits
         if has_ids_table(conn, table):  # else the keys go with the rows
             conn.execute(
                 sql.SQL("DELETE FROM {t_ids} WHERE key IN (SELECT key FROM {t} "

@@ -1,0 +1,119 @@
+"""The parts behind erasure and the collector's memory, on real files: tombstones, id journal."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+from jupyter_telemetry_ext.core.recorded_user import hashed_user
+from jupyter_telemetry_ext.core.tombstones import (
+    Tombstones,
+    add_to_file,
+    erased_file,
+    read_file,
+    sources_of,
+    user_key,
+)
+from jupyter_telemetry_ext.server.duplicates import Duplicates
+from jupyter_telemetry_ext.server.idjournal import IdJournal
+from jupyter_telemetry_ext.server.reception import Policy
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def test_a_tombstone_is_the_stored_hash_or_a_keyed_hash_of_a_name() -> None:
+    stored = hashed_user(b"deployment key", "alice")
+    assert user_key(b"store key", stored) == stored  # already keyed: reused
+    named = user_key(b"store key", "alice")
+    assert named not in ("alice", hashed_user(b"deployment key", "alice"))
+    assert named == hashed_user(b"store key", "alice")
+
+
+def test_only_events_from_before_the_erasure_are_dropped() -> None:
+    tombstones = Tombstones(b"k", {user_key(b"k", "carol"): NOW})
+    before, after = NOW - timedelta(seconds=1), NOW + timedelta(seconds=1)
+    assert tombstones.drops("carol", before)
+    assert tombstones.drops("carol", after, before)  # received after, happened before
+    assert not tombstones.drops("carol", after, None)
+    assert not tombstones.drops("bob", before)
+    assert not tombstones.drops(None, before)
+
+
+def test_a_logs_tombstones_are_private_and_survive_a_second_erasure(tmp_path: Path) -> None:
+    path = erased_file(tmp_path / "events.log")
+    add_to_file(path, ["carol"], NOW)
+    add_to_file(path, ["dave"], NOW + timedelta(hours=1))
+    found = read_file(path)
+    assert found.erased_at("carol") == NOW
+    assert found.erased_at("dave") == NOW + timedelta(hours=1)
+    assert "carol" not in path.read_text()
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_collector_finds_the_tombstones_of_the_logs_it_writes(tmp_path: Path) -> None:
+    handler = logging.FileHandler(tmp_path / "events.log", delay=True)
+    other = logging.StreamHandler()
+    sources = sources_of([handler, other])
+    assert len(sources) == 1
+    assert sources[0].erased_at("carol") is None
+    add_to_file(erased_file(tmp_path / "events.log"), ["carol"], NOW)
+    assert sources[0].erased_at("carol") == NOW  # read again: it changed
+
+
+def test_recorded_ids_survive_a_restart_within_the_window(tmp_path: Path) -> None:
+    clock = [1000.0]
+    journal = IdJournal(tmp_path / "ids", window=60, capacity=100)
+    ids = Duplicates(60, 100, journal=journal, clock=lambda: clock[0])
+    ids.add("alice", "e1")
+    ids.add("bob", "e1")
+    clock[0] += 30
+    ids.add("alice", "e2")
+    journal.close()
+    with next(iter((tmp_path / "ids").glob("*.ids"))).open("a") as f:
+        f.write('[1030.0, "alice", "e3"')  # a line cut short by a crash
+    again = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100),
+                       clock=lambda: clock[0])  # fmt: skip
+    assert again.seen("alice", "e1")
+    assert again.seen("bob", "e1")
+    assert again.seen("alice", "e2")
+    assert not again.seen("alice", "e3")
+    clock[0] += 45  # e1s are past the window now, e2 is not
+    later = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100),
+                       clock=lambda: clock[0])  # fmt: skip
+    assert not later.seen("alice", "e1")
+    assert later.seen("alice", "e2")
+
+
+def test_old_segments_are_deleted_and_nothing_is_rewritten(tmp_path: Path) -> None:
+    journal = IdJournal(tmp_path / "ids", window=100, capacity=4000)
+    for n in range(10):  # a new segment every quarter window
+        journal.append(1000.0 + 30 * n, "alice", f"e{n}")
+    journal.close()
+    segments = sorted((tmp_path / "ids").glob("*.ids"))
+    kept = list(journal.load(1270.0))
+    assert [client_id for _, _, client_id in kept] == ["e6", "e7", "e8", "e9"]
+    assert len(segments) == 5  # the five that ended more than a window ago are gone
+
+
+def test_with_reply_after_write_an_id_is_journaled_once_written(tmp_path: Path) -> None:
+    options = SimpleNamespace(
+        duplicate_window=60.0, duplicate_capacity=100, duplicate_capacity_per_user=100,
+        event_time_window=0.0, rate_limit=0.0, rate_burst=1, record_user="none",
+        user_hash_secret="", data_dir=str(tmp_path), reply_after_write=True,
+        duplicate_journal=str(tmp_path / "ids"),
+    )  # fmt: skip
+    policy = Policy.from_options(options)  # type: ignore[arg-type]
+    reception = policy.reception("alice", "alice", NOW)
+    for client_id in ("w1", "w2"):
+        reception.remember(client_id, durable=False)  # as `record` does with a ticket
+        policy.owed.pending(reception.id_key(client_id))
+    failed = {reception.id_key("w2"): {logging.StreamHandler()}}  # one handler missed w2
+    policy.owed.settle([reception.id_key("w1"), reception.id_key("w2")], failed)
+    assert policy.duplicates is not None
+    assert policy.duplicates.journal is not None
+    policy.duplicates.journal.close()
+    again = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100))
+    assert again.seen("alice", "w1")
+    assert not again.seen("alice", "w2")  # not written: its resend after a restart is recorded

@@ -182,9 +182,21 @@ async def post(jp_fetch: Fetch, body: Any) -> dict[str, Any]:
 def conform(reply: Any, name: str) -> None:
     """Check a reply against a schema of the published contract (rest-api.yml, OpenAPI 3.0)."""
     api = yaml.safe_load((files("jupyter_telemetry_ext") / "rest-api.yml").read_text("utf-8"))
-    registry = Registry().with_resource("urn:api", Resource(api, DRAFT4))
+    registry = Registry().with_resource("urn:api", Resource(with_null(api), DRAFT4))
     ref = {"$ref": f"urn:api#/components/schemas/{name}"}
     Draft4Validator(ref, registry=registry).validate(reply)
+
+
+def with_null(node: Any) -> Any:
+    """Return an OpenAPI 3.0 document with `nullable: true` written as JSON Schema's null type."""
+    if isinstance(node, list):
+        return [with_null(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: with_null(value) for key, value in node.items() if key != "nullable"}
+    if node.get("nullable") is True and isinstance(node.get("type"), str):
+        out["type"] = [node["type"], "null"]
+    return out
 
 
 def event(client_id: str | None, action: str = "open", schema_id: str = FRONTEND_ID) -> Any:

@@ -5,6 +5,8 @@ Nothing here imports tornado: the handler builds a Reception for each request.
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jupyter_telemetry_ext.core.errors import TimestampError
+from jupyter_telemetry_ext.core.event_keys import client_key, new_key, poster_key
 from jupyter_telemetry_ext.core.recorded_user import load_or_create_secret, recorded_user
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.tickets import Owed
@@ -19,6 +22,8 @@ from jupyter_telemetry_ext.core.timestamps import corrected_event_time, format_t
 
 from .duplicates import Duplicates
 from .ratelimit import RateLimiter
+
+log = logging.getLogger("jupyter_telemetry_ext.server.reception")
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class Reception:
     duplicates: Duplicates | None = None
     # Which schemas the sender may post; None: those marked `frontend: true` (see ingest).
     open_to: Callable[[EventSchema], bool] | None = None
+    # The key of this principal's event keys (see `event_key`); empty: events get none.
+    poster_key: bytes = b""
 
     def event_time(self, timestamp: datetime | None) -> datetime | None:
         """Return the client's event time by the server's clock; raise TimestampError if far."""
@@ -65,6 +72,17 @@ class Reception:
         # Ids are kept per principal: one cannot suppress another's events by reusing ids.
         if client_id and self.duplicates is not None:
             self.duplicates.add(self.principal, client_id)
+
+    def event_key(self, client_id: str | None) -> bytes | None:
+        """Return the store key of an event: of this principal and its client id, else new.
+
+        An event without a client id gets a random key here, once, which travels with it to
+        the store: a batch written twice is stored once. Such an event is never a duplicate
+        of another (the duplicate window holds client ids only).
+        """
+        if not self.poster_key:
+            return None
+        return client_key(self.poster_key, client_id) if client_id else new_key()
 
     def id_key(self, client_id: str) -> str:
         """Return the key under which this principal's event id is owed (see tickets.Owed)."""
@@ -109,6 +127,7 @@ class Policy:
     record_user: str = "none"
     secret: bytes = b""
     reply_after_write: bool = False
+    key_secret: bytes = b""  # of event keys, whatever record_user says (see event_keys)
     owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
 
     @classmethod
@@ -122,13 +141,15 @@ class Policy:
                 options.duplicate_capacity_per_user,
             )
         window = options.event_time_window
+        secret = _user_secret(options)
         return cls(
             limiter=RateLimiter(options.rate_limit, options.rate_burst),
             duplicates=duplicates,
             window=timedelta(seconds=window) if window else None,
             record_user=options.record_user,
-            secret=_user_secret(options),
+            secret=secret,
             reply_after_write=options.reply_after_write,
+            key_secret=secret or _key_secret(options),
         )
 
     def reception(
@@ -150,6 +171,7 @@ class Policy:
             window=self.window,
             duplicates=self.duplicates,
             open_to=open_to,
+            poster_key=poster_key(self.key_secret, principal) if self.key_secret else b"",
         )
 
 
@@ -160,3 +182,23 @@ def _user_secret(options: PolicyOptions) -> bytes:
     if options.user_hash_secret:
         return options.user_hash_secret.encode()
     return load_or_create_secret(Path(options.data_dir))
+
+
+def _key_secret(options: PolicyOptions) -> bytes:
+    """Return the key of event keys when user names are not hashed: the same key as theirs.
+
+    A data dir that cannot hold the key file leaves a key of this process only (said at start):
+    a retry that reaches the store after a restart is then stored again.
+    """
+    if options.user_hash_secret:
+        return options.user_hash_secret.encode()
+    try:
+        return load_or_create_secret(Path(options.data_dir))
+    except OSError as e:
+        log.warning(
+            "Telemetry: no key file for event keys in %s (%s): events are keyed by a key of "
+            "this process only, so a retry stored after a restart is stored again; set "
+            "user_hash_secret, or make the data dir writable",
+            options.data_dir, e.strerror or type(e).__name__,
+        )  # fmt: skip
+        return secrets.token_bytes(32)

@@ -31,13 +31,16 @@ CREATE TABLE IF NOT EXISTS {t} (
     username         text,                  -- __user__ (a keyed hash, a name, or NULL)
     client_id        text,                  -- __client_id__: the client's event id
     data             jsonb       NOT NULL,  -- the event's own properties
-    key              uuid                   -- of (user, client id); NULL without a client id
+    key              uuid                   -- the event's idempotency key (see below)
 ){partition};
 CREATE INDEX IF NOT EXISTS {t_received} ON {t} USING brin (received);
 CREATE INDEX IF NOT EXISTS {t_schema} ON {t} (schema_id, received);
--- Idempotency: one row per (user, client id) ever stored, across batches, days and collector
--- replicas. The key is the first 16 bytes of sha256(UTF-8 user || 0x00 || UTF-8 client id),
--- user '' when none: one short fixed-size key is cheaper to index than the two texts.
+-- Idempotency: one row per key ever stored, across batches, days and collector replicas. An
+-- event posted with a client id is keyed by a keyed hash of (poster, client id), whatever
+-- record_user says; one posted without, by a random key given when it was received; one a
+-- program recorded, by the first 16 bytes of sha256(UTF-8 user || 0x00 || UTF-8 client id)
+-- (user '' when none), or a random key without a client id. Rows stored before every event
+-- had a key have NULL without a client id.
 {unique}-- Each erasure of a person's events: who ran it, when, how many; never whose.
 CREATE TABLE IF NOT EXISTS {t_erasures} (
     at       timestamptz NOT NULL DEFAULT now(),
@@ -60,7 +63,8 @@ CREATE TABLE IF NOT EXISTS {t_ids} (
 CREATE INDEX IF NOT EXISTS {t_ids_received} ON {t_ids} USING brin (received);
 """
 VERSION_DDL = "CREATE TABLE IF NOT EXISTS {t_version} (version integer NOT NULL)"
-# The key in SQL, of the events table's columns (the same bytes as `pgrows.id_key`).
+# The key in SQL of an event a program recorded (the same bytes as `pgrows.id_key`), and of
+# every event stored by layout 1.
 KEY_SQL = """encode(substring(sha256(convert_to(coalesce({user}, ''), 'UTF8') || '\\x00'::bytea
     || convert_to({client}, 'UTF8')) FROM 1 FOR 16), 'hex')::uuid"""
 EVENTS_KEY = KEY_SQL.format(user="username", client="client_id")

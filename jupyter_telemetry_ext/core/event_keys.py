@@ -1,0 +1,36 @@
+"""Event keys: what a store keeps each event once by, across batches, retries and replicas.
+
+An event posted with a client id is keyed by who posted it and that id, so that the same id from
+two posters is two events while a retry of either is the same one: a keyed hash, whatever
+`record_user` says, that tells nothing about the poster to anyone without the deployment's key.
+An event posted without a client id gets a random key when it is received, which travels with
+it to the store: a batch written again (say after the connection dropped once PostgreSQL had
+committed it) is then stored once. A key is never part of the capsule: it rides on the event's
+log record (`CapsuleRecord.key`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+
+KEY_BYTES = 16
+# Keys are derived apart from the user hashes made with the same secret (`hashed_user`), so a
+# stored user hash is no help in computing anyone's event keys.
+_LABEL = b"jupyter_telemetry_ext event key\x00"
+
+
+def poster_key(secret: bytes, poster: str) -> bytes:
+    """Return the key of one poster's event keys: HMAC-SHA256(secret, label || poster)."""
+    return hmac.new(secret, _LABEL + poster.encode(), hashlib.sha256).digest()
+
+
+def client_key(poster: bytes, client_id: str) -> bytes:
+    """Return the key of a poster's event by its client id: BLAKE2b-128 keyed by `poster`."""
+    return hashlib.blake2b(client_id.encode(), key=poster, digest_size=KEY_BYTES).digest()
+
+
+def new_key() -> bytes:
+    """Return the key of an event without a client id: a new random UUID (version 4)."""
+    return uuid.uuid4().bytes

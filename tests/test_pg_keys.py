@@ -9,10 +9,12 @@ network cut at that moment.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import select
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -23,8 +25,10 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.core.event_keys import poster_key
+from jupyter_telemetry_ext.core.errors import RowError
+from jupyter_telemetry_ext.core.event_keys import new_key, poster_key
 from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user
+from jupyter_telemetry_ext.sinks.pgrows import key_of, keyed_line, line_row, row_line, to_row
 from jupyter_telemetry_ext.sinks.pgtable import DDL, UNIQUE_DDL, VERSION_DDL
 from tests.conftest import FRONTEND_ID, Sink
 from tests.test_postgres import handlers, make_handler, make_log, pg, record, rows, url
@@ -262,6 +266,51 @@ async def test_events_without_id_replayed_after_a_lost_commit_are_stored_once(
     assert all("__client_id__" not in e for e in sink.events[1:4])
 
 
+# The collector under a real JupyterHub: two hub users, no user recorded
+
+COLLECTOR_CONFIG = """\
+import logging
+from jupyter_telemetry_ext import PostgresEventHandler
+c.TelemetryCollector.schema_paths = [{schemas!r}]
+c.TelemetryCollector.duplicate_window = 0.0  # every retry reaches PostgreSQL
+c.EventLog.handlers = [logging.FileHandler({sink!r}),
+                       PostgresEventHandler({db!r}, spool_dir={spool!r})]
+c.EventLog.allowed_schemas = {{{frontend!r}: {{"allowed_categories": ["unrestricted",
+                                                                   "user-identifier"]}}}}
+"""
+
+
+def test_the_collector_stores_the_same_id_from_two_hub_users_twice(
+    pg: Any, db: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("jupyterhub", reason="the [hub] extra (jupyterhub) is not installed")
+    from tests.conftest import frontend_schema
+    from tests.hubserver import SERVICE, running_hub
+    from tests.servers import read_events, wait_until
+
+    schemas, sink = tmp_path / "schemas", tmp_path / "events.jsonl"
+    schemas.mkdir()
+    (schemas / "frontend.json").write_text(json.dumps(frontend_schema()))
+    config = tmp_path / "telemetry_config.py"
+    config.write_text(COLLECTOR_CONFIG.format(
+        schemas=str(schemas), sink=str(sink), db=pg.url(db), spool=str(tmp_path / "spool"),
+        frontend=FRONTEND_ID))  # fmt: skip
+    url, events = pg.url(db), f"services/{SERVICE}/api/telemetry/events"
+    (tmp_path / "hub").mkdir()
+    with running_hub(tmp_path / "hub", config) as hub:
+        tokens = [hub.user_token(name) for name in ("alice", "bob")]
+        for _ in range(2):  # each one's batch, then each one's retry of it
+            for token in tokens:
+                status, reply = hub.request("POST", events, posted("same", None), token=token)
+                assert (status, statuses(reply)) == (200, ["recorded", "recorded"])
+        wait_until(lambda: len(read_events(sink)) == 8, 15, lambda: f"{read_events(sink)}")
+        wait_until(lambda: len(stored(url)) == 6, 15, lambda: f"{stored(url)}")
+    assert sorted(str(client) for _, client, _ in stored(url)) == ["None"] * 4 + ["same"] * 2
+    assert all(user is None for user, _, _ in stored(url))  # no user column, nor in the log:
+    assert all("__user__" not in e and "__key__" not in e for e in read_events(sink))
+    assert len({key for _, _, key in stored(url)}) == 6
+
+
 # Events a program records (no reception): a key when the row is made
 
 
@@ -348,6 +397,29 @@ def test_keys_are_per_poster_and_made_once_for_events_without_id(tmp_path: Path)
     configured = Policy.from_options(Options(tmp_path / "elsewhere", user_hash_secret="k"))
     assert configured.key_secret == b"k"
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_new_keys_sort_in_the_order_they_were_made() -> None:
+    first = new_key()
+    time.sleep(0.002)  # the next millisecond
+    assert new_key() > first  # the unique index adds it at its end
+    assert len({new_key() for _ in range(1000)}) == 1000
+
+
+def test_a_spooled_line_keeps_its_key_and_a_damaged_key_is_refused() -> None:
+    capsule = {"__timestamp__": "2026-01-02T03:04:05.000006Z", "__schema__": "s",
+               "__schema_version__": "1", "__metadata_version__": 2, "a": 1}  # fmt: skip
+    key = new_key()
+    row = to_row(capsule, key)
+    assert key_of(row) == key
+    assert key_of(line_row(row_line(row))) == key  # waited in memory, then on disk
+    line = keyed_line(json.dumps(capsule), key)  # spooled at once (memory full)
+    assert json.loads(line)["__key__"] == key.hex()
+    assert line_row(line) == row
+    assert key_of(line_row(json.dumps(capsule))) != key_of(line_row(json.dumps(capsule)))
+    for bad in ("zz", "00", 7):
+        with pytest.raises(RowError):
+            line_row(json.dumps({**capsule, "__key__": bad}))
 
 
 def test_a_data_dir_that_cannot_hold_the_key_is_said_at_start(

@@ -76,7 +76,7 @@ class Reception:
     def event_key(self, client_id: str | None) -> bytes | None:
         """Return the store key of an event: of this principal and its client id, else new.
 
-        An event without a client id gets a random key here, once, which travels with it to
+        An event without a client id gets a new key here, once, which travels with it to
         the store: a batch written twice is stored once. Such an event is never a duplicate
         of another (the duplicate window holds client ids only).
         """

@@ -127,7 +127,7 @@ def to_row(capsule: Mapping[str, Any], key: bytes | None = None) -> Row:
 def row_key(capsule: Mapping[str, Any], key: bytes | None) -> bytes:
     """Return the store key of an event: `key`, the one it was received with (see
     `event_keys`); else, for an event recorded by a program, the hash of its (user, client id)
-    when it has a client id (`id_key`), or a new random key."""
+    when it has a client id (`id_key`), or a new one (`event_keys.new_key`)."""
     if key is not None:
         return key
     user, client = capsule.get("__user__"), capsule.get("__client_id__")

@@ -37,9 +37,9 @@ CREATE INDEX IF NOT EXISTS {t_received} ON {t} USING brin (received);
 CREATE INDEX IF NOT EXISTS {t_schema} ON {t} (schema_id, received);
 -- Idempotency: one row per key ever stored, across batches, days and collector replicas. An
 -- event posted with a client id is keyed by a keyed hash of (poster, client id), whatever
--- record_user says; one posted without, by a random key given when it was received; one a
+-- record_user says; one posted without, by a new key given when it was received; one a
 -- program recorded, by the first 16 bytes of sha256(UTF-8 user || 0x00 || UTF-8 client id)
--- (user '' when none), or a random key without a client id. Rows stored before every event
+-- (user '' when none), or a new key without a client id. Rows stored before every event
 -- had a key have NULL without a client id.
 {unique}-- Each erasure of a person's events: who ran it, when, how many; never whose.
 CREATE TABLE IF NOT EXISTS {t_erasures} (

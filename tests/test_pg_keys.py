@@ -25,7 +25,7 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.core.errors import RowError
+from jupyter_telemetry_ext.core.errors import RowError, StoreUnavailableError
 from jupyter_telemetry_ext.core.event_keys import new_key, poster_key
 from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user
 from jupyter_telemetry_ext.sinks.pgrows import key_of, keyed_line, line_row, row_line, to_row
@@ -375,6 +375,51 @@ def test_a_table_of_the_previous_release_keeps_working(
     assert rows(url, "SELECT count(*), count(key) FROM telemetry_events") == [(4, 3)]
     assert rows(url, "SELECT version FROM telemetry_events_version") == [(2,)]
     assert handler.counts["stored"] == 2
+
+
+@pytest.mark.parametrize("partition_by_day", [False, True])
+def test_a_table_that_lost_its_unique_key_index_gets_it_back_at_start(
+    *, url: str, handlers: list[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    partition_by_day: bool,
+) -> None:  # fmt: skip
+    first = make_handler(url, handlers, tmp_path, partition_by_day=partition_by_day)
+    eventlog = make_log(first)
+    record(eventlog, 1, "a")
+    assert eventlog.flush(10)
+    first.flush()
+    drop = ("ALTER TABLE telemetry_events_ids DROP CONSTRAINT telemetry_events_ids_pkey"
+            if partition_by_day else "DROP INDEX telemetry_events_key")  # fmt: skip
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(drop)
+    later = make_handler(url, handlers, tmp_path / "b", partition_by_day=partition_by_day)
+    eventlog = make_log(later)
+    record(eventlog, 1, "a")  # a retry, after a restart
+    assert eventlog.flush(10)
+    later.flush()
+    assert rows(url, "SELECT count(*) FROM telemetry_events") == [(1,)]
+    assert later.counts["duplicate"] == 1
+    assert "has no unique index on its keys: making it" in caplog.text
+
+
+def test_a_table_that_cannot_get_its_unique_key_index_back_stores_nothing_and_says_so(
+    url: str, handlers: list[Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = make_handler(url, handlers, tmp_path)
+    eventlog = make_log(first)
+    record(eventlog, 1, "a")
+    assert eventlog.flush(10)
+    first.flush()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP INDEX telemetry_events_key")
+        conn.execute("INSERT INTO telemetry_events SELECT * FROM telemetry_events")  # one key twice
+    later = make_handler(url, handlers, tmp_path / "b", flush_timeout=0.5)
+    eventlog = make_log(later)
+    record(eventlog, 2, "b")
+    assert eventlog.flush(10)
+    with pytest.raises(StoreUnavailableError):
+        later.flush()  # the event waits, in the spool
+    assert "could not create unique index" in caplog.text
+    assert rows(url, "SELECT count(*) FROM telemetry_events") == [(2,)]
 
 
 # The key of each poster

@@ -1,9 +1,9 @@
 """PostgreSQL keys: per poster whatever `record_user` says, and one for every event at reception.
 
-A real Jupyter server (two users named by a header) records into a real PostgreSQL; a TCP proxy
-between the handler and PostgreSQL drops the connection right after PostgreSQL committed a
-batch, before the handler hears of it: the batch is written again, as it would be after a
-network cut at that moment.
+A real Jupyter server (two users named by a header) and the collector under a real JupyterHub
+(two hub users) record into a real PostgreSQL; a TCP proxy between the handler and PostgreSQL
+drops the connection right after PostgreSQL committed a batch, before the handler hears of it:
+the batch is written again, as it would be after a network cut at that moment.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.core.errors import RowError, StoreUnavailableError
-from jupyter_telemetry_ext.core.event_keys import new_key, poster_key
+from jupyter_telemetry_ext.core.event_keys import client_key, new_key, poster_key
 from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user
 from jupyter_telemetry_ext.sinks.pgrows import key_of, keyed_line, line_row, row_line, to_row
 from jupyter_telemetry_ext.sinks.pgtable import DDL, UNIQUE_DDL, VERSION_DDL
@@ -436,7 +436,11 @@ def test_keys_are_per_poster_and_made_once_for_events_without_id(tmp_path: Path)
     assert ada.recorded_user is None
     assert ada.event_key("x") == policy.reception("ada", "user:ada", now).event_key("x")
     assert ada.event_key("x") != grace.event_key("x")
-    assert ada.event_key(None) != ada.event_key(None)
+    assert ada.event_key("x") == client_key(poster_key(policy.key_secret, "user:ada"), "x")
+    first = ada.event_key(None)
+    assert first is not None
+    assert first < ada.event_key(None)  # in the order they were made
+    assert first[:6] == int(now.timestamp() * 1000).to_bytes(6, "big")
     again = Policy.from_options(Options(tmp_path))  # a restart, or a replica sharing the key
     assert again.reception("ada", "user:ada", now).event_key("x") == ada.event_key("x")
     configured = Policy.from_options(Options(tmp_path / "elsewhere", user_hash_secret="k"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import os
 import time
 
@@ -40,3 +41,28 @@ def new_key() -> bytes:
     its end, as it took the NULL keys of such events before, however large it grows.
     """
     return (time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10)
+
+
+class RequestKeys:
+    """The keys of one request's events: of its poster's client ids, and new ones.
+
+    Made once per request, so each event's key costs a hash copy or a counter: a new key is the
+    request's receive time in milliseconds (6 bytes), 6 random bytes of the request, and the
+    event's number in it (4 bytes), so keys still sort in the order they were made.
+    """
+
+    __slots__ = ("_count", "_hash", "_prefix")
+
+    def __init__(self, secret: bytes, poster: str, received_ms: int) -> None:
+        """Key `poster`'s events under `secret`; number new ones after `received_ms`."""
+        self._hash = hashlib.blake2b(key=poster_key(secret, poster), digest_size=KEY_BYTES)
+        self._prefix = received_ms.to_bytes(6, "big") + os.urandom(6)
+        self._count = itertools.count()
+
+    def key(self, client_id: str | None) -> bytes:
+        """Return the key of an event: `client_key` of its client id, else a new key."""
+        if client_id is None:
+            return self._prefix + next(self._count).to_bytes(4, "big")
+        hashed = self._hash.copy()
+        hashed.update(client_id.encode())
+        return hashed.digest()

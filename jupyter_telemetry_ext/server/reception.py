@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jupyter_telemetry_ext.core.errors import TimestampError
-from jupyter_telemetry_ext.core.event_keys import client_key, new_key, poster_key
+from jupyter_telemetry_ext.core.event_keys import RequestKeys
 from jupyter_telemetry_ext.core.recorded_user import load_or_create_secret, recorded_user
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.tickets import Owed
@@ -41,8 +41,8 @@ class Reception:
     duplicates: Duplicates | None = None
     # Which schemas the sender may post; None: those marked `frontend: true` (see ingest).
     open_to: Callable[[EventSchema], bool] | None = None
-    # The key of this principal's event keys (see `event_key`); empty: events get none.
-    poster_key: bytes = b""
+    # The keys of this request's events (see `event_key`); None: events get none.
+    keys: RequestKeys | None = None
 
     def event_time(self, timestamp: datetime | None) -> datetime | None:
         """Return the client's event time by the server's clock; raise TimestampError if far."""
@@ -80,9 +80,7 @@ class Reception:
         the store: a batch written twice is stored once. Such an event is never a duplicate
         of another (the duplicate window holds client ids only).
         """
-        if not self.poster_key:
-            return None
-        return client_key(self.poster_key, client_id) if client_id else new_key()
+        return self.keys.key(client_id or None) if self.keys is not None else None
 
     def id_key(self, client_id: str) -> str:
         """Return the key under which this principal's event id is owed (see tickets.Owed)."""
@@ -171,8 +169,14 @@ class Policy:
             window=self.window,
             duplicates=self.duplicates,
             open_to=open_to,
-            poster_key=poster_key(self.key_secret, principal) if self.key_secret else b"",
+            keys=self._keys(principal, received_at),
         )
+
+    def _keys(self, principal: str, received_at: datetime) -> RequestKeys | None:
+        """Return the keys of a request's events (None without a key secret)."""
+        if not self.key_secret:
+            return None
+        return RequestKeys(self.key_secret, principal, int(received_at.timestamp() * 1000))
 
 
 def _user_secret(options: PolicyOptions) -> bytes:

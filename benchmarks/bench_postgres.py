@@ -15,9 +15,10 @@ the same run, stores the same events (common.EVENT, each with its own client id)
 
 Then the server keeps receiving events while PostgreSQL is stopped for `--outage` seconds: its
 RSS is sampled (memory_events bounds it; the rest waits in the spool), and the time until every
-event is stored after PostgreSQL returns is measured. Figures on a shared machine are noisy.
+event is stored after PostgreSQL returns is measured. `--without-ids` sends and records every
+event without a client id (each then gets a random key). Figures on a shared machine are noisy.
 
-    python benchmarks/bench_postgres.py [--events 200000] [--outage 60]
+    python benchmarks/bench_postgres.py [--events 200000] [--outage 60] [--without-ids]
 """
 
 from __future__ import annotations
@@ -54,12 +55,18 @@ BATCH = 10_000
 POST_BATCH = 500
 
 
-def capsules(n: int) -> list[dict[str, Any]]:
-    """Return n capsules as the EventLog writes them, each with its own client id and user."""
+def capsules(n: int, ids: bool = True) -> list[dict[str, Any]]:
+    """Return n capsules as the EventLog writes them, each with its own client id (unless not
+    `ids`) and user."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     head = {"__timestamp__": stamp, "__schema__": SCHEMA_ID, "__schema_version__": SCHEMA_VERSION,
             "__metadata_version__": 2, "__user__": "3f1e" * 16}  # fmt: skip
-    return [{**head, "__client_id__": f"e{i}", **EVENT} for i in range(n)]
+    return [{**head, **({"__client_id__": f"e{i}"} if ids else {}), **EVENT} for i in range(n)]
+
+
+def context(i: int, ids: bool) -> dict[str, Any]:
+    """Return the context of the i-th event recorded: a user, and a client id unless not `ids`."""
+    return {"__client_id__": f"e{i}", "__user__": "u"} if ids else {"__user__": "u"}
 
 
 def fresh_db(server: PostgresServer) -> str:
@@ -92,8 +99,8 @@ def per_event_insert(url: str, events: list[dict[str, Any]]) -> float:
     with psycopg.connect(url, autocommit=True) as conn:
         start = time.perf_counter()
         for c in events:
-            user, client = c["__user__"], c["__client_id__"]
-            key = uuid.UUID(bytes=id_key(user.encode(), client.encode()))
+            user, client = c["__user__"], c.get("__client_id__")
+            key = uuid.UUID(bytes=id_key(user.encode(), client.encode())) if client else None
             conn.execute(query, (c["__timestamp__"], key, None, SCHEMA_ID, "1", 2, user, client,
                                  Jsonb(EVENT)))  # fmt: skip
         return len(events) / (time.perf_counter() - start)
@@ -112,7 +119,7 @@ def handler_alone(url: str, events: list[dict[str, Any]], spool: Path) -> float:
     return rate
 
 
-def through_eventlog(url: str, n: int, spool: Path) -> float:
+def through_eventlog(url: str, n: int, spool: Path, ids: bool) -> float:
     """Return events/s of `EventLog.record_event` (background writer) until flushed."""
     handler = PostgresEventHandler(url, spool_dir=spool, flush_timeout=600)
     eventlog = EventLog(handlers=[handler], allowed_schemas=ALLOWED, background=True,
@@ -120,8 +127,7 @@ def through_eventlog(url: str, n: int, spool: Path) -> float:
     eventlog.register_schema(SCHEMA)
     start = time.perf_counter()
     for i in range(n):
-        eventlog.record_event(SCHEMA_ID, SCHEMA_VERSION, EVENT,
-                              context={"__client_id__": f"e{i}", "__user__": "u"})  # fmt: skip
+        eventlog.record_event(SCHEMA_ID, SCHEMA_VERSION, EVENT, context=context(i, ids))
     eventlog.flush(600)
     handler.flush()
     rate = n / (time.perf_counter() - start)
@@ -138,15 +144,14 @@ class NullHandler(logging.Handler):
         _ = record.msg
 
 
-def eventlog_alone(n: int) -> float:
+def eventlog_alone(n: int, ids: bool) -> float:
     """Return events/s of `EventLog.record_event` to a handler that stores nothing (for scale)."""
     eventlog = EventLog(handlers=[NullHandler()], allowed_schemas=ALLOWED, background=True,
                         queue_size=n + 1)  # fmt: skip
     eventlog.register_schema(SCHEMA)
     start = time.perf_counter()
     for i in range(n):
-        eventlog.record_event(SCHEMA_ID, SCHEMA_VERSION, EVENT,
-                              context={"__client_id__": f"e{i}", "__user__": "u"})  # fmt: skip
+        eventlog.record_event(SCHEMA_ID, SCHEMA_VERSION, EVENT, context=context(i, ids))
     eventlog.flush(600)
     rate = n / (time.perf_counter() - start)
     eventlog.close()
@@ -173,14 +178,15 @@ def wait_count(url: str, n: int, timeout: float) -> float:
 class Poster:
     """Sends batches of events with unique ids to a server over one keep-alive connection."""
 
-    def __init__(self, server: BenchServer) -> None:
-        self.server = server
+    def __init__(self, server: BenchServer, ids: bool = True) -> None:
+        self.server, self.ids = server, ids
         self.connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
         self.sent = 0
 
     def post(self, size: int) -> None:
         events = [{"schema_id": SCHEMA_ID, "version": SCHEMA_VERSION, "data": EVENT,
-                   "id": uuid.uuid4().hex} for _ in range(size)]  # fmt: skip
+                   **({"id": uuid.uuid4().hex} if self.ids else {})}
+                  for _ in range(size)]  # fmt: skip
         self.connection.request("POST", "/" + OURS_PATH.lstrip("/"),
                                 body=json.dumps({"events": events}),
                                 headers={**self.server.headers(),
@@ -212,7 +218,7 @@ def through_server(pg: PostgresServer, args: argparse.Namespace, work: Path) -> 
     server = BenchServer(work / "server", extra_config=server_config(url, work / "server-spool"))
     server.start()
     try:
-        poster = Poster(server)
+        poster = Poster(server, not args.without_ids)
         start = time.perf_counter()
         while poster.sent < args.events:
             poster.post(min(POST_BATCH, args.events - poster.sent))
@@ -263,20 +269,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--outage-rate", type=float, default=2_000.0,
                         help="events/s posted during the outage")  # fmt: skip
+    parser.add_argument("--without-ids", action="store_true",
+                        help="events without client ids (each gets a random key)")  # fmt: skip
     args = parser.parse_args(argv)
     bindir = binaries()
     if bindir is None:
         print("PostgreSQL server binaries not found")
         return 2
-    events = capsules(args.events)
+    ids = not args.without_ids
+    events = capsules(args.events, ids)
     with tempfile.TemporaryDirectory() as tmp, running_server(bindir) as pg:
         work = Path(tmp)
         figures: dict[str, Any] = {
             "raw_copy_rows_per_s": raw_copy(fresh_db(pg), events),
             "insert_rows_per_s": per_event_insert(fresh_db(pg), events[: args.insert_events]),
             "handler_events_per_s": handler_alone(fresh_db(pg), events, work / "s1"),
-            "record_event_events_per_s": through_eventlog(fresh_db(pg), args.events, work / "s2"),
-            "record_event_no_store_events_per_s": eventlog_alone(args.events),
+            "record_event_events_per_s": through_eventlog(
+                fresh_db(pg), args.events, work / "s2", ids
+            ),
+            "record_event_no_store_events_per_s": eventlog_alone(args.events, ids),
         }
         print(json.dumps(figures), file=sys.stderr, flush=True)  # in case the server part fails
         figures.update(through_server(pg, args, work))
@@ -285,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     figures["handler_vs_insert"] = figures["handler_events_per_s"] / insert
     figures["record_event_vs_raw_copy"] = figures["record_event_events_per_s"] / raw
     figures["post_vs_raw_copy"] = figures["post_events_per_s"] / raw
-    print(json.dumps({"environment": environment(), "events": args.events, **figures}, indent=2))
+    print(json.dumps({"environment": environment(), "events": args.events, "ids": ids, **figures},
+                     indent=2))  # fmt: skip
     return 0
 
 

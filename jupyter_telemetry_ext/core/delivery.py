@@ -277,18 +277,19 @@ class Sink:
 
     # Events
 
-    def send(self, capsule: dict[str, Any], line: str) -> None:
-        """Hand a recorded event to the handlers (held back within this thread's `batch`)."""
+    def send(self, capsule: dict[str, Any], line: str, key: bytes | None = None) -> None:
+        """Hand a recorded event (and its store `key`, if any) to the handlers (held back within
+        this thread's `batch`)."""
         if self._tracking and (ticket := self.ticket) is not None:
-            record = CapsuleRecord(RECORD_NAME, capsule, line)
+            record = CapsuleRecord(RECORD_NAME, capsule, line, key)
             record.ticket = ticket
             self._send(ticket.handlers(self.handlers), record)
         elif self._writer is not None or self.handlers:
             held = self._held
             if held is None or held.thread != threading.get_ident():
-                self._send(self.handlers, self._queued(capsule, line))
+                self._send(self.handlers, self._queued(capsule, line, key))
             else:
-                held.add(self._queued(capsule, line, held.lines_only))
+                held.add(self._queued(capsule, line, key, held.lines_only))
 
     def _send(self, handlers: list[logging.Handler], record: Queued) -> None:
         if self._writer is not None:
@@ -296,12 +297,15 @@ class Sink:
         else:
             self.delivery.deliver(handlers, as_record(record))
 
-    def _queued(self, capsule: dict[str, Any], line: str, lines_only: bool | None = None) -> Queued:
+    def _queued(
+        self, capsule: dict[str, Any], line: str, key: bytes | None, lines_only: bool | None = None
+    ) -> Queued:
         """Return what is handed over for an event: its record, or its line alone when every
-        handler writes lines and a writer thread takes it (see `Queued`)."""
+        handler writes lines and a writer thread takes it (see `Queued`; no such handler
+        reads a store key)."""
         if lines_only is None:
             lines_only = self._lines_only()
-        return line if lines_only else CapsuleRecord(RECORD_NAME, capsule, line)
+        return line if lines_only else CapsuleRecord(RECORD_NAME, capsule, line, key)
 
     def _lines_only(self) -> bool:
         """Return True when a background writer feeds handlers that write JSON lines only.

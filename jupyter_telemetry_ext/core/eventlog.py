@@ -353,15 +353,17 @@ class EventLog(LoggingConfigurable):
         *,
         context: Mapping[str, Any] | None = None,
         parsed: bool = False,
+        key: bytes | None = None,
     ) -> dict[str, Any] | None:
         """Record an event already checked against `schema`; return the capsule or None.
 
         `parsed`: the event was read from JSON text, so it holds JSON values only (no NaN, no
-        other Python types) and a faster encoder writes it.
+        other Python types) and a faster encoder writes it. `key`: the event's store key (see
+        `event_keys`), handed to the handlers on its record, never in the capsule.
         """
         plan = self._plan(schema.id, schema.version)
         encode = capsules.encode_read if parsed else capsules.encode
-        return self._record(plan, event, timestamp, context, encode)
+        return self._record(plan, event, timestamp, context, encode, key=key)
 
     def _plan(self, schema_id: str, version: object) -> Plan:
         plan = self._plans.get((schema_id, version)) if isinstance(version, (str, int)) else None
@@ -385,6 +387,8 @@ class EventLog(LoggingConfigurable):
         timestamp: datetime | None,
         context: Mapping[str, Any] | None = None,
         encode: capsules.Encoder = capsules.encode,
+        *,
+        key: bytes | None = None,
     ) -> dict[str, Any] | None:
         schema, rule, redactor = plan.schema, plan.rule, plan.redactor
         for tap in self._taps:
@@ -401,7 +405,7 @@ class EventLog(LoggingConfigurable):
         capsule = capsules.build(
             redactor, schema, event, stamp, context=context, context_kept=plan.context_kept
         )
-        self._sink.send(capsule, encode(capsule, schema))
+        self._sink.send(capsule, encode(capsule, schema), key)
         for listener in self._listeners:
             try:
                 listener(capsule)

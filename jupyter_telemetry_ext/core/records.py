@@ -32,14 +32,25 @@ class CapsuleRecord(logging.LogRecord):
     handlers that read `record.msg` (as OpenTelemetry's does) get the structured capsule.
     Without a capsule (None), `msg` is read back from the line when first asked for: a record
     waiting for a writer thread then holds no dict for the garbage collector to go through.
+    `key` is the event's store key (see `event_keys`), kept out of the capsule and its line.
     """
 
-    def __init__(self, logger_name: str, capsule: Mapping[str, Any] | None, line: str) -> None:
+    key: bytes | None = None
+
+    def __init__(
+        self,
+        logger_name: str,
+        capsule: Mapping[str, Any] | None,
+        line: str,
+        key: bytes | None = None,
+    ) -> None:
         """Fill in what formatters read, without the stack inspection of `Logger.makeRecord`."""
         self.__dict__.update(_FIXED_FIELDS)
         self.name = logger_name
         if capsule is not None:
             self.msg = capsule
+        if key is not None:
+            self.key = key
         self.line = line
         self.created = created = time.time()
         self.msecs = (created - int(created)) * 1000.0

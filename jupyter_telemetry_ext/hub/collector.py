@@ -174,9 +174,10 @@ class TelemetryCollector(Command):
 
     user_hash_secret = Unicode(
         "",
-        help="""The key of the "hashed" `record_user` mode: one key for the whole hub, so a
-        user's hash is the same whichever replica recorded it. Empty (the default): a random
-        key is generated once and kept in the Jupyter data dir
+        help="""The key of the "hashed" `record_user` mode and of the keys by which PostgreSQL
+        stores each posted event once (whatever `record_user` says): one key for the whole
+        hub, so a user's hash and an event's key are the same whichever replica recorded it.
+        Empty (the default): a random key is generated once and kept in the Jupyter data dir
         (`jupyter_telemetry_ext_user_secret`, mode 0600); replicas must share it.""",
     ).tag(config=True)
 

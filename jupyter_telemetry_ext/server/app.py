@@ -183,8 +183,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
 
     user_hash_secret = Unicode(
         "",
-        help="""The key of the "hashed" `record_user` mode. Empty (the default): a random key
-        is generated once and kept in the Jupyter data dir, in the file
+        help="""The key of the "hashed" `record_user` mode, and of the keys by which PostgreSQL
+        stores each posted event once (whatever `record_user` says). Empty (the default): a
+        random key is generated once and kept in the Jupyter data dir, in the file
         `jupyter_telemetry_ext_user_secret` (mode 0600); set the same key on every server
         whose hashes must match (e.g. all of a JupyterHub's single-user servers).""",
     ).tag(config=True)

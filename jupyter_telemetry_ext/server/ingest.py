@@ -134,7 +134,12 @@ def record(
         context = reception.context(client_id, event_time)
         try:
             capsule = eventlog.record_checked(
-                schema, envelope.data, reception.received_at, context=context, parsed=True
+                schema,
+                envelope.data,
+                reception.received_at,
+                context=context,
+                parsed=True,
+                key=reception.event_key(client_id),
             )
         finally:
             if ticket is not None:

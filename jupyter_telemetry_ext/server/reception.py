@@ -5,6 +5,8 @@ Nothing here imports tornado: the handler builds a Reception for each request.
 
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from jupyter_telemetry_ext.core.errors import TimestampError
+from jupyter_telemetry_ext.core.event_keys import RequestKeys
 from jupyter_telemetry_ext.core.recorded_user import load_or_create_secret, recorded_user
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.tickets import Owed
@@ -21,6 +24,8 @@ from jupyter_telemetry_ext.core.tombstones import TombstoneSource
 from .duplicates import Duplicates
 from .idjournal import IdJournal
 from .ratelimit import RateLimiter
+
+log = logging.getLogger("jupyter_telemetry_ext.server.reception")
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,9 @@ class Reception:
         happened): it is dropped, never written."""
         at = self.erased_at
         return at is not None and (self.received_at < at or (event_time or at) < at)
+
+    # The keys of this request's events (see `event_key`); None: events get none.
+    keys: RequestKeys | None = None
 
     def event_time(self, timestamp: datetime | None) -> datetime | None:
         """Return the client's event time by the server's clock; raise TimestampError if far."""
@@ -76,6 +84,15 @@ class Reception:
         # Ids are kept per principal: one cannot suppress another's events by reusing ids.
         if client_id and self.duplicates is not None:
             self.duplicates.add(self.principal, client_id, durable=durable)
+
+    def event_key(self, client_id: str | None) -> bytes | None:
+        """Return the store key of an event: of this principal and its client id, else new.
+
+        An event without a client id gets a new key here, once, which travels with it to
+        the store: a batch written twice is stored once. Such an event is never a duplicate
+        of another (the duplicate window holds client ids only).
+        """
+        return self.keys.key(client_id or None) if self.keys is not None else None
 
     def id_key(self, client_id: str) -> str:
         """Return the key under which this principal's event id is owed (see tickets.Owed)."""
@@ -120,6 +137,7 @@ class Policy:
     record_user: str = "none"
     secret: bytes = b""
     reply_after_write: bool = False
+    key_secret: bytes = b""  # of event keys, whatever record_user says (see event_keys)
     owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
     # The erased users of the stores written to (see core.tombstones): checked for each event.
     tombstones: tuple[TombstoneSource, ...] = ()
@@ -137,14 +155,16 @@ class Policy:
             )
         window = options.event_time_window
         owed = Owed(written=_journal_written(duplicates))
+        secret = _user_secret(options)
         return cls(
             limiter=RateLimiter(options.rate_limit, options.rate_burst),
             duplicates=duplicates,
             window=timedelta(seconds=window) if window else None,
             record_user=options.record_user,
-            secret=_user_secret(options),
+            secret=secret,
             reply_after_write=options.reply_after_write,
             owed=owed,
+            key_secret=secret or _key_secret(options),
         )
 
     def reception(
@@ -168,6 +188,7 @@ class Policy:
             duplicates=self.duplicates,
             open_to=open_to,
             erased_at=self.erased_at(user),
+            keys=self._keys(principal, received_at),
         )
 
     def erased_at(self, user: str | None) -> datetime | None:
@@ -176,6 +197,12 @@ class Policy:
             return None
         found = [at for at in (s.erased_at(user) for s in self.tombstones) if at is not None]
         return max(found, default=None)
+
+    def _keys(self, principal: str, received_at: datetime) -> RequestKeys | None:
+        """Return the keys of a request's events (None without a key secret)."""
+        if not self.key_secret:
+            return None
+        return RequestKeys(self.key_secret, principal, int(received_at.timestamp() * 1000))
 
 
 def _user_secret(options: PolicyOptions) -> bytes:
@@ -204,3 +231,23 @@ def _journal_written(duplicates: Duplicates | None) -> Callable[[list[str]], Non
         duplicates.journal_written([(p, c) for p, _, c in (k.partition("\x00") for k in keys)])
 
     return written
+
+
+def _key_secret(options: PolicyOptions) -> bytes:
+    """Return the key of event keys when user names are not hashed: the same key as theirs.
+
+    A data dir that cannot hold the key file leaves a key of this process only (said at start):
+    a retry that reaches the store after a restart is then stored again.
+    """
+    if options.user_hash_secret:
+        return options.user_hash_secret.encode()
+    try:
+        return load_or_create_secret(Path(options.data_dir))
+    except OSError as e:
+        log.warning(
+            "Telemetry: no key file for event keys in %s (%s): events are keyed by a key of "
+            "this process only, so a retry stored after a restart is stored again; set "
+            "user_hash_secret, or make the data dir writable",
+            options.data_dir, e.strerror or type(e).__name__,
+        )  # fmt: skip
+        return secrets.token_bytes(32)

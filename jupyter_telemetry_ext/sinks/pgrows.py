@@ -1,10 +1,10 @@
 """Rows of the PostgreSQL event table, made once per event in PostgreSQL's binary COPY format.
 
 A row is the bytes of the event's tuple in the binary COPY stream of the events table, its
-idempotency key included (see `id_key`). A waiting event then holds one bytes object (no dict
+idempotency key included (see `row_key`). A waiting event then holds one bytes object (no dict
 for the garbage collector), the writer joins them into its COPY without converting anything
 (the ids table of a partitioned store takes a slice of each), and a spooled event is read back
-from its JSON line.
+from its JSON line, which holds the key as `__key__` (only there: never in a capsule).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from jupyter_telemetry_ext.core.errors import RowError
+from jupyter_telemetry_ext.core.event_keys import KEY_BYTES, new_key
 
 Row = bytes
 COLUMNS = (
@@ -27,10 +28,11 @@ COLUMNS = (
 )  # fmt: skip  # the capsule's columns, as read back
 # The fields of a row, in order: the key second, at a fixed place (`key_of` slices it).
 TUPLE_COLUMNS = ("received", "key", *COLUMNS[1:])
+SPOOLED_KEY = "__key__"  # a spooled line's key, in hex
 ID_COLUMNS = ("key", "received")
 CAPSULE_FIELDS = frozenset(
     ("__timestamp__", "__event_time__", "__schema__", "__schema_version__",
-     "__metadata_version__", "__user__", "__client_id__")
+     "__metadata_version__", "__user__", "__client_id__", SPOOLED_KEY)
 )  # fmt: skip
 # The binary COPY format: a signature, flags and header extension, tuples, then -1.
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" * 2
@@ -96,8 +98,9 @@ def _int4(value: int) -> bytes:
 _STAMPS, _TEXTS, _INT4S = _Cache(_stamp), _Cache(_text), _Cache(_int4)
 
 
-def to_row(capsule: Mapping[str, Any]) -> Row:
-    """Return the row of a capsule; RowError (or KeyError, TypeError, ValueError) for none."""
+def to_row(capsule: Mapping[str, Any], key: bytes | None = None) -> Row:
+    """Return the row of a capsule, with its store `key` (see `row_key`); RowError (or
+    KeyError, TypeError, ValueError) for none."""
     data = dict(capsule)  # a copy without the capsule's fields: cheaper than a comprehension
     pop = data.pop
     for field in CAPSULE_FIELDS:
@@ -109,13 +112,11 @@ def to_row(capsule: Mapping[str, Any]) -> Row:
     get = capsule.get
     user, client, event_time = get("__user__"), get("__client_id__"), get("__event_time__")
     user_field = _NULL if user is None else _TEXTS[str(user)]
-    if client is None:
-        client_field = key_field = _NULL
-    else:
-        client_field = _text(str(client))
-        key_field = _KEY + id_key(user_field[4:] if user is not None else b"", client_field[4:])
+    client_field = _NULL if client is None else _text(str(client))
+    if key is None:
+        key = row_key(capsule, None)
     return b"".join((
-        _FIELDS, _STAMPS[capsule["__timestamp__"]], key_field,
+        _FIELDS, _STAMPS[capsule["__timestamp__"]], _KEY, key,
         _NULL if event_time is None else _stamp(event_time),
         _TEXTS[str(capsule["__schema__"])], _TEXTS[str(get("__schema_version__"))],
         _INT4S[int(get("__metadata_version__") or 1)], user_field, client_field,
@@ -123,9 +124,28 @@ def to_row(capsule: Mapping[str, Any]) -> Row:
     ))  # fmt: skip
 
 
+def row_key(capsule: Mapping[str, Any], key: bytes | None) -> bytes:
+    """Return the store key of an event: `key`, the one it was received with (see
+    `event_keys`); else, for an event recorded by a program, the hash of its (user, client id)
+    when it has a client id (`id_key`), or a new one (`event_keys.new_key`)."""
+    if key is not None:
+        return key
+    user, client = capsule.get("__user__"), capsule.get("__client_id__")
+    if client is None:
+        return new_key()
+    return id_key(b"" if user is None else str(user).encode(), str(client).encode())
+
+
 def id_key(user: bytes, client: bytes) -> bytes:
-    """Return the idempotency key of a (UTF-8 user, UTF-8 client id): see `pgtable.KEY_SQL`."""
-    return sha256(b"%s\x00%s" % (user, client)).digest()[:16]
+    """Return the key of a (UTF-8 user, UTF-8 client id) of an event recorded by a program (and
+    of every event before keys were made at reception): see `pgtable.KEY_SQL`."""
+    return sha256(b"%s\x00%s" % (user, client)).digest()[:KEY_BYTES]
+
+
+def keyed_line(line: str, key: bytes) -> str:
+    """Return a capsule's JSON line with its store key added, as the spool keeps it."""
+    head = f'{{"{SPOOLED_KEY}":"{key.hex()}"'
+    return head + ("," + line[1:] if line[1:2] != "}" else "}")
 
 
 def fields(tuple_: bytes) -> list[bytes | None]:
@@ -147,12 +167,12 @@ def received_of(row: Row) -> datetime:
 
 
 def key_of(row: Row) -> bytes | None:
-    """Return the key of a row that has a client id, None for one without."""
+    """Return the key of a row (None for none: rows made before every event had one)."""
     return row[18:34] if row[14:18] == _KEY else None
 
 
 def id_tuple(row: Row) -> bytes | None:
-    """Return a row's tuple in the ids table (key, received), None without a client id."""
+    """Return a row's tuple in the ids table (key, received), None without a key."""
     return _ID_FIELDS + row[14:34] + row[2:14] if row[14:18] == _KEY else None
 
 
@@ -162,18 +182,19 @@ def _time(field: bytes) -> datetime:
 
 def row_line(row: Row) -> str:
     """Return the capsule of a row as one JSON line (how a waiting event is spooled)."""
-    received, _, event_time, schema_id, version, metadata, user, client, data = fields(row)
-    head: dict[str, Any] = {
+    received, key, event_time, schema_id, version, metadata, user, client, data = fields(row)
+    head: dict[str, Any] = {SPOOLED_KEY: key.hex()} if key is not None else {}
+    head.update({
         "__timestamp__": _time(received or b"").isoformat(),
         "__schema__": (schema_id or b"").decode(),
         "__schema_version__": (version or b"").decode(),
         "__metadata_version__": int.from_bytes(metadata or b"", "big", signed=True),
-    }  # fmt: skip
+    })  # fmt: skip
     if event_time is not None:
         head["__event_time__"] = _time(event_time).isoformat()
-    for key, value in (("__user__", user), ("__client_id__", client)):
+    for name, value in (("__user__", user), ("__client_id__", client)):
         if value is not None:
-            head[key] = value.decode()
+            head[name] = value.decode()
     line = orjson.dumps(head)
     body = (data or b"")[2:]  # the data's members, after the version byte and "{"
     return (line[:-1] + b"," + body if body != b"}" else line).decode()
@@ -187,7 +208,16 @@ def line_row(line: str) -> Row:
         raise RowError(NOT_A_CAPSULE) from None
     if not isinstance(capsule, dict):
         raise RowError(NOT_A_CAPSULE)
-    return to_row(capsule)
+    key = capsule.pop(SPOOLED_KEY, None)  # none in a line spooled by an earlier version
+    if key is None:
+        return to_row(capsule)
+    try:
+        raw = bytes.fromhex(key)
+    except (TypeError, ValueError):
+        raise RowError(NOT_A_CAPSULE) from None
+    if len(raw) != KEY_BYTES:
+        raise RowError(NOT_A_CAPSULE)
+    return to_row(capsule, raw)
 
 
 def stream(tuples: Iterable[bytes]) -> Iterable[bytes]:

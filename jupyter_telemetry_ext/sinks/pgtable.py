@@ -5,6 +5,7 @@ psycopg is imported by the functions that need it, never by `import jupyter_tele
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from .pgrows import ID_COLUMNS, TUPLE_COLUMNS, Row, id_tuple, key_of, received_o
 if TYPE_CHECKING:
     import psycopg
 
+log = logging.getLogger("jupyter_telemetry_ext.sinks.pgtable")
 SCHEMA_VERSION = 2  # of the table layout below; an older one is migrated, a newer one refused
 DEFAULT_TABLE = "telemetry_events"
 URL_VARIABLE = "JUPYTER_TELEMETRY_DB"  # where the URL is read from when none is given
@@ -31,13 +33,16 @@ CREATE TABLE IF NOT EXISTS {t} (
     username         text,                  -- __user__ (a keyed hash, a name, or NULL)
     client_id        text,                  -- __client_id__: the client's event id
     data             jsonb       NOT NULL,  -- the event's own properties
-    key              uuid                   -- of (user, client id); NULL without a client id
+    key              uuid                   -- the event's idempotency key (see below)
 ){partition};
 CREATE INDEX IF NOT EXISTS {t_received} ON {t} USING brin (received);
 CREATE INDEX IF NOT EXISTS {t_schema} ON {t} (schema_id, received);
--- Idempotency: one row per (user, client id) ever stored, across batches, days and collector
--- replicas. The key is the first 16 bytes of sha256(UTF-8 user || 0x00 || UTF-8 client id),
--- user '' when none: one short fixed-size key is cheaper to index than the two texts.
+-- Idempotency: one row per key ever stored, across batches, days and collector replicas. An
+-- event posted with a client id is keyed by a keyed hash of (poster, client id), whatever
+-- record_user says; one posted without, by a new key given when it was received; one a
+-- program recorded, by the first 16 bytes of sha256(UTF-8 user || 0x00 || UTF-8 client id)
+-- (user '' when none), or a new key without a client id. Rows stored before every event
+-- had a key have NULL without a client id.
 {unique}-- Each erasure of a person's events: who ran it, when, how many; never whose.
 CREATE TABLE IF NOT EXISTS {t_erasures} (
     at       timestamptz NOT NULL DEFAULT now(),
@@ -60,7 +65,8 @@ CREATE TABLE IF NOT EXISTS {t_ids} (
 CREATE INDEX IF NOT EXISTS {t_ids_received} ON {t_ids} USING brin (received);
 """
 VERSION_DDL = "CREATE TABLE IF NOT EXISTS {t_version} (version integer NOT NULL)"
-# The key in SQL, of the events table's columns (the same bytes as `pgrows.id_key`).
+# The key in SQL of an event a program recorded (the same bytes as `pgrows.id_key`), and of
+# every event stored by layout 1.
 KEY_SQL = """encode(substring(sha256(convert_to(coalesce({user}, ''), 'UTF8') || '\\x00'::bytea
     || convert_to({client}, 'UTF8')) FROM 1 FOR 16), 'hex')::uuid"""
 EVENTS_KEY = KEY_SQL.format(user="username", client="client_id")
@@ -160,13 +166,48 @@ def ensure_table(conn: psycopg.Connection[Any], table: str, partition_by_day: bo
             )
             raise StoreError(msg)
         if version == SCHEMA_VERSION:
-            return is_partitioned(conn, table)
+            partitioned = is_partitioned(conn, table)
+            _ensure_key_index(conn, table, partitioned)
+            return partitioned
         if version is None:
             conn.execute(sql.SQL(ddl(partition_by_day)).format(**ids))
         else:
             _migrate(conn, ids, version, is_partitioned(conn, table))
         conn.execute(sql.SQL("INSERT INTO {t_version} VALUES (%s)").format(**ids), [SCHEMA_VERSION])
     return is_partitioned(conn, table)
+
+
+# What storing each event once stands on, checked at each start on a table of this layout: one
+# that lost it (an index dropped by hand, a copy made without it) gets it back, or the start
+# fails loudly (say the table now holds a key twice) rather than storing every retry again.
+KEY_INDEX = """SELECT 1 FROM pg_index i JOIN pg_attribute a
+ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indnatts = 1 AND a.attname = 'key'"""
+KEY_COLUMN = """SELECT 1 FROM pg_attribute
+WHERE attrelid = to_regclass(%s) AND attname = 'key' AND NOT attisdropped"""
+
+
+def _ensure_key_index(conn: psycopg.Connection[Any], table: str, partitioned: bool) -> None:
+    """Add the key column and its unique index (the ids table, partitioned) when missing."""
+    from psycopg import sql
+
+    holder = table + "_ids" if partitioned else table
+    if conn.execute(KEY_INDEX, [_quoted(holder)]).fetchone() is not None:
+        return
+    log.warning("Telemetry: PostgreSQL table %s has no unique index on its keys: making it, "
+                "so that each event is stored once", holder)  # fmt: skip
+    ids = names(table)
+    if conn.execute(KEY_COLUMN, [_quoted(table)]).fetchone() is None:
+        conn.execute(sql.SQL(MIGRATE_1[0]).format(**ids))
+    conn.execute(sql.SQL(IDS_DDL if partitioned else UNIQUE_DDL).format(**ids))
+    if partitioned and conn.execute(KEY_INDEX, [_quoted(holder)]).fetchone() is None:
+        conn.execute(sql.SQL("ALTER TABLE {t_ids} ADD PRIMARY KEY (key)").format(**ids))
+    if conn.execute(KEY_INDEX, [_quoted(holder)]).fetchone() is None:
+        msg = (
+            f"PostgreSQL table {holder!r} has no unique index on its key column and none could "
+            "be made (another object has its name): events would be stored more than once"
+        )
+        raise StoreError(msg)
 
 
 def _migrate(

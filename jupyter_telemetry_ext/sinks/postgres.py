@@ -30,7 +30,7 @@ from jupyter_telemetry_ext.core.errors import (
 from jupyter_telemetry_ext.core.records import RECORD_NAME, CapsuleRecord
 
 from .erasures import WriterTombstones, drops
-from .pgrows import NOT_A_CAPSULE, Row, line_row, row_line, to_row
+from .pgrows import NOT_A_CAPSULE, Row, keyed_line, line_row, row_key, row_line, to_row
 from .pgtable import DEFAULT_TABLE, ensure_table, masked, resolve_url, scrub, write_batch
 from .spool import Spool
 
@@ -160,9 +160,10 @@ class PostgresEventHandler(logging.Handler):
             msg = "PostgresEventHandler takes event records (their msg is the capsule)"
             raise TypeError(msg)
         row: Row | None = None
-        if len(self._memory) < self.memory_events:  # else spooled as its line, as it is
+        key = getattr(record, "key", None)  # made at reception (see core.event_keys)
+        if len(self._memory) < self.memory_events:  # else spooled as its line, with its key
             try:
-                row = to_row(capsule)
+                row = to_row(capsule, key)
             except RowError as e:
                 self._refused(record, e.sqlstate)
                 return
@@ -176,7 +177,8 @@ class PostgresEventHandler(logging.Handler):
             if row is not None and waiting < self.memory_events:
                 self._memory.append(row)
             else:
-                self._overflow.append(getattr(record, "line", None) or json.dumps(capsule))
+                line = getattr(record, "line", None) or json.dumps(capsule)
+                self._overflow.append(keyed_line(line, row_key(capsule, key)))
                 if len(self._overflow) >= SPOOL_BLOCK:
                     self._spill()
             self._handed += 1

@@ -185,8 +185,9 @@ def cpu_seconds(pid: int) -> float:
 
 def through_collector(
     hub: Hub, store: Store, bodies: list[list[bytes]], port: int
-) -> tuple[float, list[float]]:
-    """Post every process's bodies at once to `port`; return the seconds and the latencies."""
+) -> tuple[float, float, list[float]]:
+    """Post every process's bodies at once to `port`; return the seconds until the store held
+    them all, the seconds until every reply was in, and the latencies."""
     tokens = [hub.user_token(user) for user in hub.users]
     counts = [[len(json.loads(b)["events"]) for b in per] for per in bodies]
     total = sum(map(sum, counts))
@@ -201,11 +202,12 @@ def through_collector(
     for proc in procs:
         proc.start()
     latencies = [lat for reader in pipes for lat in reader.recv()]
+    replied = time.perf_counter() - started
     store.wait_for(before + total)
     elapsed = time.perf_counter() - started
     for proc in procs:
         proc.join()
-    return elapsed, latencies
+    return elapsed, replied, latencies
 
 
 def direct(tmp: Path, bodies: list[list[bytes]], seconds: float) -> dict[str, float]:
@@ -307,14 +309,15 @@ def measure(args: argparse.Namespace, tmp: Path, sink: str, store: Store) -> dic
         through_collector(hub, store, warm, port)  # HubAuth's token cache, the sink's file
         bodies = [[batch(args.batch) for _ in range(args.batches)] for _ in users]
         cpu_before, pg_before = cpu_seconds(hub.collector_pid()), store_cpu(store)
-        seconds, latencies = through_collector(hub, store, bodies, port)
+        seconds, replied, latencies = through_collector(hub, store, bodies, port)
         cpu = cpu_seconds(hub.collector_pid()) - cpu_before
         pg_cpu = store_cpu(store) - pg_before
         copies = store.copies() if isinstance(store, PostgresStore) else 0
     finally:
         hub.stop()
-    return {"seconds": seconds, "latencies": latencies, "cpu": cpu, "pg_cpu": pg_cpu,
-            "bodies": bodies, "copies": copies, "stored": store.count()}  # fmt: skip
+    return {"seconds": seconds, "replied": replied, "latencies": latencies, "cpu": cpu,
+            "pg_cpu": pg_cpu, "bodies": bodies, "copies": copies,
+            "stored": store.count()}  # fmt: skip
 
 
 def store_cpu(store: Store) -> float:
@@ -330,7 +333,8 @@ def report(args: argparse.Namespace, run: dict[str, Any], baseline: dict[str, fl
     print(f"{args.procs} processes x {args.batches} batches x {args.batch} events = {total}"
           f" ({where} the proxy), store: {args.store}")  # fmt: skip
     print(f"load average before: {args.load}")
-    print(f"collector: {total / seconds:,.0f} events/s ({seconds:.2f} s)")
+    print(f"collector: {total / seconds:,.0f} events/s ({seconds:.2f} s; every reply in after "
+          f"{run['replied']:.2f} s)")  # fmt: skip
     print(f"collector CPU: {run['cpu'] / total * 1e6:.1f} us an event (all its threads)")
     print(f"batch latency: p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms")
     per_event = baseline["seconds"] / baseline["events"]

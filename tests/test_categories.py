@@ -64,6 +64,17 @@ REFERENCE_FORMS = {
     "draft 7 plain-name $id": schema(
         properties={"s": {"$ref": "#sec"}}, definitions={"x": {"$id": "#sec", **SECRET_DEF}}
     ),
+    "$anchor, $id without a scheme": schema(
+        "x.events/anchor",
+        **{"$schema": DRAFT2020},
+        properties={"s": {"$ref": "#sec"}},
+        **{"$defs": {"x": {"$anchor": "sec", **SECRET_DEF}}},
+    ),
+    "draft 7 plain-name $id, $id without a scheme": schema(
+        "my.url.to.schema/actions",
+        properties={"s": {"$ref": "#sec"}},
+        definitions={"x": {"$id": "#sec", **SECRET_DEF}},
+    ),
     "second draft 7 plain-name $id": schema(
         properties={"n": {"$ref": "#first"}, "s": {"$ref": "#second"}},
         definitions={

@@ -354,4 +354,4 @@ def category_tree(schema: Mapping[str, Any], *, where: str = "schema") -> Catego
     from .references import References
 
     references = References(schema, where)
-    return _Builder(references).build(schema, references.root)[0]
+    return _Builder(references).build(references.document, references.root)[0]

@@ -21,6 +21,7 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import (
 )
 from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 
+from .audit.install import AUDIT_KINDS, install_audit, stop_audit
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
@@ -251,6 +252,16 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
         post may then post those schemas. False (the default): frontend schemas only.""",
     ).tag(config=True)
 
+    audit = List(
+        Enum(AUDIT_KINDS),
+        help="""What the server audits: "execution" records one event per `execute_request`
+        sent to a kernel through the kernel websocket (schema
+        `https://events.jupyter.org/jupyter_telemetry_ext/execution`: the code as `user-code`,
+        its SHA-256 and length, and the reply's status, error name, count and duration); also
+        allow that schema in `c.EventLog.allowed_schemas` (with `user-code` to keep the code).
+        "terminal" is not implemented yet (said at start). Empty (the default): nothing.""",
+    ).tag(config=True)
+
     eventlog: EventLog
     metrics: TelemetryCollector | None = None
     forwarder: Forwarder | None = None
@@ -313,6 +324,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
             self.log.info("Telemetry: recording %d server event schemas", len(recorded))
         self.metrics = register(self.eventlog)
         self._start_forwarding()
+        install_audit(self.audit, self.settings, self.serverapp, self.log)
 
     def _start_forwarding(self) -> None:
         """Forward every accepted event to `collector_url`, when set."""
@@ -351,6 +363,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, ExtensionApp):
     async def stop_extension(self) -> None:
         """Write every accepted event before the server exits, off the event loop."""
         atexit.unregister(self._flush_at_exit)
+        stop_audit(self.settings)  # requests still waiting are recorded before the flush
         if self.metrics is not None:
             unregister(self.metrics)
             self.metrics = None

@@ -1,0 +1,58 @@
+"""Audit events numbered in one stream and recorded through the server's EventLog.
+
+Every audit event carries `audit_stream`, a random id made when the process starts, and
+`audit_seq`, its place in that stream from 1. A number is taken before the event is recorded,
+so an event that fails to be recorded leaves a gap that a reader can see.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.printable import printable
+
+
+class AuditRecorder:
+    """Numbers audit events and records them; a failure is logged once per kind and counted."""
+
+    def __init__(self, eventlog: EventLog, log: logging.Logger) -> None:
+        """Record through `eventlog`, in a new stream; report failures on `log`."""
+        self.eventlog, self.log = eventlog, log
+        self.stream = secrets.token_hex(16)
+        self.failures: Counter[str] = Counter()
+        self._numbers = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def record(
+        self,
+        schema_id: str,
+        version: int,
+        event: Mapping[str, Any],
+        context: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Number one audit event and record it; never raise."""
+        with self._lock:  # numbers are handed out in the order events are recorded
+            numbered = {**event, "audit_seq": next(self._numbers), "audit_stream": self.stream}
+            try:
+                self.eventlog.record_event(schema_id, version, numbered, context=context)
+            except Exception as e:  # auditing must never break the kernel's traffic
+                self.failed(f"recording {schema_id}", e)
+
+    def failed(self, where: str, error: BaseException) -> None:
+        """Count a failure of the audit; log the first of each kind with its traceback."""
+        kind = f"{where}: {type(error).__name__}"
+        self.failures[kind] += 1
+        if self.failures[kind] == 1:
+            self.log.error(
+                "Audit: %s failed (logged once, counted; the kernel message went through): %s",
+                printable(where),
+                printable(str(error)),
+                exc_info=error,
+            )

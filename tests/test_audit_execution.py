@@ -25,7 +25,11 @@ from traitlets.config import Config
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.server.audit.code import CODE_LIMIT, code_of, json_size
 from jupyter_telemetry_ext.server.audit.connection import AuditedConnection
-from jupyter_telemetry_ext.server.audit.install import stop_audit
+from jupyter_telemetry_ext.server.audit.execution import Client, ExecutionAudit
+from jupyter_telemetry_ext.server.audit.install import check_still_installed, stop_audit
+from jupyter_telemetry_ext.server.audit.pending import Pending
+from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder
+from jupyter_telemetry_ext.server.audit.requests import ExecuteRequest, request_from_message
 from tests.conftest import FRONTEND_ID, SHIPPED_SCHEMAS, Sink
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]
@@ -411,3 +415,58 @@ def test_code_is_cut_to_fit_an_event_and_hashed_whole() -> None:
     assert not small.truncated
     assert small.text == "x = '\ufffd'"
     assert AuditedConnection.__mro__[1] is ZMQChannelsWebsocketConnection
+
+
+# The parts on their own, with a real EventLog
+
+
+@pytest.fixture
+def audit_log(eventlog_factory: Callable[..., EventLog]) -> EventLog:
+    log = eventlog_factory(allowed_schemas=WITH_CODE)
+    log.register_schema_file(SHIPPED_SCHEMAS / "execution" / "v1.yaml")
+    return log
+
+
+def request(code: str, msg_id: str) -> ExecuteRequest:
+    msg = {"header": {"msg_type": "execute_request", "msg_id": msg_id}, "content": {"code": code}}
+    found = request_from_message(msg, json.loads)
+    assert found is not None
+    return found
+
+
+CLIENT = Client("k1", "python3", "s1", "websocket-json")
+
+
+def test_a_failed_record_leaves_a_gap_in_the_numbers(
+    audit_log: EventLog, sink: Sink, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = AuditRecorder(audit_log, logging.getLogger("test.audit"))
+    execution = ExecutionAudit(recorder)
+    execution.sent(CLIENT, "shell", request("a = 1", "m1"))
+    execution.sent(CLIENT, "nowhere", request("b = 2", "m2"))  # not a channel: invalid event
+    execution.sent(CLIENT, "shell", request("c = 3", "m3"))
+    execution.close()
+    assert audit_log.flush(5)
+    assert [(e["code"], e["audit_seq"]) for e in sink.events] == [("a = 1", 1), ("c = 3", 3)]
+    assert sum(recorder.failures.values()) == 1
+    assert "recording https://events.jupyter.org" in caplog.text
+
+
+def test_past_the_limit_the_oldest_request_is_given_up(audit_log: EventLog, sink: Sink) -> None:
+    recorder = AuditRecorder(audit_log, logging.getLogger("test.audit"))
+    execution = ExecutionAudit(recorder, Pending(limit=2))
+    for n in range(3):
+        execution.sent(CLIENT, "shell", request(f"x = {n}", f"m{n}"))
+    assert audit_log.flush(5)
+    [given_up] = sink.events
+    assert (given_up["code"], given_up["status"]) == ("x = 0", "no_reply")
+    assert len(execution.pending) == 2
+
+
+def test_a_connection_class_replaced_later_is_said(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("test.audit")
+    settings = {"kernel_websocket_connection_class": OtherConnection}
+    with caplog.at_level(logging.WARNING, "test.audit"):
+        check_still_installed(settings, AuditedConnection, log)
+    assert "OtherConnection" in caplog.text
+    assert "NOT audited" in caplog.text

@@ -7,8 +7,8 @@ import json
 import re
 from dataclasses import dataclass
 
-# The most UTF-8 bytes of JSON that the code takes in an event, so that an audit event always
-# fits the 32 KiB a collector accepts (`max_event_size`) with room for the other fields.
+# The most bytes of JSON that the code takes in an event, so that an audit event always fits the
+# 32 KiB a collector accepts (`max_event_size`) with room for the other fields.
 CODE_LIMIT = 16 << 10
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -42,6 +42,8 @@ def encodable(text: str) -> str:
 
 def cut(text: str, limit: int) -> str:
     """Return the longest start of `text` whose JSON encoding takes at most `limit` bytes."""
+    if len(text) * 12 + 2 <= limit:  # a character never takes more than 12 bytes (\uXXXX\uXXXX)
+        return text
     if json_size(text) <= limit:
         return text
     low, high = 0, min(len(text), limit)  # each character takes at least one byte
@@ -55,5 +57,6 @@ def cut(text: str, limit: int) -> str:
 
 
 def json_size(text: str) -> int:
-    """Return how many bytes `text` takes as a JSON string, escapes and quotes included."""
-    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+    """Return how many bytes `text` takes as a JSON string written as ASCII (as the EventLog
+    writes it), escapes and quotes included: the most it takes in any JSON."""
+    return len(json.dumps(text))

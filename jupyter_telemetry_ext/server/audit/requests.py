@@ -142,7 +142,7 @@ def _expressions(value: Any) -> tuple[dict[str, str] | None, bool]:
     room = EXPRESSIONS_LIMIT
     for name, expression in sorted(value.items(), key=lambda item: str(item[0])):
         key, text = cut(encodable(str(name)), NAME_LIMIT), encodable(_text(expression))
-        size = len(json.dumps([key, text], ensure_ascii=False).encode("utf-8"))
+        size = len(json.dumps([key, text]))
         if size > room:
             return kept, True
         kept[key], room = text, room - size

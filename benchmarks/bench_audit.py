@@ -162,7 +162,7 @@ def audit_cost(workdir: Path, requests: int) -> float:
         audit.sent(client, "shell", found)
         answer = reply_from_frames(reply_frames, session.unpack)
         assert answer is not None
-        audit.replied("k", answer)
+        audit.replied("k", "shell", answer)
     elapsed = time.perf_counter() - started
     eventlog.close(60)
     handler.close()

@@ -50,6 +50,11 @@ def allowed() -> Any:
 
 
 @pytest.fixture
+def record_user() -> str:
+    return "none"
+
+
+@pytest.fixture
 def connection_class() -> type[Any] | None:
     """The kernel websocket connection class another extension installed (None: the default)."""
     return None
@@ -73,6 +78,7 @@ def jp_server_config(  # type: ignore[no-redef]
     sink: Sink,
     sink_file: Path,
     connection_class: type[Any] | None,
+    record_user: str,
 ) -> Config:
     config = Config(jp_server_config)
     config.TelemetryExtension.schema_paths.append(str(SHIPPED_SCHEMAS / "execution"))
@@ -82,6 +88,7 @@ def jp_server_config(  # type: ignore[no-redef]
     config.EventLog.handlers = [sink.handler, logging.FileHandler(sink_file, encoding="utf-8")]
     if connection_class is not None:
         config.ServerApp.kernel_websocket_connection_class = connection_class
+    config.TelemetryExtension.record_user = record_user
     return config
 
 
@@ -216,6 +223,7 @@ async def test_each_request_is_recorded_once_with_code_and_outcome(
     assert event["audit_seq"] == 1
     assert len(event["audit_stream"]) == 32
     assert "ename" not in event
+    assert "__user__" not in event
     assert "shown-output" not in "\n".join(sink.lines)  # outputs are never recorded
 
 
@@ -285,6 +293,18 @@ async def test_requests_waiting_when_the_server_stops_are_recorded_without_reply
     assert (event["status"], event["msg_id"]) == ("no_reply", msg_id)
 
 
+@pytest.mark.parametrize("record_user", ["username"])
+@pytest.mark.parametrize("allowed", [{EXECUTION: {"allowed_categories": ["user-identifier"]}}])
+async def test_the_user_is_recorded_as_for_any_event(
+    connect: Connect, server_eventlog: EventLog, sink: Sink
+) -> None:
+    await (await connect()).execute("f = 6")
+    [event] = await audited(server_eventlog, sink, 1)
+    assert isinstance(event["__user__"], str)
+    assert event["__user__"]
+    assert event["code"] is None
+
+
 async def test_a_client_cannot_post_an_execution_event(
     jp_fetch: Fetch, server_eventlog: EventLog, sink: Sink
 ) -> None:
@@ -343,6 +363,23 @@ async def test_every_way_a_kernel_reads_code_is_recorded(
     assert hostile_event["user_expressions"] == {"e": "a + b"}
     assert (hostile_event["msg_id"], hostile_event["cell_id"]) == (None, None)
     assert hostile_event["status"] == "ok"
+
+
+async def test_a_reused_msg_id_does_not_take_another_requests_reply(
+    connect: Connect, server_eventlog: EventLog, sink: Sink
+) -> None:
+    first, second = await connect(), await connect(V1)
+    slow = first.message("execute_request", {"code": "import time; time.sleep(1)"})
+    quick = second.message("execute_request", {"code": "raise KeyError"})
+    quick["header"]["msg_id"] = slow["header"]["msg_id"]
+    await first.send(slow)
+    await first.wait_busy(slow["header"]["msg_id"])
+    await second.send(quick, "control")  # the control channel answers while shell is busy
+    events = await audited(server_eventlog, sink, 2)
+    by_code = {e["code"]: e for e in events}
+    assert by_code["raise KeyError"]["status"] == "error"
+    assert by_code["raise KeyError"]["channel"] == "control"
+    assert by_code["import time; time.sleep(1)"]["status"] == "ok"
 
 
 async def test_a_message_the_audit_cannot_read_still_reaches_the_kernel(

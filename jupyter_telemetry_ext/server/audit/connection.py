@@ -92,7 +92,7 @@ class AuditedConnection(ZMQChannelsWebsocketConnection):
                 frames = self.session.feed_identities(outgoing_msg)[1]
                 reply = reply_from_frames(frames, self.session.unpack)
                 if reply is not None:
-                    self.audit.replied(self.kernel_id, reply)
+                    self.audit.replied(self.kernel_id, channel, reply)
             except Exception as e:  # never break the kernel connection
                 self.audit.recorder.failed("reading a reply", e)
         super().handle_outgoing_message(stream, outgoing_msg)

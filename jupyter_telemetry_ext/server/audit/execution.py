@@ -43,14 +43,15 @@ class ExecutionAudit:
     def sent(self, client: Client, channel: str, request: ExecuteRequest) -> None:
         """Note a request sent to a kernel; it is recorded when its reply comes (or none)."""
         fields = request_fields(client, channel, request)
-        waiting = Waiting(client.kernel_id, request.key, fields, self.clock(), client.context)
+        key = f"{channel}\x00{request.key}"  # a kernel replies on the channel it was asked on
+        waiting = Waiting(client.kernel_id, key, fields, self.clock(), client.context)
         given_up = self.pending.add(waiting)
         if given_up is not None:
             self._record(given_up, {"status": NO_REPLY})
 
-    def replied(self, kernel_id: str, reply: ExecuteReply) -> None:
-        """Record the request that `reply` answers, if this server sent it."""
-        waiting = self.pending.take(kernel_id, reply.key)
+    def replied(self, kernel_id: str, channel: str, reply: ExecuteReply) -> None:
+        """Record the request that `reply` (on `channel`) answers, if this server sent it."""
+        waiting = self.pending.take(kernel_id, f"{channel}\x00{reply.key}")
         if waiting is None:
             return
         outcome: dict[str, Any] = {"status": reply.status}

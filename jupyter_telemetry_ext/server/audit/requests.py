@@ -31,7 +31,7 @@ EXPRESSIONS_LIMIT = 8 << 10
 class ExecuteRequest:
     """What the audit keeps of one execute_request."""
 
-    key: str  # the msg_id as the kernel's reply will quote it, to match the reply
+    key: str  # the session and msg_id, as the kernel's reply will quote them (see match_key)
     msg_id: str | None
     cell_id: str | None
     code: Code
@@ -45,7 +45,7 @@ class ExecuteRequest:
 class ExecuteReply:
     """What the audit keeps of one execute_reply (never outputs, the error's message, traceback)."""
 
-    key: str  # the msg_id of the request it answers
+    key: str  # the session and msg_id of the request it answers (see match_key)
     status: str
     ename: str | None
     execution_count: int | None
@@ -87,16 +87,21 @@ def reply_from_frames(frames: Sequence[Any], unpack: Unpack) -> ExecuteReply | N
     ename = content.get("ename")
     count = content.get("execution_count")
     return ExecuteReply(
-        key=match_key(parent.get("msg_id")),
+        key=match_key(parent),
         status=status if status in STATUSES else "error",
         ename=cut(encodable(ename), NAME_LIMIT) if isinstance(ename, str) else None,
         execution_count=count if isinstance(count, int) and not isinstance(count, bool) else None,
     )
 
 
-def match_key(msg_id: Any) -> str:
-    """Return the key that matches a reply's parent msg_id to its request's msg_id."""
-    return msg_id if isinstance(msg_id, str) else json.dumps(msg_id, sort_keys=True, default=str)
+def match_key(header: Mapping[str, Any]) -> str:
+    """Return the key that matches a reply to its request: the session and msg_id of the
+    request's header, which the reply quotes as its parent header (one client cannot take
+    another's reply by reusing its msg_id)."""
+    session, msg_id = header.get("session"), header.get("msg_id")
+    if isinstance(session, str) and isinstance(msg_id, str):
+        return f"{session}\x00{msg_id}"
+    return json.dumps([session, msg_id], sort_keys=True, default=str)
 
 
 def _is(header: Any, msg_type: str) -> bool:
@@ -109,7 +114,7 @@ def _request(header: Mapping[str, Any], metadata: Any, content: Any) -> ExecuteR
     silent = bool(content.get("silent", False))
     expressions, expressions_cut = _expressions(content.get("user_expressions"))
     return ExecuteRequest(
-        key=match_key(header.get("msg_id")),
+        key=match_key(header),
         msg_id=an_id(header.get("msg_id")),
         cell_id=_matching(_CELL_ID, metadata.get("cellId")),
         code=code_of(_text(content.get("code", ""))),

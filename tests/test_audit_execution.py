@@ -20,9 +20,11 @@ from jupyter_server.services.kernels.connection.base import (
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from tornado.httpclient import HTTPClientError, HTTPResponse
 from tornado.websocket import WebSocketClientConnection
+from traitlets import TraitError
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.server.app import TelemetryExtension
 from jupyter_telemetry_ext.server.audit.code import CODE_LIMIT, code_of, json_size
 from jupyter_telemetry_ext.server.audit.connection import AuditedConnection
 from jupyter_telemetry_ext.server.audit.execution import Client, ExecutionAudit
@@ -507,3 +509,9 @@ def test_a_connection_class_replaced_later_is_said(caplog: pytest.LogCaptureFixt
         check_still_installed(settings, AuditedConnection, log)
     assert "OtherConnection" in caplog.text
     assert "NOT audited" in caplog.text
+
+
+@pytest.mark.parametrize("value", [["bogus"], ["execution", "kernels"]])
+def test_an_unknown_audit_kind_is_refused_naming_the_option(value: Any) -> None:
+    with pytest.raises(TraitError, match="'audit' trait"):
+        TelemetryExtension(audit=value)

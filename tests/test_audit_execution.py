@@ -488,7 +488,10 @@ def test_a_failed_record_leaves_a_gap_in_the_numbers(
     assert audit_log.flush(5)
     assert [(e["code"], e["audit_seq"]) for e in sink.events] == [("a = 1", 1), ("c = 3", 3)]
     assert sum(recorder.failures.values()) == 1
+    assert audit_log.outcomes()[(EXECUTION, "rejected")] == 1  # on /metrics
     assert "recording https://events.jupyter.org" in caplog.text
+    assert "ValidationError" in caplog.text
+    assert "nowhere" not in caplog.text  # the value it failed on is never logged
 
 
 def test_past_the_limit_the_oldest_request_is_given_up(audit_log: EventLog, sink: Sink) -> None:

@@ -11,11 +11,15 @@ import itertools
 import logging
 import secrets
 import threading
+import traceback
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from jupyter_telemetry_ext.core.errors import QueueFullError
 from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.outcomes import QUEUE_FULL, REJECTED
 from jupyter_telemetry_ext.core.printable import printable
 
 
@@ -43,16 +47,33 @@ class AuditRecorder:
             try:
                 self.eventlog.record_event(schema_id, version, numbered, context=context)
             except Exception as e:  # auditing must never break the kernel's traffic
-                self.failed(f"recording {schema_id}", e)
+                outcome = QUEUE_FULL if isinstance(e, QueueFullError) else REJECTED
+                where = f"recording {schema_id}"
+                self.eventlog.record_failure(outcome, f"{where}: {type(e).__name__}",
+                                             schema_id=schema_id, version=version)  # fmt: skip
+                self.failed(where, e)
 
     def failed(self, where: str, error: BaseException) -> None:
-        """Count a failure of the audit; log the first of each kind with its traceback."""
+        """Count a failure of the audit; log the first of each kind, and where it happened.
+
+        The error's message is never logged: it may quote the code or the message it failed on.
+        """
         kind = f"{where}: {type(error).__name__}"
         self.failures[kind] += 1
         if self.failures[kind] == 1:
             self.log.error(
-                "Audit: %s failed (logged once, counted; the kernel message went through): %s",
+                "Audit: %s failed with %s at %s (logged once, counted; the kernel message "
+                "went through)",
                 printable(where),
-                printable(str(error)),
-                exc_info=error,
+                type(error).__name__,
+                _place(error),
             )
+
+
+def _place(error: BaseException) -> str:
+    """Return where an error was raised (file, line, function), without its message."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "an unknown place"
+    frame = frames[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"

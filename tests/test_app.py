@@ -69,8 +69,8 @@ def test_every_option_is_configurable_and_documented() -> None:
         "user_hash_secret", "reply_after_write", "duplicate_capacity_per_user",
         "max_subscribers", "max_subscribers_per_user", "collector_url", "collector_token_env",
         "forward_spool_dir", "forward_spool_bytes", "forward_when_full", "forward_retry_max",
+        "accept_all_schemas", "audit",
         "forward_timeout",
-        "accept_all_schemas",
     }  # fmt: skip
     for name, trait in traits.items():
         assert isinstance(trait, (Int, Float, List, Bool, Enum, Unicode))

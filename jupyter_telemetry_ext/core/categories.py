@@ -19,6 +19,9 @@ UNRESTRICTED = "unrestricted"
 USER_IDENTIFIER = "user-identifier"
 USER_IDENTIFIABLE_INFORMATION = "user-identifiable-information"
 ACTION_TIMESTAMP = "action-timestamp"
+# Code sent to a kernel and commands typed in a terminal: allowed on its own, so that an admin
+# may record what ran without allowing other personal data.
+USER_CODE = "user-code"
 
 _URI_PREFIXES = (
     "https://category.jupyter.org/",

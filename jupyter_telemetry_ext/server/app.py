@@ -25,6 +25,7 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import (
 )
 from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 
+from .audit.install import AUDIT_KINDS, install_audit, stop_audit
 from .config_files import StrictConfigApp
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
@@ -267,6 +268,16 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         post may then post those schemas. False (the default): frontend schemas only.""",
     ).tag(config=True)
 
+    audit = List(
+        Enum(AUDIT_KINDS),
+        help="""What the server audits: "execution" records one event per `execute_request`
+        sent to a kernel through the kernel websocket (schema
+        `https://events.jupyter.org/jupyter_telemetry_ext/execution`: the code as `user-code`,
+        its SHA-256 and length, and the reply's status, error name, count and duration); also
+        allow that schema in `c.EventLog.allowed_schemas` (with `user-code` to keep the code).
+        "terminal" is not implemented yet (said at start). Empty (the default): nothing.""",
+    ).tag(config=True)
+
     eventlog: EventLog
     metrics: TelemetryCollector | None = None
     forwarder: Forwarder | None = None
@@ -334,6 +345,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
         self._start_forwarding()
+        install_audit(self.audit, self.settings, self.serverapp, self.log)
 
     def _posted(self, schema: EventSchema) -> bool:
         """Return whether events of `schema` are posted (and get `record_user`'s user)."""
@@ -387,6 +399,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
     async def stop_extension(self) -> None:
         """Write every accepted event before the server exits, off the event loop."""
         atexit.unregister(self._flush_at_exit)
+        stop_audit(self.settings)  # requests still waiting are recorded before the flush
         if self.metrics is not None:
             unregister(self.metrics)
             self.metrics = None

@@ -1,0 +1,143 @@
+"""Turning the audit on at start: `TelemetryExtension.audit`, checked and said out loud."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+
+from jupyter_telemetry_ext.core.errors import UnknownSchemaError
+from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.recorded_user import recorded_user
+from jupyter_telemetry_ext.server.reception import Policy
+from jupyter_telemetry_ext.server.restapi import EVENTLOG_SETTING, POLICY_SETTING
+
+from .connection import AuditedConnection, UserContext, audited_class
+from .execution import SCHEMA_ID, VERSION, ExecutionAudit
+from .recorder import AuditRecorder
+
+AUDIT_KINDS = ("execution", "terminal")
+IMPLEMENTED = frozenset({"execution"})
+AUDIT_SETTING = "telemetry_audit"
+CONNECTION_SETTING = "kernel_websocket_connection_class"
+KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
+KERNEL_GONE = frozenset({"restart", "shutdown"})  # the requests of the old process get no reply
+
+
+def install_audit(
+    kinds: list[str], settings: MutableMapping[str, Any], serverapp: Any, log: logging.Logger
+) -> ExecutionAudit | None:
+    """Audit what `kinds` name, through the server's `settings`; return the execution audit.
+
+    Say at start what is not audited and why: a kind not implemented, the schema missing or
+    not allowed, another extension's kernel connection class that cannot be wrapped.
+    """
+    for kind in sorted(set(kinds) - IMPLEMENTED):
+        log.error(
+            "TelemetryExtension.audit: %r is not implemented in this version: it is NOT audited",
+            kind,
+        )
+    if "execution" not in kinds:
+        return None
+    eventlog: EventLog = settings[EVENTLOG_SETTING]
+    if not _schema_ready(eventlog, log):
+        return None
+    base: Any = settings.get(CONNECTION_SETTING)
+    if not _can_wrap(base, log):
+        return None
+    audit = ExecutionAudit(AuditRecorder(eventlog, log))
+    audited = audited_class(base, audit, user_context(settings[POLICY_SETTING]))
+    settings[CONNECTION_SETTING] = audited
+    settings[AUDIT_SETTING] = audit
+    serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=KernelGone(audit))
+    serverapp.io_loop.add_callback(check_still_installed, serverapp.web_app.settings, audited, log)
+    log.info("Telemetry: auditing code execution through %s (stream %s)",
+             base.__name__, audit.recorder.stream)  # fmt: skip
+    return audit
+
+
+def stop_audit(settings: Mapping[str, Any]) -> None:
+    """Record the requests still waiting for a reply as no_reply (the server stops)."""
+    audit = settings.get(AUDIT_SETTING)
+    if isinstance(audit, ExecutionAudit):
+        audit.close()
+
+
+def _schema_ready(eventlog: EventLog, log: logging.Logger) -> bool:
+    """Return True when the execution schema is registered; say what is recorded of it."""
+    try:
+        eventlog.get_schema(SCHEMA_ID, VERSION)
+    except UnknownSchemaError:
+        log.error(
+            "TelemetryExtension.audit: the schema %s is not registered (is jupyter_telemetry_ext "
+            "installed with its schemas?): code execution is NOT audited",
+            SCHEMA_ID,
+        )
+        return False
+    if not eventlog.is_allowed(SCHEMA_ID) and not eventlog.tapped:
+        log.error(
+            "TelemetryExtension.audit: %s is not in c.EventLog.allowed_schemas and nothing is "
+            "forwarded: executions are audited but NOT recorded anywhere",
+            SCHEMA_ID,
+        )
+    return True
+
+
+def _can_wrap(base: Any, log: logging.Logger) -> bool:
+    """Return True when the server's kernel connection class can be audited."""
+    if isinstance(base, type) and issubclass(base, AuditedConnection):
+        log.warning("TelemetryExtension.audit: the kernel connection is already audited")
+        return False
+    if isinstance(base, type) and issubclass(base, ZMQChannelsWebsocketConnection):
+        return True
+    log.warning(
+        "TelemetryExtension.audit: the kernel websocket connection class %s (ServerApp."
+        "kernel_websocket_connection_class, or another extension's) is not a "
+        "ZMQChannelsWebsocketConnection: code execution is NOT audited",
+        getattr(base, "__qualname__", base),
+    )
+    return False
+
+
+def check_still_installed(
+    settings: Mapping[str, Any], audited: type[Any], log: logging.Logger
+) -> None:
+    """Warn when an extension loaded later replaced the audited kernel connection class."""
+    current = settings.get(CONNECTION_SETTING)
+    if not (isinstance(current, type) and issubclass(current, audited)):
+        log.warning(
+            "TelemetryExtension.audit: another extension replaced the kernel websocket "
+            "connection class with %s after the audit was installed: code execution is NOT "
+            "audited",
+            getattr(current, "__qualname__", current),
+        )
+
+
+class KernelGone:
+    """A jupyter_events listener: a kernel restarted or shut down answers no pending request."""
+
+    def __init__(self, audit: ExecutionAudit) -> None:
+        """Tell `audit` about kernels restarted or shut down."""
+        self.audit = audit
+
+    async def __call__(self, logger: Any, schema_id: str, data: Mapping[str, Any]) -> None:
+        """Record the kernel's pending requests as no_reply."""
+        kernel_id = data.get("kernel_id")
+        if data.get("action") in KERNEL_GONE and isinstance(kernel_id, str):
+            self.audit.kernel_gone(kernel_id)
+
+
+def user_context(policy: Policy) -> UserContext:
+    """Return the capsule fields of a connection's user, as `record_user` says (`__user__`)."""
+
+    def context(handler: Any) -> Mapping[str, Any] | None:
+        user = getattr(handler, "current_user", None)
+        name = getattr(user, "username", None)
+        if not isinstance(name, str):
+            return None
+        value = recorded_user(policy.record_user, policy.secret, name)
+        return None if value is None else {"__user__": value}
+
+    return context

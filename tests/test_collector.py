@@ -137,3 +137,6 @@ def test_hub_event_handler_adds_the_user_as_the_collector_does(sink: Sink) -> No
     handler.flush()
     [capsule] = sink.events
     assert capsule["__user__"] == hashed_user(b"hub-key", "bob")
+    # with hashed users, the event's own user name is the hash too: the name is written nowhere
+    assert capsule["username"] == capsule["__user__"]
+    assert "bob" not in sink.stream.getvalue()

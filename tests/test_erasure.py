@@ -186,8 +186,18 @@ c.EventLog.handlers = [PostgresEventHandler({url!r}, spool_dir={spool!r})]
 """
 
 
+HUB_CONFIG = """
+from jupyter_telemetry_ext import HubEventHandler, PostgresEventHandler
+c.EventLogger.handlers = [HubEventHandler(
+    handlers=[PostgresEventHandler({url!r}, spool_dir={spool!r})],
+    record_user="hashed", user_hash_secret={secret!r},
+)]
+"""
+
+
+@pytest.mark.parametrize("template", [CONFIG, HUB_CONFIG], ids=["collector", "hub"])
 def test_export_and_erase_find_the_key_and_store_in_the_deployments_config(
-    url: str, handlers: list[Any], tmp_path: Path
+    url: str, handlers: list[Any], tmp_path: Path, template: str
 ) -> None:
     alice, bob = (hashed_user(SECRET.encode(), name) for name in ("alice", "bob"))
     handler, eventlog = make_handler(url, handlers, tmp_path / "spool")
@@ -196,7 +206,7 @@ def test_export_and_erase_find_the_key_and_store_in_the_deployments_config(
     assert eventlog.flush(10)
     handler.flush()
     config = tmp_path / "telemetry_config.py"
-    config.write_text(CONFIG.format(secret=SECRET, url=url, spool=str(tmp_path / "spool")))
+    config.write_text(template.format(secret=SECRET, url=url, spool=str(tmp_path / "spool")))
     # A spool left by a collector that stopped during an outage: read, never taken over.
     dead = tmp_path / "spool" / "telemetry_events.999999999.spool"
     waiting = {"__timestamp__": "2026-01-02T03:04:05Z", "__schema__": SCHEMA_ID,

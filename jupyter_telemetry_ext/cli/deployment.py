@@ -68,15 +68,20 @@ def find_secret(config: Config, secret_file: str, data_dir: str) -> tuple[bytes,
 
 
 def postgres_handler(config: Config) -> Any:
-    """Return the first PostgresEventHandler of the config's `c.EventLog.handlers`, or None."""
-    handlers = _section(config, "EventLog").get("handlers", [])
-    if not isinstance(handlers, (list, tuple)):
-        return None
+    """Return the first PostgresEventHandler of the config's `c.EventLog.handlers`, else of a
+    hub config's HubEventHandler (`c.EventLogger.handlers`), or None."""
     try:
         from jupyter_telemetry_ext.sinks.postgres import PostgresEventHandler
     except ImportError:  # no psycopg: no such handler can be in the config either
         return None
-    return next((h for h in handlers if isinstance(h, PostgresEventHandler)), None)
+    found = [*_handlers(_section(config, "EventLog").get("handlers", []))]
+    for hub_handler in _handlers(_section(config, "EventLogger").get("handlers", [])):
+        found += _handlers(getattr(getattr(hub_handler, "eventlog", None), "handlers", []))
+    return next((h for h in found if isinstance(h, PostgresEventHandler)), None)
+
+
+def _handlers(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else []
 
 
 def default_spool_dir() -> Path:

@@ -73,7 +73,8 @@ class HubEventHandler(logging.Handler):
     record_user
         "none" (the default), "hashed" or "username": adds the user the event is about (its
         `username` field) as `__user__`, as the collector does for the users' events; use the
-        collector's `user_hash_secret` so the hashes match.
+        collector's `user_hash_secret` so the hashes match. With "hashed", the event's own
+        `username` is that hash too: the name is written nowhere.
     user_hash_secret
         The key of the "hashed" mode.
     schema_paths
@@ -114,12 +115,14 @@ class HubEventHandler(logging.Handler):
         capsule = record.msg
         if not isinstance(capsule, Mapping) or "__schema__" not in capsule:
             return  # not an event: jupyter_events logs only capsules here
+        data = {k: v for k, v in capsule.items() if not k.startswith("__")}
+        context = self._context(capsule)
+        if self.record_user == "hashed" and USER_FIELD in data:
+            # The user is recorded hashed: the name is never written, in the event either.
+            data[USER_FIELD] = context["__user__"] if context else None
         try:
             self.eventlog.record_event(
-                capsule["__schema__"],
-                capsule.get("__schema_version__"),
-                {k: v for k, v in capsule.items() if not k.startswith("__")},
-                context=self._context(capsule),
+                capsule["__schema__"], capsule.get("__schema_version__"), data, context=context
             )
         except Exception:  # logging's contract: a handler reports, never raises
             self.handleError(record)

@@ -35,8 +35,7 @@ from logging.handlers import WatchedFileHandler
 c.TelemetryCollector.schema_paths = [{schemas!r}]
 c.TelemetryCollector.record_user = "hashed"
 c.TelemetryCollector.user_hash_secret = {secret!r}
-c.TelemetryCollector.duplicate_journal = {journal!r}
-# Reopens the log when `erase` replaced it
+{journal}# Reopens the log when `erase` replaced it
 c.EventLog.handlers = [WatchedFileHandler({sink!r})]
 c.EventLog.allowed_schemas = {{
     {frontend!r}: {{"allowed_categories": ["unrestricted", "user-identifier"]}},
@@ -84,10 +83,12 @@ def collecting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collecting]
     (schemas / "frontend.json").write_text(json.dumps(frontend_schema()))
     managed = tmp / "managed_config.py"  # the hub's own collector service: not used here
     managed.write_text(CONFIG.format(schemas=str(schemas), secret=SECRET, frontend=FRONTEND_ID,
-                                     journal="", sink=str(tmp / "managed.jsonl")))  # fmt: skip
-    config, sink, journal = tmp / "telemetry_config.py", tmp / "events.jsonl", tmp / "ids"
+                                     journal='c.TelemetryCollector.duplicate_journal = ""\n',
+                                     sink=str(tmp / "managed.jsonl")))  # fmt: skip
+    config, sink = tmp / "telemetry_config.py", tmp / "events.jsonl"
+    journal = tmp / "events.jsonl.ids"  # the default: beside the file the collector writes
     config.write_text(CONFIG.format(schemas=str(schemas), secret=SECRET, frontend=FRONTEND_ID,
-                                    journal=str(journal), sink=str(sink)))  # fmt: skip
+                                    journal="", sink=str(sink)))  # fmt: skip
     with running_hub(tmp, managed) as hub:
         collector = ExternalCollector(hub, config, tmp)
         collector.start()
@@ -149,4 +150,6 @@ def test_a_resend_after_a_restart_is_a_duplicate(collecting: Collecting, how: st
     assert collecting.post(collecting.bob, f"{client_id}-end") == "recorded"
     collecting.wait_for(f"{client_id}-end")
     assert collecting.ids().count(client_id) == 2  # bob's once, alice's once
-    assert list(collecting.journal.glob("*.ids"))
+    journals = list(collecting.journal.glob("*.ids"))
+    assert journals
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in journals)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import logging
 import os
 import secrets
 import signal
@@ -132,11 +133,13 @@ class TelemetryCollector(Command):
 
     duplicate_journal = Unicode(
         help="""Folder where the ids recorded within `duplicate_window` are also kept on disk
-        (append-only files, at most about twice `duplicate_capacity` ids, read back at start),
-        so that an event a forwarding spool resends after the collector restarted (a crash
-        included) is still a duplicate. Each collector process needs a folder of its own.
-        Default: `telemetry_duplicates/<service_name>` in the Jupyter data dir. Empty: ids are
-        kept in memory only, and a restart forgets them.""",
+        (append-only files of mode 0600, at most about twice `duplicate_capacity` ids, read back
+        at start), so that an event a forwarding spool resends after the collector restarted (a
+        crash included) is still a duplicate. Each collector process needs a folder of its own.
+        Default: `<file>.ids` beside the file the first `logging.FileHandler` of
+        `c.EventLog.handlers` writes; none when no handler writes a file (a PostgreSQL store
+        keeps each (user, id) once by its key). Empty: ids are kept in memory only, and a
+        restart forgets them.""",
     ).tag(config=True)
 
     duplicate_capacity = Int(
@@ -220,7 +223,13 @@ class TelemetryCollector(Command):
 
     @default("duplicate_journal")
     def _default_duplicate_journal(self) -> str:
-        return str(Path(self.data_dir) / "telemetry_duplicates" / self.service_name)
+        # Beside the store it protects: a file of this deployment's, never shared with another
+        # collector on the machine. A PostgreSQL store needs none: its (user, id) key holds.
+        eventlog: EventLog | None = getattr(self, "eventlog", None)
+        for handler in eventlog.handlers if eventlog is not None else ():
+            if isinstance(handler, logging.FileHandler):
+                return f"{handler.baseFilename}.ids"
+        return ""
 
     @default("url")
     def _default_url(self) -> str:

@@ -71,7 +71,9 @@ class IdJournal:
         self._close()
         self._prune(now)
         path = self.folder / f"{now:017.6f}-{os.getpid()}{SUFFIX}"
-        self._file = path.open("a", encoding="utf-8")
+        # The ids name hub users: the owner's alone, as the spools and the key file are.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
         self._started, self._written = now, 0
         return self._file
 

@@ -127,7 +127,7 @@ def test_hub_event_handler_adds_the_user_as_the_collector_does(sink: Sink) -> No
     allowed = {HUB_ACTION: {"allowed_categories": ["unrestricted", "user-identifier"]}}
     handler = HubEventHandler(
         handlers=[sink.handler], allowed_schemas=allowed, record_user="hashed",
-        user_hash_secret="hub-key",
+        user_hash_secret="hub-key-of-the-tests",
     )  # fmt: skip
     hub_logger = EventLogger(handlers=[handler])
     for path in (hub_schema_folder() or Path()).glob("**/*.yaml"):
@@ -136,7 +136,7 @@ def test_hub_event_handler_adds_the_user_as_the_collector_does(sink: Sink) -> No
                                                 "servername": ""})  # fmt: skip
     handler.flush()
     [capsule] = sink.events
-    assert capsule["__user__"] == hashed_user(b"hub-key", "bob")
+    assert capsule["__user__"] == hashed_user(b"hub-key-of-the-tests", "bob")
     # with hashed users, the event's own user name is the hash too: the name is written nowhere
     assert capsule["username"] == capsule["__user__"]
     assert "bob" not in sink.stream.getvalue()

@@ -370,6 +370,21 @@ def test_delivered_events_leave_the_disk_at_once(make: Make, tmp_path: Path) -> 
     assert (spool.pending, spool.size) == (0, 0)
 
 
+def test_a_spool_closed_with_everything_delivered_leaves_no_file(
+    make: Make, tmp_path: Path
+) -> None:
+    spool = make(tmp_path, segment_bytes=1 << 20)
+    spool.append(lines(1, 2))
+    assert drain(spool) == lines(1, 2)
+    spool.close()
+    assert list(tmp_path.iterdir()) == []
+    kept = make(tmp_path, segment_bytes=1 << 20)
+    kept.append(lines(3))
+    kept.close()  # an event left: its segment and the lock that names its owner stay
+    assert events_on_disk(tmp_path) == lines(3)
+    assert make(tmp_path, segment_bytes=1 << 20).pending == 1
+
+
 def test_a_partly_delivered_segment_keeps_only_its_offset(make: Make, tmp_path: Path) -> None:
     spool = make(tmp_path, segment_bytes=1 << 20)
     spool.append(lines(1, 2, 3))

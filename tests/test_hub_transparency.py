@@ -38,7 +38,7 @@ WAIT = 60.0  # a forwarder that missed the collector at start asks again 30 s la
 COLLECTOR_CONFIG = """\
 import logging
 c.TelemetryCollector.record_user = "hashed"
-c.TelemetryCollector.user_hash_secret = "the-hubs-secret"
+c.TelemetryCollector.user_hash_secret = "the-hubs-secret-key"
 c.EventLog.handlers = [logging.FileHandler({sink!r})]
 c.EventLog.allowed_schemas = {{name: {{"allowed_categories": ["user-identifier"]}}
                                for name in {recorded!r}}}

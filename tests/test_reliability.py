@@ -191,7 +191,10 @@ def user_allowed(jp_server_config: Config) -> None:
         pytest.param(["--TelemetryExtension.record_user=username"], id="username"),
         pytest.param(["--TelemetryExtension.record_user=hashed"], id="hashed"),
         pytest.param(
-            ["--TelemetryExtension.record_user=hashed", "--TelemetryExtension.user_hash_secret=k"],
+            [
+                "--TelemetryExtension.record_user=hashed",
+                "--TelemetryExtension.user_hash_secret=k-of-sixteen-chars",
+            ],
             id="hashed-configured",
         ),
     ],
@@ -215,7 +218,7 @@ async def test_record_user(
     if "username" in mode:
         assert capsule["__user__"] == "ada"
     elif "secret=k" in mode:
-        assert capsule["__user__"] == hashed_user(b"k", "ada")
+        assert capsule["__user__"] == hashed_user(b"k-of-sixteen-chars", "ada")
     elif "hashed" in mode:
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
         assert capsule["__user__"] == hashed_user(secret_file.read_bytes().strip(), "ada")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
+from jupyter_telemetry_ext import HubEventHandler
 from jupyter_telemetry_ext.hub.collector import TelemetryCollector
 from tests.servers import Process, Server, free_port, jupyter_environment, log_tail, wait_until
 
@@ -127,7 +128,7 @@ def test_the_collector_names_the_allowed_schemas_whose_user_is_not_kept(
 ) -> None:
     config = Config()
     config.TelemetryCollector.record_user = record_user
-    config.TelemetryCollector.user_hash_secret = "key"
+    config.TelemetryCollector.user_hash_secret = "key-of-the-tests"
     config.EventLog.allowed_schemas = allowed
     warnings = [line for line in collector_warnings(config) if NOT_KEPT in line]
     if not named:
@@ -228,7 +229,7 @@ def test_a_server_with_an_invalid_telemetry_option_exits_non_zero(tmp_path: Path
 
 EXTENSION_CONFIG = f"""\
 c.TelemetryExtension.record_user = "hashed"
-c.TelemetryExtension.user_hash_secret = "key"
+c.TelemetryExtension.user_hash_secret = "key-of-the-tests"
 c.EventLog.allowed_schemas = {{"{NOTEBOOK}": {{}}, "{CELL}": {USER!r}}}
 """
 
@@ -249,3 +250,31 @@ def test_the_extension_names_the_allowed_schemas_whose_user_is_not_kept(tmp_path
     [warning] = lines
     assert "WARNING" in warning or "[W " in warning
     assert warning.endswith(": " + NOTEBOOK)
+
+
+def test_a_placeholder_key_stops_the_collector(tmp_path: Path) -> None:
+    """The docs' `user_hash_secret = "..."`, copied as is, is no key: the collector says so."""
+    result = collect(tmp_path, 'c.TelemetryCollector.user_hash_secret = "..."\n')
+    assert result.returncode == 1, result.stderr
+    assert "a key of at least 16 characters is needed (got 3)" in result.stderr
+    assert "secrets.token_hex(32)" in result.stderr
+    assert "listening" not in result.stderr
+
+
+def test_a_placeholder_key_is_refused_by_the_hub_event_handler() -> None:
+    with pytest.raises(ValueError, match="at least 16 characters"):
+        HubEventHandler(record_user="hashed", user_hash_secret="...")
+
+
+@pytest.mark.e2e
+def test_a_server_with_a_short_key_exits_non_zero(tmp_path: Path) -> None:
+    environment = jupyter_environment(tmp_path)
+    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
+               f"--port={free_port()}", "--no-browser", "--allow-root",
+               "--TelemetryExtension.user_hash_secret=short"]  # fmt: skip
+    server = Process(command, tmp_path, environment, tmp_path / "server.log")
+    try:
+        assert server.process.wait(60) == 1, log_tail(server.log)
+    finally:
+        server.kill()
+    assert "a key of at least 16 characters is needed" in server.log.read_text("utf-8")

@@ -90,6 +90,23 @@ def _link(source: Path, target: Path) -> None:
         source.rename(target)
 
 
+MIN_SECRET_LENGTH = 16
+MAKE_SECRET = 'python -c "import secrets; print(secrets.token_hex(32))"'  # noqa: S105 - how to make a key, not one
+
+
+def checked_secret(secret: str) -> str:
+    """Return a configured user-hash key; raise ValueError when it is too short to be a key.
+
+    A short key (or a placeholder copied from the docs, "...") would let anyone who reads the
+    store find a user's name by trying names: refused, never used.
+    """
+    if 0 < len(secret) < MIN_SECRET_LENGTH:
+        msg = (f"user_hash_secret: a key of at least {MIN_SECRET_LENGTH} characters is needed "
+               f"(got {len(secret)}); make one with {MAKE_SECRET}")  # fmt: skip
+        raise ValueError(msg)
+    return secret
+
+
 def hashed_user(secret: bytes, username: str) -> str:
     """Return an HMAC-SHA256 of the user name: stable for a user, not reversible without the key."""
     return hmac.new(secret, username.encode(), hashlib.sha256).hexdigest()

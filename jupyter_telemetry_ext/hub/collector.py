@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default
+from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
 
 from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.config_failure import config_failure
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.eventlog import EventLog
-from jupyter_telemetry_ext.core.recorded_user import warn_user_not_kept
+from jupyter_telemetry_ext.core.recorded_user import checked_secret, warn_user_not_kept
 from jupyter_telemetry_ext.core.redact_url import safe_url
 from jupyter_telemetry_ext.core.tombstones import sources_of
 from jupyter_telemetry_ext.server.reception import Policy
@@ -181,8 +181,16 @@ class TelemetryCollector(Command):
         stores each posted event once (whatever `record_user` says): one key for the whole
         hub, so a user's hash and an event's key are the same whichever replica recorded it.
         Empty (the default): a random key is generated once and kept in the Jupyter data dir
-        (`jupyter_telemetry_ext_user_secret`, mode 0600); replicas must share it.""",
+        (`jupyter_telemetry_ext_user_secret`, mode 0600); replicas must share it. A key
+        must have at least 16 characters: a shorter one stops the collector at start.""",
     ).tag(config=True)
+
+    @validate("user_hash_secret")
+    def _validate_user_hash_secret(self, proposal: Any) -> str:
+        try:
+            return checked_secret(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
 
     reply_after_write = Bool(
         False,

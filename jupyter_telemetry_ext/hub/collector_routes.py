@@ -190,7 +190,7 @@ class SchemasHandler(CollectorHandler):
         """List each schema version, whether the hub's allow-list records it and its policy."""
         self.set_header("Content-Type", "application/json")
         model = schemas_model(self.settings[EVENTLOG_SETTING], self.record_user)
-        await self.finish(json.dumps(model))
+        self.finish(json.dumps(model))
 
 
 class SchemaHandler(CollectorHandler):
@@ -200,7 +200,7 @@ class SchemaHandler(CollectorHandler):
     async def get(self, schema_id: str) -> None:
         """Reply with every version of a schema id (URL-decoded); 404 if none."""
         self.set_header("Content-Type", "application/json")
-        await self.finish(json.dumps(schema_model(self.settings[EVENTLOG_SETTING], schema_id)))
+        self.finish(json.dumps(schema_model(self.settings[EVENTLOG_SETTING], schema_id)))
 
 
 class RootHandler(CollectorHandler):
@@ -214,12 +214,12 @@ class RootHandler(CollectorHandler):
         if "text/html" in self.request.headers.get("Accept", ""):
             page = page_model(self.settings[EVENTLOG_SETTING], self.record_user, place=HUB)
             base_url = self.settings[BASE_URL_SETTING]
-            await self.finish(render_page(page, static_url=self.static_url, base_url=base_url))
+            self.finish(render_page(page, static_url=self.static_url, base_url=base_url))
             return
         self.set_header("Content-Type", "application/json")
         model = {"service": "jupyter_telemetry_ext collector", "version": __version__,
                  "user": self.current_user["name"], "events": "api/telemetry/events"}  # fmt: skip
-        await self.finish(json.dumps(model))
+        self.finish(json.dumps(model))
 
 
 class OAuthCallbackHandler(HubOAuthCallbackHandler, ScrubbedLogs):  # type: ignore[misc]

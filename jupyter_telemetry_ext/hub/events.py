@@ -23,7 +23,11 @@ import yaml
 from jupyter_telemetry_ext.core.categories import USER_IDENTIFIER
 from jupyter_telemetry_ext.core.discovery import register_discovered
 from jupyter_telemetry_ext.core.eventlog import EventLog
-from jupyter_telemetry_ext.core.recorded_user import recorded_user, warn_user_not_kept
+from jupyter_telemetry_ext.core.recorded_user import (
+    checked_secret,
+    recorded_user,
+    warn_user_not_kept,
+)
 from jupyter_telemetry_ext.core.schema import EventSchema
 
 # The field of the hub's events that names the user they are about (server-action's).
@@ -99,6 +103,7 @@ class HubEventHandler(logging.Handler):
         if record_user == "hashed" and not user_hash_secret:
             msg = "record_user='hashed' needs user_hash_secret (the collector's)"
             raise ValueError(msg)
+        checked_secret(user_hash_secret)
         if eventlog is None:
             eventlog = EventLog(background=True, **eventlog_options)
         log = logging.getLogger("jupyter_telemetry_ext.hub.events")

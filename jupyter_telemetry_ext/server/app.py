@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import os
 from pathlib import Path
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionAppJinjaMixin
 from traitlets import Bool, Enum, Float, Int, List, TraitError, Unicode, default, validate
@@ -14,7 +15,7 @@ from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.errors import ForwardingRefusedError, SpoolFolderError
 from jupyter_telemetry_ext.core.eventlog import EventLog
-from jupyter_telemetry_ext.core.recorded_user import warn_user_not_kept
+from jupyter_telemetry_ext.core.recorded_user import checked_secret, warn_user_not_kept
 from jupyter_telemetry_ext.core.redact_url import safe_url
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.server.forwarding.forwarder import (
@@ -188,8 +189,16 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         stores each posted event once (whatever `record_user` says). Empty (the default): a
         random key is generated once and kept in the Jupyter data dir, in the file
         `jupyter_telemetry_ext_user_secret` (mode 0600); set the same key on every server
-        whose hashes must match (e.g. all of a JupyterHub's single-user servers).""",
+        whose hashes must match (e.g. all of a JupyterHub's single-user servers). A key must
+        have at least 16 characters: a shorter one stops the server at start.""",
     ).tag(config=True)
+
+    @validate("user_hash_secret")
+    def _validate_user_hash_secret(self, proposal: Any) -> str:
+        try:
+            return checked_secret(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
 
     reply_after_write = Bool(
         False,

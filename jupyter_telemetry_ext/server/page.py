@@ -34,7 +34,7 @@ class TelemetryPageHandler(
             )
         else:
             model = page_model(self.eventlog, getattr(self.extensionapp, "record_user", "none"))
-        await self.finish(self.render_template(TEMPLATE, model=model))
+        self.finish(self.render_template(TEMPLATE, model=model))
 
 
 page_handlers: list[tuple[str, type[web.RequestHandler]]] = [

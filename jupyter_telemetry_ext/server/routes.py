@@ -137,7 +137,7 @@ class SchemasHandler(TelemetryHandler):
             for summary in model["schemas"]:
                 summary["allowed"], summary["sampling"] = forwarder.recorded(summary["id"])
                 summary["policy"] = collector_policy(forwarder.rules, summary)
-        await self.finish(json.dumps(model))
+        self.finish(json.dumps(model))
 
 
 class SchemaHandler(TelemetryHandler):
@@ -150,7 +150,7 @@ class SchemaHandler(TelemetryHandler):
         model = schema_model(self.eventlog, schema_id)
         if self.forwarder is not None:
             model["allowed"] = self.forwarder.recorded(schema_id)[0]
-        await self.finish(json.dumps(model))
+        self.finish(json.dumps(model))
 
 
 class SubscribeHandler(TelemetryMixin, WebSocketMixin, JupyterHandler, websocket.WebSocketHandler):

@@ -344,9 +344,12 @@ class ForwardSpool:
             return dropped
 
     def close(self) -> None:
-        """Close the newest segment and give up the ownership (the files stay for a restart)."""
+        """Close the newest segment and give up the ownership (what is left stays for a
+        restart; with nothing left, no file of this process stays either)."""
         with self._lock:
             self._close_file()
+            if not any(self.folder.glob(f"{self.owner}.*{SEGMENT_SUFFIX}")):
+                (self.folder / f"{self.owner}{LOCK_SUFFIX}").unlink(missing_ok=True)
             self._lock_file.close()
 
 

@@ -54,7 +54,17 @@ def test_every_tested_block_is_found() -> None:
 def test_the_collectors_allow_list_takes_every_shipped_and_server_schema_with_its_user(
     tmp_path: Path, database_variable: str
 ) -> None:
-    config = load(tmp_path, doc_block("jupyterhub.md", "telemetry_config", {'"..."': '"key"'}))
+    config = load(
+        tmp_path,
+        doc_block(
+            "jupyterhub.md",
+            "telemetry_config",
+            {
+                '"..."': '"key-of-the-tests"',
+                '"/srv/jupyterhub/collector-spool"': repr(str(tmp_path / "spool")),
+            },
+        ),
+    )
     collector = TelemetryCollector(config=config)
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -87,7 +97,7 @@ def test_the_hubs_own_allow_list_keeps_the_user_of_its_server_actions(
     pytest.importorskip("jupyterhub")
     from jupyter_telemetry_ext.hub.events import HubEventHandler
 
-    fill = {'"/srv/jupyterhub/spool"': repr(str(tmp_path / "spool")), '"..."': '"key"'}
+    fill = {'"/srv/jupyterhub/spool"': repr(str(tmp_path / "spool")), '"..."': '"key-of-the-tests"'}
     with caplog.at_level(logging.WARNING):
         config = load(tmp_path, doc_block("jupyterhub.md", "jupyterhub_config_events", fill))
     [handler] = config.EventLogger.handlers

@@ -104,6 +104,7 @@ def test_a_clean_restart_sends_nothing_twice_and_keeps_nothing_delivered(
     assert spooled_events(spool) == []  # delivered: gone from the user's disk at once
     assert alice.stop() == 0
     assert spooled_events(spool) == []
+    assert list(spool.iterdir()) == []  # nor a lock of the stopped server
 
     again = start(hub, "alice", data)
     assert post(again, event(9)) == (200, {"status": "recorded"})

@@ -56,9 +56,14 @@ def hashed(name: str) -> str:
     return hashed_user(SECRET.encode(), name)
 
 
-def collector_config() -> str:
-    """Return the docs' collector config, its secret filled in."""
-    return doc_block("jupyterhub.md", "telemetry_config", {'"..."': repr(SECRET)})
+def collector_config(config: Path) -> str:
+    """Return the docs' collector config, its secret and spool folder (beside `config`)
+    filled in."""
+    fill = {
+        '"..."': repr(SECRET),
+        '"/srv/jupyterhub/collector-spool"': repr(str(config.with_suffix(".spool"))),
+    }
+    return doc_block("jupyterhub.md", "telemetry_config", fill)
 
 
 def hub_events_config(spool: Path) -> str:
@@ -129,7 +134,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         (schemas / f"{schema['$id'].replace('/', '_')}.json").write_text(json.dumps(schema))
     with _database() as db:
         config = tmp / "telemetry_config.py"
-        config.write_text(collector_config())
+        config.write_text(collector_config(config))
         extra = hub_events_config(tmp / "spool-h")
         with running_hub(tmp, config, extra, database=db) as hub:
             alice, bob = hub.user_token("alice"), hub.user_token("bob")
@@ -440,7 +445,7 @@ def test_a_collector_whose_config_fails_stops_the_hub_that_starts_it(tmp_path: P
     it exits 2 with the reason, and the hub reports it and stops (it used to serve, filtering
     every event)."""
     config = tmp_path / "telemetry_config.py"
-    config.write_text(collector_config())
+    config.write_text(collector_config(config))
     hub = Hub(tmp_path, config, database="")
     try:
         with pytest.raises(RuntimeError, match="the hub exited"):
@@ -465,7 +470,7 @@ def test_jupyterhub_commands_stop_cleanly_without_telemetry_db(
     """`jupyterhub token` reads the docs' jupyterhub_config.py: without the variable it stops
     with the reason, and no half-built PostgresEventHandler crashes logging.shutdown at exit."""
     config = tmp_path / "telemetry_config.py"
-    config.write_text(collector_config())
+    config.write_text(collector_config(config))
     hub = Hub(tmp_path, config, hub_events_config(tmp_path / "spool-h"))
     env = {**os.environ, **hub.environment}
     env.pop("TELEMETRY_DB", None)
@@ -543,7 +548,7 @@ def outage_parts(
     (the hub stops it)."""
     tmp = tmp_path_factory.mktemp("outage")
     config = tmp / "collector_config.py"
-    config.write_text(collector_config())
+    config.write_text(collector_config(config))
     collector = ExternalCollector(deployment.hub, config, tmp)
     args = (f"--TelemetryExtension.collector_url={collector.url}",
             f"--TelemetryExtension.forward_spool_dir={tmp / 'spool'}",

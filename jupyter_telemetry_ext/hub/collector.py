@@ -190,7 +190,8 @@ class TelemetryCollector(Command):
         try:
             return checked_secret(proposal["value"])
         except ValueError as e:
-            raise TraitError(str(e)) from None
+            msg = f"{type(self).__name__}.{e}"
+            raise TraitError(msg) from None
 
     reply_after_write = Bool(
         False,

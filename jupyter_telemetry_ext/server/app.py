@@ -198,7 +198,8 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         try:
             return checked_secret(proposal["value"])
         except ValueError as e:
-            raise TraitError(str(e)) from None
+            msg = f"{type(self).__name__}.{e}"
+            raise TraitError(msg) from None
 
     reply_after_write = Bool(
         False,

@@ -29,6 +29,7 @@ redaction: folder 0700, files 0600.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -140,6 +141,9 @@ class ForwardSpool:
             msg = f"the spool folder {folder} cannot be locked ({type(e).__name__}: {e.strerror})"
             raise SpoolFolderError(msg) from None
         self._lock = threading.Lock()
+        # The server never closes its spool (an event may come until the very end): at the
+        # process's exit, a spool with nothing left leaves no lock behind.
+        atexit.register(self.close)
         self._segments: deque[Segment] = deque()
         self._serial = 0
         self._file: BinaryIO | None = None  # the newest segment, open for appending
@@ -346,6 +350,7 @@ class ForwardSpool:
     def close(self) -> None:
         """Close the newest segment and give up the ownership (what is left stays for a
         restart; with nothing left, no file of this process stays either)."""
+        atexit.unregister(self.close)
         with self._lock:
             self._close_file()
             if not any(self.folder.glob(f"{self.owner}.*{SEGMENT_SUFFIX}")):

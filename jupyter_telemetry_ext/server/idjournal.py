@@ -32,6 +32,7 @@ class IdJournal:
         self.max_lines = 2 * capacity
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
+        self._path = folder  # the newest segment's, while `_file` is open
         self._started = 0.0
         self._written = 0
         self._lines: dict[Path, int] = {}  # lines of each closed segment
@@ -73,13 +74,13 @@ class IdJournal:
         path = self.folder / f"{now:017.6f}-{os.getpid()}{SUFFIX}"
         # The ids name hub users: the owner's alone, as the spools and the key file are.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
-        self._file = os.fdopen(fd, "a", encoding="utf-8")
+        self._file, self._path = os.fdopen(fd, "a", encoding="utf-8"), path
         self._started, self._written = now, 0
         return self._file
 
     def _close(self) -> None:
         if self._file is not None:
-            self._lines[Path(self._file.name)] = self._written
+            self._lines[self._path] = self._written
             self._file.close()
             self._file = None
 

@@ -63,12 +63,18 @@ def connection_class() -> type[Any] | None:
 
 
 @pytest.fixture
-def sink_file(tmp_path: Path) -> Iterator[Path]:
-    """A real log file that the server's EventLog writes to, beside the in-memory sink."""
-    path = tmp_path / "events.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    yield path
+def file_handler(tmp_path: Path) -> Iterator[logging.FileHandler]:
+    """A real log file that the server's EventLog writes to, beside the in-memory sink; closed
+    after the server stopped, whether or not the server closed its handlers."""
+    handler = logging.FileHandler(tmp_path / "events.log", encoding="utf-8")
+    yield handler
     handler.close()
+
+
+@pytest.fixture
+def sink_file(file_handler: logging.FileHandler) -> Path:
+    """The file `file_handler` writes."""
+    return Path(file_handler.baseFilename)
 
 
 @pytest.fixture
@@ -78,7 +84,7 @@ def jp_server_config(  # type: ignore[no-redef]
     audit: list[str],
     allowed: Any,
     sink: Sink,
-    sink_file: Path,
+    file_handler: logging.FileHandler,
     connection_class: type[Any] | None,
     record_user: str,
 ) -> Config:
@@ -87,7 +93,7 @@ def jp_server_config(  # type: ignore[no-redef]
     if audit:
         config.TelemetryExtension.audit = audit
     config.EventLog.allowed_schemas = allowed
-    config.EventLog.handlers = [sink.handler, logging.FileHandler(sink_file, encoding="utf-8")]
+    config.EventLog.handlers = [sink.handler, file_handler]
     if connection_class is not None:
         config.ServerApp.kernel_websocket_connection_class = connection_class
     config.TelemetryExtension.record_user = record_user
@@ -179,6 +185,9 @@ def connect(jp_fetch: Fetch, jp_ws_fetch: Any) -> Connect:
         params = {"session_id": session}
         path = ("api", "kernels", kernels[0], "channels")
         ws = await jp_ws_fetch(*path, params=params, subprotocols=subprotocols)
+        if protocol and ws.selected_subprotocol is None:  # jupyter_server 2.10 (the minimum)
+            ws.close()
+            pytest.skip(f"this jupyter_server does not offer the {protocol} kernel protocol")
         assert ws.selected_subprotocol == protocol
         return KernelSocket(ws, protocol, session, kernels[0])
 

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.servers import free_port
 
 BIN_DIRS = ("/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin",
@@ -94,3 +96,15 @@ def running_server(bindir: Path) -> Iterator[PostgresServer]:
         with contextlib.suppress(subprocess.CalledProcessError):  # a test stopped it already
             server.stop()
         server.remove()
+
+
+def server_for_tests() -> Iterator[PostgresServer]:
+    """Yield a started server for a fixture: the tests skip without the binaries, except on CI,
+    where they must run."""
+    bindir = binaries()
+    if bindir is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL server binaries not found: CI must run the PostgreSQL tests")
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    with running_server(bindir) as server:
+        yield server

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from contextlib import closing
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 
 from jupyter_telemetry_ext.core.recorded_user import hashed_user
-from tests.pgserver import PostgresServer, binaries, running_server
+from tests.pgserver import PostgresServer, server_for_tests
 from tests.test_postgres import PASSWORD, SCHEMA_ID, cli, make_handler, make_log, record, rows
 
 psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
@@ -34,13 +33,7 @@ TABLES = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the module (about half a second to start)."""
-    bindir = binaries()
-    if bindir is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL server binaries not found: CI must run the PostgreSQL tests")
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
-    with running_server(bindir) as server:
-        yield server
+    yield from server_for_tests()
 
 
 @pytest.fixture

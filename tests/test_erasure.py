@@ -20,7 +20,7 @@ from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.core.recorded_user import hashed_user
 from jupyter_telemetry_ext.core.tombstones import FileTombstones, erased_file
 from tests.conftest import make_schema
-from tests.pgserver import PostgresServer, binaries, running_server
+from tests.pgserver import PostgresServer, server_for_tests
 from tests.servers import wait_until
 
 psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
@@ -40,13 +40,7 @@ SECRET = "d" * 64
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the module."""
-    bindir = binaries()
-    if bindir is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL server binaries not found: CI must run the PostgreSQL tests")
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
-    with running_server(bindir) as server:
-        yield server
+    yield from server_for_tests()
 
 
 @pytest.fixture

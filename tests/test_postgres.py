@@ -23,7 +23,7 @@ from jupyter_telemetry_ext.core.errors import StoreUnavailableError
 from jupyter_telemetry_ext.core.recorded_user import hashed_user
 from jupyter_telemetry_ext.sinks.pgtable import EVENTS_KEY
 from tests.conftest import FRONTEND_ID, Sink, make_schema
-from tests.pgserver import PostgresServer, binaries, running_server
+from tests.pgserver import PostgresServer, server_for_tests
 from tests.test_reliability import Fetch, send
 
 psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
@@ -46,13 +46,7 @@ JUPYTER = str(Path(sys.executable).with_name("jupyter"))
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the session (about half a second to start)."""
-    bindir = binaries()
-    if bindir is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("PostgreSQL server binaries not found: CI must run the PostgreSQL tests")
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
-    with running_server(bindir) as server:
-        yield server
+    yield from server_for_tests()
 
 
 @pytest.fixture

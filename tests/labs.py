@@ -118,12 +118,13 @@ def running_lab(
     checkout: bool = False,
     settings: dict[str, dict[str, Any]] | None = None,
     files: dict[str, str] | None = None,
+    config_lines: str = "",
 ) -> Iterator[Lab]:
     """Run `jupyter lab` in `tmp` recording `allowed` schemas into a file; stop it at exit.
 
     `checkout` loads this checkout's client build and schemas; `settings` maps a plugin id
     (`jupyter-telemetry-ext:plugin`) to the user settings the lab starts with; `files` are
-    written into the root before the lab starts.
+    written into the root before the lab starts; `config_lines` end the server's config file.
     """
     root = tmp / "root"
     root.mkdir()
@@ -131,7 +132,8 @@ def running_lab(
         (root / name).write_text(text, encoding="utf-8")
     sink = tmp / "events.jsonl"
     config = tmp / "jupyter_lab_config.py"
-    config.write_text(SERVER_CONFIG.format(sink=str(sink), schemas=allowed), encoding="utf-8")
+    text = SERVER_CONFIG.format(sink=str(sink), schemas=allowed) + config_lines
+    config.write_text(text, encoding="utf-8")
     port = free_port()
     command = jupyter_command(
         "lab", config, port, root, TOKEN,

@@ -98,6 +98,7 @@ def test_the_hubs_own_allow_list_keeps_the_user_of_its_server_actions(
     tmp_path: Path, database_variable: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     pytest.importorskip("jupyterhub")
+    from jupyter_telemetry_ext.hub.actions import HubAuditHandler
     from jupyter_telemetry_ext.hub.events import HubEventHandler
 
     fill = {'"/srv/jupyterhub/spool"': repr(str(tmp_path / "spool")), '"..."': '"key-of-the-tests"'}
@@ -108,6 +109,12 @@ def test_the_hubs_own_allow_list_keeps_the_user_of_its_server_actions(
     assert handler.eventlog.is_allowed(HUB_ACTION)
     assert handler.eventlog.is_allowed(HUBS_OWN_ACTION)  # HubAuditHandler's, the same EventLog
     assert not _open_to_users(HUBS_OWN_ACTION)  # and the collector never takes one from users
+    # HubAuditHandler is the hub's log function, recording through the same EventLog
+    settings = config.JupyterHub.tornado_settings.get_value({})
+    audit = settings["log_function"].__self__
+    assert isinstance(audit, HubAuditHandler)
+    assert audit.eventlog is handler.eventlog
+    assert audit.record_user == "hashed"
     assert HUB_ACTION in {schema.id for schema in handler.eventlog.schemas}
     assert handler.record_user == "hashed"
     assert not [r for r in caplog.records if NOT_KEPT in r.getMessage()]

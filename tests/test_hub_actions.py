@@ -11,11 +11,12 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.hubserver import Hub, running_hub
+from tests.hubserver import Hub, doc_block, running_hub
 from tests.servers import log_tail, wait_until
 
 pytest.importorskip("jupyterhub", reason="the [hub] extra (jupyterhub) is not installed")
@@ -23,6 +24,7 @@ pytest.importorskip("psycopg", reason="the documented config stores in PostgreSQ
 requests = pytest.importorskip("requests")
 
 from tests.test_hub import (  # noqa: E402 - after the skips: it needs jupyterhub and psycopg
+    SECRET,
     _database,
     collector_config,
     hashed,
@@ -243,3 +245,21 @@ def test_users_cannot_post_hub_actions_to_the_collector(audited: Audited) -> Non
                                         event, token=audited.alice)  # fmt: skip
     assert status >= 400 or reply.get("status") != "recorded", reply
     assert not audited.actions(actor=forged["actor"])
+
+
+def test_a_wrong_audit_config_stops_the_hub_at_start(tmp_path: Path) -> None:
+    """A key too short for the hashes: the hub exits at start, its log says why."""
+    events = doc_block("jupyterhub.md", "jupyterhub_config_events", {
+        '"/srv/jupyterhub/spool"': repr(str(tmp_path / "spool")),
+        'events.eventlog, record_user="hashed", user_hash_secret="..."':
+            'events.eventlog, record_user="hashed", user_hash_secret="short"',
+        '"..."': repr(SECRET)})  # fmt: skip
+    config = tmp_path / "telemetry_config.py"
+    config.write_text(collector_config(config))
+    hub = Hub(tmp_path, config, events, database="postgresql://telemetry@127.0.0.1:1/telemetry")
+    try:
+        with pytest.raises(RuntimeError, match="the hub exited"):
+            hub.start(timeout=60)
+    finally:
+        hub.stop()
+    assert "user_hash_secret: a key of at least 16 characters" in hub.log.read_text()

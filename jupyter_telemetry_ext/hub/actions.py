@@ -40,6 +40,7 @@ from .routes_named import AUTHORIZE, NAMED, SERVER_ACCESS, STATE_CHANGING, Namin
 HUB_ACTION = "https://events.jupyter.org/jupyter_telemetry_ext/hub-action"
 CLOSE_TIMEOUT = 10.0  # seconds the hub's exit waits for queued actions to be written
 NAME_LIMIT = 255  # the schema's maxLength of names
+ROUTE_LIMIT = 256  # and of a route pattern (an extra handler's may be longer)
 TOKEN_ID = re.compile(r"[a-z][0-9]{1,18}")
 LogFunction = Callable[[web.RequestHandler], None]
 log = logging.getLogger("jupyter_telemetry_ext.hub.actions")
@@ -128,18 +129,20 @@ class HubAuditHandler:
     def action(self, handler: web.RequestHandler) -> dict[str, Any] | None:
         """Return the hub-action event of a finished request (names in clear), or None."""
         method = handler.request.method or ""
+        if method not in STATE_CHANGING and method != "GET":
+            return None
         route = self.routes.route(handler)
+        if route != AUTHORIZE and method not in STATE_CHANGING:
+            return None  # a GET: it changes nothing
         actor = actor_of(handler)
         if route == AUTHORIZE:
             targets = others_server(handler, actor)
             if targets is None:
                 return None
             named = SERVER_ACCESS
-        elif method in STATE_CHANGING:
+        else:
             named = naming(method, route)
             targets = targets_of(named, handler.path_args)
-        else:
-            return None
         request = handler.request
         return {"action": named.action, "method": method, "route": route,
                 "status": handler.get_status(), "duration_ms": 1000.0 * request.request_time(),
@@ -182,7 +185,7 @@ class RouteIndex:
         path = handler.request.path
         for regex in self._patterns.get(type(handler), ()):
             if regex.match(path):
-                return _relative(regex.pattern.removesuffix("$"), handler)
+                return _relative(regex.pattern.removesuffix("$"), handler)[:ROUTE_LIMIT]
         return ""
 
 

@@ -213,7 +213,7 @@ def actor_of(handler: web.RequestHandler) -> dict[str, Any]:
     if not isinstance(name, str):
         return {"actor": None, "actor_service": None, "actor_kind": "none",
                 "actor_via": "none", "actor_token_id": None}  # fmt: skip
-    via, token_id = _token_of(handler)
+    via, token_id = _token_of(handler, who)
     service = _is_service(who)
     return {
         "actor": None if service else name[:NAME_LIMIT],
@@ -224,19 +224,31 @@ def actor_of(handler: web.RequestHandler) -> dict[str, Any]:
     }
 
 
-def _token_of(handler: web.RequestHandler) -> tuple[str, str | None]:
-    """Return how the request was identified ("token" or "cookie") and the token's id (a12)."""
+def _token_of(handler: web.RequestHandler, who: object) -> tuple[str, str | None]:
+    """Return how the request was identified ("token", "cookie" or "login": a password in its
+    body) and the token's id (a12)."""
     from sqlalchemy.exc import SQLAlchemyError
 
     get_token = getattr(handler, "get_token", None)
     token = get_token() if callable(get_token) else None
     if token is None:
-        return "cookie", None
+        return ("cookie" if _cookie_of(handler, who) else "login"), None
     try:
         token_id = getattr(token, "api_id", None)
     except SQLAlchemyError:  # the request deleted the very token it was made with
         return "token", None
     return "token", token_id if isinstance(token_id, str) and TOKEN_ID.fullmatch(token_id) else None
+
+
+def _cookie_of(handler: web.RequestHandler, who: object) -> bool:
+    """Return whether the request carried the hub's login cookie of `who` (read, not renewed)."""
+    name = getattr(handler.settings.get("hub"), "cookie_name", None)
+    if not isinstance(name, str):
+        return False
+    days = getattr(handler, "cookie_max_age_days", None) or 14
+    value = handler.get_secure_cookie(name, max_age_days=days)  # tornado 6.2 has no _signed_
+    cookie_id = getattr(getattr(who, "orm_user", None), "cookie_id", None)
+    return value is not None and value.decode("utf-8", "replace") == cookie_id
 
 
 def _is_service(who: object) -> bool:

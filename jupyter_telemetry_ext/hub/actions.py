@@ -18,13 +18,11 @@ from __future__ import annotations
 
 import atexit
 import logging
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from tornado import web
-from tornado.routing import PathMatches
 
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.eventlog import EventLog
@@ -35,13 +33,19 @@ from jupyter_telemetry_ext.core.recorded_user import (
 )
 from jupyter_telemetry_ext.core.schema import EventSchema
 
-from .routes_named import AUTHORIZE, NAMED, SERVER_ACCESS, STATE_CHANGING, Naming, naming
+from .actor import actor_of, others_server
+from .routes_named import (
+    AUTHORIZE,
+    NAMED,
+    SERVER_ACCESS,
+    STATE_CHANGING,
+    RouteIndex,
+    naming,
+    targets_of,
+)
 
 HUB_ACTION = "https://events.jupyter.org/jupyter_telemetry_ext/hub-action"
 CLOSE_TIMEOUT = 10.0  # seconds the hub's exit waits for queued actions to be written
-NAME_LIMIT = 255  # the schema's maxLength of names
-ROUTE_LIMIT = 256  # and of a route pattern (an extra handler's may be longer)
-TOKEN_ID = re.compile(r"[a-z][0-9]{1,18}")
 LogFunction = Callable[[web.RequestHandler], None]
 log = logging.getLogger("jupyter_telemetry_ext.hub.actions")
 ACTIONS = (
@@ -168,125 +172,6 @@ class HubAuditHandler:
         """Write what is queued and stop the EventLog it created (not one it was given)."""
         if self._owned:
             self.eventlog.close(CLOSE_TIMEOUT)
-
-
-class RouteIndex:
-    """The route pattern each request matched, relative to the hub's base URL."""
-
-    def __init__(self) -> None:
-        """Index nothing until the first request (the application exists by then)."""
-        self._app: web.Application | None = None
-        self._patterns: dict[type, list[re.Pattern[str]]] = {}
-
-    def route(self, handler: web.RequestHandler) -> str:
-        """Return the pattern of the handler's route (without `$`), or "" when none matches."""
-        if handler.application is not self._app:
-            self._app, self._patterns = handler.application, _patterns(handler.application)
-        path = handler.request.path
-        for regex in self._patterns.get(type(handler), ()):
-            if regex.match(path):
-                return _relative(regex.pattern.removesuffix("$"), handler)[:ROUTE_LIMIT]
-        return ""
-
-
-def _patterns(app: web.Application) -> dict[type, list[re.Pattern[str]]]:
-    found: dict[type, list[re.Pattern[str]]] = {}
-    for rule in app.wildcard_router.rules:
-        if isinstance(rule.matcher, PathMatches) and isinstance(rule.target, type):
-            found.setdefault(rule.target, []).append(rule.matcher.regex)
-    return found
-
-
-def _relative(pattern: str, handler: web.RequestHandler) -> str:
-    hub = handler.settings.get("hub")
-    base = str(getattr(hub, "base_url", "/hub/")).rstrip("/")
-    return pattern.removeprefix(base) if pattern.startswith(base + "/") else pattern
-
-
-def actor_of(handler: web.RequestHandler) -> dict[str, Any]:
-    """Return who made the request: a user or a service, by a token (its id) or a cookie."""
-    try:
-        who = handler.current_user
-    except (web.HTTPError, RuntimeError):  # never identified (e.g. a 405 before prepare)
-        who = None
-    name = getattr(who, "name", None)
-    if not isinstance(name, str):
-        return {"actor": None, "actor_service": None, "actor_kind": "none",
-                "actor_via": "none", "actor_token_id": None}  # fmt: skip
-    via, token_id = _token_of(handler, who)
-    service = _is_service(who)
-    return {
-        "actor": None if service else name[:NAME_LIMIT],
-        "actor_service": name[:NAME_LIMIT] if service else None,
-        "actor_kind": "service" if service else "user",
-        "actor_via": via,
-        "actor_token_id": token_id,
-    }
-
-
-def _token_of(handler: web.RequestHandler, who: object) -> tuple[str, str | None]:
-    """Return how the request was identified ("token", "cookie" or "login": a password in its
-    body) and the token's id (a12)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    get_token = getattr(handler, "get_token", None)
-    token = get_token() if callable(get_token) else None
-    if token is None:
-        return ("cookie" if _cookie_of(handler, who) else "login"), None
-    try:
-        token_id = getattr(token, "api_id", None)
-    except SQLAlchemyError:  # the request deleted the very token it was made with
-        return "token", None
-    return "token", token_id if isinstance(token_id, str) and TOKEN_ID.fullmatch(token_id) else None
-
-
-def _cookie_of(handler: web.RequestHandler, who: object) -> bool:
-    """Return whether the request carried the hub's login cookie of `who` (read, not renewed)."""
-    name = getattr(handler.settings.get("hub"), "cookie_name", None)
-    if not isinstance(name, str):
-        return False
-    days = getattr(handler, "cookie_max_age_days", None) or 14
-    value = handler.get_secure_cookie(name, max_age_days=days)  # tornado 6.2 has no _signed_
-    cookie_id = getattr(getattr(who, "orm_user", None), "cookie_id", None)
-    return value is not None and value.decode("utf-8", "replace") == cookie_id
-
-
-def _is_service(who: object) -> bool:
-    from jupyterhub import orm
-
-    return isinstance(who, orm.Service)
-
-
-def targets_of(named: Naming, values: Iterable[str | None]) -> dict[str, Any]:
-    """Return the targets the route's values name (a token id only when it is one)."""
-    targets: dict[str, Any] = {}
-    for field, value in zip(named.targets, values, strict=False):
-        if not field or not isinstance(value, str):
-            continue
-        if field == "target_token_id":
-            targets[field] = value if TOKEN_ID.fullmatch(value) else None
-        else:
-            targets[field] = value[:NAME_LIMIT]
-    return targets
-
-
-def others_server(handler: web.RequestHandler, actor: dict[str, Any]) -> dict[str, Any] | None:
-    """Return the owner and name of the server an OAuth authorization is for, when the actor
-    (identified) is not its owner; None otherwise (a service's client, one's own server)."""
-    if actor["actor_kind"] == "none":
-        return None  # not logged in: nothing was granted
-    client_id = handler.get_argument("client_id", None)
-    if not client_id:
-        return None
-    from jupyterhub import orm
-
-    db = getattr(handler, "db", None)
-    client = db.query(orm.OAuthClient).filter_by(identifier=client_id).first() if db else None
-    spawner: Any = getattr(client, "spawner", None)
-    owner = getattr(getattr(spawner, "user", None), "name", None)
-    if spawner is None or not isinstance(owner, str) or owner == actor["actor"]:
-        return None
-    return {"target_user": owner[:NAME_LIMIT], "target_server": str(spawner.name or "")}
 
 
 def _check_mode(record_user: str, secret: str) -> None:

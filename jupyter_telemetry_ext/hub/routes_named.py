@@ -1,4 +1,5 @@
-"""The stable action names of the hub's routes, and which target each of a route's values names.
+"""The hub's routes: which one a request matched, its action's stable name, and which target
+each of the route's values names.
 
 Keyed by method and route pattern relative to the hub's base URL, as JupyterHub declares its
 handlers (the same in JupyterHub 5 and 6). A state-changing request to a route not listed here
@@ -7,7 +8,16 @@ is still recorded, as `request.<method>` with its pattern.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import re
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from tornado import web
+from tornado.routing import PathMatches
+
+NAME_LIMIT = 255  # the schema's maxLength of names
+ROUTE_LIMIT = 256  # and of a route pattern (an extra handler's may be longer)
+TOKEN_ID = re.compile(r"[a-z][0-9]{1,18}")  # a token's id (a12); a token is 32 characters
 
 
 class Naming(NamedTuple):
@@ -87,3 +97,49 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def naming(method: str, route: str) -> Naming:
     """Return the name of a state-changing request's action (generic for an unlisted route)."""
     return NAMED.get((method, route)) or Naming(f"request.{method.lower()}")
+
+
+def targets_of(named: Naming, values: Iterable[str | None]) -> dict[str, Any]:
+    """Return the targets the route's values name (a token id only when it is one)."""
+    targets: dict[str, Any] = {}
+    for field, value in zip(named.targets, values, strict=False):
+        if not field or not isinstance(value, str):
+            continue
+        if field == "target_token_id":
+            targets[field] = value if TOKEN_ID.fullmatch(value) else None
+        else:
+            targets[field] = value[:NAME_LIMIT]
+    return targets
+
+
+class RouteIndex:
+    """The route pattern each request matched, relative to the hub's base URL."""
+
+    def __init__(self) -> None:
+        """Index nothing until the first request (the application exists by then)."""
+        self._app: web.Application | None = None
+        self._patterns: dict[type, list[re.Pattern[str]]] = {}
+
+    def route(self, handler: web.RequestHandler) -> str:
+        """Return the pattern of the handler's route (without `$`), or "" when none matches."""
+        if handler.application is not self._app:
+            self._app, self._patterns = handler.application, _patterns(handler.application)
+        path = handler.request.path
+        for regex in self._patterns.get(type(handler), ()):
+            if regex.match(path):
+                return _relative(regex.pattern.removesuffix("$"), handler)[:ROUTE_LIMIT]
+        return ""
+
+
+def _patterns(app: web.Application) -> dict[type, list[re.Pattern[str]]]:
+    found: dict[type, list[re.Pattern[str]]] = {}
+    for rule in app.wildcard_router.rules:
+        if isinstance(rule.matcher, PathMatches) and isinstance(rule.target, type):
+            found.setdefault(rule.target, []).append(rule.matcher.regex)
+    return found
+
+
+def _relative(pattern: str, handler: web.RequestHandler) -> str:
+    hub = handler.settings.get("hub")
+    base = str(getattr(hub, "base_url", "/hub/")).rstrip("/")
+    return pattern.removeprefix(base) if pattern.startswith(base + "/") else pattern

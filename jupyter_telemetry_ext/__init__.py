@@ -17,6 +17,7 @@ __all__ = [
     "EventSchema",
     "EventSchemaError",
     "EventValidationError",
+    "HubAuditHandler",
     "HubEventHandler",
     "PostgresEventHandler",
     "QueueFullError",
@@ -44,6 +45,10 @@ def __getattr__(name: str) -> Any:
         from .sinks.postgres import PostgresEventHandler
 
         return PostgresEventHandler
+    if name == "HubAuditHandler":  # for jupyterhub_config.py: the hub's own actions
+        from .hub.actions import HubAuditHandler
+
+        return HubAuditHandler
     if name == "HubEventHandler":  # for jupyterhub_config.py: the hub's events into our sinks
         from .hub.events import HubEventHandler
 

@@ -15,11 +15,12 @@ from traitlets.config import Config, PyFileConfigLoader
 
 from jupyter_telemetry_ext import EventLog, PostgresEventHandler
 from jupyter_telemetry_ext.core.errors import StoreError
-from jupyter_telemetry_ext.hub.collector import TelemetryCollector
+from jupyter_telemetry_ext.hub.collector import TelemetryCollector, _open_to_users
 from tests.conftest import SHIPPED_SCHEMAS
 from tests.hubserver import doc_block, doc_blocks
 
 HUB_ACTION = "https://schema.jupyter.org/jupyterhub/events/server-action"
+HUBS_OWN_ACTION = "https://events.jupyter.org/jupyter_telemetry_ext/hub-action"
 NOT_KEPT = "but the allow-list does not keep the category user-identifier"
 NOTEBOOK = "https://events.jupyter.org/jupyter_telemetry_ext/notebook"
 
@@ -80,6 +81,8 @@ def test_the_collectors_allow_list_takes_every_shipped_and_server_schema_with_it
     allowed = set(eventlog.allowed_schemas)
     assert allowed <= registered  # no typo: each id names a schema the collector knows
     shipped = {yaml.safe_load(p.read_text())["$id"] for p in SHIPPED_SCHEMAS.glob("*/*.yaml")}
+    # The hub's own records (hub-action) are the hub's to write, never the users' to post.
+    shipped = {schema_id for schema_id in shipped if _open_to_users(schema_id)}
     server = {
         s.id
         for s in eventlog.schemas
@@ -95,6 +98,7 @@ def test_the_hubs_own_allow_list_keeps_the_user_of_its_server_actions(
     tmp_path: Path, database_variable: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     pytest.importorskip("jupyterhub")
+    from jupyter_telemetry_ext.hub.actions import HubAuditHandler
     from jupyter_telemetry_ext.hub.events import HubEventHandler
 
     fill = {'"/srv/jupyterhub/spool"': repr(str(tmp_path / "spool")), '"..."': '"key-of-the-tests"'}
@@ -103,6 +107,14 @@ def test_the_hubs_own_allow_list_keeps_the_user_of_its_server_actions(
     [handler] = config.EventLogger.handlers
     assert isinstance(handler, HubEventHandler)
     assert handler.eventlog.is_allowed(HUB_ACTION)
+    assert handler.eventlog.is_allowed(HUBS_OWN_ACTION)  # HubAuditHandler's, the same EventLog
+    assert not _open_to_users(HUBS_OWN_ACTION)  # and the collector never takes one from users
+    # HubAuditHandler is the hub's log function, recording through the same EventLog
+    settings = config.JupyterHub.tornado_settings.get_value({})
+    audit = settings["log_function"].__self__
+    assert isinstance(audit, HubAuditHandler)
+    assert audit.eventlog is handler.eventlog
+    assert audit.record_user == "hashed"
     assert HUB_ACTION in {schema.id for schema in handler.eventlog.schemas}
     assert handler.record_user == "hashed"
     assert not [r for r in caplog.records if NOT_KEPT in r.getMessage()]

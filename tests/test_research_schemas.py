@@ -12,8 +12,10 @@ SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 PERSONAL = "user-identifiable-information"
 # Properties that can hold what a user typed or named: never anything but personal.
 CONTENT = {"source", "text", "path", "notebook_path", "error_value", "args", "user_agent"}
-# The research schemas, that the JupyterLab client posts (not the server's own audit records).
-FILES = sorted(p for p in SCHEMAS.rglob("*.yaml") if p.parent.name != "execution")
+# The research schemas, that the JupyterLab client posts (not the server's or the hub's own
+# audit records).
+AUDIT = {"execution", "hub-action"}
+FILES = sorted(p for p in SCHEMAS.rglob("*.yaml") if p.parent.name not in AUDIT)
 
 
 def load(path: Path) -> dict[str, Any]:

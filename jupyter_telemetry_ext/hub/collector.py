@@ -33,7 +33,12 @@ from jupyter_telemetry_ext.server.server_events import server_schemas
 from jupyter_telemetry_ext.server.wire import Limits
 
 GC_YOUNG_THRESHOLD = 20_000
-HUB_SCHEMAS = "https://schema.jupyter.org/jupyterhub/"  # the hub's own events: never posted
+# The hub's own events (JupyterHub's, and the hub-action audit records that the hub itself
+# writes): never posted by users, who could otherwise write actions in someone else's name.
+HUB_SCHEMAS = (
+    "https://schema.jupyter.org/jupyterhub/",
+    "https://events.jupyter.org/jupyter_telemetry_ext/hub-action",
+)
 INSTALL_HUB = "the collector needs JupyterHub: pip install 'jupyter_telemetry_ext[hub]'"
 
 

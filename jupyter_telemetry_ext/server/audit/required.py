@@ -1,0 +1,38 @@
+"""`audit_required` at start: code runs only once its audit event is durable, or not at all.
+
+The server refuses to start (exit 1, as for a config it cannot use) rather than run code it
+cannot audit: when execution is not audited, when its events are recorded nowhere, or when no
+sink keeps them on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .durability import Durability, Spool
+from .execution import SCHEMA_ID, ExecutionAudit
+
+OPTION = "TelemetryExtension.audit_required"
+
+
+def require_audit(
+    audit: ExecutionAudit | None, spool: Spool | None, log: logging.Logger
+) -> list[str]:
+    """Have `audit` pass each request on only once its event is durable (in the EventLog's
+    handlers and `spool`, the forwarder); return why it cannot (empty: it does)."""
+    if audit is None:
+        return [f'{OPTION} is set, but code execution is not audited: TelemetryExtension.audit '
+                'must include "execution" (see the errors above for why it is not)']  # fmt: skip
+    durability = Durability(audit.recorder, spool)
+    if not durability.eventlog.is_allowed(SCHEMA_ID) and spool is None:
+        return [f"{OPTION} is set, but {SCHEMA_ID} is not in c.EventLog.allowed_schemas and "
+                "nothing is forwarded: no execution could be recorded"]  # fmt: skip
+    places = durability.durable_sinks()
+    if not places:
+        return [f"{OPTION} is set, but no sink keeps audit events on disk: add a logging."
+                "FileHandler (or a PostgreSQL handler) to c.EventLog.handlers, or forward them "
+                "to a collector (TelemetryExtension.collector_url)"]  # fmt: skip
+    audit.durability = durability
+    log.info("Telemetry: audit_required: code runs only once its audit event is on disk "
+             "(%s); otherwise it is refused", ", ".join(places))  # fmt: skip
+    return []

@@ -105,12 +105,19 @@ def extra_config(tmp_path: Path, forwarding: bool) -> dict[str, Any]:
 
 
 @pytest.fixture
+def with_file() -> bool:
+    """Whether the EventLog writes to a file (else only to a stream: nothing durable)."""
+    return True
+
+
+@pytest.fixture
 def jp_server_config(  # type: ignore[no-redef]
     jp_server_config: Config,
     *,
     sink: Sink,
     file_handler: logging.FileHandler,
     extra_config: dict[str, Any],
+    with_file: bool,
 ) -> Config:
     config = Config(jp_server_config)
     config.TelemetryExtension.schema_paths.append(str(SHIPPED_SCHEMAS / "execution"))
@@ -119,7 +126,7 @@ def jp_server_config(  # type: ignore[no-redef]
     for name, value in extra_config.items():
         setattr(config.TelemetryExtension, name, value)
     config.EventLog.allowed_schemas = WITH_CODE
-    config.EventLog.handlers = [sink.handler, file_handler]
+    config.EventLog.handlers = [sink.handler, file_handler] if with_file else [sink.handler]
     return config
 
 
@@ -265,6 +272,19 @@ async def test_messages_after_a_held_request_keep_their_order(
 
 
 # Refusing to start, and the durability on its own with a real EventLog
+
+
+@pytest.mark.parametrize("with_file", [False])
+def test_a_server_without_a_durable_sink_does_not_start(
+    request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str], with_file: bool
+) -> None:
+    assert not with_file  # only a stream handler: nothing keeps the events on disk
+    with pytest.raises(SystemExit) as e:
+        request.getfixturevalue("jp_serverapp")
+    assert e.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[C ")]
+    assert any("the server stops: TelemetryExtension.audit_required is set, but no sink keeps "
+               "audit events on disk" in line for line in errors)  # fmt: skip
 
 
 def audit_of(handlers: list[logging.Handler], allowed: Any = WITH_CODE) -> ExecutionAudit:

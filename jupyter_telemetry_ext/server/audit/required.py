@@ -24,6 +24,8 @@ def require_audit(
         return [f'{OPTION} is set, but code execution is not audited: TelemetryExtension.audit '
                 'must include "execution" (see the errors above for why it is not)']  # fmt: skip
     durability = Durability(audit.recorder, spool)
+    if not durability.eventlog.background:  # a sync ticket is synced by the writer threads
+        return [f"{OPTION} is set, but the EventLog does not write in the background"]
     if not durability.eventlog.is_allowed(SCHEMA_ID) and spool is None:
         return [f"{OPTION} is set, but {SCHEMA_ID} is not in c.EventLog.allowed_schemas and "
                 "nothing is forwarded: no execution could be recorded"]  # fmt: skip

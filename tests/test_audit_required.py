@@ -35,6 +35,7 @@ from tests.test_audit_execution import (  # noqa: F401 - `connect` is a fixture
     KernelSocket,
     connect,
 )
+from tests.test_uplink_hostile import Standin
 
 
 @pytest.fixture
@@ -91,16 +92,29 @@ def file_handler(log_folder: Path) -> Iterator[logging.FileHandler]:
 
 
 @pytest.fixture
-def extra_config(tmp_path: Path, forwarding: bool) -> dict[str, Any]:
+def collector() -> Iterator[Standin]:
+    """A collector that answers nonsense (the spool only fills) until the test says."""
+    server = Standin()
+    server.mode = "nested"
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def extra_config(
+    tmp_path: Path, forwarding: bool, request: pytest.FixtureRequest
+) -> dict[str, Any]:
     """TelemetryExtension options a test adds."""
     if not forwarding:
         return {}
     spool = tmp_path / "spool"
     spool.mkdir(mode=0o700)
+    port = request.getfixturevalue("collector").port
     return {
-        "collector_url": "http://127.0.0.1:9/",  # nothing listens: the spool only fills
+        "collector_url": f"http://127.0.0.1:{port}/",
         "forward_spool_dir": str(spool),
         "forward_spool_bytes": 4096,
+        "forward_retry_max": 0.2,
     }
 
 
@@ -231,8 +245,8 @@ async def test_a_failing_sink_refuses_the_code_until_it_recovers(
 
 
 @pytest.mark.parametrize("forwarding", [True])
-async def test_a_full_forwarding_spool_refuses_the_code(
-    kernel: Connect, tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def test_a_full_forwarding_spool_refuses_the_code_until_it_drains(
+    kernel: Connect, tmp_path: Path, caplog: pytest.LogCaptureFixture, collector: Standin
 ) -> None:
     socket = await kernel()
     markers = [tmp_path / f"ran-{n}" for n in range(20)]
@@ -247,9 +261,17 @@ async def test_a_full_forwarding_spool_refuses_the_code(
     assert marker is not markers[0]  # the first requests were spooled and ran
     reply, iopub = await refused(socket, creating(tmp_path / "later"))
     assert_refused(reply, iopub, "the forwarding spool is full")
-    assert not marker.exists()
-    assert not (tmp_path / "later").exists()
     assert "was NOT passed to its kernel" in caplog.text
+    collector.mode = "proper"  # the collector takes the spooled events: the spool drains
+    for n in range(TIMEOUT * 5):
+        reply, _ = await refused(socket, creating(tmp_path / f"resumed-{n}"))
+        if reply["content"]["status"] == "ok":
+            break
+        await asyncio.sleep(0.2)
+    assert (tmp_path / f"resumed-{n}").exists()
+    assert not marker.exists()  # the refused code never ran
+    assert not (tmp_path / "later").exists()
+    assert collector.ids  # what ran was forwarded
 
 
 async def test_messages_after_a_held_request_keep_their_order(

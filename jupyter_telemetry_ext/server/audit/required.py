@@ -21,20 +21,35 @@ def require_audit(
     """Have `audit` pass each request on only once its event is durable (in the EventLog's
     handlers and `spool`, the forwarder); return why it cannot (empty: it does)."""
     if audit is None:
-        return [f'{OPTION} is set, but code execution is not audited: TelemetryExtension.audit '
-                'must include "execution" (see the errors above for why it is not)']  # fmt: skip
+        not_audited = (
+            f"{OPTION} is set, but code execution is not audited: TelemetryExtension.audit "
+            'must include "execution" (see the errors above for why it is not)'
+        )
+        return [not_audited]
     durability = Durability(audit.recorder, spool)
-    if not durability.eventlog.background:  # a sync ticket is synced by the writer threads
-        return [f"{OPTION} is set, but the EventLog does not write in the background"]
-    if not durability.eventlog.is_allowed(SCHEMA_ID) and spool is None:
-        return [f"{OPTION} is set, but {SCHEMA_ID} is not in c.EventLog.allowed_schemas and "
-                "nothing is forwarded: no execution could be recorded"]  # fmt: skip
-    places = durability.durable_sinks()
-    if not places:
-        return [f"{OPTION} is set, but no sink keeps audit events on disk: add a logging."
-                "FileHandler (or a PostgreSQL handler) to c.EventLog.handlers, or forward them "
-                "to a collector (TelemetryExtension.collector_url)"]  # fmt: skip
+    why = why_not_durable(durability)
+    if why is not None:
+        return [f"{OPTION} is set, but {why}"]
     audit.durability = durability
     log.info("Telemetry: audit_required: code runs only once its audit event is on disk "
-             "(%s); otherwise it is refused", ", ".join(places))  # fmt: skip
+             "(%s); otherwise it is refused", ", ".join(durability.durable_sinks()))  # fmt: skip
     return []
+
+
+def why_not_durable(durability: Durability) -> str | None:
+    """Return why no audit event could ever be durable (None: they can be)."""
+    eventlog = durability.eventlog
+    if not eventlog.background:  # a sync ticket is synced by the writer threads
+        return "the EventLog does not write in the background"
+    if not eventlog.is_allowed(SCHEMA_ID) and durability.spool is None:
+        return (
+            f"{SCHEMA_ID} is not in c.EventLog.allowed_schemas and nothing is forwarded: "
+            "no execution could be recorded"
+        )
+    if not durability.durable_sinks():
+        return (
+            "no sink keeps audit events on disk: add a logging.FileHandler (or a PostgreSQL "
+            "handler) to c.EventLog.handlers, or forward them to a collector "
+            "(TelemetryExtension.collector_url)"
+        )
+    return None

@@ -22,6 +22,7 @@ from traitlets.config import Config
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.server.audit.durability import AuditUnavailableError, Durability
 from jupyter_telemetry_ext.server.audit.execution import ExecutionAudit
+from jupyter_telemetry_ext.server.audit.outbox import Held, Outbox
 from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder
 from jupyter_telemetry_ext.server.audit.required import require_audit
 from tests.conftest import SHIPPED_SCHEMAS, Sink
@@ -366,3 +367,28 @@ async def test_an_event_that_cannot_be_recorded_is_refused_at_once(tmp_path: Pat
     assert (where.startswith("recording"), count) == (True, 1)  # logged and counted: a gap
     audit.recorder.eventlog.close(5)
     file.close()
+
+
+async def test_a_held_request_is_overtaken_by_nothing_on_its_channel() -> None:
+    sent: list[str] = []
+    refusals: list[str] = []
+    errors: list[str] = []
+    outbox = Outbox(lambda where, error: errors.append(where))
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[None] = loop.create_future()
+    second: asyncio.Future[None] = loop.create_future()
+    outbox.put("shell", Held(lambda: sent.append("execute 1"), first, lambda e: None))
+    outbox.put("shell", Held(lambda: sent.append("kernel_info")))
+    outbox.put("shell", Held(lambda: sent.append("execute 2"), second,
+                             lambda e: refusals.append(str(e))))  # fmt: skip
+    outbox.put("control", Held(lambda: sent.append("interrupt")))
+    assert sent == ["interrupt"]  # another channel goes on
+    second.set_exception(AuditUnavailableError("the disk is full"))
+    await asyncio.sleep(0)
+    assert sent == ["interrupt"]  # the second waits behind the first, refused or not
+    first.set_result(None)
+    await asyncio.sleep(0)
+    assert sent == ["interrupt", "execute 1", "kernel_info"]
+    assert refusals == ["the disk is full"]
+    assert len(outbox) == 0
+    assert errors == []

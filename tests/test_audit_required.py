@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from jupyter_telemetry_ext.server.audit.outbox import Held, Outbox
 from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder
 from jupyter_telemetry_ext.server.audit.required import require_audit
 from tests.conftest import SHIPPED_SCHEMAS, Sink
+from tests.servers import Process, free_port, jupyter_environment, log_tail
 from tests.test_audit_execution import (  # noqa: F401 - `connect` is a fixture
     EXECUTION,
     TIMEOUT,
@@ -119,19 +121,12 @@ def extra_config(
 
 
 @pytest.fixture
-def with_file() -> bool:
-    """Whether the EventLog writes to a file (else only to a stream: nothing durable)."""
-    return True
-
-
-@pytest.fixture
 def jp_server_config(  # type: ignore[no-redef]
     jp_server_config: Config,
     *,
     sink: Sink,
     file_handler: logging.FileHandler,
     extra_config: dict[str, Any],
-    with_file: bool,
 ) -> Config:
     config = Config(jp_server_config)
     config.TelemetryExtension.schema_paths.append(str(SHIPPED_SCHEMAS / "execution"))
@@ -140,7 +135,7 @@ def jp_server_config(  # type: ignore[no-redef]
     for name, value in extra_config.items():
         setattr(config.TelemetryExtension, name, value)
     config.EventLog.allowed_schemas = WITH_CODE
-    config.EventLog.handlers = [sink.handler, file_handler] if with_file else [sink.handler]
+    config.EventLog.handlers = [sink.handler, file_handler]
     return config
 
 
@@ -296,17 +291,31 @@ async def test_messages_after_a_held_request_keep_their_order(
 # Refusing to start, and the durability on its own with a real EventLog
 
 
-@pytest.mark.parametrize("with_file", [False])
-def test_a_server_without_a_durable_sink_does_not_start(
-    request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str], with_file: bool
-) -> None:
-    assert not with_file  # only a stream handler: nothing keeps the events on disk
-    with pytest.raises(SystemExit) as e:
-        request.getfixturevalue("jp_serverapp")
-    assert e.value.code == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[C ")]
-    assert any("the server stops: TelemetryExtension.audit_required is set, but no sink keeps "
-               "audit events on disk" in line for line in errors)  # fmt: skip
+@pytest.mark.e2e
+def test_a_server_without_a_durable_sink_does_not_start(tmp_path: Path) -> None:
+    """Only a stream handler: nothing keeps the audit events on disk, so no code may run."""
+    environment = jupyter_environment(tmp_path)
+    config = tmp_path / "config" / "jupyter_server_config.py"
+    config.write_text(
+        "import logging\n"
+        'c.TelemetryExtension.audit = ["execution"]\n'
+        "c.TelemetryExtension.audit_required = True\n"
+        f"c.TelemetryExtension.schema_paths = [{str(SHIPPED_SCHEMAS / 'execution')!r}]\n"
+        f"c.EventLog.allowed_schemas = {WITH_CODE!r}\n"
+        "c.EventLog.handlers = [logging.StreamHandler()]\n",
+        "utf-8",
+    )
+    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
+               f"--port={free_port()}", "--no-browser", "--allow-root"]  # fmt: skip
+    server = Process(command, tmp_path, environment, tmp_path / "server.log")
+    try:
+        assert server.process.wait(60) == 1, log_tail(server.log)
+    finally:
+        server.kill()
+    written = server.log.read_text("utf-8")
+    assert ("the server stops: TelemetryExtension.audit_required is set, but no sink keeps "
+            "audit events on disk") in written  # fmt: skip
+    assert "is running at" not in written
 
 
 def audit_of(handlers: list[logging.Handler], allowed: Any = WITH_CODE) -> ExecutionAudit:

@@ -109,7 +109,7 @@ class Durability:
             future.set_exception(AuditUnavailableError(refused_because(e)))
             return future
         if capsule is None and self.spool is None:
-            msg = "the allow-list (c.EventLog.allowed_schemas) does not record the audit event"
+            msg = "the EventLog's allow-list or sampling does not keep the audit event"
             future.set_exception(AuditUnavailableError(msg))
             return future
         batch.waiting.append(future)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
@@ -286,6 +287,19 @@ async def test_messages_after_a_held_request_keep_their_order(
             replies.append(msg["parent_header"]["msg_id"])
     assert replies == sent
     assert path.read_text().split() == [str(n) for n in range(10)]
+
+
+async def test_a_message_the_audit_cannot_read_is_not_passed_on(
+    kernel: Connect, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    socket = await kernel(V1)
+    broken = serialize_msg_to_ws_v1([b"{not json", b"{}", b"{}", b"{}"], "shell")
+    await socket.ws.write_message(broken, binary=True)
+    ran = tmp_path / "ran"
+    assert (await socket.execute(creating(ran)))["content"]["status"] == "ok"  # nothing sticks
+    assert ran.exists()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("NOT passed to its kernel" in m and "cannot read" in m for m in errors)
 
 
 # Refusing to start, and the durability on its own with a real EventLog

@@ -32,6 +32,9 @@ from .requests import (
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 KERNEL_CHANNELS = frozenset({"shell", "control"})  # ipykernel runs execute_request on both
+# Requests one connection may have waiting for their audit events (`audit_required`); past it
+# new ones are refused at once, so a flood while the sinks are slow cannot grow memory.
+MAX_HELD = 1000
 UserContext = Callable[[Any], Mapping[str, Any] | None]
 Send = Callable[[], object]
 
@@ -106,8 +109,6 @@ class AuditedConnection(ZMQChannelsWebsocketConnection):
     def audit_hold(self, stream: Any, request: ExecuteRequest | Unread | None, send: Send) -> None:
         """Pass a message on once the audit event of every request before it on its channel,
         and its own, is durable; refuse a request whose event cannot be (`audit_required`)."""
-        durability = self.audit.durability
-        assert durability is not None  # noqa: S101 - only called with audit_required
         channel = getattr(stream, "channel", "")
         if isinstance(request, Unread):  # the kernel may run what the audit cannot read
             self.audit.refused("a message on a kernel channel that the audit cannot read")
@@ -117,28 +118,40 @@ class AuditedConnection(ZMQChannelsWebsocketConnection):
         if request is None:
             self._audit_outbox.put(channel, Held(partial(_send_open, stream, send)))
             return
-        try:
-            durable = self.audit.requested(durability, self._client(), channel, request)
-        except Exception as e:  # fail closed: what cannot be recorded does not run
-            self.audit.recorder.failed("recording a request", e)
-            durable = _failed(AuditUnavailableError(f"the audit failed ({type(e).__name__})"))
+        refuse = partial(self.audit_refuse, channel, request.header)
+        if len(self._audit_outbox) >= MAX_HELD:  # a flood while the sinks are slow
+            error = AuditUnavailableError(f"{MAX_HELD} requests of this connection wait for "
+                                          "their audit events already")  # fmt: skip
+            self._audit_outbox.put(channel, Held(_nothing, _failed(error), refuse))
+            return
 
         def send_and_note() -> None:
             if _send_open(stream, send):
                 self.audit_sent(channel, request)
 
-        refuse = partial(self.audit_refuse, channel, request)
+        durable = self._audit_requested(channel, request)
         self._audit_outbox.put(channel, Held(send_and_note, durable, refuse))
 
+    def _audit_requested(self, channel: str, request: ExecuteRequest) -> asyncio.Future[None]:
+        """Record a request before it is sent; return a future done once its event is durable."""
+        durability = self.audit.durability
+        try:
+            if durability is None:  # audit_required was turned off: nothing to wait for
+                return _done()
+            return self.audit.requested(durability, self._client(), channel, request)
+        except Exception as e:  # fail closed: what cannot be recorded does not run
+            self.audit.recorder.failed("recording a request", e)
+            return _failed(AuditUnavailableError(f"the audit failed ({type(e).__name__})"))
+
     def audit_refuse(
-        self, channel: str, request: ExecuteRequest, error: AuditUnavailableError
+        self, channel: str, header: Mapping[str, Any] | None, error: AuditUnavailableError
     ) -> None:
-        """Answer a refused request as a kernel answers a failed one: AuditUnavailable."""
+        """Answer a refused request (its `header`) as a kernel answers a failed one."""
         self.audit.refused(str(error))
         if channel not in self.channels:  # the connection closed meanwhile
             return
         text = refusal_text(error)
-        for name, frames in refusal_frames(self.session, request.header, channel, text):
+        for name, frames in refusal_frames(self.session, header, channel, text):
             if name in self.channels:
                 self.handle_outgoing_message(name, frames)
 
@@ -202,6 +215,16 @@ def _failed(error: BaseException) -> asyncio.Future[None]:
     future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     future.set_exception(error)
     return future
+
+
+def _done() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+def _nothing() -> None:
+    """Send nothing: the request is refused."""
 
 
 def audited_class(base: type[Any], audit: ExecutionAudit, context: UserContext) -> type[Any]:

@@ -68,7 +68,7 @@ class ExecutionAudit:
         self.refusals[reason] += 1
         if self.refusals[reason] == 1:
             self.recorder.log.error(
-                "Audit: an execute_request was NOT passed to its kernel (audit_required): %s "
+                "Audit: a request was NOT passed to its kernel (audit_required): %s "
                 "(logged once per reason, counted)",
                 reason,
             )

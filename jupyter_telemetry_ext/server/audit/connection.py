@@ -4,7 +4,11 @@ The audited class is made from the server's connection class (jupyter_server's
 ZMQChannelsWebsocketConnection or an extension's subclass of it). Requests are seen where the
 connection's session sends them to a kernel channel, after jupyter_server decided to pass them
 on, in either websocket protocol; replies where the kernel's messages come back. Whatever the
-audit does, the message goes through: a failure is logged once and counted.
+audit does, the message goes through: a failure is logged once and counted. With
+`audit_required` it is the other way round: every message waits in the connection's outbox
+behind the requests sent before it on its channel, a request until its `requested` event is
+durable, and a request whose event cannot be made durable is answered AuditUnavailable, never
+sent.
 """
 
 from __future__ import annotations

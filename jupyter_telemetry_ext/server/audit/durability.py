@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import jsonschema
 
 from jupyter_telemetry_ext.core.errors import (
+    AuditUnavailableError,
     ForwardingRefusedError,
     QueueFullError,
     SpoolFullError,
@@ -34,10 +35,6 @@ from .recorder import AuditRecorder
 # Seconds an event may take to become durable; past it, what waits for it is refused.
 WAIT_SECONDS = 30.0
 ENAME = "AuditUnavailable"  # the error name a refused client sees
-
-
-class AuditUnavailableError(RuntimeError):
-    """An audit event could not be made durable; the message says why (never a value)."""
 
 
 class Spool(Protocol):

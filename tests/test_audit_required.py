@@ -22,7 +22,8 @@ from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.server.audit.durability import AuditUnavailableError, Durability
+from jupyter_telemetry_ext.core.errors import AuditUnavailableError
+from jupyter_telemetry_ext.server.audit.durability import Durability
 from jupyter_telemetry_ext.server.audit.execution import ExecutionAudit
 from jupyter_telemetry_ext.server.audit.outbox import Held, Outbox
 from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder

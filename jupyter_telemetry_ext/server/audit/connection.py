@@ -22,7 +22,8 @@ from jupyter_client.session import Session
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from traitlets import default
 
-from .durability import AuditUnavailableError
+from jupyter_telemetry_ext.core.errors import AuditUnavailableError
+
 from .execution import Client, ExecutionAudit
 from .outbox import Held, Outbox
 from .refusal import refusal_frames, refusal_text

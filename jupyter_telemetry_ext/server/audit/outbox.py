@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .durability import AuditUnavailableError
+from jupyter_telemetry_ext.core.errors import AuditUnavailableError
 
 OnError = Callable[[str, BaseException], None]
 

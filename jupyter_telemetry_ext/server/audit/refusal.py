@@ -14,7 +14,9 @@ from typing import Any
 
 from jupyter_client.session import Session
 
-from .durability import ENAME, AuditUnavailableError
+from jupyter_telemetry_ext.core.errors import AuditUnavailableError
+
+from .durability import ENAME
 
 Frames = list[bytes]
 

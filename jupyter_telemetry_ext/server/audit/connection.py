@@ -157,8 +157,9 @@ class AuditedConnection(ZMQChannelsWebsocketConnection):
             return
         text = refusal_text(error)
         for name, frames in refusal_frames(self.session, header, channel, text):
-            if name in self.channels:
-                self.handle_outgoing_message(name, frames)
+            stream = self.channels.get(name)
+            if stream is not None:
+                self.handle_outgoing_message(stream, frames)
 
     @default("session")
     def _default_session(self) -> Session:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -310,6 +311,10 @@ async def test_a_message_the_audit_cannot_read_is_not_passed_on(
 def test_a_server_without_a_durable_sink_does_not_start(tmp_path: Path) -> None:
     """Only a stream handler: nothing keeps the audit events on disk, so no code may run."""
     environment = jupyter_environment(tmp_path)
+    # This repository's schema, found before a copy installed in the environment (maybe older).
+    schemas = tmp_path / "jupyter-path" / "telemetry" / "schemas" / "jupyter_telemetry_ext"
+    shutil.copytree(SHIPPED_SCHEMAS / "execution", schemas / "execution")
+    environment["JUPYTER_PATH"] = str(tmp_path / "jupyter-path")
     config = tmp_path / "config" / "jupyter_server_config.py"
     config.write_text(
         "import logging\n"
@@ -333,10 +338,27 @@ def test_a_server_without_a_durable_sink_does_not_start(tmp_path: Path) -> None:
     assert "is running at" not in written
 
 
-def audit_of(handlers: list[logging.Handler], allowed: Any = WITH_CODE) -> ExecutionAudit:
+def audit_of(
+    handlers: list[logging.Handler],
+    allowed: Any = WITH_CODE,
+    schema: Path = SHIPPED_SCHEMAS / "execution" / "v1.yaml",
+) -> ExecutionAudit:
     eventlog = EventLog(handlers=handlers, allowed_schemas=allowed, background=True)
-    eventlog.register_schema_file(SHIPPED_SCHEMAS / "execution" / "v1.yaml")
+    eventlog.register_schema_file(schema)
     return ExecutionAudit(AuditRecorder(eventlog, logging.getLogger("test.audit")))
+
+
+def test_an_older_execution_schema_stops_the_start(tmp_path: Path) -> None:
+    text = (SHIPPED_SCHEMAS / "execution" / "v1.yaml").read_text("utf-8")
+    older = tmp_path / "v1.yaml"
+    older.write_text(text.replace("no_reply, requested]", "no_reply]"), "utf-8")
+    assert older.read_text("utf-8") != text
+    file = logging.FileHandler(tmp_path / "a.log", delay=True)
+    audit = audit_of([file], schema=older)
+    [why] = require_audit(audit, None, logging.getLogger("test.audit"))
+    assert 'has no status "requested"' in why
+    assert audit.durability is None
+    file.close()
 
 
 def test_no_durable_sink_stops_the_start(sink: Sink, tmp_path: Path) -> None:

@@ -1,16 +1,22 @@
 """`audit_required` at start: code runs only once its audit event is durable, or not at all.
 
 The server refuses to start (exit 1, as for a config it cannot use) rather than run code it
-cannot audit: when execution is not audited, when its events are recorded nowhere, or when no
-sink keeps them on disk.
+cannot audit: when execution is not audited, when its events are recorded nowhere, when the
+registered schema cannot take a `requested` event (an older copy), or when no sink keeps them
+on disk.
 """
 
 from __future__ import annotations
 
 import logging
 
+import jsonschema
+
+from jupyter_telemetry_ext.core.errors import UnknownSchemaError
+from jupyter_telemetry_ext.core.eventlog import EventLog
+
 from .durability import Durability, Spool
-from .execution import SCHEMA_ID, ExecutionAudit
+from .execution import REQUESTED, SCHEMA_ID, VERSION, ExecutionAudit
 
 OPTION = "TelemetryExtension.audit_required"
 
@@ -46,6 +52,12 @@ def why_not_durable(durability: Durability) -> str | None:
             f"{SCHEMA_ID} is not in c.EventLog.allowed_schemas and nothing is forwarded: "
             "no execution could be recorded"
         )
+    if not _knows_requested(eventlog):
+        return (
+            f"the registered {SCHEMA_ID} version {VERSION} has no status "
+            f'"{REQUESTED}" (an older copy of the schema, found first in the Jupyter data '
+            "paths?): no request could be recorded before it runs"
+        )
     if not durability.durable_sinks():
         return (
             "no sink keeps audit events on disk: add a logging.FileHandler (or a PostgreSQL "
@@ -53,3 +65,16 @@ def why_not_durable(durability: Durability) -> str | None:
             "(TelemetryExtension.collector_url)"
         )
     return None
+
+
+def _knows_requested(eventlog: EventLog) -> bool:
+    """Return True when the registered execution schema takes a `requested` event."""
+    sample = {"audit_seq": 1, "audit_stream": "0" * 32, "kernel_id": "k", "channel": "shell",
+              "client": "websocket-v1", "code_sha256": "0" * 64, "code_length": 0,
+              "code_truncated": False, "silent": False, "store_history": True,
+              "status": REQUESTED}  # fmt: skip
+    try:
+        eventlog.check_event(SCHEMA_ID, VERSION, sample)
+    except (UnknownSchemaError, jsonschema.ValidationError):
+        return False
+    return True

@@ -191,13 +191,16 @@ class Delivery:
                 self.log.exception("Describing lost events failed")
 
     def settle(self, handler: logging.Handler, ticket: Ticket) -> None:
-        """Tell `ticket` that `handler` got past its events, flushing a handler that buffers."""
-        if not isinstance(handler, logging.StreamHandler):  # a stream flushes at each write
-            try:
+        """Tell `ticket` that `handler` got past its events, flushing a handler that buffers
+        (and syncing a file to disk for a `sync` ticket)."""
+        try:
+            if not isinstance(handler, logging.StreamHandler):  # a stream flushes at each write
                 handler.flush()
-            except Exception as e:
-                ticket.failed(handler)
-                self.failed(handler, e)
+            elif ticket.sync and isinstance(handler, logging.FileHandler):
+                filesink.sync(handler)
+        except Exception as e:
+            ticket.failed(handler)
+            self.failed(handler, e)
         ticket.done()
 
 

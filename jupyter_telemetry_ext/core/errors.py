@@ -110,6 +110,11 @@ class ForwardingRefusedError(QueueFullError):
     reply = "the server cannot forward events to the collector (see the server's log)"
 
 
+class AuditUnavailableError(RuntimeError):
+    """An audit event could not be made durable (`audit_required`): what it describes must not
+    happen. The message says why, never a value of the event."""
+
+
 # The server: posts and subscribers
 
 

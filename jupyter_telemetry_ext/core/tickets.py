@@ -67,11 +67,16 @@ class Owed:
 
 
 class Ticket:
-    """One request's events on their way to the handlers: `ok` once settled, when none failed."""
+    """One request's events on their way to the handlers: `ok` once settled, when none failed.
 
-    def __init__(self, owed: Owed | None = None) -> None:
-        """Start a ticket; `owed` learns which ids some handlers owe."""
+    A `sync` ticket settles only once each file handler also synced its file to disk (fsync):
+    its events then survive a crash of the machine, not only of the process.
+    """
+
+    def __init__(self, owed: Owed | None = None, *, sync: bool = False) -> None:
+        """Start a ticket; `owed` learns which ids some handlers owe; `sync`: see the class."""
         self.owed = owed
+        self.sync = sync
         self.ok = True
         self.only: Handlers | None = None  # set while recording a retry owed to some handlers
         self._keys: list[tuple[object, str]] = []  # (capsule, id key) of the events with ids

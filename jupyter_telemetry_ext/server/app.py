@@ -27,6 +27,7 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import (
 from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 
 from .audit.install import AUDIT_KINDS, install_audit, stop_audit
+from .audit.required import require_audit
 from .config_files import StrictConfigApp
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
@@ -288,6 +289,19 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         "terminal" is not implemented yet (said at start). Empty (the default): nothing.""",
     ).tag(config=True)
 
+    audit_required = Bool(
+        False,
+        help="""True: fail closed. An `execute_request` reaches its kernel only once its audit
+        event (status `requested`) is durable: written and synced to disk (fsync) by the
+        EventLog's file handlers (a PostgreSQL handler: committed), and in the forwarding spool
+        (fsynced) when forwarding; every other handler must have written it too. When it cannot
+        be (a sink fails, the queue or the spool is full), the request is refused: the kernel
+        never runs it, and the client gets an error reply `AuditUnavailable` saying why. Needs
+        `audit` to include "execution", the schema allowed or forwarded, and a file handler,
+        a PostgreSQL handler or forwarding: otherwise the server does not start. False (the
+        default): the audit records what runs and never stands in its way.""",
+    ).tag(config=True)
+
     eventlog: EventLog
     metrics: TelemetryCollector | None = None
     forwarder: Forwarder | None = None
@@ -355,7 +369,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
         self._start_forwarding()
-        install_audit(self.audit, self.settings, self.serverapp, self.log)
+        audit = install_audit(self.audit, self.settings, self.serverapp, self.log)
+        if self.audit_required and (failures := require_audit(audit, self.forwarder, self.log)):
+            self.refuse_to_start(failures)
 
     def _posted(self, schema: EventSchema) -> bool:
         """Return whether events of `schema` are posted (and get `record_user`'s user)."""
@@ -392,7 +408,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
             folder=folder,
             max_bytes=self.forward_spool_bytes,
             when_full=self.forward_when_full,
-            fsync=self.reply_after_write,
+            fsync=self.reply_after_write or self.audit_required,
             batch_events=self.max_batch_events,
             batch_bytes=self.max_body_size,
             retry_max=self.forward_retry_max,

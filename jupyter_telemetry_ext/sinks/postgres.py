@@ -87,6 +87,8 @@ class PostgresEventHandler(logging.Handler):
     # True while a command reads a deployment's config for its settings (store, table, spool):
     # the handlers it makes leave the spools of stopped processes to the deployment's own.
     settings_only: ClassVar[bool] = False
+    # flush() returns only once the events are committed: `audit_required` counts it durable.
+    durable_flush: ClassVar[bool] = True
 
     def __init__(
         self,

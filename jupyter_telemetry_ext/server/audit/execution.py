@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .durability import Durability
 from .pending import Pending, Waiting
 from .recorder import AuditRecorder
 from .requests import ExecuteReply, ExecuteRequest
@@ -14,6 +17,7 @@ from .requests import ExecuteReply, ExecuteRequest
 SCHEMA_ID = "https://events.jupyter.org/jupyter_telemetry_ext/execution"
 VERSION = 1
 NO_REPLY = "no_reply"
+REQUESTED = "requested"  # the event recorded before the kernel gets the request (audit_required)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,16 @@ class ExecutionAudit:
         """Record through `recorder`; `clock` times requests (seconds, monotonic)."""
         self.recorder, self.clock = recorder, clock
         self.pending = pending if pending is not None else Pending()
+        self.durability: Durability | None = None  # set by `audit_required`
+        self.refusals: Counter[str] = Counter()  # requests refused, by reason
+
+    def requested(
+        self, durability: Durability, client: Client, channel: str, request: ExecuteRequest
+    ) -> asyncio.Future[None]:
+        """Record a request before it is sent (status `requested`); return a future done once
+        its event is durable, failed with AuditUnavailableError when it cannot be."""
+        event = {**request_fields(client, channel, request), "status": REQUESTED}
+        return durability.submit(SCHEMA_ID, VERSION, event, client.context)
 
     def sent(self, client: Client, channel: str, request: ExecuteRequest) -> None:
         """Note a request sent to a kernel; it is recorded when its reply comes (or none)."""
@@ -48,6 +62,16 @@ class ExecutionAudit:
         given_up = self.pending.add(waiting)
         if given_up is not None:
             self._record(given_up, {"status": NO_REPLY})
+
+    def refused(self, reason: str) -> None:
+        """Count a request that was not passed on; log the first of each reason (no values)."""
+        self.refusals[reason] += 1
+        if self.refusals[reason] == 1:
+            self.recorder.log.error(
+                "Audit: a request was NOT passed to its kernel (audit_required): %s "
+                "(logged once per reason, counted)",
+                reason,
+            )
 
     def replied(self, kernel_id: str, channel: str, reply: ExecuteReply) -> None:
         """Record the request that `reply` (on `channel`) answers, if this server sent it."""

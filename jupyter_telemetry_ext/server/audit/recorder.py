@@ -40,18 +40,27 @@ class AuditRecorder:
         version: int,
         event: Mapping[str, Any],
         context: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Number one audit event and record it; never raise."""
+        *,
+        strict: bool = False,
+    ) -> dict[str, Any] | None:
+        """Number one audit event and record it; return its capsule (None: not recorded here).
+
+        A failure is counted and logged; it is raised again when `strict` (`audit_required`:
+        the caller refuses what the event describes), else swallowed.
+        """
         with self._lock:  # numbers are handed out in the order events are recorded
             numbered = {**event, "audit_seq": next(self._numbers), "audit_stream": self.stream}
             try:
-                self.eventlog.record_event(schema_id, version, numbered, context=context)
+                return self.eventlog.record_event(schema_id, version, numbered, context=context)
             except Exception as e:  # auditing must never break the kernel's traffic
                 outcome = QUEUE_FULL if isinstance(e, QueueFullError) else REJECTED
                 where = f"recording {schema_id}"
                 self.eventlog.record_failure(outcome, f"{where}: {type(e).__name__}",
                                              schema_id=schema_id, version=version)  # fmt: skip
                 self.failed(where, e)
+                if strict:
+                    raise
+                return None
 
     def failed(self, where: str, error: BaseException) -> None:
         """Count a failure of the audit; log the first of each kind, and where it happened.
@@ -63,7 +72,7 @@ class AuditRecorder:
         if self.failures[kind] == 1:
             self.log.error(
                 "Audit: %s failed with %s at %s (logged once, counted; the kernel message "
-                "went through)",
+                "went through, unless audit_required refused it)",
                 printable(where),
                 type(error).__name__,
                 _place(error),

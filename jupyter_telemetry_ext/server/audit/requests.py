@@ -39,6 +39,7 @@ class ExecuteRequest:
     expressions_cut: bool
     silent: bool
     store_history: bool
+    header: Mapping[str, Any] | None = None  # the request's header, as a reply's parent
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ def _request(header: Mapping[str, Any], metadata: Any, content: Any) -> ExecuteR
         expressions_cut=expressions_cut,
         silent=silent,
         store_history=bool(content.get("store_history", not silent)),
+        header=header,
     )
 
 

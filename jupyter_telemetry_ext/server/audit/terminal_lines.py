@@ -32,8 +32,6 @@ _CSI_FINAL = {"A": HISTORY, "B": HISTORY, "C": CURSOR, "D": CURSOR, "H": CURSOR,
               "Z": COMPLETION}  # fmt: skip
 _CSI_TILDE = {"1": CURSOR, "3": CURSOR, "4": CURSOR, "7": CURSOR, "8": CURSOR,
               "5": HISTORY, "6": HISTORY}  # fmt: skip
-# Sequences that a terminal sends without changing the line: colors, focus and mouse reports.
-_CSI_NEUTRAL = frozenset("mIOM")
 PASTE_START, PASTE_END = "200", "201"
 _NO_LINES: tuple[Line, ...] = ()
 
@@ -171,7 +169,7 @@ class LineReader:
         parameters = "".join(self._sequence)
         if char == "~":
             self._tilde(parameters)
-        elif char not in _CSI_NEUTRAL:
+        else:  # colors too: readline reads any sequence as keys, not as text
             self._edits.add(_CSI_FINAL.get(char, CONTROL))
 
     def _tilde(self, parameters: str) -> None:

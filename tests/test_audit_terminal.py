@@ -23,10 +23,12 @@ from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder
 from jupyter_telemetry_ext.server.audit.terminal import TerminalAudit
 from jupyter_telemetry_ext.server.audit.terminal_install import TerminalHooks, terminal_rules
 from jupyter_telemetry_ext.server.audit.terminal_lines import (
+    BULK_LINES,
     COMPLETION,
     CONTROL,
     CURSOR,
     HISTORY,
+    SPECIAL_LIMIT,
     Line,
     LineReader,
 )
@@ -413,3 +415,19 @@ def test_a_line_longer_than_kept_is_counted() -> None:
     [line] = reader.feed("x" * 25 + "\x7f" + "\r")
     assert (line.text, line.length) == ("x" * 10, 24)
     assert reader.feed("next\r") == (Line("next", 4, frozenset(), False),)
+
+
+def test_a_message_of_many_keys_is_read_in_bulk_and_marked() -> None:
+    keys = "\x7f" * SPECIAL_LIMIT + "\x1b[31mec\x1b]0;t\x07ho\x1b[D x\r\n" + PASTE_START + "a\rb"
+    lines = read(keys, PASTE_END, "\r")
+    assert [(line.text, line.pasted) for line in lines] == [
+        ("echo x", False), ("a", True), ("b", True)]  # fmt: skip
+    assert [sorted(line.edits) for line in lines] == [[CONTROL], [], []]
+
+
+def test_a_huge_paste_keeps_every_line_in_its_events() -> None:
+    count = SPECIAL_LIMIT + BULK_LINES + 500
+    lines = read("".join(f"{n}\r" for n in range(count)))
+    assert len(lines) == SPECIAL_LIMIT + BULK_LINES + 1
+    assert lines[-1].text == "\n".join(str(n) for n in range(count - 500, count))
+    assert [line.text for line in lines[:-1]] == [str(n) for n in range(count - 500)]

@@ -9,7 +9,7 @@ loudly: terminal commands are NOT audited.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from terminado.websocket import TermSocket
@@ -164,9 +164,3 @@ def _safely(audit: TerminalAudit, where: str, record: Any) -> None:
         record()
     except Exception as e:
         audit.recorder.failed(where, e)
-
-
-def installed_audit(settings: Mapping[str, Any]) -> TerminalAudit | None:
-    """Return the terminal audit installed in a server's settings, if any."""
-    audit = settings.get(TERMINAL_AUDIT_SETTING)
-    return audit if isinstance(audit, TerminalAudit) else None

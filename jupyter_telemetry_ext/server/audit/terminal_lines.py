@@ -19,9 +19,19 @@ KEEP_LIMIT = 1 << 20
 # An escape string (OSC, DCS ...) longer than this is no terminal reply: its rest is read as text.
 STRING_LIMIT = 512
 SEQUENCE_LIMIT = 32  # parameter characters of one CSI sequence
+# Control characters of one message read one by one; the rest of the message is read in bulk,
+# so that no message (up to the websocket's 10 MiB) holds the event loop for long.
+SPECIAL_LIMIT = 4096
+# Lines of one message's bulk recorded one by one; the rest are recorded as one line, joined.
+BULK_LINES = 1000
 
 CURSOR, HISTORY, COMPLETION, CONTROL = "cursor", "history", "completion", "control"
 _SPECIAL = re.compile("[\x00-\x1f\x7f]")
+_ENTER = re.compile("\r\n?|\n")
+_CONTROLS = re.compile("[\x00-\x1a\x1c-\x1f\x7f]+")  # every control character but ESC
+_SEQUENCES = re.compile(
+    "\x1b(?:\\[[\x20-\x3f]*[\x40-\x7e]?|[\\]PX^_][^\x07\x1b]*(?:\x07|\x1b\\\\)?|.)?"
+)
 _TEXT, _ESC, _CSI, _SS3, _STRING, _STRING_ESC = range(6)
 _CONTROL_KEYS = {
     "\x01": CURSOR, "\x02": CURSOR, "\x05": CURSOR, "\x06": CURSOR,  # ^A ^B ^E ^F
@@ -33,6 +43,7 @@ _CSI_FINAL = {"A": HISTORY, "B": HISTORY, "C": CURSOR, "D": CURSOR, "H": CURSOR,
 _CSI_TILDE = {"1": CURSOR, "3": CURSOR, "4": CURSOR, "7": CURSOR, "8": CURSOR,
               "5": HISTORY, "6": HISTORY}  # fmt: skip
 PASTE_START, PASTE_END = "200", "201"
+PASTE_ON, PASTE_OFF = f"\x1b[{PASTE_START}~", f"\x1b[{PASTE_END}~"  # the bracketed paste markers
 _NO_LINES: tuple[Line, ...] = ()
 
 
@@ -68,7 +79,10 @@ class LineReader:
             return _NO_LINES
         lines: list[Line] = []
         start = 0
-        for match in _SPECIAL.finditer(data):
+        for count, match in enumerate(_SPECIAL.finditer(data)):
+            if count == SPECIAL_LIMIT:
+                lines += self._bulk(data[start:])
+                return tuple(lines)
             if match.start() > start:
                 self._text(data[start : match.start()])
             line = self._special(match.group())
@@ -78,6 +92,38 @@ class LineReader:
         if start < len(data):
             self._text(data[start:])
         return tuple(lines)
+
+    def _bulk(self, data: str) -> list[Line]:
+        """Read the rest of a message that holds too many control keys to read one by one.
+
+        Its lines are split at Enter; keys and sequences are removed without being applied,
+        and a line that held any is marked as holding control keys.
+        """
+        self._state = _TEXT
+        pieces = _ENTER.split(data)
+        if len(pieces) > BULK_LINES + 1:  # one event for the many lines of a huge paste
+            pieces[BULK_LINES : len(pieces) - 1] = ["\n".join(pieces[BULK_LINES:-1])]
+        lines = []
+        for piece in pieces[:-1]:
+            self._add_bulk(piece)
+            line = self._end()
+            if line is not None:
+                lines.append(line)
+        self._add_bulk(pieces[-1])
+        self._after_cr = data.endswith("\r")
+        return lines
+
+    def _add_bulk(self, piece: str) -> None:
+        """Add a piece of a line read in bulk: paste markers followed, keys removed."""
+        starts, ends = piece.rfind(PASTE_ON), piece.rfind(PASTE_OFF)
+        if starts >= 0:
+            self._pasted = True
+        if starts != ends:
+            self._in_paste = starts > ends
+        text = _removed(piece)
+        if len(text) != len(piece.replace(PASTE_ON, "").replace(PASTE_OFF, "")):
+            self._edits.add(CONTROL)
+        self._add(text)
 
     def _text(self, text: str) -> None:
         """Read printable characters, in whatever state the reader is."""
@@ -215,3 +261,10 @@ class LineReader:
         self._kept = self._length = 0
         self._edits = set()
         self._pasted = self._in_paste  # a paste that goes on marks the next line too
+
+
+def _removed(text: str) -> str:
+    """Return `text` without its control characters and escape sequences (newlines kept)."""
+    if "\n" in text:
+        return "\n".join(_removed(part) for part in text.split("\n"))
+    return _CONTROLS.sub("", _SEQUENCES.sub("", text))  # sequences first: BEL ends an OSC

@@ -73,7 +73,10 @@ def test_a_broken_file_is_logged_and_skipped(
     assert f"{invalid}: version" in caplog.text
 
 
-SERVER_RECORDED = {"https://events.jupyter.org/jupyter_telemetry_ext/execution"}
+SERVER_RECORDED = {
+    "https://events.jupyter.org/jupyter_telemetry_ext/execution",
+    "https://events.jupyter.org/jupyter_telemetry_ext/terminal",
+}
 
 
 def test_the_shipped_schemas_are_valid_frontend_schemas() -> None:
@@ -81,7 +84,7 @@ def test_the_shipped_schemas_are_valid_frontend_schemas() -> None:
     found = register_discovered(eventlog, [SHIPPED_SCHEMAS], logging.getLogger("test"))
     assert len(found) == len(schema_files(SHIPPED_SCHEMAS)) >= 4
     for schema in found:
-        # The server's own records (the execution audit) must never be posted by a client.
+        # The server's own records (the audit) must never be posted by a client.
         assert schema.frontend is (schema.id not in SERVER_RECORDED), schema.id
         assert schema.document["additionalProperties"] is False, schema.id
         for name, prop in schema.document["properties"].items():

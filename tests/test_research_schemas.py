@@ -13,7 +13,7 @@ PERSONAL = "user-identifiable-information"
 # Properties that can hold what a user typed or named: never anything but personal.
 CONTENT = {"source", "text", "path", "notebook_path", "error_value", "args", "user_agent"}
 # The research schemas, that the JupyterLab client posts (not the server's own audit records).
-FILES = sorted(p for p in SCHEMAS.rglob("*.yaml") if p.parent.name != "execution")
+FILES = sorted(p for p in SCHEMAS.rglob("*.yaml") if p.parent.name not in ("execution", "terminal"))
 
 
 def load(path: Path) -> dict[str, Any]:

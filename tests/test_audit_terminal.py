@@ -62,10 +62,16 @@ def allowed() -> Any:
 
 
 @pytest.fixture
+def record_user() -> str:
+    return "none"
+
+
+@pytest.fixture
 def jp_server_config(  # type: ignore[no-redef]
-    jp_server_config: Config, *, audit: list[str], allowed: Any
+    jp_server_config: Config, *, audit: list[str], allowed: Any, record_user: str
 ) -> Config:
     config = Config(jp_server_config)
+    config.TelemetryExtension.record_user = record_user
     config.ServerApp.jpserver_extensions["jupyter_server_terminals"] = True
     config.ServerApp.terminado_settings = {"shell_command": SHELL}
     for name in ("terminal", "execution"):
@@ -190,6 +196,21 @@ async def test_the_text_is_null_unless_user_code_is_allowed(
     assert line["text"] is None
     assert line["text_sha256"] == hashlib.sha256(b"echo sec''ret-value").hexdigest()
     assert "sec''ret" not in "\n".join(sink.lines)
+
+
+@pytest.mark.parametrize("record_user", ["username"])
+@pytest.mark.parametrize("allowed", [{TERMINAL: {"allowed_categories": ["user-identifier"]}}])
+async def test_the_user_who_typed_is_recorded_as_for_any_event(
+    open_terminal: Open, server_eventlog: EventLog, sink: Sink
+) -> None:
+    terminal = await open_terminal()
+    await terminal.run(*"echo one", "\r", shows="\rone\r\n")
+    events = await recorded(server_eventlog, sink, 3)
+    [line] = [e for e in events if e["action"] == "line" and e["text_length"] == len("echo one")]
+    assert isinstance(line["__user__"], str)
+    assert line["__user__"]
+    assert line["text"] is None
+    assert "__user__" not in events[0]  # created: by the terminal manager, for no user
 
 
 async def test_a_line_typed_without_echo_is_hidden(

@@ -14,7 +14,14 @@ then the outcome). Round trips of a few milliseconds on a busy machine are noisy
 own time per request is also measured in-process: what the audited connection does for one
 request and its reply, with a real session and a background EventLog.
 
-    python benchmarks/bench_audit.py            # 2,000 requests per contender
+The terminal part does the same for terminals: three servers with jupyter_server_terminals
+and bash, the third with `c.TelemetryExtension.audit = ["terminal"]`; this process types a
+short command (`echo hi`) into each terminal over its websocket, one keystroke at a time,
+timing each keystroke until its echo comes back, and Enter until the command's output and the
+next prompt do. The audited server's sink must hold one event per command typed.
+
+    python benchmarks/bench_audit.py            # 2,000 requests, 2,800 keystrokes per contender
+    python benchmarks/bench_audit.py --part terminal   # the terminal part only
     python benchmarks/bench_audit.py --quick    # smoke test
     python benchmarks/bench_audit.py --json     # machine-readable
 """
@@ -44,7 +51,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 EXECUTION = "https://events.jupyter.org/jupyter_telemetry_ext/execution"
+TERMINAL = "https://events.jupyter.org/jupyter_telemetry_ext/terminal"
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas" / "execution"
+TERMINAL_SCHEMAS = SCHEMAS.parent / "terminal"
 V1 = "v1.kernel.websocket.jupyter.org"
 GOAL = 1.05  # audit median / plain median
 REQUIRED_GOAL = 1.25  # audit_required median / plain median
@@ -74,6 +83,28 @@ def repository_schemas(workdir: Path) -> dict[str, str]:
     folder = workdir / "jupyter-path"
     shutil.copytree(SCHEMAS, folder / "telemetry/schemas/jupyter_telemetry_ext/execution")
     return {"JUPYTER_PATH": str(folder)}
+
+
+# Terminals: jupyter_server_terminals on (the harness turns every other extension off), bash
+# without start-up files and with a prompt the client waits for, TCP_NODELAY as for kernels.
+PROMPT = "bench> "
+COMMAND = "echo hi"
+TERMINAL_CONFIG = [
+    'c.ServerApp.jpserver_extensions["jupyter_server_terminals"] = True',
+    'c.ServerApp.terminado_settings = {"shell_command": ["/bin/bash", "--norc", "--noprofile"]}',
+    "from jupyter_server_terminals.handlers import TermSocket as _TermSocket",
+    "_term_open = _TermSocket.open",
+    "def _term_open_without_delay(self, *args, **kwargs):",
+    "    self.set_nodelay(True)",
+    "    return _term_open(self, *args, **kwargs)",
+    "_TermSocket.open = _term_open_without_delay",
+]
+TERMINAL_ALLOWED = {**ALLOWED_SCHEMAS, TERMINAL: {"allowed_categories": ["user-code"]}}
+TERMINAL_AUDIT_CONFIG = [
+    'c.TelemetryExtension.audit = ["terminal"]',
+    f"c.TelemetryExtension.schema_paths.append({str(TERMINAL_SCHEMAS)!r})",
+    f"c.EventLog.allowed_schemas = {TERMINAL_ALLOWED!r}",
+]
 
 
 class Kernel:
@@ -122,6 +153,139 @@ class Kernel:
             channel, frames = deserialize_msg_from_ws_v1(raw)
             if channel == "shell" and json.loads(frames[1]).get("msg_id") == msg_id:
                 return time.perf_counter() - started
+
+
+class Terminal:
+    """One terminal of one server, reached over the terminal websocket, typed into as xterm.js."""
+
+    def __init__(self, server: BenchServer) -> None:
+        self.server = server
+        self.ws: WebSocketClientConnection | None = None
+        self.output = ""
+
+    async def open(self) -> None:
+        """Create a terminal, open its websocket and wait for the shell's first prompt."""
+        base = f"http://{HOST}:{self.server.port}"
+        request = HTTPRequest(f"{base}/api/terminals", method="POST", body=b"{}",
+                              headers=self.server.headers())  # fmt: skip
+        name = json.loads((await AsyncHTTPClient().fetch(request)).body)["name"]
+        url = f"ws://{HOST}:{self.server.port}/terminals/websocket/{name}"
+        self.ws = await websocket_connect(HTTPRequest(url, headers=self.server.headers()))
+        self.ws.protocol.stream.set_nodelay(True)
+        await self.key("PS1='be''nch> '\r", PROMPT)  # its echo is not the prompt
+
+    async def key(self, key: str, shown: str) -> float:
+        """Send one keystroke; return the seconds until the terminal shows `shown` after it."""
+        assert self.ws is not None
+        self.output = ""
+        started = time.perf_counter()
+        await self.ws.write_message(json.dumps(["stdin", key]))
+        while shown not in self.output:
+            raw = await asyncio.wait_for(self.ws.read_message(), 60)
+            if raw is None:
+                msg = "the terminal websocket closed"
+                raise RuntimeError(msg)
+            kind, *data = json.loads(raw)
+            if kind == "stdout":
+                self.output += data[0]
+        return time.perf_counter() - started
+
+    async def command(self) -> tuple[list[float], float]:
+        """Type COMMAND and Enter; return each keystroke's echo time and Enter's (to the prompt)."""
+        keys = [await self.key(char, char) for char in COMMAND]
+        return keys, await self.key("\r", PROMPT)
+
+
+async def measure_terminals(
+    terminals: dict[str, Terminal], rounds: int, per_round: int
+) -> dict[str, dict[str, list[float]]]:
+    """Alternate the contenders for `rounds` rounds of `per_round` commands; return every
+    keystroke's echo time and every Enter's, of each."""
+    for terminal in terminals.values():
+        for _ in range(5):  # warm-up
+            await terminal.command()
+    latencies: dict[str, dict[str, list[float]]] = {
+        name: {"keys": [], "enter": []} for name in terminals
+    }
+    names = list(terminals)
+    for n in range(rounds):
+        for name in names[n % len(names) :] + names[: n % len(names)]:  # the order rotates
+            for _ in range(per_round):
+                keys, enter = await terminals[name].command()
+                latencies[name]["keys"] += keys
+                latencies[name]["enter"].append(enter)
+    return latencies
+
+
+def terminal_cost(workdir: Path, commands: int) -> dict[str, float]:
+    """Return the microseconds the terminal audit spends on the event loop, in-process: per
+    keystroke (reading a stdin message into the line) and per Enter (the line recorded through
+    a background EventLog writing to a FileHandler)."""
+    from jupyter_telemetry_ext.core.eventlog import EventLog
+    from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder
+    from jupyter_telemetry_ext.server.audit.terminal import TerminalAudit
+    from jupyter_telemetry_ext.server.audit.terminal_lines import LineReader
+
+    handler = logging.FileHandler(workdir / "terminal-cost.jsonl", encoding="utf-8")
+    allowed = {TERMINAL: {"allowed_categories": ["user-code"]}}
+    eventlog = EventLog(handlers=[handler], allowed_schemas=allowed, background=True)
+    eventlog.register_schema_file(TERMINAL_SCHEMAS / "v1.yaml")
+    audit = TerminalAudit(AuditRecorder(eventlog, logging.getLogger("bench")))
+    reader, keys = LineReader(), [json.dumps(["stdin", char]) for char in COMMAND]
+    enter = json.dumps(["stdin", "\r"])
+    key_time = enter_time = 0.0
+    for _ in range(commands):
+        started = time.perf_counter()
+        for key in keys:
+            reader.feed(json.loads(key)[1])
+        typed = time.perf_counter()
+        for line in reader.feed(json.loads(enter)[1]):
+            audit.line("1", line, hidden=False)
+        key_time += typed - started
+        enter_time += time.perf_counter() - typed
+    eventlog.close(60)
+    handler.close()
+    assert count_lines(workdir / "terminal-cost.jsonl") == commands
+    return {"keystroke_us": key_time / commands / len(keys) * 1e6,
+            "enter_us": enter_time / commands * 1e6}  # fmt: skip
+
+
+async def bench_terminals(workdir: Path, rounds: int, per_round: int) -> dict[str, Any]:
+    """Start three servers with a terminal each, measure, stop them; return the report."""
+    servers = {
+        "plain": BenchServer(workdir / "term-plain", extra_config=TERMINAL_CONFIG),
+        "plain again": BenchServer(workdir / "term-plain-again", extra_config=TERMINAL_CONFIG),
+        "audit": BenchServer(
+            workdir / "term-audit", extra_config=TERMINAL_CONFIG + TERMINAL_AUDIT_CONFIG
+        ),
+    }
+    try:
+        for server in servers.values():
+            server.start()
+        terminals = {name: Terminal(server) for name, server in servers.items()}
+        for terminal in terminals.values():
+            await terminal.open()
+        latencies = await measure_terminals(terminals, rounds, per_round)
+    finally:
+        for server in servers.values():
+            server.stop()
+    lines = [json.loads(line) for line in
+             servers["audit"].sink.read_text(encoding="utf-8").splitlines()]  # fmt: skip
+    typed = [e for e in lines if e.get("action") == "line" and e.get("text") == COMMAND]
+    keys = {name: summary(values["keys"]) for name, values in latencies.items()}
+    enters = {name: summary(values["enter"]) for name, values in latencies.items()}
+    return {
+        "keystrokes": keys,
+        "enter": enters,
+        "ratio_median": keys["audit"]["median_us"] / keys["plain"]["median_us"],
+        "ratio_p99": keys["audit"]["p99_us"] / keys["plain"]["p99_us"],
+        "noise_median": keys["plain again"]["median_us"] / keys["plain"]["median_us"],
+        "enter_ratio_median": enters["audit"]["median_us"] / enters["plain"]["median_us"],
+        "goal": GOAL,
+        "in_process": terminal_cost(workdir, 20_000),
+        "audit_lines_written": len(typed),
+        "audit_commands_typed": len(latencies["audit"]["enter"]) + 5,
+    }
 
 
 async def run_round(kernel: Kernel, count: int) -> list[float]:
@@ -264,18 +428,57 @@ def table(report: dict[str, Any]) -> str:
     )
 
 
+def terminal_table(report: dict[str, Any]) -> str:
+    """Return the terminal report as a table."""
+    rows = [
+        [name, str(f["requests"]), f"{f['median_us']:.0f}", f"{f['p99_us']:.0f}",
+         f"{report['enter'][name]['median_us']:.0f}", f"{report['enter'][name]['p99_us']:.0f}"]
+        for name, f in report["keystrokes"].items()
+    ]  # fmt: skip
+    text = render_table(["contender", "keystrokes", "echo median µs", "echo p99 µs",
+                         "Enter median µs", "Enter p99 µs"], rows)  # fmt: skip
+    verdict = "meets" if report["ratio_median"] <= report["goal"] else "MISSES"
+    cost = report["in_process"]
+    return (
+        f"{text}\n\naudit / plain, keystroke echo: median {report['ratio_median']:.3f}x "
+        f"({verdict} the goal <= {report['goal']}x), p99 {report['ratio_p99']:.3f}x; "
+        f"Enter to prompt: median {report['enter_ratio_median']:.3f}x\n"
+        f"plain again / plain (the noise): median {report['noise_median']:.3f}x\n"
+        f"the audit's own time on the event loop: {cost['keystroke_us']:.2f} µs per keystroke, "
+        f"{cost['enter_us']:.1f} µs per line recorded (in-process, 20,000 commands)\n"
+        f"audit line events written: {report['audit_lines_written']} "
+        f"of {report['audit_commands_typed']} commands typed"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run the benchmark and print the table (or JSON)."""
+    """Run the benchmark and print the tables (or JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=["all", "execution", "terminal"], default="all")
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--per-round", type=int, default=20)
+    parser.add_argument("--terminal-rounds", type=int, default=80)
+    parser.add_argument("--terminal-per-round", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 50 requests")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     rounds, per_round = (2, 50) if args.quick else (args.rounds, args.per_round)
+    term_rounds, term_per_round = (2, 5) if args.quick else (
+        args.terminal_rounds, args.terminal_per_round)  # fmt: skip
+    reports: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-audit-") as folder:
-        report = asyncio.run(bench(Path(folder), rounds, per_round))
-    print(dumps_json(report) if args.json else table(report))
+        if args.part in ("all", "execution"):
+            reports["execution"] = asyncio.run(bench(Path(folder), rounds, per_round))
+        if args.part in ("all", "terminal"):
+            terminal = bench_terminals(Path(folder), term_rounds, term_per_round)
+            reports["terminal"] = asyncio.run(terminal)
+    if args.json:
+        print(dumps_json(reports))
+        return
+    if "execution" in reports:
+        print(table(reports["execution"]))
+    if "terminal" in reports:
+        print(terminal_table(reports["terminal"]))
 
 
 if __name__ == "__main__":

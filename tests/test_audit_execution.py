@@ -406,15 +406,6 @@ async def test_a_message_the_audit_cannot_read_still_reaches_the_kernel(
     assert any("reading a request" in m for m in errors)
 
 
-@pytest.mark.parametrize("audit", [["execution", "terminal"]])
-async def test_terminal_is_said_to_be_not_audited(
-    capsys: pytest.CaptureFixture[str], jp_serverapp: Any
-) -> None:
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[E ")]
-    assert any("TelemetryExtension.audit: 'terminal'" in line for line in errors)
-    assert any("NOT audited" in line for line in errors)
-
-
 class OtherConnection(ZMQChannelsWebsocketConnection):  # type: ignore[misc]
     """Another extension's connection class, built on jupyter_server's."""
 

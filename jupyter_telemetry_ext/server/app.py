@@ -286,7 +286,10 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         `https://events.jupyter.org/jupyter_telemetry_ext/execution`: the code as `user-code`,
         its SHA-256 and length, and the reply's status, error name, count and duration); also
         allow that schema in `c.EventLog.allowed_schemas` (with `user-code` to keep the code).
-        "terminal" is not implemented yet (said at start). Empty (the default): nothing.""",
+        "terminal" records terminals created and closed and one event per line entered in a
+        terminal (schema `https://events.jupyter.org/jupyter_telemetry_ext/terminal`: the line
+        as `user-code`, its SHA-256 and length, whether it was edited, pasted or hidden).
+        Empty (the default): nothing.""",
     ).tag(config=True)
 
     audit_required = Bool(

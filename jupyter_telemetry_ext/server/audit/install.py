@@ -17,10 +17,11 @@ from jupyter_telemetry_ext.server.restapi import EVENTLOG_SETTING, POLICY_SETTIN
 from .connection import AuditedConnection, UserContext, audited_class
 from .execution import SCHEMA_ID, VERSION, ExecutionAudit
 from .recorder import AuditRecorder
+from .terminal_install import TERMINAL_AUDIT_SETTING, install_terminal_audit
 
 AUDIT_KINDS = ("execution", "terminal")
-IMPLEMENTED = frozenset({"execution"})
 AUDIT_SETTING = "telemetry_audit"
+RECORDER_SETTING = "telemetry_audit_recorder"
 CONNECTION_SETTING = "kernel_websocket_connection_class"
 KERNEL_ACTIONS = "https://events.jupyter.org/jupyter_server/kernel_actions/v1"
 KERNEL_GONE = frozenset({"restart", "shutdown"})  # the requests of the old process get no reply
@@ -31,23 +32,24 @@ def install_audit(
 ) -> ExecutionAudit | None:
     """Audit what `kinds` name, through the server's `settings`; return the execution audit.
 
-    Say at start what is not audited and why: a kind not implemented, the schema missing or
-    not allowed, another extension's kernel connection class that cannot be wrapped.
+    Say at start what is not audited and why: the schema missing or not allowed, another
+    extension's kernel connection class that cannot be wrapped, terminals that cannot be hooked.
     """
-    for kind in sorted(set(kinds) - IMPLEMENTED):
-        log.error(
-            "TelemetryExtension.audit: %r is not implemented in this version: it is NOT audited",
-            kind,
-        )
+    eventlog: EventLog = settings[EVENTLOG_SETTING]
+    if kinds:  # one stream numbers every audit event of the process
+        settings[RECORDER_SETTING] = AuditRecorder(eventlog, log)
+    if "terminal" in kinds:
+        context = user_context(settings[POLICY_SETTING])
+        terminal = install_terminal_audit(settings[RECORDER_SETTING], serverapp, context, log)
+        settings[TERMINAL_AUDIT_SETTING] = terminal
     if "execution" not in kinds:
         return None
-    eventlog: EventLog = settings[EVENTLOG_SETTING]
     if not _schema_ready(eventlog, log):
         return None
     base: Any = settings.get(CONNECTION_SETTING)
     if not _can_wrap(base, log):
         return None
-    audit = ExecutionAudit(AuditRecorder(eventlog, log))
+    audit = ExecutionAudit(settings[RECORDER_SETTING])
     audited = audited_class(base, audit, user_context(settings[POLICY_SETTING]))
     settings[CONNECTION_SETTING] = audited
     settings[AUDIT_SETTING] = audit

@@ -1,0 +1,69 @@
+"""The terminal audit: terminals created and closed, and one event per line entered."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .code import code_of
+from .recorder import AuditRecorder
+from .terminal_lines import Line
+
+SCHEMA_ID = "https://events.jupyter.org/jupyter_telemetry_ext/terminal"
+VERSION = 1
+TEXT_LIMIT = 4 << 10  # bytes of JSON a line's text takes at most in its event
+NAME_LIMIT = 128
+SHELL_LIMIT = 512
+
+
+class TerminalAudit:
+    """Builds the terminal events and records them, numbered with every other audit event."""
+
+    def __init__(self, recorder: AuditRecorder) -> None:
+        """Record through `recorder` (shared by every audit of the process)."""
+        self.recorder = recorder
+
+    def created(self, name: str, shell: Sequence[str] | None) -> None:
+        """Record a terminal started, with the shell command it runs."""
+        command = None if shell is None else " ".join(shell)[:SHELL_LIMIT]
+        self._record({"action": "created", "terminal": _name(name), "shell": command})
+
+    def closed(self, name: str) -> None:
+        """Record a terminal whose process ended (exited, was shut down or culled)."""
+        self._record({"action": "closed", "terminal": _name(name)})
+
+    def line(
+        self, name: str, line: Line, hidden: bool, context: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record one line entered in terminal `name`; `hidden`: the terminal did not echo it."""
+        event: dict[str, Any] = {
+            "action": "line",
+            "terminal": _name(name),
+            "hidden": hidden,
+            "edited": bool(line.edits),
+            "edits": sorted(line.edits),
+            "pasted": line.pasted,
+        }
+        event.update(_text_fields(line, hidden))
+        self._record(event, context)
+
+    def _record(self, event: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> None:
+        self.recorder.record(SCHEMA_ID, VERSION, event, context)
+
+
+def _text_fields(line: Line, hidden: bool) -> dict[str, Any]:
+    """Return the text of a line as recorded: cut, hashed and measured; nothing of it if hidden."""
+    if hidden:  # a password prompt: even a hash of it could be guessed
+        return {"text": None, "text_sha256": None, "text_length": None, "truncated": False}
+    text = code_of(line.text, TEXT_LIMIT)
+    return {
+        "text": text.text,
+        "text_sha256": text.sha256,
+        "text_length": line.length,
+        "truncated": text.truncated or line.length > len(line.text),
+    }
+
+
+def _name(name: object) -> str:
+    """Return a terminal's name as recorded (terminado names are short; a long one is cut)."""
+    return str(name)[:NAME_LIMIT]

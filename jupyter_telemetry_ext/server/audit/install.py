@@ -17,6 +17,7 @@ from jupyter_telemetry_ext.server.restapi import EVENTLOG_SETTING, POLICY_SETTIN
 from .connection import AuditedConnection, UserContext, audited_class
 from .execution import SCHEMA_ID, VERSION, ExecutionAudit
 from .recorder import AuditRecorder
+from .stream import START, STOP, record_stream
 
 AUDIT_KINDS = ("execution", "terminal")
 IMPLEMENTED = frozenset({"execution"})
@@ -51,6 +52,7 @@ def install_audit(
     audited = audited_class(base, audit, user_context(settings[POLICY_SETTING]))
     settings[CONNECTION_SETTING] = audited
     settings[AUDIT_SETTING] = audit
+    record_stream(audit.recorder, START, sorted(IMPLEMENTED & set(kinds)))
     serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=KernelGone(audit))
     serverapp.io_loop.add_callback(check_still_installed, serverapp.web_app.settings, audited, log)
     log.info("Telemetry: auditing code execution through %s (stream %s)",
@@ -59,10 +61,11 @@ def install_audit(
 
 
 def stop_audit(settings: Mapping[str, Any]) -> None:
-    """Record the requests still waiting for a reply as no_reply (the server stops)."""
+    """Record the requests still waiting for a reply as no_reply, then the stream's stop."""
     audit = settings.get(AUDIT_SETTING)
     if isinstance(audit, ExecutionAudit):
         audit.close()
+        record_stream(audit.recorder, STOP)
 
 
 def _schema_ready(eventlog: EventLog, log: logging.Logger) -> bool:

@@ -18,28 +18,24 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
-from jupyter_telemetry_ext.hub.audit_gaps import SCHEMA_ID as GAP, AuditGaps
+from jupyter_telemetry_ext.hub.audit_gaps import SCHEMA_ID as GAP
+from jupyter_telemetry_ext.hub.audit_gaps import AuditGaps
 from jupyter_telemetry_ext.hub.collector import open_to_users
 from jupyter_telemetry_ext.hub.gap_tracker import GapTracker
 from jupyter_telemetry_ext.server.audit.install import stop_audit
 from jupyter_telemetry_ext.server.audit.stream import SCHEMA_ID as STREAM
+from tests import test_audit_execution as audited_server
 from tests.conftest import SHIPPED_SCHEMAS, Sink
 from tests.pgserver import PostgresServer, server_for_tests
-from tests.test_audit_execution import (  # noqa: F401 - fixtures of a real audited server
-    EXECUTION,
-    Connect,
-    allowed,
-    audit,
-    audited,
-    connect,
-    connection_class,
-    file_handler,
-    record_user,
-)
+from tests.test_audit_execution import EXECUTION, Connect, audited
 
 WITH_USER = {"allowed_categories": ["unrestricted", "user-identifier"]}
 AUDIT_ALLOWED = {EXECUTION: WITH_USER, STREAM: WITH_USER, GAP: WITH_USER}
 S1, S2 = "a" * 32, "b" * 32
+# The fixtures of a real audited server (a kernel, a websocket client, its log file)
+audit, allowed = audited_server.audit, audited_server.allowed
+record_user, connection_class = audited_server.record_user, audited_server.connection_class
+connect, file_handler = audited_server.connect, audited_server.file_handler
 
 
 @pytest.fixture
@@ -163,9 +159,9 @@ def stream_event(stream: str, seq: int, action: str) -> dict[str, Any]:
     return {"audit_seq": seq, "audit_stream": stream, "action": action}
 
 
-def audit_log(*handlers: logging.Handler, allowed: Any = AUDIT_ALLOWED) -> EventLog:
+def audit_log(*handlers: logging.Handler, allow: Any = AUDIT_ALLOWED) -> EventLog:
     """Return an EventLog with the shipped audit schemas, writing to `handlers`."""
-    eventlog = EventLog(handlers=list(handlers), allowed_schemas=allowed)
+    eventlog = EventLog(handlers=list(handlers), allowed_schemas=allow)
     for name in ("execution", "audit-stream", "audit-gap"):
         eventlog.register_schema_file(SHIPPED_SCHEMAS / name / "v1.yaml")
     return eventlog
@@ -188,7 +184,7 @@ def test_the_collector_records_a_gap_as_the_posters_event(sink: Sink) -> None:
 
 
 def test_a_gap_the_allow_list_drops_is_said(sink: Sink, caplog: pytest.LogCaptureFixture) -> None:
-    gaps = AuditGaps(audit_log(sink.handler, allowed={EXECUTION: {}}), GapTracker(grace=0))
+    gaps = AuditGaps(audit_log(sink.handler, allow={EXECUTION: {}}), GapTracker(grace=0))
     gaps.observe("alice", None, posted(execution(S1, 1), execution(S1, 3)), ["recorded"] * 2)
     assert "Audit gaps are NOT stored" in caplog.text
     assert "skipped audit_seq 2 to 2" in caplog.text

@@ -73,7 +73,10 @@ def test_a_broken_file_is_logged_and_skipped(
     assert f"{invalid}: version" in caplog.text
 
 
-SERVER_RECORDED = {"https://events.jupyter.org/jupyter_telemetry_ext/execution"}
+SERVER_RECORDED = {
+    f"https://events.jupyter.org/jupyter_telemetry_ext/{name}"
+    for name in ("execution", "audit-stream", "audit-gap")
+}
 
 
 def test_the_shipped_schemas_are_valid_frontend_schemas() -> None:

@@ -48,7 +48,10 @@ class AuditCheckCommand(StoreCommand):
         stop". Default 24h.""",
     ).tag(config=True)
     json_output = Bool(False, help="Print JSON lines instead of a table.").tag(config=True)
-    aliases = {**_STORE_ALIASES, "idle": "AuditCheckCommand.idle"}  # noqa: RUF012
+    aliases = {  # noqa: RUF012 - traitlets reads these class attributes
+        **{k: v for k, v in _STORE_ALIASES.items() if k in ("db", "table", "config")},
+        "idle": "AuditCheckCommand.idle",
+    }
     flags = {"json": ({"AuditCheckCommand": {"json_output": True}}, "Print JSON lines.")}  # noqa: RUF012
     bad_lines = 0
 

@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
+import shlex
 import subprocess
 import sys
 import uuid
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 
 from jupyter_telemetry_ext.cli.audit_report import ranges_text
-from tests.hubserver import SERVICE, Hub, running_hub
+from tests.hubserver import SERVICE, Hub, doc_block, running_hub
 from tests.pgserver import binaries, running_server
 from tests.servers import log_tail, wait_until
 from tests.test_hub import collector_config, hashed, stored_events
@@ -137,11 +139,14 @@ def sha256(code: str) -> str:
 
 
 def audit_check(db: str) -> tuple[int, dict[tuple[str, str], dict[str, Any]], str]:
-    """Run `jupyter telemetry audit check --db`; return its status, reports by (user, stream),
-    and what it said on stderr."""
-    command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "audit", "check",
-               "--db", db, "--json"]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    """Run `jupyter telemetry audit check` as docs/audit.md writes it (its database in
+    $TELEMETRY_DB); return its status, reports by (user, stream), and what it said on stderr."""
+    documented = shlex.split(doc_block("audit.md", "audit-check"))
+    assert documented[:4] == ["jupyter", "telemetry", "audit", "check"], documented
+    command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", *documented[2:]]
+    env = {**os.environ, "TELEMETRY_DB": db}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False,
+                          env=env)  # fmt: skip
     found = {(r["user"], r["stream"]): r for r in map(json.loads, done.stdout.splitlines())}
     return done.returncode, found, done.stderr
 

@@ -21,7 +21,7 @@ from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.hub.audit_gaps import SCHEMA_ID as GAP
 from jupyter_telemetry_ext.hub.audit_gaps import AuditGaps
 from jupyter_telemetry_ext.hub.collector import open_to_users
-from jupyter_telemetry_ext.hub.gap_tracker import GapTracker
+from jupyter_telemetry_ext.hub.gap_tracker import MAX_HELD, GapTracker
 from jupyter_telemetry_ext.server.audit.install import stop_audit
 from jupyter_telemetry_ext.server.audit.stream import SCHEMA_ID as STREAM
 from tests import test_audit_execution as audited_server
@@ -61,6 +61,7 @@ async def test_a_stream_opens_with_start_and_ends_with_a_clean_stop(
     await (await connect()).execute("x = 1")
     await audited(server_eventlog, sink, 1)
     stop_audit(jp_serverapp.web_app.settings)  # what the extension's stop does
+    stop_audit(jp_serverapp.web_app.settings)  # and again at exit: one stop all the same
     assert server_eventlog.flush(5)
     events = [e for e in sink.events if "audit_seq" in e]
     assert [(e["__schema__"], e.get("action")) for e in events] == [
@@ -134,6 +135,17 @@ def test_a_gap_held_when_its_stream_is_forgotten_is_reported_then() -> None:
     tracker.seen("bob", S2, 1)
     [gap] = tracker.seen("carol", S2, 1)  # alice's stream is the least recently active
     assert (gap.user, gap.first, gap.last) == ("alice", 2, 3)
+
+
+def test_the_ranges_held_in_a_stream_are_bounded() -> None:
+    """A poster skipping every other number gets its gaps reported early, not held forever."""
+    tracker = GapTracker(grace=3600)
+    skips = MAX_HELD + 9
+    reported = []
+    for seq in range(1, 2 * skips + 2, 2):  # 1, 3, 5, ...: every even number skipped
+        reported += tracker.seen("bob", S1, seq)
+    assert [g.first for g in reported] == [2 * n for n in range(1, 10)]  # the 9 oldest
+    assert len(tracker.flush()) == MAX_HELD
 
 
 def test_a_stopped_stream_is_forgotten() -> None:

@@ -10,12 +10,16 @@ seen again after being forgotten, or after a restart, starts over at the number 
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 Key = tuple[str, str]  # (poster, stream): a stream id replayed by another poster is theirs
+# Skipped ranges held per stream within the grace: beyond it the oldest is reported at once, so
+# a poster skipping every other number cannot make the collector hold an unbounded list.
+MAX_HELD = 256
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ class GapTracker:
 
     def _advance(self, key: Key, state: _Stream, seq: int, schema: str | None) -> None:
         if seq > state.last + 1:
+            if len(state.missing) >= MAX_HELD:
+                state.missing[0].noticed = -math.inf  # due now
             state.missing.append(_Missing(state.last + 1, seq - 1, self.clock(), schema))
             self._waiting.add(key)
         if seq > state.last:

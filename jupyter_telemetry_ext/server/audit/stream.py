@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 from jupyter_telemetry_ext.core.errors import UnknownSchemaError
@@ -11,6 +12,7 @@ from .recorder import AuditRecorder
 SCHEMA_ID = "https://events.jupyter.org/jupyter_telemetry_ext/audit-stream"
 VERSION = 1
 START, STOP = "start", "stop"
+_stopped: weakref.WeakSet[AuditRecorder] = weakref.WeakSet()
 
 
 def record_stream(recorder: AuditRecorder, action: str, audited: Sequence[str] = ()) -> None:
@@ -18,6 +20,10 @@ def record_stream(recorder: AuditRecorder, action: str, audited: Sequence[str] =
 
     Without the schema no number is taken, so an older install leaves no false gap.
     """
+    if action == STOP:
+        if recorder in _stopped:  # the stop is the stream's last event, recorded once
+            return
+        _stopped.add(recorder)
     try:
         recorder.eventlog.get_schema(SCHEMA_ID, VERSION)
     except UnknownSchemaError:

@@ -218,26 +218,33 @@ def check(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
                           env={**os.environ, **(env or {})})  # fmt: skip
 
 
-def reports(result: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
-    """Return the --json reports by stream."""
-    return {r["stream"]: r for r in map(json.loads, result.stdout.splitlines())}
+def reports(result: subprocess.CompletedProcess[str]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Return the --json reports by (user, stream)."""
+    return {(r["user"], r["stream"]): r for r in map(json.loads, result.stdout.splitlines())}
+
+
+S3, S4, S5 = "c" * 32, "d" * 32, "e" * 32
 
 
 def write_streams(eventlog: EventLog, now: datetime) -> None:
-    """alice: S1 stopped with 4 and 5 missing; S2 silent two days, no stop; bob: S3 running;
-    carol: S4 without its start (1) and with 2 stored twice."""
+    """alice: S1 stopped with 4 and 5 missing, and bob's copy of its 7; S2 silent two days, no
+    stop; bob: S3 running; carol: S4 without its start (1) and with 2 stored twice; S5 a
+    server's own, its start and stop without a user, its executions under two made-up names."""
     old = now - timedelta(days=2)
     entries = [
-        ("alice", S1, stream_event(S1, 1, "start"), now), ("alice", S1, execution(S1, 2), now),
-        ("alice", S1, execution(S1, 3), now), ("alice", S1, stream_event(S1, 6, "stop"), now),
-        ("alice", S2, stream_event(S2, 1, "start"), old), ("alice", S2, execution(S2, 2), old),
-        ("bob", "c" * 32, stream_event("c" * 32, 1, "start"), now),
-        ("carol", "d" * 32, execution("d" * 32, 2), now),
-        ("carol", "d" * 32, execution("d" * 32, 2), now),
+        ("alice", stream_event(S1, 1, "start"), now), ("alice", execution(S1, 2), now),
+        ("alice", execution(S1, 3), now), ("alice", stream_event(S1, 6, "stop"), now),
+        ("bob", execution(S1, 7), now),
+        ("alice", stream_event(S2, 1, "start"), old), ("alice", execution(S2, 2), old),
+        ("bob", stream_event(S3, 1, "start"), now),
+        ("carol", execution(S4, 2), now), ("carol", execution(S4, 2), now),
+        (None, stream_event(S5, 1, "start"), now), ("u1", execution(S5, 2), now),
+        ("u2", execution(S5, 3), now), (None, stream_event(S5, 4, "stop"), now),
     ]  # fmt: skip
-    for user, _, data, when in entries:
+    for user, data, when in entries:
         schema = STREAM if "action" in data else EXECUTION
-        eventlog.record_event(schema, 1, data, when, context={"__user__": user})
+        context = {} if user is None else {"__user__": user}
+        eventlog.record_event(schema, 1, data, when, context=context)
     gap = {"stream": S1, "first_missing": 4, "last_missing": 5, "missing": 2, "schema": STREAM}
     eventlog.record_event(GAP, 1, gap, now, context={"__user__": "alice"})
     assert eventlog.flush(10)
@@ -247,15 +254,18 @@ def assert_reported(result: subprocess.CompletedProcess[str]) -> None:
     """The streams of `write_streams`, as the check must report them."""
     assert result.returncode == 1, result.stderr
     found = reports(result)
-    alice = found[S1]
-    assert (alice["user"], alice["missing"], alice["end"]) == ("alice", "4-5", "stopped")
+    alice = found["alice", S1]
+    assert (alice["missing"], alice["repeated"], alice["end"]) == ("4-5", 0, "stopped")
     assert (alice["first_seq"], alice["last_seq"], alice["collector_gaps"]) == (1, 6, 1)
-    assert (found[S2]["missing"], found[S2]["end"]) == ("", "ended without stop")
-    assert (found["c" * 32]["user"], found["c" * 32]["end"]) == ("bob", "running")
-    assert (found["d" * 32]["missing"], found["d" * 32]["repeated"]) == ("1", 1)
-    assert "4 audit streams: 2 with gaps, 1 with repeated numbers, 1 ended without stop" in (
-        result.stderr
-    )
+    assert (found["bob", S1]["missing"], found["bob", S1]["end"]) == ("1-6", "running")
+    assert (found["alice", S2]["missing"], found["alice", S2]["end"]) == ("", "ended without stop")
+    assert found["bob", S3]["end"] == "running"
+    assert (found["carol", S4]["missing"], found["carol", S4]["repeated"]) == ("1", 1)
+    server = found["u1, u2", S5]
+    assert (server["missing"], server["end"], server["events"]) == ("", "stopped", 4)
+    assert len(found) == 6
+    summary = "6 audit streams: 3 with gaps, 1 with repeated numbers, 1 ended without stop"
+    assert summary in result.stderr
 
 
 def test_check_a_log(tmp_path: Path) -> None:

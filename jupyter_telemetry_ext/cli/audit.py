@@ -25,7 +25,7 @@ GAP_SCHEMA = "https://events.jupyter.org/jupyter_telemetry_ext/audit-gap"
 ROWS_SQL = """SELECT username, data->>'audit_stream', (data->>'audit_seq')::numeric, received,
     schema_id, data->>'action' FROM {t}
 WHERE data ? 'audit_stream' AND jsonb_typeof(data->'audit_seq') = 'number'
-ORDER BY coalesce(username, ''), data->>'audit_stream', (data->>'audit_seq')::numeric"""
+ORDER BY data->>'audit_stream', (data->>'audit_seq')::numeric"""
 GAPS_SQL = """SELECT username, data->>'stream', count(*) FROM {t} WHERE schema_id = %s
 GROUP BY 1, 2"""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
 from typing import Any, NamedTuple
 
 STREAM_SCHEMA = "https://events.jupyter.org/jupyter_telemetry_ext/audit-stream"
@@ -61,22 +62,39 @@ class StreamReport:
 
 
 def check_streams(rows: Iterable[AuditRow], idle_before: datetime) -> Iterator[StreamReport]:
-    """Yield a report per stream of `rows` (sorted by user, stream, seq).
+    """Yield a report per stream and poster of `rows` (sorted by stream, then seq).
 
     A stream without a stop is `running` while its last event came at or after `idle_before`,
     else it `ended without stop`.
     """
-    report: StreamReport | None = None
+    for _, stream_rows in groupby(rows, key=lambda row: row.stream):
+        for user, part in _parts(list(stream_rows)):
+            report = StreamReport(user, part[0].stream, first_seq=part[0].seq)
+            report.last_seq = part[0].seq - 1
+            if part[0].seq > 1:
+                report.missing.append((1, part[0].seq - 1))  # its start never arrived
+            for row in part:
+                _add(report, row)
+            yield _finish(report, idle_before)
+
+
+def _parts(rows: list[AuditRow]) -> list[tuple[str | None, list[AuditRow]]]:
+    """Split one stream's rows by poster, when a collector recorded who posted its start.
+
+    A collector records each event as its poster's: there, rows of another user are that
+    user's own stream (a replayed or forged copy), reported apart, as the collector follows
+    them. A server records its start without a user, and may record its events under several
+    (made-up) names: there the stream is one, named by every user it holds.
+    """
+    start = next((r for r in rows if r.schema == STREAM_SCHEMA and r.action == "start"), None)
+    owner = None if start is None else start.user
+    if owner is None:
+        users = sorted({r.user for r in rows if r.user is not None})
+        return [(", ".join(users) if users else None, rows)]
+    parts: dict[str, list[AuditRow]] = {}
     for row in rows:
-        if report is None or (row.user, row.stream) != (report.user, report.stream):
-            if report is not None:
-                yield _finish(report, idle_before)
-            report = StreamReport(row.user, row.stream, first_seq=row.seq, last_seq=row.seq - 1)
-            if row.seq > 1:
-                report.missing.append((1, row.seq - 1))  # its start never arrived
-        _add(report, row)
-    if report is not None:
-        yield _finish(report, idle_before)
+        parts.setdefault(row.user or owner, []).append(row)
+    return list(parts.items())
 
 
 def _add(report: StreamReport, row: AuditRow) -> None:
@@ -106,6 +124,6 @@ def ranges_text(ranges: list[tuple[int, int]]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
 
 
-def sort_key(row: AuditRow) -> tuple[str, str, int]:
+def sort_key(row: AuditRow) -> tuple[str, int]:
     """Return the order `check_streams` reads rows in."""
-    return (row.user or "", row.stream, row.seq)
+    return (row.stream, row.seq)

@@ -13,7 +13,8 @@ PERSONAL = "user-identifiable-information"
 # Properties that can hold what a user typed or named: never anything but personal.
 CONTENT = {"source", "text", "path", "notebook_path", "error_value", "args", "user_agent"}
 # The research schemas, that the JupyterLab client posts (not the server's own audit records).
-FILES = sorted(p for p in SCHEMAS.rglob("*.yaml") if p.parent.name != "execution")
+SERVER_RECORDED = {"execution", "audit-stream", "audit-gap"}
+FILES = sorted(p for p in SCHEMAS.rglob("*.yaml") if p.parent.name not in SERVER_RECORDED)
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -19,12 +19,13 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jupyter_telemetry_ext.cli.audit_report import ranges_text
-from tests.hubserver import SERVICE, Hub, doc_block, running_hub
+from tests.hubserver import SERVICE, ExternalCollector, Hub, doc_block, running_hub
 from tests.pgserver import binaries, running_server
 from tests.servers import log_tail, wait_until
 from tests.test_hub import collector_config, hashed, stored_events
@@ -38,6 +39,7 @@ EVENTS = f"services/{SERVICE}/api/telemetry/events"
 FRONTEND = "https://events.jupyter.org/jupyter_telemetry_ext/"
 EXECUTION, STREAM, GAP = (FRONTEND + name for name in ("execution", "audit-stream", "audit-gap"))
 AUDITED = ("--TelemetryExtension.audit=execution",)
+SPOOLED = "spooled"  # alice's named server that forwards through a spool of the test's
 TIMEOUT = 60  # seconds for a kernel's reply or a forwarded event on a loaded machine
 
 
@@ -119,18 +121,22 @@ async def _execute(hub: Hub, user: str, token: str, kernel: str, code: str) -> d
         ws.close()
 
 
-def execute(deployment: Deployment, code: str) -> None:
-    """Run `code` in a kernel of alice's audited server, as a client with her token does."""
-    hub = deployment.hub
-    hub.spawn("alice", args=AUDITED)
-    status, kernel = hub.request("POST", "user/alice/api/kernels", {"name": "python3"},
+def execute(
+    deployment: Deployment, *codes: str, server: str = "", args: tuple[str, ...] = AUDITED
+) -> None:
+    """Run each code in a kernel of alice's audited server (`server`: a named one), as a client
+    with her token does."""
+    hub, prefix = deployment.hub, f"alice/{server}".rstrip("/")
+    hub.spawn("alice", server, args=args)
+    status, kernel = hub.request("POST", f"user/{prefix}/api/kernels", {"name": "python3"},
                                  token=deployment.alice)  # fmt: skip
     assert status == 201, kernel
     try:
-        reply = asyncio.run(_execute(hub, "alice", deployment.alice, kernel["id"], code))
-        assert reply["status"] == "ok", reply
+        for code in codes:
+            reply = asyncio.run(_execute(hub, prefix, deployment.alice, kernel["id"], code))
+            assert reply["status"] == "ok", reply
     finally:
-        hub.request("DELETE", f"user/alice/api/kernels/{kernel['id']}", token=deployment.alice)
+        hub.request("DELETE", f"user/{prefix}/api/kernels/{kernel['id']}", token=deployment.alice)
 
 
 def sha256(code: str) -> str:
@@ -236,3 +242,56 @@ def test_a_clean_stop_ends_the_stream(deployment: Deployment) -> None:
     _, reports, stderr = audit_check(deployment.db)
     report = reports[hashed("alice"), stream]
     assert (report["end"], report["missing"]) == ("stopped", ""), stderr
+
+
+def test_events_removed_from_the_forwarding_spool_are_a_gap(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """alice's named server forwards to a collector that is down, so its audit events wait in
+    its spool; one is removed from the spool file before it is sent. When the collector is up
+    and the server restarted (it sends what its spool holds), the collector records the gap and
+    the check reports it; the stream still ends with its clean stop."""
+    hub, spool = deployment.hub, tmp_path / "spool"
+    config = tmp_path / "collector.py"
+    config.write_text(collector_config(config) + "\nc.TelemetryCollector.audit_gap_grace = 0\n")
+    collector = ExternalCollector(hub, config, tmp_path)
+    args = (*AUDITED, f"--TelemetryExtension.collector_url={collector.url}",
+            f"--TelemetryExtension.forward_spool_dir={spool}",
+            "--TelemetryExtension.forward_retry_max=0.5")  # fmt: skip
+    codes = ("kept = 1", "removed = 2", "kept_too = 3")
+    try:
+        execute(deployment, *codes, server=SPOOLED, args=args)
+        hub.stop_server("alice", SPOOLED)  # its stop goes to the spool too
+        [line] = remove_spooled(spool, sha256("removed = 2"))
+        collector.start()
+        hub.spawn("alice", SPOOLED, args=args)
+        stream = line["data"]["audit_stream"]
+        gap = deployment.wait_for(GAP, stream=stream)
+        seq = line["data"]["audit_seq"]
+        assert (gap["first_missing"], gap["last_missing"]) == (seq, seq)
+        assert gap["__user__"] == hashed("alice")
+        deployment.wait_for(STREAM, audit_stream=stream, action="stop")
+        code, reports, stderr = audit_check(deployment.db)
+        assert code == 1, stderr
+        report = reports[hashed("alice"), stream]
+        assert (report["missing"], report["end"], report["collector_gaps"]) == (
+            str(seq), "stopped", 1
+        )  # fmt: skip
+    finally:
+        hub.stop_server("alice", SPOOLED)
+        collector.stop()
+
+
+def remove_spooled(spool: Path, code_sha256: str) -> list[dict[str, Any]]:
+    """Remove the spooled events of this code from the spool's segments; return them."""
+    removed = []
+    for segment in spool.glob("*.jsonl"):
+        kept = []
+        for raw in segment.read_bytes().splitlines(keepends=True):
+            event = json.loads(raw)
+            if event.get("data", {}).get("code_sha256") == code_sha256:
+                removed.append(event)
+            else:
+                kept.append(raw)
+        segment.write_bytes(b"".join(kept))
+    return removed

@@ -74,9 +74,8 @@ def test_a_broken_file_is_logged_and_skipped(
 
 
 SERVER_RECORDED = {
-    "https://events.jupyter.org/jupyter_telemetry_ext/execution",
-    "https://events.jupyter.org/jupyter_telemetry_ext/terminal",
-    "https://events.jupyter.org/jupyter_telemetry_ext/hub-action",  # the hub's own records
+    f"https://events.jupyter.org/jupyter_telemetry_ext/{name}"
+    for name in ("execution", "terminal", "hub-action", "audit-stream", "audit-gap")
 }
 
 

@@ -50,6 +50,7 @@ def test_every_tested_block_is_found() -> None:
         "telemetry_config",
     }
     assert set(doc_blocks("postgres.md")) == {"jupyter_server_config"}
+    assert set(doc_blocks("audit.md")) == {"audit-check"}  # run by tests/test_hub_audit.py
 
 
 def test_the_collectors_allow_list_takes_every_shipped_and_server_schema_with_its_user(

@@ -14,7 +14,7 @@ PERSONAL = "user-identifiable-information"
 CONTENT = {"source", "text", "path", "notebook_path", "error_value", "args", "user_agent"}
 # The research schemas, that the JupyterLab client posts (not the server's or the hub's own
 # audit records).
-AUDIT = {"execution", "hub-action", "terminal"}
+AUDIT = {"execution", "hub-action", "terminal", "audit-stream", "audit-gap"}
 FILES = sorted(p for p in SCHEMAS.rglob("*.yaml") if p.parent.name not in AUDIT)
 
 

@@ -31,8 +31,15 @@ def subcommands() -> dict[str, type[Application]]:
     """Return the `jupyter telemetry` subcommands by name, their classes imported."""
     from jupyter_telemetry_ext.cli.main import TelemetryApp
 
-    named = {name: spec for name, (spec, _) in TelemetryApp.subcommands.items()}
-    return {name: import_item(s) if isinstance(s, str) else s for name, s in named.items()}
+    found: dict[str, type[Application]] = {}
+    for name, (spec, _) in TelemetryApp.subcommands.items():
+        cls = import_item(spec) if isinstance(spec, str) else spec
+        found[name] = cls
+        nested = cls.subcommands  # a class's own dict, e.g. `audit check` (else the trait)
+        for sub, (spec_of_sub, _) in (nested if isinstance(nested, dict) else {}).items():
+            is_name = isinstance(spec_of_sub, str)
+            found[f"{name} {sub}"] = import_item(spec_of_sub) if is_name else spec_of_sub
+    return found
 
 
 def configurables() -> list[type[Configurable]]:

@@ -250,6 +250,10 @@ class TelemetryApp(JupyterApp):
         "prune": ("jupyter_telemetry_ext.cli.store.PruneCommand", "Remove old events."),
         "export": ("jupyter_telemetry_ext.cli.store.ExportCommand", "Print a user's events."),
         "erase": ("jupyter_telemetry_ext.cli.store.EraseCommand", "Delete a user's events."),
+        "audit": (
+            "jupyter_telemetry_ext.cli.audit.AuditApp",
+            "Check the audit streams: gaps, streams ended without a stop.",
+        ),
         "collect": (
             "jupyter_telemetry_ext.hub.collector.TelemetryCollector",
             "Run the JupyterHub collector service.",

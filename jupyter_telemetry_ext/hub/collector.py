@@ -9,6 +9,7 @@ extra) is imported only when the collector starts (see `collector_routes`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import logging
@@ -32,6 +33,9 @@ from jupyter_telemetry_ext.server.reception import Policy
 from jupyter_telemetry_ext.server.server_events import server_schemas
 from jupyter_telemetry_ext.server.wire import Limits
 
+from .audit_gaps import AuditGaps
+from .gap_tracker import GapTracker
+
 GC_YOUNG_THRESHOLD = 20_000
 # The hub's own events (JupyterHub's, and the hub-action audit records that the hub itself
 # writes): never posted by users, who could otherwise write actions in someone else's name.
@@ -39,6 +43,8 @@ HUB_SCHEMAS = (
     "https://schema.jupyter.org/jupyterhub/",
     "https://events.jupyter.org/jupyter_telemetry_ext/hub-action",
 )
+AUDIT_GAP = "https://events.jupyter.org/jupyter_telemetry_ext/audit-gap"  # the collector's own
+AUDIT_GAPS_SETTING = "telemetry_audit_gaps"
 INSTALL_HUB = "the collector needs JupyterHub: pip install 'jupyter_telemetry_ext[hub]'"
 
 
@@ -229,7 +235,32 @@ class TelemetryCollector(Command):
         At least 1 (JupyterHub's HubAuth would read 0 as "forever").""",
     ).tag(config=True)
 
+    audit_gap_grace = Float(
+        60.0,
+        min=0.0,
+        help="""Seconds a skipped `audit_seq` of a server's audit stream may still arrive (a
+        retried event comes after later ones) before the collector records an `audit-gap` event
+        for it (default 60). 0: record it as soon as a later number arrives.""",
+    ).tag(config=True)
+
+    audit_streams = Int(
+        100_000,
+        min=1,
+        help="""Most audit streams (one per server process) the collector follows to notice
+        gaps (default 100000); beyond it the least recently active are forgotten, and a gap
+        across that is left to `jupyter telemetry audit check`. At least 1.""",
+    ).tag(config=True)
+
+    audit_streams_per_user = Int(
+        64,
+        min=1,
+        help="""Most audit streams followed for each hub user (default 64): a user's own least
+        recently active stream is forgotten first, so nobody can push out another's. At
+        least 1.""",
+    ).tag(config=True)
+
     eventlog: EventLog
+    audit_gaps: Any = None
 
     @default("service_name")
     def _default_service_name(self) -> str:
@@ -315,10 +346,13 @@ class TelemetryCollector(Command):
         limits = Limits(self.max_body_size, self.max_batch_events, self.max_event_size)
         policy = Policy.from_options(self)
         policy.tombstones = tuple(sources_of(self.eventlog.handlers))
+        tracker = GapTracker(self.audit_gap_grace, self.audit_streams, self.audit_streams_per_user)
+        self.audit_gaps = AuditGaps(self.eventlog, tracker)
         return {
             EVENTLOG_SETTING: self.eventlog,
             LIMITS_SETTING: limits,
             POLICY_SETTING: policy,
+            AUDIT_GAPS_SETTING: self.audit_gaps,
             "cookie_secret": self.cookie_secret or secrets.token_hex(32),
         }
 
@@ -333,9 +367,22 @@ class TelemetryCollector(Command):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
+        sweeping = asyncio.create_task(self._sweep(stopping))
         await stopping.wait()
         server.stop()
+        await sweeping
+        if self.audit_gaps is not None:
+            self.audit_gaps.close()  # a gap noticed is recorded now rather than forgotten
         await self._flush()
+
+    async def _sweep(self, stopping: asyncio.Event) -> None:
+        """Record the audit gaps held past their grace, every few seconds, until stopping."""
+        period = min(max(self.audit_gap_grace / 4, 0.5), 15.0)
+        while not stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), period)
+            if self.audit_gaps is not None:
+                self.audit_gaps.sweep()
 
     async def _flush(self) -> None:
         """Write every accepted event (off the event loop), then close the sinks."""
@@ -366,10 +413,10 @@ def register_server_schemas(eventlog: EventLog, log: Any) -> list[Any]:
 
 
 def open_to_users(schema: Any) -> bool:
-    """Return whether hub users may post events of `schema`: any but the hub's own."""
+    """Return whether hub users may post events of `schema`: any but the hub's and ours."""
     return _open_to_users(str(schema.id))
 
 
 @functools.lru_cache(maxsize=1024)
 def _open_to_users(schema_id: str) -> bool:
-    return not schema_id.startswith(HUB_SCHEMAS)
+    return not schema_id.startswith(HUB_SCHEMAS) and schema_id != AUDIT_GAP

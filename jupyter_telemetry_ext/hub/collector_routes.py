@@ -11,6 +11,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from tornado import web
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.server.pagerender import STATIC, render_page
+from jupyter_telemetry_ext.server.reception import Reception
 from jupyter_telemetry_ext.server.restapi import (
     EVENTLOG_SETTING,
     POLICY_SETTING,
@@ -37,7 +39,8 @@ from jupyter_telemetry_ext.server.transparency import HUB, page_model
 from jupyter_telemetry_ext.server.wire import Posted
 
 from .access_log import ScrubbedLogs, log_request
-from .collector import open_to_users
+from .audit_gaps import AuditGaps, statuses
+from .collector import AUDIT_GAPS_SETTING, open_to_users
 
 if TYPE_CHECKING:
     from .collector import TelemetryCollector
@@ -156,6 +159,19 @@ class EventsHandler(PostEvents, CollectorHandler):
 
     def check_posted(self, posted: Posted) -> None:
         """Nothing more: the user was checked on the raw body."""
+
+    async def _reply(
+        self,
+        posted: Posted,
+        reception: Reception,
+        tracker: Callable[[], AbstractContextManager[Any]],
+    ) -> dict[str, Any]:
+        """Record the post, then note its audit events under the poster (see audit_gaps)."""
+        reply = await super()._reply(posted, reception, tracker)
+        gaps: AuditGaps = self.settings[AUDIT_GAPS_SETTING]
+        gaps.observe(self.poster()[0], reception.recorded_user, posted.events,
+                     statuses(reply, len(posted.events)))  # fmt: skip
+        return reply
 
 
 _NAMES_USER = (

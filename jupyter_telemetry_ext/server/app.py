@@ -372,6 +372,10 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
         self._start_forwarding()
+        # Again after the forwarding spool's own exit hook, so that this one runs first (last
+        # in, first out): what it records at exit (the audit's stop) finds the spool still open.
+        atexit.unregister(self._flush_at_exit)
+        atexit.register(self._flush_at_exit)
         audit = install_audit(self.audit, self.settings, self.serverapp, self.log)
         if self.audit_required and (failures := require_audit(audit, self.forwarder, self.log)):
             self.refuse_to_start(failures)
@@ -446,6 +450,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
 
     def _flush_at_exit(self) -> None:
         """Flush when the process exits without stop_extension (e.g. SIGINT without a terminal)."""
+        stop_audit(self.settings)  # a clean exit all the same: the audit stream says it stopped
         if self.forwarder is not None:
             self.forwarder.close(self.shutdown_timeout)
         self.eventlog.close(self.shutdown_timeout)

@@ -17,6 +17,7 @@ from jupyter_telemetry_ext.server.restapi import EVENTLOG_SETTING, POLICY_SETTIN
 from .connection import AuditedConnection, UserContext, audited_class
 from .execution import SCHEMA_ID, VERSION, ExecutionAudit
 from .recorder import AuditRecorder
+from .stream import START, STOP, record_stream
 from .terminal_install import TERMINAL_AUDIT_SETTING, install_terminal_audit
 
 AUDIT_KINDS = ("execution", "terminal")
@@ -36,8 +37,9 @@ def install_audit(
     extension's kernel connection class that cannot be wrapped, terminals that cannot be hooked.
     """
     eventlog: EventLog = settings[EVENTLOG_SETTING]
-    if kinds:  # one stream numbers every audit event of the process
+    if kinds:  # one stream numbers every audit event of the process, from its start
         settings[RECORDER_SETTING] = AuditRecorder(eventlog, log)
+        record_stream(settings[RECORDER_SETTING], START, sorted(set(AUDIT_KINDS) & set(kinds)))
     if "terminal" in kinds:
         context = user_context(settings[POLICY_SETTING])
         terminal = install_terminal_audit(settings[RECORDER_SETTING], serverapp, context, log)
@@ -61,10 +63,13 @@ def install_audit(
 
 
 def stop_audit(settings: Mapping[str, Any]) -> None:
-    """Record the requests still waiting for a reply as no_reply (the server stops)."""
+    """Record the requests still waiting for a reply as no_reply, then the stream's stop."""
     audit = settings.get(AUDIT_SETTING)
     if isinstance(audit, ExecutionAudit):
         audit.close()
+    recorder = settings.get(RECORDER_SETTING)
+    if isinstance(recorder, AuditRecorder):
+        record_stream(recorder, STOP)
 
 
 def _schema_ready(eventlog: EventLog, log: logging.Logger) -> bool:

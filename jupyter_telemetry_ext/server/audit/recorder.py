@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jupyter_telemetry_ext.core.errors import QueueFullError
+from jupyter_telemetry_ext.core.errors import AuditUnavailableError, QueueFullError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.outcomes import QUEUE_FULL, REJECTED
 from jupyter_telemetry_ext.core.printable import printable
@@ -33,6 +33,7 @@ class AuditRecorder:
         self.failures: Counter[str] = Counter()
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
+        self.stopped = False  # once the stream's stop is recorded, nothing more is numbered
 
     def record(
         self,
@@ -49,6 +50,11 @@ class AuditRecorder:
         the caller refuses what the event describes), else swallowed.
         """
         with self._lock:  # numbers are handed out in the order events are recorded
+            if self.stopped:  # the stop is the stream's last event (the server is stopping)
+                if strict:
+                    msg = "the server is stopping"
+                    raise AuditUnavailableError(msg)
+                return None
             numbered = {**event, "audit_seq": next(self._numbers), "audit_stream": self.stream}
             try:
                 return self.eventlog.record_event(schema_id, version, numbered, context=context)

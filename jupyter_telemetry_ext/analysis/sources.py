@@ -56,7 +56,8 @@ class Selection:
 
     def sql(self, column: str = "received") -> tuple[str, dict[str, Any]]:
         """Return a DuckDB condition on the staged `capsules` and its parameters."""
-        parts, values = ["true"], {}
+        parts: list[str] = ["true"]
+        values: dict[str, Any] = {}
         for name, op, value in (("since", ">=", self.since), ("until", "<", self.until)):
             if value is not None:
                 parts.append(f"{column} {op} ${name}")
@@ -79,7 +80,7 @@ def json_files(source: str | Path) -> list[Path]:
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_file() and _is_log(p.name))
     elif glob.has_magic(str(source)):
-        found = sorted(Path(p) for p in glob.glob(str(source)) if Path(p).is_file())
+        found = sorted(Path(p) for p in glob.glob(str(source)) if Path(p).is_file())  # noqa: PTH207 - any pattern, absolute too
     else:
         found = log_files(path)
     if not found:
@@ -89,7 +90,7 @@ def json_files(source: str | Path) -> list[Path]:
 
 
 def _is_log(name: str) -> bool:
-    return not name.startswith(".") and not name.endswith(COMPANIONS + (".tmp",))
+    return not name.startswith(".") and not name.endswith((*COMPANIONS, ".tmp"))
 
 
 def file_tombstones(files: list[Path]) -> list[Tombstones]:
@@ -161,7 +162,7 @@ def _pg_connect(url: str) -> Any:
 def _pg_where(selection: Selection) -> Any:
     from psycopg import sql
 
-    parts = [sql.SQL("true")]
+    parts: list[Any] = [sql.SQL("true")]
     if selection.schema is not None:
         parts.append(sql.SQL("schema_id = {}").format(sql.Literal(selection.schema)))
     if selection.since is not None:
@@ -173,10 +174,10 @@ def _pg_where(selection: Selection) -> Any:
 
 def postgres_tombstones(url: str, table: str) -> list[Tombstones]:
     """Return the store's tombstones (none when no erasure ever ran on it)."""
+    from psycopg import sql
+
     from jupyter_telemetry_ext.sinks import erasures
     from jupyter_telemetry_ext.sinks.pgtable import resolve_url
-
-    from psycopg import sql
 
     state = table + "_erasure_state"
     with _pg_connect(resolve_url(url)) as conn:
@@ -205,4 +206,4 @@ def drop_erased(con: duckdb.DuckDBPyConnection, tombstones: list[Tombstones]) ->
         "AND (c.received < e.at OR c.event_time < e.at OR c.received IS NULL)"
     ).fetchall()
     log.info("Left out %d events of %d erased users", removed, len(erased))
-    return removed
+    return int(removed)

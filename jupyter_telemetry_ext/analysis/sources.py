@@ -199,11 +199,11 @@ def drop_erased(con: duckdb.DuckDBPyConnection, tombstones: list[Tombstones]) ->
               if (at := [a for t in tombstones if (a := t.erased_at(u)) is not None])]  # fmt: skip
     if not erased:
         return 0
-    con.execute('CREATE OR REPLACE TEMP TABLE erased ("user" VARCHAR, at TIMESTAMPTZ)')
+    con.execute('CREATE OR REPLACE TEMP TABLE erased ("user" VARCHAR, erased_at TIMESTAMPTZ)')
     con.executemany("INSERT INTO erased VALUES (?, ?)", erased)
     [(removed,)] = con.execute(
         "DELETE FROM capsules c USING erased e WHERE c.user = e.user "
-        "AND (c.received < e.at OR c.event_time < e.at OR c.received IS NULL)"
+        "AND (c.received < e.erased_at OR c.event_time < e.erased_at OR c.received IS NULL)"
     ).fetchall()
     log.info("Left out %d events of %d erased users", removed, len(erased))
     return int(removed)

@@ -43,13 +43,13 @@ def write_dataset(command: ExportCommand) -> None:
 
 
 def _request(command: ExportCommand) -> DatasetRequest:
-    from jupyter_telemetry_ext.analysis.dataset import DatasetRequest, check_salt
+    from jupyter_telemetry_ext.analysis.dataset import FORMATS, DatasetRequest, check_salt
     from jupyter_telemetry_ext.analysis.sources import Selection
 
     if command.user:
         command.fail("export: --user (a person's data) and --format (a research dataset) are "
                      "two exports: give one")  # fmt: skip
-    if not command.format or not command.out:
+    if command.format not in FORMATS or not command.out:
         command.fail("export: a dataset needs --format parquet|csv and --out DIR")
     try:
         check_salt(command.salt)

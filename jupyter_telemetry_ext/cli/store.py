@@ -11,9 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from traitlets import Bool, Enum, List, Unicode
+from traitlets import Bool, List, Unicode
 
-from jupyter_telemetry_ext.analysis.dataset import FORMATS
 from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.errors import SecretFileError, StoreError
 from jupyter_telemetry_ext.core.printable import printable
@@ -339,8 +338,7 @@ class ExportCommand(StoreCommand):
     > alice.jsonl
     jupyter telemetry export --format parquet --out dataset/ --since 2026-09-01 events.log"""
     user = Unicode("", help="The user name (a person's export).").tag(config=True)
-    format = Enum(
-        ["", *FORMATS],
+    format = Unicode(
         "",
         help="""Write a research dataset in this format (parquet or csv) into --out. Empty (the
         default): the person's export of --user.""",

@@ -147,10 +147,8 @@ def _write(
         relation.write_csv(str(path))
     else:
         relation.write_parquet(str(path))
-    [(users,)] = con.execute(
-        f'SELECT count(DISTINCT "user") FROM capsules WHERE {where}',
-        params,  # noqa: S608
-    ).fetchall()
+    count_users = f'SELECT count(DISTINCT "user") FROM capsules WHERE {where}'  # noqa: S608
+    [(users,)] = con.execute(count_users, params).fetchall()
     return {
         "file": name, "schema": schema_id, "version": version, "found": schema is not None,
         "title": schema.title if schema else "",

@@ -89,8 +89,8 @@ def recorded(tmp_path: Path) -> Iterator[Path]:
 def test_load_events_round_trip_from_rotated_files(recorded: Path) -> None:
     assert len(list(recorded.parent.glob("events.log.*"))) > 2  # rotated files are read too
     df = load_events(recorded, STUDY)
-    assert list(df.columns) == [*CAPSULE, "action", "n", "ok", "path", "cell.index",
-                                "cell.source_path"]  # fmt: skip
+    assert list(df.columns) == [*CAPSULE, "action", "cell.index", "cell.source_path", "n", "ok",
+                                "path"]  # fmt: skip
     assert len(df) == 30
     assert list(df["n"]) == list(range(30))  # in order of reception
     assert str(df["received"].dtype).startswith("datetime64")
@@ -101,7 +101,7 @@ def test_load_events_round_trip_from_rotated_files(recorded: Path) -> None:
     for row in df.itertuples(index=False):
         event = posted(row.n)
         assert (row.action, row.ok, row.path) == (event["action"], event["ok"], event["path"])
-        assert row._10 == event["cell"]["index"]  # cell.index
+        assert row._7 == event["cell"]["index"]  # cell.index
         assert (row.user, row.client_id, row.version) == (user_of(row.n), f"c{row.n}", "1")
     assert set(df["schema"]) == {STUDY}
 
@@ -167,7 +167,7 @@ def test_export_parquet_round_trip_without_personal_properties(recorded: Path) -
         "datasheet.md", "manifest.json", "other-v1.parquet", "study-v1.parquet"]  # fmt: skip
     table = pq.read_table(out / "study-v1.parquet")
     assert table.column_names == ["received", "event_time", "schema", "version", "user",
-                                  "action", "n", "ok", "cell.index"]  # fmt: skip
+                                  "action", "cell.index", "n", "ok"]  # fmt: skip
     assert table.column("n").to_pylist() == list(range(30))
     assert pa.types.is_int64(table.schema.field("n").type)
     expected = {hmac.new(salt.encode(), u.encode(), hashlib.sha256).hexdigest()
@@ -205,7 +205,7 @@ def test_export_csv_with_an_included_category(recorded: Path) -> None:
                   "--include-category", "user-identifiable-information")  # fmt: skip
     assert done.returncode == 0, done.stderr
     lines = (recorded.parent.parent / "ds" / "study-v1.csv").read_text().splitlines()
-    header = "received,event_time,schema,version,user,action,n,ok,path,cell.index,cell.source_path"
+    header = "received,event_time,schema,version,user,action,cell.index,cell.source_path,n,ok,path"
     assert lines[0] == header
     assert len(lines) == 31
     assert "/home/u/n0.ipynb" in lines[1]

@@ -49,8 +49,9 @@ def _widened(node: Any) -> Any:
 
 
 def leaves(structure: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    """Yield the path of each column: a property, or a leaf of a nested object."""
-    for key, node in structure.items():
+    """Yield the path of each column, a property or a leaf of a nested object, by name (the
+    same order whichever store the events come from)."""
+    for key, node in sorted(structure.items()):
         if isinstance(node, dict):
             yield from leaves(node, (*path, key))
         else:

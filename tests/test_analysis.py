@@ -133,6 +133,15 @@ def test_bad_input_is_a_clear_error(
         load_events(source, **kwargs)
 
 
+def test_a_line_that_is_not_json_stops_the_reading_naming_the_file(recorded: Path) -> None:
+    with recorded.open("a") as log:
+        log.write("{broken json\n")
+    with pytest.raises(
+        ValueError, match=r"cannot read the event logs: .*Malformed JSON.*events\.log"
+    ):
+        load_events(recorded, STUDY)
+
+
 def test_an_unknown_schema_gives_no_rows_but_every_capsule_column(recorded: Path) -> None:
     df = load_events(recorded, "test.analysis/none")
     assert len(df) == 0

@@ -148,10 +148,12 @@ def test_an_unknown_schema_gives_no_rows_but_every_capsule_column(recorded: Path
     assert list(df.columns) == CAPSULE
 
 
-def test_erased_users_are_never_loaded_even_from_a_copy(recorded: Path) -> None:
+@pytest.mark.parametrize("source", ["log", "folder", "glob"])
+def test_erased_users_are_never_loaded_even_from_a_copy(recorded: Path, source: str) -> None:
     # The tombstone alone (the events still in the files, as in a copy made before the erasure)
     add_to_file(erased_file(recorded), [USERS["alice"]], START + timedelta(days=30))
-    df = load_events(recorded, STUDY)
+    where = {"log": recorded, "folder": recorded.parent, "glob": f"{recorded}*"}[source]
+    df = load_events(where, STUDY)
     assert USERS["alice"] not in set(df["user"])
     assert len(df) == 20
 
@@ -228,6 +230,7 @@ def test_export_csv_with_an_included_category(recorded: Path) -> None:
         (["--format", "parquet", "--salt", "short"], 2, "--salt: at least 16 characters"),
         (["--format", "parquet", "--since", "2030-01-01"], 1, "no events to export"),
         (["--format", "parquet", "--schema", "a", "--schema", "b"], 2, "one schema id"),
+        (["--user", "alice", "--since", "7d"], 2, "two exports: give one"),
     ],
 )
 def test_export_refusals(recorded: Path, args: list[str], code: int, message: str) -> None:

@@ -133,7 +133,7 @@ def _write(
     """Write one schema version's events; return what the manifest says of the file."""
     schema_id, version, count, first, last = group
     params = {"schema": schema_id, "version": version}
-    where = "schema = $schema AND version = $version"
+    where = "schema IS NOT DISTINCT FROM $schema AND version IS NOT DISTINCT FROM $version"
     query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
     [(structure_text,)] = con.execute(query, params).fetchall()
     structure = properties_structure(structure_text)

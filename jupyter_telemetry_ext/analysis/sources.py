@@ -81,7 +81,8 @@ def json_files(source: str | Path) -> list[Path]:
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if p.is_file() and _is_log(p.name))
     elif glob.has_magic(str(source)):
-        found = sorted(Path(p) for p in glob.glob(str(source)) if Path(p).is_file())  # noqa: PTH207 - any pattern, absolute too
+        matches = map(Path, glob.glob(str(source)))  # noqa: PTH207 - any pattern, absolute too
+        found = sorted(p for p in matches if p.is_file() and _is_log(p.name))
     else:
         found = log_files(path)
     if not found:

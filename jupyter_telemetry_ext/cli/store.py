@@ -377,7 +377,9 @@ class ExportCommand(StoreCommand):
         """Print the user's events, or write a dataset; exit 1 when there is none."""
         from jupyter_telemetry_ext.core.tombstones import HASHED
 
-        if self.format or self.out:
+        dataset_options = (self.format, self.out, self.schema_ids, self.since, self.until,
+                           self.salt, self.include_category)  # fmt: skip
+        if any(dataset_options):  # a person's export takes none of them: never ignored
             from .dataset import write_dataset
 
             write_dataset(self)

@@ -5,7 +5,8 @@ Needs the `[analysis]` extra (DuckDB, pandas, pyarrow), imported when a function
 
 from __future__ import annotations
 
-from .extra import AnalysisExtraError
+from jupyter_telemetry_ext.core.errors import AnalysisExtraError
+
 from .load import load_events
 
 __all__ = ["AnalysisExtraError", "load_events"]

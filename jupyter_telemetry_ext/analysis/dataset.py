@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_telemetry_ext.core.errors import NothingToExportError
 from jupyter_telemetry_ext.core.schema import EventSchema
 
 from .columns import column_name, leaves, literal, properties_structure, quote
@@ -37,10 +38,6 @@ PSEUDONYMS = (
     "a salt made for this export; two exports with different salts cannot be joined by user"
 )
 SchemaLookup = Callable[[str, str], EventSchema | None]
-
-
-class NothingToExportError(ValueError):
-    """The selection holds no event: no dataset is written."""
 
 
 @dataclass

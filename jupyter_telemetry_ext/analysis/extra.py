@@ -5,11 +5,9 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from jupyter_telemetry_ext.core.errors import AnalysisExtraError
+
 INSTALL = "pip install 'jupyter_telemetry_ext[analysis]'"
-
-
-class AnalysisExtraError(ImportError):
-    """The `[analysis]` extra is not installed: says what to install."""
 
 
 def require(name: str) -> ModuleType:

@@ -8,7 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
-from jupyter_telemetry_ext.core.errors import UnknownSchemaError
+from jupyter_telemetry_ext.core.errors import (
+    AnalysisExtraError,
+    NothingToExportError,
+    UnknownSchemaError,
+)
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE, masked
@@ -21,8 +25,7 @@ if TYPE_CHECKING:
 
 def write_dataset(command: ExportCommand) -> None:
     """Write the dataset the command asks for and say what it holds; stop on any problem."""
-    from jupyter_telemetry_ext.analysis import AnalysisExtraError
-    from jupyter_telemetry_ext.analysis.dataset import NothingToExportError, export_dataset
+    from jupyter_telemetry_ext.analysis.dataset import export_dataset
 
     request = _request(command)
     try:

@@ -12,6 +12,7 @@ from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE
 
 from . import sources
 from .columns import leaves, properties_structure, select_list
+from .extra import require
 from .sources import Selection
 
 if TYPE_CHECKING:
@@ -57,7 +58,21 @@ def load_events(
         schema_id = _one_schema(con, schema)
         params = {"schema": schema_id}
         relation = con.sql(events_query(con, "schema = $schema", params), params=params)
-        return relation.to_arrow_table() if as_arrow else relation.df()
+        table = relation.to_arrow_table()
+    return table if as_arrow else to_pandas(table)
+
+
+def to_pandas(table: Any) -> Any:
+    """Return an Arrow table as a DataFrame whose integers and booleans may be missing (Int64,
+    boolean: the same types whether or not some event lacks the property)."""
+    pd, pa = require("pandas"), require("pyarrow")
+
+    def nullable(arrow_type: Any) -> Any:
+        if pa.types.is_integer(arrow_type):
+            return pd.Int64Dtype()
+        return pd.BooleanDtype() if pa.types.is_boolean(arrow_type) else None
+
+    return table.to_pandas(types_mapper=nullable)
 
 
 @contextmanager

@@ -168,9 +168,12 @@ def export(recorded: Path, out: str, *args: str) -> subprocess.CompletedProcess[
                cwd=recorded.parent.parent)  # fmt: skip
 
 
-def test_export_parquet_round_trip_without_personal_properties(recorded: Path) -> None:
+def test_export_parquet_round_trip_without_personal_properties(
+    recorded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     salt = "a-salt-of-sixteen-chars"
-    done = export(recorded, "ds", "--format", "parquet", "--salt", salt)
+    monkeypatch.setenv("TEST_ANALYSIS_SALT", salt)  # read by the command, off its command line
+    done = export(recorded, "ds", "--format", "parquet", "--salt", "env:TEST_ANALYSIS_SALT")
     assert done.returncode == 0, done.stderr
     assert "exported 34 events in 2 files" in done.stdout
     out = recorded.parent.parent / "ds"
@@ -228,6 +231,7 @@ def test_export_csv_with_an_included_category(recorded: Path) -> None:
         (["--format", "parquet", "--user", "alice"], 2, "two exports: give one"),
         (["--format", "xml"], 2, "format"),
         (["--format", "parquet", "--salt", "short"], 2, "--salt: at least 16 characters"),
+        (["--format", "parquet", "--salt", "env:NO_SUCH_SALT"], 2, "variable is empty or not set"),
         (["--format", "parquet", "--since", "2030-01-01"], 1, "no events to export"),
         (["--format", "parquet", "--schema", "a", "--schema", "b"], 2, "one schema id"),
         (["--user", "alice", "--since", "7d"], 2, "two exports: give one"),

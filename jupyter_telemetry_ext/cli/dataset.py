@@ -46,7 +46,7 @@ def write_dataset(command: ExportCommand) -> None:
 
 
 def _request(command: ExportCommand) -> DatasetRequest:
-    from jupyter_telemetry_ext.analysis.dataset import FORMATS, DatasetRequest, check_salt
+    from jupyter_telemetry_ext.analysis.dataset import FORMATS, DatasetRequest
     from jupyter_telemetry_ext.analysis.sources import Selection
 
     if command.user:
@@ -54,10 +54,7 @@ def _request(command: ExportCommand) -> DatasetRequest:
                      "two exports: give one")  # fmt: skip
     if command.format not in FORMATS or not command.out:
         command.fail("export: a dataset needs --format parquet|csv and --out DIR")
-    try:
-        check_salt(command.salt)
-    except ValueError as e:
-        command.fail(f"export: {e}")
+    salt = _salt(command)
     schema = command.schema_ids[0] if len(command.schema_ids) == 1 else None
     if len(command.schema_ids) > 1:
         command.fail("export: --schema takes one schema id (leave it out for every schema)")
@@ -65,8 +62,23 @@ def _request(command: ExportCommand) -> DatasetRequest:
     return DatasetRequest(
         source, Path(command.out), command.format,
         Selection(schema, _time(command, command.since), _time(command, command.until)),
-        frozenset(command.include_category), command.salt, table, described,
+        frozenset(command.include_category), salt, table, described,
     )  # fmt: skip
+
+
+def _salt(command: ExportCommand) -> str:
+    """Return the salt given (env:NAME: read from that variable, kept off the command line)."""
+    from jupyter_telemetry_ext.analysis.dataset import check_salt
+
+    salt = command.salt
+    if salt.startswith("env:"):
+        salt = os.environ.get(salt[4:], "")
+        if not salt:
+            command.fail(f"export: --salt {command.salt}: the variable is empty or not set")
+    try:
+        return check_salt(salt)
+    except ValueError as e:
+        command.fail(f"export: {e}")
 
 
 def _time(command: ExportCommand, text: str) -> Any:

@@ -357,9 +357,10 @@ class ExportCommand(StoreCommand):
     ).tag(config=True)
     salt = Unicode(
         "",
-        help="""The salt users are re-keyed with (at least 16 characters): datasets exported
-        with the same salt can be joined by user. Empty (the default): a random salt, not
-        kept, so that no two datasets can be.""",
+        help="""The salt users are re-keyed with (at least 16 characters; env:NAME reads it
+        from the variable NAME, off the command line): datasets exported with the same salt can
+        be joined by user. Empty (the default): a random salt, not kept, so that no two
+        datasets can be.""",
     ).tag(config=True)
     include_category = List(
         Unicode(),

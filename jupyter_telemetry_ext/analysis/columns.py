@@ -64,14 +64,23 @@ def column_name(path: tuple[str, ...]) -> str:
     return CLASH_PREFIX + name if path[0] in CAPSULE_COLUMNS else name
 
 
-def select_list(structure: dict[str, Any], paths: list[tuple[str, ...]]) -> str:
-    """Return the SELECT list over `capsules` of the capsule's columns and of `paths`."""
+def transformed(where: str, structure: dict[str, Any]) -> str:
+    """Return the staged capsules that match `where`, their properties read once into the struct
+    column `__properties` (each column then takes its field, no second read)."""
+    typed = f"json_transform(json, {literal(json.dumps(structure))})" if structure else "NULL"
+    return f"(SELECT *, {typed} AS __properties FROM capsules WHERE {where})"  # noqa: S608
+
+
+def property_column(path: tuple[str, ...]) -> str:
+    """Return the expression of a property's column over `transformed`."""
+    expression = "__properties"
+    for key in path:
+        expression = f"struct_extract({expression}, {literal(key)})"
+    return expression
+
+
+def select_list(paths: list[tuple[str, ...]]) -> str:
+    """Return the SELECT list over `transformed` of the capsule's columns and of `paths`."""
     items = [quote(c) for c in CAPSULE_COLUMNS]
-    if paths:
-        transformed = f"json_transform(json, {literal(json.dumps(structure))})"
-        for path in paths:
-            expression = transformed
-            for key in path:
-                expression = f"struct_extract({expression}, {literal(key)})"
-            items.append(f"{expression} AS {quote(column_name(path))}")
+    items += [f"{property_column(path)} AS {quote(column_name(path))}" for path in paths]
     return ", ".join(items)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_telemetry_ext.core.errors import NothingToExportError
 from jupyter_telemetry_ext.core.schema import EventSchema
 
-from .columns import column_name, leaves, literal, properties_structure, quote
+from .columns import column_name, leaves, properties_structure, property_column, quote, transformed
 from .datasheet import datasheet
 from .load import Source, staged
 from .personal import ColumnRules
@@ -160,18 +160,16 @@ def _write(
 def _select(structure: dict[str, Any], kept: list[tuple[str, ...]], where: str, csv: bool) -> str:
     """Return the dataset's query: times, schema, version, the pseudonym, the kept properties."""
     items = ["received", "event_time", "schema", "version", 'p.pseudonym AS "user"']
-    transformed = f"json_transform(json, {literal(json.dumps(structure))})"
     for path in kept:
-        node: Any
-        expression, node = transformed, structure
+        node: Any = structure
         for key in path:
-            expression = f"struct_extract({expression}, {literal(key)})"
             node = node[key]
+        expression = property_column(path)
         if csv and (isinstance(node, list) or node == "JSON"):
             expression = f"to_json({expression})::VARCHAR"  # one cell of JSON text
         items.append(f"{expression} AS {quote(column_name(path))}")
-    return (f"SELECT {', '.join(items)} FROM capsules c LEFT JOIN pseudonyms p "  # noqa: S608
-            f'ON c."user" = p."user" WHERE {where} ORDER BY received')  # fmt: skip
+    return (f"SELECT {', '.join(items)} FROM {transformed(where, structure)} c "  # noqa: S608
+            'LEFT JOIN pseudonyms p ON c."user" = p."user" ORDER BY received')  # fmt: skip
 
 
 def _columns(relation: Any, rules: ColumnRules, kept: Iterable[tuple[str, ...]]) -> list[Any]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE
 
 from . import sources
-from .columns import leaves, properties_structure, select_list
+from .columns import leaves, properties_structure, select_list, transformed
 from .extra import require
 from .sources import Selection
 
@@ -107,8 +107,9 @@ def events_query(con: duckdb.DuckDBPyConnection, where: str, params: dict[str, A
     query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
     [(structure_text,)] = con.execute(query, params).fetchall()
     structure = properties_structure(structure_text)
-    columns = select_list(structure, list(leaves(structure)))
-    return f"SELECT {columns} FROM capsules WHERE {where} ORDER BY received"  # noqa: S608
+    columns = select_list(list(leaves(structure)))
+    source = transformed(where, structure)
+    return f"SELECT {columns} FROM {source} ORDER BY received"  # noqa: S608
 
 
 def _one_schema(con: duckdb.DuckDBPyConnection, schema: str | None) -> str | None:

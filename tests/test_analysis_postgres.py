@@ -121,3 +121,25 @@ def _schemas(tmp_path: Path) -> Path:
     folder.mkdir(parents=True)
     (folder / "study.json").write_text(json.dumps(STUDY_SCHEMA))
     return tmp_path / "data"
+
+
+def test_values_that_csv_and_json_escape_come_back_whole(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    url = pg.url(pg.create_database(), password=PASSWORD)
+    handler = PostgresEventHandler(url, spool_dir=tmp_path / "spool")
+    eventlog = EventLog(
+        handlers=[handler], allowed_schemas={STUDY: {"allowed_categories": ALLOWED}}
+    )
+    eventlog.register_schema(STUDY_SCHEMA)
+    tricky = 'a,b "c"\n\\d\r\x1e\x1f é ""'
+    eventlog.record_event(STUDY, 1, {**posted(1), "path": tricky}, START, context={"__user__": ""})
+    eventlog.record_event(STUDY, 1, {**posted(2), "path": ""}, START + timedelta(seconds=1))
+    assert eventlog.flush(10)
+    handler.flush()
+    df = load_events(url, STUDY)
+    eventlog.close()
+    handler.close()
+    assert list(df["path"]) == [tricky, ""]
+    assert df["user"].iloc[0] == ""  # an empty user is not a missing one
+    assert df["user"].isna().iloc[1]

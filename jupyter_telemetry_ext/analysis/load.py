@@ -85,8 +85,8 @@ def staged(
     try:
         if not isinstance(source, list) and sources.is_database(source):
             url = str(source)
-            with sources.postgres_lines(url, table, selection) as lines:
-                sources.stage_files(con, [lines], selection)
+            with sources.postgres_rows(url, table, selection) as rows:
+                sources.stage_rows(con, rows)
             tombstones = sources.postgres_tombstones(url, table)
         else:
             files = [f for s in _listed(source) for f in sources.json_files(s)]

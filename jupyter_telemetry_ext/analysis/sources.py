@@ -1,7 +1,8 @@
 """Where recorded events are read from in bulk: JSON-lines files or PostgreSQL, into DuckDB.
 
 Either source ends in the same DuckDB table, `capsules` (received, event_time, schema, version,
-user, client_id, json: the whole capsule), holding the events of the selection only. Events of
+user, client_id, json: the capsule of a logged event, the properties of a stored one), holding
+the events of the selection only. Events of
 erased users (by the store's tombstones) are then taken out of it: an export never brings back
 what an erasure removed, even from a copy of a log made before the erasure.
 """
@@ -39,12 +40,15 @@ FROM (SELECT json_extract_string(json, ['$.__timestamp__', '$.__event_time__', '
       '$.__schema_version__', '$.__user__', '$.__client_id__']) AS v, json
       FROM read_ndjson_objects($files)))
 WHERE schema IS NOT NULL"""
-# A capsule of each stored row, one JSON text a line: the same reading as a log's from there.
-# CSV with a delimiter and a quote that JSON text never holds raw: each line comes out as is.
-PG_LINES = """COPY (SELECT jsonb_build_object('__timestamp__', received,
-    '__event_time__', event_time, '__schema__', schema_id, '__schema_version__', schema_version,
-    '__metadata_version__', metadata_version, '__user__', username, '__client_id__', client_id)
-    || data FROM {t} WHERE {where}) TO STDOUT (FORMAT csv, DELIMITER E'\\x1f', QUOTE E'\\x1e')"""
+# The stored rows as CSV, their columns as they are (PostgreSQL builds nothing per row), then
+# read by DuckDB's CSV reader into the same `capsules`: `json` is then the event's properties.
+PG_ROWS = """COPY (SELECT received, event_time, schema_id, schema_version, username, client_id,
+    data FROM {t} WHERE {where}) TO STDOUT (FORMAT csv)"""
+STAGE_ROWS = """CREATE OR REPLACE TEMP TABLE capsules AS SELECT * FROM read_csv($files,
+    header = false, auto_detect = false, delim = ',', quote = '"', escape = '"', nullstr = '',
+    allow_quoted_nulls = false, columns = {'received': 'TIMESTAMPTZ',
+    'event_time': 'TIMESTAMPTZ', 'schema': 'VARCHAR', 'version': 'VARCHAR', 'user': 'VARCHAR',
+    'client_id': 'VARCHAR', 'json': 'JSON'})"""
 
 
 @dataclass(frozen=True)
@@ -127,18 +131,29 @@ def stage_files(con: duckdb.DuckDBPyConnection, files: list[Path], selection: Se
         raise ValueError(msg) from e
 
 
+def stage_rows(con: duckdb.DuckDBPyConnection, rows: Path) -> None:
+    """Read the CSV of stored rows that `postgres_rows` wrote into the table `capsules`."""
+    duck = require("duckdb")
+    try:
+        con.execute(STAGE_ROWS, {"files": [str(rows)]})
+    except duck.Error as e:
+        msg = f"cannot read the rows PostgreSQL sent: {e}"
+        raise ValueError(msg) from e
+
+
 @contextmanager
-def postgres_lines(url: str, table: str, selection: Selection) -> Iterator[Path]:
-    """Yield a temporary JSON-lines file of the selected stored events (one binary-safe COPY)."""
+def postgres_rows(url: str, table: str, selection: Selection) -> Iterator[Path]:
+    """Yield a temporary CSV file of the selected stored rows (one COPY)."""
     from psycopg import sql
 
     from jupyter_telemetry_ext.sinks.pgtable import resolve_url
 
     conn = _pg_connect(resolve_url(url))
     with conn, tempfile.TemporaryDirectory(prefix="telemetry-analysis-") as folder:
-        conn.execute("SET TimeZone = 'UTC'")
-        path = Path(folder) / "events.jsonl"
-        statement = sql.SQL(PG_LINES).format(t=sql.Identifier(table), where=_pg_where(selection))
+        conn.execute("SET TimeZone = 'UTC'")  # times as DuckDB reads them: ISO, UTC
+        conn.execute("SET DateStyle = 'ISO'")
+        path = Path(folder) / "events.csv"
+        statement = sql.SQL(PG_ROWS).format(t=sql.Identifier(table), where=_pg_where(selection))
         with path.open("wb") as out, conn.cursor().copy(statement) as copy:
             for block in copy:
                 out.write(block)

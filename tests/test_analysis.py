@@ -275,3 +275,28 @@ def test_the_person_export_is_unchanged(recorded: Path) -> None:
     done = run("export", "--user", USERS["bob"], str(recorded), cwd=recorded.parent)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 10
+
+
+def test_a_property_some_events_lack_keeps_its_type(tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    lines = [{"__timestamp__": f"2026-03-01T09:00:0{i}Z", "__schema__": STUDY,
+              "__schema_version__": 1, **({"n": i, "ok": True} if i % 2 else {})}
+             for i in range(4)]  # fmt: skip
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    df = load_events(log)
+    assert str(df["n"].dtype) == "Int64"
+    assert str(df["ok"].dtype) == "boolean"
+    assert df["n"].isna().tolist() == [True, False, True, False]
+
+
+def test_dataset_file_names_are_plain_and_distinct() -> None:
+    from jupyter_telemetry_ext.analysis.dataset import _file_names
+
+    names = _file_names([("https://a.org/x/cell", "1"), ("https://b.org/y/cell", "1"),
+                         ("../../etc/..", "1/../2"), ("kernel", "2")], "csv")  # fmt: skip
+    assert names[("kernel", "2")] == "kernel-v2.csv"
+    cells = [names[("https://a.org/x/cell", "1")], names[("https://b.org/y/cell", "1")]]
+    assert cells[0] != cells[1]
+    assert all(n.startswith("cell-") and n.endswith("-v1.csv") for n in cells)
+    assert "/" not in names[("../../etc/..", "1/../2")]
+    assert not names[("../../etc/..", "1/../2")].startswith(".")

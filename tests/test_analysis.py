@@ -216,8 +216,11 @@ def test_two_exports_cannot_be_joined_by_user(recorded: Path) -> None:
 
 def test_export_csv_with_an_included_category(recorded: Path) -> None:
     done = export(recorded, "ds", "--format", "csv", "--schema", STUDY,
-                  "--include-category", "user-identifiable-information")  # fmt: skip
+                  "--include-category", "user-identifiable-information",
+                  "--include-category", "user-identifable-information")  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert "--include-category user-identifable-information: no exported" in done.stderr
+    assert "user-identifiable-information:" not in done.stderr
     lines = (recorded.parent.parent / "ds" / "study-v1.csv").read_text().splitlines()
     header = "received,event_time,schema,version,user,action,cell.index,cell.source_path,n,ok,path"
     assert lines[0] == header

@@ -41,8 +41,18 @@ def write_dataset(command: ExportCommand) -> None:
             print(f"jupyter telemetry: export: schema {entry['schema']} version "
                   f"{entry['version']} was not found (--config, schema_paths): every property "
                   "of its events was left out", file=sys.stderr)  # fmt: skip
+    _unused_categories(command, manifest)
     print(f"exported {manifest['events']} events in {len(manifest['files'])} files to "
           f"{request.out} (manifest.json, datasheet.md)")  # fmt: skip
+
+
+def _unused_categories(command: ExportCommand, manifest: dict[str, Any]) -> None:
+    """Say which --include-category names no exported property has (a typo keeps nothing)."""
+    seen = {category for entry in manifest["files"] for column in entry["columns"]
+            for category in column["categories"]}  # fmt: skip
+    for category in sorted(set(command.include_category) - seen):
+        print(f"jupyter telemetry: export: --include-category {category}: no exported property "
+              "has this category (check the name)", file=sys.stderr)  # fmt: skip
 
 
 def _request(command: ExportCommand) -> DatasetRequest:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from traitlets import Bool, Unicode
+from traitlets import Bool, List, Unicode
 
 from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.errors import SecretFileError, StoreError
@@ -168,7 +168,9 @@ class StoreCommand(Command):
     def check_user(self, name: str) -> None:
         """Stop when no user is named."""
         if not name:
-            self.fail(f"{self.verb}: name the user with --user NAME")
+            dataset = " (or write a dataset: --format parquet|csv --out DIR)"
+            extra = dataset if self.verb == "export" else ""
+            self.fail(f"{self.verb}: name the user with --user NAME{extra}")
 
 
 _STORE_ALIASES = {"db": "StoreCommand.db", "table": "StoreCommand.table",
@@ -319,22 +321,70 @@ class PruneCommand(StoreCommand):
 
 
 class ExportCommand(StoreCommand):
-    """Print every event of one user as JSON lines (a person's data, on request)."""
+    """Print every event of one user as JSON lines (a person's data, on request), or write a
+    research dataset (--format parquet|csv --out DIR)."""
 
     name = "jupyter-telemetry-export"
-    description = """Print, as JSON lines, every event recorded for one user in a log (and its
-    rotated files) or in the PostgreSQL store, and those waiting in its handler's outage spool.
-    The user is found by the keyed hash of NAME (record_user = "hashed", with the key of the
-    deployment's config: --config PATH) or by NAME itself. Exit status 1 when there is none."""
+    description = """Two exports. With --user NAME: print, as JSON lines, every event recorded
+    for one user in a log (and its rotated files) or in the PostgreSQL store, and those waiting
+    in its handler's outage spool. The user is found by the keyed hash of NAME (record_user =
+    "hashed", with the key of the deployment's config: --config PATH) or by NAME itself.
+    With --format parquet|csv --out DIR: write a research dataset of every user's events (of
+    the logs named, or the store): one file per schema and version, manifest.json and
+    datasheet.md; users re-keyed with a salt made for this export (--salt to choose it), and
+    properties whose privacy categories are not unrestricted left out (--include-category to
+    keep some). Needs the [analysis] extra. Exit status 1 when there is no event."""
     examples = """jupyter telemetry export --user alice --config /etc/jupyterhub/telemetry_config.py
-    > alice.jsonl"""
-    user = Unicode("", help="The user name (required).").tag(config=True)
-    aliases = {**_STORE_ALIASES, "user": "ExportCommand.user"}  # noqa: RUF012
+    > alice.jsonl
+    jupyter telemetry export --format parquet --out dataset/ --since 2026-09-01 events.log"""
+    user = Unicode("", help="The user name (a person's export).").tag(config=True)
+    format = Unicode(
+        "",
+        help="""Write a research dataset in this format (parquet or csv) into --out. Empty (the
+        default): the person's export of --user.""",
+    ).tag(config=True)
+    out = Unicode("", help="The dataset's folder: new or empty (required with --format).").tag(
+        config=True
+    )
+    schema_ids = List(
+        Unicode(), help="Only events of these schema ids (a dataset). Empty: every schema."
+    ).tag(config=True)
+    since = Unicode(
+        "", help="Only events received at or after this time (RFC 3339, a date, or 7d ago)."
+    ).tag(config=True)
+    until = Unicode(
+        "", help="Only events received before this time (RFC 3339, a date, or 7d ago)."
+    ).tag(config=True)
+    salt = Unicode(
+        "",
+        help="""The salt users are re-keyed with (at least 16 characters; env:NAME reads it
+        from the variable NAME, off the command line): datasets exported with the same salt can
+        be joined by user. Empty (the default): a random salt, not kept, so that no two
+        datasets can be.""",
+    ).tag(config=True)
+    include_category = List(
+        Unicode(),
+        help="""Privacy categories whose properties the dataset keeps besides unrestricted ones
+        (e.g. user-identifiable-information). Empty (the default): only unrestricted
+        properties.""",
+    ).tag(config=True)
+    aliases = {**_STORE_ALIASES, "user": "ExportCommand.user", "format": "ExportCommand.format",  # noqa: RUF012
+               "out": "ExportCommand.out", "schema": "ExportCommand.schema_ids",
+               "since": "ExportCommand.since", "until": "ExportCommand.until",
+               "salt": "ExportCommand.salt",
+               "include-category": "ExportCommand.include_category"}  # fmt: skip
 
     def start(self) -> None:
-        """Print the user's events; exit 1 when there is none."""
+        """Print the user's events, or write a dataset; exit 1 when there is none."""
         from jupyter_telemetry_ext.core.tombstones import HASHED
 
+        dataset_options = (self.format, self.out, self.schema_ids, self.since, self.until,
+                           self.salt, self.include_category)  # fmt: skip
+        if any(dataset_options):  # a person's export takes none of them: never ignored
+            from .dataset import write_dataset
+
+            write_dataset(self)
+            return
         self.check_user(self.user)
         path = self.log_path()
         if path is not None:

@@ -197,3 +197,11 @@ def __getattr__(name: str) -> Any:
 
         return EventValidationError
     raise AttributeError(name)
+
+
+class AnalysisExtraError(ImportError):
+    """The `[analysis]` extra (DuckDB, pandas, pyarrow) is not installed: says what to install."""
+
+
+class NothingToExportError(ValueError):
+    """A research export's selection holds no event: no dataset is written."""

@@ -1,0 +1,130 @@
+"""`jupyter telemetry export --format parquet|csv --out DIR`: a research dataset."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
+from jupyter_telemetry_ext.core.errors import (
+    AnalysisExtraError,
+    NothingToExportError,
+    UnknownSchemaError,
+)
+from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE, masked
+
+if TYPE_CHECKING:
+    from jupyter_telemetry_ext.analysis.dataset import DatasetRequest, SchemaLookup
+
+    from .store import ExportCommand
+
+
+def write_dataset(command: ExportCommand) -> None:
+    """Write the dataset the command asks for and say what it holds; stop on any problem."""
+    from jupyter_telemetry_ext.analysis.dataset import export_dataset
+
+    request = _request(command)
+    try:
+        manifest = export_dataset(request, _lookup(command))
+    except AnalysisExtraError as e:
+        command.fail(f"export: {e}")
+    except NothingToExportError as e:
+        command.fail(f"export: {e}: nothing was written", 1)
+    except (OSError, ValueError) as e:
+        command.fail(f"export: {e}")
+    for entry in manifest["files"]:
+        if not entry["found"]:
+            print(f"jupyter telemetry: export: schema {entry['schema']} version "
+                  f"{entry['version']} was not found (--config, schema_paths): every property "
+                  "of its events was left out", file=sys.stderr)  # fmt: skip
+    _unused_categories(command, manifest)
+    print(f"exported {manifest['events']} events in {len(manifest['files'])} files to "
+          f"{request.out} (manifest.json, datasheet.md)")  # fmt: skip
+
+
+def _unused_categories(command: ExportCommand, manifest: dict[str, Any]) -> None:
+    """Say which --include-category names no exported property has (a typo keeps nothing)."""
+    seen = {category for entry in manifest["files"] for column in entry["columns"]
+            for category in column["categories"]}  # fmt: skip
+    for category in sorted(set(command.include_category) - seen):
+        print(f"jupyter telemetry: export: --include-category {category}: no exported property "
+              "has this category (check the name)", file=sys.stderr)  # fmt: skip
+
+
+def _request(command: ExportCommand) -> DatasetRequest:
+    from jupyter_telemetry_ext.analysis.dataset import FORMATS, DatasetRequest
+    from jupyter_telemetry_ext.analysis.sources import Selection
+
+    if command.user:
+        command.fail("export: --user (a person's data) and --format (a research dataset) are "
+                     "two exports: give one")  # fmt: skip
+    if command.format not in FORMATS or not command.out:
+        command.fail("export: a dataset needs --format parquet|csv and --out DIR")
+    salt = _salt(command)
+    schema = command.schema_ids[0] if len(command.schema_ids) == 1 else None
+    if len(command.schema_ids) > 1:
+        command.fail("export: --schema takes one schema id (leave it out for every schema)")
+    source, table, described = _source(command)
+    return DatasetRequest(
+        source, Path(command.out), command.format,
+        Selection(schema, _time(command, command.since), _time(command, command.until)),
+        frozenset(command.include_category), salt, table, described,
+    )  # fmt: skip
+
+
+def _salt(command: ExportCommand) -> str:
+    """Return the salt given (env:NAME: read from that variable, kept off the command line)."""
+    from jupyter_telemetry_ext.analysis.dataset import check_salt
+
+    salt = command.salt
+    if salt.startswith("env:"):
+        salt = os.environ.get(salt[4:], "")
+        if not salt:
+            command.fail(f"export: --salt {command.salt}: the variable is empty or not set")
+    try:
+        return check_salt(salt)
+    except ValueError as e:
+        command.fail(f"export: {e}")
+
+
+def _time(command: ExportCommand, text: str) -> Any:
+    from jupyter_telemetry_ext.sinks.logreader import parse_since
+
+    try:
+        return parse_since(text) if text else None
+    except ValueError as e:
+        command.fail(f"export: {e}")
+
+
+def _source(command: ExportCommand) -> tuple[Any, str, str]:
+    """Return the source (a URL, or the logs named), its table, and how to describe it."""
+    from_env = bool(os.environ.get(URL_VARIABLE))
+    if command.db or (not command.extra_args and (from_env or command.handler())):
+        handler = None if command.db or from_env else command.handler()
+        url = handler.url if handler is not None else (command.db or f"env:{URL_VARIABLE}")
+        table = handler.table if handler is not None and command.table == DEFAULT_TABLE else ""
+        described = url if url.startswith("env:") else f"PostgreSQL {masked(url)}"
+        return url, table or command.table, described
+    if not command.extra_args:
+        command.fail("export: name the event logs (files, globs or folders), or --db URL")
+    return list(command.extra_args), command.table, ", ".join(command.extra_args)
+
+
+def _lookup(command: ExportCommand) -> SchemaLookup:
+    """Return a lookup of the schemas a server with this config would find."""
+    eventlog = EventLog()
+    section = command.config.get("TelemetryExtension", {})
+    paths = section.get("schema_paths", []) if hasattr(section, "get") else []
+    register_discovered(eventlog, schema_folders([str(p) for p in paths]), command.log)
+
+    def lookup(schema_id: str, version: str) -> EventSchema | None:
+        try:
+            return eventlog.get_schema(schema_id, version)
+        except UnknownSchemaError:
+            return None
+
+    return lookup

@@ -1,0 +1,305 @@
+"""`load_events` and `export --format` on what an EventLog really wrote to rotated logs."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging.handlers
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.recorded_user import hashed_user
+from jupyter_telemetry_ext.core.tombstones import add_to_file, erased_file
+
+pa = pytest.importorskip("pyarrow", reason="the [analysis] extra is not installed")
+pq = pytest.importorskip("pyarrow.parquet")
+pytest.importorskip("duckdb", reason="the [analysis] extra is not installed")
+
+from jupyter_telemetry_ext.analysis import load_events  # noqa: E402
+
+JUPYTER = str(Path(sys.executable).with_name("jupyter"))
+SECRET = b"k" * 64
+USERS = {name: hashed_user(SECRET, name) for name in ("alice", "bob", "carol")}
+STUDY, OTHER = "test.analysis/study", "test.analysis/other"
+START = datetime(2026, 3, 1, 9, tzinfo=timezone.utc)
+PERSONAL = ["user-identifiable-information"]
+STUDY_SCHEMA = {
+    "$id": STUDY, "version": 1, "title": "Study", "description": "A study's events.",
+    "type": "object",
+    "properties": {
+        "action": {"enum": ["open", "run"], "categories": ["unrestricted"]},
+        "n": {"type": "integer", "categories": ["unrestricted"]},
+        "ok": {"type": "boolean", "categories": ["unrestricted"]},
+        "path": {"type": "string", "categories": PERSONAL},
+        "cell": {"type": "object", "categories": ["unrestricted"], "properties": {
+            "index": {"type": "integer", "categories": ["unrestricted"]},
+            "source_path": {"type": "string", "categories": PERSONAL}}},
+    },
+}  # fmt: skip
+TICK = {"action": {"enum": ["tick"], "categories": ["unrestricted"]}}
+OTHER_SCHEMA = {**STUDY_SCHEMA, "$id": OTHER, "title": "Other", "properties": TICK}
+ALLOWED = ["unrestricted", "user-identifier", "user-identifiable-information"]
+CAPSULE = ["received", "event_time", "schema", "version", "user", "client_id"]
+
+
+def posted(n: int) -> dict[str, Any]:
+    """The n-th study event as posted."""
+    return {"action": "open" if n % 2 else "run", "n": n, "ok": n % 3 == 0,
+            "path": f"/home/u/n{n}.ipynb",
+            "cell": {"index": n % 5, "source_path": f"/home/u/s{n}.py"}}  # fmt: skip
+
+
+def user_of(n: int) -> str:
+    return list(USERS.values())[n % 3]
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Iterator[Path]:
+    """30 study events of 3 users (an hour apart) and 4 of another schema, in rotated files."""
+    log = tmp_path / "logs" / "events.log"
+    log.parent.mkdir()
+    handler = logging.handlers.RotatingFileHandler(log, maxBytes=1500, backupCount=100)
+    allowed = {s: {"allowed_categories": ALLOWED} for s in (STUDY, OTHER)}
+    eventlog = EventLog(handlers=[handler], allowed_schemas=allowed)
+    eventlog.register_schema(STUDY_SCHEMA)
+    eventlog.register_schema(OTHER_SCHEMA)
+    for n in range(30):
+        context = {"__user__": user_of(n), "__client_id__": f"c{n}"}
+        eventlog.record_event(STUDY, 1, posted(n), START + timedelta(hours=n), context=context)
+    for _ in range(4):
+        eventlog.record_event(OTHER, 1, {"action": "tick"}, START, context={"__user__": "x"})
+    eventlog.close()
+    handler.close()
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "study.json").write_text(json.dumps(STUDY_SCHEMA))
+    config = f"c.TelemetryExtension.schema_paths = [{str(schemas)!r}]\n"
+    (tmp_path / "config.py").write_text(config)
+    return log
+
+
+def test_load_events_round_trip_from_rotated_files(recorded: Path) -> None:
+    assert len(list(recorded.parent.glob("events.log.*"))) > 2  # rotated files are read too
+    df = load_events(recorded, STUDY)
+    assert list(df.columns) == [*CAPSULE, "action", "cell.index", "cell.source_path", "n", "ok",
+                                "path"]  # fmt: skip
+    assert len(df) == 30
+    assert list(df["n"]) == list(range(30))  # in order of reception
+    assert str(df["received"].dtype).startswith("datetime64")
+    assert df["received"].dt.tz is not None
+    assert df["received"].iloc[5] == START + timedelta(hours=5)
+    assert str(df["n"].dtype) == "Int64"  # the same whether or not an event lacks it
+    assert str(df["ok"].dtype) == "boolean"
+    for row in df.itertuples(index=False):
+        event = posted(row.n)
+        assert (row.action, row.ok, row.path) == (event["action"], event["ok"], event["path"])
+        assert row._7 == event["cell"]["index"]  # cell.index
+        assert (row.user, row.client_id, row.version) == (user_of(row.n), f"c{row.n}", "1")
+    assert set(df["schema"]) == {STUDY}
+
+
+def test_as_arrow_time_window_folder_and_glob(recorded: Path) -> None:
+    table = load_events(recorded, STUDY, as_arrow=True, since=START + timedelta(hours=10),
+                        until="2026-03-02T04:00:00Z")  # fmt: skip
+    assert isinstance(table, pa.Table)
+    assert table.column("n").to_pylist() == list(range(10, 19))
+    assert pa.types.is_timestamp(table.schema.field("received").type)
+    assert len(load_events(recorded.parent, STUDY)) == 30  # a folder
+    assert len(load_events(str(recorded.parent / "events.log*"), STUDY)) == 30  # a glob
+    assert list(load_events(recorded, OTHER)["action"]) == ["tick"] * 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({}, ValueError, "holds events of 2 schemas"),
+        ({"schema": STUDY, "since": "yesterday-ish"}, ValueError, "since: use an RFC 3339"),
+        ({"source": "nowhere/events.log"}, FileNotFoundError, "no event log files found"),
+    ],
+)
+def test_bad_input_is_a_clear_error(
+    recorded: Path, kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    source = kwargs.pop("source", recorded)
+    with pytest.raises(error, match=message):
+        load_events(source, **kwargs)
+
+
+def test_a_line_that_is_not_json_stops_the_reading_naming_the_file(recorded: Path) -> None:
+    with recorded.open("a") as log:
+        log.write("{broken json\n")
+    with pytest.raises(
+        ValueError, match=r"cannot read the event logs: .*Malformed JSON.*events\.log"
+    ):
+        load_events(recorded, STUDY)
+
+
+def test_an_unknown_schema_gives_no_rows_but_every_capsule_column(recorded: Path) -> None:
+    df = load_events(recorded, "test.analysis/none")
+    assert len(df) == 0
+    assert list(df.columns) == CAPSULE
+
+
+@pytest.mark.parametrize("source", ["log", "folder", "glob"])
+def test_erased_users_are_never_loaded_even_from_a_copy(recorded: Path, source: str) -> None:
+    # The tombstone alone (the events still in the files, as in a copy made before the erasure)
+    add_to_file(erased_file(recorded), [USERS["alice"]], START + timedelta(days=30))
+    where = {"log": recorded, "folder": recorded.parent, "glob": f"{recorded}*"}[source]
+    df = load_events(where, STUDY)
+    assert USERS["alice"] not in set(df["user"])
+    assert len(df) == 20
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([JUPYTER, "telemetry", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+
+
+def export(recorded: Path, out: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run("export", "--config", "config.py", "--out", out, *args, str(recorded),
+               cwd=recorded.parent.parent)  # fmt: skip
+
+
+def test_export_parquet_round_trip_without_personal_properties(
+    recorded: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    salt = "a-salt-of-sixteen-chars"
+    monkeypatch.setenv("TEST_ANALYSIS_SALT", salt)  # read by the command, off its command line
+    done = export(recorded, "ds", "--format", "parquet", "--salt", "env:TEST_ANALYSIS_SALT")
+    assert done.returncode == 0, done.stderr
+    assert "exported 34 events in 2 files" in done.stdout
+    out = recorded.parent.parent / "ds"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "datasheet.md", "manifest.json", "other-v1.parquet", "study-v1.parquet"]  # fmt: skip
+    table = pq.read_table(out / "study-v1.parquet")
+    assert table.column_names == ["received", "event_time", "schema", "version", "user",
+                                  "action", "cell.index", "n", "ok"]  # fmt: skip
+    assert table.column("n").to_pylist() == list(range(30))
+    assert pa.types.is_int64(table.schema.field("n").type)
+    expected = {hmac.new(salt.encode(), u.encode(), hashlib.sha256).hexdigest()
+                for u in USERS.values()}  # fmt: skip
+    assert set(table.column("user").to_pylist()) == expected
+    manifest = json.loads((out / "manifest.json").read_text())
+    [study] = [f for f in manifest["files"] if f["schema"] == STUDY]
+    assert (study["events"], study["users"], study["found"]) == (30, 3, True)
+    assert study["first"] == START.isoformat()
+    assert {c["name"]: c["categories"] for c in study["left_out"]} == {
+        "path": PERSONAL, "cell.source_path": PERSONAL}  # fmt: skip
+    [other] = [f for f in manifest["files"] if f["schema"] == OTHER]
+    assert not other["found"]
+    assert other["left_out"][0]["name"] == "action"
+    assert "was not found" in done.stderr
+    sheet = (out / "datasheet.md").read_text()
+    assert "`study-v1.parquet`: Study" in sheet
+    assert "given by the researcher" in sheet
+    assert salt not in sheet + json.dumps(manifest)
+    assert "/home/u" not in sheet + json.dumps(manifest)
+
+
+def test_two_exports_cannot_be_joined_by_user(recorded: Path) -> None:
+    for out in ("one", "two"):
+        assert export(recorded, out, "--format", "parquet", "--schema", STUDY).returncode == 0
+    users = [set(pq.read_table(recorded.parent.parent / out / "study-v1.parquet")
+                 .column("user").to_pylist()) for out in ("one", "two")]  # fmt: skip
+    assert len(users[0]) == len(users[1]) == 3
+    assert not users[0] & users[1]
+    assert not users[0] & set(USERS.values())
+
+
+def test_export_csv_with_an_included_category(recorded: Path) -> None:
+    done = export(recorded, "ds", "--format", "csv", "--schema", STUDY,
+                  "--include-category", "user-identifiable-information",
+                  "--include-category", "user-identifable-information")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "--include-category user-identifable-information: no exported" in done.stderr
+    assert "user-identifiable-information:" not in done.stderr
+    lines = (recorded.parent.parent / "ds" / "study-v1.csv").read_text().splitlines()
+    header = "received,event_time,schema,version,user,action,cell.index,cell.source_path,n,ok,path"
+    assert lines[0] == header
+    assert len(lines) == 31
+    assert "/home/u/n0.ipynb" in lines[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--format", "parquet", "--user", "alice"], 2, "two exports: give one"),
+        (["--format", "xml"], 2, "format"),
+        (["--format", "parquet", "--salt", "short"], 2, "--salt: at least 16 characters"),
+        (["--format", "parquet", "--salt", "env:NO_SUCH_SALT"], 2, "variable is empty or not set"),
+        (["--format", "parquet", "--since", "2030-01-01"], 1, "no events to export"),
+        (["--format", "parquet", "--schema", "a", "--schema", "b"], 2, "one schema id"),
+        (["--user", "alice", "--since", "7d"], 2, "two exports: give one"),
+    ],
+)
+def test_export_refusals(recorded: Path, args: list[str], code: int, message: str) -> None:
+    done = export(recorded, "ds", *args)
+    assert done.returncode == code, done.stderr
+    assert message in done.stderr
+    assert not (recorded.parent.parent / "ds").exists() or not any(
+        (recorded.parent.parent / "ds").iterdir()
+    )
+
+
+def test_export_never_mixes_datasets(recorded: Path) -> None:
+    (recorded.parent.parent / "ds").mkdir()
+    (recorded.parent.parent / "ds" / "old.parquet").write_text("x")
+    done = export(recorded, "ds", "--format", "parquet")
+    assert done.returncode == 2
+    assert "must be a new or empty folder" in done.stderr
+
+
+def test_without_the_extra_says_what_to_install(recorded: Path) -> None:
+    code = ("import sys; sys.modules['duckdb'] = None\n"
+            "from jupyter_telemetry_ext.cli.main import main\n"
+            f"main(['export', '--format', 'csv', '--out', 'ds', {str(recorded)!r}])")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], cwd=recorded.parent, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert "pip install 'jupyter_telemetry_ext[analysis]'" in done.stderr
+    code = ("import sys; sys.modules['duckdb'] = None\n"
+            "from jupyter_telemetry_ext.analysis import load_events, AnalysisExtraError\n"
+            f"try: load_events({str(recorded)!r})\n"
+            "except AnalysisExtraError as e: print(e)")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert "[analysis] extra" in done.stdout, done.stderr
+
+
+def test_the_person_export_is_unchanged(recorded: Path) -> None:
+    done = run("export", "--user", USERS["bob"], str(recorded), cwd=recorded.parent)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 10
+
+
+def test_a_property_some_events_lack_keeps_its_type(tmp_path: Path) -> None:
+    log = tmp_path / "events.log"
+    lines = [{"__timestamp__": f"2026-03-01T09:00:0{i}Z", "__schema__": STUDY,
+              "__schema_version__": 1, **({"n": i, "ok": True} if i % 2 else {})}
+             for i in range(4)]  # fmt: skip
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    df = load_events(log)
+    assert str(df["n"].dtype) == "Int64"
+    assert str(df["ok"].dtype) == "boolean"
+    assert df["n"].isna().tolist() == [True, False, True, False]
+
+
+def test_dataset_file_names_are_plain_and_distinct() -> None:
+    from jupyter_telemetry_ext.analysis.dataset import _file_names
+
+    names = _file_names([("https://a.org/x/cell", "1"), ("https://b.org/y/cell", "1"),
+                         ("../../etc/..", "1/../2"), ("kernel", "2")], "csv")  # fmt: skip
+    assert names[("kernel", "2")] == "kernel-v2.csv"
+    cells = [names[("https://a.org/x/cell", "1")], names[("https://b.org/y/cell", "1")]]
+    assert cells[0] != cells[1]
+    assert all(n.startswith("cell-") and n.endswith("-v1.csv") for n in cells)
+    assert "/" not in names[("../../etc/..", "1/../2")]
+    assert not names[("../../etc/..", "1/../2")].startswith(".")

@@ -39,8 +39,9 @@ except ImportError:  # Windows: the echo mode of a terminal cannot be read
 
 UserContext = Callable[[Any], Mapping[str, Any] | None]
 # Sent to the pty in place of a refused line: Ctrl-E (end of line) then Ctrl-U (erase to its
-# start) empties bash's readline buffer, and Ctrl-U (VKILL) a line read by a program in
-# canonical mode; neither signals the program in the foreground, as Ctrl-C would.
+# start) empty bash's readline line (and a REPL's), and Ctrl-U (VKILL) the line a program reads
+# in canonical mode. Not Ctrl-C: it interrupts the program in the foreground, and bash, cleaning
+# up after it, discards keys typed right after it (the next line would lose its first keys).
 CLEAR_LINE = "\x05\x15"
 UNREAD = "the audit could not read this input"
 
@@ -117,12 +118,13 @@ class AuditedTermSocket(TermSocket):
         """Run nothing of a refused message: erase the line typed so far, tell the client."""
         self.terminal_audit.refused(str(error))
         self._audit_reader = None  # the pty's line is empty again, and so is the reader's
+        # First: the shell's redraw of its emptied line then comes below the notice.
+        with contextlib.suppress(WebSocketClosedError):  # the client left: nobody to tell
+            self.write_message(json.dumps(["stdout", refusal_notice(error)]))
         try:  # off the event loop, as terminado writes keystrokes: a full pty blocks
             await self.stdin_to_ptyproc(CLEAR_LINE)
         except OSError as e:  # the terminal ended meanwhile
             self.terminal_audit.recorder.failed("erasing a refused terminal line", e)
-        with contextlib.suppress(WebSocketClosedError):  # the client left: nobody to tell
-            self.write_message(json.dumps(["stdout", refusal_notice(error)]))
 
     def audit_lines(self, lines: tuple[Line, ...]) -> None:
         """Record the lines one stdin message completed, before the message goes on."""

@@ -92,8 +92,8 @@ def lines_in(handler: logging.FileHandler) -> list[dict[str, Any]]:
 
 
 async def test_a_line_runs_only_after_its_event_is_in_the_file(
-    open_terminal: Open,
-    file_handler: GatedFileHandler,  # noqa: F811
+    open_terminal: Open,  # noqa: F811
+    file_handler: GatedFileHandler,
 ) -> None:
     terminal = await open_terminal()
     log = file_handler.baseFilename
@@ -141,9 +141,9 @@ async def test_a_full_disk_refuses_the_line_until_it_recovers(
 
 
 async def test_keystrokes_after_a_held_enter_keep_their_order(
-    open_terminal: Open,
+    open_terminal: Open,  # noqa: F811
     file_handler: GatedFileHandler,
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     first, other = await open_terminal(), await open_terminal()
     marker = tmp_path / "first"

@@ -79,6 +79,9 @@ class AuditedTermSocket(TermSocket):
         audit failed to read it)."""
         try:
             command = json.loads(message)  # as terminado reads it: no prefix it could skip
+        except (ValueError, TypeError):  # terminado refuses it too: nothing reaches the pty
+            return ()
+        try:
             if not (isinstance(command, list) and len(command) > 1 and command[0] == "stdin"):
                 return ()
             data = command[1]
@@ -87,7 +90,7 @@ class AuditedTermSocket(TermSocket):
             if self._audit_reader is None:
                 self._audit_reader = LineReader()
             return self._audit_reader.feed(data)
-        except Exception as e:  # the keystrokes reach the terminal whatever happens
+        except Exception as e:  # passed on all the same, unless audit_required refuses it
             self.terminal_audit.recorder.failed("reading terminal input", e)
             return None
 
@@ -106,13 +109,11 @@ class AuditedTermSocket(TermSocket):
             futures = [self.terminal_audit.line_durable(durability, self.term_name, line, hidden,
                                                         self._audit_user or None)
                        for line in lines] if durability is not None else []  # fmt: skip
-            await asyncio.gather(*futures)
-        except AuditUnavailableError as e:
-            return e
+            outcomes = await asyncio.gather(*futures, return_exceptions=True)
         except Exception as e:  # fail closed: a line that cannot be recorded does not run
             self.terminal_audit.recorder.failed("recording a terminal line", e)
             return AuditUnavailableError(f"the audit failed ({type(e).__name__})")
-        return None
+        return next((_unavailable(o) for o in outcomes if isinstance(o, BaseException)), None)
 
     async def audit_refuse(self, error: AuditUnavailableError) -> None:
         """Run nothing of a refused message: erase the line typed so far, tell the client."""
@@ -159,6 +160,13 @@ class AuditedTermSocket(TermSocket):
     def audit_context(handler: Any) -> Mapping[str, Any] | None:
         """Return the capsule fields the audit adds for the user of a websocket handler."""
         return None
+
+
+def _unavailable(error: BaseException) -> AuditUnavailableError:
+    """Return why a line's event is not durable, as the user reads it."""
+    if isinstance(error, AuditUnavailableError):
+        return error
+    return AuditUnavailableError(f"the audit failed ({type(error).__name__})")
 
 
 def audited_socket_class(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tornado import web
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
@@ -23,6 +24,7 @@ from jupyter_telemetry_ext.server.audit.execution import ExecutionAudit
 from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder
 from jupyter_telemetry_ext.server.audit.required import require_audit
 from jupyter_telemetry_ext.server.audit.terminal import TerminalAudit
+from jupyter_telemetry_ext.server.audit.terminal_install import TerminalHooks
 from jupyter_telemetry_ext.server.audit.terminal_socket import CLEAR_LINE
 from tests.conftest import SHIPPED_SCHEMAS, Sink
 from tests.test_audit_required import (  # noqa: F401 - fixtures
@@ -36,7 +38,9 @@ from tests.test_audit_terminal import (  # noqa: F401 - `open_terminal` is a fix
     TERMINAL,
     TIMEOUT,
     WITH_TEXT,
+    Manager,
     Open,
+    OtherSocket,
     open_terminal,
 )
 
@@ -209,4 +213,20 @@ def test_both_kinds_share_one_durability(sink: Sink, tmp_path: Path) -> None:
     terminal, execution = audits_over([file], WITH_TEXT)
     assert require_audit({"execution": execution, "terminal": terminal}, None, log) == []
     assert terminal.durability is execution.durability is not None
+    file.close()
+
+
+def test_a_terminal_route_that_cannot_be_hooked_stops_the_server(
+    sink: Sink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    file = logging.FileHandler(tmp_path / "a.log", delay=True)
+    terminal, _ = audits_over([file], WITH_TEXT)
+    assert require_audit({"terminal": terminal}, None, logging.getLogger("test.audit")) == []
+    hooks = TerminalHooks(terminal, lambda handler: None, logging.getLogger("test.audit"))
+    foreign = [(r"/terminals/websocket/(\w+)", OtherSocket)]
+    app = web.Application(foreign, terminals_available=True, terminal_manager=Manager())
+    with pytest.raises(SystemExit) as stopped:
+        hooks.check(app)  # as when the event loop starts
+    assert stopped.value.code == 1
+    assert "terminal commands would run unaudited" in caplog.text
     file.close()

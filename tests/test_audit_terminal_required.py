@@ -25,7 +25,6 @@ from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder
 from jupyter_telemetry_ext.server.audit.required import require_audit
 from jupyter_telemetry_ext.server.audit.terminal import TerminalAudit
 from jupyter_telemetry_ext.server.audit.terminal_install import TerminalHooks
-from jupyter_telemetry_ext.server.audit.terminal_socket import CLEAR_LINE
 from tests.conftest import SHIPPED_SCHEMAS, Sink
 from tests.test_audit_required import (  # noqa: F401 - fixtures
     fill,
@@ -167,9 +166,23 @@ async def test_keystrokes_after_a_held_enter_keep_their_order(
     await other.run("\r", shows="\rtyped-elsewhere\r\n")
 
 
-def test_clear_line_erases_without_a_signal() -> None:
-    assert CLEAR_LINE == "\x05\x15"  # Ctrl-E Ctrl-U: never Ctrl-C, which interrupts a program
-    assert "\x03" not in CLEAR_LINE
+@pytest.mark.parametrize("on_small_disk", [True])
+async def test_a_refused_line_is_erased_without_interrupting_the_program(
+    open_terminal: Open,  # noqa: F811
+    log_folder: Path,  # noqa: F811
+    file_handler: GatedFileHandler,
+    tmp_path: Path,
+) -> None:
+    terminal = await open_terminal()
+    out = tmp_path / "out.txt"
+    await terminal.run(f"echo cat-st''arted; cat > {out}; echo cat-end''ed $?", "\r",
+                       shows="\rcat-started\r\n")  # fmt: skip
+    filler = fill(log_folder)
+    await terminal.type(f"refused {'x' * 4000}", "\r")  # cat reads it in canonical mode
+    await terminal.until(NOT_RUN)
+    filler.unlink()
+    await terminal.run(*"next", "\r", "\x04", shows="cat-ended 0")  # not interrupted
+    assert out.read_text("utf-8") == "next\n"  # the refused line was erased, unread
 
 
 # Refusing to start: each audited kind must be durable

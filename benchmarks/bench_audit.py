@@ -14,11 +14,12 @@ then the outcome). Round trips of a few milliseconds on a busy machine are noisy
 own time per request is also measured in-process: what the audited connection does for one
 request and its reply, with a real session and a background EventLog.
 
-The terminal part does the same for terminals: three servers with jupyter_server_terminals
-and bash, the third with `c.TelemetryExtension.audit = ["terminal"]`; this process types a
-short command (`echo hi`) into each terminal over its websocket, one keystroke at a time,
-timing each keystroke until its echo comes back, and Enter until the command's output and the
-next prompt do. The audited server's sink must hold one event per command typed.
+The terminal part does the same for terminals: four servers with jupyter_server_terminals
+and bash, the third with `c.TelemetryExtension.audit = ["terminal"]`, the fourth also with
+`audit_required` (Enter reaches bash only once the line's event is written and fsynced); this
+process types a short command (`echo hi`) into each terminal over its websocket, one keystroke
+at a time, timing each keystroke until its echo comes back, and Enter until the command's output
+and the next prompt do. Each audited server's sink must hold one event per command typed.
 
     python benchmarks/bench_audit.py            # 2,000 requests, 2,800 keystrokes per contender
     python benchmarks/bench_audit.py --part terminal   # the terminal part only
@@ -105,6 +106,7 @@ TERMINAL_AUDIT_CONFIG = [
     f"c.TelemetryExtension.schema_paths.append({str(TERMINAL_SCHEMAS)!r})",
     f"c.EventLog.allowed_schemas = {TERMINAL_ALLOWED!r}",
 ]
+TERMINAL_REQUIRED_CONFIG = [*TERMINAL_AUDIT_CONFIG, "c.TelemetryExtension.audit_required = True"]
 
 
 class Kernel:
@@ -251,12 +253,15 @@ def terminal_cost(workdir: Path, commands: int) -> dict[str, float]:
 
 
 async def bench_terminals(workdir: Path, rounds: int, per_round: int) -> dict[str, Any]:
-    """Start three servers with a terminal each, measure, stop them; return the report."""
+    """Start four servers with a terminal each, measure, stop them; return the report."""
     servers = {
         "plain": BenchServer(workdir / "term-plain", extra_config=TERMINAL_CONFIG),
         "plain again": BenchServer(workdir / "term-plain-again", extra_config=TERMINAL_CONFIG),
         "audit": BenchServer(
             workdir / "term-audit", extra_config=TERMINAL_CONFIG + TERMINAL_AUDIT_CONFIG
+        ),
+        "audit_required": BenchServer(
+            workdir / "term-required", extra_config=TERMINAL_CONFIG + TERMINAL_REQUIRED_CONFIG
         ),
     }
     try:
@@ -269,9 +274,6 @@ async def bench_terminals(workdir: Path, rounds: int, per_round: int) -> dict[st
     finally:
         for server in servers.values():
             server.stop()
-    lines = [json.loads(line) for line in
-             servers["audit"].sink.read_text(encoding="utf-8").splitlines()]  # fmt: skip
-    typed = [e for e in lines if e.get("action") == "line" and e.get("text") == COMMAND]
     keys = {name: summary(values["keys"]) for name, values in latencies.items()}
     enters = {name: summary(values["enter"]) for name, values in latencies.items()}
     return {
@@ -281,11 +283,25 @@ async def bench_terminals(workdir: Path, rounds: int, per_round: int) -> dict[st
         "ratio_p99": keys["audit"]["p99_us"] / keys["plain"]["p99_us"],
         "noise_median": keys["plain again"]["median_us"] / keys["plain"]["median_us"],
         "enter_ratio_median": enters["audit"]["median_us"] / enters["plain"]["median_us"],
+        "required_ratio_median": (keys["audit_required"]["median_us"]
+                                  / keys["plain"]["median_us"]),
+        "required_enter_ratio_median": (enters["audit_required"]["median_us"]
+                                        / enters["plain"]["median_us"]),
+        "required_enter_ratio_p99": (enters["audit_required"]["p99_us"]
+                                     / enters["plain"]["p99_us"]),
         "goal": GOAL,
         "in_process": terminal_cost(workdir, 20_000),
-        "audit_lines_written": len(typed),
+        "audit_lines_written": typed_lines(servers["audit"].sink),
+        "required_lines_written": typed_lines(servers["audit_required"].sink),
         "audit_commands_typed": len(latencies["audit"]["enter"]) + 5,
-    }
+        "required_commands_typed": len(latencies["audit_required"]["enter"]) + 5,
+    }  # fmt: skip
+
+
+def typed_lines(sink: Path) -> int:
+    """Return how many line events of COMMAND a server's sink holds."""
+    events = [json.loads(line) for line in sink.read_text(encoding="utf-8").splitlines()]
+    return sum(e.get("action") == "line" and e.get("text") == COMMAND for e in events)
 
 
 async def run_round(kernel: Kernel, count: int) -> list[float]:
@@ -443,11 +459,15 @@ def terminal_table(report: dict[str, Any]) -> str:
         f"{text}\n\naudit / plain, keystroke echo: median {report['ratio_median']:.3f}x "
         f"({verdict} the goal <= {report['goal']}x), p99 {report['ratio_p99']:.3f}x; "
         f"Enter to prompt: median {report['enter_ratio_median']:.3f}x\n"
+        f"audit_required / plain: keystroke echo median {report['required_ratio_median']:.3f}x, "
+        f"Enter to prompt median {report['required_enter_ratio_median']:.3f}x, "
+        f"p99 {report['required_enter_ratio_p99']:.3f}x\n"
         f"plain again / plain (the noise): median {report['noise_median']:.3f}x\n"
         f"the audit's own time on the event loop: {cost['keystroke_us']:.2f} µs per keystroke, "
         f"{cost['enter_us']:.1f} µs per line recorded (in-process, 20,000 commands)\n"
         f"audit line events written: {report['audit_lines_written']} "
-        f"of {report['audit_commands_typed']} commands typed"
+        f"of {report['audit_commands_typed']} commands typed; with audit_required "
+        f"{report['required_lines_written']} of {report['required_commands_typed']}"
     )
 
 

@@ -355,7 +355,7 @@ def test_an_older_execution_schema_stops_the_start(tmp_path: Path) -> None:
     assert older.read_text("utf-8") != text
     file = logging.FileHandler(tmp_path / "a.log", delay=True)
     audit = audit_of([file], schema=older)
-    [why] = require_audit(audit, None, logging.getLogger("test.audit"))
+    [why] = require_audit({"execution": audit}, None, logging.getLogger("test.audit"))
     assert 'has no status "requested"' in why
     assert audit.durability is None
     file.close()
@@ -363,14 +363,15 @@ def test_an_older_execution_schema_stops_the_start(tmp_path: Path) -> None:
 
 def test_no_durable_sink_stops_the_start(sink: Sink, tmp_path: Path) -> None:
     log = logging.getLogger("test.audit")
-    assert "not audited" in require_audit(None, None, log)[0]
-    [why] = require_audit(audit_of([sink.handler]), None, log)
+    assert "nothing is audited" in require_audit({}, None, log)[0]
+    assert "code execution is not audited" in require_audit({"execution": None}, None, log)[0]
+    [why] = require_audit({"execution": audit_of([sink.handler])}, None, log)
     assert "no sink keeps audit events on disk" in why
     file = logging.FileHandler(tmp_path / "a.log", delay=True)
-    [why] = require_audit(audit_of([file], allowed={}), None, log)
+    [why] = require_audit({"execution": audit_of([file], allowed={})}, None, log)
     assert "allowed_schemas" in why
     audit = audit_of([sink.handler, file])
-    assert require_audit(audit, None, log) == []
+    assert require_audit({"execution": audit}, None, log) == []
     assert audit.durability is not None
     file.close()
 

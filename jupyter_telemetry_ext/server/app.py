@@ -27,7 +27,7 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import (
 from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 
 from .audit.install import AUDIT_KINDS, install_audit, stop_audit
-from .audit.required import require_audit
+from .audit.required import audits_of, require_audit
 from .config_files import StrictConfigApp
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
@@ -294,15 +294,17 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
 
     audit_required = Bool(
         False,
-        help="""True: fail closed. An `execute_request` reaches its kernel only once its audit
-        event (status `requested`) is durable: written and synced to disk (fsync) by the
-        EventLog's file handlers (a PostgreSQL handler: committed), and in the forwarding spool
-        (fsynced) when forwarding; every other handler must have written it too. When it cannot
-        be (a sink fails, the queue or the spool is full), the request is refused: the kernel
-        never runs it, and the client gets an error reply `AuditUnavailable` saying why. Needs
-        `audit` to include "execution", the schema allowed or forwarded, and a file handler,
-        a PostgreSQL handler or forwarding: otherwise the server does not start. False (the
-        default): the audit records what runs and never stands in its way.""",
+        help="""True: fail closed. An `execute_request` reaches its kernel (with "execution"
+        audited), and a line typed into a terminal reaches its shell (with "terminal"), only
+        once its audit event is durable: written and synced to disk (fsync) by the EventLog's
+        file handlers (a PostgreSQL handler: committed), and in the forwarding spool (fsynced)
+        when forwarding; every other handler must have written it too. When it cannot be (a
+        sink fails, the queue or the spool is full), it is refused: the kernel never runs the
+        request, and the client gets an error reply `AuditUnavailable` saying why; the terminal
+        line is erased unrun, and the terminal shows why. Needs `audit` not empty, each kind it
+        names audited, its schema allowed or forwarded, and a file handler, a PostgreSQL
+        handler or forwarding: otherwise the server does not start. False (the default): the
+        audit records what runs and never stands in its way.""",
     ).tag(config=True)
 
     eventlog: EventLog
@@ -376,8 +378,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         # in, first out): what it records at exit (the audit's stop) finds the spool still open.
         atexit.unregister(self._flush_at_exit)
         atexit.register(self._flush_at_exit)
-        audit = install_audit(self.audit, self.settings, self.serverapp, self.log)
-        if self.audit_required and (failures := require_audit(audit, self.forwarder, self.log)):
+        install_audit(self.audit, self.settings, self.serverapp, self.log)
+        audits = audits_of(self.audit, self.settings)
+        if self.audit_required and (failures := require_audit(audits, self.forwarder, self.log)):
             self.refuse_to_start(failures)
 
     def _posted(self, schema: EventSchema) -> bool:

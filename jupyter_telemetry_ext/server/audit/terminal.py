@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .code import code_of
+from .durability import Durability
 from .recorder import AuditRecorder
 from .terminal_lines import Line
 
@@ -22,6 +25,8 @@ class TerminalAudit:
     def __init__(self, recorder: AuditRecorder) -> None:
         """Record through `recorder` (shared by every audit of the process)."""
         self.recorder = recorder
+        self.durability: Durability | None = None  # set by `audit_required`
+        self.refusals: Counter[str] = Counter()  # lines not run, by reason
 
     def created(self, name: str, shell: Sequence[str] | None) -> None:
         """Record a terminal started, with the shell command it runs."""
@@ -36,19 +41,47 @@ class TerminalAudit:
         self, name: str, line: Line, hidden: bool, context: Mapping[str, Any] | None = None
     ) -> None:
         """Record one line entered in terminal `name`; `hidden`: the terminal did not echo it."""
-        event: dict[str, Any] = {
-            "action": "line",
-            "terminal": _name(name),
-            "hidden": hidden,
-            "edited": bool(line.edits),
-            "edits": sorted(line.edits),
-            "pasted": line.pasted,
-        }
-        event.update(_text_fields(line, hidden))
-        self._record(event, context)
+        self._record(line_event(name, line, hidden), context)
+
+    def line_durable(
+        self,
+        durability: Durability,
+        name: str,
+        line: Line,
+        hidden: bool,
+        context: Mapping[str, Any] | None = None,
+    ) -> asyncio.Future[None]:
+        """Record a line before it reaches the terminal; return a future done once its event
+        is durable, failed with AuditUnavailableError when it cannot be."""
+        event = line_event(name, line, hidden)
+        return durability.submit(SCHEMA_ID, VERSION, event, context)
+
+    def refused(self, reason: str) -> None:
+        """Count a line that was not run; log the first of each reason (never the line)."""
+        self.refusals[reason] += 1
+        if self.refusals[reason] == 1:
+            self.recorder.log.error(
+                "Audit: a terminal line was NOT run (audit_required): %s "
+                "(logged once per reason, counted)",
+                reason,
+            )
 
     def _record(self, event: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> None:
         self.recorder.record(SCHEMA_ID, VERSION, event, context)
+
+
+def line_event(name: str, line: Line, hidden: bool) -> dict[str, Any]:
+    """Return the event of one line entered in terminal `name`."""
+    event: dict[str, Any] = {
+        "action": "line",
+        "terminal": _name(name),
+        "hidden": hidden,
+        "edited": bool(line.edits),
+        "edits": sorted(line.edits),
+        "pasted": line.pasted,
+    }
+    event.update(_text_fields(line, hidden))
+    return event
 
 
 def _text_fields(line: Line, hidden: bool) -> dict[str, Any]:

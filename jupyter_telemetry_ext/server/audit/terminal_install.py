@@ -3,7 +3,7 @@
 The terminals extension (jupyter_server_terminals) adds its websocket route and its terminal
 manager when it loads, before or after this extension. The hooks are put in place at once and
 again when the server's event loop starts; then each is checked, and what is not in place is said
-loudly: terminal commands are NOT audited.
+loudly: terminal commands are NOT audited (with `audit_required`, the server stops instead).
 """
 
 from __future__ import annotations
@@ -90,6 +90,13 @@ class TerminalHooks:
                              "no terminal commands to audit")  # fmt: skip
             return
         routes, manager = self.install(web_app)
+        if not routes and self.audit.durability is not None:
+            self.log.critical("Telemetry: the config cannot be used, the server stops: "
+                              "TelemetryExtension.audit_required is set, but no terminal "
+                              "websocket route could be hooked (another extension replaced "
+                              "jupyter_server_terminals' TermSocket?): terminal commands would "
+                              "run unaudited")  # fmt: skip
+            raise SystemExit(1)  # as at start: the terminals load after this extension
         if not routes:
             self.log.error("TelemetryExtension.audit: no terminal websocket route could be "
                            "hooked (another extension replaced jupyter_server_terminals' "

@@ -65,7 +65,7 @@ def test_the_documented_values_audit_whatever_the_user_configures(tmp_path: Path
         log = server.log.read_text("utf-8")
     assert "Telemetry: auditing code execution through" in log
     assert "Telemetry: auditing terminal commands" in log
-    assert "Telemetry: audit_required: code runs only once its audit event is on disk" in log
+    assert "Telemetry: audit_required: code execution and terminal commands run only once" in log
 
 
 def test_the_documented_folder_comes_first_in_the_config_path(

@@ -75,14 +75,31 @@ class CapsuleRecord(logging.LogRecord):
         return self.line
 
 
-# A queued event: its record, or only its JSON line when every handler writes lines (a string
-# is no work for the garbage collector, and needs no record until a handler wants one).
-Queued = Union[CapsuleRecord, str]  # noqa: UP007 - a runtime alias
+class HeldEvent:
+    """An event on its way to handlers that take events in batches (see `takes_batches`): its
+    capsule (`msg`, as on its record), JSON line and store key, without a log record."""
+
+    __slots__ = ("key", "line", "msg")
+    name = RECORD_NAME
+
+    def __init__(self, capsule: dict[str, Any], line: str, key: bytes | None) -> None:
+        """Hold an event's capsule, line and key."""
+        self.msg, self.line, self.key = capsule, line, key
+
+
+# A queued event: its record; only its JSON line when every handler writes lines (a string is no
+# work for the garbage collector, and needs no record until a handler wants one); or a HeldEvent
+# when every handler writes lines or takes batches.
+Queued = Union[CapsuleRecord, HeldEvent, str]  # noqa: UP007 - a runtime alias
 
 
 def as_record(item: Queued) -> CapsuleRecord:
     """Return the record of a queued event."""
-    return item if isinstance(item, CapsuleRecord) else CapsuleRecord(RECORD_NAME, None, item)
+    if isinstance(item, CapsuleRecord):
+        return item
+    if type(item) is HeldEvent:
+        return CapsuleRecord(RECORD_NAME, item.msg, item.line, item.key)
+    return CapsuleRecord(RECORD_NAME, None, cast(str, item))
 
 
 class LinesRecord(CapsuleRecord):
@@ -90,7 +107,7 @@ class LinesRecord(CapsuleRecord):
 
     def __init__(self, items: list[Queued]) -> None:
         """Join the events' lines (the last one gives the name and `msg`)."""
-        lines = [item if type(item) is str else cast(CapsuleRecord, item).line for item in items]
+        lines = [item if type(item) is str else cast(HeldEvent, item).line for item in items]
         last = items[-1]
         super().__init__(last.name if isinstance(last, CapsuleRecord) else RECORD_NAME, None,
                          "\n".join(lines))  # fmt: skip
@@ -110,6 +127,16 @@ def writes_lines(handler: logging.Handler) -> bool:
         and handler.formatter is LINE_FORMATTER
         and not handler.filters
     )
+
+
+# What `handle_batch` gets for each event: `msg` (the capsule), `line` and `key` on either.
+BatchEvent = Union[HeldEvent, CapsuleRecord]  # noqa: UP007 - a runtime alias
+
+
+def takes_batches(handler: logging.Handler) -> bool:
+    """Return True for a handler that takes the events of one write in one call:
+    `handle_batch(events)`, a list of BatchEvent (as PostgresEventHandler does)."""
+    return callable(getattr(handler, "handle_batch", None))
 
 
 class LineFormatter(logging.Formatter):

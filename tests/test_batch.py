@@ -185,22 +185,26 @@ class Batches(logging.Handler):
 
 
 @pytest.mark.parametrize("background", [False, True])
+@pytest.mark.parametrize("parsed", [False, True])
+@pytest.mark.parametrize("with_lines", [False, True])
 def test_a_handler_that_takes_batches_gets_one_call_for_the_block(
-    eventlog_factory: Any, sink: Sink, background: bool
+    eventlog_factory: Any, sink: Sink, background: bool, parsed: bool, with_lines: bool
 ) -> None:
-    """Its events come in one call, each with its capsule, line and store key; a line writer
-    beside it still gets every event as a line."""
+    """Its events come in one call, each with its capsule, line (made when asked for, when no
+    handler writes lines) and store key; a line writer beside it gets every event as a line."""
     batches = Batches()
-    log = _log(eventlog_factory, handlers=[sink.handler, batches], background=background)
+    handlers = [sink.handler, batches] if with_lines else [batches]
+    log = _log(eventlog_factory, handlers=handlers, background=background)
+    schema = log.get_schema(SCHEMA_ID, 1)
     with log.batch():
         for n in range(5):
-            log.record_checked(log.get_schema(SCHEMA_ID, 1), {"n": n}, key=bytes([n]) * 16)
+            log.record_checked(schema, {"n": n}, key=bytes([n]) * 16, parsed=parsed)
     assert log.flush(10)
     [events] = batches.calls
     assert [event.msg["n"] for event in events] == [0, 1, 2, 3, 4]
     assert [json.loads(event.line) for event in events] == [event.msg for event in events]
     assert [event.key for event in events] == [bytes([n]) * 16 for n in range(5)]
-    assert [event["n"] for event in sink.events] == [0, 1, 2, 3, 4]
+    assert [event["n"] for event in sink.events] == ([0, 1, 2, 3, 4] if with_lines else [])
     assert log.outcomes()[(SCHEMA_ID, "recorded")] == 5
 
 

@@ -218,13 +218,15 @@ class Delivery:
 
 _NO_ERROR = BaseException()  # no error was held for the handler
 # How events are queued for a background writer (see `Sink.form`).
-LINE, HELD, RECORD = "line", "held", "record"
+LINE, BATCHES, HELD, RECORD = "line", "batches", "held", "record"
 
 
 def _form(handlers: list[logging.Handler]) -> str:
     """Return the form of the events queued for `handlers` (see `Sink.form`)."""
     if all(map(writes_lines, handlers)):
         return LINE
+    if all(map(takes_batches, handlers)):
+        return BATCHES
     if all(writes_lines(h) or takes_batches(h) for h in handlers):
         return HELD
     return RECORD
@@ -309,11 +311,11 @@ class Sink:
 
     # Events
 
-    def send(self, capsule: dict[str, Any], line: str, key: bytes | None = None) -> None:
+    def send(self, capsule: dict[str, Any], line: str | None, key: bytes | None = None) -> None:
         """Hand a recorded event (and its store `key`, if any) to the handlers (held back within
-        this thread's `batch`)."""
+        this thread's `batch`); its JSON `line` may be None when `wants_lines()` said False."""
         if self._tracking and (ticket := self.ticket) is not None:
-            record = CapsuleRecord(RECORD_NAME, capsule, line, key)
+            record = CapsuleRecord(RECORD_NAME, capsule, line or _encode(capsule), key)
             record.ticket = ticket
             self._send(ticket.handlers(self.handlers), record)
         elif self._writer is not None or self.handlers:
@@ -330,21 +332,30 @@ class Sink:
             self.delivery.deliver(handlers, as_record(record))
 
     def _queued(
-        self, capsule: dict[str, Any], line: str, key: bytes | None, form: str | None = None
+        self, capsule: dict[str, Any], line: str | None, key: bytes | None, form: str | None = None
     ) -> Queued:
         """Return what is handed over for an event, in `form` (default: `form()`; see `Queued`;
         a handler that writes lines reads no store key)."""
         form = self.form() if form is None else form
-        if form is LINE:
-            return line
-        if form is HELD:
+        if form is HELD or form is BATCHES:
             return HeldEvent(capsule, line, key)
-        return CapsuleRecord(RECORD_NAME, capsule, line, key)
+        if line is None:  # the handlers changed since the EventLog asked: write it now
+            line = _encode(capsule)
+        return line if form is LINE else CapsuleRecord(RECORD_NAME, capsule, line, key)
+
+    def wants_lines(self) -> bool:
+        """Return False when no handler the next event goes to writes lines: every one takes
+        batches, through a background writer (not tracked on a ticket)."""
+        if self._tracking:
+            return True
+        held = self._held
+        mine = held is not None and held.thread == threading.get_ident()
+        return (held.form if held is not None and mine else self.form()) is not BATCHES
 
     def form(self) -> str:
         """Return how a background writer gets events: LINE when every handler writes JSON
-        lines, HELD when each writes lines or takes batches (`takes_batches`), else RECORD
-        (also without a writer).
+        lines, BATCHES when each takes batches (`takes_batches`), HELD when each does one or
+        the other, else RECORD (also without a writer).
 
         Worked out again when the handler list changes (or grows in place). Should a handler
         change meanwhile, it still gets each event: a record is made of a line or a HeldEvent.

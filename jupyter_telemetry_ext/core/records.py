@@ -10,6 +10,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Union, cast
 
+from .jsonline import encode as encode_line
+
 RECORD_NAME = "jupyter_telemetry_ext.events"
 FAILED_RECORD_NAME = "jupyter_telemetry_ext.failed"  # a failure description
 _PROCESS = os.getpid()
@@ -77,14 +79,26 @@ class CapsuleRecord(logging.LogRecord):
 
 class HeldEvent:
     """An event on its way to handlers that take events in batches (see `takes_batches`): its
-    capsule (`msg`, as on its record), JSON line and store key, without a log record."""
+    capsule (`msg`, as on its record), JSON line and store key, without a log record.
 
-    __slots__ = ("key", "line", "msg")
+    Made without its line when no handler writes lines: the line is then written when first
+    asked for (a failure description measures it, a spool keeps it).
+    """
+
+    __slots__ = ("_line", "key", "msg")
     name = RECORD_NAME
 
-    def __init__(self, capsule: dict[str, Any], line: str, key: bytes | None) -> None:
-        """Hold an event's capsule, line and key."""
-        self.msg, self.line, self.key = capsule, line, key
+    def __init__(self, capsule: dict[str, Any], line: str | None, key: bytes | None) -> None:
+        """Hold an event's capsule, line (None: written when asked for) and key."""
+        self.msg, self._line, self.key = capsule, line, key
+
+    @property
+    def line(self) -> str:
+        """Return the capsule as one line of JSON."""
+        line = self._line
+        if line is None:
+            line = self._line = encode_line(self.msg)
+        return line
 
 
 # A queued event: its record; only its JSON line when every handler writes lines (a string is no

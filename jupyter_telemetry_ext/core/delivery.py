@@ -346,9 +346,9 @@ class Sink:
     def wants_lines(self) -> bool:
         """Return False when no handler the next event goes to writes lines: every one takes
         batches, through a background writer (not tracked on a ticket)."""
-        if self._tracking:
-            return True
         held = self._held
+        if (held is not None and held.form is not BATCHES) or self._tracking:
+            return True  # (a line made for nothing, should the block be another thread's)
         mine = held is not None and held.thread == threading.get_ident()
         return (held.form if held is not None and mine else self.form()) is not BATCHES
 

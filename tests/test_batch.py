@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import threading
@@ -162,3 +163,67 @@ def test_failures_of_lines_only_writes_are_counted_by_schema(
     assert log.handler_failures[full] == 5
     assert log.outcomes()[(SCHEMA_ID, "sink_failure")] == 5
     full.close()
+
+
+class Batches(logging.Handler):
+    """A handler that takes batches (`handle_batch`), as PostgresEventHandler does; it refuses
+    to be handed one record at a time."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.fail = fail
+        self.calls: list[list[Any]] = []
+
+    def handle_batch(self, events: list[Any]) -> None:
+        if self.fail:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.calls.append(list(events))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = "an event was handed over on its own"
+        raise AssertionError(msg)
+
+
+@pytest.mark.parametrize("background", [False, True])
+@pytest.mark.parametrize("parsed", [False, True])
+@pytest.mark.parametrize("with_lines", [False, True])
+def test_a_handler_that_takes_batches_gets_one_call_for_the_block(
+    eventlog_factory: Any, sink: Sink, background: bool, parsed: bool, with_lines: bool
+) -> None:
+    """Its events come in one call, each with its capsule, line (made when asked for, when no
+    handler writes lines) and store key; a line writer beside it gets every event as a line."""
+    batches = Batches()
+    handlers = [sink.handler, batches] if with_lines else [batches]
+    log = _log(eventlog_factory, handlers=handlers, background=background)
+    schema = log.get_schema(SCHEMA_ID, 1)
+    with log.batch():
+        for n in range(5):
+            log.record_checked(schema, {"n": n}, key=bytes([n]) * 16, parsed=parsed)
+    assert log.flush(10)
+    [events] = batches.calls
+    assert [event.msg["n"] for event in events] == [0, 1, 2, 3, 4]
+    assert [json.loads(event.line) for event in events] == [event.msg for event in events]
+    assert [event.key for event in events] == [bytes([n]) * 16 for n in range(5)]
+    assert [event["n"] for event in sink.events] == ([0, 1, 2, 3, 4] if with_lines else [])
+    assert log.outcomes()[(SCHEMA_ID, "recorded")] == 5
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_failed_batch_counts_and_describes_each_of_its_events(
+    eventlog_factory: Any, sink: Sink, background: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handle_batch that raises loses every event it was given: each counted a sink failure
+    and described to failed_handlers (never its values); the failure is logged once."""
+    log = _log(eventlog_factory, handlers=[Batches(fail=True)], failed_handlers=[sink.handler],
+               background=background)  # fmt: skip
+    for _ in range(2):
+        with log.batch():
+            for n in range(3):
+                log.record_event(SCHEMA_ID, 1, {"n": 1000 + n})
+    assert log.flush(10)
+    assert log.outcomes()[(SCHEMA_ID, "sink_failure")] == 6
+    assert [e["outcome"] for e in sink.events] == ["sink_failure"] * 6
+    reason = "Batches did not write the event: OSError ENOSPC"
+    assert all(e["reason"] == reason for e in sink.events)
+    assert "1000" not in sink.stream.getvalue()
+    assert caplog.text.count("Event handler") == 1

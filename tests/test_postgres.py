@@ -546,3 +546,24 @@ def test_logging_shutdown_never_fails_while_the_database_is_down(
         ("before",),
         ("during",),
     ]
+
+
+def test_a_batch_beyond_memory_events_waits_in_the_spool_with_its_keys(
+    url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    """Handed over in one call, a batch larger than memory_events keeps what fits in memory
+    and spools the rest, each event with the key it came with: each is stored once."""
+    handler = make_handler(url, handlers, tmp_path, memory_events=3)
+    eventlog = make_log(handler)
+    schema = eventlog.get_schema(SCHEMA_ID, 1)
+    keys = [bytes([n]) * 16 for n in range(10)]
+    for _ in range(2):  # the second time: a retry of the same events, by their keys
+        with eventlog.batch():
+            for n, key in enumerate(keys):
+                eventlog.record_checked(schema, {"action": "open", "n": n}, key=key)
+        assert eventlog.flush(10)
+        handler.flush()
+    stored = rows(url, "SELECT data->>'n', key FROM telemetry_events ORDER BY key")
+    assert stored == [(str(n), uuid.UUID(bytes=key)) for n, key in enumerate(keys)]
+    assert handler.counts["stored"] == 10
+    assert handler.counts["duplicate"] == 10

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from jupyter_telemetry_ext.core.errors import IngestError
-from jupyter_telemetry_ext.server.wire import MAX_ID_LENGTH, Limits, parse_event
+from jupyter_telemetry_ext.server.wire import MAX_ID_LENGTH, Limits, parse_body, parse_event
 
 EVENT = {"schema_id": "a/b", "version": 1, "data": {}}
 
@@ -32,3 +34,35 @@ def test_other_ids_are_refused_without_their_value(client_id: object) -> None:
     assert (refused.value.status, refused.value.field) == (400, "id")
     if isinstance(client_id, str) and client_id:
         assert client_id not in str(refused.value)
+
+
+def _body(sizes: list[int]) -> bytes:
+    events = [{"schema_id": "s", "version": 1, "data": {"x": "x" * n}} for n in sizes]
+    return json.dumps({"events": events}).encode()
+
+
+@pytest.mark.parametrize(
+    ("sizes", "measured", "refused"),
+    [
+        pytest.param([100] * 40, False, [], id="every-event-small"),
+        pytest.param([10] * 10 + [900], True, [], id="one-event-near-the-limit"),
+        pytest.param([10] * 10 + [1000], True, [10], id="one-event-over-the-limit"),
+    ],
+)
+def test_events_of_a_large_body_are_measured_only_when_a_run_of_them_is_large(
+    sizes: list[int], measured: bool, refused: list[int]
+) -> None:
+    """A batch body over the event limit: runs of events within the limit clear every event
+    in them at once; otherwise each is measured, and only those over it are refused (413)."""
+    limits = Limits(body=1 << 20, batch=500, event=1000)
+    body = _body(sizes)
+    assert len(body) > limits.event
+    posted = parse_body(body, limits)
+    assert posted.limits.measure is measured
+    for i, item in enumerate(posted.events):
+        if i in refused:
+            with pytest.raises(IngestError, match="max_event_size") as e:
+                parse_event(item, posted.limits)
+            assert e.value.status == 413
+        else:
+            parse_event(item, posted.limits)

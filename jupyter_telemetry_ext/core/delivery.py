@@ -26,9 +26,11 @@ from .records import (
     LINE_FORMATTER,
     RECORD_NAME,
     CapsuleRecord,
+    HeldEvent,
     LinesRecord,
     Queued,
     as_record,
+    takes_batches,
     writes_lines,
 )
 from .tickets import Ticket
@@ -66,14 +68,27 @@ class Delivery:
             self._deliver(handler, record)
 
     def deliver_many(self, handler: logging.Handler, items: list[Queued]) -> None:
-        """Hand events to one handler: as one write of all their lines when it writes lines."""
+        """Hand events to one handler: as one write of all their lines when it writes lines, in
+        one call when it takes batches (`takes_batches`), else one record each."""
         if handler not in self._watched:
             self.watch(handler)  # first: it may give the handler its line formatter
         if writes_lines(handler) and (len(items) > 1 or type(items[0]) is str):
             self._deliver(handler, LinesRecord(items))
+        elif takes_batches(handler):
+            self._deliver_batch(handler, items)
         else:
             for item in items:
                 self._deliver(handler, as_record(item))
+
+    def _deliver_batch(self, handler: logging.Handler, items: list[Queued]) -> None:
+        """Hand events to a handler's `handle_batch`; count them all lost when it raises."""
+        if handler.level > logging.INFO:
+            return
+        events = [_held(item) if type(item) is str else item for item in items]
+        try:
+            handler.handle_batch(events)  # type: ignore[attr-defined]
+        except Exception as e:
+            self._lost(handler, e, list(items))
 
     def _deliver(self, handler: logging.Handler, record: CapsuleRecord) -> None:
         if handler not in self._watched:
@@ -162,7 +177,7 @@ class Delivery:
             self._logged.add(handler)
             for item in items:
                 self.failures[handler] += 1
-                if not isinstance(item, (CapsuleRecord, str)):
+                if not isinstance(item, (CapsuleRecord, HeldEvent, str)):
                     continue  # a record of someone else's logging, sharing the handler
                 record = as_record(item)
                 if record.name == RECORD_NAME:
@@ -205,6 +220,25 @@ class Delivery:
 
 
 _NO_ERROR = BaseException()  # no error was held for the handler
+# How events are queued for a background writer (see `Sink.form`).
+LINE, BATCHES, HELD, RECORD = "line", "batches", "held", "record"
+
+
+def _form(handlers: list[logging.Handler]) -> str:
+    """Return the form of the events queued for `handlers` (see `Sink.form`)."""
+    if all(map(writes_lines, handlers)):
+        return LINE
+    if all(map(takes_batches, handlers)):
+        return BATCHES
+    if all(writes_lines(h) or takes_batches(h) for h in handlers):
+        return HELD
+    return RECORD
+
+
+def _held(line: str) -> HeldEvent:
+    """Return an event queued as its line alone as a HeldEvent (its capsule read back)."""
+    record = as_record(line)
+    return HeldEvent(cast(dict[str, Any], record.msg), line, None)
 
 
 def _items(record: logging.LogRecord) -> list[Any]:
@@ -219,11 +253,11 @@ class HeldRecords:
     record that fits in it fits in them (unless other threads fill them in the meantime).
     """
 
-    def __init__(self, room: int, lines_only: bool = False) -> None:
-        """Hold at most `room` records for the calling thread (`lines_only`: without capsules)."""
+    def __init__(self, room: int, form: str = RECORD) -> None:
+        """Hold at most `room` records for the calling thread, each in `form` (see `Sink.form`)."""
         self.thread = threading.get_ident()
         self.room = room
-        self.lines_only = lines_only
+        self.form = form
         self.records: list[Queued] = []
 
     def add(self, record: Queued) -> None:
@@ -251,7 +285,7 @@ class Sink:
         self._stamps = stamps
         self._writer: BackgroundWriter | None = None
         self._held: HeldRecords | None = None
-        self._lines_only_of: tuple[list[logging.Handler] | None, int, bool] = (None, 0, False)
+        self._form_of: tuple[list[logging.Handler] | None, int, str] = (None, 0, RECORD)
         self._tracking = 0  # how many threads record into a Ticket (see `tracking`)
         self._local = threading.local()
         self._tracking_lock = threading.Lock()
@@ -280,11 +314,11 @@ class Sink:
 
     # Events
 
-    def send(self, capsule: dict[str, Any], line: str, key: bytes | None = None) -> None:
+    def send(self, capsule: dict[str, Any], line: str | None, key: bytes | None = None) -> None:
         """Hand a recorded event (and its store `key`, if any) to the handlers (held back within
-        this thread's `batch`)."""
+        this thread's `batch`); its JSON `line` may be None when `wants_lines()` said False."""
         if self._tracking and (ticket := self.ticket) is not None:
-            record = CapsuleRecord(RECORD_NAME, capsule, line, key)
+            record = CapsuleRecord(RECORD_NAME, capsule, line or _encode(capsule), key)
             record.ticket = ticket
             self._send(ticket.handlers(self.handlers), record)
         elif self._writer is not None or self.handlers:
@@ -292,7 +326,7 @@ class Sink:
             if held is None or held.thread != threading.get_ident():
                 self._send(self.handlers, self._queued(capsule, line, key))
             else:
-                held.add(self._queued(capsule, line, key, held.lines_only))
+                held.add(self._queued(capsule, line, key, held.form))
 
     def _send(self, handlers: list[logging.Handler], record: Queued) -> None:
         if self._writer is not None:
@@ -301,28 +335,40 @@ class Sink:
             self.delivery.deliver(handlers, as_record(record))
 
     def _queued(
-        self, capsule: dict[str, Any], line: str, key: bytes | None, lines_only: bool | None = None
+        self, capsule: dict[str, Any], line: str | None, key: bytes | None, form: str | None = None
     ) -> Queued:
-        """Return what is handed over for an event: its record, or its line alone when every
-        handler writes lines and a writer thread takes it (see `Queued`; no such handler
-        reads a store key)."""
-        if lines_only is None:
-            lines_only = self._lines_only()
-        return line if lines_only else CapsuleRecord(RECORD_NAME, capsule, line, key)
+        """Return what is handed over for an event, in `form` (default: `form()`; see `Queued`;
+        a handler that writes lines reads no store key)."""
+        form = self.form() if form is None else form
+        if form is HELD or form is BATCHES:
+            return HeldEvent(capsule, line, key)
+        if line is None:  # the handlers changed since the EventLog asked: write it now
+            line = _encode(capsule)
+        return line if form is LINE else CapsuleRecord(RECORD_NAME, capsule, line, key)
 
-    def _lines_only(self) -> bool:
-        """Return True when a background writer feeds handlers that write JSON lines only.
+    def wants_lines(self) -> bool:
+        """Return False when no handler the next event goes to writes lines: every one takes
+        batches, through a background writer (not tracked on a ticket)."""
+        held = self._held
+        if (held is not None and held.form is not BATCHES) or self._tracking:
+            return True  # (a line made for nothing, should the block be another thread's)
+        mine = held is not None and held.thread == threading.get_ident()
+        return (held.form if held is not None and mine else self.form()) is not BATCHES
+
+    def form(self) -> str:
+        """Return how a background writer gets events: LINE when every handler writes JSON
+        lines, BATCHES when each takes batches (`takes_batches`), HELD when each does one or
+        the other, else RECORD (also without a writer).
 
         Worked out again when the handler list changes (or grows in place). Should a handler
-        change its formatter meanwhile, it still gets each capsule: a record reads it back from
-        the line.
+        change meanwhile, it still gets each event: a record is made of a line or a HeldEvent.
         """
         if self._writer is None:
-            return False
+            return RECORD
         handlers = self.handlers
-        if self._lines_only_of[0] is not handlers or self._lines_only_of[1] != len(handlers):
-            self._lines_only_of = (handlers, len(handlers), all(map(writes_lines, handlers)))
-        return self._lines_only_of[2]
+        if self._form_of[0] is not handlers or self._form_of[1] != len(handlers):
+            self._form_of = (handlers, len(handlers), _form(handlers))
+        return self._form_of[2]
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -331,7 +377,7 @@ class Sink:
             yield
             return
         room = self._writer.room(self.handlers) if self._writer is not None else sys.maxsize
-        held = self._held = HeldRecords(room, self._lines_only())
+        held = self._held = HeldRecords(room, self.form())
         try:
             yield
         finally:
@@ -365,7 +411,9 @@ class Sink:
             return
         reason = f"{type(handler).__name__} did not write the event: {error_name(error)}"
         for item in items:
-            if not isinstance(item, (CapsuleRecord, str)) or as_record(item).name != RECORD_NAME:
+            if not isinstance(item, (CapsuleRecord, HeldEvent, str)) or (
+                as_record(item).name != RECORD_NAME
+            ):
                 continue  # a lost failure description is counted, not described again
             capsule = cast(Mapping[str, Any], as_record(item).msg)
             self.describe({

@@ -405,7 +405,9 @@ class EventLog(LoggingConfigurable):
         capsule = capsules.build(
             redactor, schema, event, stamp, context=context, context_kept=plan.context_kept
         )
-        self._sink.send(capsule, encode(capsule, schema), key)
+        # Text read from JSON needs no check that it is JSON: no line when no handler writes one.
+        lines = encode is not capsules.encode_read or self._sink.wants_lines()
+        self._sink.send(capsule, encode(capsule, schema) if lines else None, key)
         for listener in self._listeners:
             try:
                 listener(capsule)

@@ -10,6 +10,8 @@ import time
 from collections.abc import Mapping
 from typing import Any, Union, cast
 
+from .jsonline import encode as encode_line
+
 RECORD_NAME = "jupyter_telemetry_ext.events"
 FAILED_RECORD_NAME = "jupyter_telemetry_ext.failed"  # a failure description
 _PROCESS = os.getpid()
@@ -75,14 +77,43 @@ class CapsuleRecord(logging.LogRecord):
         return self.line
 
 
-# A queued event: its record, or only its JSON line when every handler writes lines (a string
-# is no work for the garbage collector, and needs no record until a handler wants one).
-Queued = Union[CapsuleRecord, str]  # noqa: UP007 - a runtime alias
+class HeldEvent:
+    """An event on its way to handlers that take events in batches (see `takes_batches`): its
+    capsule (`msg`, as on its record), JSON line and store key, without a log record.
+
+    Made without its line when no handler writes lines: the line is then written when first
+    asked for (a failure description measures it, a spool keeps it).
+    """
+
+    __slots__ = ("_line", "key", "msg")
+    name = RECORD_NAME
+
+    def __init__(self, capsule: dict[str, Any], line: str | None, key: bytes | None) -> None:
+        """Hold an event's capsule, line (None: written when asked for) and key."""
+        self.msg, self._line, self.key = capsule, line, key
+
+    @property
+    def line(self) -> str:
+        """Return the capsule as one line of JSON."""
+        line = self._line
+        if line is None:
+            line = self._line = encode_line(self.msg)
+        return line
+
+
+# A queued event: its record; only its JSON line when every handler writes lines (a string is no
+# work for the garbage collector, and needs no record until a handler wants one); or a HeldEvent
+# when every handler writes lines or takes batches.
+Queued = Union[CapsuleRecord, HeldEvent, str]  # noqa: UP007 - a runtime alias
 
 
 def as_record(item: Queued) -> CapsuleRecord:
     """Return the record of a queued event."""
-    return item if isinstance(item, CapsuleRecord) else CapsuleRecord(RECORD_NAME, None, item)
+    if isinstance(item, CapsuleRecord):
+        return item
+    if type(item) is HeldEvent:
+        return CapsuleRecord(RECORD_NAME, item.msg, item.line, item.key)
+    return CapsuleRecord(RECORD_NAME, None, cast(str, item))
 
 
 class LinesRecord(CapsuleRecord):
@@ -90,7 +121,7 @@ class LinesRecord(CapsuleRecord):
 
     def __init__(self, items: list[Queued]) -> None:
         """Join the events' lines (the last one gives the name and `msg`)."""
-        lines = [item if type(item) is str else cast(CapsuleRecord, item).line for item in items]
+        lines = [item if type(item) is str else cast(HeldEvent, item).line for item in items]
         last = items[-1]
         super().__init__(last.name if isinstance(last, CapsuleRecord) else RECORD_NAME, None,
                          "\n".join(lines))  # fmt: skip
@@ -110,6 +141,16 @@ def writes_lines(handler: logging.Handler) -> bool:
         and handler.formatter is LINE_FORMATTER
         and not handler.filters
     )
+
+
+# What `handle_batch` gets for each event: `msg` (the capsule), `line` and `key` on either.
+BatchEvent = Union[HeldEvent, CapsuleRecord]  # noqa: UP007 - a runtime alias
+
+
+def takes_batches(handler: logging.Handler) -> bool:
+    """Return True for a handler that takes the events of one write in one call:
+    `handle_batch(events)`, a list of BatchEvent (as PostgresEventHandler does)."""
+    return callable(getattr(handler, "handle_batch", None))
 
 
 class LineFormatter(logging.Formatter):

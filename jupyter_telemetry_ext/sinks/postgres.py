@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import orjson
 
@@ -27,7 +27,7 @@ from jupyter_telemetry_ext.core.errors import (
     StoreRefusedError,
     StoreUnavailableError,
 )
-from jupyter_telemetry_ext.core.records import RECORD_NAME, CapsuleRecord
+from jupyter_telemetry_ext.core.records import RECORD_NAME, BatchEvent, CapsuleRecord, as_record
 
 from .erasures import WriterTombstones, drops
 from .pgrows import NOT_A_CAPSULE, Row, keyed_line, line_row, row_key, row_line, to_row
@@ -154,6 +154,35 @@ class PostgresEventHandler(logging.Handler):
         if passed:
             self.emit(record)
         return bool(passed)
+
+    def handle_batch(self, events: list[BatchEvent]) -> None:
+        """Queue the rows of several events at once, as the EventLog's writer hands them over
+        (see `records.takes_batches`); with filters, each event's record goes through them."""
+        if self.filters:
+            for event in events:
+                self.handle(as_record(event))
+            return
+        room = max(self.memory_events - len(self._memory), 0)  # beyond: spooled as lines
+        rows: list[Row] = []
+        for event in events[:room]:
+            try:
+                rows.append(to_row(cast(Mapping[str, Any], event.msg), event.key))
+            except RowError as e:
+                self._refused(as_record(event), e.sqlstate)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                self._refused(as_record(event), NOT_A_CAPSULE)
+        spooled = [_keyed_line(event) for event in events[room:]]
+        with self._cond:
+            if self._stopping or not self._running:
+                self._reopen()
+            waiting = len(self._memory)
+            self._memory.extend(rows)
+            self._overflow.extend(spooled)
+            if len(self._overflow) >= SPOOL_BLOCK:
+                self._spill()
+            self._handed += len(rows) + len(spooled)
+            if waiting == 0 or waiting + len(rows) >= self.batch_size:
+                self._cond.notify_all()
 
     def emit(self, record: logging.LogRecord) -> None:
         """Queue the record's row for the writer thread (in memory, or spooled)."""
@@ -454,6 +483,12 @@ class PostgresEventHandler(logging.Handler):
                 conn.close()
             except Exception:  # a broken connection may fail to close; it is dropped anyway
                 log.debug("closing a broken PostgreSQL connection failed", exc_info=True)
+
+
+def _keyed_line(event: BatchEvent) -> str:
+    """Return the line an event waits in the spool as, its store key included."""
+    capsule = cast(Mapping[str, Any], event.msg)
+    return keyed_line(event.line or json.dumps(capsule), row_key(capsule, event.key))
 
 
 def _default_spool_dir() -> Path:

@@ -112,7 +112,7 @@ def test_parsing_a_post_imports_no_eventlog() -> None:
     assert not imported & {"core.eventlog", "server.ingest", "core.delivery", "server.reception"}
 
 
-GROUPS = ("core", "server", "hub", "sinks", "cli")
+GROUPS = ("core", "server", "hub", "sinks", "cli", "dashboard")
 
 
 def test_every_module_is_in_one_group() -> None:
@@ -142,7 +142,7 @@ def group_modules(group: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("group", "forbidden"),
-    [("server", "hub."), ("hub", "cli."), ("sinks", "cli.")],
+    [("server", "hub."), ("hub", "cli."), ("sinks", "cli."), ("dashboard", "cli.")],
 )
 def test_each_piece_imports_nothing_of_the_process_above_it(group: str, forbidden: str) -> None:
     modules = group_modules(group)

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from jupyter_telemetry_ext.core.errors import DashboardStoreError
 from jupyter_telemetry_ext.sinks.logreader import log_files
 
 from .query import Query
@@ -31,10 +32,6 @@ LOAD = (
 )
 
 
-class DuckDBMissingError(RuntimeError):
-    """DuckDB is not installed."""
-
-
 class FileSource:
     """Answer views from a JSON-lines log file and its rotated copies."""
 
@@ -45,7 +42,7 @@ class FileSource:
         try:
             import duckdb
         except ImportError:
-            raise DuckDBMissingError(INSTALL) from None
+            raise DashboardStoreError(INSTALL, 501) from None
         self.path = path
         self._db = duckdb.connect(":memory:")
         self._lock = threading.Lock()

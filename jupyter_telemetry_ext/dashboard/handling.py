@@ -8,12 +8,11 @@ from typing import Any
 
 from tornado import web
 
-from jupyter_telemetry_ext.core.errors import StoreError
+from jupyter_telemetry_ext.core.errors import DashboardQueryError, DashboardStoreError, StoreError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 
-from .filesource import DuckDBMissingError
-from .model import NoStoreError, Source, reply, source_for
-from .query import Query, QueryError, parse_query
+from .model import Source, reply, source_for
+from .query import Query, parse_query
 from .views import PROCESS_VIEWS, VIEWS
 
 SOURCE_SETTING = "telemetry_dashboard_source"
@@ -32,10 +31,8 @@ def source_of(settings: dict[str, Any], eventlog: EventLog) -> Source:
     if source is None:
         try:
             source = source_for(eventlog)
-        except DuckDBMissingError as e:
-            raise web.HTTPError(501, str(e)) from None
-        except NoStoreError as e:
-            raise web.HTTPError(503, str(e)) from None
+        except DashboardStoreError as e:
+            raise web.HTTPError(e.status, str(e)) from None
         settings[SOURCE_SETTING] = source
     return source
 
@@ -45,7 +42,7 @@ def query_of(arguments: dict[str, list[bytes]]) -> Query:
     args = {k: [v.decode("utf-8", "replace") for v in vs] for k, vs in arguments.items()}
     try:
         return parse_query(args)
-    except QueryError as e:
+    except DashboardQueryError as e:
         raise web.HTTPError(400, str(e)) from None
 
 

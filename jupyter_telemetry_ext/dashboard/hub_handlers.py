@@ -103,6 +103,6 @@ def dashboard_routes(base: str) -> list[tuple[str, Any]]:
     """Return the collector's dashboard routes under its base URL (ending in /)."""
     return [
         (base + "api/telemetry/dashboard", HubDashboardIndexHandler),
-        (base + "api/telemetry/dashboard/(?P<view>[^/]+)", HubDashboardViewHandler),
+        (base + "api/telemetry/dashboard/(?P<view>.+)", HubDashboardViewHandler),
         (base + "dashboard", HubDashboardPageHandler),
     ]

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from jupyter_telemetry_ext.core.errors import DashboardStoreError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
 
@@ -33,10 +34,6 @@ class Source(Protocol):
         """Return when the newest event was received."""
 
 
-class NoStoreError(RuntimeError):
-    """The process writes no store the dashboard can read."""
-
-
 def source_for(eventlog: EventLog) -> Source:
     """Return the source of the first readable store among the EventLog's handlers."""
     from jupyter_telemetry_ext.sinks.postgres import PostgresEventHandler
@@ -51,7 +48,7 @@ def source_for(eventlog: EventLog) -> Source:
             from .filesource import FileSource
 
             return FileSource(Path(handler.baseFilename))
-    raise NoStoreError(NO_STORE)
+    raise DashboardStoreError(NO_STORE, 503)
 
 
 def reply(view: str, query: Query, source: Source, eventlog: EventLog) -> dict[str, Any]:
@@ -120,4 +117,4 @@ def _json(value: Any) -> Any:
     return value
 
 
-__all__ = ["PROCESS_VIEWS", "VIEWS", "NoStoreError", "Source", "reply", "source_for"]
+__all__ = ["PROCESS_VIEWS", "VIEWS", "Source", "reply", "source_for"]

@@ -6,16 +6,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from jupyter_telemetry_ext.core.errors import DashboardQueryError as QueryError
 from jupyter_telemetry_ext.core.timestamps import parse_timestamp
 
 BUCKETS = ("day", "week", "month")
 DEFAULT_DAYS = 30
 MAX_SCHEMAS = 50
+MAX_SCHEMA_LENGTH = 1000
 MAX_DAYS = 3660  # ten years: a longer range is a mistake, not a question
-
-
-class QueryError(ValueError):
-    """A query argument the dashboard cannot use; the message names the argument."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +45,9 @@ def parse_query(args: Mapping[str, Sequence[str]], now: datetime | None = None) 
     schemas = tuple(s for s in args.get("schema", ()) if s)
     if len(schemas) > MAX_SCHEMAS:
         msg = f"schema: at most {MAX_SCHEMAS} schemas"
+        raise QueryError(msg)
+    if any(len(s) > MAX_SCHEMA_LENGTH or not s.isprintable() for s in schemas):
+        msg = f"schema: a schema id is printable text of at most {MAX_SCHEMA_LENGTH} characters"
         raise QueryError(msg)
     return Query(since, until, bucket, schemas)
 

@@ -53,7 +53,7 @@ class DashboardPageHandler(
 
 dashboard_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (r"/api/telemetry/dashboard", DashboardIndexHandler),
-    (r"/api/telemetry/dashboard/(?P<view>[^/]+)", DashboardViewHandler),
+    (r"/api/telemetry/dashboard/(?P<view>.+)", DashboardViewHandler),
 ]
 dashboard_page_handlers: list[tuple[str, type[web.RequestHandler]]] = [
     (r"/telemetry/dashboard", DashboardPageHandler),

@@ -14,14 +14,22 @@
     health: 'Pipeline health'
   };
 
+  // JupyterHub accepts a cookie on a script's request only with the XSRF token of its
+  // `_xsrf` cookie (jupyter_server reads the same header).
+  function headers() {
+    const found = document.cookie.match('\\b_xsrf=([^;]*)\\b');
+    return found ? { 'X-XSRFToken': decodeURIComponent(found[1]) } : {};
+  }
+
   function spec(view, rows, bucket) {
-    const time = { field: 'period', type: 'temporal', title: bucket, timeUnit: bucket === 'month' ? 'yearmonth' : 'yearmonthdate' };
+    // One bar per period (an ordinal axis), labelled in the viewer's time zone.
+    const time = { field: 'period', type: 'ordinal', title: bucket, timeUnit: bucket === 'month' ? 'yearmonth' : 'yearmonthdate' };
     const base = { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', width: 'container', height: 200, data: { values: rows } };
     switch (view) {
       case 'active-users':
         return { ...base, mark: { type: 'bar' }, encoding: { x: time, y: { field: 'users', type: 'quantitative', title: 'users' } } };
       case 'events':
-        return { ...base, mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative' }, color: { field: 'schema', type: 'nominal', legend: { orient: 'bottom', columns: 1 } } } };
+        return { ...base, mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative' }, color: { field: 'schema', type: 'nominal', legend: { orient: 'bottom', columns: 1, labelLimit: 600 } } } };
       case 'lab-activity':
         return { ...base, transform: [{ fold: ['cell_runs', 'cell_errors', 'notebooks_opened'], as: ['measure', 'count'] }], mark: { type: 'line', point: true }, encoding: { x: time, y: { field: 'count', type: 'quantitative' }, color: { field: 'measure', type: 'nominal' } } };
       case 'active-time':
@@ -87,7 +95,7 @@
 
   async function draw(element, api, view, params) {
     const chart = element.querySelector('.chart');
-    const response = await fetch(api + '/' + view + '?' + params, { credentials: 'same-origin' });
+    const response = await fetch(api + '/' + view + '?' + params, { credentials: 'same-origin', headers: headers() });
     const model = await response.json();
     if (!response.ok) {
       chart.textContent = model.message;
@@ -126,7 +134,7 @@
     const views = document.getElementById('views');
     status.textContent = 'Loading…';
     views.textContent = '';
-    const index = await fetch(api, { credentials: 'same-origin' });
+    const index = await fetch(api, { credentials: 'same-origin', headers: headers() });
     const model = await index.json();
     if (!index.ok) {
       status.textContent = model.message;

@@ -54,15 +54,16 @@ KERNEL = "https://events.jupyter.org/jupyter_telemetry_ext/kernel"
 PG_GOAL_MS, FILE_GOAL_MS = 300, 1000
 # What the generated events are: (share in 1000, schema, SQL of `data`).
 MIX = [
-    (600, CELL, "jsonb_build_object('action', 'executed', 'status', "
-                "CASE WHEN i % 10 = 0 THEN 'error' ELSE 'ok' END)"),
-    (150, NOTEBOOK, "jsonb_build_object('action', 'opened', 'notebook_session', 's' || (i % 50000), "
-                    "'kernel_name', CASE WHEN i % 3 = 0 THEN 'ir' ELSE 'python3' END)"),
-    (150, ACTIVE_TIME, "jsonb_build_object('action', 'summary', 'notebook_session', "
-                       "'s' || (i % 50000), 'active_s', (i % 3600))"),
+    (600, CELL, ("jsonb_build_object('action', 'executed', 'status', "
+                 "CASE WHEN i % 10 = 0 THEN 'error' ELSE 'ok' END)")),
+    (150, NOTEBOOK, ("jsonb_build_object('action', 'opened', 'notebook_session', "
+                     "'s' || (i % 50000), "
+                     "'kernel_name', CASE WHEN i % 3 = 0 THEN 'ir' ELSE 'python3' END)")),
+    (150, ACTIVE_TIME, ("jsonb_build_object('action', 'summary', 'notebook_session', "
+                        "'s' || (i % 50000), 'active_s', (i % 3600))")),
     (90, KERNEL, "jsonb_build_object('action', 'restarted', 'kernel_name', 'python3')"),
-    (10, SERVER_ACTION, "jsonb_build_object('action', CASE WHEN i % 2 = 0 THEN 'start' "
-                        "ELSE 'stop' END, 'servername', '')"),
+    (10, SERVER_ACTION, ("jsonb_build_object('action', CASE WHEN i % 2 = 0 THEN 'start' "
+                         "ELSE 'stop' END, 'servername', '')")),
 ]  # fmt: skip
 
 
@@ -108,13 +109,14 @@ def write_files(folder: Path, n: int, users: int, days: int, start: datetime) ->
     for path in names:
         with path.open("w", encoding="utf-8") as out:
             for _ in range(min(per_file, n - i)):
-                out.write(json.dumps(file_event(i, n, users, days, start, rng)) + "\n")
+                out.write(json.dumps(file_event(i, n, (users, days, start), rng)) + "\n")
                 i += 1
     return log
 
 
-def file_event(i: int, n: int, users: int, days: int, start: datetime, rng: random.Random) -> Any:
+def file_event(i: int, n: int, spread: tuple[int, int, datetime], rng: random.Random) -> Any:
     """Return one capsule of the mix, as a FileHandler writes it."""
+    users, days, start = spread
     when = start + timedelta(seconds=i * days * 86400 / n)
     pick = i % 1000
     capsule: dict[str, Any] = {"__timestamp__": when.isoformat().replace("+00:00", "Z"),
@@ -145,7 +147,7 @@ def time_views(source: Any, query: Query, calls: int, eventlog: EventLog) -> dic
             model = reply(view, query, source, eventlog)
             times.append((time.perf_counter() - began) * 1000)
         times.sort()
-        p95 = times[min(len(times) - 1, int(round(0.95 * (len(times) - 1))))]
+        p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
         results[view] = {"p50_ms": times[len(times) // 2], "p95_ms": p95,
                          "rows": len(model["rows"])}  # fmt: skip
     return results
@@ -173,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         url = pg.url(pg.create_database())
         report["pg_load_s"] = load_postgres(url, args.pg_events, args.users, args.days, start)
         source = PostgresSource(url, TABLE)
+        began = time.perf_counter()
+        source.last_received()
+        source.rows("servers", query)  # the first question builds the daily rollup
+        report["rollup_s"] = time.perf_counter() - began
         report["postgresql"] = time_views(source, query, args.calls, eventlog)
         source.close()
         log = write_files(Path(tmp), args.file_events, args.users, args.days, start)
@@ -198,10 +204,13 @@ def render(report: dict[str, Any], args: argparse.Namespace) -> str:
                      "yes" if files["p95_ms"] <= FILE_GOAL_MS else "NO"])  # fmt: skip
     headers = ["view", "pg p50 ms", "pg p95 ms", f"<= {PG_GOAL_MS}", "files p50 ms",
                "files p95 ms", f"<= {FILE_GOAL_MS}"]  # fmt: skip
-    head = (f"{args.pg_events:,} events in PostgreSQL (loaded in {report['pg_load_s']:.0f} s), "
-            f"{args.file_events:,} in 5 JSON-lines files (DuckDB load {report['file_load_s']:.1f} s); "
-            f"{args.users:,} users over {args.days} days; {args.calls} calls a view, whole range. "
-            f"Views of the process (outcomes, health) read no store: not timed ({', '.join(v for v in VIEWS if v not in SQL_VIEWS)}).")  # fmt: skip
+    untimed = ", ".join(v for v in VIEWS if v not in SQL_VIEWS)
+    head = (f"{args.pg_events:,} events in PostgreSQL (loaded in {report['pg_load_s']:.0f} s; "
+            f"rollup built at the first question in {report['rollup_s']:.1f} s), "
+            f"{args.file_events:,} in 5 JSON-lines files (DuckDB load "
+            f"{report['file_load_s']:.1f} s); {args.users:,} users over {args.days} days; "
+            f"{args.calls} calls a view, whole range. Not timed (they read no store): "
+            f"{untimed}.")  # fmt: skip
     return head + "\n\n" + render_table(headers, rows)
 
 

@@ -17,7 +17,7 @@ from jupyter_telemetry_ext.core.errors import DashboardStoreError
 from jupyter_telemetry_ext.sinks.logreader import log_files
 
 from .query import Query
-from .views import DUCKDB, FIELDS, statement
+from .views import ACTIVE_TIME, FIELDS, MINUTES_SQL, SQL_VIEWS, filters
 
 INSTALL = "the file-backed dashboard needs DuckDB: pip install 'jupyter_telemetry_ext[analysis]'"
 EMPTY = ("CREATE OR REPLACE TABLE events (received TIMESTAMP, schema_id VARCHAR, "
@@ -29,6 +29,16 @@ LOAD = (
     + ", ".join(f"json->>'{f}' AS {f}" for f in FIELDS)
     + " FROM read_ndjson_objects(?, ignore_errors = true) "
     "WHERE json->>'__timestamp__' IS NOT NULL AND json->>'__schema__' IS NOT NULL"
+)
+WHERE = "received >= ? AND received < ?"
+COUNTS = ("(SELECT date_trunc('day', received) AS day, schema_id, action, status, kernel_name, "
+          "username, 1 AS events FROM events WHERE " + WHERE + "{filters}) AS c")  # fmt: skip
+SESSIONS = (
+    f"(SELECT day, username, {MINUTES_SQL} AS minutes, count(*) AS sessions FROM "
+    "(SELECT date_trunc('day', received) AS day, username, notebook_session, "
+    "max(CAST(active_s AS DOUBLE)) AS s FROM events WHERE " + WHERE + "{filters} "
+    f"AND schema_id = '{ACTIVE_TIME}' AND notebook_session IS NOT NULL GROUP BY 1, 2, 3) "
+    "AS per_session GROUP BY 1, 2, 3) AS s"
 )
 
 
@@ -50,10 +60,15 @@ class FileSource:
 
     def rows(self, view: str, query: Query) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
         """Return a view's columns and rows (blocking: call it off the event loop)."""
-        found = statement(view, query, DUCKDB, _naive, "events")
+        sql, columns = SQL_VIEWS[view](query)
+        extra, params = filters(query, lambda column: f"list_contains(?, {column})")
+        relation = SESSIONS if "{sessions}" in sql else COUNTS
+        sql = sql.replace("{counts}", relation).replace("{sessions}", relation)
+        sql = sql.replace("{filters}", extra)
+        bounds = [_naive(query.first_day), _naive(query.end_day)]
         with self._lock:
             self._refresh()
-            return found.columns, self._db.execute(found.sql, found.params).fetchall()
+            return columns, self._db.execute(sql, [*bounds, *params]).fetchall()
 
     def last_received(self) -> datetime | None:
         """Return when the newest event in the files was received, or None."""

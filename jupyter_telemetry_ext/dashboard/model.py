@@ -63,8 +63,8 @@ def reply(view: str, query: Query, source: Source, eventlog: EventLog) -> dict[s
     return {
         "view": view,
         "source": kind,
-        "since": format_timestamp(query.since),
-        "until": format_timestamp(query.until),
+        "since": format_timestamp(query.first_day),
+        "until": format_timestamp(query.end_day),
         "bucket": query.bucket,
         "scope": "all" if query.users is None else "groups",
         "columns": list(columns),

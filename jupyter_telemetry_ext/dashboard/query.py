@@ -18,13 +18,27 @@ MAX_DAYS = 3660  # ten years: a longer range is a mistake, not a question
 
 @dataclass(frozen=True)
 class Query:
-    """What a view aggregates: events received in [since, until), of `schemas` (all if empty)."""
+    """What a view aggregates: events received in the UTC days from `since` to `until`, of
+    `schemas` (all if empty)."""
 
     since: datetime
     until: datetime
     bucket: str = "day"
     schemas: tuple[str, ...] = ()
     users: tuple[str, ...] | None = field(default=None)  # None: everyone's; else only theirs
+
+    @property
+    def first_day(self) -> datetime:
+        """Return the UTC midnight that starts the day of `since` (views count whole days)."""
+        return self.since.astimezone(timezone.utc).replace(hour=0, minute=0, second=0,
+                                                           microsecond=0)  # fmt: skip
+
+    @property
+    def end_day(self) -> datetime:
+        """Return the UTC midnight that ends the day of `until` (excluded), or `until` itself."""
+        start = self.until.astimezone(timezone.utc).replace(hour=0, minute=0, second=0,
+                                                            microsecond=0)  # fmt: skip
+        return start if start == self.until else start + timedelta(days=1)
 
 
 def parse_query(args: Mapping[str, Sequence[str]], now: datetime | None = None) -> Query:

@@ -200,3 +200,23 @@ async def test_without_duckdb_the_file_dashboard_says_what_to_install(jp_fetch: 
         await jp_fetch("api", "telemetry", "dashboard", "events")
     assert e.value.code == 501
     assert "[analysis]" in json.loads(e.value.response.body)["message"]
+
+
+def test_wheel_and_sdist_ship_the_chart_libraries_and_their_licenses() -> None:
+    """Built from node_modules (ignored by git), packaged like the labextension."""
+    import subprocess
+
+    from hatchling.builders.sdist import SdistBuilder
+    from hatchling.builders.wheel import WheelBuilder
+
+    from jupyter_telemetry_ext.dashboard.page import VENDOR
+
+    root = Path(__file__).resolve().parent.parent
+    wanted = {f"jupyter_telemetry_ext/static/{path}" for path in VENDOR}
+    wanted |= {p.replace(".min.js", ".LICENSE.txt") for p in wanted}
+    for builder in (WheelBuilder(str(root)), SdistBuilder(str(root))):
+        shipped = {f.distribution_path for f in builder.recurse_included_files()}
+        assert wanted <= shipped, wanted - shipped
+    ignored = subprocess.run(["git", "check-ignore", *sorted(wanted)], cwd=root,
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    assert set(ignored.stdout.split()) == wanted

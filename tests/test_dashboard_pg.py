@@ -98,3 +98,15 @@ def test_a_group_scope_counts_only_its_users(url: str) -> None:
     assert ask(url, "active-users", users=()) == []
     events = ask(url, "events", schemas=(CELL,), users=("ann",))
     assert sum(r["events"] for r in events) == 3
+
+
+def test_health_names_the_newest_event_today_or_of_the_last_day_counted(url: str) -> None:
+    def newest() -> str:
+        rows = ask(url, "health")
+        return next(r["value"] for r in rows if r["measure"] == "last event received")
+
+    assert newest().startswith((TODAY + timedelta(hours=1)).isoformat()[:19])
+    with psycopg.connect(url) as conn:
+        conn.execute(f"DELETE FROM {TABLE} WHERE received >= %s", [TODAY])
+    yesterday = TODAY - timedelta(days=1) + timedelta(hours=1)
+    assert newest().startswith(yesterday.isoformat()[:19])

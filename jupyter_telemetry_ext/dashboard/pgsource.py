@@ -79,10 +79,17 @@ class PostgresSource:
             return columns, self._fetch(sql, [*bounds[0], *bounds[1]])
 
     def last_received(self) -> datetime | None:
-        """Return when the newest stored event was received, or None."""
+        """Return when the newest stored event was received, or None: today's newest, else the
+        newest of the last day the rollup counted (each read through the BRIN index, not the
+        whole table)."""
+        newest = f"SELECT max(received) FROM {self.names['t']} WHERE received >= %s"
         with self._lock:
-            rows = self._fetch(f"SELECT max(received) FROM {self.names['t']}", [])
-        return rows[0][0] if rows else None
+            today = _aware(self._refreshed())
+            found = self._fetch(newest, [today])[0][0]
+            if found is None:
+                last = self._fetch(f"SELECT max(day) FROM {self.names['totals']}", [])[0][0]
+                found = None if last is None else self._fetch(newest, [_aware(last)])[0][0]
+        return found  # type: ignore[no-any-return]
 
     def _refreshed(self) -> datetime:
         """Return the day the rollup reaches, checking it every REFRESH_SECONDS."""

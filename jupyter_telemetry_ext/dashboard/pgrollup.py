@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import psycopg
 
 REBUILD_AFTER = "1 day"
+REBUILD_TIMEOUT = "30min"
 ROLLUPS = ("daily", "totals", "users", "active", "sessions")
 DDL = """\
 CREATE TABLE IF NOT EXISTS {daily} (
@@ -78,6 +79,8 @@ def refresh(conn: psycopg.Connection[Any], table: str) -> datetime:
     """Bring the rollup up to the start of today (UTC); return that day (naive UTC)."""
     names = identifiers(table)
     with conn.transaction():
+        # A rebuild reads the whole events table: longer than a view may take
+        conn.execute(f"SET LOCAL statement_timeout = '{REBUILD_TIMEOUT}'")
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [table + "_daily"])
         conn.execute(DDL.format(**names))
         today, erasures, stale = _now(conn, names)

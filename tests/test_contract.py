@@ -90,13 +90,21 @@ def raw(server: Server, body: bytes, headers: dict[str, str] | None = None) -> t
 
 
 def test_rest_api_description_is_shipped_and_covers_every_route() -> None:
+    from jupyter_telemetry_ext.dashboard.server_handlers import (
+        dashboard_handlers,
+        dashboard_page_handlers,
+    )
     from jupyter_telemetry_ext.server.page import page_handlers
     from jupyter_telemetry_ext.server.routes import default_handlers
 
     spec = yaml.safe_load((files("jupyter_telemetry_ext") / "rest-api.yml").read_text())
     assert spec["openapi"].startswith("3.")
-    routes = {url.replace("(?P<schema_id>.+)", "{schema_id}") for url, _ in default_handlers}
-    assert set(spec["paths"]) == routes | {url for url, _ in page_handlers}
+    routes = {
+        url.replace("(?P<schema_id>.+)", "{schema_id}").replace("(?P<view>.+)", "{view}")
+        for url, _ in default_handlers + dashboard_handlers
+    }
+    pages = {url for url, _ in page_handlers + dashboard_page_handlers}
+    assert set(spec["paths"]) == routes | pages
     from hatchling.builders.wheel import WheelBuilder
 
     root = Path(__file__).resolve().parent.parent
@@ -252,7 +260,7 @@ def test_the_corpus_server_still_records_good_events(server: Server) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(480)  # every route, the dashboard's included, 300 cases each way
 def test_schemathesis_against_the_real_server(server: Server) -> None:
     path = Path(str(files("jupyter_telemetry_ext") / "rest-api.yml"))
     schema = schemathesis.openapi.from_path(path)

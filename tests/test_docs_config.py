@@ -47,6 +47,7 @@ def test_every_tested_block_is_found() -> None:
     assert set(doc_blocks("jupyterhub.md")) == {
         "jupyterhub_config",
         "jupyterhub_config_events",
+        "jupyterhub_dashboard",  # run by tests/test_dashboard_hub.py
         "telemetry_config",
     }
     assert set(doc_blocks("postgres.md")) == {"jupyter_server_config"}

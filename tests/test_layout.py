@@ -112,7 +112,7 @@ def test_parsing_a_post_imports_no_eventlog() -> None:
     assert not imported & {"core.eventlog", "server.ingest", "core.delivery", "server.reception"}
 
 
-GROUPS = ("core", "server", "hub", "sinks", "cli", "analysis")
+GROUPS = ("core", "server", "hub", "sinks", "cli", "analysis", "dashboard")
 
 
 def test_every_module_is_in_one_group() -> None:
@@ -148,6 +148,7 @@ def group_modules(group: str) -> list[str]:
         ("sinks", "cli."),
         ("analysis", "cli."),
         ("analysis", "server."),
+        ("dashboard", "cli."),
     ],
 )
 def test_each_piece_imports_nothing_of_the_process_above_it(group: str, forbidden: str) -> None:

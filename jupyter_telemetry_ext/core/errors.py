@@ -190,6 +190,19 @@ class StoreRefusedError(StoreError):
         self.sqlstate = sqlstate
 
 
+class DashboardQueryError(ValueError):
+    """A dashboard query argument that cannot be used; the message names the argument."""
+
+
+class DashboardStoreError(RuntimeError):
+    """The dashboard has no store it can read (none configured, or DuckDB not installed)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        """Keep the HTTP status the dashboard answers: 501 (an extra missing) or 503."""
+        super().__init__(message)
+        self.status = status
+
+
 def __getattr__(name: str) -> Any:
     """Import EventValidationError (a jsonschema.ValidationError) on first use."""
     if name == "EventValidationError":

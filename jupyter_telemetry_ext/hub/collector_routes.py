@@ -257,6 +257,7 @@ def make_app(collector: TelemetryCollector) -> web.Application:
         (base + "api/telemetry/events", EventsHandler),
         (base + "api/telemetry/schemas", SchemasHandler),
         (base + "api/telemetry/schemas/(?P<schema_id>.+)", SchemaHandler),
+        *_dashboard_routes(base),
         (callback, OAuthCallbackHandler),
         (base, RootHandler),
         (base.rstrip("/"), RootHandler),
@@ -270,6 +271,13 @@ def make_app(collector: TelemetryCollector) -> web.Application:
                 HUB_AUTH_SETTING: hub_auth, HUB_SCOPES_SETTING: scopes,
                 "log_function": log_request}  # fmt: skip
     return web.Application(routes, **settings)
+
+
+def _dashboard_routes(base: str) -> list[tuple[str, type[web.RequestHandler]]]:
+    """Return the dashboard's routes (its handlers build on CollectorHandler, above)."""
+    from jupyter_telemetry_ext.dashboard.hub_handlers import dashboard_routes
+
+    return dashboard_routes(base)
 
 
 def _path(url: str) -> str:

@@ -18,6 +18,10 @@ from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.recorded_user import checked_secret, warn_user_not_kept
 from jupyter_telemetry_ext.core.redact_url import safe_url
 from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.dashboard.server_handlers import (
+    dashboard_handlers,
+    dashboard_page_handlers,
+)
 from jupyter_telemetry_ext.server.forwarding.forwarder import (
     COLLECTOR_URL_ENV,
     SPOOL_FOLDER,
@@ -429,6 +433,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         """Add the REST routes and the websocket (relative: the server adds its base_url)."""
         self.handlers.extend(default_handlers)
         self.handlers.extend(page_handlers)
+        self.handlers.extend(dashboard_handlers + dashboard_page_handlers)
         if self.server_events:  # clients posting to api/events must not forge server events
             self.handlers.extend(server_events_handlers)
 

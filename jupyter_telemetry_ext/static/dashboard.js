@@ -1,0 +1,165 @@
+// The telemetry dashboard: each view of the JSON API as a Vega-Lite chart, a table and a CSV
+// download. The API answers in UTC; times are shown in the viewer's time zone.
+(function () {
+  'use strict';
+
+  const TITLES = {
+    'active-users': 'Active users',
+    events: 'Events per kind and action',
+    'lab-activity': 'JupyterLab activity',
+    'active-time': 'Active time per notebook session',
+    kernels: 'Kernels used',
+    servers: 'Server starts and stops (the hub)',
+    outcomes: 'What became of the events (since the process started)',
+    health: 'Pipeline health'
+  };
+
+  // JupyterHub accepts a cookie on a script's request only with the XSRF token of its
+  // `_xsrf` cookie (jupyter_server reads the same header).
+  function headers() {
+    const found = document.cookie.match('\\b_xsrf=([^;]*)\\b');
+    return found ? { 'X-XSRFToken': decodeURIComponent(found[1]) } : {};
+  }
+
+  function spec(view, rows, bucket) {
+    // One bar per period (an ordinal axis), labelled in the viewer's time zone.
+    const time = { field: 'period', type: 'ordinal', title: bucket, timeUnit: bucket === 'month' ? 'yearmonth' : 'yearmonthdate' };
+    const base = { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', width: 'container', height: 200, data: { values: rows } };
+    switch (view) {
+      case 'active-users':
+        return { ...base, mark: { type: 'bar' }, encoding: { x: time, y: { field: 'users', type: 'quantitative', title: 'users' } } };
+      case 'events':
+        return { ...base, mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative' }, color: { field: 'schema', type: 'nominal', legend: { orient: 'bottom', columns: 1, labelLimit: 600 } } } };
+      case 'lab-activity':
+        return { ...base, transform: [{ fold: ['cell_runs', 'cell_errors', 'notebooks_opened'], as: ['measure', 'count'] }], mark: { type: 'line', point: true }, encoding: { x: time, y: { field: 'count', type: 'quantitative' }, color: { field: 'measure', type: 'nominal' } } };
+      case 'active-time':
+        return { ...base, mark: 'bar', encoding: { x: { field: 'minutes', type: 'ordinal', title: 'active minutes (5-minute bins)' }, y: { field: 'sessions', type: 'quantitative' } } };
+      case 'kernels':
+        return { ...base, mark: 'bar', encoding: { y: { field: 'kernel', type: 'nominal', sort: '-x' }, x: { field: 'events', type: 'quantitative' } } };
+      case 'servers':
+        return { ...base, mark: 'bar', encoding: { x: time, y: { field: 'events', type: 'quantitative' }, color: { field: 'action', type: 'nominal' } } };
+      case 'outcomes':
+        return { ...base, mark: 'bar', encoding: { y: { field: 'outcome', type: 'nominal' }, x: { aggregate: 'sum', field: 'events', type: 'quantitative' } } };
+      default: {
+        const counts = rows.filter(r => typeof r.value === 'number' && typeof r.value !== 'boolean');
+        return { ...base, data: { values: counts }, mark: 'bar', encoding: { y: { field: 'measure', type: 'nominal' }, x: { field: 'value', type: 'quantitative' }, color: { field: 'part', type: 'nominal' } } };
+      }
+    }
+  }
+
+  function shown(column, value) {
+    if (typeof value === 'string' && /^\d{4}-\d\d-\d\dT.*Z$/.test(value)) {
+      return new Date(value).toLocaleString();
+    }
+    return value === null || value === undefined ? '' : String(value);
+  }
+
+  function table(columns, rows) {
+    const element = document.createElement('table');
+    const head = element.createTHead().insertRow();
+    for (const column of columns) {
+      const th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = column;
+      head.appendChild(th);
+    }
+    const body = element.createTBody();
+    for (const row of rows) {
+      const tr = body.insertRow();
+      for (const column of columns) {
+        tr.insertCell().textContent = shown(column, row[column]);
+      }
+    }
+    return element;
+  }
+
+  function csv(columns, rows) {
+    const quote = v => {
+      const text = v === null || v === undefined ? '' : String(v);
+      return /[",\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+    };
+    return [columns.join(','), ...rows.map(r => columns.map(c => quote(r[c])).join(','))].join('\n') + '\n';
+  }
+
+  function section(view) {
+    const element = document.createElement('section');
+    element.className = 'view';
+    element.dataset.view = view;
+    const title = document.createElement('h2');
+    title.textContent = TITLES[view] || view;
+    const chart = document.createElement('div');
+    chart.className = 'chart';
+    element.append(title, chart);
+    return element;
+  }
+
+  async function draw(element, api, view, params) {
+    const chart = element.querySelector('.chart');
+    const response = await fetch(api + '/' + view + '?' + params, { credentials: 'same-origin', headers: headers() });
+    const model = await response.json();
+    if (!response.ok) {
+      chart.textContent = model.message;
+      chart.className = 'chart error';
+      return;
+    }
+    await window.vegaEmbed(chart, spec(view, model.rows, model.bucket), { actions: false, renderer: 'svg' });
+    const details = document.createElement('details');
+    const summary = document.createElement('summary');
+    summary.textContent = 'Table (' + model.rows.length + ' rows)';
+    details.append(summary, table(model.columns, model.rows));
+    const link = document.createElement('a');
+    link.className = 'csv';
+    link.textContent = 'Download CSV';
+    link.download = view + '.csv';
+    link.href = URL.createObjectURL(new Blob([csv(model.columns, model.rows)], { type: 'text/csv' }));
+    element.append(details, link);
+  }
+
+  function parameters(form) {
+    const params = new URLSearchParams();
+    const since = form.since.value;
+    const until = form.until.value;
+    // The dates are the viewer's days: their local midnight, sent as UTC.
+    if (since) params.set('since', new Date(since + 'T00:00:00').toISOString());
+    if (until) params.set('until', new Date(until + 'T23:59:59.999').toISOString());
+    params.set('bucket', form.bucket.value);
+    if (form.schema.value.trim()) params.set('schema', form.schema.value.trim());
+    return params;
+  }
+
+  async function load() {
+    const api = document.body.dataset.apiUrl;
+    const form = document.getElementById('filters');
+    const status = document.getElementById('status');
+    const views = document.getElementById('views');
+    status.textContent = 'Loading…';
+    views.textContent = '';
+    const index = await fetch(api, { credentials: 'same-origin', headers: headers() });
+    const model = await index.json();
+    if (!index.ok) {
+      status.textContent = model.message;
+      return;
+    }
+    const params = parameters(form);
+    const sections = model.views.map(section);
+    views.append(...sections);
+    await Promise.all(sections.map((s, i) => draw(s, api, model.views[i], params)));
+    status.textContent = 'Source: ' + model.source + (model.scope === 'all' ? '' : ' (your groups only)');
+    document.body.dataset.drawn = 'true';
+  }
+
+  document.addEventListener('DOMContentLoaded', () => {
+    document.getElementById('time-zone').textContent = Intl.DateTimeFormat().resolvedOptions().timeZone;
+    const form = document.getElementById('filters');
+    const today = new Date();
+    const start = new Date(today.getTime() - 29 * 86400000);
+    const day = d => d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0');
+    form.since.value = day(start);
+    form.until.value = day(today);
+    form.addEventListener('submit', event => {
+      event.preventDefault();
+      load();
+    });
+    load();
+  });
+})();

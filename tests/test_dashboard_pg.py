@@ -1,0 +1,112 @@
+"""The dashboard's PostgreSQL source on a real PostgreSQL: days over come from the daily
+rollup, today from the events table; an erasure takes the user out of both; group scoping."""
+
+# ruff: noqa: S608 - the table's name is a constant
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.dashboard.model import reply
+from jupyter_telemetry_ext.dashboard.query import Query
+from jupyter_telemetry_ext.dashboard.views import ACTIVE_TIME, CELL
+from jupyter_telemetry_ext.sinks.pgtable import ensure_table
+from jupyter_telemetry_ext.sinks.store import erase_user
+from tests.pgserver import PostgresServer, server_for_tests
+
+psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
+pytestmark = pytest.mark.e2e  # starts PostgreSQL
+TABLE = "telemetry_events"
+TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+INSERT = (f"INSERT INTO {TABLE} (received, schema_id, schema_version, metadata_version, "
+          "username, data) VALUES (%s, %s, '2', 1, %s, %s)")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the module."""
+    yield from server_for_tests()
+
+
+@pytest.fixture
+def url(pg: PostgresServer) -> str:
+    """A fresh database with the events table: ann, ben on 3 past days; ann, cat today."""
+    url = pg.url(pg.create_database())
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_table(conn, TABLE, partition_by_day=False)
+        for days_ago, user in [(3, "ann"), (2, "ann"), (2, "ben"), (1, "ben"), (0, "ann"),
+                               (0, "cat")]:  # fmt: skip
+            when = TODAY - timedelta(days=days_ago) + timedelta(hours=1)
+            data = {"action": "executed", "status": "error" if user == "ben" else "ok"}
+            conn.execute(INSERT, [when, CELL, user, json.dumps(data)])
+            session = {"action": "summary", "notebook_session": f"s-{user}", "active_s": 700}
+            conn.execute(INSERT, [when, ACTIVE_TIME, user, json.dumps(session)])
+    return url
+
+
+def ask(url: str, view: str, **changes: Any) -> list[dict[str, Any]]:
+    """Return a view's rows over the last week, from a new source."""
+    from jupyter_telemetry_ext.dashboard.pgsource import PostgresSource
+
+    query = Query(TODAY - timedelta(days=7), TODAY + timedelta(hours=12))
+    source = PostgresSource(url, TABLE)
+    eventlog = EventLog(handlers=[logging.NullHandler()])
+    try:
+        return reply(view, dataclasses.replace(query, **changes), source, eventlog)["rows"]  # type: ignore[no-any-return]
+    finally:
+        source.close()
+        eventlog.close()
+
+
+def daily_rows(url: str) -> int:
+    """Return how many rows the rollup holds."""
+    with psycopg.connect(url) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {TABLE}_daily").fetchone()[0])
+
+
+def test_days_over_come_from_the_rollup_and_today_from_the_events(url: str) -> None:
+    active = ask(url, "active-users")
+    assert [r["users"] for r in active] == [1, 2, 1, 2]  # ann; ann ben; ben; ann cat
+    assert active[-1]["period"].startswith(TODAY.date().isoformat())
+    assert daily_rows(url) == 2 * 4  # the past days' (cell + active-time) x user, not today's
+    lab = ask(url, "lab-activity", bucket="month")
+    assert sum(r["cell_runs"] for r in lab) == 6
+    assert sum(r["cell_errors"] for r in lab) == 2
+    assert ask(url, "active-time") == [{"minutes": 10, "sessions": 6}]
+
+
+def test_an_erased_user_leaves_the_counts(url: str) -> None:
+    assert sum(r["users"] for r in ask(url, "active-users")) == 6
+    with psycopg.connect(url) as conn:
+        assert erase_user(conn, TABLE, ["ben"], "test") == 4
+    assert sum(r["users"] for r in ask(url, "active-users")) == 4
+    with psycopg.connect(url) as conn:
+        held = conn.execute(f"SELECT count(*) FROM {TABLE}_daily WHERE username = 'ben'")
+        assert held.fetchone()[0] == 0
+
+
+def test_a_group_scope_counts_only_its_users(url: str) -> None:
+    assert [r["users"] for r in ask(url, "active-users", users=("ben", "cat"))] == [1, 1, 1]
+    assert ask(url, "active-users", users=()) == []
+    events = ask(url, "events", schemas=(CELL,), users=("ann",))
+    assert sum(r["events"] for r in events) == 3
+
+
+def test_health_names_the_newest_event_today_or_of_the_last_day_counted(url: str) -> None:
+    def newest() -> str:
+        rows = ask(url, "health")
+        return next(r["value"] for r in rows if r["measure"] == "last event received")
+
+    assert newest().startswith((TODAY + timedelta(hours=1)).isoformat()[:19])
+    with psycopg.connect(url) as conn:
+        conn.execute(f"DELETE FROM {TABLE} WHERE received >= %s", [TODAY])
+    yesterday = TODAY - timedelta(days=1) + timedelta(hours=1)
+    assert newest().startswith(yesterday.isoformat()[:19])

@@ -2,6 +2,7 @@
 // node_modules into the package's static folder: the dashboard page loads them from there, so
 // it works without internet. Run by `jlpm build:vendor` (part of `jlpm build` and `build:prod`).
 import { copyFileSync, mkdirSync } from 'node:fs';
+import { stdout } from 'node:process';
 import { join } from 'node:path';
 
 const target = join('jupyter_telemetry_ext', 'static', 'vendor');
@@ -15,4 +16,4 @@ for (const [name, build] of [
   copyFileSync(join(root, build), join(target, `${name}.min.js`));
   copyFileSync(join(root, 'LICENSE'), join(target, `${name}.LICENSE.txt`));
 }
-console.log(`copied vega, vega-lite and vega-embed into ${target}`);
+stdout.write(`copied vega, vega-lite and vega-embed into ${target}\n`);

@@ -102,7 +102,12 @@
       chart.className = 'chart error';
       return;
     }
-    await window.vegaEmbed(chart, spec(view, model.rows, model.bucket), { actions: false, renderer: 'svg' });
+    if (model.rows.length === 0) {
+      chart.textContent = 'Nothing recorded for this view in the range chosen.';
+      chart.className = 'chart empty';
+    } else {
+      await window.vegaEmbed(chart, spec(view, model.rows, model.bucket), { actions: false, renderer: 'svg' });
+    }
     const details = document.createElement('details');
     const summary = document.createElement('summary');
     summary.textContent = 'Table (' + model.rows.length + ' rows)';

@@ -110,7 +110,7 @@
     }
     const details = document.createElement('details');
     const summary = document.createElement('summary');
-    summary.textContent = 'Table (' + model.rows.length + ' rows)';
+    summary.textContent = 'Table (' + model.rows.length + (model.rows.length === 1 ? ' row)' : ' rows)');
     details.append(summary, table(model.columns, model.rows));
     const link = document.createElement('a');
     link.className = 'csv';

@@ -380,13 +380,13 @@ async def test_events_of_one_loop_turn_share_one_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[int] = []
-    real = os.fsync
+    real = os.fdatasync
 
     def counted(fd: int) -> None:
         synced.append(fd)
         real(fd)
 
-    monkeypatch.setattr(os, "fsync", counted)
+    monkeypatch.setattr(os, "fdatasync", counted)
     file = logging.FileHandler(tmp_path / "a.log", encoding="utf-8")
     audit = audit_of([file])
     durability = Durability(audit.recorder)

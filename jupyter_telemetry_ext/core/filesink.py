@@ -5,7 +5,7 @@ A write to a full disk may leave part of it in the file (the OS writes what fits
 file object keeps the rest in its buffer, to write it later should room appear. So after a
 failure the stream is closed (its buffer dropped with it), the file is cut back to the end of
 the last whole event, and the handler reopens the file (in append mode) at its next write.
-`sync` writes a file to disk (fsync) for the writes that must survive a crash of the machine.
+`sync` writes a file to disk (fdatasync) for the writes that must survive a crash of the machine.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def settle(handler: logging.FileHandler, start: int | None, sizes: Sequence[int]
 
 
 def sync(handler: logging.FileHandler) -> None:
-    """Write the handler's file to disk (fsync): what it holds survives a crash of the machine.
+    """Write the handler's file to disk (fdatasync: its data and size, as the forwarding spool
+    does): what it holds survives a crash of the machine.
 
     A stream closed after a failed write (see `settle`) is synced through the file's path:
     the events kept in it were written, not yet synced. Raise OSError when the sync fails.
@@ -64,14 +65,14 @@ def sync(handler: logging.FileHandler) -> None:
         stream = handler.stream
         if stream is not None:
             stream.flush()
-            os.fsync(stream.fileno())
+            os.fdatasync(stream.fileno())
             return
         try:
             fd = os.open(handler.baseFilename, os.O_RDONLY)
         except FileNotFoundError:
             return  # never opened (`delay`): nothing was written to it
         try:
-            os.fsync(fd)
+            os.fdatasync(fd)
         finally:
             os.close(fd)
     finally:

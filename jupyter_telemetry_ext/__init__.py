@@ -8,11 +8,13 @@ from ._version import __version__
 from .core.decorators import instrument, record
 from .core.errors import EventSchemaError, QueueFullError, UnknownSchemaError
 from .core.eventlog import EventLog
+from .core.eventlogger import EventLogger
 from .core.router import EventRouter
 from .core.schema import EventSchema
 
 __all__ = [
     "EventLog",
+    "EventLogger",
     "EventRouter",
     "EventSchema",
     "EventSchemaError",

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from traitlets import Any as AnyTrait
-from traitlets import Instance, List, observe
+from traitlets import Instance, List, default, observe
 from traitlets.config import Config, LoggingConfigurable
 
 from . import capsule as capsules
@@ -170,6 +170,11 @@ class EventLogger(LoggingConfigurable):
             if isinstance(handler, logging.Handler):
                 handler.__deepcopy__ = lambda memo, h=handler: h  # type: ignore[attr-defined]
         super()._load_config(cfg, section_names=section_names, traits=traits)
+
+    @default("log")
+    def _default_log(self) -> logging.Logger:
+        parent_log = getattr(self.parent, "log", None)
+        return parent_log if parent_log is not None else logging.getLogger("jupyter_telemetry_ext")
 
     @observe("handlers")
     def _handlers_changed(self, change: Any) -> None:

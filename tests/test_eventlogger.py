@@ -359,3 +359,14 @@ def test_record_event_takes_jupyter_telemetrys_schema_name(eventlog_factory: Any
         el.record_event("test.events/example", 1, {}, schema_name="test.events/example")
     with pytest.raises(TypeError, match="needs a schema_id"):
         el.record_event(version=1, event={})
+
+
+def test_a_modifier_works_on_a_copy_of_the_callers_event(logger: EventLogger) -> None:
+    def mutate(schema_id: str, data: dict[str, Any]) -> dict[str, Any]:
+        data["button"] = "masked"
+        return data
+
+    logger.add_modifier(modifier=mutate)
+    event = {"button": "ok"}
+    logger.emit(schema_id=SCHEMA_ID, data=event)
+    assert event == {"button": "ok"}

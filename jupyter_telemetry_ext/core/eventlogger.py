@@ -281,7 +281,7 @@ class EventLogger(LoggingConfigurable):
             )
             return None
         schema = self.schemas.get(schema_id)
-        modified = self._modify(schema_id, copy.deepcopy(data))
+        modified = self._modify(schema_id, data)
         if modified is None:
             return None
         if unmodified:
@@ -290,15 +290,21 @@ class EventLogger(LoggingConfigurable):
         capsule = self._eventlog.record_checked(schema.checked, modified, timestamp_override)
         if capsule is None:
             return None
-        recorded = {k: v for k, v in capsule.items() if not k.startswith("__")}
-        self._schedule(modified_listeners, schema_id, recorded)
+        if modified_listeners:
+            recorded = {k: v for k, v in capsule.items() if not k.startswith("__")}
+            self._schedule(modified_listeners, schema_id, recorded)
         if unmodified:
             self._schedule(unmodified, schema_id, self._redacted(schema, data))
         return capsule
 
     def _modify(self, schema_id: str, data: dict[str, Any]) -> dict[str, Any] | None:
-        modifiers = self._modifiers.get(schema_id, set()) | self._all_modifiers
-        for modifier in modifiers:
+        """Return the event the modifiers made of a copy of `data` (no modifier: `data`), or
+        None when one raised (logged: the event is not recorded)."""
+        modifiers = self._modifiers.get(schema_id)
+        if not modifiers and not self._all_modifiers:
+            return data
+        data = copy.deepcopy(data)  # the caller's event is never changed
+        for modifier in (modifiers or set()) | self._all_modifiers:
             try:
                 data = modifier(schema_id=schema_id, data=data)
             except Exception:  # a modifier may redact: the event is not recorded without it

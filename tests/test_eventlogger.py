@@ -370,3 +370,11 @@ def test_a_modifier_works_on_a_copy_of_the_callers_event(logger: EventLogger) ->
     event = {"button": "ok"}
     logger.emit(schema_id=SCHEMA_ID, data=event)
     assert event == {"button": "ok"}
+
+
+def test_a_schema_marked_personal_data_redacts_its_uncategorised_properties(sink: Sink) -> None:
+    el = EventLogger(handlers=[sink.handler])
+    el.register_event_schema({**SCHEMA, "personal-data": True})
+    capsule = el.emit(schema_id=SCHEMA_ID, data={"button": "ok"})
+    assert capsule is not None
+    assert capsule["button"] is None

@@ -44,13 +44,16 @@ from common import (
 from jupyter_events import EventLogger
 
 from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext import EventLogger as DropIn
 
 OURS = "jupyter_telemetry_ext record_event"
+OURS_EMIT = "jupyter_telemetry_ext EventLogger.emit"
 JUPYTER_EVENTS = "jupyter_events emit"
 FLOOR = "floor: logging + json.dumps"
 WARM_UP_EVENTS = 200
 CALIBRATION_SECONDS = 0.05
 TARGET_SPEEDUP = 7.0
+TARGET_EMIT_SPEEDUP = 5.0
 TARGET_FLOOR_RATIO = 1.3
 
 LineCheck = Callable[[dict[str, Any]], str | None]
@@ -146,6 +149,22 @@ def build_ours(directory: Path, stem: str, handler_count: int, event: dict[str, 
 
     writes = event.get("action") in ALLOWED_ACTIONS
     return Contender(OURS, record, paths, handlers, check_redacted, writes=writes)
+
+
+def build_ours_emit(
+    directory: Path, stem: str, handler_count: int, event: dict[str, Any]
+) -> Contender:
+    """Our drop-in EventLogger, called as jupyter_events' is: modifiers, validation, our
+    EventLog's allow-list, redaction and capsule, then the handlers."""
+    handlers, paths = file_handlers(directory, stem, handler_count)
+    logger = DropIn(handlers=handlers, allowed_schemas=ALLOWED_SCHEMAS)
+    logger.register_event_schema(SCHEMA)
+    emit = logger.emit
+
+    def record() -> object:
+        return emit(schema_id=SCHEMA_ID, data=event)
+
+    return Contender(OURS_EMIT, record, paths, handlers, check_redacted)
 
 
 def build_jupyter_events(
@@ -282,7 +301,8 @@ def ratio(scenario: Scenario, numerator: str, denominator: str) -> tuple[float, 
 
 
 def build_scenarios(directory: Path) -> list[Scenario]:
-    """Return the three scenarios: one handler, two handlers, an event the allow-list filters."""
+    """Return the scenarios: one handler, two handlers, an event the allow-list filters, and
+    `emit` through the drop-in EventLogger against jupyter_events'."""
     one = [
         build_ours(directory, "ours-1", 1, EVENT),
         build_jupyter_events(directory, "je-1", 1, EVENT),
@@ -301,6 +321,10 @@ def build_scenarios(directory: Path) -> list[Scenario]:
         RatioSpec(JUPYTER_EVENTS, OURS, TARGET_SPEEDUP, at_least=True),
         RatioSpec(OURS, FLOOR, TARGET_FLOOR_RATIO, at_least=False),
     ]
+    emit = [
+        build_ours_emit(directory, "ours-emit", 1, EVENT),
+        build_jupyter_events(directory, "je-emit", 1, EVENT),
+    ]
     return [
         Scenario("one_handler", "One FileHandler, event recorded (user redacted)", one, pairs),
         Scenario("two_handlers", "Two FileHandlers, event recorded (user redacted)", two, pairs),
@@ -309,6 +333,12 @@ def build_scenarios(directory: Path) -> list[Scenario]:
             "Event filtered by the allow-list (ours writes nothing; the floor writes it)",
             filtered,
             [RatioSpec(OURS, FLOOR)],
+        ),
+        Scenario(
+            "emit",
+            "emit through our EventLogger vs jupyter_events', one FileHandler (user redacted)",
+            emit,
+            [RatioSpec(JUPYTER_EVENTS, OURS_EMIT, TARGET_EMIT_SPEEDUP, at_least=True)],
         ),
     ]
 

@@ -8,11 +8,13 @@ from ._version import __version__
 from .core.decorators import instrument, record
 from .core.errors import EventSchemaError, QueueFullError, UnknownSchemaError
 from .core.eventlog import EventLog
+from .core.eventlogger import EventLogger
 from .core.router import EventRouter
 from .core.schema import EventSchema
 
 __all__ = [
     "EventLog",
+    "EventLogger",
     "EventRouter",
     "EventSchema",
     "EventSchemaError",
@@ -25,6 +27,7 @@ __all__ = [
     "__version__",
     "instrument",
     "record",
+    "server_eventlog",
 ]
 
 
@@ -36,7 +39,8 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
 
 
 def __getattr__(name: str) -> Any:
-    """Import the validation error class and the hub's and PostgreSQL's handlers on first use."""
+    """Import the validation error class, the hub's and PostgreSQL's handlers and
+    `server_eventlog` on first use."""
     if name == "EventValidationError":
         from .core.validation import EventValidationError
 
@@ -45,6 +49,10 @@ def __getattr__(name: str) -> Any:
         from .sinks.postgres import PostgresEventHandler
 
         return PostgresEventHandler
+    if name == "server_eventlog":  # imports jupyter_server: only for server extensions
+        from .server.shared_eventlog import server_eventlog
+
+        return server_eventlog
     if name == "HubAuditHandler":  # for jupyterhub_config.py: the hub's own actions
         from .hub.actions import HubAuditHandler
 

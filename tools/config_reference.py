@@ -43,11 +43,12 @@ def subcommands() -> dict[str, type[Application]]:
 
 
 def configurables() -> list[type[Configurable]]:
-    """Return the classes set in config files: the library, the extension, the collector."""
-    from jupyter_telemetry_ext import EventLog, _jupyter_server_extension_points
+    """Return the classes set in config files: the library (and its drop-in for jupyter_events
+    users), the extension, the collector."""
+    from jupyter_telemetry_ext import EventLog, EventLogger, _jupyter_server_extension_points
 
     extension = _jupyter_server_extension_points()[0]["app"]
-    return [EventLog, extension, subcommands()["collect"]]
+    return [EventLog, EventLogger, extension, subcommands()["collect"]]
 
 
 def _text(help_text: str | None) -> str:

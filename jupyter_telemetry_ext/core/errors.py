@@ -218,3 +218,38 @@ class AnalysisExtraError(ImportError):
 
 class NothingToExportError(ValueError):
     """A research export's selection holds no event: no dataset is written."""
+
+
+# jupyter_events' names, for code that catches them (`EventLogger`, the drop-in).
+
+
+class SchemaNotRegistered(Warning):
+    """A warning: an event was emitted for a schema id the EventLogger has not registered."""
+
+
+class SchemaRegistryException(Exception):  # noqa: N818 - jupyter_events' name
+    """A schema id is registered twice with an EventLogger."""
+
+
+class ModifierError(Exception):
+    """A modifier is not a callable `(schema_id, data) -> data`."""
+
+
+class ListenerError(Exception):
+    """A listener is not a callable `(logger, schema_id, data)`."""
+
+
+class CoreMetadataError(Exception):
+    """An event's capsule metadata is not valid."""
+
+
+class EventSchemaLoadingError(Exception):
+    """A schema given to the EventLogger cannot be read (not a mapping, not YAML or JSON)."""
+
+
+class EventSchemaUnrecognized(EventSchemaLoadingError):  # noqa: N818 - jupyter_events' name
+    """A schema is given as something other than a dict, a Path or a YAML/JSON string."""
+
+
+class EventSchemaFileAbsent(EventSchemaLoadingError):  # noqa: N818 - jupyter_events' name
+    """A schema is given as a Path that does not exist."""

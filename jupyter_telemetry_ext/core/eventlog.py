@@ -328,18 +328,22 @@ class EventLog(LoggingConfigurable):
 
     def record_event(
         self,
-        schema_id: str,
-        version: object,
-        event: Mapping[str, Any],
+        schema_id: str | None = None,
+        version: object = None,
+        event: Mapping[str, Any] | None = None,
         timestamp_override: datetime | None = None,
         *,
         context: Mapping[str, Any] | None = None,
+        schema_name: str | None = None,
     ) -> dict[str, Any] | None:
         """Validate and record an event; return the capsule, or None when filtered or sampled out.
 
         `context` adds capsule fields (`__event_time__`, `__client_id__`, `__user__`), each
         redacted like a property of its category (`__user__` is a `user-identifier`).
+        `schema_name` is jupyter-telemetry's name for `schema_id`.
         """
+        if schema_id is None or event is None or schema_name is not None:
+            schema_id, event = _named_arguments(schema_id, schema_name, event)
         plan = self._plan(schema_id, version)
         if not plan.is_valid(event):
             raise plan.schema.validation_error(event)
@@ -480,3 +484,17 @@ class EventLog(LoggingConfigurable):
 def _kept(rate: float, schema_id: str, context: Mapping[str, Any] | None) -> bool:
     """Return True when sampling keeps the event: by its client id if it has one."""
     return keeps(rate, schema_id, context.get("__client_id__") if context else None)
+
+
+def _named_arguments(
+    schema_id: str | None, schema_name: str | None, event: Mapping[str, Any] | None
+) -> tuple[str, Mapping[str, Any]]:
+    """Return `record_event`'s schema id (or jupyter-telemetry's `schema_name`) and event."""
+    if schema_name is not None and schema_id is not None:
+        msg = "record_event() takes schema_id or schema_name (its old name), not both"
+        raise TypeError(msg)
+    schema_id = schema_name if schema_name is not None else schema_id
+    if schema_id is None or event is None:
+        msg = "record_event() needs a schema_id, a version and an event"
+        raise TypeError(msg)
+    return schema_id, event

@@ -337,7 +337,16 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         return [str(Path(__file__).parent.parent / "templates")]
 
     def initialize(self) -> None:  # type: ignore[override]  # ExtensionApp's takes no argv
-        """Create the EventLog and register the schemas found; then settings and handlers."""
+        """Create the EventLog (unless an extension loaded earlier had it created, see
+        `server_eventlog`) and register the schemas found; then settings and handlers."""
+        self.server_eventlog()
+        atexit.register(self._flush_at_exit)
+        super().initialize()  # type: ignore[no-untyped-call]
+
+    def server_eventlog(self) -> EventLog:
+        """Return the server's EventLog, created with the schemas found on the first call."""
+        if "eventlog" in vars(self):
+            return self.eventlog
         self.check_server_config()
         # Handlers always run on the EventLog's thread: a slow sink must not block the event loop.
         try:
@@ -347,8 +356,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         self._warn_missing_paths()
         found = register_discovered(self.eventlog, schema_folders(self.schema_paths), self.log)
         self.log.info("Telemetry: %d event schemas registered", len(found))
-        atexit.register(self._flush_at_exit)
-        super().initialize()  # type: ignore[no-untyped-call]
+        return self.eventlog
 
     def _warn_missing_paths(self) -> None:
         for folder in self.schema_paths:

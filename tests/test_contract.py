@@ -90,13 +90,15 @@ def raw(server: Server, body: bytes, headers: dict[str, str] | None = None) -> t
 
 
 def test_rest_api_description_is_shipped_and_covers_every_route() -> None:
+    from jupyter_telemetry_ext.server.consent_routes import consent_handlers
     from jupyter_telemetry_ext.server.page import page_handlers
     from jupyter_telemetry_ext.server.routes import default_handlers
 
     spec = yaml.safe_load((files("jupyter_telemetry_ext") / "rest-api.yml").read_text())
     assert spec["openapi"].startswith("3.")
     routes = {url.replace("(?P<schema_id>.+)", "{schema_id}") for url, _ in default_handlers}
-    assert set(spec["paths"]) == routes | {url for url, _ in page_handlers}
+    consent = {url.replace("(?P<study>[^/]+)", "{study}") for url, _ in consent_handlers}
+    assert set(spec["paths"]) == routes | consent | {url for url, _ in page_handlers}
     from hatchling.builders.wheel import WheelBuilder
 
     root = Path(__file__).resolve().parent.parent

@@ -205,3 +205,17 @@ class AnalysisExtraError(ImportError):
 
 class NothingToExportError(ValueError):
     """A research export's selection holds no event: no dataset is written."""
+
+
+class StudyError(ValueError):
+    """A study of `EventLog.studies` is not valid: names the study and the field."""
+
+
+class ConsentError(ValueError):
+    """A consent decision cannot be taken: `status` is the HTTP status, `field` what is wrong."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+        """Keep the message, the HTTP status (400, 404 or 409) and the field named."""
+        super().__init__(message)
+        self.status = status
+        self.field = field

@@ -28,6 +28,7 @@ from jupyter_telemetry_ext.core.outcomes import (
     DUPLICATE,
     ERASED,
     FILTERED,
+    NO_CONSENT,
     QUEUE_FULL,
     RECORDED,
     REJECTED,
@@ -151,6 +152,8 @@ def record(
     except QueueFullError as e:
         raise IngestError(e.reply, 503) from None
 
+    if capsule is None and eventlog.withheld(schema):
+        return NO_CONSENT
     # A tapped event (forwarded to a collector) is recorded once the tap took it.
     if capsule is None and not eventlog.tapped:
         return SAMPLED_OUT if eventlog.is_allowed_event(schema, envelope.data) else FILTERED

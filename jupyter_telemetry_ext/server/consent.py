@@ -1,0 +1,63 @@
+"""A single server's studies: its user's decisions kept in a JSON file, and the listing's marks.
+
+The server's user (the hub user it runs for, else the OS user) is the user of every event it
+records, so one set of decisions applies to all of them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable
+from logging import Logger
+from pathlib import Path
+from typing import Any
+
+from jupyter_telemetry_ext.core.consent import DECLINED, NEEDED, JsonDecisions
+from jupyter_telemetry_ext.core.errors import ConsentError
+from jupyter_telemetry_ext.core.eventlog import EventLog
+
+CONSENT_FILE = "jupyter_telemetry_ext_consent.json"
+
+
+def start_consent(
+    eventlog: EventLog, path: Path, refuse: Callable[[list[str]], Any], log: Logger
+) -> None:
+    """Keep the server user's decisions in `path`; refuse to start when they cannot be read."""
+    consent = eventlog.consent
+    if not consent.studies:
+        return
+    erasing = sorted(s.name for s in consent.studies.values() if s.erase_on_withdrawal)
+    if erasing:
+        msg = (
+            f"EventLog.studies[{erasing[0]!r}].erase_on_withdrawal: a single server does not "
+            "erase its events on withdrawal: remove the option, or erase with "
+            "`jupyter telemetry erase`"
+        )
+        refuse([msg])
+    try:
+        consent.use_store(JsonDecisions(path))
+    except ConsentError as e:
+        refuse([str(e)])
+    consent.default_user = server_user()
+    log.info("Telemetry: %d studies; decisions kept in %s", len(consent.studies), path)
+
+
+def mark_withheld(eventlog: EventLog, model: dict[str, Any]) -> None:
+    """Add `consent: "needed" | "declined"` to each schema a study keeps out (the listing)."""
+    consent = eventlog.consent
+    if not consent.studies:
+        return
+    for summary in model["schemas"]:
+        schema = eventlog.get_schema(summary["id"], summary["version"])
+        states = consent.withheld(schema).values()
+        if states:
+            summary["consent"] = DECLINED if DECLINED in states else NEEDED
+
+
+def server_user() -> str | None:
+    """Return the user this server runs for: `JUPYTERHUB_USER`, else the OS user (or None)."""
+    try:
+        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    except (OSError, KeyError):
+        return None

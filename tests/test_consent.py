@@ -290,3 +290,13 @@ def test_the_library_drops_events_without_consent_before_any_tap() -> None:
     assert eventlog.record_event(FRONTEND_ID, 1, {"action": "open"}) is None
     assert tapped == []
     assert eventlog.outcomes()[(FRONTEND_ID, NO_CONSENT)] == 1
+
+
+@pytest.mark.e2e
+def test_a_client_cannot_post_a_proof_of_consent(server: Server, tmp_path: Path) -> None:
+    event = {"study": "intro", "study_version": 1, "decision": "granted", "mode": "opt-in"}
+    body = {"schema_id": CONSENT_SCHEMA_ID, "version": 1, "data": event}
+    status, reply = server.request("POST", "/api/telemetry/events", body)
+    assert status == 403
+    assert "PUT api/telemetry/consent" in reply["message"]
+    assert stored(tmp_path, CONSENT_SCHEMA_ID) == []

@@ -28,6 +28,7 @@ from jupyter_telemetry_ext.core.discovery import register_discovered, schema_fol
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.recorded_user import checked_secret, warn_user_not_kept
 from jupyter_telemetry_ext.core.redact_url import safe_url
+from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID
 from jupyter_telemetry_ext.core.tombstones import sources_of
 from jupyter_telemetry_ext.server.reception import Policy
 from jupyter_telemetry_ext.server.server_events import server_schemas
@@ -419,4 +420,4 @@ def open_to_users(schema: Any) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _open_to_users(schema_id: str) -> bool:
-    return not schema_id.startswith(HUB_SCHEMAS) and schema_id != AUDIT_GAP
+    return not schema_id.startswith(HUB_SCHEMAS) and schema_id not in {AUDIT_GAP, CONSENT_SCHEMA_ID}

@@ -21,6 +21,7 @@ from jupyter_telemetry_ext.core.outcomes import NO_CONSENT
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID, parse_studies
 from tests.conftest import FRONTEND_ID, frontend_schema
+from tests.hubserver import doc_block
 from tests.servers import TOKEN, Server, free_port, jupyter_environment, read_events, write_config
 
 OPT_OUT_ID, NOTICE_ID, PAIR_ID, FREE_ID = (f"test.consent/{n}" for n in ("b", "c", "d", "e"))
@@ -48,6 +49,7 @@ c.EventLog.studies = {studies!r}
 """
 IDS = [FRONTEND_ID, OPT_OUT_ID, NOTICE_ID, PAIR_ID, FREE_ID]
 USER = "consenting-user"
+CELL_ID = "https://events.jupyter.org/jupyter_telemetry_ext/cell"
 
 
 def configure(tmp: Path, studies: dict[str, Any]) -> None:
@@ -300,3 +302,51 @@ def test_a_client_cannot_post_a_proof_of_consent(server: Server, tmp_path: Path)
     assert status == 403
     assert "PUT api/telemetry/consent" in reply["message"]
     assert stored(tmp_path, CONSENT_SCHEMA_ID) == []
+
+
+@pytest.mark.e2e
+def test_the_docs_opt_in_example_records_cells_only_once_granted(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    config = doc_block("consent.md", "consent_config",
+                       {'"/srv/telemetry/events.jsonl"': repr(str(events))})  # fmt: skip
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.py").write_text(config, "utf-8")
+    cell = {"schema_id": CELL_ID, "version": 1,
+            "data": {"action": "executed", "status": "ok", "source": "secret = 42"}}  # fmt: skip
+    with Server(tmp_path, env={"JUPYTERHUB_USER": USER}) as server:
+        assert server.request("POST", "/api/telemetry/events", cell)[1]["status"] == NO_CONSENT
+        _, listing = server.request("GET", "/api/telemetry/consent")
+        [study] = listing["studies"]
+        assert (study["study"], study["mode"], study["recording"]) == (
+            "intro-2027",
+            "opt-in",
+            False,
+        )
+        assert decide(server, "intro-2027", "granted")[0] == 200
+        assert server.request("POST", "/api/telemetry/events", cell)[1]["status"] == "recorded"
+    written = read_events(events)
+    assert [e["__schema__"] for e in written] == [CONSENT_SCHEMA_ID, CELL_ID]
+    assert written[1].get("source") is None  # the allow-list keeps no code
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("body", [b"\xff\xfe{", b"{not json", b" " * 2000])
+def test_a_body_that_is_not_json_is_a_400(server: Server, body: bytes) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        headers = {"Authorization": f"token {TOKEN}", "Content-Type": "application/json"}
+        connection.request("PUT", "/api/telemetry/consent/intro", body, headers)
+        response = connection.getresponse()
+        reply = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 400
+    assert reply["message"].startswith("body: ")
+
+
+@pytest.mark.e2e
+def test_a_server_without_studies_has_none_and_knows_none(tmp_path: Path) -> None:
+    with start(tmp_path, {}) as server:
+        assert server.request("GET", "/api/telemetry/consent") == (200, {"studies": []})
+        assert decide(server, "intro", "granted")[0] == 404
+        assert post(server, FRONTEND_ID) == "recorded"

@@ -25,6 +25,7 @@ def start_consent(
 ) -> None:
     """Keep the server user's decisions in `path`; refuse to start when they cannot be read."""
     consent = eventlog.consent
+    consent.default_user = server_user()
     if not consent.studies:
         return
     erasing = sorted(s.name for s in consent.studies.values() if s.erase_on_withdrawal)
@@ -39,7 +40,6 @@ def start_consent(
         consent.use_store(JsonDecisions(path))
     except ConsentError as e:
         refuse([str(e)])
-    consent.default_user = server_user()
     log.info("Telemetry: %d studies; decisions kept in %s", len(consent.studies), path)
 
 

@@ -22,6 +22,8 @@ from jupyter_telemetry_ext.core.tickets import Ticket
 from .restapi import POLICY_SETTING, WRITE_TIMEOUT_SECONDS
 from .routes import TelemetryHandler
 
+MAX_BODY_BYTES = 1024  # `{"decision": "declined", "version": N}` and some whitespace
+
 
 def record_decision(
     eventlog: EventLog, study: Study, decision: Decision, previous: str | None, user: str | None
@@ -79,11 +81,15 @@ class ConsentStudyHandler(ConsentHandler):
         self.finish(json.dumps(reply))
 
     def _body(self) -> Any:
-        """Return the JSON body; raise HTTPError 400 when it is not JSON."""
+        """Return the JSON body; raise HTTPError 400 when it is not JSON (in UTF-8) or too long."""
+        body = self.request.body
+        if len(body) > MAX_BODY_BYTES:
+            msg = f"body: a decision is at most {MAX_BODY_BYTES} bytes"
+            raise web.HTTPError(400, msg)
         try:
-            return self.get_json_body()
-        except web.HTTPError:
-            raise web.HTTPError(400, "body: not valid JSON") from None
+            return json.loads(body.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError included
+            raise web.HTTPError(400, "body: not valid JSON in UTF-8") from None
 
     async def _prove(
         self, study: Study, decision: Decision, previous: str | None, user: str

@@ -26,9 +26,11 @@ GRANTED, DECLINED, SHOWN = "granted", "declined", "shown"
 # What a study asks of a user before their covered events are recorded (GET api/telemetry/schemas).
 NEEDED = "needed"
 
-# The user whose events are being recorded, when it is not the Consent's default user.
-_acting_user: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "telemetry_consent_user", default=None
+# The user whose events are being recorded (and their hub groups, None: not known), when it is
+# not the Consent's default user.
+Acting = tuple[str | None, frozenset[str] | None]
+_acting: contextvars.ContextVar[Acting] = contextvars.ContextVar(
+    "telemetry_consent_user", default=(None, None)
 )
 
 
@@ -130,7 +132,7 @@ class Consent:
         self.default_user: str | None = None
         self._lock = threading.Lock()
         self._decisions: dict[str, dict[str, Decision]] = {}
-        self._verdicts: dict[tuple[str | None, str], dict[str, str]] = {}
+        self._verdicts: dict[tuple[str | None, frozenset[str] | None, str], dict[str, str]] = {}
 
     def use_store(self, store: DecisionStore) -> None:
         """Take decisions from `store` from now on."""
@@ -140,32 +142,40 @@ class Consent:
             self._verdicts.clear()
 
     @contextmanager
-    def acting_for(self, user: str | None) -> Iterator[None]:
-        """Check the events recorded in the block (this thread or task) as `user`'s."""
-        token = _acting_user.set(user)
+    def acting_for(self, user: str | None, groups: frozenset[str] | None = None) -> Iterator[None]:
+        """Check the events recorded in the block (this thread or task) as `user`'s, a member
+        of `groups` (None: not known, so every study applies)."""
+        token = _acting.set((user, groups))
         try:
             yield
         finally:
-            _acting_user.reset(token)
+            _acting.reset(token)
 
-    def current_user(self) -> str | None:
-        """Return the user whose events are being recorded: the acting one, else the default."""
-        return _acting_user.get() or self.default_user
+    def current_user(self) -> Acting:
+        """Return the user whose events are being recorded (the acting one, else the default)
+        and their groups."""
+        user, groups = _acting.get()
+        return (user, groups) if user is not None else (self.default_user, None)
 
     def allows(self, schema: EventSchema, user: str | None = None) -> bool:
         """Return True when every study covering `schema` lets `user`'s events be recorded."""
         return not self.withheld(schema, user)
 
-    def withheld(self, schema: EventSchema, user: str | None = None) -> dict[str, str]:
-        """Return the studies that keep `user`'s events of `schema` out: "needed" or "declined"."""
-        who = user if user is not None else self.current_user()
-        key = (who, schema.id)
+    def withheld(
+        self, schema: EventSchema, user: str | None = None, groups: frozenset[str] | None = None
+    ) -> dict[str, str]:
+        """Return the studies that keep `user`'s events of `schema` out: "needed" or "declined".
+
+        Without `user`, the user being recorded (see `acting_for`) and their groups.
+        """
+        who, groups = (user, groups) if user is not None else self.current_user()
+        key = (who, groups, schema.id)
         verdict = self._verdicts.get(key)
         if verdict is None:
             decisions = self.decisions(who) if who is not None else {}
             verdict = {}
             for study in self.studies.values():
-                if study.covers(schema):
+                if study.covers(schema) and study.applies_to(groups):
                     state = _state(study, decisions.get(study.name))
                     if state is not None:
                         verdict[study.name] = state
@@ -188,11 +198,14 @@ class Consent:
         self.keep(user, decision)
         return decision
 
-    def check(self, user: str, study_name: str, body: Any) -> tuple[Study, Decision, str | None]:
+    def check(
+        self, user: str, study_name: str, body: Any, groups: frozenset[str] | None = None
+    ) -> tuple[Study, Decision, str | None]:
         """Return the study, the decision a PUT body asks for, and the user's previous word
-        (None: none); raise ConsentError (400, 404, 409). Nothing is kept yet (see `keep`)."""
+        (None: none); raise ConsentError (400, 404 also for a study not for the user's
+        `groups`, 409). Nothing is kept yet (see `keep`)."""
         study = self.studies.get(study_name)
-        if study is None:
+        if study is None or not study.applies_to(groups):
             msg = "study: no such study; GET api/telemetry/consent lists the studies"
             raise ConsentError(msg, 404, "study")
         word, version = _posted(study, body)

@@ -29,7 +29,7 @@ from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 from .audit.install import AUDIT_KINDS, install_audit, stop_audit
 from .audit.required import require_audit
 from .config_files import StrictConfigApp
-from .consent import CONSENT_FILE, start_consent
+from .consent import CONSENT_FILE, server_user, start_consent
 from .consent_routes import consent_handlers
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
@@ -381,7 +381,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
         consent_file = Path(self.consent_file or Path(self.data_dir) / CONSENT_FILE)
-        start_consent(self.eventlog, consent_file, self.refuse_to_start, self.log)
+        start_consent(self.eventlog, consent_file, self.refuse_to_start, self.log, server_user())
         self._start_forwarding()
         # Again after the forwarding spool's own exit hook, so that this one runs first (last
         # in, first out): what it records at exit (the audit's stop) finds the spool still open.

@@ -21,19 +21,23 @@ CONSENT_FILE = "jupyter_telemetry_ext_consent.json"
 
 
 def start_consent(
-    eventlog: EventLog, path: Path, refuse: Callable[[list[str]], Any], log: Logger
+    eventlog: EventLog,
+    path: Path,
+    refuse: Callable[[list[str]], Any],
+    log: Logger,
+    user: str | None,
 ) -> None:
-    """Keep the server user's decisions in `path`; refuse to start when they cannot be read."""
+    """Keep the decisions in `path`, `user` being whose events are recorded when no request
+    says (None: each request's); refuse to start when they cannot be read."""
     consent = eventlog.consent
-    consent.default_user = server_user()
+    consent.default_user = user
     if not consent.studies:
         return
     erasing = sorted(s.name for s in consent.studies.values() if s.erase_on_withdrawal)
     if erasing:
         msg = (
-            f"EventLog.studies[{erasing[0]!r}].erase_on_withdrawal: a single server does not "
-            "erase its events on withdrawal: remove the option, or erase with "
-            "`jupyter telemetry erase`"
+            f"EventLog.studies[{erasing[0]!r}].erase_on_withdrawal: erasing on withdrawal is "
+            "not supported yet: remove the option, and erase with `jupyter telemetry erase`"
         )
         refuse([msg])
     try:
@@ -44,7 +48,8 @@ def start_consent(
 
 
 def mark_withheld(eventlog: EventLog, model: dict[str, Any]) -> None:
-    """Add `consent: "needed" | "declined"` to each schema a study keeps out (the listing)."""
+    """Add `consent: "needed" | "declined"` to each schema a study keeps out (the listing),
+    for the user being recorded (see `Consent.acting_for`)."""
     consent = eventlog.consent
     if not consent.studies:
         return

@@ -1,0 +1,118 @@
+"""Consent on a real JupyterHub: the collector keeps each hub user's decisions, applies a study
+only to its groups, and checks every post as the token owner's."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID
+from tests.hubserver import SERVICE, Hub, running_hub
+from tests.servers import read_events, wait_until
+
+pytest.importorskip("jupyterhub", reason="the [hub] extra (jupyterhub) is not installed")
+pytestmark = pytest.mark.e2e  # starts JupyterHub
+
+NOTEBOOK = "https://events.jupyter.org/jupyter_telemetry_ext/notebook"
+BASE = f"services/{SERVICE}/api/telemetry/"
+CONFIG = """\
+import logging
+c.TelemetryCollector.record_user = "username"
+c.TelemetryCollector.consent_file = {decisions!r}
+c.EventLog.handlers = [logging.FileHandler({sink!r})]
+c.EventLog.allowed_schemas = {{{notebook!r}: {{"allowed_categories": ["user-identifier"]}}}}
+c.EventLog.studies = {{"course": {{
+    "title": "Course study", "text": "We record notebook openings.", "version": 1,
+    "mode": "opt-in", "schemas": [{notebook!r}], "groups": ["study-group"],
+}}}}
+"""
+
+
+@dataclass
+class Deployment:
+    """The hub, the collector's sink and decisions file, alice's and bob's tokens."""
+
+    hub: Hub
+    sink: Path
+    decisions: Path
+    alice: str
+    bob: str
+
+    def post(self, token: str, client_id: str) -> str:
+        """Post one notebook event; return its status."""
+        body = {"schema_id": NOTEBOOK, "version": 1, "data": {"action": "opened"},
+                "id": client_id}  # fmt: skip
+        status, reply = self.hub.request("POST", BASE + "events", body, token=token)
+        assert status == 200, reply
+        return str(reply["status"])
+
+    def decide(self, token: str, decision: str, version: int = 1, **extra: Any) -> tuple[int, Any]:
+        """PUT a decision on the course study."""
+        body = {"decision": decision, "version": version, **extra}
+        return self.hub.request("PUT", BASE + "consent/course", body, token=token)
+
+    def stored(self, schema_id: str = NOTEBOOK, count: int = 1) -> list[dict[str, Any]]:
+        """Return the sink's events of `schema_id`, once there are at least `count`."""
+
+        def found() -> list[dict[str, Any]]:
+            events = read_events(self.sink) if self.sink.exists() else []
+            kept = [e for e in events if e["__schema__"] == schema_id]
+            return kept if len(kept) >= count else []
+
+        return wait_until(found, 15, lambda: f"fewer than {count} events of {schema_id}")
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A hub whose collector has one opt-in study for the group of alice (not bob)."""
+    tmp = tmp_path_factory.mktemp("consent-hub")
+    sink, decisions = tmp / "events.jsonl", tmp / "decisions.json"
+    config = tmp / "telemetry_config.py"
+    config.write_text(CONFIG.format(sink=str(sink), decisions=str(decisions), notebook=NOTEBOOK))
+    groups = 'c.JupyterHub.load_groups = {"study-group": {"users": ["alice"]}}\n'
+    with running_hub(tmp, config, groups) as hub:
+        yield Deployment(hub, sink, decisions, hub.user_token("alice"), hub.user_token("bob"))
+
+
+def test_a_study_for_alices_group_holds_back_her_events_not_bobs(deployment: Deployment) -> None:
+    assert deployment.post(deployment.alice, "a-1") == "no_consent"
+    assert deployment.post(deployment.bob, "b-1") == "recorded"
+    assert [e["__user__"] for e in deployment.stored()] == ["bob"]
+    _, alices = deployment.hub.request("GET", BASE + "consent", token=deployment.alice)
+    _, bobs = deployment.hub.request("GET", BASE + "consent", token=deployment.bob)
+    assert [s["study"] for s in alices["studies"]] == ["course"]
+    assert bobs == {"studies": []}
+
+
+def test_alice_grants_then_withdraws_and_bob_cannot_decide_for_her(
+    deployment: Deployment,
+) -> None:
+    assert deployment.decide(deployment.bob, "granted")[0] == 404  # not a study of his
+    assert deployment.decide(deployment.bob, "granted", user="alice")[0] == 404
+    assert deployment.decide(deployment.alice, "granted", user="bob")[0] == 400
+    assert deployment.post(deployment.alice, "a-2") == "no_consent"
+    assert deployment.decide(deployment.alice, "granted", 2)[0] == 409
+    status, reply = deployment.decide(deployment.alice, "granted")
+    assert status == 200, reply
+    assert reply["recording"] is True
+    assert deployment.post(deployment.alice, "a-3") == "recorded"
+    assert deployment.decide(deployment.alice, "declined")[0] == 200
+    assert deployment.post(deployment.alice, "a-4") == "no_consent"
+    assert deployment.post(deployment.bob, "b-2") == "recorded"  # written after a-4 would be
+    events = deployment.stored(count=3)
+    assert [(e["__user__"], e["__client_id__"]) for e in events] == [
+        ("bob", "b-1"), ("alice", "a-3"), ("bob", "b-2"),
+    ]  # fmt: skip
+    proofs = deployment.stored(CONSENT_SCHEMA_ID, 2)
+    assert [(p["__user__"], p["decision"]) for p in proofs] == [
+        ("alice", "granted"),
+        ("alice", "declined"),
+    ]
+    kept = json.loads(deployment.decisions.read_text())
+    assert list(kept) == ["alice"]
+    assert kept["alice"]["course"]["decision"] == "declined"

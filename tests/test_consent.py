@@ -350,3 +350,16 @@ def test_a_server_without_studies_has_none_and_knows_none(tmp_path: Path) -> Non
         assert server.request("GET", "/api/telemetry/consent") == (200, {"studies": []})
         assert decide(server, "intro", "granted")[0] == 404
         assert post(server, FRONTEND_ID) == "recorded"
+
+
+@pytest.mark.e2e
+def test_a_forwarding_server_with_studies_of_its_own_stops(tmp_path: Path) -> None:
+    """Its consent routes go to the collector: local studies would hold events back forever."""
+    configure(tmp_path, STUDIES)
+    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1", f"--port={free_port()}",
+               "--no-browser", "--allow-root", f"--IdentityProvider.token={TOKEN}",
+               f"--TelemetryExtension.collector_url=http://127.0.0.1:{free_port()}/"]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=jupyter_environment(tmp_path),
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode != 0, result.stderr
+    assert "configure the studies in the collector's config" in result.stderr

@@ -116,3 +116,21 @@ def test_alice_grants_then_withdraws_and_bob_cannot_decide_for_her(
     kept = json.loads(deployment.decisions.read_text())
     assert list(kept) == ["alice"]
     assert kept["alice"]["course"]["decision"] == "declined"
+
+
+def test_a_users_server_relays_her_decisions_to_the_collector(deployment: Deployment) -> None:
+    hub = deployment.hub
+    hub.spawn("alice")
+    mine = "user/alice/api/telemetry/"
+    _, direct = hub.request("GET", BASE + "consent", token=deployment.alice)
+    assert hub.request("GET", mine + "consent", token=deployment.alice) == (200, direct)
+    body = {"decision": "granted", "version": 1}
+    status, reply = hub.request("PUT", mine + "consent/course", body, token=deployment.alice)
+    assert status == 200, reply
+    assert reply["recording"] is True
+    assert hub.request("PUT", mine + "consent/nosuch", body, token=deployment.alice)[0] == 404
+    event = {"schema_id": NOTEBOOK, "version": 1, "data": {"action": "opened"}, "id": "a-5"}
+    assert hub.request("POST", mine + "events", event, token=deployment.alice)[0] == 200
+    events = deployment.stored(count=4)
+    assert ("alice", "a-5") in [(e["__user__"], e["__client_id__"]) for e in events]
+    assert json.loads(deployment.decisions.read_text())["alice"]["course"]["decision"] == "granted"

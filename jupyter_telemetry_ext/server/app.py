@@ -380,6 +380,12 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
             self.log.info("Telemetry: recording %d server event schemas", len(recorded))
         warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
+        if self.collector_url and self.eventlog.studies:
+            msg = (
+                "EventLog.studies: a server that forwards to a collector (collector_url) relays "
+                "the consent routes to it: configure the studies in the collector's config"
+            )
+            self.refuse_to_start([msg])
         consent_file = Path(self.consent_file or Path(self.data_dir) / CONSENT_FILE)
         start_consent(self.eventlog, consent_file, self.refuse_to_start, self.log, server_user())
         self._start_forwarding()

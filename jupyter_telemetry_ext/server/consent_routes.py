@@ -14,6 +14,7 @@ from jupyter_telemetry_ext.core.errors import ConsentError
 from jupyter_telemetry_ext.core.recorded_user import recorded_user
 
 from .decisions import take_decision
+from .forwarding.consent_relay import relay
 from .restapi import POLICY_SETTING
 from .routes import TelemetryHandler
 
@@ -25,8 +26,14 @@ class ConsentHandler(TelemetryHandler):
     @authorized
     async def get(self) -> None:
         """List each study: title, text, version, mode, decision, decided_at, recording."""
-        consent = self.eventlog.consent
-        self.finish(json.dumps(consent.model(consent.default_user)))
+        consent, forwarder = self.eventlog.consent, self.forwarder
+        if forwarder is None:
+            self.finish(json.dumps(consent.model(consent.default_user)))
+            return
+        try:  # the collector keeps the decisions
+            self.finish(json.dumps(await relay(forwarder.settings)))
+        except ConsentError as e:
+            raise web.HTTPError(e.status, str(e)) from None
 
 
 class ConsentStudyHandler(TelemetryHandler):
@@ -36,6 +43,13 @@ class ConsentStudyHandler(TelemetryHandler):
     @authorized
     async def put(self, study: str) -> None:
         """Record the user's decision as an event, keep it once written, reply the new state."""
+        if self.forwarder is not None:  # the collector keeps the decisions
+            try:
+                reply = await relay(self.forwarder.settings, study, self.request.body)
+            except ConsentError as e:
+                raise web.HTTPError(e.status, str(e)) from None
+            self.finish(json.dumps(reply))
+            return
         user = self.eventlog.consent.default_user
         if user is None:
             raise web.HTTPError(500, "this server does not know its user: no decision is kept")

@@ -250,7 +250,7 @@ def test_a_new_version_stops_opt_in_until_decided_again(tmp_path: Path) -> None:
         ({"title": "T", "text_file": "/nonexistent.md", "version": 1, "mode": "notice",
           "schemas": ["a"]}, "EventLog.studies['s'].text_file: /nonexistent.md cannot be read"),
         ({"title": "T", "text": "x", "version": 1, "mode": "opt-in", "schemas": ["a"],
-          "erase_on_withdrawal": True}, "erasing on withdrawal is not supported yet"),
+          "erase_on_withdrawal": True}, "a single server does not erase on withdrawal"),
     ],
 )  # fmt: skip
 def test_a_bad_study_stops_the_server(tmp_path: Path, study: Any, error: str) -> None:

@@ -134,3 +134,64 @@ def test_a_users_server_relays_her_decisions_to_the_collector(deployment: Deploy
     events = deployment.stored(count=4)
     assert ("alice", "a-5") in [(e["__user__"], e["__client_id__"]) for e in events]
     assert json.loads(deployment.decisions.read_text())["alice"]["course"]["decision"] == "granted"
+
+
+PG_CONFIG = """\
+from jupyter_telemetry_ext import PostgresEventHandler
+c.TelemetryCollector.record_user = "username"
+c.TelemetryCollector.consent_file = {decisions!r}
+c.EventLog.handlers = [PostgresEventHandler({db!r}, spool_dir={spool!r})]
+c.EventLog.allowed_schemas = {{{notebook!r}: {{"allowed_categories": ["user-identifier"]}}}}
+c.EventLog.studies = {{"withdrawable": {{
+    "title": "A study one can leave", "text": "Leave and we erase.", "version": 1,
+    "mode": "opt-in", "schemas": [{notebook!r}], "erase_on_withdrawal": True,
+}}}}
+"""
+
+
+def pg_rows(db: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Return the rows of a query on the store."""
+    import psycopg
+
+    with psycopg.connect(db) as conn:
+        return list(conn.execute(query, list(params)).fetchall())
+
+
+def test_withdrawal_with_erase_removes_her_study_events_and_records_the_erasure(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("psycopg", reason="the [postgres] extra")
+    from tests.pgserver import binaries, running_server
+
+    bindir = binaries()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    with running_server(bindir) as pg:
+        db = pg.url(pg.create_database())
+        config = tmp_path / "telemetry_config.py"
+        decisions, spool = str(tmp_path / "decisions.json"), str(tmp_path / "pg-spool")
+        config.write_text(
+            PG_CONFIG.format(decisions=decisions, db=db, spool=spool, notebook=NOTEBOOK)
+        )
+        with running_hub(tmp_path, config) as hub:
+            alice, bob = hub.user_token("alice"), hub.user_token("bob")
+            put = f"{BASE}consent/withdrawable"
+            assert hub.request("PUT", put, {"decision": "granted", "version": 1},
+                               token=alice)[0] == 200  # fmt: skip
+            for token, client_id in ((alice, "a-1"), (alice, "a-2"), (bob, "b-1")):
+                body = {"schema_id": NOTEBOOK, "version": 1, "data": {"action": "opened"},
+                        "id": client_id}  # fmt: skip
+                assert hub.request("POST", BASE + "events", body, token=token)[1] == {
+                    "status": "recorded" if token == alice else "no_consent"
+                }
+            status, reply = hub.request("PUT", put, {"decision": "declined", "version": 1},
+                                        token=alice)  # fmt: skip
+            assert status == 200, reply
+            assert reply["erased"] == 2
+        query = "SELECT username, client_id FROM telemetry_events WHERE schema_id = %s"
+        assert pg_rows(db, query, NOTEBOOK) == []
+        erasures = pg_rows(db, "SELECT operator, events FROM telemetry_events_erasures")
+        assert erasures == [("withdrawal from study withdrawable", 2)]
+        proofs = pg_rows(db, "SELECT username FROM telemetry_events WHERE schema_id = %s",
+                         CONSENT_SCHEMA_ID)  # fmt: skip
+        assert proofs == [("alice",), ("alice",)]

@@ -36,6 +36,7 @@ from jupyter_telemetry_ext.server.server_events import server_schemas
 from jupyter_telemetry_ext.server.wire import Limits
 
 from .audit_gaps import AuditGaps
+from .consent_erasure import check_erasure
 from .gap_tracker import GapTracker
 
 GC_YOUNG_THRESHOLD = 20_000
@@ -338,6 +339,7 @@ class TelemetryCollector(Command):
         warn_user_not_kept(self.log, eventlog, self.record_user, open_to_users)
         consent_file = Path(self.consent_file or Path(self.data_dir) / CONSENT_FILE)
         start_consent(eventlog, consent_file, self._refuse, self.log, None)
+        check_erasure(eventlog, self.record_user, self._refuse, self.log)
 
         if 0 < self.duplicate_window < (self.event_time_window or float("inf")):
             self.log.warning(

@@ -13,10 +13,12 @@ from tornado import web
 
 from jupyter_telemetry_ext.core.errors import ConsentError
 from jupyter_telemetry_ext.core.recorded_user import recorded_user
+from jupyter_telemetry_ext.core.studies import Study
 from jupyter_telemetry_ext.server.decisions import take_decision
 from jupyter_telemetry_ext.server.restapi import EVENTLOG_SETTING, POLICY_SETTING
 
 from .collector_routes import CollectorHandler, hub_user_required
+from .consent_erasure import erase_withdrawn
 from .consent_user import hub_caller
 
 
@@ -46,8 +48,17 @@ class HubConsentStudyHandler(HubConsentHandler):
         policy = self.settings[POLICY_SETTING]
         recorded = recorded_user(policy.record_user, policy.secret, user)
         eventlog, body = self.settings[EVENTLOG_SETTING], self.request.body
+
+        async def erase(withdrawn: Study) -> int:
+            if recorded is None:  # refused at start: events would name nobody
+                msg = "record_user is 'none': the events name no user"
+                raise ConsentError(msg, 500)
+            return await erase_withdrawn(eventlog, withdrawn, recorded)
+
         try:
-            reply = await take_decision(eventlog, user, recorded, study, body, groups=groups)
+            reply = await take_decision(
+                eventlog, user, recorded, study, body, groups=groups, erase=erase
+            )
         except ConsentError as e:
             if e.status >= 500:
                 self.log.error("Telemetry collector: a consent decision was not kept: %s", e)

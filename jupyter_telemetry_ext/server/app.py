@@ -29,7 +29,7 @@ from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 from .audit.install import AUDIT_KINDS, install_audit, stop_audit
 from .audit.required import require_audit
 from .config_files import StrictConfigApp
-from .consent import CONSENT_FILE, server_user, start_consent
+from .consent import CONSENT_FILE, erasure_refused, server_user, start_consent
 from .consent_routes import consent_handlers
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
@@ -386,6 +386,8 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
                 "the consent routes to it: configure the studies in the collector's config"
             )
             self.refuse_to_start([msg])
+        if problem := erasure_refused(self.eventlog):
+            self.refuse_to_start([problem])
         consent_file = Path(self.consent_file or Path(self.data_dir) / CONSENT_FILE)
         start_consent(self.eventlog, consent_file, self.refuse_to_start, self.log, server_user())
         self._start_forwarding()

@@ -33,13 +33,6 @@ def start_consent(
     consent.default_user = user
     if not consent.studies:
         return
-    erasing = sorted(s.name for s in consent.studies.values() if s.erase_on_withdrawal)
-    if erasing:
-        msg = (
-            f"EventLog.studies[{erasing[0]!r}].erase_on_withdrawal: erasing on withdrawal is "
-            "not supported yet: remove the option, and erase with `jupyter telemetry erase`"
-        )
-        refuse([msg])
     try:
         consent.use_store(JsonDecisions(path))
     except ConsentError as e:
@@ -58,6 +51,18 @@ def mark_withheld(eventlog: EventLog, model: dict[str, Any]) -> None:
         states = consent.withheld(schema).values()
         if states:
             summary["consent"] = DECLINED if DECLINED in states else NEEDED
+
+
+def erasure_refused(eventlog: EventLog) -> str | None:
+    """Return why a single server cannot honour `erase_on_withdrawal` (it never can), or None."""
+    erasing = sorted(s.name for s in eventlog.consent.studies.values() if s.erase_on_withdrawal)
+    if not erasing:
+        return None
+    return (
+        f"EventLog.studies[{erasing[0]!r}].erase_on_withdrawal: a single server does not erase "
+        "on withdrawal (the hub's collector does, from PostgreSQL): remove the option, and "
+        "erase with `jupyter telemetry erase`"
+    )
 
 
 def server_user() -> str | None:

@@ -7,10 +7,11 @@ kept only once every handler wrote that event. Nothing here imports tornado.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
-from jupyter_telemetry_ext.core.consent import Decision
+from jupyter_telemetry_ext.core.consent import DECLINED, Decision
 from jupyter_telemetry_ext.core.errors import ConsentError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID, Study
@@ -40,10 +41,12 @@ async def take_decision(
     body: bytes,
     *,
     groups: frozenset[str] | None = None,
+    erase: Callable[[Study], Awaitable[int]] | None = None,
 ) -> dict[str, Any]:
     """Check, prove and keep the decision of `user` (in `groups`; None: not known); return the
-    PUT reply. Raise ConsentError (400, 404, 409; 503 when its event was not written, 500 when
-    it cannot be kept)."""
+    PUT reply. A decline of a study with `erase_on_withdrawal` then calls `erase(study)`, which
+    returns how many events it erased. Raise ConsentError (400, 404, 409; 503 when its event
+    was not written; 500 when it cannot be kept, or was kept but the erasure failed)."""
     consent = eventlog.consent
     study, decision, previous = consent.check(user, study_name, read_body(body), groups)
     ticket = Ticket()
@@ -57,7 +60,22 @@ async def take_decision(
     except OSError:
         msg = "the decision could not be written to the decisions file; retry"
         raise ConsentError(msg, 500) from None
-    return {**asdict(decision), "recording": consent.recording(study, user), "erased": None}
+    erased = None
+    if decision.decision == DECLINED and study.erase_on_withdrawal and erase is not None:
+        erased = await _erase(erase, study)
+    return {**asdict(decision), "recording": consent.recording(study, user), "erased": erased}
+
+
+async def _erase(erase: Callable[[Study], Awaitable[int]], study: Study) -> int:
+    """Erase the study's events of the user; raise ConsentError (500) when it failed."""
+    try:
+        return await erase(study)
+    except Exception as e:  # a store's failure, whichever: the user must hear the erase failed
+        msg = (
+            "the withdrawal is kept (nothing more is recorded) but erasing the study's events "
+            f"failed ({type(e).__name__}): withdraw again to retry the erasure"
+        )
+        raise ConsentError(msg, 500) from None
 
 
 def record_decision(

@@ -4,6 +4,8 @@ only to its groups, and checks every post as the token owner's."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,3 +197,19 @@ def test_withdrawal_with_erase_removes_her_study_events_and_records_the_erasure(
         proofs = pg_rows(db, "SELECT username FROM telemetry_events WHERE schema_id = %s",
                          CONSENT_SCHEMA_ID)  # fmt: skip
         assert proofs == [("alice",), ("alice",)]
+        listed = consent_list(db, "--json")
+        assert listed.returncode == 0, listed.stderr
+        counts = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert counts == [{"study": "withdrawable", "version": 1, "decision": "declined",
+                           "users": 1}]  # fmt: skip
+        assert "alice" not in listed.stdout
+        nothing = consent_list(db, "--study", "nosuch")
+        assert nothing.returncode == 1
+        assert "the store holds no decision on study 'nosuch'" in nothing.stderr
+
+
+def consent_list(db: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `jupyter telemetry consent list --db URL` with `args`."""
+    command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "consent", "list",
+               "--db", db, *args]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)

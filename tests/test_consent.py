@@ -201,7 +201,7 @@ def test_an_event_covered_by_two_studies_needs_both(server: Server) -> None:
         ("intro", {"decision": "yes", "version": 1}, 400, "decision"),
         ("intro", {"decision": "granted"}, 400, "version"),
         ("intro", {"decision": "granted", "version": "1"}, 400, "version"),
-        ("intro", {"decision": "granted", "version": 1, "user": "bob"}, 400, "user"),
+        ("intro", {"decision": "granted", "version": 1, "user": "bob"}, 400, "unknown field"),
         ("intro", ["granted"], 400, "body"),
         ("intro", {"decision": "granted", "version": 2}, 409, "version"),
         ("nosuch", {"decision": "granted", "version": 1}, 404, "study"),

@@ -263,8 +263,8 @@ def _posted(study: Study, body: Any) -> tuple[str, int]:
         raise ConsentError(msg, 400, "body")
     unknown = sorted(set(body) - {"decision", "version"})
     if unknown:
-        msg = f"{unknown[0]}: unknown field; only decision and version are read"
-        raise ConsentError(msg, 400, unknown[0])
+        msg = "body: has an unknown field; only decision and version are read"  # never echoed
+        raise ConsentError(msg, 400, "body")
     words = (SHOWN,) if study.mode == "notice" else (GRANTED, DECLINED)
     word = body.get("decision")
     if word not in words:

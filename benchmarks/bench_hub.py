@@ -22,6 +22,7 @@ batch request (p50/p99), and a baseline measured in the same run for at least
     python benchmarks/bench_hub.py --past-proxy   # to the collector's own port, as a forwarder
                                                   # configured with the service's address does
     python benchmarks/bench_hub.py --store postgres
+    python benchmarks/bench_hub.py --study   # an opt-in study covers the schema, all granted
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ c.TelemetryCollector.rate_limit = 0
 c.TelemetryCollector.record_user = "username"
 c.EventLog.allowed_schemas = {{{schema_id!r}: {{"allowed_categories": ["unrestricted",
                                                                    "user-identifier"]}}}}
+"""
+# `--study`: an opt-in study covering the benchmark's schema, which every user granted.
+STUDY_CONFIG = """\
+c.TelemetryCollector.consent_file = {decisions!r}
+c.EventLog.studies = {{"bench": {{"title": "Bench", "text": "Bench.", "version": 1,
+                                 "mode": "opt-in", "schemas": [{schema_id!r}]}}}}
 """
 # The collector's store, as its config file sets it (PostgreSQL: docs/jupyterhub.md's line).
 HANDLERS = {
@@ -301,6 +308,9 @@ def measure(args: argparse.Namespace, tmp: Path, sink: str, store: Store) -> dic
     config.write_text(CONFIG.format(handler=handler, schemas=str(tmp / "schemas"),
                                     schema_id=SCHEMA_ID))  # fmt: skip
     users = tuple(f"user{i}" for i in range(args.procs))
+    if args.study:
+        with config.open("a") as f:
+            f.write(STUDY_CONFIG.format(decisions=str(grant_all(tmp, users)), schema_id=SCHEMA_ID))
     hub = Hub(tmp, config, users=users)
     try:
         hub.start()
@@ -320,6 +330,16 @@ def measure(args: argparse.Namespace, tmp: Path, sink: str, store: Store) -> dic
             "stored": store.count()}  # fmt: skip
 
 
+def grant_all(tmp: Path, users: tuple[str, ...]) -> Path:
+    """Write a decisions file in which every user granted the `--study` study."""
+    granted = {"study": "bench", "version": 1, "decision": "granted",
+               "decided_at": "2026-01-01T00:00:00.000Z"}  # fmt: skip
+    path = tmp / "consent.json"
+    path.write_text(json.dumps({user: {"bench": granted} for user in users}))
+    path.chmod(0o600)
+    return path
+
+
 def store_cpu(store: Store) -> float:
     """Return the CPU time PostgreSQL's backends have used so far (0 for a file)."""
     return store.backends_cpu() if isinstance(store, PostgresStore) else 0.0
@@ -330,8 +350,9 @@ def report(args: argparse.Namespace, run: dict[str, Any], baseline: dict[str, fl
     total = args.procs * args.batches * args.batch
     seconds, quantiles = run["seconds"], statistics.quantiles(run["latencies"], n=100)
     where = "past" if args.past_proxy else "through"
+    study = ", one opt-in study (every user granted)" if args.study else ""
     print(f"{args.procs} processes x {args.batches} batches x {args.batch} events = {total}"
-          f" ({where} the proxy), store: {args.store}")  # fmt: skip
+          f" ({where} the proxy), store: {args.store}{study}")  # fmt: skip
     print(f"load average before: {args.load}")
     print(f"collector: {total / seconds:,.0f} events/s ({seconds:.2f} s; every reply in after "
           f"{run['replied']:.2f} s)")  # fmt: skip
@@ -364,6 +385,8 @@ def main() -> None:
     parser.add_argument("--past-proxy", action="store_true", help=past)
     parser.add_argument("--store", choices=sorted(HANDLERS), default="file",
                         help="where the collector writes (default: a JSON-lines file)")  # fmt: skip
+    study = "add an opt-in study covering the schema, granted by every user"
+    parser.add_argument("--study", action="store_true", help=study)
     least = "the baseline repeats until it has lasted this long (default 5)"
     parser.add_argument("--baseline-seconds", type=float, default=5.0, help=least)
     args = parser.parse_args()

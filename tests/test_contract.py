@@ -94,6 +94,7 @@ def test_rest_api_description_is_shipped_and_covers_every_route() -> None:
         dashboard_handlers,
         dashboard_page_handlers,
     )
+    from jupyter_telemetry_ext.server.consent_routes import consent_handlers
     from jupyter_telemetry_ext.server.page import page_handlers
     from jupyter_telemetry_ext.server.routes import default_handlers
 
@@ -103,8 +104,9 @@ def test_rest_api_description_is_shipped_and_covers_every_route() -> None:
         url.replace("(?P<schema_id>.+)", "{schema_id}").replace("(?P<view>.+)", "{view}")
         for url, _ in default_handlers + dashboard_handlers
     }
+    consent = {url.replace("(?P<study>[^/]+)", "{study}") for url, _ in consent_handlers}
     pages = {url for url, _ in page_handlers + dashboard_page_handlers}
-    assert set(spec["paths"]) == routes | pages
+    assert set(spec["paths"]) == routes | consent | pages
     from hatchling.builders.wheel import WheelBuilder
 
     root = Path(__file__).resolve().parent.parent

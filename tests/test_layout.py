@@ -198,7 +198,7 @@ def test_handlers_are_sinks_and_routes_are_routes() -> None:
 def test_one_set_of_outcomes() -> None:
     assert set(OUTCOMES) == {
         "recorded", "filtered", "rejected", "duplicate", "rate_limited", "sink_failure",
-        "queue_full", "sampled_out", "erased",
+        "queue_full", "sampled_out", "erased", "no_consent",
     }  # fmt: skip
     assert len(OUTCOMES) == len(set(OUTCOMES))
     assert set(REPLY_OUTCOMES) <= set(OUTCOMES)

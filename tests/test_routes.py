@@ -220,6 +220,7 @@ async def test_batch_reply_counts_each_status(jp_fetch: Fetch) -> None:
         "recorded": 0,
         "filtered": 1,
         "sampled_out": 0,
+        "no_consent": 0,
         "duplicate": 0,
         "rejected": 0,
     }

@@ -254,6 +254,10 @@ class TelemetryApp(JupyterApp):
             "jupyter_telemetry_ext.cli.audit.AuditApp",
             "Check the audit streams: gaps, streams ended without a stop.",
         ),
+        "consent": (
+            "jupyter_telemetry_ext.cli.consent.ConsentApp",
+            "Count the users' consent decisions per study and version.",
+        ),
         "collect": (
             "jupyter_telemetry_ext.hub.collector.TelemetryCollector",
             "Run the JupyterHub collector service.",

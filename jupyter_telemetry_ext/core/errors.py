@@ -253,3 +253,17 @@ class EventSchemaUnrecognized(EventSchemaLoadingError):  # noqa: N818 - jupyter_
 
 class EventSchemaFileAbsent(EventSchemaLoadingError):  # noqa: N818 - jupyter_events' name
     """A schema is given as a Path that does not exist."""
+
+
+class StudyError(ValueError):
+    """A study of `EventLog.studies` is not valid: names the study and the field."""
+
+
+class ConsentError(ValueError):
+    """A consent decision cannot be taken: `status` is the HTTP status, `field` what is wrong."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+        """Keep the message, the HTTP status (400, 404 or 409) and the field named."""
+        super().__init__(message)
+        self.status = status
+        self.field = field

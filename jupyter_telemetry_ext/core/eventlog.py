@@ -33,12 +33,21 @@ from traitlets.config import Config, LoggingConfigurable
 from . import capsule as capsules
 from .allowlist import SchemaRule, parse_allowed_schemas
 from .capsule import Plan
+from .categories import UNRESTRICTED, USER_IDENTIFIER
+from .consent import Consent
 from .delivery import Sink
-from .errors import AllowListError, EventSchemaError, SamplingError, UnknownSchemaError
-from .outcomes import FILTERED, RECORDED, SAMPLED_OUT, SINK_FAILURE
+from .errors import (
+    AllowListError,
+    EventSchemaError,
+    SamplingError,
+    StudyError,
+    UnknownSchemaError,
+)
+from .outcomes import FILTERED, NO_CONSENT, RECORDED, SAMPLED_OUT, SINK_FAILURE
 from .registered import RegisteredSchemas
 from .sampling import SAMPLING_FORM, keeps, parse_sampling
 from .schema import EventSchema, SchemaSource, version_key, version_order
+from .studies import CONSENT_SCHEMA_ID, parse_studies
 from .tickets import Ticket
 from .timestamps import Clock, Timestamps
 
@@ -81,6 +90,19 @@ class EventLog(LoggingConfigurable):
         handler or listener: by its client id when it has one (`__client_id__`: a retry gets
         the same decision, and the JupyterLab client skips what would be dropped), else at
         random. Empty (the default), or a rate of 1: every event is kept.""",
+    ).tag(config=True)
+
+    studies = Dict(
+        help="""Studies that users consent to: `{name: {"title": ..., "text": markdown or
+        "text_file": path, "version": N, "mode": "opt-in" | "opt-out" | "notice",
+        "schemas": [ids] and/or "categories": [names], "groups": [hub groups],
+        "erase_on_withdrawal": bool}}`. An event a study covers (by schema id, or by a category
+        of its schema) is recorded only when every study covering it allows it for its user:
+        opt-in once granted, opt-out unless declined, notice always; a new version asks again.
+        Others are dropped before any handler or forwarding, counted `no_consent`. Each
+        decision is recorded as an event of the consent schema, whatever the allow-list says.
+        A study that is not valid stops the start, naming the study and the field. Empty (the
+        default): no study, nothing is held back for consent. See "Consent and studies".""",
     ).tag(config=True)
 
     redaction = Enum(
@@ -140,7 +162,8 @@ class EventLog(LoggingConfigurable):
         self._sink = Sink(self.log, self._stamps)
         self._sink.use(self.handlers)
         self._sink.failed_handlers = self.failed_handlers
-        self._rules = parse_allowed_schemas(self.allowed_schemas)
+        self.consent = Consent(parse_studies(self.studies))
+        self._rules = self._parse_rules()
         self._rates = parse_sampling(self.sampling)
         self._sink.run_in_background(self.background, self.queue_size)
 
@@ -169,8 +192,35 @@ class EventLog(LoggingConfigurable):
 
     @observe("allowed_schemas", "redaction", "unrestricted_only")
     def _allow_list_changed(self, change: Any) -> None:
-        self._rules = parse_allowed_schemas(self.allowed_schemas)
+        self._rules = self._parse_rules()
         self._plans.clear()
+
+    def _parse_rules(self) -> dict[str, SchemaRule]:
+        """Return the allow-list's rules; with studies, consent decisions are always recorded
+        (they are the proof of consent)."""
+        rules = parse_allowed_schemas(self.allowed_schemas)
+        if self.studies and CONSENT_SCHEMA_ID not in rules:
+            # with the user as record_user says: a decision must say whose it is
+            rules[CONSENT_SCHEMA_ID] = SchemaRule(
+                categories=frozenset({UNRESTRICTED, USER_IDENTIFIER})
+            )
+        return rules
+
+    @validate("studies")
+    def _validate_studies(self, proposal: Any) -> Any:
+        try:
+            parse_studies(proposal["value"])
+        except StudyError as e:
+            raise TraitError(str(e)) from None
+        return proposal["value"]
+
+    @observe("studies")
+    def _studies_changed(self, change: Any) -> None:
+        if hasattr(self, "consent"):
+            self.consent.studies = dict(parse_studies(self.studies))
+            self.consent.use_store(self.consent.store)
+            self._rules = self._parse_rules()
+            self._plans.clear()
 
     @validate("sampling")
     def _validate_sampling(self, proposal: Any) -> Any:
@@ -245,6 +295,10 @@ class EventLog(LoggingConfigurable):
     def is_allowed(self, schema_id: str) -> bool:
         """Return True when the allow-list lets events of this schema id be recorded."""
         return schema_id in self._rules
+
+    def withheld(self, schema: EventSchema) -> bool:
+        """Return True when a study keeps the current user's events of `schema` out."""
+        return bool(self.consent.studies) and not self.consent.allows(schema)
 
     def sampling_rate(self, schema_id: str) -> float:
         """Return the share of a schema's events kept by sampling: 1 when not sampled."""
@@ -395,6 +449,10 @@ class EventLog(LoggingConfigurable):
         key: bytes | None = None,
     ) -> dict[str, Any] | None:
         schema, rule, redactor = plan.schema, plan.rule, plan.redactor
+        if self.consent.studies and not self.consent.allows(schema):
+            encode(event, schema)
+            self._outcomes[(schema.id, NO_CONSENT)] += 1
+            return None
         for tap in self._taps:
             tap(schema, event, timestamp, context)
         if rule is None or redactor is None or not rule.allows_action(event):

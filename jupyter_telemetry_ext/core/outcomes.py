@@ -15,6 +15,7 @@ RATE_LIMITED = "rate_limited"  # a post over the rate limit
 SINK_FAILURE = "sink_failure"  # a handler did not write it
 QUEUE_FULL = "queue_full"  # the background writer's queue (or the forwarding spool) is full
 ERASED = "erased"  # an event of a user erased since it happened: dropped, never written
+NO_CONSENT = "no_consent"  # a study covering it has no consent of the user (see `studies`)
 
 OUTCOMES = (
     RECORDED,
@@ -26,8 +27,9 @@ OUTCOMES = (
     SINK_FAILURE,
     QUEUE_FULL,
     ERASED,
+    NO_CONSENT,
 )
 # The outcomes a POST reply gives an event (its `status`); a batch reply counts each of them.
 # An event refused for a full queue is `rejected` there (its reply is a 503, or its error says so);
 # one dropped for an erasure is `filtered` (final for every forwarder, and it names nobody).
-REPLY_OUTCOMES = (RECORDED, FILTERED, SAMPLED_OUT, DUPLICATE, REJECTED)
+REPLY_OUTCOMES = (RECORDED, FILTERED, SAMPLED_OUT, NO_CONSENT, DUPLICATE, REJECTED)

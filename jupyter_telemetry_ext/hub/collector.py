@@ -28,12 +28,15 @@ from jupyter_telemetry_ext.core.discovery import register_discovered, schema_fol
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.recorded_user import checked_secret, warn_user_not_kept
 from jupyter_telemetry_ext.core.redact_url import safe_url
+from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID
 from jupyter_telemetry_ext.core.tombstones import sources_of
+from jupyter_telemetry_ext.server.consent import CONSENT_FILE, start_consent
 from jupyter_telemetry_ext.server.reception import Policy
 from jupyter_telemetry_ext.server.server_events import server_schemas
 from jupyter_telemetry_ext.server.wire import Limits
 
 from .audit_gaps import AuditGaps
+from .consent_erasure import check_erasure
 from .gap_tracker import GapTracker
 
 GC_YOUNG_THRESHOLD = 20_000
@@ -186,6 +189,14 @@ class TelemetryCollector(Command):
         token or cookie that posted, as the hub says; never taken from the body.""",
     ).tag(config=True)
 
+    consent_file = Unicode(
+        "",
+        help="""The JSON file (mode 0600, rewritten atomically) where the collector keeps each
+        hub user's consent decisions on `EventLog.studies`, by hub user name. Empty (the
+        default): `jupyter_telemetry_ext_consent.json` in the Jupyter data dir. Unused
+        without studies.""",
+    ).tag(config=True)
+
     user_hash_secret = Unicode(
         "",
         help="""The key of the "hashed" `record_user` mode and of the keys by which PostgreSQL
@@ -326,6 +337,9 @@ class TelemetryCollector(Command):
         if not eventlog.allowed_schemas:
             self.log.warning("Telemetry collector: c.EventLog.allowed_schemas is empty")
         warn_user_not_kept(self.log, eventlog, self.record_user, open_to_users)
+        consent_file = Path(self.consent_file or Path(self.data_dir) / CONSENT_FILE)
+        start_consent(eventlog, consent_file, self._refuse, self.log, None)
+        check_erasure(eventlog, self.record_user, self._refuse, self.log)
 
         if 0 < self.duplicate_window < (self.event_time_window or float("inf")):
             self.log.warning(
@@ -334,6 +348,10 @@ class TelemetryCollector(Command):
                 self.duplicate_window, self.event_time_window,
             )  # fmt: skip
         return eventlog
+
+    def _refuse(self, failures: list[str]) -> None:
+        """Stop the collector at start, saying why."""
+        self.fail("collect: " + "; ".join(failures))
 
     def settings(self) -> dict[str, Any]:
         """Return the tornado settings the collector's handlers read."""
@@ -419,4 +437,4 @@ def open_to_users(schema: Any) -> bool:
 
 @functools.lru_cache(maxsize=1024)
 def _open_to_users(schema_id: str) -> bool:
-    return not schema_id.startswith(HUB_SCHEMAS) and schema_id != AUDIT_GAP
+    return not schema_id.startswith(HUB_SCHEMAS) and schema_id not in {AUDIT_GAP, CONSENT_SCHEMA_ID}

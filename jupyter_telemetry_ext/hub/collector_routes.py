@@ -25,6 +25,7 @@ from tornado import web
 
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.server.consent import mark_withheld
 from jupyter_telemetry_ext.server.pagerender import STATIC, render_page
 from jupyter_telemetry_ext.server.reception import Reception
 from jupyter_telemetry_ext.server.restapi import (
@@ -41,6 +42,7 @@ from jupyter_telemetry_ext.server.wire import Posted
 from .access_log import ScrubbedLogs, log_request
 from .audit_gaps import AuditGaps, statuses
 from .collector import AUDIT_GAPS_SETTING, open_to_users
+from .consent_user import hub_caller
 
 if TYPE_CHECKING:
     from .collector import TelemetryCollector
@@ -147,7 +149,8 @@ class EventsHandler(PostEvents, CollectorHandler):
         if self.current_user.get("kind", "user") != "user":
             msg = "events are posted with a hub user's token (a server's or a user's)"
             raise web.HTTPError(403, msg)
-        await self.post_and_reply()
+        with self.settings[EVENTLOG_SETTING].consent.acting_for(*hub_caller(self.current_user)):
+            await self.post_and_reply()
 
     async def _parse(self, body: bytes, inspect: Callable[[Any], None] | None = None) -> Posted:
         """Refuse a body that names a user (403, nothing recorded) before any other check.
@@ -205,7 +208,10 @@ class SchemasHandler(CollectorHandler):
     async def get(self) -> None:
         """List each schema version, whether the hub's allow-list records it and its policy."""
         self.set_header("Content-Type", "application/json")
-        model = schemas_model(self.settings[EVENTLOG_SETTING], self.record_user)
+        eventlog = self.settings[EVENTLOG_SETTING]
+        model = schemas_model(eventlog, self.record_user)
+        with eventlog.consent.acting_for(*hub_caller(self.current_user)):
+            mark_withheld(eventlog, model)
         self.finish(json.dumps(model))
 
 
@@ -248,6 +254,8 @@ class OAuthCallbackHandler(HubOAuthCallbackHandler, ScrubbedLogs):  # type: igno
 
 def make_app(collector: TelemetryCollector) -> web.Application:
     """Return the collector's tornado application, its routes under the collector's base_url."""
+    from .consent_routes import consent_routes  # its handlers are built on this module's
+
     base = "/" + collector.base_url.strip("/") + "/"
     if base == "//":
         base = "/"
@@ -258,6 +266,7 @@ def make_app(collector: TelemetryCollector) -> web.Application:
         (base + "api/telemetry/schemas", SchemasHandler),
         (base + "api/telemetry/schemas/(?P<schema_id>.+)", SchemaHandler),
         *_dashboard_routes(base),
+        *consent_routes(base),
         (callback, OAuthCallbackHandler),
         (base, RootHandler),
         (base.rstrip("/"), RootHandler),

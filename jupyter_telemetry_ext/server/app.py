@@ -33,6 +33,8 @@ from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 from .audit.install import AUDIT_KINDS, install_audit, stop_audit
 from .audit.required import audits_of, require_audit
 from .config_files import StrictConfigApp
+from .consent import CONSENT_FILE, erasure_refused, server_user, start_consent
+from .consent_routes import consent_handlers
 from .events_route import server_events_handlers
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
@@ -186,6 +188,13 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         keyed by `user_hash_secret`; "username" adds the name. Never taken from the client,
         never derived from a token: an API client that jupyter_server authenticated by its
         token without a login cookie has the random anonymous name it gets per request.""",
+    ).tag(config=True)
+
+    consent_file = Unicode(
+        "",
+        help="""The JSON file (mode 0600, rewritten atomically) where this server keeps its
+        user's consent decisions on `EventLog.studies`. Empty (the default): the file
+        `jupyter_telemetry_ext_consent.json` in the Jupyter data dir. Unused without studies.""",
     ).tag(config=True)
 
     user_hash_secret = Unicode(
@@ -385,6 +394,16 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
             self.log.info("Telemetry: recording %d server event schemas", len(recorded))
         warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
+        if self.collector_url and self.eventlog.studies:
+            msg = (
+                "EventLog.studies: a server that forwards to a collector (collector_url) relays "
+                "the consent routes to it: configure the studies in the collector's config"
+            )
+            self.refuse_to_start([msg])
+        if problem := erasure_refused(self.eventlog):
+            self.refuse_to_start([problem])
+        consent_file = Path(self.consent_file or Path(self.data_dir) / CONSENT_FILE)
+        start_consent(self.eventlog, consent_file, self.refuse_to_start, self.log, server_user())
         self._start_forwarding()
         # Again after the forwarding spool's own exit hook, so that this one runs first (last
         # in, first out): what it records at exit (the audit's stop) finds the spool still open.
@@ -442,6 +461,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         self.handlers.extend(default_handlers)
         self.handlers.extend(page_handlers)
         self.handlers.extend(dashboard_handlers + dashboard_page_handlers)
+        self.handlers.extend(consent_handlers)
         if self.server_events:  # clients posting to api/events must not forge server events
             self.handlers.extend(server_events_handlers)
 

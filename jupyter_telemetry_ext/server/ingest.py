@@ -28,6 +28,7 @@ from jupyter_telemetry_ext.core.outcomes import (
     DUPLICATE,
     ERASED,
     FILTERED,
+    NO_CONSENT,
     QUEUE_FULL,
     RECORDED,
     REJECTED,
@@ -35,6 +36,7 @@ from jupyter_telemetry_ext.core.outcomes import (
     SAMPLED_OUT,
 )
 from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID
 from jupyter_telemetry_ext.core.tickets import Handlers, Ticket
 from jupyter_telemetry_ext.core.validation import EventValidationError
 
@@ -86,6 +88,9 @@ def posted_schema(
     eventlog: EventLog, envelope: Envelope, open_to: Callable[[EventSchema], bool] | None
 ) -> EventSchema:
     """Return the event's schema when this poster may post it (`open_to`; None: frontends)."""
+    if envelope.schema_id == CONSENT_SCHEMA_ID:  # the proof of consent: never a client's word
+        msg = "schema_id: consent decisions are recorded by PUT api/telemetry/consent/<study> only"
+        raise IngestError(msg, 403, field="schema_id")
     if open_to is None:
         return frontend_schema(eventlog, envelope)
     try:
@@ -151,6 +156,8 @@ def record(
     except QueueFullError as e:
         raise IngestError(e.reply, 503) from None
 
+    if capsule is None and eventlog.withheld(schema):
+        return NO_CONSENT
     # A tapped event (forwarded to a collector) is recorded once the tap took it.
     if capsule is None and not eventlog.tapped:
         return SAMPLED_OUT if eventlog.is_allowed_event(schema, envelope.data) else FILTERED

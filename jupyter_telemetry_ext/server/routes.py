@@ -19,6 +19,7 @@ from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.server.forwarding.forwarder import Forwarder
 
 from .compat import ws_authenticated
+from .consent import mark_withheld
 from .principal import principal
 from .restapi import (
     EVENTLOG_SETTING,
@@ -137,6 +138,7 @@ class SchemasHandler(TelemetryHandler):
             for summary in model["schemas"]:
                 summary["allowed"], summary["sampling"] = forwarder.recorded(summary["id"])
                 summary["policy"] = collector_policy(forwarder.rules, summary)
+        mark_withheld(self.eventlog, model)
         self.finish(json.dumps(model))
 
 

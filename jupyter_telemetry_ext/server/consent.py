@@ -1,0 +1,73 @@
+"""A single server's studies: its user's decisions kept in a JSON file, and the listing's marks.
+
+The server's user (the hub user it runs for, else the OS user) is the user of every event it
+records, so one set of decisions applies to all of them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable
+from logging import Logger
+from pathlib import Path
+from typing import Any
+
+from jupyter_telemetry_ext.core.consent import DECLINED, NEEDED, JsonDecisions
+from jupyter_telemetry_ext.core.errors import ConsentError
+from jupyter_telemetry_ext.core.eventlog import EventLog
+
+CONSENT_FILE = "jupyter_telemetry_ext_consent.json"
+
+
+def start_consent(
+    eventlog: EventLog,
+    path: Path,
+    refuse: Callable[[list[str]], Any],
+    log: Logger,
+    user: str | None,
+) -> None:
+    """Keep the decisions in `path`, `user` being whose events are recorded when no request
+    says (None: each request's); refuse to start when they cannot be read."""
+    consent = eventlog.consent
+    consent.default_user = user
+    if not consent.studies:
+        return
+    try:
+        consent.use_store(JsonDecisions(path))
+    except ConsentError as e:
+        refuse([str(e)])
+    log.info("Telemetry: %d studies; decisions kept in %s", len(consent.studies), path)
+
+
+def mark_withheld(eventlog: EventLog, model: dict[str, Any]) -> None:
+    """Add `consent: "needed" | "declined"` to each schema a study keeps out (the listing),
+    for the user being recorded (see `Consent.acting_for`)."""
+    consent = eventlog.consent
+    if not consent.studies:
+        return
+    for summary in model["schemas"]:
+        schema = eventlog.get_schema(summary["id"], summary["version"])
+        states = consent.withheld(schema).values()
+        if states:
+            summary["consent"] = DECLINED if DECLINED in states else NEEDED
+
+
+def erasure_refused(eventlog: EventLog) -> str | None:
+    """Return why a single server cannot honour `erase_on_withdrawal` (it never can), or None."""
+    erasing = sorted(s.name for s in eventlog.consent.studies.values() if s.erase_on_withdrawal)
+    if not erasing:
+        return None
+    return (
+        f"EventLog.studies[{erasing[0]!r}].erase_on_withdrawal: a single server does not erase "
+        "on withdrawal (the hub's collector does, from PostgreSQL): remove the option, and "
+        "erase with `jupyter telemetry erase`"
+    )
+
+
+def server_user() -> str | None:
+    """Return the user this server runs for: `JUPYTERHUB_USER`, else the OS user (or None)."""
+    try:
+        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    except (OSError, KeyError):
+        return None

@@ -1,0 +1,365 @@
+"""Consent to studies, on a real Jupyter server: events a study covers are recorded only as
+the server's user decided, decisions are kept in a 0600 file and recorded as events, and bad
+studies or bad decisions are refused with the field named."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_telemetry_ext.core.consent import Consent, JsonDecisions
+from jupyter_telemetry_ext.core.errors import StudyError
+from jupyter_telemetry_ext.core.eventlog import EventLog
+from jupyter_telemetry_ext.core.outcomes import NO_CONSENT
+from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID, parse_studies
+from tests.conftest import FRONTEND_ID, frontend_schema
+from tests.hubserver import doc_block
+from tests.servers import TOKEN, Server, free_port, jupyter_environment, read_events, write_config
+
+OPT_OUT_ID, NOTICE_ID, PAIR_ID, FREE_ID = (f"test.consent/{n}" for n in ("b", "c", "d", "e"))
+STUDIES: dict[str, Any] = {
+    "intro": {"title": "Intro", "text": "We record *clicks*.", "version": 1, "mode": "opt-in",
+              "schemas": [FRONTEND_ID]},
+    "habits": {"title": "Habits", "text": "Opt out any time.", "version": 1, "mode": "opt-out",
+               "schemas": [OPT_OUT_ID]},
+    "notice": {"title": "Notice", "text": "Recorded by law.", "version": 1, "mode": "notice",
+               "schemas": [NOTICE_ID]},
+    "pair-in": {"title": "A", "text": "a", "version": 1, "mode": "opt-in", "schemas": [PAIR_ID]},
+    "pair-out": {"title": "B", "text": "b", "version": 1, "mode": "opt-out",
+                 "schemas": [PAIR_ID]},
+}  # fmt: skip
+CONFIG = """
+import logging
+c.ServerApp.jpserver_extensions = {{"jupyter_telemetry_ext": True}}
+c.TelemetryExtension.schema_paths = [{schemas!r}]
+c.TelemetryExtension.rate_limit = 0
+c.TelemetryExtension.reply_after_write = True  # a reply means written: the file is exact
+c.TelemetryExtension.record_user = "username"
+c.EventLog.handlers = [logging.FileHandler({events!r})]
+c.EventLog.allowed_schemas = {{s: {{"allowed_categories": ["user-identifier"]}} for s in {ids!r}}}
+c.EventLog.studies = {studies!r}
+"""
+IDS = [FRONTEND_ID, OPT_OUT_ID, NOTICE_ID, PAIR_ID, FREE_ID]
+USER = "consenting-user"
+CELL_ID = "https://events.jupyter.org/jupyter_telemetry_ext/cell"
+
+
+def configure(tmp: Path, studies: dict[str, Any]) -> None:
+    """Write the server's config with `studies`, and the test schemas (once)."""
+    if not (tmp / "schemas").exists():
+        write_config(tmp, "")
+        for schema_id in IDS[1:]:
+            name = schema_id.rsplit("/", 1)[1] + ".json"
+            (tmp / "schemas" / name).write_text(json.dumps(frontend_schema(schema_id)), "utf-8")
+    config = CONFIG.format(
+        schemas=str(tmp / "schemas"), events=str(tmp / "events.jsonl"), ids=IDS, studies=studies
+    )
+    (tmp / "config" / "jupyter_server_config.py").write_text(config, "utf-8")
+
+
+def start(tmp: Path, studies: dict[str, Any] = STUDIES) -> Server:
+    """Start a server for USER (as a hub's single-user server is) with `studies`."""
+    configure(tmp, studies)
+    return Server(tmp, env={"JUPYTERHUB_USER": USER})
+
+
+def post(server: Server, schema_id: str) -> str:
+    """Post one event of `schema_id`; return its status."""
+    status, reply = server.request(
+        "POST", "/api/telemetry/events",
+        {"schema_id": schema_id, "version": 1, "data": {"action": "open"}},
+    )  # fmt: skip
+    assert status == 200, reply
+    return str(reply["status"])
+
+
+def decide(server: Server, study: str, decision: str, version: int = 1) -> tuple[int, Any]:
+    """PUT a decision; return the status and the reply."""
+    body = {"decision": decision, "version": version}
+    return server.request("PUT", f"/api/telemetry/consent/{study}", body)
+
+
+def stored(tmp: Path, schema_id: str) -> list[dict[str, Any]]:
+    """Return the events of `schema_id` the server's file handler wrote."""
+    path = tmp / "events.jsonl"
+    return [e for e in read_events(path) if e["__schema__"] == schema_id] if path.exists() else []
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    """A server with every study of STUDIES, stopped after the test."""
+    with start(tmp_path) as started:
+        yield started
+
+
+@pytest.mark.e2e
+def test_opt_in_records_nothing_until_granted_and_stops_when_declined(
+    server: Server, tmp_path: Path
+) -> None:
+    assert post(server, FRONTEND_ID) == NO_CONSENT
+    assert stored(tmp_path, FRONTEND_ID) == []
+    status, reply = decide(server, "intro", "granted")
+    assert status == 200, reply
+    assert reply["decision"] == "granted"
+    assert reply["recording"] is True
+    assert post(server, FRONTEND_ID) == "recorded"
+    assert len(stored(tmp_path, FRONTEND_ID)) == 1
+    assert decide(server, "intro", "declined")[0] == 200
+    assert post(server, FRONTEND_ID) == NO_CONSENT
+    assert len(stored(tmp_path, FRONTEND_ID)) == 1
+    assert post(server, FREE_ID) == "recorded"  # no study covers it
+
+
+@pytest.mark.e2e
+def test_every_decision_is_recorded_as_a_consent_event(server: Server, tmp_path: Path) -> None:
+    decide(server, "intro", "granted")
+    decide(server, "intro", "declined")
+    proofs = stored(tmp_path, CONSENT_SCHEMA_ID)
+    assert [(p["study"], p["decision"], p["previous"]) for p in proofs] == [
+        ("intro", "granted", None),
+        ("intro", "declined", "granted"),
+    ]
+    assert all(p["__user__"] == USER and p["study_version"] == 1 for p in proofs)
+
+
+@pytest.mark.e2e
+def test_the_listing_and_the_metrics_say_what_is_held_back(server: Server) -> None:
+    _, listing = server.request("GET", "/api/telemetry/schemas")
+    marks = {s["id"]: s.get("consent") for s in listing["schemas"]}
+    assert marks[FRONTEND_ID] == "needed"
+    assert marks[PAIR_ID] == "needed"
+    assert marks[OPT_OUT_ID] is None
+    assert marks[NOTICE_ID] is None
+    assert marks[FREE_ID] is None
+    decide(server, "habits", "declined")
+    _, listing = server.request("GET", "/api/telemetry/schemas")
+    assert {s["id"]: s.get("consent") for s in listing["schemas"]}[OPT_OUT_ID] == "declined"
+    post(server, FRONTEND_ID)
+    status, batch = server.request("POST", "/api/telemetry/events", {"events": [
+        {"schema_id": FRONTEND_ID, "version": 1, "data": {"action": "open"}},
+        {"schema_id": FREE_ID, "version": 1, "data": {"action": "open"}},
+    ]})  # fmt: skip
+    assert status == 200
+    assert (batch["no_consent"], batch["recorded"]) == (1, 1)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        connection.request("GET", "/metrics", headers={"Authorization": f"token {TOKEN}"})
+        metrics = connection.getresponse().read().decode()
+    finally:
+        connection.close()
+    rows = [row for row in metrics.splitlines() if 'outcome="no_consent"' in row]
+    assert any(FRONTEND_ID in row and row.endswith(" 2.0") for row in rows), rows
+
+
+@pytest.mark.e2e
+def test_get_consent_lists_the_studies_with_the_users_decisions(server: Server) -> None:
+    decide(server, "notice", "shown")
+    status, model = server.request("GET", "/api/telemetry/consent")
+    assert status == 200
+    studies = {s["study"]: s for s in model["studies"]}
+    assert list(studies) == list(STUDIES)
+    assert studies["intro"]["decision"] is None
+    assert studies["intro"]["recording"] is False
+    assert studies["intro"]["text"] == "We record *clicks*."
+    assert studies["notice"]["decision"] == "shown"
+    assert studies["notice"]["decided_at"]
+    assert studies["habits"]["recording"] is True
+
+
+@pytest.mark.e2e
+def test_opt_out_records_until_declined_and_notice_always(server: Server) -> None:
+    assert post(server, OPT_OUT_ID) == "recorded"
+    assert post(server, NOTICE_ID) == "recorded"
+    decide(server, "habits", "declined")
+    assert post(server, OPT_OUT_ID) == NO_CONSENT
+    decide(server, "habits", "granted")
+    assert post(server, OPT_OUT_ID) == "recorded"
+    assert decide(server, "notice", "declined")[0] == 400  # a notice can only be shown
+
+
+@pytest.mark.e2e
+def test_an_event_covered_by_two_studies_needs_both(server: Server) -> None:
+    assert post(server, PAIR_ID) == NO_CONSENT
+    decide(server, "pair-in", "granted")
+    assert post(server, PAIR_ID) == "recorded"
+    decide(server, "pair-out", "declined")
+    assert post(server, PAIR_ID) == NO_CONSENT
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("intro", {"decision": "yes", "version": 1}, 400, "decision"),
+        ("intro", {"decision": "granted"}, 400, "version"),
+        ("intro", {"decision": "granted", "version": "1"}, 400, "version"),
+        ("intro", {"decision": "granted", "version": 1, "user": "bob"}, 400, "unknown field"),
+        ("intro", ["granted"], 400, "body"),
+        ("intro", {"decision": "granted", "version": 2}, 409, "version"),
+        ("nosuch", {"decision": "granted", "version": 1}, 404, "study"),
+    ],
+)
+def test_bad_decisions_are_refused_with_the_field_named(
+    server: Server, tmp_path: Path, case: tuple[str, Any, int, str]
+) -> None:
+    study, body, code, field = case
+    status, reply = server.request("PUT", f"/api/telemetry/consent/{study}", body)
+    assert status == code, reply
+    assert field in reply["message"]
+    assert post(server, FRONTEND_ID) == NO_CONSENT
+    assert stored(tmp_path, CONSENT_SCHEMA_ID) == []
+
+
+@pytest.mark.e2e
+def test_a_new_version_stops_opt_in_until_decided_again(tmp_path: Path) -> None:
+    with start(tmp_path) as server:
+        decide(server, "intro", "granted")
+        assert post(server, FRONTEND_ID) == "recorded"
+    decisions = tmp_path / "data" / "jupyter_telemetry_ext_consent.json"
+    assert stat.S_IMODE(decisions.stat().st_mode) == 0o600
+    assert json.loads(decisions.read_text())[USER]["intro"]["decision"] == "granted"
+    with start(tmp_path) as server:  # the decision outlives a restart
+        assert post(server, FRONTEND_ID) == "recorded"
+    studies = {**STUDIES, "intro": {**STUDIES["intro"], "version": 2}}
+    with start(tmp_path, studies) as server:
+        assert post(server, FRONTEND_ID) == NO_CONSENT
+        assert decide(server, "intro", "granted", 1)[0] == 409  # stale
+        assert decide(server, "intro", "granted", 2)[0] == 200
+        assert post(server, FRONTEND_ID) == "recorded"
+    assert len(stored(tmp_path, FRONTEND_ID)) == 3
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("study", "error"),
+    [
+        ({"title": "T", "text": "x", "version": 0, "mode": "opt-in", "schemas": ["a"]},
+         "EventLog.studies['s'].version: must be an integer >= 1"),
+        ({"title": "T", "text": "x", "version": 1, "mode": "maybe", "schemas": ["a"]},
+         "EventLog.studies['s'].mode: must be one of opt-in, opt-out, notice"),
+        ({"title": "T", "text": "x", "version": 1, "mode": "opt-in"},
+         "EventLog.studies['s']: schemas or categories must name what the study covers"),
+        ({"title": "T", "text_file": "/nonexistent.md", "version": 1, "mode": "notice",
+          "schemas": ["a"]}, "EventLog.studies['s'].text_file: /nonexistent.md cannot be read"),
+        ({"title": "T", "text": "x", "version": 1, "mode": "opt-in", "schemas": ["a"],
+          "erase_on_withdrawal": True}, "a single server does not erase on withdrawal"),
+    ],
+)  # fmt: skip
+def test_a_bad_study_stops_the_server(tmp_path: Path, study: Any, error: str) -> None:
+    configure(tmp_path, {"s": study})
+    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1", f"--port={free_port()}",
+               "--no-browser", "--allow-root", f"--IdentityProvider.token={TOKEN}"]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=jupyter_environment(tmp_path),
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode != 0, result.stderr
+    assert error in result.stderr
+
+
+def test_decisions_are_cached_and_dropped_at_once_on_a_change(tmp_path: Path) -> None:
+    studies = parse_studies({"s": STUDIES["intro"]})
+    schema = EventSchema(frontend_schema())
+    consent = Consent(studies, JsonDecisions(tmp_path / "c.json"))
+    assert consent.withheld(schema, "ann") == {"s": "needed"}
+    consent.decide("ann", "s", {"decision": "granted", "version": 1})
+    assert consent.allows(schema, "ann")
+    assert not consent.allows(schema, "bob")
+    assert not consent.allows(schema, None)  # an unknown user: opt-in fails closed
+    again = Consent(studies, JsonDecisions(tmp_path / "c.json"))
+    assert again.allows(schema, "ann")
+
+
+def test_a_study_by_category_covers_every_schema_with_it() -> None:
+    studies = parse_studies({"s": {"title": "T", "text": "x", "version": 1, "mode": "opt-in",
+                                   "categories": ["user-identifiable-information"]}})  # fmt: skip
+    assert studies["s"].covers(EventSchema(frontend_schema()))  # its `path` has it
+    with pytest.raises(StudyError, match=r"\['s'\].groups: must be a list of names"):
+        parse_studies({"s": {**STUDIES["intro"], "groups": "staff"}})
+
+
+def test_the_library_drops_events_without_consent_before_any_tap() -> None:
+    eventlog = EventLog(allowed_schemas=[FRONTEND_ID], studies={"s": STUDIES["intro"]})
+    eventlog.register_schema(frontend_schema())
+    tapped: list[Any] = []
+    eventlog.add_tap(lambda *args: tapped.append(args))
+    assert eventlog.record_event(FRONTEND_ID, 1, {"action": "open"}) is None
+    assert tapped == []
+    assert eventlog.outcomes()[(FRONTEND_ID, NO_CONSENT)] == 1
+
+
+@pytest.mark.e2e
+def test_a_client_cannot_post_a_proof_of_consent(server: Server, tmp_path: Path) -> None:
+    event = {"study": "intro", "study_version": 1, "decision": "granted", "mode": "opt-in"}
+    body = {"schema_id": CONSENT_SCHEMA_ID, "version": 1, "data": event}
+    status, reply = server.request("POST", "/api/telemetry/events", body)
+    assert status == 403
+    assert "PUT api/telemetry/consent" in reply["message"]
+    assert stored(tmp_path, CONSENT_SCHEMA_ID) == []
+
+
+@pytest.mark.e2e
+def test_the_docs_opt_in_example_records_cells_only_once_granted(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    config = doc_block("consent.md", "consent_config",
+                       {'"/srv/telemetry/events.jsonl"': repr(str(events))})  # fmt: skip
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.py").write_text(config, "utf-8")
+    cell = {"schema_id": CELL_ID, "version": 1,
+            "data": {"action": "executed", "status": "ok", "source": "secret = 42"}}  # fmt: skip
+    with Server(tmp_path, env={"JUPYTERHUB_USER": USER}) as server:
+        assert server.request("POST", "/api/telemetry/events", cell)[1]["status"] == NO_CONSENT
+        _, listing = server.request("GET", "/api/telemetry/consent")
+        [study] = listing["studies"]
+        assert (study["study"], study["mode"], study["recording"]) == (
+            "intro-2027",
+            "opt-in",
+            False,
+        )
+        assert decide(server, "intro-2027", "granted")[0] == 200
+        assert server.request("POST", "/api/telemetry/events", cell)[1]["status"] == "recorded"
+    written = read_events(events)
+    assert [e["__schema__"] for e in written] == [CONSENT_SCHEMA_ID, CELL_ID]
+    assert written[1].get("source") is None  # the allow-list keeps no code
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("body", [b"\xff\xfe{", b"{not json", b" " * 2000])
+def test_a_body_that_is_not_json_is_a_400(server: Server, body: bytes) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        headers = {"Authorization": f"token {TOKEN}", "Content-Type": "application/json"}
+        connection.request("PUT", "/api/telemetry/consent/intro", body, headers)
+        response = connection.getresponse()
+        reply = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 400
+    assert reply["message"].startswith("body: ")
+
+
+@pytest.mark.e2e
+def test_a_server_without_studies_has_none_and_knows_none(tmp_path: Path) -> None:
+    with start(tmp_path, {}) as server:
+        assert server.request("GET", "/api/telemetry/consent") == (200, {"studies": []})
+        assert decide(server, "intro", "granted")[0] == 404
+        assert post(server, FRONTEND_ID) == "recorded"
+
+
+@pytest.mark.e2e
+def test_a_forwarding_server_with_studies_of_its_own_stops(tmp_path: Path) -> None:
+    """Its consent routes go to the collector: local studies would hold events back forever."""
+    configure(tmp_path, STUDIES)
+    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1", f"--port={free_port()}",
+               "--no-browser", "--allow-root", f"--IdentityProvider.token={TOKEN}",
+               f"--TelemetryExtension.collector_url=http://127.0.0.1:{free_port()}/"]  # fmt: skip
+    result = subprocess.run(command, cwd=tmp_path, env=jupyter_environment(tmp_path),
+                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert result.returncode != 0, result.stderr
+    assert "configure the studies in the collector's config" in result.stderr

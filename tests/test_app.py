@@ -69,7 +69,7 @@ def test_every_option_is_configurable_and_documented() -> None:
         "user_hash_secret", "reply_after_write", "duplicate_capacity_per_user",
         "max_subscribers", "max_subscribers_per_user", "collector_url", "collector_token_env",
         "forward_spool_dir", "forward_spool_bytes", "forward_when_full", "forward_retry_max",
-        "accept_all_schemas", "audit", "audit_required",
+        "accept_all_schemas", "audit", "audit_required", "consent_file",
         "forward_timeout",
     }  # fmt: skip
     for name, trait in traits.items():

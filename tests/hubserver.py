@@ -263,7 +263,7 @@ class Hub:
 
         if ready():
             return
-        options = {"user_options": {"args": list(args)}}
+        options = {"args": list(args)}  # the body is the user_options (JupyterHub 5 and 6)
         status, reply = self.admin("POST", f"hub/api/users/{name}/servers/{server}", options)
         assert status in (201, 202), (status, reply)
         wait_until(ready, timeout, lambda: f"{name}'s server did not start: {log_tail(self.log)}")

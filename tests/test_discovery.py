@@ -75,7 +75,7 @@ def test_a_broken_file_is_logged_and_skipped(
 
 SERVER_RECORDED = {
     f"https://events.jupyter.org/jupyter_telemetry_ext/{name}"
-    for name in ("execution", "terminal", "hub-action", "audit-stream", "audit-gap")
+    for name in ("execution", "terminal", "hub-action", "audit-stream", "audit-gap", "consent")
 }
 
 

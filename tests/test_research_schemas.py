@@ -13,8 +13,8 @@ PERSONAL = "user-identifiable-information"
 # Properties that can hold what a user typed or named: never anything but personal.
 CONTENT = {"source", "text", "path", "notebook_path", "error_value", "args", "user_agent"}
 # The research schemas, that the JupyterLab client posts (not the server's or the hub's own
-# audit records).
-AUDIT = {"execution", "hub-action", "terminal", "audit-stream", "audit-gap"}
+# records: the audits and the proof of consent).
+AUDIT = {"execution", "hub-action", "terminal", "audit-stream", "audit-gap", "consent"}
 FILES = sorted(p for p in SCHEMAS.rglob("*.yaml") if p.parent.name not in AUDIT)
 
 

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ from tests.test_audit_execution import (  # noqa: F401 - `connect` is a fixture
     KernelSocket,
     connect,
 )
+from tests.test_sinks import small_disk  # noqa: F401 - the 64 KiB tmpfs fixture
 from tests.test_uplink_hostile import Standin
 
 
@@ -47,27 +47,6 @@ from tests.test_uplink_hostile import Standin
 def kernel(connect: Connect) -> Connect:  # noqa: F811 - the fixture imported above
     """Open a websocket to the test's kernel, as the execution audit's tests do."""
     return connect
-
-
-DISK_SIZE = "64k"
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB filesystem (tmpfs), unmounted at the end; skipped where mount is refused."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    try:
-        subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", str(folder)],
-            check=True, capture_output=True, timeout=10,
-        )  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as e:
-        pytest.skip(f"a small tmpfs needs mount (root, or CAP_SYS_ADMIN): {e}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False, timeout=10)
 
 
 @pytest.fixture

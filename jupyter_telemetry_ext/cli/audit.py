@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from traitlets import Bool, Unicode
 
-from jupyter_telemetry_ext.core.command import Command
+from jupyter_telemetry_ext.core.command import CommandGroup
 from jupyter_telemetry_ext.sinks.logreader import BadLine, event_time, log_files, read_events
 
 from .audit_report import AuditRow, StreamReport, check_streams, sort_key
@@ -137,7 +137,7 @@ def _count_gaps(reports: list[StreamReport], gaps: Iterable[tuple[Any, int]]) ->
             report.collector_gaps += count
 
 
-class AuditApp(Command):
+class AuditApp(CommandGroup):
     """`jupyter telemetry audit`: checks of the execution audit."""
 
     name = "jupyter-telemetry-audit"
@@ -145,9 +145,3 @@ class AuditApp(Command):
     subcommands = {  # noqa: RUF012 - traitlets reads these class attributes
         "check": (AuditCheckCommand, AuditCheckCommand.__doc__ or ""),
     }
-
-    def start(self) -> None:
-        """Run the subcommand, or say which there are."""
-        if self.subapp is None:
-            self.fail("audit: name a subcommand (check); --help for more")
-        self.subapp.start()

@@ -10,7 +10,7 @@ from typing import Any
 
 from traitlets import Bool, Unicode
 
-from jupyter_telemetry_ext.core.command import Command
+from jupyter_telemetry_ext.core.command import CommandGroup
 from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID
 
 from .main import _print_rows
@@ -59,7 +59,7 @@ class ConsentListCommand(StoreCommand):
         _print_rows(counts, self.json_output, None)
 
 
-class ConsentApp(Command):
+class ConsentApp(CommandGroup):
     """`jupyter telemetry consent`: the users' consent decisions, counted."""
 
     name = "jupyter-telemetry-consent"
@@ -67,9 +67,3 @@ class ConsentApp(Command):
     subcommands = {  # noqa: RUF012 - traitlets reads these class attributes
         "list": (ConsentListCommand, ConsentListCommand.__doc__ or ""),
     }
-
-    def start(self) -> None:
-        """Run the subcommand, or say which there are."""
-        if self.subapp is None:
-            self.fail("consent: name a subcommand (list); --help for more")
-        self.subapp.start()

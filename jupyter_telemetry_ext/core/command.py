@@ -38,3 +38,16 @@ class Command(JupyterApp):
         print(f"jupyter telemetry: {message}", file=sys.stderr)
         self.exit(code)
         raise SystemExit(code)  # unreachable: exit raises
+
+
+class CommandGroup(Command):
+    """A subcommand of subcommands (`jupyter telemetry audit check`): runs the one named."""
+
+    def start(self) -> None:
+        """Run the subcommand, or say which there are."""
+        if self.subapp is None:
+            group = self.name.removeprefix("jupyter-telemetry-")
+            self.fail(
+                f"{group}: name a subcommand ({', '.join(self.subcommands)}); --help for more"
+            )
+        self.subapp.start()

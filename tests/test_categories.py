@@ -201,7 +201,7 @@ def test_validate_command_refuses_scalar_categories(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "properties.s: categories: must be a non-empty list" in result.stdout
+    assert "properties.s: categories: must be a non-empty list" in result.stderr
 
 
 def test_unresolvable_reference_is_refused() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from jupyter_telemetry_ext.cli.validate import RC
 from tests.conftest import billion_laughs, make_schema
 
 JUPYTER = str(Path(sys.executable).with_name("jupyter"))
@@ -63,11 +64,66 @@ def test_validate_exit_codes(tmp_path: Path) -> None:
     assert (ok.returncode, "1 valid, 0 with problems" in ok.stdout) == (0, True)
     invalid = run("validate", str(good), str(bad), cwd=tmp_path)
     assert invalid.returncode == 1
-    assert f"{bad}: title: is required" in invalid.stdout
+    assert f"{bad}: The schema failed to validate: title: is required" in invalid.stderr
     missing = run("validate", str(good), str(tmp_path / "nope.yaml"), cwd=tmp_path)
     assert missing.returncode == 2
-    assert "nope.yaml: cannot read" in missing.stdout
+    assert "nope.yaml: Schema file not present" in missing.stderr
     assert "Traceback" not in invalid.stderr + missing.stderr
+
+
+UNTITLED = {k: v for k, v in make_schema("https://example.org/untitled").items() if k != "title"}
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "message"),
+    [
+        (None, RC.UNPARSABLE, "x.yaml: Schema file not present"),
+        ("$id: [open\n", RC.UNPARSABLE, "x.yaml: Could not deserialize the schema: not valid YAML"),
+        ("418 i'm a teapot\n", RC.UNPARSABLE, "schema into a mapping: got str"),
+        (yaml.safe_dump(UNTITLED), RC.INVALID, "failed to validate: title: is required"),
+        (yaml.safe_dump(make_schema(__secret={"type": "string"})), RC.INVALID,
+         "x.yaml: The schema failed to validate: properties.__secret: property names starting"),
+    ],
+)  # fmt: skip
+def test_validate_bad_input_names_the_file_and_the_key(
+    tmp_path: Path, content: str | None, code: int, message: str
+) -> None:
+    if content is not None:
+        (tmp_path / "x.yaml").write_text(content)
+    result = run("validate", "x.yaml", cwd=tmp_path)
+    assert result.returncode == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "0 valid, 1 with problems" in result.stdout
+
+
+def test_validate_takes_schema_text_and_never_echoes_the_schema(tmp_path: Path) -> None:
+    document = make_schema("https://example.org/text", email={"type": "string"})
+    document["properties"]["email"]["examples"] = ["ada@example.org"]
+    result = run("validate", yaml.safe_dump(document), cwd=tmp_path)
+    assert result.returncode == RC.OK, result.stderr
+    assert "<text>: This schema is valid (https://example.org/text version 1)" in result.stdout
+    assert not result.stderr
+    assert "ada@example.org" not in result.stdout
+    broken = run("validate", '{"$id": ', cwd=tmp_path)
+    assert broken.returncode == RC.UNPARSABLE
+    assert "<text>: Could not deserialize the schema: not valid YAML" in broken.stderr
+
+
+def test_validate_with_eventlogger_rules(tmp_path: Path) -> None:
+    (tmp_path / "untitled.yaml").write_text(yaml.safe_dump(UNTITLED))
+    (tmp_path / "plain-id.yaml").write_text(yaml.safe_dump(make_schema("x/plain")))
+    assert run("validate", "untitled.yaml", cwd=tmp_path).returncode == RC.INVALID
+    logger = run("validate", "--eventlogger", "untitled.yaml", "plain-id.yaml", cwd=tmp_path)
+    assert logger.returncode == RC.INVALID
+    assert "untitled.yaml: This schema is valid" in logger.stdout
+    assert "plain-id.yaml: The schema failed to validate: $id: " in logger.stderr
+
+
+def test_help_starts_with_the_usage(tmp_path: Path) -> None:
+    result = run("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith("Usage: jupyter-telemetry SUBCOMMAND [OPTIONS]\n")
 
 
 @pytest.mark.timeout(90)
@@ -75,8 +131,10 @@ def test_validate_reports_a_yaml_bomb_at_once(tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text(yaml.safe_dump(make_schema("x/good")))
     (tmp_path / "laughs.yaml").write_text(billion_laughs(10))
     result = run("validate", "good.yaml", "laughs.yaml", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "laughs.yaml: not valid YAML: an alias (*a0) is not allowed" in result.stdout
+    assert result.returncode == 2
+    assert "laughs.yaml: Could not deserialize the schema: not valid YAML: an alias (*a0)" in (
+        result.stderr
+    )
     assert "1 valid, 1 with problems" in result.stdout
 
 
@@ -87,7 +145,7 @@ def test_validate_refuses_conflicting_files(tmp_path: Path) -> None:
     )
     result = run("validate", "a.yaml", "b.yaml", cwd=tmp_path)
     assert result.returncode == 1
-    assert "already registered" in result.stdout
+    assert "already registered" in result.stderr
 
 
 def test_events_table_in_order_across_rotated_files(logs: Path) -> None:
@@ -167,8 +225,8 @@ def test_validate_prints_a_property_name_escaped(tmp_path: Path) -> None:
     path.write_text(json.dumps(make_schema("x/odd", **{"k" + TERMINAL: {"type": "nonsense"}})))
     result = run("validate", str(path), cwd=tmp_path)
     assert result.returncode == 1
-    assert not any(char in result.stdout for char in RAW), repr(result.stdout)
-    assert "properties.k\\x1b]0;owned" in result.stdout
+    assert not any(char in result.stderr for char in RAW), repr(result.stderr)
+    assert "properties.k\\x1b]0;owned" in result.stderr
 
 
 def test_help_for_every_command(tmp_path: Path) -> None:

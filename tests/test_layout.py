@@ -112,7 +112,7 @@ def test_parsing_a_post_imports_no_eventlog() -> None:
     assert not imported & {"core.eventlog", "server.ingest", "core.delivery", "server.reception"}
 
 
-GROUPS = ("core", "server", "hub", "sinks", "cli", "analysis", "dashboard")
+GROUPS = ("core", "server", "hub", "sinks", "cli", "analysis", "dashboard", "compat")
 
 
 def test_every_module_is_in_one_group() -> None:
@@ -129,6 +129,12 @@ def test_the_library_imports_nothing_of_the_server_the_hub_the_sinks_or_the_cli(
         outside = {
             name for name in imports_of(module) if not name.startswith(("core.", "_version"))
         }
+        assert not outside, f"{module} imports {sorted(outside)}"
+
+
+def test_the_compatibility_modules_are_the_library_only() -> None:
+    for module in group_modules("compat"):
+        outside = {name for name in imports_of(module) if not name.startswith(("core.", "compat."))}
         assert not outside, f"{module} imports {sorted(outside)}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +14,7 @@ from traitlets import Bool, Enum, List, Unicode
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
-from jupyter_telemetry_ext.core.errors import EventSchemaError
 from jupyter_telemetry_ext.core.eventlog import EventLog
-from jupyter_telemetry_ext.core.printable import printable
 from jupyter_telemetry_ext.sinks.logreader import (
     BadLine,
     event_time,
@@ -28,37 +26,7 @@ from jupyter_telemetry_ext.sinks.logreader import (
 
 from .stats import GROUPS, count_capsules
 from .tables import MAX_CELL, render
-
-
-class ValidateCommand(Command):
-    """Check schema files with the rules used at registration."""
-
-    name = "jupyter-telemetry-validate"
-    description = """Check event schema files (YAML or JSON) with the same rules as registration.
-    Prints one line per problem, naming the file and the key. Exit status: 0 when every file is
-    valid, 1 when some are invalid, 2 when some cannot be read."""
-    examples = "jupyter telemetry validate schemas/*/v1.yaml"
-
-    def start(self) -> None:
-        """Validate each file named on the command line."""
-        if not self.extra_args:
-            self.fail("validate: name one or more schema files")
-        eventlog = EventLog()
-        codes = [self._check(eventlog, Path(p)) for p in self.extra_args]
-        print(f"{codes.count(0)} valid, {len(codes) - codes.count(0)} with problems")
-        self.exit(max(codes))
-
-    def _check(self, eventlog: EventLog, path: Path) -> int:
-        if not path.is_file():
-            print(f"{path}: cannot read: no such file")
-            return 2
-        try:
-            schema = eventlog.register_schema_file(path)
-        except EventSchemaError as e:
-            print(printable(str(e)))
-            return 2 if "cannot read" in str(e) else 1
-        print(printable(f"{path}: ok ({schema.id} version {schema.version})"))
-        return 0
+from .validate import ValidateCommand
 
 
 class SchemasCommand(Command):
@@ -263,6 +231,14 @@ class TelemetryApp(JupyterApp):
             "Run the JupyterHub collector service.",
         ),
     }
+
+    def emit_description(self) -> Generator[str, None, None]:
+        """Yield the usage line, then the description."""
+        program = Path(sys.argv[0]).name if sys.argv else ""
+        program = program if program and not program.endswith(".py") else self.name
+        yield f"Usage: {program} SUBCOMMAND [OPTIONS]"
+        yield ""
+        yield from super().emit_description()
 
     def start(self) -> None:
         """Run the subcommand, or list them."""

@@ -20,9 +20,9 @@ from traitlets import Any as AnyTrait
 from traitlets import Instance, List, default, observe
 from traitlets.config import Config, LoggingConfigurable
 
-from . import capsule as capsules
+from jupyter_telemetry_ext._version import __version__
+
 from . import events_yaml as yaml  # jupyter_events.yaml's helpers, for code moving from it
-from .capsule import Plan
 from .errors import (
     CoreMetadataError,
     ListenerError,
@@ -31,6 +31,7 @@ from .errors import (
     SchemaRegistryException,
 )
 from .eventlog import EventLog
+from .eventlog_v1 import MetadataV1EventLog
 from .events_schema import EventSchema, load_schema, with_defaults
 from .timestamps import Timestamps
 
@@ -44,12 +45,12 @@ __all__ = [
     "SchemaNotRegistered",
     "SchemaRegistry",
     "SchemaRegistryException",
+    "__version__",
     "yaml",
 ]
 
 Modifier = Callable[..., dict[str, Any]]
 EventListener = Callable[..., Any]
-EVENTS_METADATA_VERSION = 1
 # jupyter_events warns once per schema id, not at every emit.
 warnings.simplefilter("once", SchemaNotRegistered)
 
@@ -104,29 +105,12 @@ class _EventsTimestamps(Timestamps):
         return (when or datetime.now(tz=timezone.utc)).isoformat() + "Z"
 
 
-class _EventsLog(EventLog):
+class _EventsLog(MetadataV1EventLog):
     """Our EventLog writing jupyter_events' capsule metadata version and timestamps."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._stamps = _EventsTimestamps()
-
-    def _record(
-        self,
-        plan: Plan,
-        event: Mapping[str, Any],
-        timestamp: datetime | None,
-        context: Mapping[str, Any] | None = None,
-        encode: capsules.Encoder = capsules.encode,
-        *,
-        key: bytes | None = None,
-    ) -> dict[str, Any] | None:
-        def encode_v1(value: Mapping[str, Any], schema: Any) -> str:
-            if "__metadata_version__" in value and isinstance(value, dict):
-                value["__metadata_version__"] = EVENTS_METADATA_VERSION
-            return encode(value, schema)
-
-        return super()._record(plan, event, timestamp, context, encode_v1, key=key)
 
 
 class EventLogger(LoggingConfigurable):

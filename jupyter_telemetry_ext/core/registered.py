@@ -33,7 +33,7 @@ class RegisteredSchemas(list[EventSchema]):
             found = self._find(key)
             if found is None:
                 raise KeyError(key)
-            return copy.deepcopy(found.document)
+            return self.document(found)
         return super().__getitem__(key)
 
     def __contains__(self, item: object) -> bool:
@@ -45,7 +45,7 @@ class RegisteredSchemas(list[EventSchema]):
     def get(self, key: SchemaKey, default: Any = None) -> Any:
         """Return the document of `(id, version)`, or `default` when it is not registered."""
         found = self._find(key)
-        return default if found is None else copy.deepcopy(found.document)
+        return default if found is None else self.document(found)
 
     def keys(self) -> list[tuple[str, str | int]]:
         """Return `(id, version)` of each schema, the version as the schema declares it."""
@@ -53,11 +53,15 @@ class RegisteredSchemas(list[EventSchema]):
 
     def values(self) -> list[dict[str, Any]]:
         """Return each schema's document."""
-        return [copy.deepcopy(schema.document) for schema in self]
+        return [self.document(schema) for schema in self]
 
     def items(self) -> Iterator[tuple[tuple[str, str | int], dict[str, Any]]]:
         """Yield `((id, version), document)` for each schema."""
         return zip(self.keys(), self.values(), strict=True)
+
+    def document(self, schema: EventSchema) -> dict[str, Any]:
+        """Return a copy of the document a schema reads as."""
+        return copy.deepcopy(schema.document)
 
     def _find(self, key: tuple[Any, ...]) -> EventSchema | None:
         if len(key) != 2:

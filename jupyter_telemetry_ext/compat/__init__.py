@@ -1,0 +1,1 @@
+"""Drop-in modules for code moving from other Jupyter telemetry libraries, on this package."""

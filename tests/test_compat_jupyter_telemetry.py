@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from jupyter_telemetry_ext import EventLog as CoreEventLog
 from jupyter_telemetry_ext import EventSchemaError
 from jupyter_telemetry_ext.compat.jupyter_telemetry import TELEMETRY_METADATA_VERSION, EventLog
 from tests.conftest import Sink
+from tests.hubserver import doc_block
 
 # A schema as jupyter-telemetry 0.1.0's users wrote them: no title, description nor type.
 SCHEMA: dict[str, Any] = {
@@ -120,3 +122,16 @@ def test_a_file_without_title_names_the_file_in_errors(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({**SCHEMA, "properties": {"x": {"type": "nonsense"}}}))
     with pytest.raises(EventSchemaError, match=r"bad\.yaml: properties\.x\.type"):
         EventLog().register_schema_file(path)
+
+
+def test_the_migration_pages_example_records_the_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    names: dict[str, Any] = {}
+    exec(doc_block("migrating.md", "jupyter_telemetry_compat"), names)  # noqa: S102 - our docs
+    names["eventlog"].close()
+    for handler in names["eventlog"].handlers:
+        handler.close()
+    (line,) = (tmp_path / "events.log").read_text("utf-8").splitlines()
+    assert json.loads(line)["path"] == "a.ipynb"

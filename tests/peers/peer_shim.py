@@ -52,13 +52,15 @@ def pytest_configure(config: pytest.Config) -> None:
     (metadata / "METADATA").write_text(
         "Metadata-Version: 2.1\nName: peer-command-names\nVersion: 0\n", "utf-8"
     )
-    lines = [f"{alias} = {ours[name]}" for alias, name in COMMANDS.items()]
-    (metadata / "entry_points.txt").write_text("\n".join(["[console_scripts]", *lines, ""]))
+    lines = ["[console_scripts]", *(f"{alias} = {ours[name]}" for alias, name in COMMANDS.items())]
+    (metadata / "entry_points.txt").write_text("\n".join([*lines, ""]), "utf-8")
     sys.path.insert(0, str(folder))
     scripts = folder / "bin"
     scripts.mkdir()
     for alias, name in COMMANDS.items():
-        (scripts / alias).symlink_to(shutil.which(name) or name)
+        script = shutil.which(name)
+        assert script, f"{name} is not on PATH: is this package installed?"
+        (scripts / alias).symlink_to(script)
     os.environ["PATH"] = f"{scripts}{os.pathsep}{os.environ.get('PATH', '')}"
     for alias, name in COMMANDS.items():
         # The first entry point of a name is the one run: ours, not an installed peer's.

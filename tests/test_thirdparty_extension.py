@@ -15,7 +15,6 @@ import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -114,14 +113,22 @@ def lab(tmp_path: Path, thirdparty: Path) -> Iterator[Lab]:
 
 
 def test_a_thirdparty_extension_records_through_the_shared_client(lab: Lab) -> None:
-    """The example's plugin gets our ITelemetry (one token object) and its event is written."""
+    """The example's plugins record through our ITelemetry, required (one token object) or
+    found by the labextension's name, and through the REST API; a same-named token is not it."""
     with chromium_page(playwright) as page:
         errors: list[str] = []
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(f"{lab.url}lab?token={TOKEN}")
-        event: dict[str, Any] = lab.wait_for(
-            lambda e: e["__schema__"] == ACTIVATED, "third-party activated event"
+        page.on(
+            "console", lambda m: errors.append(m.text) if m.type in {"error", "warning"} else None
         )
-    assert event["action"] == "activated"
-    assert event["accepts_method"] is True
+        page.goto(f"{lab.url}lab?token={TOKEN}")
+        events = {
+            action: lab.wait_for(
+                lambda e, action=action: e["__schema__"] == ACTIVATED and e["action"] == action,
+                f"third-party {action} event",
+            )
+            for action in ("activated", "by-name", "rest")
+        }
+    assert events["activated"]["accepts_method"] is True
+    assert events["by-name"]["same_name_token_resolves"] is False
+    assert "__client_id__" in events["activated"]  # the client's id: it came through ITelemetry
     assert not [text for text in errors if "telemetry-thirdparty-example" in text], errors

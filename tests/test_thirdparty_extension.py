@@ -87,8 +87,9 @@ def thirdparty(tmp_path_factory: pytest.TempPathFactory) -> Path:
     installed = source / "node_modules" / PACKAGE["name"]
     assert (installed / "lib" / "tokens.d.ts").is_file()
     run([jlpm(), "tsc"], source)
-    builder = Path(sys.executable).parent / "jupyter-builder"
-    run([str(builder), "build", "."], source)
+    builder = shutil.which("jupyter-builder", path=str(Path(sys.executable).parent))
+    assert builder, "jupyter-builder not found: pip install -e '.[test]'"
+    run([builder, "build", "."], source)
 
     output = source / "labextension"
     built = json.loads((output / "package.json").read_text(encoding="utf-8"))

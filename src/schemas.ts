@@ -29,6 +29,7 @@ export class RecordedSchemas {
   constructor(summaries: ISchemaSummary[] | null) {
     this._all = summaries === null;
     for (const s of summaries ?? []) {
+      this._listed.set(key(s.id, s.version), s);
       if (s.frontend && s.allowed) {
         this._keys.add(key(s.id, s.version));
       }
@@ -43,6 +44,21 @@ export class RecordedSchemas {
     return this._all || this._keys.has(key(schemaId, version));
   }
 
+  /** Why the server does not record events of this schema version; undefined when it does. */
+  refusal(schemaId: string, version: number | string): string | undefined {
+    if (this.accepts(schemaId, version)) {
+      return undefined;
+    }
+    const listed = this._listed.get(key(schemaId, version));
+    if (listed === undefined) {
+      return `version ${version} is not in the server's schema list (GET api/telemetry/schemas)`;
+    }
+    if (!listed.frontend) {
+      return 'the schema does not have "frontend": true, so the server refuses it from a browser';
+    }
+    return "the schema is not in the admin's allow-list (c.EventLog.allowed_schemas)";
+  }
+
   /** Whether the server's sampling keeps an event of this schema with this client id. */
   keeps(schemaId: string, id: string): boolean {
     const rate = this._rates.get(schemaId);
@@ -51,6 +67,7 @@ export class RecordedSchemas {
 
   private readonly _all: boolean;
   private readonly _keys = new Set<string>();
+  private readonly _listed = new Map<string, ISchemaSummary>();
   private readonly _rates = new Map<string, number>();
 }
 

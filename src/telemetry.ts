@@ -84,13 +84,24 @@ export class Telemetry implements ITelemetry {
    * ids on the wire the server samples at random, so the client leaves sampling to it.
    */
   private _sends(recorded: RecordedSchemas, event: IWireEvent): boolean {
-    return (
-      recorded.accepts(event.schema_id, event.version) &&
-      (!this._queue.sendsIds || recorded.keeps(event.schema_id, event.id))
-    );
+    const refusal = recorded.refusal(event.schema_id, event.version);
+    if (refusal !== undefined) {
+      this._explain(event.schema_id, refusal);
+      return false;
+    }
+    return !this._queue.sendsIds || recorded.keeps(event.schema_id, event.id);
+  }
+
+  /** Say once per schema, at debug level, why its events are dropped without a request. */
+  private _explain(schemaId: string, refusal: string): void {
+    if (!this._explained.has(schemaId)) {
+      this._explained.add(schemaId);
+      console.debug(`Telemetry: events of ${schemaId} are dropped, not sent: ${refusal}`);
+    }
   }
 
   private _recorded: RecordedSchemas | null = null;
+  private readonly _explained = new Set<string>();
   private readonly _pending: IWireEvent[] = [];
 }
 

@@ -10,7 +10,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,12 +119,14 @@ def running_lab(
     settings: dict[str, dict[str, Any]] | None = None,
     files: dict[str, str] | None = None,
     config_lines: str = "",
+    data_paths: Sequence[Path] = (),
 ) -> Iterator[Lab]:
     """Run `jupyter lab` in `tmp` recording `allowed` schemas into a file; stop it at exit.
 
     `checkout` loads this checkout's client build and schemas; `settings` maps a plugin id
     (`jupyter-telemetry-ext:plugin`) to the user settings the lab starts with; `files` are
-    written into the root before the lab starts; `config_lines` end the server's config file.
+    written into the root before the lab starts; `config_lines` end the server's config file;
+    `data_paths` are Jupyter data folders put first in JUPYTER_PATH (their `labextensions`).
     """
     root = tmp / "root"
     root.mkdir()
@@ -141,9 +143,11 @@ def running_lab(
         "--LabApp.extension_manager=readonly",
     )  # fmt: skip
     env = jupyter_environment(tmp, lab=True)
+    paths = [*map(str, data_paths)]
     if checkout:
-        paths = [str(worktree_data(tmp)), env.get("JUPYTER_PATH", "")]
-        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, paths))
+        paths.append(str(worktree_data(tmp)))
+    if paths:
+        env["JUPYTER_PATH"] = os.pathsep.join(filter(None, [*paths, env.get("JUPYTER_PATH", "")]))
     for plugin, values in (settings or {}).items():
         package, name = plugin.split(":")
         folder = tmp / "settings" / package

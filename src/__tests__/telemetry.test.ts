@@ -22,6 +22,7 @@ beforeEach(() => {
   vi.useFakeTimers({ now: Date.parse('2026-01-01T00:00:00Z') });
   transport = new FakeTransport();
   ids = 0;
+  vi.spyOn(console, 'debug').mockImplementation(() => undefined); // the drops' explanations
 });
 
 afterEach(() => {
@@ -52,6 +53,41 @@ describe('Telemetry', () => {
         timestamp: '2026-01-01T00:00:00.000Z'
       }
     ]);
+  });
+
+  it('says once per schema, at debug level, why its events are dropped', async () => {
+    const debug = vi.spyOn(console, 'debug').mockImplementation(() => undefined);
+    let answer: (list: ISchemaSummary[]) => void = () => undefined;
+    const telemetry = makeTelemetry(new Promise(resolve => (answer = resolve)));
+    telemetry.record({ schema_id: DENIED, version: 1, data: {} }); // pending: sorted later
+    expect(debug).not.toHaveBeenCalled();
+    answer(SCHEMAS);
+    await telemetry.ready;
+    for (let i = 0; i < 3; i++) {
+      telemetry.record({ schema_id: DENIED, version: 1, data: {} });
+      telemetry.record({ schema_id: BACKEND, version: 1, data: {} });
+      telemetry.record({ schema_id: 'https://example.org/unknown', version: 1, data: {} });
+      telemetry.record({ schema_id: ALLOWED, version: 1, data: {} });
+    }
+    telemetry.record({ schema_id: ALLOWED, version: 3, data: {} });
+    await telemetry.flush();
+    expect(debug.mock.calls.map(call => call.join(' '))).toEqual([
+      `Telemetry: events of ${DENIED} are dropped, not sent: the schema is not in the admin's allow-list (c.EventLog.allowed_schemas)`,
+      `Telemetry: events of ${BACKEND} are dropped, not sent: the schema does not have "frontend": true, so the server refuses it from a browser`,
+      "Telemetry: events of https://example.org/unknown are dropped, not sent: version 1 is not in the server's schema list (GET api/telemetry/schemas)",
+      `Telemetry: events of ${ALLOWED} are dropped, not sent: version 3 is not in the server's schema list (GET api/telemetry/schemas)`
+    ]);
+    expect(transport.posts.flatMap(p => p.events)).toHaveLength(3); // no request for the rest
+  });
+
+  it('says nothing when the schema list cannot be read: the server decides', async () => {
+    const debug = vi.spyOn(console, 'debug').mockImplementation(() => undefined);
+    const telemetry = makeTelemetry(Promise.resolve(null));
+    await telemetry.ready;
+    telemetry.record({ schema_id: DENIED, version: 1, data: {} });
+    await telemetry.flush();
+    expect(debug).not.toHaveBeenCalled();
+    expect(transport.posts.flatMap(p => p.events)).toHaveLength(1);
   });
 
   it('holds events recorded before the schema list, then sorts them', async () => {

@@ -1,0 +1,5 @@
+import { byNamePlugin } from './byname';
+import { plugin } from './plugin';
+import { restPlugin } from './rest';
+
+export default [plugin, byNamePlugin, restPlugin];

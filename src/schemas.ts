@@ -15,6 +15,8 @@ export interface ISchemaSummary {
   allowed: boolean;
   /** The share of the schema's events the server keeps; 1 (or absent) when not sampled. */
   sampling?: number;
+  /** Set when a study keeps this user's events out: not sent until the user decides. */
+  consent?: 'needed' | 'declined';
 }
 
 /**
@@ -29,7 +31,7 @@ export class RecordedSchemas {
   constructor(summaries: ISchemaSummary[] | null) {
     this._all = summaries === null;
     for (const s of summaries ?? []) {
-      if (s.frontend && s.allowed) {
+      if (s.frontend && s.allowed && !s.consent) {
         this._keys.add(key(s.id, s.version));
       }
       if (typeof s.sampling === 'number' && s.sampling > 0 && s.sampling < 1) {

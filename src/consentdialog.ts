@@ -3,7 +3,7 @@
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
-import { Widget } from '@lumino/widgets';
+import { Panel, Widget } from '@lumino/widgets';
 
 import { Ask, DecisionWord, IStudy, choiceLabel } from './consent';
 
@@ -40,9 +40,11 @@ export function dialogAsk(render: RenderText, offered?: DecisionWord[]): Ask {
   return async (study: IStudy) => {
     const words: DecisionWord[] =
       offered ?? (study.mode === 'notice' ? ['shown'] : ['declined', 'granted']);
-    const body = await render(study.text);
-    body.addClass(TEXT_CLASS);
-    body.node.tabIndex = -1; // focused first, so that Enter does not press a button
+    const text = await render(study.text);
+    text.addClass(TEXT_CLASS);
+    text.node.tabIndex = -1; // focused first, so that Enter does not press a button
+    const body = new Panel(); // the dialog looks for the node to focus inside its body
+    body.addWidget(text);
     const result = await showDialog({
       title: `${study.title} (version ${study.version})`,
       body,

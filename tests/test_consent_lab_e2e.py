@@ -165,3 +165,23 @@ def test_declined_then_accepted_in_jupyterlab(lab: Lab) -> None:
     decisions = [e["decision"] for e in lab.events() if e["__schema__"] == CONSENT]
     assert decisions == ["declined", "granted"]
     assert [e["execution_count"] for e in lab.events() if e["__schema__"] == CELL] == [2]
+
+
+def test_without_studies_no_dialog_and_no_status_item(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A server with no study: the page shows neither a dialog nor the status bar item."""
+    tmp = tmp_path_factory.mktemp("no-study-lab")
+    files = {"plain.ipynb": notebook("40 + 2")}
+    settings = {NEWS: {"fetchNews": "false"}}
+    with (
+        running_lab(tmp, [CELL], checkout=True, files=files, settings=settings) as lab,
+        chromium_page(playwright) as page,
+    ):
+        page.goto(f"{lab.url}lab/tree/plain.ipynb?token={TOKEN}")
+        page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=90_000)
+        wait_for_kernel(lab)
+        run_cell(page, 0, "42")
+        lab.wait_for(lambda e: e["__schema__"] == CELL, "cell event")  # the client did start
+        assert page.locator(".jp-Dialog").count() == 0
+        assert page.locator(".jp-TelemetryConsent-status").count() == 0

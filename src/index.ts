@@ -6,6 +6,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 // recorders at once, so that no notebook restored at start-up is missed.
 /* eslint-disable jupyter/prefer-lazy-imports */
 import { recordCells, recordCommands, recordNotebooks } from './builtin';
+import { consentPlugin } from './consentplugin';
 import { EventQueue, IQueueSettings } from './queue';
 import { KindSettings, Recorder } from './recorder';
 import { DEFAULT_TIMINGS, IResearchTimings, NotebookSessions, recordResearch } from './research';
@@ -122,4 +123,4 @@ const builtinPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [telemetryPlugin, builtinPlugin];
+export default [telemetryPlugin, builtinPlugin, consentPlugin];

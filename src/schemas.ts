@@ -15,6 +15,8 @@ export interface ISchemaSummary {
   allowed: boolean;
   /** The share of the schema's events the server keeps; 1 (or absent) when not sampled. */
   sampling?: number;
+  /** Set when a study keeps this user's events out: not sent until the user decides. */
+  consent?: 'needed' | 'declined';
 }
 
 /**
@@ -30,7 +32,7 @@ export class RecordedSchemas {
     this._all = summaries === null;
     for (const s of summaries ?? []) {
       this._listed.set(key(s.id, s.version), s);
-      if (s.frontend && s.allowed) {
+      if (s.frontend && s.allowed && !s.consent) {
         this._keys.add(key(s.id, s.version));
       }
       if (typeof s.sampling === 'number' && s.sampling > 0 && s.sampling < 1) {
@@ -55,6 +57,9 @@ export class RecordedSchemas {
     }
     if (!listed.frontend) {
       return 'the schema does not have "frontend": true, so the server refuses it from a browser';
+    }
+    if (listed.consent) {
+      return `a study this user has not allowed covers it (consent: ${listed.consent})`;
     }
     return "the schema is not in the admin's allow-list (c.EventLog.allowed_schemas)";
   }

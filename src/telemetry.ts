@@ -58,6 +58,18 @@ export class Telemetry implements ITelemetry {
     }
   }
 
+  /**
+   * Read the schema list again (after a consent decision): events recorded from then on are
+   * sent by the new one. Kept as it was when the new one cannot be read.
+   */
+  async reload(schemas: Promise<ISchemaSummary[] | null>): Promise<void> {
+    await this.ready;
+    const list = await schemas;
+    if (list !== null) {
+      this._recorded = new RecordedSchemas(list);
+    }
+  }
+
   async flush(): Promise<void> {
     await this.ready;
     await this._queue.flush();

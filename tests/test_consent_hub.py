@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,13 @@ def test_a_users_server_relays_her_decisions_to_the_collector(deployment: Deploy
     events = deployment.stored(count=4)
     assert ("alice", "a-5") in [(e["__user__"], e["__client_id__"]) for e in events]
     assert json.loads(deployment.decisions.read_text())["alice"]["course"]["decision"] == "granted"
+    # Her server's transparency page lists the collector's study with her decision.
+    headers = {"Authorization": f"token {deployment.alice}"}
+    page = urllib.request.Request(hub.url + "user/alice/telemetry", headers=headers)  # noqa: S310
+    with urllib.request.urlopen(page, timeout=30) as reply:  # noqa: S310
+        html = reply.read().decode("utf-8")
+    assert 'data-study="course"' in html
+    assert "Your decision: <strong>accepted</strong>" in html
 
 
 PG_CONFIG = """\

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, ExtensionHandlerMixin
 from tornado import web
 
+from jupyter_telemetry_ext.core.errors import ConsentError
+
+from .forwarding.consent_relay import relay
 from .pagerender import TEMPLATE
 from .routes import TelemetryMixin
-from .transparency import forwarding_model, page_model
+from .studyview import study_views
+from .transparency import PageModel, forwarding_model, page_model
 
 
 class TelemetryPageHandler(
@@ -34,7 +40,25 @@ class TelemetryPageHandler(
             )
         else:
             model = page_model(self.eventlog, getattr(self.extensionapp, "record_user", "none"))
-        self.finish(self.render_template(TEMPLATE, model=model))
+        model = await self._with_studies(model)
+        xsrf = self.xsrf_token.decode("ascii")  # the studies' buttons send it with their PUT
+        self.finish(self.render_template(TEMPLATE, model=model, xsrf=xsrf))
+
+    async def _with_studies(self, model: PageModel) -> PageModel:
+        """Return the model with the user's studies: the server's own, or the collector's."""
+        forwarder = self.forwarder
+        if forwarder is None:
+            consent = self.eventlog.consent
+            studies = consent.model(consent.default_user)["studies"]
+            return dataclasses.replace(model, studies=study_views(studies))
+        try:
+            reply = await relay(forwarder.settings)
+        except ConsentError as e:
+            if e.status == 404:  # a collector without consent routes has no studies
+                return model
+            self.log.warning("Telemetry: the page cannot list the studies: %s", e)
+            return dataclasses.replace(model, studies_unknown=str(e))
+        return dataclasses.replace(model, studies=study_views(reply.get("studies") or []))
 
 
 page_handlers: list[tuple[str, type[web.RequestHandler]]] = [

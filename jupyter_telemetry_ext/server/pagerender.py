@@ -27,4 +27,6 @@ def _environment() -> jinja2.Environment:
 def render_page(model: PageModel, *, static_url: Callable[[str], str], base_url: str) -> str:
     """Return the page's HTML; `static_url` names where `telemetry.css` and `.js` are served."""
     template = _environment().get_template(TEMPLATE)
-    return template.render(model=model, static_url=static_url, base_url=base_url, ws_url="")
+    return template.render(
+        model=model, static_url=static_url, base_url=base_url, ws_url="", xsrf=""
+    )

@@ -31,6 +31,7 @@ from jupyter_telemetry_ext.core.redaction import (
 from jupyter_telemetry_ext.core.schema import EventSchema, schema_order
 
 from .rules import CollectorRules
+from .studyview import StudyView
 
 KEEP_MARK, REDACT_MARK, DROP_MARK, PARTIAL_MARK, OFF_MARK = "keep", "redact", "drop", "partial", ""
 OTHER_FIELDS = "(any other field)"
@@ -93,6 +94,8 @@ class PageModel:
     place: str = SERVER
     rules_known: bool = True
     local_recorded: int = 0  # FORWARDING: schemas the server's own allow-list also records
+    studies: tuple[StudyView, ...] = ()  # the viewing user's studies and decisions
+    studies_unknown: str | None = None  # why the studies could not be read (the collector's)
 
     @property
     def live(self) -> bool:

@@ -1,0 +1,120 @@
+"""The transparency page's studies: listed for the viewing user, changed with its buttons.
+
+A real server with two studies (opt-in, notice) and Debian's Chromium clicking the page's
+buttons; the test reads the decisions back from `GET api/telemetry/consent` and the decisions
+file. A screenshot of the section goes to `test-artifacts/`.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from tornado.httpclient import HTTPResponse
+
+from tests.labs import CHROMIUM, ROOT, SCHEMAS, TOKEN, WAIT, Lab, chromium_page, running_lab
+from tests.servers import wait_until
+
+CELL = SCHEMAS + "cell"
+ARTIFACTS = ROOT / "test-artifacts"
+INJECTED = "<script>window.studyInjected = 1</script>"
+STUDIES = {
+    "intro-2027": {
+        "title": "How students work (2027)",
+        "text": f"We record when you run a cell.\n\nNever your code. {INJECTED}",
+        "version": 3,
+        "mode": "opt-in",
+        "schemas": [CELL],
+    },
+    "lab-notice": {
+        "title": "Usage notice",
+        "text": "This lab records how its pages are used.",
+        "version": 1,
+        "mode": "notice",
+        "schemas": [CELL],
+    },
+}
+
+playwright = pytest.importorskip("playwright.sync_api")
+browser = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
+    """A server with the two studies, its decisions file in the test's folder."""
+    tmp = tmp_path_factory.mktemp("consent-page")
+    decisions = tmp / "consent.json"
+    config = (
+        f"\nc.TelemetryExtension.consent_file = {str(decisions)!r}"
+        f"\nc.EventLog.studies = {STUDIES!r}\n"
+    )
+    with running_lab(tmp, [CELL], config_lines=config) as lab:
+        yield lab, decisions
+
+
+def fetch(lab: Lab, path: str) -> str:
+    """GET a path of the server with the token; return the body."""
+    with urllib.request.urlopen(f"{lab.url}{path}?token={TOKEN}", timeout=10) as reply:  # noqa: S310
+        return str(reply.read().decode("utf-8"))
+
+
+def decision(lab: Lab, study: str) -> str | None:
+    """The user's decision on `study`, as `GET api/telemetry/consent` says."""
+    studies = json.loads(fetch(lab, "api/telemetry/consent"))["studies"]
+    found: str | None = next(s["decision"] for s in studies if s["study"] == study)
+    return found
+
+
+@pytest.mark.e2e
+def test_the_section_lists_each_study_and_escapes_its_text(lab: tuple[Lab, Path]) -> None:
+    """Title, mode, version and decision of each study; the text is never markup."""
+    page = fetch(lab[0], "telemetry")
+    assert 'id="studies"' in page
+    assert "How students work (2027)" in page
+    assert 'data-study="intro-2027" data-version="3"' in page
+    assert INJECTED not in page
+    assert "&lt;script&gt;window.studyInjected = 1&lt;/script&gt;" in page
+    assert "<p>We record when you run a cell.</p>" in page  # paragraphs kept
+
+
+async def test_no_section_without_studies(jp_fetch: Callable[..., Awaitable[HTTPResponse]]) -> None:
+    """A server with no study shows no studies section and loads no consent script."""
+    page = (await jp_fetch("telemetry")).body.decode("utf-8")
+    assert 'id="studies"' not in page
+    assert "consent.js" not in page
+
+
+@browser
+@pytest.mark.e2e
+def test_the_buttons_change_the_decisions(lab: tuple[Lab, Path]) -> None:
+    """Accept, Withdraw and "I have read this" PUT the decision with the page's XSRF token."""
+    server, decisions = lab
+    with chromium_page(playwright) as page:
+        page.set_viewport_size({"width": 1000, "height": 900})
+        page.goto(f"{server.url}telemetry?token={TOKEN}")
+        section = page.locator("#studies")
+        intro = section.locator('article[data-study="intro-2027"]')
+        assert "Your decision: none yet" in intro.inner_text()
+        intro.get_by_role("button", name="Accept").click()
+        wait_until(lambda: "Your decision: accepted" in intro.inner_text(), WAIT)
+        assert decision(server, "intro-2027") == "granted"
+        saved = json.loads(decisions.read_text(encoding="utf-8"))
+        assert [d["decision"] for d in next(iter(saved.values())).values()] == ["granted"]
+
+        notice = section.locator('article[data-study="lab-notice"]')
+        notice.get_by_role("button", name="I have read this").click()
+        wait_until(lambda: "Your decision: read" in notice.inner_text(), WAIT)
+        assert decision(server, "lab-notice") == "shown"
+        ARTIFACTS.mkdir(exist_ok=True)
+        section.screenshot(path=str(ARTIFACTS / "consent-transparency.png"))
+
+        intro.get_by_role("button", name="Withdraw").click()
+        wait_until(lambda: "Your decision: declined" in intro.inner_text(), WAIT)
+        assert decision(server, "intro-2027") == "declined"
+        assert "Not recording" in intro.inner_text()
+        assert page.evaluate("window.studyInjected") is None

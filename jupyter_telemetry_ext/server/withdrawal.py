@@ -1,5 +1,6 @@
-"""Erasing a user's events of a study when they withdraw (`erase_on_withdrawal`), on the
-collector: from each PostgreSQL handler, once the events already accepted are written."""
+"""Erasing a user's events of a study when they withdraw (`erase_on_withdrawal`): from each
+PostgreSQL handler and each JSON-lines file handler, once the events already accepted are
+written. The collector erases from its stores, a single server from its own."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.studies import Study
 from jupyter_telemetry_ext.sinks.postgres import PostgresEventHandler
-from jupyter_telemetry_ext.sinks.study_erasure import erase_user_schemas
+from jupyter_telemetry_ext.sinks.study_erasure import erase_user_schemas, erase_user_schemas_log
 
 FLUSH_TIMEOUT_SECONDS = 30.0
 
@@ -24,8 +25,9 @@ def erasure_problem(eventlog: EventLog, record_user: str) -> str | None:
     where = f"EventLog.studies[{erasing[0]!r}].erase_on_withdrawal"
     if record_user == "none":
         return f"{where}: events name no user (record_user = 'none'): nothing could be erased"
-    if not stores(eventlog):
-        return f"{where}: erases from PostgreSQL stores, and no PostgresEventHandler is set"
+    if not stores(eventlog) and not logs(eventlog):
+        return (f"{where}: erases from PostgreSQL stores and JSON-lines files, and no "
+                "PostgresEventHandler or logging.FileHandler is set")  # fmt: skip
     return None
 
 
@@ -39,8 +41,8 @@ def check_erasure(
         refuse([problem])
     if any(s.erase_on_withdrawal for s in eventlog.consent.studies.values()):
         for handler in others(eventlog):
-            log.warning("Telemetry collector: a withdrawal erases from PostgreSQL only, not from "
-                        "the handler %r: erase there by hand", handler)  # fmt: skip
+            log.warning("Telemetry: a withdrawal erases from PostgreSQL and JSON-lines files "
+                        "only, not from the handler %r: erase there by hand", handler)  # fmt: skip
 
 
 def stores(eventlog: EventLog) -> list[PostgresEventHandler]:
@@ -48,23 +50,34 @@ def stores(eventlog: EventLog) -> list[PostgresEventHandler]:
     return [h for h in eventlog.handlers if isinstance(h, PostgresEventHandler)]
 
 
+def logs(eventlog: EventLog) -> list[logging.FileHandler]:
+    """Return the JSON-lines file handlers of an EventLog."""
+    return [h for h in eventlog.handlers if isinstance(h, logging.FileHandler)]
+
+
 def others(eventlog: EventLog) -> list[logging.Handler]:
-    """Return the handlers a withdrawal does not erase from (all but PostgreSQL's)."""
-    return [h for h in eventlog.handlers if not isinstance(h, PostgresEventHandler)]
+    """Return the handlers a withdrawal does not erase from."""
+    erased = (PostgresEventHandler, logging.FileHandler)
+    return [h for h in eventlog.handlers if not isinstance(h, erased)]
 
 
 async def erase_withdrawn(eventlog: EventLog, study: Study, user: str) -> int:
-    """Erase `user`'s (as stored) events of `study` from every PostgreSQL handler; return how
-    many. The events accepted so far are written first, so none of them comes back later."""
+    """Erase `user`'s (as stored) events of `study` from every PostgreSQL and file handler;
+    return how many. The events accepted so far are written first, so none of them comes back
+    later; the withdrawal keeps any later one out."""
     if not await asyncio.to_thread(eventlog.flush, FLUSH_TIMEOUT_SECONDS):
         msg = "the events accepted before the withdrawal are not written yet: erase again later"
         raise TimeoutError(msg)
     schema_ids = sorted({s.id for s in eventlog.schemas if study.covers(s)})
     operator = f"withdrawal from study {study.name}"
     total = 0
-    for handler in stores(eventlog):
-        url = handler._url  # the handler's resolved URL, never logged
+    for store in stores(eventlog):
+        url = store._url  # the handler's resolved URL, never logged
         total += await asyncio.to_thread(
-            erase_user_schemas, url, handler.table, user, schema_ids, operator
+            erase_user_schemas, url, store.table, user, schema_ids, operator
+        )
+    for handler in logs(eventlog):
+        total += await asyncio.to_thread(
+            erase_user_schemas_log, handler, user, schema_ids, operator
         )
     return total

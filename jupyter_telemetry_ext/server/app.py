@@ -403,7 +403,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
                 "the consent routes to it: configure the studies in the collector's config"
             )
             self.refuse_to_start([msg])
-        check_erasure(self.eventlog, self.record_user, self.refuse_to_start, self.log)
+        check_erasure(self.eventlog, None, self.refuse_to_start, self.log)
         consent_file = Path(self.consent_file or Path(self.data_dir) / CONSENT_FILE)
         start_consent(self.eventlog, consent_file, self.refuse_to_start, self.log, server_user())
         self._start_forwarding()

@@ -1,6 +1,7 @@
 """Erasing a user's events of a study when they withdraw (`erase_on_withdrawal`): from each
 PostgreSQL handler and each JSON-lines file handler, once the events already accepted are
-written. The collector erases from its stores, a single server from its own."""
+written. The collector erases the user's events from its stores; a single server, whose events
+are all its user's, every event of the study from its own."""
 
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from jupyter_telemetry_ext.sinks.study_erasure import erase_user_schemas, erase_
 FLUSH_TIMEOUT_SECONDS = 30.0
 
 
-def erasure_problem(eventlog: EventLog, record_user: str) -> str | None:
-    """Return why a study's `erase_on_withdrawal` cannot be honoured here, or None."""
+def erasure_problem(eventlog: EventLog, record_user: str | None) -> str | None:
+    """Return why a study's `erase_on_withdrawal` cannot be honoured here, or None
+    (`record_user` None: a single server's, whose events are all its user's)."""
     erasing = sorted(s.name for s in eventlog.consent.studies.values() if s.erase_on_withdrawal)
     if not erasing:
         return None
@@ -32,7 +34,10 @@ def erasure_problem(eventlog: EventLog, record_user: str) -> str | None:
 
 
 def check_erasure(
-    eventlog: EventLog, record_user: str, refuse: Callable[[list[str]], Any], log: logging.Logger
+    eventlog: EventLog,
+    record_user: str | None,
+    refuse: Callable[[list[str]], Any],
+    log: logging.Logger,
 ) -> None:
     """Refuse to start when a study's erasure cannot be honoured; name the handlers that a
     withdrawal does not erase from."""
@@ -61,10 +66,10 @@ def others(eventlog: EventLog) -> list[logging.Handler]:
     return [h for h in eventlog.handlers if not isinstance(h, erased)]
 
 
-async def erase_withdrawn(eventlog: EventLog, study: Study, user: str) -> int:
-    """Erase `user`'s (as stored) events of `study` from every PostgreSQL and file handler;
-    return how many. The events accepted so far are written first, so none of them comes back
-    later; the withdrawal keeps any later one out."""
+async def erase_withdrawn(eventlog: EventLog, study: Study, user: str | None) -> int:
+    """Erase `user`'s (as stored; None: every user's) events of `study` from every PostgreSQL
+    and file handler; return how many. The events accepted so far are written first, so none
+    of them comes back later; the withdrawal keeps any later one out."""
     if not await asyncio.to_thread(eventlog.flush, FLUSH_TIMEOUT_SECONDS):
         msg = "the events accepted before the withdrawal are not written yet: erase again later"
         raise TimeoutError(msg)

@@ -18,15 +18,15 @@ from .store import connect, has_ids_table
 
 
 def erase_user_schemas(
-    url: str, table: str, user: str, schema_ids: Sequence[str], operator: str
+    url: str, table: str, user: str | None, schema_ids: Sequence[str], operator: str
 ) -> int:
-    """Delete the events of `user` (as stored) of `schema_ids`, with their ids; record the
-    erasure; return how many events were deleted. Raise StoreError or psycopg.Error."""
+    """Delete the events of `user` (as stored; None: anyone's) of `schema_ids`, with their ids;
+    record the erasure; return how many events were deleted. Raise StoreError or psycopg.Error."""
     from psycopg import sql
 
     ids = names(table)
-    where = sql.SQL("username = %s AND schema_id = ANY(%s)")
-    arguments: list[Any] = [user, list(schema_ids)]
+    where = sql.SQL("(%s::text IS NULL OR username = %s) AND schema_id = ANY(%s)")
+    arguments: list[Any] = [user, user, list(schema_ids)]
     with connect(url, table) as conn, conn.transaction():
         if has_ids_table(conn, table):  # else the keys go with the rows
             conn.execute(
@@ -45,10 +45,10 @@ def erase_user_schemas(
 
 
 def erase_user_schemas_log(
-    handler: logging.FileHandler, user: str, schema_ids: Sequence[str], operator: str
+    handler: logging.FileHandler, user: str | None, schema_ids: Sequence[str], operator: str
 ) -> int:
-    """Delete the events of `user` (as recorded) of `schema_ids` from the log a handler writes,
-    and its rotated files; record the erasure; return how many events were deleted.
+    """Delete the events of `user` (as recorded; None: anyone's) of `schema_ids` from the log a
+    handler writes, and its rotated files; record the erasure; return how many were deleted.
 
     The handler's lock is held throughout, so nothing is written (nor rotated) meanwhile; each
     file is replaced atomically, and the handler reopens the new file at its next write.
@@ -56,7 +56,8 @@ def erase_user_schemas_log(
     path, erased = Path(handler.baseFilename), frozenset(schema_ids)
 
     def keep(capsule: dict[str, Any]) -> bool:
-        return capsule.get("__user__") != user or capsule.get("__schema__") not in erased
+        theirs = user is None or capsule.get("__user__") == user
+        return not theirs or capsule.get("__schema__") not in erased
 
     handler.acquire()
     try:

@@ -287,6 +287,45 @@ def test_a_single_server_erases_a_withdrawn_study_from_its_own_file(tmp_path: Pa
         ("withdrawal from study intro", 2)]  # fmt: skip
 
 
+@pytest.mark.e2e
+def test_a_single_server_with_postgresql_erases_there_and_its_decisions_are_counted(
+    tmp_path: Path,
+) -> None:
+    """A single server keeps its decisions in its file; `consent list` counts them from the
+    consent events of the store, and a withdrawal erases the study's events there."""
+    pytest.importorskip("psycopg", reason="the [postgres] extra")
+    from tests.pgserver import server_for_tests
+
+    for pg in server_for_tests():
+        db = pg.url(pg.create_database())
+        studies = {**STUDIES, "intro": {**STUDIES["intro"], "erase_on_withdrawal": True}}
+        configure(tmp_path, studies)
+        config = tmp_path / "config" / "jupyter_server_config.py"
+        handler = f"PostgresEventHandler({db!r}, spool_dir={str(tmp_path / 'spool')!r})"
+        file_handler = f"logging.FileHandler({str(tmp_path / 'events.jsonl')!r})"
+        text = config.read_text().replace(file_handler, handler)
+        config.write_text("from jupyter_telemetry_ext import PostgresEventHandler\n" + text)
+        with Server(tmp_path, env={"JUPYTERHUB_USER": USER}) as server:
+            assert decide(server, "intro", "granted")[0] == 200
+            assert post(server, FRONTEND_ID) == "recorded"
+            assert post(server, FREE_ID) == "recorded"
+            status, reply = decide(server, "intro", "declined")
+            assert (status, reply["erased"]) == (200, 1)
+        command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "consent", "list",
+                   "--db", db, "--json"]  # fmt: skip
+        listed = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line) for line in listed.stdout.splitlines()] == [
+            {"study": "intro", "version": 1, "decision": "declined", "users": 1}]  # fmt: skip
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            left = conn.execute("SELECT schema_id FROM telemetry_events ORDER BY received")
+            assert [r[0] for r in left] == [CONSENT_SCHEMA_ID, FREE_ID, CONSENT_SCHEMA_ID]
+            erasures = conn.execute("SELECT operator, events FROM telemetry_events_erasures")
+            assert erasures.fetchall() == [("withdrawal from study intro", 1)]
+
+
 def test_erasing_from_a_log_being_written_loses_no_other_event(tmp_path: Path) -> None:
     """Threads write through the handler while a study's events are erased from its file:
     every other event is there afterwards, each once, and the file was replaced whole."""

@@ -21,6 +21,7 @@ from .forwarder import ForwardSettings
 
 MARKS_SECONDS = 10.0  # how long marks read are used before they are read again
 RETRY_SECONDS = 2.0  # after a failed reading
+READ_TIMEOUT_SECONDS = 5.0  # a listing waits at most this long for the collector's marks
 Marks = dict[tuple[str, Any], str]  # (schema id, version) -> "needed" | "declined"
 
 
@@ -43,7 +44,8 @@ class ConsentMarks:
         if time.monotonic() < self._due:
             return self.marks
         try:
-            reply = await ask(self.settings, SCHEMAS_PATH, "GET", None)
+            timeout = min(self.settings.timeout, READ_TIMEOUT_SECONDS)
+            reply = await ask(self.settings, SCHEMAS_PATH, "GET", None, timeout)
         except ConsentError as e:
             self._due = time.monotonic() + RETRY_SECONDS
             if not self._failing:

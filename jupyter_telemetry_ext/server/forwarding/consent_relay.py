@@ -29,15 +29,22 @@ async def relay(
     return await ask(settings, path, "GET" if study is None else "PUT", body)
 
 
-async def ask(settings: ForwardSettings, path: str, method: str, body: bytes | None) -> Any:
-    """Send a request to the collector with the hub token; return its JSON object reply, or
-    raise ConsentError with its status and message (502/503 when it cannot say)."""
+async def ask(
+    settings: ForwardSettings,
+    path: str,
+    method: str,
+    body: bytes | None,
+    timeout: float | None = None,
+) -> Any:
+    """Send a request to the collector with the hub token (waiting at most `timeout` s, None:
+    the forwarding's timeout); return its JSON object reply, or raise ConsentError with its
+    status and message (502/503 when it cannot say)."""
     request = HTTPRequest(
         settings.collector_url + path,
         method=method,
         headers={"Authorization": f"token {settings.token}", "Content-Type": "application/json"},
         body=body,
-        request_timeout=settings.timeout,
+        request_timeout=settings.timeout if timeout is None else timeout,
         follow_redirects=False,
     )
     try:

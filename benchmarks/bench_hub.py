@@ -23,6 +23,7 @@ batch request (p50/p99), and a baseline measured in the same run for at least
                                                   # configured with the service's address does
     python benchmarks/bench_hub.py --store postgres
     python benchmarks/bench_hub.py --study   # an opt-in study covers the schema, all granted
+    python benchmarks/bench_hub.py --store postgres --study   # the grants in telemetry_consent
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ c.TelemetryCollector.consent_file = {decisions!r}
 c.EventLog.studies = {{"bench": {{"title": "Bench", "text": "Bench.", "version": 1,
                                  "mode": "opt-in", "schemas": [{schema_id!r}]}}}}
 """
+BENCH_KEY = "bench-user-hash-key-0123456789abcdef"
 # The collector's store, as its config file sets it (PostgreSQL: docs/jupyterhub.md's line).
 HANDLERS = {
     "file": "import logging\nc.EventLog.handlers = [logging.FileHandler({sink!r})]",
@@ -311,6 +313,9 @@ def measure(args: argparse.Namespace, tmp: Path, sink: str, store: Store) -> dic
     if args.study:
         with config.open("a") as f:
             f.write(STUDY_CONFIG.format(decisions=str(grant_all(tmp, users)), schema_id=SCHEMA_ID))
+            if args.store == "postgres":  # the decisions are kept in the store's consent table
+                f.write(f"c.TelemetryCollector.user_hash_secret = {BENCH_KEY!r}\n")
+                grant_all_in_store(sink, users)
     hub = Hub(tmp, config, users=users)
     try:
         hub.start()
@@ -338,6 +343,20 @@ def grant_all(tmp: Path, users: tuple[str, ...]) -> Path:
     path.write_text(json.dumps({user: {"bench": granted} for user in users}))
     path.chmod(0o600)
     return path
+
+
+def grant_all_in_store(url: str, users: tuple[str, ...]) -> None:
+    """Write in the store's consent table that every user granted the `--study` study."""
+    import psycopg
+
+    from jupyter_telemetry_ext.core.recorded_user import hashed_user
+    from jupyter_telemetry_ext.sinks.consent_table import ensure
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure(conn, "telemetry_consent")
+        for user in users:
+            conn.execute("INSERT INTO telemetry_consent VALUES (%s, %s, 'bench', 1, 'granted', "
+                         "now())", [hashed_user(BENCH_KEY.encode(), user), user])  # fmt: skip
 
 
 def store_cpu(store: Store) -> float:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.outcomes import NO_CONSENT
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID, parse_studies
+from jupyter_telemetry_ext.sinks.study_erasure import erase_user_schemas_log
 from tests.conftest import FRONTEND_ID, frontend_schema
 from tests.hubserver import doc_block
 from tests.servers import TOKEN, Server, free_port, jupyter_environment, read_events, write_config
@@ -250,7 +253,7 @@ def test_a_new_version_stops_opt_in_until_decided_again(tmp_path: Path) -> None:
         ({"title": "T", "text_file": "/nonexistent.md", "version": 1, "mode": "notice",
           "schemas": ["a"]}, "EventLog.studies['s'].text_file: /nonexistent.md cannot be read"),
         ({"title": "T", "text": "x", "version": 1, "mode": "opt-in", "schemas": ["a"],
-          "erase_on_withdrawal": True}, "a single server does not erase on withdrawal"),
+          "erase_on_withdrawal": "yes"}, "EventLog.studies['s'].erase_on_withdrawal"),
     ],
 )  # fmt: skip
 def test_a_bad_study_stops_the_server(tmp_path: Path, study: Any, error: str) -> None:
@@ -261,6 +264,102 @@ def test_a_bad_study_stops_the_server(tmp_path: Path, study: Any, error: str) ->
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode != 0, result.stderr
     assert error in result.stderr
+
+
+@pytest.mark.e2e
+def test_a_single_server_erases_a_withdrawn_study_from_its_own_file(tmp_path: Path) -> None:
+    studies = {**STUDIES, "intro": {**STUDIES["intro"], "erase_on_withdrawal": True}}
+    with start(tmp_path, studies) as server:
+        assert decide(server, "intro", "granted")[0] == 200
+        for schema_id in (FRONTEND_ID, FRONTEND_ID, FREE_ID):
+            assert post(server, schema_id) == "recorded"
+        status, reply = decide(server, "intro", "declined")
+        assert status == 200, reply
+        assert reply["erased"] == 2
+        assert stored(tmp_path, FRONTEND_ID) == []
+        assert len(stored(tmp_path, FREE_ID)) == 1
+        proofs = [e["decision"] for e in stored(tmp_path, CONSENT_SCHEMA_ID)]
+        assert proofs == ["granted", "declined"]  # the proof stays
+        assert post(server, FREE_ID) == "recorded"  # written to the new file
+        assert len(stored(tmp_path, FREE_ID)) == 2
+    erasures = (tmp_path / "events.jsonl-erasures.jsonl").read_text().splitlines()
+    assert [(json.loads(e)["operator"], json.loads(e)["events"]) for e in erasures] == [
+        ("withdrawal from study intro", 2)]  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_a_single_server_with_postgresql_erases_there_and_its_decisions_are_counted(
+    tmp_path: Path,
+) -> None:
+    """A single server keeps its decisions in its file; `consent list` counts them from the
+    consent events of the store, and a withdrawal erases the study's events there."""
+    pytest.importorskip("psycopg", reason="the [postgres] extra")
+    from tests.pgserver import server_for_tests
+
+    for pg in server_for_tests():
+        db = pg.url(pg.create_database())
+        studies = {**STUDIES, "intro": {**STUDIES["intro"], "erase_on_withdrawal": True}}
+        configure(tmp_path, studies)
+        config = tmp_path / "config" / "jupyter_server_config.py"
+        handler = f"PostgresEventHandler({db!r}, spool_dir={str(tmp_path / 'spool')!r})"
+        file_handler = f"logging.FileHandler({str(tmp_path / 'events.jsonl')!r})"
+        text = config.read_text().replace(file_handler, handler)
+        config.write_text("from jupyter_telemetry_ext import PostgresEventHandler\n" + text)
+        with Server(tmp_path, env={"JUPYTERHUB_USER": USER}) as server:
+            assert decide(server, "intro", "granted")[0] == 200
+            assert post(server, FRONTEND_ID) == "recorded"
+            assert post(server, FREE_ID) == "recorded"
+            status, reply = decide(server, "intro", "declined")
+            assert (status, reply["erased"]) == (200, 1)
+        command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "consent", "list",
+                   "--db", db, "--json"]  # fmt: skip
+        listed = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        assert listed.returncode == 0, listed.stderr
+        assert [json.loads(line) for line in listed.stdout.splitlines()] == [
+            {"study": "intro", "version": 1, "decision": "declined", "users": 1}]  # fmt: skip
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            left = conn.execute("SELECT schema_id FROM telemetry_events ORDER BY received")
+            assert [r[0] for r in left] == [CONSENT_SCHEMA_ID, FREE_ID, CONSENT_SCHEMA_ID]
+            erasures = conn.execute("SELECT operator, events FROM telemetry_events_erasures")
+            assert erasures.fetchall() == [("withdrawal from study intro", 1)]
+
+
+def test_erasing_from_a_log_being_written_loses_no_other_event(tmp_path: Path) -> None:
+    """Threads write through the handler while a study's events are erased from its file:
+    every other event is there afterwards, each once, and the file was replaced whole."""
+    path = tmp_path / "events.jsonl"
+    handler = logging.FileHandler(path)
+    path.chmod(0o640)
+    logger = logging.getLogger(f"test-erasure-{tmp_path.name}")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    def write(user: str, count: int) -> None:
+        for n in range(count):
+            capsule = {"__timestamp__": "2026-12-07T10:00:00Z", "__schema_version__": 1,
+                       "__metadata_version__": 2, "__schema__": FRONTEND_ID if n % 2 else FREE_ID,
+                       "__user__": user, "__client_id__": f"{user}-{n}"}  # fmt: skip
+            logger.info(json.dumps(capsule))
+
+    write("ann", 200)
+    writers = [threading.Thread(target=write, args=(f"w{i}", 2000)) for i in range(3)]
+    for thread in writers:
+        thread.start()
+    erased = erase_user_schemas_log(handler, "ann", [FRONTEND_ID], "withdrawal from study s")
+    for thread in writers:
+        thread.join()
+    handler.close()
+    events = read_events(path)
+    assert erased == 100
+    assert sorted(e["__client_id__"] for e in events if e["__user__"] == "ann") == sorted(
+        f"ann-{n}" for n in range(0, 200, 2))  # fmt: skip
+    written = [e["__client_id__"] for e in events if e["__user__"] != "ann"]
+    assert len(written) == len(set(written)) == 6000
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_decisions_are_cached_and_dropped_at_once_on_a_change(tmp_path: Path) -> None:

@@ -3,9 +3,11 @@ only to its groups, and checks every post as the token owner's."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,8 +16,10 @@ from typing import Any
 
 import pytest
 
+from jupyter_telemetry_ext.core.recorded_user import hashed_user
 from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID
-from tests.hubserver import SERVICE, Hub, running_hub
+from tests.conftest import frontend_schema
+from tests.hubserver import EXTERNAL_SERVICE, SERVICE, ExternalCollector, Hub, running_hub
 from tests.servers import read_events, wait_until
 
 pytest.importorskip("jupyterhub", reason="the [hub] extra (jupyterhub) is not installed")
@@ -147,16 +151,100 @@ def test_a_users_server_relays_her_decisions_to_the_collector(deployment: Deploy
 
 
 PG_CONFIG = """\
+import logging
 from jupyter_telemetry_ext import PostgresEventHandler
 c.TelemetryCollector.record_user = "username"
+c.TelemetryCollector.user_hash_secret = {secret!r}
 c.TelemetryCollector.consent_file = {decisions!r}
-c.EventLog.handlers = [PostgresEventHandler({db!r}, spool_dir={spool!r})]
-c.EventLog.allowed_schemas = {{{notebook!r}: {{"allowed_categories": ["user-identifier"]}}}}
-c.EventLog.studies = {{"withdrawable": {{
-    "title": "A study one can leave", "text": "Leave and we erase.", "version": 1,
-    "mode": "opt-in", "schemas": [{notebook!r}], "erase_on_withdrawal": True,
-}}}}
+c.TelemetryCollector.schema_paths = [{schemas!r}]
+c.EventLog.handlers = [PostgresEventHandler({db!r}, spool_dir={spool!r}),
+                       logging.FileHandler({sink!r})]
+c.EventLog.allowed_schemas = {{s: {{"allowed_categories": ["user-identifier"]}} for s in {ids!r}}}
+c.EventLog.studies = {{
+    "withdrawable": {{"title": "A study one can leave", "text": "Leave and we erase.",
+                      "version": {version}, "mode": "opt-in", "schemas": [{notebook!r}],
+                      "erase_on_withdrawal": True}},
+    "habits": {{"title": "Habits", "text": "Opt out any time.", "version": 1,
+               "mode": "opt-out", "schemas": [{opt_out!r}]}},
+    "notice": {{"title": "Notice", "text": "Recorded by law.", "version": 1, "mode": "notice",
+               "schemas": [{notice!r}]}},
+    "pair-in": {{"title": "A", "text": "a", "version": 1, "mode": "opt-in",
+                "schemas": [{pair!r}]}},
+    "pair-out": {{"title": "B", "text": "b", "version": 1, "mode": "opt-out",
+                 "schemas": [{pair!r}]}},
+}}
 """
+SECRET = "consent-tests-user-hash-key-0123456789"
+OPT_OUT_ID, NOTICE_ID, PAIR_ID = (f"test.consent/{n}" for n in ("b", "c", "d"))
+WITHDRAWABLE = f"{BASE}consent/withdrawable"
+
+
+@dataclass
+class PgDeployment:
+    """A hub whose collector stores in PostgreSQL and a file; the second collector's config."""
+
+    hub: Hub
+    db: str
+    sink: Path
+    decisions: Path
+    tmp: Path
+    alice: str
+    bob: str
+
+    def post(self, token: str, schema_id: str, client_id: str, base: str = BASE) -> str:
+        """Post one event; return its status."""
+        action = "opened" if schema_id == NOTEBOOK else "open"
+        body = {"schema_id": schema_id, "version": 1, "data": {"action": action},
+                "id": client_id}  # fmt: skip
+        status, reply = self.hub.request("POST", base + "events", body, token=token)
+        assert status == 200, reply
+        return str(reply["status"])
+
+    def decide(
+        self, token: str, study: str, decision: str, version: int = 1, base: str = BASE
+    ) -> tuple[int, Any]:
+        """PUT a decision on a study."""
+        body = {"decision": decision, "version": version}
+        return self.hub.request("PUT", f"{base}consent/{study}", body, token=token)
+
+    def config(self, name: str, version: int = 1) -> Path:
+        """Write the config of another collector on the same store; return it."""
+        return pg_config(self.tmp, self.db, name, version)
+
+
+def pg_config(tmp: Path, db: str, name: str, version: int = 1) -> Path:
+    """Write a collector config (its own spool; a file of its own but the managed one's)
+    with the study "withdrawable" at `version`; return it."""
+    path = tmp / f"{name}_config.py"
+    sink = tmp / ("events.jsonl" if name == "managed" else f"{name}.jsonl")
+    path.write_text(PG_CONFIG.format(
+        secret=SECRET, decisions=str(tmp / "decisions.json"), schemas=str(tmp / "schemas"),
+        db=db, spool=str(tmp / f"{name}-spool"), sink=str(sink),
+        ids=[NOTEBOOK, OPT_OUT_ID, NOTICE_ID, PAIR_ID], version=version, notebook=NOTEBOOK,
+        opt_out=OPT_OUT_ID, notice=NOTICE_ID, pair=PAIR_ID,
+    ))  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgDeployment]:
+    """A hub whose collector keeps events in PostgreSQL and a file, with five studies."""
+    pytest.importorskip("psycopg", reason="the [postgres] extra")
+    from tests.pgserver import binaries, running_server
+
+    bindir = binaries()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
+    tmp = tmp_path_factory.mktemp("consent-pg")
+    (tmp / "schemas").mkdir()
+    for schema_id in (OPT_OUT_ID, NOTICE_ID, PAIR_ID):
+        name = schema_id.rsplit("/", 1)[1] + ".json"
+        (tmp / "schemas" / name).write_text(json.dumps(frontend_schema(schema_id)), "utf-8")
+    with running_server(bindir) as server:
+        db = server.url(server.create_database())
+        with running_hub(tmp, pg_config(tmp, db, "managed")) as hub:
+            yield PgDeployment(hub, db, tmp / "events.jsonl", tmp / "decisions.json", tmp,
+                               hub.user_token("alice"), hub.user_token("bob"))  # fmt: skip
 
 
 def pg_rows(db: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
@@ -167,53 +255,148 @@ def pg_rows(db: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
         return list(conn.execute(query, list(params)).fetchall())
 
 
-def test_withdrawal_with_erase_removes_her_study_events_and_records_the_erasure(
-    tmp_path: Path,
+def test_alices_server_lists_what_the_collector_holds_back_and_her_grant_is_in_the_table(
+    pg: PgDeployment,
 ) -> None:
-    pytest.importorskip("psycopg", reason="the [postgres] extra")
-    from tests.pgserver import binaries, running_server
+    hub = pg.hub
+    hub.spawn("alice")
+    mine = "user/alice/api/telemetry/"
 
-    bindir = binaries()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found")
-    with running_server(bindir) as pg:
-        db = pg.url(pg.create_database())
-        config = tmp_path / "telemetry_config.py"
-        decisions, spool = str(tmp_path / "decisions.json"), str(tmp_path / "pg-spool")
-        config.write_text(
-            PG_CONFIG.format(decisions=decisions, db=db, spool=spool, notebook=NOTEBOOK)
-        )
-        with running_hub(tmp_path, config) as hub:
-            alice, bob = hub.user_token("alice"), hub.user_token("bob")
-            put = f"{BASE}consent/withdrawable"
-            assert hub.request("PUT", put, {"decision": "granted", "version": 1},
-                               token=alice)[0] == 200  # fmt: skip
-            for token, client_id in ((alice, "a-1"), (alice, "a-2"), (bob, "b-1")):
-                body = {"schema_id": NOTEBOOK, "version": 1, "data": {"action": "opened"},
-                        "id": client_id}  # fmt: skip
-                assert hub.request("POST", BASE + "events", body, token=token)[1] == {
-                    "status": "recorded" if token == alice else "no_consent"
-                }
-            status, reply = hub.request("PUT", put, {"decision": "declined", "version": 1},
-                                        token=alice)  # fmt: skip
-            assert status == 200, reply
-            assert reply["erased"] == 2
-        query = "SELECT username, client_id FROM telemetry_events WHERE schema_id = %s"
-        assert pg_rows(db, query, NOTEBOOK) == []
-        erasures = pg_rows(db, "SELECT operator, events FROM telemetry_events_erasures")
-        assert erasures == [("withdrawal from study withdrawable", 2)]
-        proofs = pg_rows(db, "SELECT username FROM telemetry_events WHERE schema_id = %s",
-                         CONSENT_SCHEMA_ID)  # fmt: skip
-        assert proofs == [("alice",), ("alice",)]
-        listed = consent_list(db, "--json")
-        assert listed.returncode == 0, listed.stderr
-        counts = [json.loads(line) for line in listed.stdout.splitlines()]
-        assert counts == [{"study": "withdrawable", "version": 1, "decision": "declined",
-                           "users": 1}]  # fmt: skip
-        assert "alice" not in listed.stdout
-        nothing = consent_list(db, "--study", "nosuch")
-        assert nothing.returncode == 1
-        assert "the store holds no decision on study 'nosuch'" in nothing.stderr
+    def marks() -> dict[str, Any]:
+        status, listing = hub.request("GET", mine + "schemas", token=pg.alice)
+        assert status == 200, listing
+        return {s["id"]: s.get("consent") for s in listing["schemas"]}
+
+    assert marks()[NOTEBOOK] == "needed"
+    assert pg.post(pg.alice, NOTEBOOK, "a-0") == "no_consent"
+    assert pg.decide(pg.bob, "withdrawable", "granted", base=mine)[0] == 403  # her server
+    status, reply = pg.decide(pg.alice, "withdrawable", "granted", base=mine)
+    assert status == 200, reply
+    assert marks()[NOTEBOOK] is None  # read again after the decision, not 10 s later
+    rows = pg_rows(pg.db, "SELECT user_key, username, study, version, decision "
+                          "FROM telemetry_consent")  # fmt: skip
+    assert rows == [(hashed_user(SECRET.encode(), "alice"), "alice", "withdrawable", 1,
+                     "granted")]  # fmt: skip
+    assert not pg.decisions.exists()
+    assert pg.post(pg.alice, NOTEBOOK, "a-1") == "recorded"
+
+
+def test_opt_out_notice_and_two_studies_on_one_schema(pg: PgDeployment) -> None:
+    assert pg.post(pg.bob, OPT_OUT_ID, "b-out-1") == "recorded"  # opt-out: until declined
+    assert pg.decide(pg.bob, "habits", "declined")[0] == 200
+    assert pg.post(pg.bob, OPT_OUT_ID, "b-out-2") == "no_consent"
+    assert pg.decide(pg.bob, "notice", "granted")[0] == 400  # a notice is only shown
+    assert pg.post(pg.bob, NOTICE_ID, "b-notice-1") == "recorded"  # before it was shown too
+    status, reply = pg.decide(pg.bob, "notice", "shown")
+    assert (status, reply["recording"]) == (200, True)
+    assert pg.post(pg.bob, PAIR_ID, "b-pair-1") == "no_consent"  # pair-in not granted
+    assert pg.decide(pg.bob, "pair-in", "granted")[0] == 200
+    assert pg.post(pg.bob, PAIR_ID, "b-pair-2") == "recorded"  # both allow it now
+    assert pg.decide(pg.bob, "pair-out", "declined")[0] == 200
+    assert pg.post(pg.bob, PAIR_ID, "b-pair-3") == "no_consent"  # one of the two declined
+    assert pg.decide(pg.bob, "withdrawable", "granted")[0] == 200
+    query = "SELECT client_id FROM telemetry_events WHERE username = %s AND schema_id = ANY(%s)"
+    ids = [OPT_OUT_ID, NOTICE_ID, PAIR_ID]
+    wait_until(lambda: len(pg_rows(pg.db, query, "bob", ids)) >= 3, 15)
+    stored = [r[0] for r in pg_rows(pg.db, query, "bob", ids)]
+    assert sorted(stored) == ["b-notice-1", "b-out-1", "b-pair-2"]
+
+
+def test_a_decision_applies_on_every_collector_and_a_new_version_asks_again(
+    pg: PgDeployment,
+) -> None:
+    """A second collector process on the same store: a decision taken on one applies on the
+    other within a second; one configured with a new version records nothing until asked."""
+    external = f"services/{EXTERNAL_SERVICE}/api/telemetry/"
+    collector = ExternalCollector(pg.hub, pg.config("external"), pg.tmp)
+    collector.start()
+    try:
+        assert pg.post(pg.alice, NOTEBOOK, "x-1", external) == "recorded"  # granted on the other
+        assert pg.decide(pg.alice, "withdrawable", "declined")[0] == 200  # on the managed one
+        started, ids = time.monotonic(), itertools.count()
+        wait_until(lambda: pg.post(pg.alice, NOTEBOOK, f"x-2-{next(ids)}", external)
+                   == "no_consent", 5)  # fmt: skip
+        assert time.monotonic() - started < 1.5
+        assert pg.decide(pg.alice, "withdrawable", "granted", base=external)[0] == 200
+        wait_until(lambda: pg.post(pg.alice, NOTEBOOK, f"x-3-{next(ids)}") == "recorded", 5)
+    finally:
+        collector.stop()
+    newer = ExternalCollector(pg.hub, pg.config("external-v2", version=2), pg.tmp)
+    newer.start()
+    try:
+        assert pg.post(pg.alice, NOTEBOOK, "x-4", external) == "no_consent"  # v1's grant
+        assert pg.decide(pg.alice, "withdrawable", "granted", 1, external)[0] == 409
+        assert pg.decide(pg.alice, "withdrawable", "granted", 2, external)[0] == 200
+        assert pg.post(pg.alice, NOTEBOOK, "x-5", external) == "recorded"
+    finally:
+        newer.stop()
+
+
+def test_withdrawal_erases_her_study_events_from_postgresql_and_the_file(
+    pg: PgDeployment,
+) -> None:
+    assert pg.decide(pg.alice, "withdrawable", "granted")[0] == 200  # version 1, here
+    assert pg.post(pg.alice, NOTEBOOK, "w-1") == "recorded"
+    assert pg.post(pg.bob, NOTEBOOK, "w-b") == "recorded"
+    query = "SELECT client_id FROM telemetry_events WHERE username = %s AND schema_id = %s"
+    wait_until(lambda: "w-1" in [r[0] for r in pg_rows(pg.db, query, "alice", NOTEBOOK)], 15)
+    in_store = [r[0] for r in pg_rows(pg.db, query, "alice", NOTEBOOK)]
+    in_file = [e["__client_id__"] for e in read_events(pg.sink)
+               if e["__schema__"] == NOTEBOOK and e.get("__user__") == "alice"]  # fmt: skip
+    assert "w-1" in in_file
+    status, reply = pg.decide(pg.alice, "withdrawable", "declined")
+    assert status == 200, reply
+    assert reply["erased"] == len(in_store) + len(in_file)
+    assert pg_rows(pg.db, query, "alice", NOTEBOOK) == []
+    left = [(e.get("__user__"), e["__schema__"]) for e in read_events(pg.sink)]
+    assert ("alice", NOTEBOOK) not in left
+    assert ("bob", NOTEBOOK) in left
+    assert ("alice", CONSENT_SCHEMA_ID) in left  # the proof stays
+    erasures = pg_rows(pg.db, "SELECT operator, events FROM telemetry_events_erasures "
+                              "ORDER BY at")  # fmt: skip
+    assert erasures[-1] == ("withdrawal from study withdrawable", len(in_store))
+    lines = (pg.tmp / "events.jsonl-erasures.jsonl").read_text().splitlines()
+    last = json.loads(lines[-1])
+    assert (last["operator"], last["events"]) == ("withdrawal from study withdrawable",
+                                                  len(in_file))  # fmt: skip
+    assert pg.post(pg.bob, NOTEBOOK, "w-b2") == "recorded"  # the file is written on
+    wait_until(lambda: "w-b2" in [e.get("__client_id__") for e in read_events(pg.sink)], 15)
+
+
+def test_consent_list_counts_the_table_and_erase_keeps_only_withdrawals(pg: PgDeployment) -> None:
+    listed = consent_list(pg.db, "--json", "--study", "withdrawable")
+    assert listed.returncode == 0, listed.stderr
+    counts = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert counts == [
+        {"study": "withdrawable", "version": 1, "decision": "declined", "users": 1},
+        {"study": "withdrawable", "version": 1, "decision": "granted", "users": 1},
+    ]
+    assert "alice" not in listed.stdout
+    assert "bob" not in listed.stdout
+    for user in ("alice", "bob"):
+        erased = erase_user(pg, user)
+        assert erased.returncode == 0, erased.stderr
+    rows = pg_rows(pg.db, "SELECT user_key, username, decision FROM telemetry_consent")
+    keys = {hashed_user(SECRET.encode(), u): u for u in ("alice", "bob")}
+    assert all(name is None for _, name, _ in rows)  # no name is left
+    assert sorted((keys[k], d) for k, _, d in rows) == [
+        ("alice", "declined"), ("bob", "declined"), ("bob", "declined")]  # fmt: skip
+    assert pg_rows(pg.db, "SELECT 1 FROM telemetry_events WHERE schema_id = %s",
+                   CONSENT_SCHEMA_ID) == []  # fmt: skip
+    after = consent_list(pg.db, "--json", "--study", "withdrawable")
+    assert [json.loads(line) for line in after.stdout.splitlines()] == [
+        {"study": "withdrawable", "version": 1, "decision": "declined", "users": 1}]  # fmt: skip
+    assert pg.post(pg.bob, OPT_OUT_ID, "e-out") == "no_consent"  # his decline outlived it
+    nothing = consent_list(pg.db, "--study", "nosuch")
+    assert nothing.returncode == 1
+    assert "the store holds no decision on study 'nosuch'" in nothing.stderr
+
+
+def erase_user(pg: PgDeployment, user: str) -> subprocess.CompletedProcess[str]:
+    """Run `jupyter telemetry erase --user` on the store, with the collector's config."""
+    command = [sys.executable, "-m", "jupyter_telemetry_ext.cli.main", "erase", "--user", user,
+               "--config", str(pg.tmp / "managed_config.py"), "--db", pg.db]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
 def consent_list(db: str, *args: str) -> subprocess.CompletedProcess[str]:

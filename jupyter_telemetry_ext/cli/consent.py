@@ -1,6 +1,7 @@
 """`jupyter telemetry consent list`: how many users took each decision on each study version.
 
-Read from the consent events of the PostgreSQL store (the proof of each decision): the latest
+Read from the store's consent table (where a collector with a PostgreSQL store keeps the
+decisions), else from the consent events of the store (the proof of each decision): the latest
 decision of each user on each study counts once. Counts only: no user is ever named.
 """
 
@@ -30,9 +31,11 @@ class ConsentListCommand(StoreCommand):
     """Count the users per decision and version of each study, from the stored decisions."""
 
     name = "jupyter-telemetry-consent-list"
-    description = """Count, for each study of c.EventLog.studies (or --study), how many users
-    last decided granted, declined or shown, per study version, from the consent events of the
-    PostgreSQL store (--db). Users are never named. Exit status 1 when there is no decision."""
+    description = """Count, for each study (or --study), how many users last decided granted,
+    declined or shown, per study version, from the consent table of the PostgreSQL store (--db;
+    `telemetry_consent` beside `telemetry_events`), else, when the store has none (the
+    decisions were kept in a file), from its consent events. Users are never named. Exit status
+    1 when there is no decision."""
     examples = "jupyter telemetry consent list --db env:TELEMETRY_DB --study intro-2027"
     study = Unicode("", help="Only this study (default: every study).").tag(config=True)
     json_output = Bool(False, help="Print JSON lines instead of a table.").tag(config=True)
@@ -46,10 +49,16 @@ class ConsentListCommand(StoreCommand):
         """Print the counts; exit 1 when the store holds no decision (of --study)."""
         from psycopg import sql
 
+        from jupyter_telemetry_ext.sinks import consent_table
+
         study = self.study or None
+        table = consent_table.consent_table(self.table)
         with self.connect(read_only=True) as conn:
-            query = sql.SQL(LATEST_SQL).format(t=sql.Identifier(self.table))
-            rows = conn.execute(query, [CONSENT_SCHEMA_ID, study, study]).fetchall()
+            if consent_table.exists(conn, table):
+                rows: list[Any] = consent_table.counts(conn, table, study)
+            else:
+                query = sql.SQL(LATEST_SQL).format(t=sql.Identifier(self.table))
+                rows = conn.execute(query, [CONSENT_SCHEMA_ID, study, study]).fetchall()
         if not rows:
             which = f"study {self.study!r}" if self.study else "any study"
             self.fail(f"consent list: the store holds no decision on {which}", 1)

@@ -468,5 +468,23 @@ class EraseCommand(StoreCommand):
                           "erased: run it again", 1)  # fmt: skip
             except psycopg.Error as e:  # e.g. no right to create the tombstone tables
                 self.fail(f"erase: nothing was erased: {str(e).strip()}", 1)
+            self._erase_decisions(conn, users)
         spooled = spool.user_events(self.spool_folder(), self.table, users, ids)
         return removed, sum(1 for _ in spooled)
+
+    def _erase_decisions(self, conn: Any, users: list[str]) -> None:
+        """Erase the user's consent decisions with their events (one transaction): grants and
+        notices deleted, declines kept without the name (erasing never turns recording on)."""
+        import psycopg
+
+        from jupyter_telemetry_ext.sinks import consent_table
+
+        table = consent_table.consent_table(self.table)
+        if not consent_table.exists(conn, table):
+            return
+        try:
+            deleted, kept = consent_table.erase_user_rows(conn, table, users)
+        except psycopg.Error as e:
+            self.fail(f"erase: nothing was erased (the consent decisions could not be): "
+                      f"{str(e).strip()}", 1)  # fmt: skip
+        print(f"erased {deleted} consent decisions; {kept} withdrawals kept, by keyed hash only")

@@ -134,6 +134,17 @@ class Consent:
         self._decisions: dict[str, dict[str, Decision]] = {}
         self._verdicts: dict[tuple[str | None, frozenset[str] | None, str], dict[str, str]] = {}
 
+    def refresh(self) -> bool:
+        """Drop the cached answers when the store says another process changed its decisions
+        (a store without `reload()` never does); return True if it did."""
+        reload = getattr(self.store, "reload", None)
+        if reload is None or not reload():
+            return False
+        with self._lock:
+            self._decisions.clear()
+            self._verdicts.clear()
+        return True
+
     def use_store(self, store: DecisionStore) -> None:
         """Take decisions from `store` from now on."""
         with self._lock:

@@ -34,9 +34,10 @@ from jupyter_telemetry_ext.server.consent import CONSENT_FILE, start_consent
 from jupyter_telemetry_ext.server.reception import Policy
 from jupyter_telemetry_ext.server.server_events import server_schemas
 from jupyter_telemetry_ext.server.wire import Limits
+from jupyter_telemetry_ext.server.withdrawal import check_erasure
 
 from .audit_gaps import AuditGaps
-from .consent_erasure import check_erasure
+from .consent_store import pg_decisions, refresh_decisions
 from .gap_tracker import GapTracker
 
 GC_YOUNG_THRESHOLD = 20_000
@@ -194,7 +195,8 @@ class TelemetryCollector(Command):
         help="""The JSON file (mode 0600, rewritten atomically) where the collector keeps each
         hub user's consent decisions on `EventLog.studies`, by hub user name. Empty (the
         default): `jupyter_telemetry_ext_consent.json` in the Jupyter data dir. Unused
-        without studies.""",
+        without studies, and when a `PostgresEventHandler` is set: the decisions are then kept
+        in its database, in the table `telemetry_consent` (beside `telemetry_events`).""",
     ).tag(config=True)
 
     user_hash_secret = Unicode(
@@ -338,7 +340,8 @@ class TelemetryCollector(Command):
             self.log.warning("Telemetry collector: c.EventLog.allowed_schemas is empty")
         warn_user_not_kept(self.log, eventlog, self.record_user, open_to_users)
         consent_file = Path(self.consent_file or Path(self.data_dir) / CONSENT_FILE)
-        start_consent(eventlog, consent_file, self._refuse, self.log, None)
+        in_store = pg_decisions(eventlog, self.record_user, self.user_hash_secret, self.data_dir)
+        start_consent(eventlog, consent_file, self._refuse, self.log, None, store=in_store)
         check_erasure(eventlog, self.record_user, self._refuse, self.log)
 
         if 0 < self.duplicate_window < (self.event_time_window or float("inf")):
@@ -386,9 +389,11 @@ class TelemetryCollector(Command):
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         sweeping = asyncio.create_task(self._sweep(stopping))
+        refreshing = asyncio.create_task(refresh_decisions(self.eventlog.consent, stopping))
         await stopping.wait()
         server.stop()
         await sweeping
+        await refreshing
         if self.audit_gaps is not None:
             self.audit_gaps.close()  # a gap noticed is recorded now rather than forgotten
         await self._flush()

@@ -16,9 +16,9 @@ from jupyter_telemetry_ext.core.recorded_user import recorded_user
 from jupyter_telemetry_ext.core.studies import Study
 from jupyter_telemetry_ext.server.decisions import take_decision
 from jupyter_telemetry_ext.server.restapi import EVENTLOG_SETTING, POLICY_SETTING
+from jupyter_telemetry_ext.server.withdrawal import erase_withdrawn
 
 from .collector_routes import CollectorHandler, hub_user_required
-from .consent_erasure import erase_withdrawn
 from .consent_user import hub_caller
 
 

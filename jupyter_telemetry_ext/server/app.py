@@ -33,9 +33,10 @@ from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 from .audit.install import AUDIT_KINDS, install_audit, stop_audit
 from .audit.required import audits_of, require_audit
 from .config_files import StrictConfigApp
-from .consent import CONSENT_FILE, erasure_refused, server_user, start_consent
+from .consent import CONSENT_FILE, server_user, start_consent
 from .consent_routes import consent_handlers
 from .events_route import server_events_handlers
+from .forwarding.consent_marks import ConsentMarks
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
 from .principal import watch_made_up_users
@@ -44,6 +45,7 @@ from .restapi import EVENTLOG_SETTING, LIMITS_SETTING, POLICY_SETTING
 from .routes import (
     ALL_SCHEMAS_SETTING,
     BUFFER_SETTING,
+    CONSENT_MARKS_SETTING,
     FORWARDER_SETTING,
     SUBSCRIBERS_SETTING,
     default_handlers,
@@ -51,6 +53,7 @@ from .routes import (
 from .server_events import record_server_events
 from .subscribers import Subscribers
 from .wire import Limits
+from .withdrawal import check_erasure
 
 
 class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
@@ -400,8 +403,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
                 "the consent routes to it: configure the studies in the collector's config"
             )
             self.refuse_to_start([msg])
-        if problem := erasure_refused(self.eventlog):
-            self.refuse_to_start([problem])
+        check_erasure(self.eventlog, None, self.refuse_to_start, self.log)
         consent_file = Path(self.consent_file or Path(self.data_dir) / CONSENT_FILE)
         start_consent(self.eventlog, consent_file, self.refuse_to_start, self.log, server_user())
         self._start_forwarding()
@@ -434,6 +436,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
             return
         self.eventlog.add_tap(self.forwarder.tap)
         self.settings[FORWARDER_SETTING] = self.forwarder
+        self.settings[CONSENT_MARKS_SETTING] = ConsentMarks(self.forwarder.settings, self.log)
         self.forward_metrics = ForwardingMetrics(self.forwarder).register()
         self.log.info("Telemetry: forwarding every accepted event to %s",
                       safe_url(self.collector_url))  # fmt: skip

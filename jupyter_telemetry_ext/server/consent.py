@@ -13,7 +13,7 @@ from logging import Logger
 from pathlib import Path
 from typing import Any
 
-from jupyter_telemetry_ext.core.consent import DECLINED, NEEDED, JsonDecisions
+from jupyter_telemetry_ext.core.consent import DECLINED, NEEDED, DecisionStore, JsonDecisions
 from jupyter_telemetry_ext.core.errors import ConsentError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 
@@ -26,18 +26,22 @@ def start_consent(
     refuse: Callable[[list[str]], Any],
     log: Logger,
     user: str | None,
+    *,
+    store: Callable[[], DecisionStore] | None = None,
 ) -> None:
-    """Keep the decisions in `path`, `user` being whose events are recorded when no request
-    says (None: each request's); refuse to start when they cannot be read."""
+    """Keep the decisions in `store()` (None: the JSON file `path`), `user` being whose events
+    are recorded when no request says (None: each request's); refuse to start when they cannot
+    be read."""
     consent = eventlog.consent
     consent.default_user = user
     if not consent.studies:
         return
     try:
-        consent.use_store(JsonDecisions(path))
+        consent.use_store(store() if store is not None else JsonDecisions(path))
     except ConsentError as e:
         refuse([str(e)])
-    log.info("Telemetry: %d studies; decisions kept in %s", len(consent.studies), path)
+    where = getattr(consent.store, "where", path)
+    log.info("Telemetry: %d studies; decisions kept in %s", len(consent.studies), where)
 
 
 def mark_withheld(eventlog: EventLog, model: dict[str, Any]) -> None:
@@ -51,18 +55,6 @@ def mark_withheld(eventlog: EventLog, model: dict[str, Any]) -> None:
         states = consent.withheld(schema).values()
         if states:
             summary["consent"] = DECLINED if DECLINED in states else NEEDED
-
-
-def erasure_refused(eventlog: EventLog) -> str | None:
-    """Return why a single server cannot honour `erase_on_withdrawal` (it never can), or None."""
-    erasing = sorted(s.name for s in eventlog.consent.studies.values() if s.erase_on_withdrawal)
-    if not erasing:
-        return None
-    return (
-        f"EventLog.studies[{erasing[0]!r}].erase_on_withdrawal: a single server does not erase "
-        "on withdrawal (the hub's collector does, from PostgreSQL): remove the option, and "
-        "erase with `jupyter telemetry erase`"
-    )
 
 
 def server_user() -> str | None:

@@ -12,11 +12,13 @@ from tornado import web
 
 from jupyter_telemetry_ext.core.errors import ConsentError
 from jupyter_telemetry_ext.core.recorded_user import recorded_user
+from jupyter_telemetry_ext.core.studies import Study
 
 from .decisions import take_decision
 from .forwarding.consent_relay import relay
 from .restapi import POLICY_SETTING
-from .routes import TelemetryHandler
+from .routes import CONSENT_MARKS_SETTING, TelemetryHandler
+from .withdrawal import erase_withdrawn
 
 
 class ConsentHandler(TelemetryHandler):
@@ -48,6 +50,10 @@ class ConsentStudyHandler(TelemetryHandler):
                 reply = await relay(self.forwarder.settings, study, self.request.body)
             except ConsentError as e:
                 raise web.HTTPError(e.status, str(e)) from None
+            finally:  # the listing's marks follow the decision, whatever came of it
+                marks = self.settings.get(CONSENT_MARKS_SETTING)
+                if marks is not None:
+                    marks.invalidate()
             self.finish(json.dumps(reply))
             return
         user = self.eventlog.consent.default_user
@@ -55,8 +61,15 @@ class ConsentStudyHandler(TelemetryHandler):
             raise web.HTTPError(500, "this server does not know its user: no decision is kept")
         policy = self.settings[POLICY_SETTING]
         recorded = recorded_user(policy.record_user, policy.secret, user)
+        eventlog = self.eventlog
+
+        async def erase(withdrawn: Study) -> int:  # every event here is the server user's
+            return await erase_withdrawn(eventlog, withdrawn, None)
+
         try:
-            reply = await take_decision(self.eventlog, user, recorded, study, self.request.body)
+            reply = await take_decision(
+                eventlog, user, recorded, study, self.request.body, erase=erase
+            )
         except ConsentError as e:
             if e.status >= 500:
                 self.log.error("Telemetry: a consent decision was not kept: %s", e)

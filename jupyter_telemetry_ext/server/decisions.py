@@ -6,6 +6,7 @@ kept only once every handler wrote that event. Nothing here imports tornado.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -55,10 +56,10 @@ async def take_decision(
     if not await ticket.wait(WRITE_TIMEOUT_SECONDS) or not ticket.ok:
         msg = "the decision's event could not be written, so it is not kept; retry"
         raise ConsentError(msg, 503)
-    try:
-        consent.keep(user, decision)
+    try:  # off the event loop: a database store writes over the network
+        await asyncio.to_thread(consent.keep, user, decision)
     except OSError:
-        msg = "the decision could not be written to the decisions file; retry"
+        msg = "the decision could not be written where decisions are kept; retry"
         raise ConsentError(msg, 500) from None
     erased = None
     if decision.decision == DECLINED and study.erase_on_withdrawal and erase is not None:

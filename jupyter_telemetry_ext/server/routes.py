@@ -38,6 +38,7 @@ AUTH_RESOURCE = "telemetry"
 BUFFER_SETTING = "telemetry_subscriber_buffer"
 SUBSCRIBERS_SETTING = "telemetry_subscribers"
 FORWARDER_SETTING = "telemetry_forwarder"  # a Forwarder, when events go to a collector
+CONSENT_MARKS_SETTING = "telemetry_consent_marks"  # the collector's, when forwarding
 ALL_SCHEMAS_SETTING = "telemetry_accept_all_schemas"  # TelemetryExtension.accept_all_schemas
 
 
@@ -138,6 +139,9 @@ class SchemasHandler(TelemetryHandler):
             for summary in model["schemas"]:
                 summary["allowed"], summary["sampling"] = forwarder.recorded(summary["id"])
                 summary["policy"] = collector_policy(forwarder.rules, summary)
+        marks = self.settings.get(CONSENT_MARKS_SETTING)
+        if marks is not None:  # the collector's studies and this user's decisions
+            await marks.mark(model)
         mark_withheld(self.eventlog, model)
         self.finish(json.dumps(model))
 

@@ -31,14 +31,36 @@ def _lines(path: Path) -> list[str]:
 
 
 def _write(path: Path, lines: list[str]) -> None:
-    """Replace a file's content atomically (same mode, same compression)."""
+    """Replace a file's content atomically (same mode, same compression): the new content is
+    on disk before it takes the file's name, so a crash leaves the old file or the new one."""
     fd, temp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(temp, "wt", encoding="utf-8", errors="surrogateescape") as out:
-        out.writelines(lines)
-    Path(temp).chmod(path.stat().st_mode & 0o7777)
-    Path(temp).replace(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(temp, "wt", encoding="utf-8", errors="surrogateescape") as out:
+            out.writelines(lines)
+        with Path(temp).open("rb") as written:
+            os.fsync(written.fileno())
+        Path(temp).chmod(path.stat().st_mode & 0o7777)
+        Path(temp).replace(path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Write a folder's entries to disk (the rename), where the system allows it."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def rewrite(path: Path, keep: Keep) -> int:
@@ -123,11 +145,12 @@ def erasures_file(path: Path) -> Path:
     return path.with_name(path.name + "-erasures.jsonl")
 
 
-def record_erasure(path: Path, removed: int) -> None:
-    """Append who erased how many events, and when (never whose) to the log's erasures file."""
+def record_erasure(path: Path, removed: int, operator: str | None = None) -> None:
+    """Append who erased how many events (`operator`, default the OS user), and when (never
+    whose) to the log's erasures file."""
     entry = {
         "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "operator": getpass.getuser(),
+        "operator": operator or getpass.getuser(),
         "events": removed,
     }
     with erasures_file(path).open("a", encoding="utf-8") as f:

@@ -17,6 +17,7 @@ from jupyter_telemetry_ext.core.errors import ConsentError
 from .forwarder import ForwardSettings
 
 CONSENT_PATH = "api/telemetry/consent"
+SCHEMAS_PATH = "api/telemetry/schemas"
 
 
 async def relay(
@@ -25,12 +26,25 @@ async def relay(
     """GET the collector's studies (no `study`), or PUT a decision on `study`; return its JSON
     reply, or raise ConsentError with its status and message (502/503 when it cannot say)."""
     path = CONSENT_PATH if study is None else f"{CONSENT_PATH}/{quote(study, safe='')}"
+    return await ask(settings, path, "GET" if study is None else "PUT", body)
+
+
+async def ask(
+    settings: ForwardSettings,
+    path: str,
+    method: str,
+    body: bytes | None,
+    timeout: float | None = None,
+) -> Any:
+    """Send a request to the collector with the hub token (waiting at most `timeout` s, None:
+    the forwarding's timeout); return its JSON object reply, or raise ConsentError with its
+    status and message (502/503 when it cannot say)."""
     request = HTTPRequest(
         settings.collector_url + path,
-        method="GET" if study is None else "PUT",
+        method=method,
         headers={"Authorization": f"token {settings.token}", "Content-Type": "application/json"},
         body=body,
-        request_timeout=settings.timeout,
+        request_timeout=settings.timeout if timeout is None else timeout,
         follow_redirects=False,
     )
     try:

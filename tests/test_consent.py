@@ -426,6 +426,7 @@ def test_the_docs_opt_in_example_records_cells_only_once_granted(tmp_path: Path)
     written = read_events(events)
     assert [e["__schema__"] for e in written] == [CONSENT_SCHEMA_ID, CELL_ID]
     assert written[1].get("source") is None  # the allow-list keeps no code
+    assert written[1]["__user__"] == written[0]["__user__"] is not None  # erasable by user
 
 
 @pytest.mark.e2e

@@ -33,13 +33,13 @@ from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 from .audit.install import AUDIT_KINDS, install_audit, stop_audit
 from .audit.required import audits_of, require_audit
 from .config_files import StrictConfigApp
-from .consent import CONSENT_FILE, server_user, start_consent
+from .consent import CONSENT_FILE, start_consent
 from .consent_routes import consent_handlers
 from .events_route import server_events_handlers
 from .forwarding.consent_marks import ConsentMarks
 from .metrics import TelemetryCollector, register, unregister
 from .page import page_handlers
-from .principal import watch_made_up_users
+from .principal import server_user, watch_made_up_users
 from .reception import Policy
 from .restapi import EVENTLOG_SETTING, LIMITS_SETTING, POLICY_SETTING
 from .routes import (

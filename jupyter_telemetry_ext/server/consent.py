@@ -6,8 +6,6 @@ records, so one set of decisions applies to all of them.
 
 from __future__ import annotations
 
-import getpass
-import os
 from collections.abc import Callable
 from logging import Logger
 from pathlib import Path
@@ -55,11 +53,3 @@ def mark_withheld(eventlog: EventLog, model: dict[str, Any]) -> None:
         states = consent.withheld(schema).values()
         if states:
             summary["consent"] = DECLINED if DECLINED in states else NEEDED
-
-
-def server_user() -> str | None:
-    """Return the user this server runs for: `JUPYTERHUB_USER`, else the OS user (or None)."""
-    try:
-        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
-    except (OSError, KeyError):
-        return None

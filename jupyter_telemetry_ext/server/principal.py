@@ -13,12 +13,18 @@ would be recorded twice. So the principal is:
 - `anonymous` when the user was made up for a request that presented no token (authentication
   off): every such client is one principal.
 
-The principal is never recorded nor logged: `__user__` stays the identity provider's name.
+The principal is never recorded nor logged. What is recorded as `__user__` is the request's
+person: the identity provider's user when it names one (JupyterHub's, a custom provider's), and
+the user the server runs for when jupyter_server's own provider made the user up (a random name
+for a token or a login cookie, which names nobody): the same user its consent decisions are
+taken for, and `erase --user` finds.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import os
 import secrets
 
 from jupyter_server.auth.identity import IdentityProvider, User
@@ -27,6 +33,7 @@ from tornado.web import RequestHandler
 
 ANONYMOUS = "anonymous"
 _MADE_UP = "_telemetry_made_up_user"  # the handler attribute naming the user made up for it
+_OWN_PROVIDERS = IdentityProvider.__module__  # jupyter_server's providers: users made up
 _KEY = secrets.token_bytes(32)  # this process's key for token digests
 
 
@@ -56,6 +63,22 @@ def principal(handler: JupyterHandler) -> str:
         if token:
             return f"token:{token_digest(token)}"
     return ANONYMOUS
+
+
+def person(handler: JupyterHandler) -> str:
+    """Return the name recorded for an authenticated request's user (see the module's docstring)."""
+    name: str = handler.current_user.username
+    if type(handler.identity_provider).__module__ == _OWN_PROVIDERS:
+        return server_user() or name
+    return name
+
+
+def server_user() -> str | None:
+    """Return the user this server runs for: `JUPYTERHUB_USER`, else the OS user (or None)."""
+    try:
+        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    except (OSError, KeyError):
+        return None
 
 
 def token_digest(token: str) -> str:

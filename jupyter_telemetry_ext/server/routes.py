@@ -20,7 +20,7 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import Forwarder
 
 from .compat import ws_authenticated
 from .consent import mark_withheld
-from .principal import principal
+from .principal import person, principal
 from .restapi import (
     EVENTLOG_SETTING,
     POLICY_SETTING,
@@ -97,8 +97,8 @@ class EventsHandler(PostEvents, TelemetryHandler):
         self.check_post()
 
     def poster(self) -> tuple[str, str]:
-        """Return the identity provider's user name and the request's principal."""
-        return self.current_user.username, principal(self)
+        """Return the request's person (the name recorded for it) and its principal."""
+        return person(self), principal(self)
 
     def open_to(self) -> Callable[[EventSchema], bool] | None:
         """Return every schema with `accept_all_schemas` (a collector), else None (frontends)."""

@@ -11,6 +11,7 @@ from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebso
 from jupyter_telemetry_ext.core.errors import UnknownSchemaError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.recorded_user import recorded_user
+from jupyter_telemetry_ext.server.principal import person
 from jupyter_telemetry_ext.server.reception import Policy
 from jupyter_telemetry_ext.server.restapi import EVENTLOG_SETTING, POLICY_SETTING
 
@@ -144,7 +145,7 @@ def user_context(policy: Policy) -> UserContext:
         name = getattr(user, "username", None)
         if not isinstance(name, str):
             return None
-        value = recorded_user(policy.record_user, policy.secret, name)
+        value = recorded_user(policy.record_user, policy.secret, person(handler))
         return None if value is None else {"__user__": value}
 
     return context

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from jupyter_telemetry_ext.core.errors import IngestError, JSONBodyError, TimestampError
+from jupyter_telemetry_ext.core.reserved import may_hold_reserved_key
 from jupyter_telemetry_ext.core.timestamps import parse_timestamp
 from jupyter_telemetry_ext.core.validation import json_type
 
@@ -39,11 +40,18 @@ class Limits:
     event: int = 32 << 10
     # Whether each event must be measured: not when the whole body is within the event limit.
     measure: bool = True
+    # Whether an event may hold a key starting with `__`: not when the body's text has none.
+    reserved_keys: bool = True
 
     @functools.cached_property
     def unmeasured(self) -> Limits:
         """Return these limits for a body that holds no event over the limit: no measuring."""
         return replace(self, measure=False)
+
+    @functools.cached_property
+    def no_reserved_keys(self) -> Limits:
+        """Return these limits for a body in which no key can start with `__`."""
+        return replace(self, reserved_keys=False)
 
 
 @dataclass(slots=True)
@@ -55,6 +63,8 @@ class Envelope:
     data: dict[str, Any]
     timestamp: datetime | None = None
     client_id: str | None = None
+    # False when no key of `data` can start with `__` (see `Limits.reserved_keys`).
+    reserved_keys: bool = True
 
 
 @dataclass(slots=True)
@@ -93,6 +103,8 @@ def parse_body(
     # No event can be larger than the body it came in: measure events only in a larger body.
     if len(body) <= limits.event:
         limits = limits.unmeasured
+    if not may_hold_reserved_key(body):
+        limits = limits.no_reserved_keys
     if "events" in document:
         events = _batch(document, limits)
         if limits.measure and _all_within(events, len(body), limits.event):
@@ -191,7 +203,7 @@ def parse_event(item: Any, limits: Limits) -> Envelope:
         and client_id.isalnum()
     ):
         client_id = _client_id(item)  # not only letters and digits: the full check
-    return Envelope(schema_id, version, data, timestamp, client_id)
+    return Envelope(schema_id, version, data, timestamp, client_id, limits.reserved_keys)
 
 
 def _check_size(item: dict[str, Any], limits: Limits) -> None:

@@ -30,6 +30,7 @@ from .errors import (
     SchemaNotRegistered,
     SchemaRegistryException,
 )
+from .event_keys import EventKey
 from .eventlog import EventLog
 from .events_schema import EventSchema, load_schema, with_defaults
 from .timestamps import Timestamps
@@ -119,7 +120,7 @@ class _EventsLog(EventLog):
         context: Mapping[str, Any] | None = None,
         encode: capsules.Encoder = capsules.encode,
         *,
-        key: bytes | None = None,
+        key: EventKey | None = None,
     ) -> dict[str, Any] | None:
         def encode_v1(value: Mapping[str, Any], schema: Any) -> str:
             if "__metadata_version__" in value and isinstance(value, dict):

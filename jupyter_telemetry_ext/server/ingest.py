@@ -144,7 +144,7 @@ def record(
                 reception.received_at,
                 context=context,
                 parsed=True,
-                key=reception.event_key(client_id),
+                key=reception.pending_key(client_id),
             )
         finally:
             if ticket is not None:

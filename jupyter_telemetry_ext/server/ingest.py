@@ -269,7 +269,8 @@ def record_batch(
     """
     batch = BatchResult() if batch is None else batch
     known: KnownSchemas = {}
-    with eventlog.batch():
+    # The ids are journaled as the block ends, before the events go to the handlers.
+    with eventlog.batch(), reception.journaling():
         for item in items[len(batch.results) :]:
             try:
                 status = post_event(eventlog, item, limits, reception, known)

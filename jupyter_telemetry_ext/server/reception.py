@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -84,6 +85,10 @@ class Reception:
         # Ids are kept per principal: one cannot suppress another's events by reusing ids.
         if client_id and self.duplicates is not None:
             self.duplicates.add(self.principal, client_id, durable=durable)
+
+    def journaling(self) -> AbstractContextManager[None]:
+        """Return a block whose remembered ids are journaled in one write at its end."""
+        return self.duplicates.journaling() if self.duplicates is not None else nullcontext()
 
     def event_key(self, client_id: str | None) -> bytes | None:
         """Return the store key of an event: of this principal and its client id, else new.

@@ -75,8 +75,8 @@ class Duplicates:
 
     @contextmanager
     def journaling(self) -> Iterator[None]:
-        """Journal the ids added in the block in one write as it ends (a batch's, recorded
-        before its events are handed to the handlers: an id is still on disk before its event).
+        """Journal the ids added in the block in one write as it ends (inside an EventLog
+        `batch` block, as `record_batch` has it, before the batch's events reach the handlers).
         """
         if self.journal is None or self._held is not None:  # nested: the outer block writes
             yield

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -84,6 +85,25 @@ def test_recorded_ids_survive_a_restart_within_the_window(tmp_path: Path) -> Non
                        clock=lambda: clock[0])  # fmt: skip
     assert not later.seen("alice", "e1")
     assert later.seen("alice", "e2")
+
+
+def test_a_batchs_ids_are_journaled_in_one_write_as_its_block_ends(tmp_path: Path) -> None:
+    """Within `journaling` the ids are remembered at once and written when the block ends;
+    a write that crosses a segment's size starts the next segment at the size."""
+    journal = IdJournal(tmp_path / "ids", window=600, capacity=1000)  # 1,000 lines a segment
+    ticks = itertools.count(1000.0, 0.001)
+    ids = Duplicates(600, 3000, journal=journal, clock=lambda: next(ticks))
+    with ids.journaling():
+        for n in range(1500):
+            ids.add("alice", f"e{n}")
+        assert ids.seen("alice", "e0")
+        assert list(journal.load(1000.0)) == []  # not on disk before the block ends
+    journal.close()
+    lines = [path.read_text().count("\n") for path in (tmp_path / "ids").glob("*.ids")]
+    assert sorted(lines) == [500, 1000]
+    again = Duplicates(600, 3000, journal=IdJournal(tmp_path / "ids", 600, 1000),
+                       clock=lambda: 1000.0)  # fmt: skip
+    assert all(again.seen("alice", f"e{n}") for n in range(1500))
 
 
 def test_old_segments_are_deleted_and_nothing_is_rewritten(tmp_path: Path) -> None:

@@ -26,8 +26,15 @@ from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.core.errors import RowError, StoreUnavailableError
-from jupyter_telemetry_ext.core.event_keys import client_key, new_key, poster_key
+from jupyter_telemetry_ext.core.event_keys import (
+    RequestKeys,
+    client_key,
+    key_bytes,
+    new_key,
+    poster_key,
+)
 from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user
+from jupyter_telemetry_ext.core.records import HeldEvent
 from jupyter_telemetry_ext.sinks.pgrows import key_of, keyed_line, line_row, row_line, to_row
 from jupyter_telemetry_ext.sinks.pgtable import DDL, UNIQUE_DDL, VERSION_DDL
 from tests.conftest import FRONTEND_ID, Sink
@@ -504,3 +511,20 @@ class Options:
         self.rate_limit, self.rate_burst = 0.0, 1
         self.record_user, self.user_hash_secret = "none", user_hash_secret
         self.data_dir, self.reply_after_write = str(data_dir), False
+
+
+def test_a_client_ids_key_hashed_later_is_the_same_key() -> None:
+    """The request path hands a client id's key over unhashed; its reader (the writer thread)
+    gets the key `client_key` makes, and a key without a client id as it was made."""
+    keys = RequestKeys(b"k" * 32, "user:ada", 1_700_000_000_000)
+    expected = client_key(poster_key(b"k" * 32, "user:ada"), "c1")
+    pending = keys.pending("c1")
+    assert not isinstance(pending, bytes)
+    assert key_bytes(pending) == expected == keys.key("c1")
+    held = HeldEvent({}, None, pending)
+    assert held.key == expected
+    assert held.key is held.key  # hashed once
+    fresh = keys.pending(None)
+    assert isinstance(fresh, bytes)
+    assert HeldEvent({}, None, fresh).key == fresh
+    assert HeldEvent({}, None, None).key is None

@@ -167,3 +167,31 @@ def test_recursive_ref_redacts_at_every_depth() -> None:
 
 def test_message_property_is_kept() -> None:
     assert record({"message": {"type": "string"}}, {"message": "hello"}) == {"message": "hello"}
+
+
+@pytest.mark.parametrize(
+    ("categories", "keeps_all"),
+    [([UII], True), ([], False)],
+)
+def test_a_plan_that_keeps_everything_copies_the_event_whole(
+    categories: list[str], keeps_all: bool
+) -> None:
+    """The redactor says when it cannot change an event; the capsule is the same either way."""
+    log = EventLog(allowed_schemas={SCHEMA_ID: {"allowed_categories": categories}})
+    schema = log.register_schema(make_schema(SCHEMA_ID, **NESTED))
+    redactor = log.plan(schema).redactor
+    assert redactor is not None
+    assert redactor.keeps_all is keeps_all
+    event = {"model": {"name": "n", "path": "/p"}}
+    kept = log.record_event(SCHEMA_ID, 1, event, context={"__client_id__": "c1"})
+    user = log.record_event(SCHEMA_ID, 1, event, context={"__client_id__": "c1", "__user__": "u"})
+    assert kept is not None
+    assert user is not None
+    path = "/p" if keeps_all else None
+    for capsule in (kept, user):
+        assert capsule["model"] == {"name": "n", "path": path}
+        assert capsule["__client_id__"] == "c1"
+        assert list(capsule)[:4] == ["__timestamp__", "__schema__", "__schema_version__",
+                                     "__metadata_version__"]  # fmt: skip
+    assert "__user__" not in kept
+    assert user["__user__"] is None  # a user-identifier is not allowed here

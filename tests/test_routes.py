@@ -144,6 +144,18 @@ BAD_EVENTS = [
         "data.model.blob.__user__: property names starting with '__' are reserved",
         id="reserved-key-in-undescribed-object",
     ),
+    pytest.param(
+        json.dumps(event(action="open", __schema__="x")).replace('"__', '"\\u005f_').encode(),
+        "reserved",
+        id="reserved-key-escaped",
+    ),
+    pytest.param(
+        json.dumps(event(action="open", model={"paths": [], "blob": {"__user__": SECRET}}))
+        .replace('"__', '"_\\u005F')
+        .encode(),
+        "data.model.blob.__user__: property names starting with '__' are reserved",
+        id="reserved-key-escaped-in-undescribed-object",
+    ),
     pytest.param({"events": {}}, "events: must be an array of events", id="events-object"),
     pytest.param({"events": [], "schema_id": "x"}, "unknown field 'schema_id'", id="batch-extra"),
 ]

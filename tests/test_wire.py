@@ -66,3 +66,20 @@ def test_events_of_a_large_body_are_measured_only_when_a_run_of_them_is_large(
             assert e.value.status == 413
         else:
             parse_event(item, posted.limits)
+
+
+@pytest.mark.parametrize(
+    ("data", "reserved_keys"),
+    [('{"a": {"b_": "_x"}}', False), ('{"a": "x\\n_y"}', False), ('{"a": {"__b": 1}}', True),
+     ('{"a": "x__"}', True), ('{"a": ["__"]}', True), ('{"\\u005f_b": 1}', True),
+     ('{"_\\u005Fb": 1}', True)],
+)  # fmt: skip
+def test_a_body_whose_text_has_no_reserved_key_spares_the_check(
+    data: str, reserved_keys: bool
+) -> None:
+    """Only a body with `__` or an escaped underscore can hold a `__` key: its events are
+    checked for one; the others' cannot hold one."""
+    body = f'{{"events": [{{"schema_id": "a/b", "version": 1, "data": {data}}}]}}'.encode()
+    posted = parse_body(body, Limits())
+    assert json.loads(body)["events"] == posted.events
+    assert parse_event(posted.events[0], posted.limits).reserved_keys is reserved_keys

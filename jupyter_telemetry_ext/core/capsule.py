@@ -26,6 +26,7 @@ CONTEXT_FIELDS = {
     "__user__": USER_IDENTIFIER,
 }
 Encoder = Callable[[Mapping[str, Any], EventSchema], str]
+_NO_CONTEXT: Mapping[str, Any] = {}
 
 
 class Plan(NamedTuple):
@@ -70,7 +71,20 @@ def build(
     context: Mapping[str, Any] | None,
     context_kept: frozenset[str],
 ) -> dict[str, Any]:
-    """Return the capsule of an event: its metadata, context fields and redacted properties."""
+    """Return the capsule of an event: its metadata, context fields and redacted properties.
+
+    When the plan keeps every context field given and every property, the capsule is made in
+    one step (no key is looked at on its own).
+    """
+    if redactor.keeps_all and (not context or context.keys() <= context_kept):
+        return {
+            "__timestamp__": timestamp,
+            "__schema__": schema.id,
+            "__schema_version__": schema.version,
+            "__metadata_version__": METADATA_VERSION,
+            **(context or _NO_CONTEXT),
+            **event,
+        }
     capsule: dict[str, Any] = {
         "__timestamp__": timestamp,
         "__schema__": schema.id,

@@ -19,6 +19,7 @@ from typing import Any, Union, cast
 
 from . import filesink
 from .errors import QueueFullError
+from .event_keys import EventKey, key_bytes
 from .jsonline import encode as _encode
 from .outcomes import SINK_FAILURE
 from .records import (
@@ -314,11 +315,12 @@ class Sink:
 
     # Events
 
-    def send(self, capsule: dict[str, Any], line: str | None, key: bytes | None = None) -> None:
+    def send(self, capsule: dict[str, Any], line: str | None, key: EventKey | None = None) -> None:
         """Hand a recorded event (and its store `key`, if any) to the handlers (held back within
         this thread's `batch`); its JSON `line` may be None when `wants_lines()` said False."""
         if self._tracking and (ticket := self.ticket) is not None:
-            record = CapsuleRecord(RECORD_NAME, capsule, line or _encode(capsule), key)
+            record = CapsuleRecord(RECORD_NAME, capsule, line or _encode(capsule),
+                                   None if key is None else key_bytes(key))  # fmt: skip
             record.ticket = ticket
             self._send(ticket.handlers(self.handlers), record)
         elif self._writer is not None or self.handlers:
@@ -335,16 +337,22 @@ class Sink:
             self.delivery.deliver(handlers, as_record(record))
 
     def _queued(
-        self, capsule: dict[str, Any], line: str | None, key: bytes | None, form: str | None = None
+        self,
+        capsule: dict[str, Any],
+        line: str | None,
+        key: EventKey | None,
+        form: str | None = None,
     ) -> Queued:
         """Return what is handed over for an event, in `form` (default: `form()`; see `Queued`;
-        a handler that writes lines reads no store key)."""
+        a handler that writes lines reads no store key; a HeldEvent's is hashed by its reader)."""
         form = self.form() if form is None else form
         if form is HELD or form is BATCHES:
             return HeldEvent(capsule, line, key)
         if line is None:  # the handlers changed since the EventLog asked: write it now
             line = _encode(capsule)
-        return line if form is LINE else CapsuleRecord(RECORD_NAME, capsule, line, key)
+        if form is LINE:
+            return line
+        return CapsuleRecord(RECORD_NAME, capsule, line, None if key is None else key_bytes(key))
 
     def wants_lines(self) -> bool:
         """Return False when no handler the next event goes to writes lines: every one takes

@@ -16,6 +16,12 @@ import hmac
 import itertools
 import os
 import time
+from typing import Any, Union
+
+# A store key as the request path hands it over: its bytes, or a client id's key still to be
+# hashed, `(the poster's hash, client id)`, which whoever first reads it hashes (`key_bytes`):
+# the EventLog's writer thread, off the event loop.
+EventKey = Union[bytes, tuple[Any, str]]  # noqa: UP007 - a runtime alias
 
 KEY_BYTES = 16
 # Keys are derived apart from the user hashes made with the same secret (`hashed_user`), so a
@@ -61,8 +67,20 @@ class RequestKeys:
 
     def key(self, client_id: str | None) -> bytes:
         """Return the key of an event: `client_key` of its client id, else a new key."""
+        return key_bytes(self.pending(client_id))
+
+    def pending(self, client_id: str | None) -> EventKey:
+        """Return the key of an event, a client id's not hashed yet (see `key_bytes`)."""
         if client_id is None:
             return self._prefix + next(self._count).to_bytes(4, "big")
-        hashed = self._hash.copy()
-        hashed.update(client_id.encode())
-        return hashed.digest()
+        return (self._hash, client_id)
+
+
+def key_bytes(key: EventKey) -> bytes:
+    """Return the bytes of a key: a client id's key (see `RequestKeys.pending`) hashed now."""
+    if isinstance(key, bytes):
+        return key
+    poster, client_id = key
+    hashed = poster.copy()  # the poster's hash is never updated itself: safe on any thread
+    hashed.update(client_id.encode())
+    return hashed.digest()  # type: ignore[no-any-return]

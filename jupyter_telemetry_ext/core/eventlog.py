@@ -43,6 +43,7 @@ from .errors import (
     StudyError,
     UnknownSchemaError,
 )
+from .event_keys import EventKey
 from .outcomes import FILTERED, NO_CONSENT, RECORDED, SAMPLED_OUT, SINK_FAILURE
 from .registered import RegisteredSchemas
 from .sampling import SAMPLING_FORM, keeps, parse_sampling
@@ -411,13 +412,14 @@ class EventLog(LoggingConfigurable):
         *,
         context: Mapping[str, Any] | None = None,
         parsed: bool = False,
-        key: bytes | None = None,
+        key: EventKey | None = None,
     ) -> dict[str, Any] | None:
         """Record an event already checked against `schema`; return the capsule or None.
 
         `parsed`: the event was read from JSON text, so it holds JSON values only (no NaN, no
         other Python types) and a faster encoder writes it. `key`: the event's store key (see
-        `event_keys`), handed to the handlers on its record, never in the capsule.
+        `event_keys`; a client id's may still be hashed by its reader), handed to the handlers
+        on its record, never in the capsule.
         """
         plan = self._plan(schema.id, schema.version)
         encode = capsules.encode_read if parsed else capsules.encode
@@ -446,7 +448,7 @@ class EventLog(LoggingConfigurable):
         context: Mapping[str, Any] | None = None,
         encode: capsules.Encoder = capsules.encode,
         *,
-        key: bytes | None = None,
+        key: EventKey | None = None,
     ) -> dict[str, Any] | None:
         schema, rule, redactor = plan.schema, plan.rule, plan.redactor
         if self.consent.studies and not self.consent.allows(schema):

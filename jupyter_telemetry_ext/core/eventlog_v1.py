@@ -8,6 +8,7 @@ from typing import Any
 
 from . import capsule as capsules
 from .capsule import Plan
+from .event_keys import EventKey
 from .eventlog import EventLog
 
 METADATA_VERSION_1 = 1
@@ -24,7 +25,7 @@ class MetadataV1EventLog(EventLog):
         context: Mapping[str, Any] | None = None,
         encode: capsules.Encoder = capsules.encode,
         *,
-        key: bytes | None = None,
+        key: EventKey | None = None,
     ) -> dict[str, Any] | None:
         def encode_v1(value: Mapping[str, Any], schema: Any) -> str:
             if "__metadata_version__" in value and isinstance(value, dict):

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Union, cast
 
+from .event_keys import EventKey, key_bytes
 from .jsonline import encode as encode_line
 
 RECORD_NAME = "jupyter_telemetry_ext.events"
@@ -82,15 +83,25 @@ class HeldEvent:
     capsule (`msg`, as on its record), JSON line and store key, without a log record.
 
     Made without its line when no handler writes lines: the line is then written when first
-    asked for (a failure description measures it, a spool keeps it).
+    asked for (a failure description measures it, a spool keeps it). A client id's key is
+    hashed when first asked for too (by the writer thread that makes its row).
     """
 
-    __slots__ = ("_line", "key", "msg")
+    __slots__ = ("_key", "_line", "msg")
     name = RECORD_NAME
 
-    def __init__(self, capsule: dict[str, Any], line: str | None, key: bytes | None) -> None:
+    def __init__(self, capsule: dict[str, Any], line: str | None, key: EventKey | None) -> None:
         """Hold an event's capsule, line (None: written when asked for) and key."""
-        self.msg, self._line, self.key = capsule, line, key
+        self.msg, self._line, self._key = capsule, line, key
+
+    @property
+    def key(self) -> bytes | None:
+        """Return the event's store key (None: none was made at reception)."""
+        key = self._key
+        if key is None or type(key) is bytes:
+            return key
+        key = self._key = key_bytes(key)
+        return key
 
     @property
     def line(self) -> str:

@@ -101,6 +101,11 @@ def _keeps_everything(step: Descend) -> bool:
     return all(s is KEEP for s in steps)
 
 
+def _keeps_every_key(top: Descend) -> bool:
+    """Return True when every key of an event object is kept whole, named or not."""
+    return top.other_keys is KEEP and all(s is KEEP for s in top.properties.values())
+
+
 def default_categories(*, personal_data: bool) -> frozenset[str]:
     """Return the categories of a top-level key that names none: by the schema's
     `personal-data` mark, `user-identifiable-information` or else `unrestricted`."""
@@ -113,6 +118,12 @@ class Redactor:
 
     top: Descend
     drop: bool
+    # True when the plan keeps every key at every depth: redacting cannot change an event.
+    keeps_all: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        """Note whether the plan keeps everything (then an event is copied as it is)."""
+        object.__setattr__(self, "keeps_all", _keeps_every_key(self.top))
 
     @classmethod
     def plan(
@@ -124,6 +135,9 @@ class Redactor:
 
     def copy_into(self, out: dict[str, Any], event: Mapping[str, Any]) -> None:
         """Copy the event's keys into `out`, redacted."""
+        if self.keeps_all:
+            out.update(event)
+            return
         self._copy_keys(self.top, out, event)
 
     def _copy_keys(self, step: Descend, out: dict[str, Any], value: Mapping[str, Any]) -> None:

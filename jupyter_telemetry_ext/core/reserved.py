@@ -33,20 +33,34 @@ def _has_reserved_key(ref: str) -> dict[str, Any]:
     }
 
 
-def with_reserved_key_check(document: Mapping[str, Any]) -> dict[str, Any]:
-    """Return a copy of a schema document that also refuses `__` keys at any depth."""
+def with_reserved_key_check(document: Mapping[str, Any], *, check: bool = True) -> dict[str, Any]:
+    """Return a copy of a schema document that also refuses `__` keys at any depth.
+
+    `check` False: the same copy without that rule, for events known to hold no such key (see
+    `EventSchema.is_valid`); it validates everything else exactly as the checked copy does.
+    """
     checked = dict(document)
-    dialect = str(checked.get("$schema", ""))
-    defs = "$defs" if any(draft in dialect for draft in _DEFS_2019) else "definitions"
-    ref = f"#/{defs}/{RULE_NAME}"
-    existing = checked.get(defs)
-    checked[defs] = {**(existing if isinstance(existing, Mapping) else {}),
-                     RULE_NAME: _has_reserved_key(ref)}  # fmt: skip
-    applied: list[Any] = list(checked.get("allOf", []))
+    applied: list[Any] = list(checked.pop("allOf", []))
     if "$ref" in checked:  # up to draft 7 a `$ref` hides its siblings: make it one of allOf
         applied.insert(0, {"$ref": checked.pop("$ref")})
-    checked["allOf"] = [*applied, {"not": {"$ref": ref}}]
+    if check:
+        dialect = str(checked.get("$schema", ""))
+        defs = "$defs" if any(draft in dialect for draft in _DEFS_2019) else "definitions"
+        ref = f"#/{defs}/{RULE_NAME}"
+        existing = checked.get(defs)
+        checked[defs] = {**(existing if isinstance(existing, Mapping) else {}),
+                         RULE_NAME: _has_reserved_key(ref)}  # fmt: skip
+        applied.append({"not": {"$ref": ref}})
+    if applied:
+        checked["allOf"] = applied
     return checked
+
+
+def may_hold_reserved_key(body: bytes) -> bool:
+    """Return False when no key of the JSON text `body` can start with `__`: the text has no
+    `__` and no escaped underscore (`\\u005f`). (A backslash is rare: one `in` of a single
+    byte, a memchr, spares most bodies the search for the escape.)"""
+    return b"__" in body or (b"\\" in body and b"\\u005" in body)
 
 
 @functools.cache

@@ -122,6 +122,7 @@ class EventSchema:
         self._check_privacy_keywords()
         self._validation_document = with_reserved_key_check(self.document)
         self._fast = self._compile(self._validation_document)
+        self._plain: Any = None  # without the reserved-key rule: see `is_valid`
         self._describer: Any = None
         self.categories: CategoryNode = category_tree(self.document, where=self._where())
 
@@ -150,17 +151,29 @@ class EventSchema:
         """Return True when two schemas are the same document (`1` and `"1"` alike)."""
         return _comparable(self.document) == _comparable(other.document)
 
-    def is_valid(self, event: Any) -> bool:
-        """Return True when the event is valid under this schema."""
+    def is_valid(self, event: Any, *, no_reserved_keys: bool = False) -> bool:
+        """Return True when the event is valid under this schema.
+
+        `no_reserved_keys`: the caller knows that no key of the event starts with `__` (see
+        `reserved.may_hold_reserved_key`), so the validator that also looks for one is spared.
+        """
+        validator = self._fast if not no_reserved_keys else self._without_reserved_check()
         try:
-            return bool(self._fast.is_valid(event))
+            return bool(validator.is_valid(event))
         except ValueError:  # a value JSON cannot hold (a datetime, an object): never valid
             return False
 
-    def validate(self, event: Any) -> None:
-        """Raise EventValidationError (a jsonschema.ValidationError) when the event is not valid."""
-        if not self.is_valid(event):
+    def validate(self, event: Any, *, no_reserved_keys: bool = False) -> None:
+        """Raise EventValidationError (a jsonschema.ValidationError) when the event is not valid
+        (`no_reserved_keys`: see `is_valid`)."""
+        if not self.is_valid(event, no_reserved_keys=no_reserved_keys):
             raise self.validation_error(event)
+
+    def _without_reserved_check(self) -> Any:
+        """Return the validator of the schema alone (compiled at its first use)."""
+        if self._plain is None:
+            self._plain = self._compile(with_reserved_key_check(self.document, check=False))
+        return self._plain
 
     def validation_error(self, event: Any) -> Exception:
         """Return the error that describes why an invalid event fails, naming the field path."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class Duplicates:
         self._ids: dict[str, OrderedDict[str, float]] = {}  # oldest principal and id first
         self._count = 0
         self.journal = journal
+        self._held: list[tuple[float, str, str]] | None = None  # ids of a `journaling` block
         if journal is not None:
             for when, principal, client_id in journal.load(self.clock()):
                 self._add(principal, client_id, when)
@@ -60,19 +62,38 @@ class Duplicates:
         return added is not None and self.clock() - added <= self.window
 
     def add(self, principal: str, client_id: str, *, durable: bool = True) -> None:
-        """Remember `client_id` of `principal` from now on (`durable`: in the journal too; else
-        `journal_written` keeps it once its event is written)."""
+        """Remember `client_id` of `principal` from now on (`durable`: in the journal too, at
+        the end of the `journaling` block if in one; else `journal_written` keeps it once its
+        event is written)."""
         now = self.clock()
         self._add(principal, client_id, now)
         if durable and self.journal is not None:
-            self.journal.append(now, principal, client_id)
+            if self._held is not None:
+                self._held.append((now, principal, client_id))
+            else:
+                self.journal.append(now, principal, client_id)
+
+    @contextmanager
+    def journaling(self) -> Iterator[None]:
+        """Journal the ids added in the block in one write as it ends (inside an EventLog
+        `batch` block, as `record_batch` has it, before the batch's events reach the handlers).
+        """
+        if self.journal is None or self._held is not None:  # nested: the outer block writes
+            yield
+            return
+        held: list[tuple[float, str, str]] = []
+        self._held = held
+        try:
+            yield
+        finally:
+            self._held = None
+            self.journal.append_many(held)
 
     def journal_written(self, keys: list[tuple[str, str]]) -> None:
         """Keep in the journal the (principal, id) of events every handler wrote."""
         if self.journal is not None:
             now = self.clock()
-            for principal, client_id in keys:
-                self.journal.append(now, principal, client_id)
+            self.journal.append_many([(now, principal, client_id) for principal, client_id in keys])
 
     def _add(self, principal: str, client_id: str, when: float) -> None:
         ids = self._ids.get(principal)

@@ -18,7 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import orjson
+
 SUFFIX = ".ids"
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # as json.dumps, made once
 log = logging.getLogger("jupyter_telemetry_ext.server.idjournal")
 
 
@@ -52,12 +55,20 @@ class IdJournal:
 
     def append(self, when: float, principal: str, client_id: str) -> None:
         """Add a recorded id (written to the OS at once: a crash of the process keeps it)."""
-        line = json.dumps([when, principal, client_id], ensure_ascii=False) + "\n"
+        self.append_many([(when, principal, client_id)])
+
+    def append_many(self, entries: list[tuple[float, str, str]]) -> None:
+        """Add recorded ids, oldest first, in one write (per segment) to the OS at once."""
+        lines = [_line(entry) for entry in entries]
         with self._lock:
-            f = self._segment(when)
-            f.write(line)
-            f.flush()
-            self._written += 1
+            done = 0
+            while done < len(lines):
+                f = self._segment(entries[done][0])
+                take = max(1, self.segment_lines - self._written)  # a segment's lines stay bounded
+                f.write("".join(lines[done : done + take]))
+                f.flush()
+                self._written += len(lines[done : done + take])
+                done += take
 
     def close(self) -> None:
         """Close the open segment."""
@@ -106,6 +117,14 @@ def _start(path: Path) -> float:
         return float(path.name.split("-")[0])
     except ValueError:
         return 0.0
+
+
+def _line(entry: tuple[float, str, str]) -> str:
+    """Return the journal line of one (time, principal, id): JSON, read back by `_entry`."""
+    try:
+        return orjson.dumps(entry).decode() + "\n"
+    except orjson.JSONEncodeError:  # not UTF-8 (a lone surrogate): as the json module writes it
+        return _ENCODE(entry) + "\n"
 
 
 def _entry(line: str) -> tuple[float, str, str] | None:

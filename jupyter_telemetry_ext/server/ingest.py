@@ -129,7 +129,7 @@ def record(
         return FILTERED
     ticket = eventlog.ticket
     try:
-        schema.validate(envelope.data)
+        schema.validate(envelope.data, no_reserved_keys=not envelope.reserved_keys)
         if client_id and reception.is_duplicate(client_id):
             owed = _owed(ticket, reception, client_id)
             if owed is None or ticket is None:
@@ -144,7 +144,7 @@ def record(
                 reception.received_at,
                 context=context,
                 parsed=True,
-                key=reception.event_key(client_id),
+                key=reception.pending_key(client_id),
             )
         finally:
             if ticket is not None:
@@ -269,7 +269,8 @@ def record_batch(
     """
     batch = BatchResult() if batch is None else batch
     known: KnownSchemas = {}
-    with eventlog.batch():
+    # The ids are journaled as the block ends, before the events go to the handlers.
+    with eventlog.batch(), reception.journaling():
         for item in items[len(batch.results) :]:
             try:
                 status = post_event(eventlog, item, limits, reception, known)

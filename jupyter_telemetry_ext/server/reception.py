@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
 from jupyter_telemetry_ext.core.errors import TimestampError
-from jupyter_telemetry_ext.core.event_keys import RequestKeys
+from jupyter_telemetry_ext.core.event_keys import EventKey, RequestKeys
 from jupyter_telemetry_ext.core.recorded_user import load_or_create_secret, recorded_user
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.tickets import Owed
@@ -85,6 +86,10 @@ class Reception:
         if client_id and self.duplicates is not None:
             self.duplicates.add(self.principal, client_id, durable=durable)
 
+    def journaling(self) -> AbstractContextManager[None]:
+        """Return a block whose remembered ids are journaled in one write at its end."""
+        return self.duplicates.journaling() if self.duplicates is not None else nullcontext()
+
     def event_key(self, client_id: str | None) -> bytes | None:
         """Return the store key of an event: of this principal and its client id, else new.
 
@@ -93,6 +98,11 @@ class Reception:
         of another (the duplicate window holds client ids only).
         """
         return self.keys.key(client_id or None) if self.keys is not None else None
+
+    def pending_key(self, client_id: str | None) -> EventKey | None:
+        """Return the store key of an event as `event_key` does, a client id's not hashed yet:
+        whoever first reads it hashes it (`event_keys.key_bytes`: the writer thread)."""
+        return self.keys.pending(client_id or None) if self.keys is not None else None
 
     def id_key(self, client_id: str) -> str:
         """Return the key under which this principal's event id is owed (see tickets.Owed)."""

@@ -11,11 +11,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
 from jupyter_telemetry_ext.core.errors import IngestError, JSONBodyError, TimestampError
+from jupyter_telemetry_ext.core.reserved import may_hold_reserved_key
 from jupyter_telemetry_ext.core.timestamps import parse_timestamp
 from jupyter_telemetry_ext.core.validation import json_type
 
@@ -39,11 +40,18 @@ class Limits:
     event: int = 32 << 10
     # Whether each event must be measured: not when the whole body is within the event limit.
     measure: bool = True
+    # Whether an event may hold a key starting with `__`: not when the body's text has none.
+    reserved_keys: bool = True
 
     @functools.cached_property
     def unmeasured(self) -> Limits:
         """Return these limits for a body that holds no event over the limit: no measuring."""
         return replace(self, measure=False)
+
+    @functools.cached_property
+    def no_reserved_keys(self) -> Limits:
+        """Return these limits for a body in which no key can start with `__`."""
+        return replace(self, reserved_keys=False)
 
 
 @dataclass(slots=True)
@@ -55,6 +63,8 @@ class Envelope:
     data: dict[str, Any]
     timestamp: datetime | None = None
     client_id: str | None = None
+    # False when no key of `data` can start with `__` (see `Limits.reserved_keys`).
+    reserved_keys: bool = True
 
 
 @dataclass(slots=True)
@@ -93,6 +103,8 @@ def parse_body(
     # No event can be larger than the body it came in: measure events only in a larger body.
     if len(body) <= limits.event:
         limits = limits.unmeasured
+    if not may_hold_reserved_key(body):
+        limits = limits.no_reserved_keys
     if "events" in document:
         events = _batch(document, limits)
         if limits.measure and _all_within(events, len(body), limits.event):
@@ -169,22 +181,29 @@ def parse_event(item: Any, limits: Limits) -> Envelope:
         _check_size(item, limits)
     if not item.keys() <= _EVENT_KEY_SET:
         _refuse_unknown(item, EVENT_KEYS, "an event has schema_id, version, data, timestamp and id")
-    schema_id: Any = item.get("schema_id")
-    version: Any = item.get("version")
-    data: Any = item.get("data")
-    if not (_plain_id(schema_id) and _plain_version(version) and type(data) is dict):
+    get = item.get
+    schema_id: Any = get("schema_id")
+    version: Any = get("version")
+    data: Any = get("data")
+    # The common case checked inline (a batch reads hundreds): a non-empty string id, a
+    # non-empty string or integer version, an object; anything else is read again to say why.
+    if not (
+        type(schema_id) is str
+        and schema_id
+        and (type(version) is int or (type(version) is str and version))
+        and type(data) is dict
+    ):
         schema_id, version, data = _schema_id(item), _version(item), _data(item)  # say why
     timestamp = _timestamp(item) if "timestamp" in item else None
-    client_id = _client_id(item) if "id" in item else None
-    return Envelope(schema_id, version, data, timestamp, client_id)
-
-
-def _plain_id(value: Any) -> bool:
-    return type(value) is str and value != ""
-
-
-def _plain_version(value: Any) -> bool:
-    return (type(value) is str and value != "") or type(value) is int
+    client_id: Any = get("id")
+    if client_id is not None and not (
+        type(client_id) is str
+        and len(client_id) <= MAX_ID_LENGTH
+        and client_id.isascii()
+        and client_id.isalnum()
+    ):
+        client_id = _client_id(item)  # not only letters and digits: the full check
+    return Envelope(schema_id, version, data, timestamp, client_id, limits.reserved_keys)
 
 
 def _check_size(item: dict[str, Any], limits: Limits) -> None:
@@ -233,13 +252,6 @@ def _data(item: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-def _plain_client_id(value: Any) -> bool:
-    """Return True for an id of ASCII letters and digits only (a UUID's hex): no regex needed."""
-    return (
-        type(value) is str and len(value) <= MAX_ID_LENGTH and value.isascii() and value.isalnum()
-    )
-
-
 def _timestamp(item: dict[str, Any]) -> datetime | None:
     return _time_field(item, "timestamp")
 
@@ -248,8 +260,6 @@ def _client_id(item: dict[str, Any]) -> str | None:
     value = item.get("id")
     if value is None:
         return None
-    if _plain_client_id(value):
-        return cast(str, value)
     if not isinstance(value, str) or not CLIENT_ID.fullmatch(value):
         got = "a string that is not" if isinstance(value, str) else json_type(value)
         msg = (

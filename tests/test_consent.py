@@ -201,7 +201,17 @@ def test_an_event_covered_by_two_studies_needs_both(server: Server) -> None:
 @pytest.mark.parametrize(
     "case",
     [
-        ("intro", {"decision": "yes", "version": 1}, 400, "decision"),
+        (
+            "intro",
+            {"decision": "yes", "version": 1},
+            400,
+            "decision: must be 'granted' or 'declined' for an opt-in study",
+        ),
+        ("habits", {"decision": "shown", "version": 1}, 400, "for an opt-out study"),
+        ("notice", {"decision": "granted", "version": 1}, 400, "for a notice study"),
+        ("intro", {"decision": "granted", "version": 0}, 400, "version: must be an integer >= 1"),
+        ("intro", {"decision": "granted", "version": -3}, 400, "version: must be an integer >= 1"),
+        ("intro", {"decision": "granted", "version": True}, 400, "version: must be an integer"),
         ("intro", {"decision": "granted"}, 400, "version"),
         ("intro", {"decision": "granted", "version": "1"}, 400, "version"),
         ("intro", {"decision": "granted", "version": 1, "user": "bob"}, 400, "unknown field"),

@@ -125,6 +125,25 @@ def test_alice_grants_then_withdraws_and_bob_cannot_decide_for_her(
     assert kept["alice"]["course"]["decision"] == "declined"
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"decision": "granted", "version": 0}, "version: must be an integer >= 1"),
+        ({"decision": "granted", "version": -1}, "version: must be an integer >= 1"),
+        ({"decision": "granted", "version": False}, "version: must be an integer"),
+        ({"decision": "shown", "version": 1},
+         "decision: must be 'granted' or 'declined' for an opt-in study"),
+    ],
+)  # fmt: skip
+def test_the_collector_refuses_a_bad_version_or_decision_naming_the_field(
+    deployment: Deployment, body: dict[str, Any], message: str
+) -> None:
+    status, reply = deployment.hub.request("PUT", BASE + "consent/course", body,
+                                           token=deployment.alice)  # fmt: skip
+    assert status == 400, reply
+    assert message in reply["message"]
+
+
 def test_a_users_server_relays_her_decisions_to_the_collector(deployment: Deployment) -> None:
     hub = deployment.hub
     hub.spawn("alice")

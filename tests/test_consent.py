@@ -142,6 +142,10 @@ def test_the_listing_and_the_metrics_say_what_is_held_back(server: Server) -> No
     assert marks[OPT_OUT_ID] is None
     assert marks[NOTICE_ID] is None
     assert marks[FREE_ID] is None
+    studies = {s["id"]: s.get("studies") for s in listing["schemas"]}
+    assert studies[PAIR_ID] == ["pair-in", "pair-out"]
+    assert studies[NOTICE_ID] == ["notice"]  # named, though it keeps nothing out
+    assert studies[FREE_ID] is None
     decide(server, "habits", "declined")
     _, listing = server.request("GET", "/api/telemetry/schemas")
     assert {s["id"]: s.get("consent") for s in listing["schemas"]}[OPT_OUT_ID] == "declined"

@@ -199,6 +199,11 @@ class Consent:
                 self._verdicts[key] = verdict
         return verdict
 
+    def covering(self, schema: EventSchema, groups: frozenset[str] | None = None) -> list[str]:
+        """Return the names of the studies for a user of `groups` that cover `schema`."""
+        return [name for name, study in self.studies.items()
+                if study.covers(schema) and study.applies_to(groups)]  # fmt: skip
+
     def decisions(self, user: str) -> dict[str, Decision]:
         """Return a user's latest decision per study (cached until the user decides again)."""
         found = self._decisions.get(user)

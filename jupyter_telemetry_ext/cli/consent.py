@@ -105,12 +105,13 @@ class ConsentListCommand(StoreCommand):
 def is_decisions_file(path: Path) -> bool:
     """Return True when `path` is a consent decisions file (one JSON object per user), not a
     JSON-lines log (one event per line, each with `__schema__`)."""
+    first = ""
     try:
         with path.open(encoding="utf-8") as stream:
             first = stream.readline()
             first_event = json.loads(first)
     except (OSError, ValueError):  # a decisions file is indented: its first line is "{"
-        return first.strip() == "{"
+        return first.strip() == "{"  # unreadable: read as a log, which says why
     return isinstance(first_event, dict) and "__schema__" not in first_event
 
 

@@ -142,6 +142,10 @@ def test_the_listing_and_the_metrics_say_what_is_held_back(server: Server) -> No
     assert marks[OPT_OUT_ID] is None
     assert marks[NOTICE_ID] is None
     assert marks[FREE_ID] is None
+    studies = {s["id"]: s.get("studies") for s in listing["schemas"]}
+    assert studies[PAIR_ID] == ["pair-in", "pair-out"]
+    assert studies[NOTICE_ID] == ["notice"]  # named, though it keeps nothing out
+    assert studies[FREE_ID] is None
     decide(server, "habits", "declined")
     _, listing = server.request("GET", "/api/telemetry/schemas")
     assert {s["id"]: s.get("consent") for s in listing["schemas"]}[OPT_OUT_ID] == "declined"
@@ -201,7 +205,17 @@ def test_an_event_covered_by_two_studies_needs_both(server: Server) -> None:
 @pytest.mark.parametrize(
     "case",
     [
-        ("intro", {"decision": "yes", "version": 1}, 400, "decision"),
+        (
+            "intro",
+            {"decision": "yes", "version": 1},
+            400,
+            "decision: must be 'granted' or 'declined' for an opt-in study",
+        ),
+        ("habits", {"decision": "shown", "version": 1}, 400, "for an opt-out study"),
+        ("notice", {"decision": "granted", "version": 1}, 400, "for a notice study"),
+        ("intro", {"decision": "granted", "version": 0}, 400, "version: must be an integer >= 1"),
+        ("intro", {"decision": "granted", "version": -3}, 400, "version: must be an integer >= 1"),
+        ("intro", {"decision": "granted", "version": True}, 400, "version: must be an integer"),
         ("intro", {"decision": "granted"}, 400, "version"),
         ("intro", {"decision": "granted", "version": "1"}, 400, "version"),
         ("intro", {"decision": "granted", "version": 1, "user": "bob"}, 400, "unknown field"),

@@ -125,6 +125,63 @@ def test_alice_grants_then_withdraws_and_bob_cannot_decide_for_her(
     assert kept["alice"]["course"]["decision"] == "declined"
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"decision": "granted", "version": 0}, "version: must be an integer >= 1"),
+        ({"decision": "granted", "version": -1}, "version: must be an integer >= 1"),
+        ({"decision": "granted", "version": False}, "version: must be an integer"),
+        ({"decision": "shown", "version": 1},
+         "decision: must be 'granted' or 'declined' for an opt-in study"),
+    ],
+)  # fmt: skip
+def test_the_collector_refuses_a_bad_version_or_decision_naming_the_field(
+    deployment: Deployment, body: dict[str, Any], message: str
+) -> None:
+    status, reply = deployment.hub.request("PUT", BASE + "consent/course", body,
+                                           token=deployment.alice)  # fmt: skip
+    assert status == 400, reply
+    assert message in reply["message"]
+
+
+def page_of(hub: Hub, user: str, token: str) -> str:
+    """Return the transparency page of the user's server, as the hub serves it."""
+    request = urllib.request.Request(f"{hub.url}user/{user}/telemetry",  # noqa: S310
+                                     headers={"Authorization": f"token {token}"})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as reply:  # noqa: S310
+        return str(reply.read().decode("utf-8"))
+
+
+def kind_of(page: str, schema_id: str) -> str:
+    """Return the article of one kind of event on the page."""
+    return page.split(f'data-schema-id="{schema_id}"', 1)[1].split("</article>", 1)[0]
+
+
+def test_her_servers_page_marks_the_kinds_the_collectors_study_holds_back(
+    deployment: Deployment,
+) -> None:
+    """A forwarding server's page: the study lists what it covers, and the kind it covers says
+    it is not recorded for her while the collector's study keeps it out."""
+    hub, mine = deployment.hub, "user/alice/api/telemetry/"
+    hub.spawn("alice")
+    body = {"decision": "declined", "version": 1}
+    assert hub.request("PUT", mine + "consent/course", body, token=deployment.alice)[0] == 200
+    page = page_of(hub, "alice", deployment.alice)
+    assert "Covers: Notebook document" in page
+    notebook = kind_of(page, NOTEBOOK)
+    assert "Not recorded for you (study Course study: declined)" in notebook
+    assert ">Not recorded for you</span>" in notebook
+    assert "are recorded by the hub for you" in page
+    body = {"decision": "granted", "version": 1}
+    assert hub.request("PUT", mine + "consent/course", body, token=deployment.alice)[0] == 200
+    notebook = kind_of(page_of(hub, "alice", deployment.alice), NOTEBOOK)
+    assert "Part of study Course study" in notebook
+    assert ">Recorded</span>" in notebook
+    assert "Not recorded for you" not in notebook
+    body = {"decision": "declined", "version": 1}  # as the tests below expect her decision
+    assert hub.request("PUT", mine + "consent/course", body, token=deployment.alice)[0] == 200
+
+
 def test_a_users_server_relays_her_decisions_to_the_collector(deployment: Deployment) -> None:
     hub = deployment.hub
     hub.spawn("alice")

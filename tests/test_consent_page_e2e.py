@@ -8,6 +8,7 @@ file. A screenshot of the section goes to `test-artifacts/`.
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -57,6 +58,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab, Path]]:
         yield lab, decisions
 
 
+def summary_counts(text: str) -> tuple[int, int]:
+    """Return how many kinds of event the page's summary counts as recorded, and held back."""
+    recorded = re.search(r"(\d+)(?:</strong>)? of\s", text)
+    held = re.search(r"(\d+)(?:</strong>)? more (?:is|are) allowed but not recorded for you", text)
+    assert recorded is not None, text
+    return int(recorded.group(1)), int(held.group(1)) if held is not None else 0
+
+
 def fetch(lab: Lab, path: str) -> str:
     """GET a path of the server with the token; return the body."""
     with urllib.request.urlopen(f"{lab.url}{path}?token={TOKEN}", timeout=10) as reply:  # noqa: S310
@@ -80,6 +89,23 @@ def test_the_section_lists_each_study_and_escapes_its_text(lab: tuple[Lab, Path]
     assert INJECTED not in page
     assert "&lt;script&gt;window.studyInjected = 1&lt;/script&gt;" in page
     assert "<p>We record when you run a cell.</p>" in page  # paragraphs kept
+
+
+@pytest.mark.e2e
+def test_a_kind_awaiting_an_opt_in_decision_is_not_counted_as_recorded(
+    lab: tuple[Lab, Path],
+) -> None:
+    """Before any decision, the opt-in study holds the cell events back: the kind says so, and
+    the summary does not count it."""
+    page = fetch(lab[0], "telemetry")
+    cell = page.split(f'data-schema-id="{CELL}"', 1)[1].split("</article>", 1)[0]
+    assert "Not recorded for you (study How students work (2027): awaiting your decision)" in cell
+    assert "Part of study Usage notice" in cell
+    assert ">Not recorded for you</span>" in cell
+    recorded, held = summary_counts(page)
+    cells = page.count(f'data-schema-id="{CELL}"')  # one per version of the schema
+    assert held == cells
+    assert recorded == 1  # the consent events, the proof of each decision, are always recorded
 
 
 async def test_no_section_without_studies(jp_fetch: Callable[..., Awaitable[HTTPResponse]]) -> None:
@@ -118,3 +144,42 @@ def test_the_buttons_change_the_decisions(lab: tuple[Lab, Path]) -> None:
         assert decision(server, "intro-2027") == "declined"
         assert "Not recording" in intro.inner_text()
         assert page.evaluate("window.studyInjected") is None
+
+
+@browser
+@pytest.mark.e2e
+def test_each_study_lists_its_kinds_and_each_kind_its_studies(lab: tuple[Lab, Path]) -> None:
+    """A study card names the kinds it covers; a kind names its studies and, once the user
+    declined one of them, is not recorded for them, nor counted as recorded."""
+    server, _ = lab
+    with chromium_page(playwright) as page:
+        page.set_viewport_size({"width": 1000, "height": 1400})
+        page.goto(f"{server.url}telemetry?token={TOKEN}")
+        intro = page.locator('#studies article[data-study="intro-2027"]')
+        if "Your decision: declined" not in intro.inner_text():  # run alone: decline here
+            intro.get_by_role("button", name="Decline").click()
+            wait_until(lambda: "Your decision: declined" in intro.inner_text(), WAIT)
+        assert "Covers: Cell execution" in intro.inner_text()
+        notice = page.locator('#studies article[data-study="lab-notice"]')
+        assert "Covers: Cell execution" in notice.inner_text()
+        cell = page.locator(f'#kinds article[data-schema-id="{CELL}"]').first
+        text = cell.inner_text()
+        assert "Not recorded for you (study How students work (2027): declined)" in text
+        assert "Part of study Usage notice" in text
+        assert cell.locator("h3 .status").inner_text() == "Not recorded for you"
+        versions = page.locator(f'#kinds article[data-schema-id="{CELL}"]').count()
+        before = summary_counts(page.locator("header .summary").inner_text())
+        assert before == (1, versions)
+        ARTIFACTS.mkdir(exist_ok=True)
+        studies = page.locator("#studies").bounding_box()
+        assert studies is not None
+        top = {"x": 0, "y": 0, "width": 1000, "height": studies["y"] + studies["height"]}
+        page.screenshot(path=str(ARTIFACTS / "consent-kinds-studies.png"), clip=top,
+                        full_page=True)  # fmt: skip
+        cell.screenshot(path=str(ARTIFACTS / "consent-kinds-cell.png"))
+        intro.get_by_role("button", name="Accept").click()
+        wait_until(lambda: "Your decision: accepted" in intro.inner_text(), WAIT)
+        cell = page.locator(f'#kinds article[data-schema-id="{CELL}"]').first
+        assert cell.locator("h3 .status").inner_text() == "Recorded"
+        assert "Part of study How students work (2027)" in cell.inner_text()
+        assert summary_counts(page.locator("header .summary").inner_text()) == (1 + versions, 0)

@@ -17,6 +17,8 @@ from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE, masked
 
+from .pgextra import require_psycopg
+
 if TYPE_CHECKING:
     from jupyter_telemetry_ext.analysis.dataset import DatasetRequest, SchemaLookup
 
@@ -107,6 +109,7 @@ def _source(command: ExportCommand) -> tuple[Any, str, str]:
         handler = None if command.db or from_env else command.handler()
         url = handler.url if handler is not None else (command.db or f"env:{URL_VARIABLE}")
         table = handler.table if handler is not None and command.table == DEFAULT_TABLE else ""
+        require_psycopg(command, "export")
         described = url if url.startswith("env:") else f"PostgreSQL {masked(url)}"
         return url, table or command.table, described
     if not command.extra_args:

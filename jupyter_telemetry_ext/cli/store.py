@@ -22,14 +22,15 @@ from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE
 
 from . import deployment
 from .main import LogCommand, _print_events, _print_rows
+from .pgextra import require_psycopg
 from .tables import MAX_CELL, cut_cells
 
 if TYPE_CHECKING:
     import psycopg
 
 DB_HELP = f"""PostgreSQL URL of the event store (a libpq URL or key=value string), or env:NAME to
-read it from the environment variable NAME. Empty (the default): the log file named on the command
-line, else ${URL_VARIABLE}."""
+read it from the environment variable NAME; needs the [postgres] extra (psycopg). Empty (the
+default): the log file named on the command line, else ${URL_VARIABLE}."""
 
 
 def events_from_store(command: LogCommand) -> None:
@@ -62,8 +63,10 @@ def _since(command: Command, text: str) -> Any:
 def _connect(
     command: Command, url: str, table: str, read_only: bool = False
 ) -> psycopg.Connection[Any]:
+    """Connect to the store; stop with one line when it cannot be (psycopg missing, ...)."""
     from jupyter_telemetry_ext.sinks.store import connect
 
+    require_psycopg(command, command.name.removeprefix("jupyter-telemetry-").replace("-", " "))
     try:
         return connect(url, table, read_only)
     except StoreError as e:
@@ -114,7 +117,7 @@ class StoreCommand(Command):
         if self.db or (not self.extra_args and (os.environ.get(URL_VARIABLE) or self.handler())):
             return None
         if len(self.extra_args) != 1:
-            self.fail(f"{self.name.split('-')[-1]}: name one event log file, or --db URL")
+            self.fail(f"{self.command_name}: name one event log file, or --db URL")
         path = Path(self.extra_args[0])
         if not log_files(path):
             self.fail(f"{path}: cannot read: no such file")
@@ -135,6 +138,11 @@ class StoreCommand(Command):
             return Path(self.spool_dir)
         handler = self.handler()
         return handler.spool.folder if handler is not None else deployment.default_spool_dir()
+
+    @property
+    def command_name(self) -> str:
+        """Return the command as typed after `jupyter telemetry` (prune, consent list, ...)."""
+        return self.name.removeprefix("jupyter-telemetry-").replace("-", " ")
 
     @property
     def verb(self) -> str:
@@ -203,22 +211,25 @@ class SqlCommand(StoreCommand):
 
     def start(self) -> None:
         """Print the statement's rows."""
-        import psycopg
-
-        from jupyter_telemetry_ext.sinks.store import read_only_query
-
         query = self._query()
         with self.connect(read_only=True) as conn:
-            try:
-                headers, rows = read_only_query(conn, query)
-            except psycopg.Error as e:
-                self._refused(e)
+            headers, rows = self._run(conn, query)
             superuser = conn.info.parameter_status("is_superuser") == "on"
         self._print(headers, [[_plain(value) for value in row] for row in rows])
         if superuser:
             print("jupyter telemetry: sql: connected as a superuser, whose queries can read and "
                   "write the server's files (pg_read_file, COPY TO PROGRAM); analysts should "
                   "use a role with pg_read_all_data only", file=sys.stderr)  # fmt: skip
+
+    def _run(self, conn: psycopg.Connection[Any], query: str) -> tuple[list[str], list[Any]]:
+        import psycopg
+
+        from jupyter_telemetry_ext.sinks.store import read_only_query
+
+        try:
+            return read_only_query(conn, query)
+        except psycopg.Error as e:
+            self._refused(e)
 
     def _print(self, headers: list[str], rows: list[list[Any]]) -> None:
         limit = None if self.full else MAX_CELL
@@ -454,23 +465,28 @@ class EraseCommand(StoreCommand):
                       "name and the key (--config)", 1)  # fmt: skip
 
     def _erase_store(self) -> tuple[int, int]:
-        import psycopg
-
         from jupyter_telemetry_ext.sinks import spool, store
 
         with self.connect() as conn:
             users = self.users(self.user, lambda: store.holds_hashed_users(conn, self.table))
             ids = store.user_client_ids(conn, self.table, users)
-            try:
-                removed = store.erase_user(conn, self.table, users, getpass.getuser())
-            except psycopg.errors.LockNotAvailable:
-                self.fail("erase: a writer kept its batch under way too long; nothing was "
-                          "erased: run it again", 1)  # fmt: skip
-            except psycopg.Error as e:  # e.g. no right to create the tombstone tables
-                self.fail(f"erase: nothing was erased: {str(e).strip()}", 1)
+            removed = self._erase_events(conn, users)
             self._erase_decisions(conn, users)
         spooled = spool.user_events(self.spool_folder(), self.table, users, ids)
         return removed, sum(1 for _ in spooled)
+
+    def _erase_events(self, conn: psycopg.Connection[Any], users: list[str]) -> int:
+        import psycopg
+
+        from jupyter_telemetry_ext.sinks import store
+
+        try:
+            return store.erase_user(conn, self.table, users, getpass.getuser())
+        except psycopg.errors.LockNotAvailable:
+            self.fail("erase: a writer kept its batch under way too long; nothing was "
+                      "erased: run it again", 1)  # fmt: skip
+        except psycopg.Error as e:  # e.g. no right to create the tombstone tables
+            self.fail(f"erase: nothing was erased: {str(e).strip()}", 1)
 
     def _erase_decisions(self, conn: Any, users: list[str]) -> None:
         """Erase the user's consent decisions with their events (one transaction): grants and

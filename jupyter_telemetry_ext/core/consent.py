@@ -97,6 +97,11 @@ class JsonDecisions:
         with self._lock:
             return dict(self._decisions.get(user, {}))
 
+    def every_user(self) -> dict[str, dict[str, Decision]]:
+        """Return every user's latest decision per study."""
+        with self._lock:
+            return {user: dict(studies) for user, studies in self._decisions.items()}
+
     def save(self, user: str, decision: Decision) -> None:
         """Keep a user's decision: written to a new file, then renamed over the old one."""
         with self._lock:
@@ -194,6 +199,11 @@ class Consent:
                 self._verdicts[key] = verdict
         return verdict
 
+    def covering(self, schema: EventSchema, groups: frozenset[str] | None = None) -> list[str]:
+        """Return the names of the studies for a user of `groups` that cover `schema`."""
+        return [name for name, study in self.studies.items()
+                if study.covers(schema) and study.applies_to(groups)]  # fmt: skip
+
     def decisions(self, user: str) -> dict[str, Decision]:
         """Return a user's latest decision per study (cached until the user decides again)."""
         found = self._decisions.get(user)
@@ -279,11 +289,12 @@ def _posted(study: Study, body: Any) -> tuple[str, int]:
     words = (SHOWN,) if study.mode == "notice" else (GRANTED, DECLINED)
     word = body.get("decision")
     if word not in words:
-        msg = f"decision: must be {' or '.join(repr(w) for w in words)} for a {study.mode} study"
+        kind = "a notice" if study.mode == "notice" else f"an {study.mode}"
+        msg = f"decision: must be {' or '.join(repr(w) for w in words)} for {kind} study"
         raise ConsentError(msg, 400, "decision")
     version = body.get("version")
-    if isinstance(version, bool) or not isinstance(version, int):
-        msg = "version: must be the integer version of the study the user was shown"
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        msg = "version: must be an integer >= 1, the version of the study the user was shown"
         raise ConsentError(msg, 400, "version")
     if version != study.version:
         msg = (

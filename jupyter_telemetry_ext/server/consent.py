@@ -43,13 +43,18 @@ def start_consent(
 
 
 def mark_withheld(eventlog: EventLog, model: dict[str, Any]) -> None:
-    """Add `consent: "needed" | "declined"` to each schema a study keeps out (the listing),
-    for the user being recorded (see `Consent.acting_for`)."""
+    """Add to each schema of the listing the studies covering it (`studies`: their names) and
+    `consent: "needed" | "declined"` when they keep it out, for the user being recorded (see
+    `Consent.acting_for`)."""
     consent = eventlog.consent
     if not consent.studies:
         return
+    groups = consent.current_user()[1]
     for summary in model["schemas"]:
         schema = eventlog.get_schema(summary["id"], summary["version"])
+        studies = consent.covering(schema, groups)
+        if studies:
+            summary["studies"] = studies
         states = consent.withheld(schema).values()
         if states:
             summary["consent"] = DECLINED if DECLINED in states else NEEDED

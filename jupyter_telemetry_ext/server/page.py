@@ -13,7 +13,8 @@ from jupyter_telemetry_ext.core.errors import ConsentError
 
 from .forwarding.consent_relay import relay
 from .pagerender import TEMPLATE
-from .routes import TelemetryMixin
+from .routes import CONSENT_MARKS_SETTING, TelemetryMixin
+from .studykinds import with_studies
 from .studyview import study_views
 from .transparency import PageModel, forwarding_model, page_model
 
@@ -45,12 +46,14 @@ class TelemetryPageHandler(
         self.finish(self.render_template(TEMPLATE, model=model, xsrf=xsrf))
 
     async def _with_studies(self, model: PageModel) -> PageModel:
-        """Return the model with the user's studies: the server's own, or the collector's."""
+        """Return the model with the user's studies and the kinds of event each covers: the
+        server's own, or the collector's (its studies, and its marks' coverage)."""
         forwarder = self.forwarder
         if forwarder is None:
             consent = self.eventlog.consent
             studies = consent.model(consent.default_user)["studies"]
-            return dataclasses.replace(model, studies=study_views(studies))
+            coverage = {(s.id, s.version): consent.covering(s) for s in self.eventlog.schemas}
+            return with_studies(model, study_views(studies), coverage)
         try:
             reply = await relay(forwarder.settings)
         except ConsentError as e:
@@ -58,7 +61,9 @@ class TelemetryPageHandler(
                 return model
             self.log.warning("Telemetry: the page cannot list the studies: %s", e)
             return dataclasses.replace(model, studies_unknown=str(e))
-        return dataclasses.replace(model, studies=study_views(reply.get("studies") or []))
+        marks = self.settings.get(CONSENT_MARKS_SETTING)
+        coverage = await marks.coverage() if marks is not None else {}
+        return with_studies(model, study_views(reply.get("studies") or []), coverage)
 
 
 page_handlers: list[tuple[str, type[web.RequestHandler]]] = [

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from jupyter_telemetry_ext.core.consent import DECLINED, GRANTED, SHOWN
+from jupyter_telemetry_ext.core.consent import DECLINED, GRANTED, NEEDED, SHOWN
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,24 @@ class StudyView:
     decided_at: str | None
     recording: bool
     choices: tuple[tuple[str, str], ...]  # (decision, button label)
+    covers: tuple[str, ...] = ()  # the titles of the kinds of event it covers
+
+    @property
+    def held_back(self) -> str | None:
+        """Return why the study keeps the user's events out ("declined", "needed"), or None."""
+        if self.recording:
+            return None
+        return DECLINED if self.decision == DECLINED else NEEDED
+
+
+@dataclass(frozen=True)
+class StudyMark:
+    """A study covering a kind of event, as that kind shows it: its name and title, and whether
+    (and why: "declined", "needed") it keeps the user's events of the kind out."""
+
+    name: str
+    title: str
+    held_back: str | None
 
 
 def study_views(studies: Sequence[Mapping[str, Any]]) -> tuple[StudyView, ...]:

@@ -31,7 +31,7 @@ from jupyter_telemetry_ext.core.redaction import (
 from jupyter_telemetry_ext.core.schema import EventSchema, schema_order
 
 from .rules import CollectorRules
-from .studyview import StudyView
+from .studyview import StudyMark, StudyView
 
 KEEP_MARK, REDACT_MARK, DROP_MARK, PARTIAL_MARK, OFF_MARK = "keep", "redact", "drop", "partial", ""
 OTHER_FIELDS = "(any other field)"
@@ -65,6 +65,17 @@ class SchemaView:
     actions: tuple[str, ...]
     user_kept: bool
     properties: tuple[PropertyView, ...]
+    studies: tuple[StudyMark, ...] = ()  # the viewing user's studies covering it
+
+    @property
+    def held_back(self) -> tuple[StudyMark, ...]:
+        """Return the studies that keep the viewing user's events of this kind out."""
+        return tuple(study for study in self.studies if study.held_back is not None)
+
+    @property
+    def recorded(self) -> bool:
+        """Return whether the viewing user's events of this kind are recorded."""
+        return self.allowed and not self.held_back
 
 
 @dataclass(frozen=True)
@@ -104,8 +115,14 @@ class PageModel:
 
     @property
     def recorded(self) -> tuple[SchemaView, ...]:
-        """Return the schema versions the allow-list records."""
-        return tuple(schema for schema in self.schemas if schema.allowed)
+        """Return the schema versions recorded for the viewing user: allowed, and no study
+        keeps them out."""
+        return tuple(schema for schema in self.schemas if schema.recorded)
+
+    @property
+    def held_back(self) -> tuple[SchemaView, ...]:
+        """Return the schema versions allowed but kept out for the viewing user by a study."""
+        return tuple(schema for schema in self.schemas if schema.allowed and schema.held_back)
 
 
 def page_model(eventlog: EventLog, record_user: str = "none", *, place: str = SERVER) -> PageModel:

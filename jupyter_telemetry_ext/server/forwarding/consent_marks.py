@@ -22,7 +22,8 @@ from .forwarder import ForwardSettings
 MARKS_SECONDS = 10.0  # how long marks read are used before they are read again
 RETRY_SECONDS = 2.0  # after a failed reading
 READ_TIMEOUT_SECONDS = 5.0  # a listing waits at most this long for the collector's marks
-Marks = dict[tuple[str, Any], str]  # (schema id, version) -> "needed" | "declined"
+# (schema id, version) -> ("needed" | "declined" | None: recorded, the studies covering it)
+Marks = dict[tuple[str, Any], tuple[str | None, tuple[str, ...]]]
 
 
 class ConsentMarks:
@@ -65,9 +66,16 @@ class ConsentMarks:
         if not marks:
             return
         for summary in model["schemas"]:
-            mark = marks.get((summary["id"], summary["version"]))
+            mark, studies = marks.get((summary["id"], summary["version"]), (None, ()))
             if mark is not None:
                 summary["consent"] = mark
+            if studies:
+                summary["studies"] = list(studies)
+
+    async def coverage(self) -> dict[tuple[str, Any], tuple[str, ...]]:
+        """Return the studies covering each schema version, by the collector (none unread)."""
+        marks = await self.current()
+        return {key: studies for key, (_, studies) in (marks or {}).items() if studies}
 
 
 def read_marks(reply: Any) -> Marks:
@@ -75,8 +83,13 @@ def read_marks(reply: Any) -> Marks:
     schemas = reply.get("schemas") if isinstance(reply, dict) else None
     marks: Marks = {}
     for schema in schemas if isinstance(schemas, list) else []:
-        if isinstance(schema, dict) and schema.get("consent") in (NEEDED, DECLINED):
-            version = schema.get("version")
-            if isinstance(schema.get("id"), str) and isinstance(version, (int, str)):
-                marks[(schema["id"], version)] = schema["consent"]
+        if not isinstance(schema, dict):
+            continue
+        version, studies = schema.get("version"), schema.get("studies")
+        if not isinstance(schema.get("id"), str) or not isinstance(version, (int, str)):
+            continue
+        mark = schema.get("consent") if schema.get("consent") in (NEEDED, DECLINED) else None
+        names = tuple(n for n in studies if isinstance(n, str)) if isinstance(studies, list) else ()
+        if mark is not None or names:
+            marks[(schema["id"], version)] = (mark, names)
     return marks

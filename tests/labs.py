@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
+
 from tests.servers import (
     Process,
     SinkFile,
@@ -29,6 +31,9 @@ from tests.servers import (
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
+)
 TOKEN = "e2e-telemetry-token"
 SCHEMAS = "https://events.jupyter.org/jupyter_telemetry_ext/"
 # The client's default flush interval is 5 s: the first event arrives within it.

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.labs import (
-    CHROMIUM,
+    NEEDS_CHROMIUM,
     TOKEN,
     WAIT,
     Lab,
@@ -31,9 +31,7 @@ SECRET = "the-message-of-this-error-is-never-recorded"
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.labs import (
-    CHROMIUM,
+    NEEDS_CHROMIUM,
     ROOT,
     SCHEMAS,
     TOKEN,
@@ -58,9 +58,7 @@ c.EventLog.studies = {{{{
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 

@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import HTTPResponse
 
-from tests.labs import CHROMIUM, ROOT, SCHEMAS, TOKEN, WAIT, Lab, chromium_page, running_lab
+from tests.labs import (
+    NEEDS_CHROMIUM,
+    ROOT,
+    SCHEMAS,
+    TOKEN,
+    WAIT,
+    Lab,
+    chromium_page,
+    running_lab,
+)
 from tests.servers import wait_until
 
 CELL = SCHEMAS + "cell"
@@ -40,9 +49,7 @@ STUDIES = {
 }
 
 playwright = pytest.importorskip("playwright.sync_api")
-browser = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-)
+browser = NEEDS_CHROMIUM
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.labs import (
-    CHROMIUM,
+    NEEDS_CHROMIUM,
     SCHEMAS,
     TOKEN,
     WAIT,
@@ -32,9 +32,7 @@ from tests.servers import Event
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 KINDS = (

@@ -22,15 +22,21 @@ from typing import Any
 
 import pytest
 
-from tests.labs import CHROMIUM, SCHEMAS, TOKEN, Lab, chromium_page, notebook, running_lab
+from tests.labs import (
+    NEEDS_CHROMIUM,
+    SCHEMAS,
+    TOKEN,
+    Lab,
+    chromium_page,
+    notebook,
+    running_lab,
+)
 from tests.labs import wait_for_kernel as kernel_ready
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 SECONDS = float(os.environ.get("TELEMETRY_SIMULATION_SECONDS", "75"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.labs import CHROMIUM, TOKEN, Lab, chromium_page, running_lab
+from tests.labs import NEEDS_CHROMIUM, TOKEN, Lab, chromium_page, running_lab
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "tests" / "thirdparty_ext"
@@ -30,9 +30,7 @@ TOKEN_TEXT = "Records telemetry events and posts them"
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = [
     pytest.mark.e2e,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"
-    ),
+    NEEDS_CHROMIUM,
 ]
 
 

@@ -242,6 +242,8 @@ def test_hostile_replies_are_counted_logged_once_and_forwarding_goes_on(
         wait_until(lambda n=n: f"ev-{n}" in standin.ids, 60, lambda: log_tail(user.log))
 
     wait_until(lambda: standin.drips_cut >= 2, 30)  # each drip was cut off by the client
+    # The recovery is logged once the reply to the event the collector took has been read.
+    wait_until(lambda: log_of(user).count("answers again") >= len(HOSTILE), 30)
     log = log_of(user)
     for _, kind in HOSTILE:
         assert log.count(f"({kind}") == 1, kind  # logged once per kind, though it recurred

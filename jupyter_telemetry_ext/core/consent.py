@@ -138,6 +138,8 @@ class Consent:
         self._lock = threading.Lock()
         self._decisions: dict[str, dict[str, Decision]] = {}
         self._verdicts: dict[tuple[str | None, frozenset[str] | None, str], dict[str, str]] = {}
+        # An acting user's answers by (acting user and groups, schema id): one look an event.
+        self._allowed: dict[tuple[Acting, str], bool] = {}
 
     def refresh(self) -> bool:
         """Drop the cached answers when the store says another process changed its decisions
@@ -148,6 +150,7 @@ class Consent:
         with self._lock:
             self._decisions.clear()
             self._verdicts.clear()
+            self._allowed.clear()
         return True
 
     def use_store(self, store: DecisionStore) -> None:
@@ -156,6 +159,7 @@ class Consent:
             self.store = store
             self._decisions.clear()
             self._verdicts.clear()
+            self._allowed.clear()
 
     @contextmanager
     def acting_for(self, user: str | None, groups: frozenset[str] | None = None) -> Iterator[None]:
@@ -175,7 +179,18 @@ class Consent:
 
     def allows(self, schema: EventSchema, user: str | None = None) -> bool:
         """Return True when every study covering `schema` lets `user`'s events be recorded."""
-        return not self.withheld(schema, user)
+        if user is not None:
+            return not self.withheld(schema, user)
+        acting = _acting.get()
+        if acting[0] is None:  # the default user's: not kept here, as it may be set later
+            return not self.withheld(schema)
+        key = (acting, schema.id)
+        allowed = self._allowed.get(key)
+        if allowed is None:
+            allowed = not self.withheld(schema, *acting)
+            with self._lock:
+                self._allowed[key] = allowed
+        return allowed
 
     def withheld(
         self, schema: EventSchema, user: str | None = None, groups: frozenset[str] | None = None
@@ -242,6 +257,7 @@ class Consent:
             self._decisions.pop(user, None)
             for key in [k for k in self._verdicts if k[0] == user]:
                 del self._verdicts[key]
+            self._allowed.clear()  # decisions are rare: every acting user's answers go
 
     def recording(self, study: Study, user: str) -> bool:
         """Return True when `study` lets `user`'s events be recorded now."""

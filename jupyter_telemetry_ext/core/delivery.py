@@ -330,6 +330,26 @@ class Sink:
             else:
                 held.add(self._queued(capsule, line, key, held.form))
 
+    def holder(self) -> Callable[[dict[str, Any], EventKey | None], None] | None:
+        """Return how this thread hands an event (its capsule and store key, no line) to its
+        `batch` block, as `send` would, when the block is its own, every handler takes
+        batches through a background writer and no thread tracks a ticket; else None."""
+        held = self._held
+        if (
+            held is None
+            or held.form is not BATCHES
+            or held.thread != threading.get_ident()
+            or self._writer is None
+            or self._tracking
+        ):
+            return None
+        add = held.add
+
+        def hold(capsule: dict[str, Any], key: EventKey | None) -> None:
+            add(HeldEvent(capsule, None, key))
+
+        return hold
+
     def _send(self, handlers: list[logging.Handler], record: Queued) -> None:
         if self._writer is not None:
             self._writer.submit(handlers, record)

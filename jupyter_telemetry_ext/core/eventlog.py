@@ -32,6 +32,7 @@ from traitlets.config import Config, LoggingConfigurable
 
 from . import capsule as capsules
 from .allowlist import SchemaRule, parse_allowed_schemas
+from .batchrecorder import BatchRecorder
 from .capsule import Plan
 from .categories import UNRESTRICTED, USER_IDENTIFIER
 from .consent import Consent
@@ -424,6 +425,27 @@ class EventLog(LoggingConfigurable):
         plan = self._plan(schema.id, schema.version)
         encode = capsules.encode_read if parsed else capsules.encode
         return self._record(plan, event, timestamp, context, encode, key=key)
+
+    def batch_recorder(self, schema: EventSchema, timestamp: datetime) -> BatchRecorder | None:
+        """Return a recorder of `schema`'s checked, parsed events received at `timestamp`, for
+        this thread's `batch` block (see `batchrecorder`); None when they go one by one through
+        `record_checked`: taps, sampling, a schema the allow-list leaves out, or handlers that
+        do not all take batches."""
+        plan = self._plan(schema.id, schema.version)
+        if self._taps or plan.rule is None or plan.redactor is None or plan.rate is not None:
+            return None
+        hold = self._sink.holder()
+        if hold is None:
+            return None
+        return BatchRecorder(
+            plan,
+            self._stamps.format(timestamp),
+            hold,
+            consent=self.consent if self.consent.studies else None,
+            listeners=lambda: self._listeners,
+            outcomes=self._outcomes,
+            log=self.log,
+        )
 
     def _plan(self, schema_id: str, version: object) -> Plan:
         plan = self._plans.get((schema_id, version)) if isinstance(version, (str, int)) else None

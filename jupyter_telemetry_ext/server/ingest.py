@@ -40,6 +40,7 @@ from jupyter_telemetry_ext.core.studies import CONSENT_SCHEMA_ID
 from jupyter_telemetry_ext.core.tickets import Handlers, Ticket
 from jupyter_telemetry_ext.core.validation import EventValidationError
 
+from .plainevents import PlainEvents, SchemaFinder
 from .reception import Reception
 from .wire import Envelope, Limits, parse_event
 
@@ -271,9 +272,12 @@ def record_batch(
     known: KnownSchemas = {}
     # The ids are journaled as the block ends, before the events go to the handlers.
     with eventlog.batch(), reception.journaling():
+        plain = PlainEvents(eventlog, limits, reception, _finder(eventlog, reception, known))
         for item in items[len(batch.results) :]:
             try:
-                status = post_event(eventlog, item, limits, reception, known)
+                status = (plain.usable and plain.record(item)) or post_event(
+                    eventlog, item, limits, reception, known
+                )
                 batch.results.append({"status": status})
             except IngestError as e:
                 batch.results.append({"status": REJECTED, "error": str(e)})
@@ -281,6 +285,18 @@ def record_batch(
             if time.perf_counter() > until:
                 break
     return batch
+
+
+def _finder(eventlog: EventLog, reception: Reception, known: KnownSchemas) -> SchemaFinder:
+    """Return how PlainEvents finds a schema the poster may post (see `_schema`)."""
+
+    def find(schema_id: str, version: str | int, data: dict[str, Any]) -> EventSchema | None:
+        try:
+            return _schema(eventlog, Envelope(schema_id, version, data), reception, known)
+        except IngestError:  # post_event says why, event by event
+            return None
+
+    return find
 
 
 async def record_batch_paced(

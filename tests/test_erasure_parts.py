@@ -8,6 +8,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.core.recorded_user import hashed_user
 from jupyter_telemetry_ext.core.tombstones import (
     Tombstones,
@@ -20,6 +23,10 @@ from jupyter_telemetry_ext.core.tombstones import (
 from jupyter_telemetry_ext.server.duplicates import Duplicates
 from jupyter_telemetry_ext.server.idjournal import IdJournal
 from jupyter_telemetry_ext.server.reception import Policy
+from tests.conftest import make_schema
+from tests.servers import read_events
+
+SCHEMA_ID = "test.events/example"
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -137,3 +144,30 @@ def test_with_reply_after_write_an_id_is_journaled_once_written(tmp_path: Path) 
     again = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100))
     assert again.seen("alice", "w1")
     assert not again.seen("alice", "w2")  # not written: its resend after a restart is recorded
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_plain_file_handler_writes_to_a_log_replaced_or_removed_under_it(
+    tmp_path: Path, background: bool
+) -> None:
+    """`erase` and retention replace a log: the next events go to the file at its path."""
+    log = tmp_path / "events.jsonl"
+    handler = logging.FileHandler(log)
+    eventlog = EventLog(handlers=[handler], allowed_schemas=[SCHEMA_ID], background=background)
+    eventlog.register_schema(make_schema(n={"type": "integer"}))
+    try:
+        eventlog.record_event(SCHEMA_ID, 1, {"n": 1})
+        assert eventlog.flush(timeout=10)
+        replacement = tmp_path / "events.jsonl.new"
+        replacement.write_text("")
+        replacement.replace(log)  # as `erase` leaves it: rewritten and replaced
+        eventlog.record_event(SCHEMA_ID, 1, {"n": 2})
+        assert eventlog.flush(timeout=10)
+        assert [e["n"] for e in read_events(log)] == [2]
+        log.unlink()
+        eventlog.record_event(SCHEMA_ID, 1, {"n": 3})
+        assert eventlog.flush(timeout=10)
+        assert [e["n"] for e in read_events(log)] == [3]
+    finally:
+        eventlog.close()
+        handler.close()

@@ -110,6 +110,7 @@ class Delivery:
             return
         handler.acquire()  # what `handle` does, with the file measured and settled inside
         try:
+            filesink.reopen_if_replaced(handler)
             stream, start = handler.stream, filesink.position(handler)
             try:
                 handler.emit(record)

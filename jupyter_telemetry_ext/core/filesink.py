@@ -5,7 +5,9 @@ A write to a full disk may leave part of it in the file (the OS writes what fits
 file object keeps the rest in its buffer, to write it later should room appear. So after a
 failure the stream is closed (its buffer dropped with it), the file is cut back to the end of
 the last whole event, and the handler reopens the file (in append mode) at its next write.
-`sync` writes a file to disk (fdatasync) for the writes that must survive a crash of the machine.
+A log replaced under a running handler (see `reopen_if_replaced`) is reopened before the next
+write. `sync` writes a file to disk (fdatasync) for the writes that must survive a crash of the
+machine.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import locale
 import logging
 import os
 from collections.abc import Sequence
+from logging.handlers import WatchedFileHandler
 from pathlib import Path
 
 UNKNOWN_SIZE = -1  # a write whose size in bytes is not known: it is whole or cut away
@@ -32,6 +35,28 @@ def position(handler: logging.FileHandler) -> int | None:
         return 0
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def reopen_if_replaced(handler: logging.FileHandler) -> None:
+    """Have the handler reopen its file when the file at its path is another one or gone (as
+    `jupyter telemetry erase` and retention leave a log: rewritten and replaced). A plain
+    FileHandler would write on into the old, unlinked file, and its events would be lost;
+    WatchedFileHandler checks this itself."""
+    stream = handler.stream
+    if stream is None or isinstance(handler, WatchedFileHandler):
+        return
+    try:
+        opened = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return  # not a file this can tell about: the write says what is wrong
+    try:
+        current = Path(handler.baseFilename).stat()
+    except FileNotFoundError:
+        current = None
+    except OSError:
+        return
+    if current is None or (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino):
+        _close(handler)
 
 
 def settle(handler: logging.FileHandler, start: int | None, sizes: Sequence[int]) -> int:

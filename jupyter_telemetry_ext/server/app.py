@@ -18,6 +18,7 @@ from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.recorded_user import checked_secret, warn_user_not_kept
 from jupyter_telemetry_ext.core.redact_url import safe_url
 from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.core.tombstones import sources_of
 from jupyter_telemetry_ext.dashboard.server_handlers import (
     dashboard_handlers,
     dashboard_page_handlers,
@@ -378,12 +379,15 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
     def initialize_settings(self) -> None:
         """Publish the EventLog, so that other extensions can register schemas and record events."""
         limits = Limits(self.max_body_size, self.max_batch_events, self.max_event_size)
+        policy = Policy.from_options(self)
+        # An erased user's late events (a client's retry) are dropped, as the collector's are.
+        policy.tombstones = tuple(sources_of(self.eventlog.handlers))
         self.settings.update(
             {
                 EVENTLOG_SETTING: self.eventlog,
                 LIMITS_SETTING: limits,
                 BUFFER_SETTING: self.subscriber_buffer,
-                POLICY_SETTING: Policy.from_options(self),
+                POLICY_SETTING: policy,
                 SUBSCRIBERS_SETTING: Subscribers(
                     self.max_subscribers, self.max_subscribers_per_user
                 ),

@@ -164,9 +164,11 @@ class PostgresEventHandler(logging.Handler):
             return
         room = max(self.memory_events - len(self._memory), 0)  # beyond: spooled as lines
         rows: list[Row] = []
+        keep = rows.append
         for event in events[:room]:
+            capsule: Any = event.msg  # a capsule (a mapping), as `emit` checks
             try:
-                rows.append(to_row(cast(Mapping[str, Any], event.msg), event.key))
+                keep(to_row(capsule, event.key))
             except RowError as e:
                 self._refused(as_record(event), e.sqlstate)
             except (KeyError, TypeError, ValueError, AttributeError):

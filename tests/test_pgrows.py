@@ -16,10 +16,13 @@ import pytest
 from jupyter_telemetry_ext.core.errors import RowError
 from jupyter_telemetry_ext.sinks import pgrows
 from jupyter_telemetry_ext.sinks.pgrows import (
+    HEADER,
     INVALID_DATETIME,
     OUT_OF_RANGE,
+    TRAILER,
     TUPLE_COLUMNS,
     fields,
+    stream,
     to_row,
 )
 
@@ -206,3 +209,13 @@ def test_the_data_of_a_row_is_the_event() -> None:
     assert data[:1] == b"\x01"
     assert json.loads(data[1:]) == EVENT
     assert list(json.loads(data[1:])) == list(EVENT)
+
+
+@pytest.mark.parametrize("count", [0, 1, 511, 512, 513, 1024, 1500])
+def test_a_list_streams_as_the_same_bytes(count: int) -> None:
+    """A list of tuples is joined a block at a time: the same stream as one made tuple by
+    tuple."""
+    tuples = [to_row({**BASE, "n": n}, KEY) for n in range(count)]
+    whole = b"".join(stream(tuples))
+    assert whole == b"".join(stream(iter(tuples)))
+    assert whole == HEADER + b"".join(tuples) + TRAILER

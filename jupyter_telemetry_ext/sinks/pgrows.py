@@ -10,7 +10,7 @@ from its JSON line, which holds the key as `__key__` (only there: never in a cap
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
 from struct import Struct
@@ -33,6 +33,7 @@ ID_COLUMNS = ("key", "received")
 # The binary COPY format: a signature, flags and header extension, tuples, then -1.
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" * 2
 TRAILER = b"\xff\xff"
+_BLOCK = 512  # tuples joined into one write of a COPY
 INVALID_DATETIME = "22007"  # the SQLSTATE PostgreSQL gives a timestamp it cannot read
 OUT_OF_RANGE = "22003"  # and a number that does not fit its column
 NOT_A_CAPSULE = "not an event capsule"
@@ -254,11 +255,25 @@ def line_row(line: str) -> Row:
 
 def stream(tuples: Iterable[bytes]) -> Iterable[bytes]:
     """Yield a binary COPY stream of tuples, in blocks (the caller sends each as it comes)."""
+    if isinstance(tuples, list):  # joined a block at a time, with no step per tuple
+        yield from _list_stream(tuples)
+        return
     block = [HEADER]
     for tuple_ in tuples:
         block.append(tuple_)
-        if len(block) >= 512:
+        if len(block) >= _BLOCK:
             yield b"".join(block)
             block = []
     block.append(TRAILER)
     yield b"".join(block)
+
+
+def _list_stream(tuples: list[bytes]) -> Iterator[bytes]:
+    end = len(tuples)
+    for at in range(0, max(end, 1), _BLOCK):
+        block = tuples[at : at + _BLOCK]
+        if at == 0:
+            block.insert(0, HEADER)
+        if at + _BLOCK >= end:
+            block.append(TRAILER)
+        yield b"".join(block)

@@ -166,8 +166,8 @@ class PostgresEventHandler(logging.Handler):
         rows: list[Row] = []
         keep = rows.append
         for event in events[:room]:
-            capsule: Any = event.msg  # a capsule (a mapping), as `emit` checks
             try:
+                capsule: Any = event.msg  # read back from its line when a record holds none
                 keep(to_row(capsule, event.key))
             except RowError as e:
                 self._refused(as_record(event), e.sqlstate)

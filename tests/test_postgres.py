@@ -21,6 +21,7 @@ from traitlets.config import Config
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.core.errors import StoreUnavailableError
 from jupyter_telemetry_ext.core.recorded_user import hashed_user
+from jupyter_telemetry_ext.core.records import RECORD_NAME, CapsuleRecord, HeldEvent
 from jupyter_telemetry_ext.sinks.pgtable import EVENTS_KEY
 from tests.conftest import FRONTEND_ID, Sink, make_schema
 from tests.pgserver import PostgresServer, server_for_tests
@@ -567,3 +568,25 @@ def test_a_batch_beyond_memory_events_waits_in_the_spool_with_its_keys(
     assert stored == [(str(n), uuid.UUID(bytes=key)) for n, key in enumerate(keys)]
     assert handler.counts["stored"] == 10
     assert handler.counts["duplicate"] == 10
+
+
+def test_a_batch_event_whose_capsule_cannot_be_read_back_is_refused_alone(
+    url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    """A record handed over without its capsule and with a damaged line is refused (counted,
+    described by its SQLSTATE alone); the events beside it in the batch are stored."""
+    handler = make_handler(url, handlers, tmp_path)
+    good = {
+        "__timestamp__": "2026-12-07T10:00:00Z",
+        "__schema__": SCHEMA_ID,
+        "__schema_version__": "1",
+        "__metadata_version__": 2,
+        "action": "open",
+        "n": 1,
+    }
+    damaged = CapsuleRecord(RECORD_NAME, None, '{"__timestamp__": "2026-12-0')
+    handler.handle_batch([damaged, HeldEvent(good, None, b"\x07" * 16)])
+    handler.flush()
+    assert rows(url, "SELECT data->>'n' FROM telemetry_events") == [("1",)]
+    assert handler.counts["refused"] == 1
+    assert handler.counts["stored"] == 1

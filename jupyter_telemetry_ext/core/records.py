@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any, Union, cast
 
-from .event_keys import EventKey, key_bytes
+from .event_keys import EventKey
 from .jsonline import encode as encode_line
 
 RECORD_NAME = "jupyter_telemetry_ext.events"
@@ -98,10 +98,14 @@ class HeldEvent:
     def key(self) -> bytes | None:
         """Return the event's store key (None: none was made at reception)."""
         key = self._key
-        if key is None or type(key) is bytes:
+        if key is None or isinstance(key, bytes):
             return key
-        key = self._key = key_bytes(key)
-        return key
+        poster, client_id = key  # hashed as `key_bytes` does, without a call per event
+        hashed = poster.copy()
+        hashed.update(client_id.encode())
+        digest: bytes = hashed.digest()
+        self._key = digest
+        return digest
 
     @property
     def line(self) -> str:

@@ -6,16 +6,18 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Union, cast
+from typing import TYPE_CHECKING, Any, Union
 
 from .errors import QueueFullError
-from .records import Queued
+from .records import CapsuleRecord, HeldEvent, Queued
 from .tickets import Ticket
 
 if TYPE_CHECKING:
     from .delivery import Delivery
 
 _Item = Union[Queued, threading.Event, Ticket, None]  # noqa: UP007 - a runtime alias
+_MARKS = (threading.Event, Ticket)  # a flush mark, or a ticket to settle
+_EVENT_TYPES = frozenset((HeldEvent, CapsuleRecord, str))  # most queued items: no mark
 WRITE_CHUNK = 1000  # records joined into one write, at most
 # Seconds a woken writer waits before writing, so that records arriving together share a write
 # (and the request thread is interrupted less often). A flush or a stop cuts it short.
@@ -62,21 +64,24 @@ class _Lane:
 
     def _drain(self) -> bool:
         """Write everything queued; return False when told to stop."""
-        events: list[Queued] = []
-        while self.items:
-            item = self.items.popleft()
-            mark = item is None or isinstance(item, (threading.Event, Ticket))
-            if not mark and len(events) < WRITE_CHUNK:
-                events.append(cast(Queued, item))
+        items = self.items
+        events: list[Any] = []  # of Queued items, told apart from marks by their type
+        while items:
+            item = items.popleft()
+            if type(item) not in _EVENT_TYPES and (item is None or isinstance(item, _MARKS)):
+                self._write(events)
+                events = []
+                if item is None:
+                    return False
+                if isinstance(item, threading.Event):
+                    item.set()  # every event queued before the mark is written
+                else:
+                    self.delivery.settle(self.handler, item)
                 continue
-            self._write(events)
-            events = [] if mark else [cast(Queued, item)]
-            if item is None:
-                return False
-            if isinstance(item, threading.Event):
-                item.set()  # every event queued before the mark is written
-            elif isinstance(item, Ticket):
-                self.delivery.settle(self.handler, item)
+            events.append(item)
+            if len(events) >= WRITE_CHUNK:
+                self._write(events)
+                events = []
         self._write(events)
         return True
 

@@ -10,7 +10,7 @@ from its JSON line, which holds the key as `__key__` (only there: never in a cap
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
 from struct import Struct
@@ -30,13 +30,10 @@ COLUMNS = (
 TUPLE_COLUMNS = ("received", "key", *COLUMNS[1:])
 SPOOLED_KEY = "__key__"  # a spooled line's key, in hex
 ID_COLUMNS = ("key", "received")
-CAPSULE_FIELDS = frozenset(
-    ("__timestamp__", "__event_time__", "__schema__", "__schema_version__",
-     "__metadata_version__", "__user__", "__client_id__", SPOOLED_KEY)
-)  # fmt: skip
 # The binary COPY format: a signature, flags and header extension, tuples, then -1.
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" * 2
 TRAILER = b"\xff\xff"
+_BLOCK = 512  # tuples joined into one write of a COPY
 INVALID_DATETIME = "22007"  # the SQLSTATE PostgreSQL gives a timestamp it cannot read
 OUT_OF_RANGE = "22003"  # and a number that does not fit its column
 NOT_A_CAPSULE = "not an event capsule"
@@ -95,33 +92,69 @@ def _int4(value: int) -> bytes:
         raise RowError(OUT_OF_RANGE) from None
 
 
-_STAMPS, _TEXTS, _INT4S = _Cache(_stamp), _Cache(_text), _Cache(_int4)
+def _received(value: Any) -> bytes:
+    """Return a row up to its key: the count of fields, the receive time, the key's size."""
+    return _FIELDS + _stamp(value) + _KEY
+
+
+_RECEIVED, _TEXTS, _INT4S = _Cache(_received), _Cache(_text), _Cache(_int4)
+
+
+def _head(schema: Any, version: Any, metadata: Any, user: Any) -> bytes:
+    """Return the fields from schema_id to username of a capsule's values."""
+    return b"".join((
+        _TEXTS[str(schema)], _TEXTS[str(version)], _INT4S[int(metadata or 1)],
+        _NULL if user is None else _TEXTS[str(user)],
+    ))  # fmt: skip
+
+
+class _Heads(dict[tuple[Any, Any, Any, Any], bytes]):
+    """The fields from schema_id to username by (schema, version, metadata version, user): most
+    events of a batch share them. Only strings (user None too) and an integer metadata version
+    are kept, so that a value equal to a key gives the same fields (`1.0 == 1`, `int(1.0) == 1`)."""
+
+    def __missing__(self, key: tuple[Any, Any, Any, Any]) -> bytes:
+        head = _head(*key)
+        schema, version, metadata, user = key
+        if (type(schema) is str and type(version) is str and type(metadata) is int
+                and (user is None or type(user) is str)):  # fmt: skip
+            if len(self) >= 1024:
+                self.clear()
+            self[key] = head
+        return head
+
+
+_HEADS = _Heads()
 
 
 def to_row(capsule: Mapping[str, Any], key: bytes | None = None) -> Row:
     """Return the row of a capsule, with its store `key` (see `row_key`); RowError (or
     KeyError, TypeError, ValueError) for none."""
-    data = dict(capsule)  # a copy without the capsule's fields: cheaper than a comprehension
+    data = dict(capsule)  # the data: a copy without the capsule's fields, each taken out once
     pop = data.pop
-    for field in CAPSULE_FIELDS:
-        pop(field, None)
+    received, schema = pop("__timestamp__"), pop("__schema__")
+    version, metadata = pop("__schema_version__", None), pop("__metadata_version__", None)
+    user, client = pop("__user__", None), pop("__client_id__", None)
+    event_time = pop("__event_time__", None)
+    pop(SPOOLED_KEY, None)
     try:
         text = orjson.dumps(data)
     except TypeError:  # what orjson does not take (say non-string keys) the json module may
         text = json.dumps(data, separators=(",", ":")).encode()
-    get = capsule.get
-    user, client, event_time = get("__user__"), get("__client_id__"), get("__event_time__")
-    user_field = _NULL if user is None else _TEXTS[str(user)]
-    client_field = _NULL if client is None else _text(str(client))
     if key is None:
         key = row_key(capsule, None)
-    return b"".join((
-        _FIELDS, _STAMPS[capsule["__timestamp__"]], _KEY, key,
-        _NULL if event_time is None else _stamp(event_time),
-        _TEXTS[str(capsule["__schema__"])], _TEXTS[str(get("__schema_version__"))],
-        _INT4S[int(get("__metadata_version__") or 1)], user_field, client_field,
-        _INT.pack(len(text) + 1), _JSONB, text,
-    ))  # fmt: skip
+    start = _RECEIVED[received]
+    event_field = _NULL if event_time is None else _stamp(event_time)
+    try:
+        head = _HEADS[schema, version, metadata, user]
+    except TypeError:  # a value that is no dictionary key (say a list)
+        head = _head(schema, version, metadata, user)
+    if client is None:
+        return b"".join((start, key, event_field, head, _NULL, _INT.pack(len(text) + 1), _JSONB,
+                         text))  # fmt: skip
+    client_text = str(client).encode()
+    return b"".join((start, key, event_field, head, _INT.pack(len(client_text)), client_text,
+                     _INT.pack(len(text) + 1), _JSONB, text))  # fmt: skip
 
 
 def row_key(capsule: Mapping[str, Any], key: bytes | None) -> bytes:
@@ -222,11 +255,25 @@ def line_row(line: str) -> Row:
 
 def stream(tuples: Iterable[bytes]) -> Iterable[bytes]:
     """Yield a binary COPY stream of tuples, in blocks (the caller sends each as it comes)."""
+    if isinstance(tuples, list):  # joined a block at a time, with no step per tuple
+        yield from _list_stream(tuples)
+        return
     block = [HEADER]
     for tuple_ in tuples:
         block.append(tuple_)
-        if len(block) >= 512:
+        if len(block) >= _BLOCK:
             yield b"".join(block)
             block = []
     block.append(TRAILER)
     yield b"".join(block)
+
+
+def _list_stream(tuples: list[bytes]) -> Iterator[bytes]:
+    end = len(tuples)
+    for at in range(0, max(end, 1), _BLOCK):
+        block = tuples[at : at + _BLOCK]
+        if at == 0:
+            block.insert(0, HEADER)
+        if at + _BLOCK >= end:
+            block.append(TRAILER)
+        yield b"".join(block)

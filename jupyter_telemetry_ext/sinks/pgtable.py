@@ -291,12 +291,16 @@ def copy_rows(
     conn: psycopg.Connection[Any], table: str, rows: Iterable[Row], taken: list[Row]
 ) -> None:
     """COPY rows into the events table, noting in `taken` each as the COPY takes it (`rows` may
-    be made as they go: PostgreSQL works meanwhile)."""
+    be made as they go: PostgreSQL works meanwhile; a list is taken whole)."""
     from psycopg import sql
 
     statement = sql.SQL("COPY {t} ({cols}) FROM STDIN (FORMAT BINARY)").format(
         t=sql.Identifier(table), cols=sql.SQL(", ").join(map(sql.Identifier, TUPLE_COLUMNS))
     )
+    if isinstance(rows, list):
+        taken.extend(rows)
+        copy_stream(conn, statement, rows)
+        return
     keep = taken.append
 
     def tuples() -> Iterator[bytes]:
@@ -319,8 +323,9 @@ def write_batch(
     """
     from psycopg import errors
 
-    rows = list(rows) if partitioned else rows
-    left = iter(rows)
+    if partitioned and not isinstance(rows, list):
+        rows = list(rows)
+    left = rows if isinstance(rows, list) else iter(rows)  # a list: taken whole by the COPY
     written: list[Row] = []
     try:
         if partitioned or not conn.autocommit:
@@ -334,7 +339,8 @@ def write_batch(
             copy_rows(conn, table, left, written)
         return len(written)
     except errors.UniqueViolation:
-        written.extend(left)  # those the refused COPY did not get to
+        if left is not rows:
+            written.extend(left)  # those the refused COPY did not get to
     with conn.transaction():
         if not partitioned:
             return _insert_new(conn, table, written)

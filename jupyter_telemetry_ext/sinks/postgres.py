@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -164,9 +164,11 @@ class PostgresEventHandler(logging.Handler):
             return
         room = max(self.memory_events - len(self._memory), 0)  # beyond: spooled as lines
         rows: list[Row] = []
+        keep = rows.append
         for event in events[:room]:
             try:
-                rows.append(to_row(cast(Mapping[str, Any], event.msg), event.key))
+                capsule: Any = event.msg  # read back from its line when a record holds none
+                keep(to_row(capsule, event.key))
             except RowError as e:
                 self._refused(as_record(event), e.sqlstate)
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -340,7 +342,7 @@ class PostgresEventHandler(logging.Handler):
         try:
             conn = self._connection()
             with self.tombstones.guard(conn) as tombstones:
-                stored = self._store(conn, batch.items, tombstones)
+                stored = self._store(conn, batch, tombstones)
         except (Error, StoreError) as e:
             self._outage(e)
             return False
@@ -364,20 +366,24 @@ class PostgresEventHandler(logging.Handler):
             self.tombstones.ensure(self._conn)
         return self._conn
 
-    def _store(
-        self, conn: psycopg.Connection[Any], items: list[Any], tombstones: Tombstones
-    ) -> int:
+    def _store(self, conn: psycopg.Connection[Any], batch: _Batch, tombstones: Tombstones) -> int:
         """Write a batch; split one PostgreSQL refuses for a data reason, down to the bad row.
 
-        Spooled lines become rows as the COPY takes them: PostgreSQL works meanwhile. Rows of
-        erased users (`tombstones`) are dropped on the way.
+        Rows from memory are copied as the list they are; spooled lines become rows as the
+        COPY takes them: PostgreSQL works meanwhile. Rows of erased users (`tombstones`) are
+        dropped on the way.
         """
         from psycopg import DataError
 
-        made: list[Row] = []
-        rows = self._rows(items, made)
-        if tombstones:
-            rows = self._living(rows, made, tombstones)
+        made: list[Row]
+        rows: Iterable[Row]
+        if batch.spool_end is None:  # rows made by `emit` or `handle_batch`
+            made = rows = self._alive(batch.items, tombstones) if tombstones else batch.items
+        else:
+            made = []
+            rows = self._rows(batch.items, made)
+            if tombstones:
+                rows = self._living(rows, made, tombstones)
         try:
             stored = write_batch(conn, self.table, rows, self._partitioned)
         except DataError as e:
@@ -385,8 +391,17 @@ class PostgresEventHandler(logging.Handler):
         else:
             self._duplicates(len(made) - stored)
             return stored
-        made.extend(rows)  # the rows the refused COPY did not get to
+        if rows is not made:
+            made.extend(rows)  # the rows the refused COPY did not get to
         return self._store_rows(conn, made, refusal)
+
+    def _alive(self, rows: list[Row], tombstones: Tombstones) -> list[Row]:
+        """Return the rows that are not events of an erased user from before her erasure."""
+        living = [row for row in rows if not drops(tombstones, row)]
+        if len(living) < len(rows):
+            with self._cond:
+                self.counts["erased"] += len(rows) - len(living)
+        return living
 
     def _rows(self, items: list[Any], made: list[Row]) -> Iterator[Row]:
         """Yield the rows of a batch (noting each in `made`); refuse lines that make none."""

@@ -339,6 +339,23 @@ def test_gzip_bodies_are_inflated_and_a_gzip_bomb_is_refused(deployment: Deploym
     assert deployment.post(event("gz-after"), deployment.alice)[0] == 200  # still serving
 
 
+def test_a_refusal_names_the_collectors_own_option(deployment: Deployment) -> None:
+    """The collector's limits are TelemetryCollector options: its errors name those, the ones
+    an admin can set, never the server extension's."""
+    too_many = {"events": [event(f"many-{n}") for n in range(501)]}
+    too_large = event("large", action="opened", kernel_name="k" * 100)
+    too_large["data"]["padding"] = "x" * (40 << 10)  # refused for its size before its schema
+    far = {**event("far"), "timestamp": "2000-01-01T00:00:00Z"}
+    expected = [(too_many, 413, "max_batch_events"), (too_large, 413, "max_event_size"),
+                (far, 400, "event_time_window")]  # fmt: skip
+    for body, status, option in expected:
+        code, reply = deployment.post(body, deployment.alice)
+        assert code == status, reply
+        assert f"(TelemetryCollector.{option})" in reply["message"], reply
+    assert not [e for e in deployment.events()
+                if e.get("__client_id__") in ("many-0", "large", "far")]  # fmt: skip
+
+
 SLOW_CONFIG = """\
 import logging, os, time
 class Slow(logging.FileHandler):

@@ -364,7 +364,8 @@ class TelemetryCollector(Command):
             POLICY_SETTING,
         )
 
-        limits = Limits(self.max_body_size, self.max_batch_events, self.max_event_size)
+        limits = Limits(self.max_body_size, self.max_batch_events, self.max_event_size,
+                        options="TelemetryCollector")  # fmt: skip
         policy = Policy.from_options(self)
         policy.tombstones = tuple(sources_of(self.eventlog.handlers))
         tracker = GapTracker(self.audit_gap_grace, self.audit_streams, self.audit_streams_per_user)

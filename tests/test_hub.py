@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -418,6 +419,55 @@ def test_sigint_writes_every_accepted_event_and_exits(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+UNREACHABLE_STORE_CONFIG = """\
+from jupyter_telemetry_ext import PostgresEventHandler
+c.EventLog.handlers = [PostgresEventHandler("postgresql://nobody@127.0.0.1:{port}/none",
+                                            spool_dir={spool!r}, max_backoff=0.5)]
+c.EventLog.allowed_schemas = [{notebook!r}]
+"""
+# How the hub writes its own lines: the level, the time, then who logged it.
+LOG_LINE = r"\[[DIWEC] \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{{3}} {name}\] {message}"
+
+
+def test_the_collectors_log_lines_tell_their_level_and_time(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Its store's outage, its refusals and its own lines each have a level and a time, as the
+    hub's lines beside them in the hub's log (the store's and tornado's had neither)."""
+    hub, port, log = deployment.hub, free_port(), tmp_path / "collector.log"
+    config = tmp_path / "config.py"
+    config.write_text(UNREACHABLE_STORE_CONFIG.format(
+        port=free_port(), spool=str(tmp_path / "spool"), notebook=NOTEBOOK))  # fmt: skip
+    url = f"http://127.0.0.1:{port}/services/{SERVICE}/api/telemetry/events"
+    process = direct_collector(hub, config, port, log)
+    try:
+
+        def posted() -> Any:
+            if process.poll() is not None:
+                pytest.fail(f"the collector exited: {log_tail(log)}")
+            with contextlib.suppress(requests.ConnectionError):
+                return requests.post(url, json=event("log-1"),
+                                     headers={"Authorization": f"token {deployment.alice}"},
+                                     timeout=30)  # fmt: skip
+            return None
+
+        assert wait_until(posted, 60, lambda: log_tail(log), 0.2).json() == {"status": "recorded"}
+        assert requests.post(url, json=event("log-2"), timeout=30).status_code == 403
+        expected = [
+            ("TelemetryCollector", "Telemetry collector listening on "),
+            ("jupyter_telemetry_ext.sinks.postgres", "Telemetry: PostgreSQL .* unavailable"),
+            ("tornado.access", "403 POST /services/"),
+        ]
+        for name, message in expected:
+            line = LOG_LINE.format(name=re.escape(name), message=message)
+            wait_until(lambda line=line: re.search(line, log.read_text("utf-8")), 15,
+                       lambda line=line: f"no {line!r} in {log_tail(log)}")  # fmt: skip
+        assert "200 POST" not in log.read_text("utf-8")  # one line per answer would flood it
+    finally:
+        process.kill()
+        process.wait(10)
 
 
 REVOCATION_CONFIG = """\

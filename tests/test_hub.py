@@ -470,6 +470,33 @@ def test_the_collectors_log_lines_tell_their_level_and_time(
         process.wait(10)
 
 
+HUB_WARNING_CONFIG = """
+import logging
+from jupyter_telemetry_ext import HubEventHandler
+# No user-identifier in the allow-list while record_user asks for the user: a warning at start.
+c.EventLogger.handlers = [HubEventHandler(
+    handlers=[logging.FileHandler({sink!r})],
+    allowed_schemas={{"https://schema.jupyter.org/jupyterhub/events/server-action": {{
+        "allowed_categories": ["unrestricted"]}}}},
+    record_user="hashed", user_hash_secret={secret!r})]
+"""
+
+
+def test_the_hub_handlers_log_in_the_hubs_own_format(tmp_path: Path) -> None:
+    """HubEventHandler's warning is a line of JupyterHub's log, in its format (it
+    was Python's last resort: the bare message)."""
+    config = tmp_path / "telemetry_config.py"
+    config.write_text(f"c.EventLog.allowed_schemas = [{NOTEBOOK!r}]\n")
+    extra = HUB_WARNING_CONFIG.format(sink=str(tmp_path / "hub.jsonl"), secret=SECRET)
+    with running_hub(tmp_path, config, extra) as hub:
+        text = hub.log.read_text("utf-8")
+    warning = "Telemetry: record_user = 'hashed', but the allow-list does not keep"
+    lines = [line for line in text.splitlines() if warning in line]
+    assert len(lines) == 1, text
+    prefix = r"\[W \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} jupyter_telemetry_ext\.hub\.events \w+:\d+\] "
+    assert re.match(prefix + re.escape(warning), lines[0]), lines[0]
+
+
 REVOCATION_CONFIG = """\
 c.TelemetryCollector.auth_cache_max_age = 1
 c.EventLog.allowed_schemas = [{notebook!r}]

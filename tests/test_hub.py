@@ -493,7 +493,9 @@ def test_the_hub_handlers_log_in_the_hubs_own_format(tmp_path: Path) -> None:
     warning = "Telemetry: record_user = 'hashed', but the allow-list does not keep"
     lines = [line for line in text.splitlines() if warning in line]
     assert len(lines) == 1, text
-    prefix = r"\[W \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} jupyter_telemetry_ext\.hub\.events \w+:\d+\] "
+    prefix = (
+        r"\[W \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} jupyter_telemetry_ext\.hub\.events \w+:\d+\] "
+    )
     assert re.match(prefix + re.escape(warning), lines[0]), lines[0]
 
 

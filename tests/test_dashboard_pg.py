@@ -93,6 +93,22 @@ def test_an_erased_user_leaves_the_counts(url: str) -> None:
         assert held.fetchone()[0] == 0
 
 
+def test_an_erasure_takes_the_user_out_of_the_rollup_at_once(url: str) -> None:
+    """The rollup holds each user's daily activity (their keyed hash, per schema, action,
+    kernel, minutes): the erasure deletes those rows itself, not at the dashboard's next
+    question, which may never come."""
+    ask(url, "active-users")  # the rollup is built
+    with_ben = ("_daily", "_daily_users", "_daily_active", "_daily_sessions")
+    count = "SELECT count(*) FROM {}{} WHERE username = 'ben'"
+    with psycopg.connect(url) as conn:
+        held = [conn.execute(count.format(TABLE, t)).fetchone()[0] for t in with_ben]
+        assert all(held), held
+        assert erase_user(conn, TABLE, ["ben"], "test") == 4
+        left = [conn.execute(count.format(TABLE, t)).fetchone()[0] for t in with_ben]
+    assert left == [0, 0, 0, 0]
+    assert sum(r["users"] for r in ask(url, "active-users")) == 4
+
+
 def test_a_group_scope_counts_only_its_users(url: str) -> None:
     assert [r["users"] for r in ask(url, "active-users", users=("ben", "cat"))] == [1, 1, 1]
     assert ask(url, "active-users", users=()) == []

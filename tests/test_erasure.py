@@ -383,6 +383,32 @@ def test_a_hub_config_gives_the_key_of_its_hub_event_handler(tmp_path: Path) -> 
     assert alice not in log.read_text()
 
 
+FILE_CONFIG = """\
+import logging
+c.TelemetryCollector.record_user = "hashed"
+c.TelemetryCollector.user_hash_secret = {secret!r}
+c.EventLog.handlers = [logging.FileHandler({log!r})]
+"""
+
+
+def test_a_collectors_config_with_a_file_handler_gives_the_log(tmp_path: Path) -> None:
+    """A JSON-lines collector: export and erase find the log in its config, as they find a
+    PostgreSQL store there (they said "name one event log file")."""
+    log = tmp_path / "events.jsonl"
+    now = datetime.now(timezone.utc)
+    alice, bob = (hashed_user(SECRET.encode(), name) for name in ("alice", "bob"))
+    log.write_text(line(alice, now, 1) + line(bob, now, 2) + line(alice, now, 3))
+    config = tmp_path / "telemetry_config.py"
+    config.write_text(FILE_CONFIG.format(secret=SECRET, log=str(log)))
+    data = tmp_path / "data"
+    exported = cli("export", "--config", str(config), "--user", "alice", data_dir=data)
+    assert exported.returncode == 0, exported.stderr
+    assert [json.loads(row)["n"] for row in exported.stdout.splitlines()] == [1, 3]
+    erased = cli("erase", "--config", str(config), "--user", "alice", data_dir=data)
+    assert (erased.returncode, erased.stdout.strip()) == (0, "erased 2 events"), erased.stderr
+    assert [json.loads(row)["__user__"] for row in log.read_text().splitlines()] == [bob]
+
+
 @pytest.mark.parametrize("content", [None, b"  \n"], ids=["missing", "empty"])
 def test_an_unusable_key_file_stops_the_command(tmp_path: Path, content: bytes | None) -> None:
     log = tmp_path / "events.log"

@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -339,6 +340,23 @@ def test_gzip_bodies_are_inflated_and_a_gzip_bomb_is_refused(deployment: Deploym
     assert deployment.post(event("gz-after"), deployment.alice)[0] == 200  # still serving
 
 
+def test_a_refusal_names_the_collectors_own_option(deployment: Deployment) -> None:
+    """The collector's limits are TelemetryCollector options: its errors name those, the ones
+    an admin can set, never the server extension's."""
+    too_many = {"events": [event(f"many-{n}") for n in range(501)]}
+    too_large = event("large", action="opened", kernel_name="k" * 100)
+    too_large["data"]["padding"] = "x" * (40 << 10)  # refused for its size before its schema
+    far = {**event("far"), "timestamp": "2000-01-01T00:00:00Z"}
+    expected = [(too_many, 413, "max_batch_events"), (too_large, 413, "max_event_size"),
+                (far, 400, "event_time_window")]  # fmt: skip
+    for body, status, option in expected:
+        code, reply = deployment.post(body, deployment.alice)
+        assert code == status, reply
+        assert f"(TelemetryCollector.{option})" in reply["message"], reply
+    assert not [e for e in deployment.events()
+                if e.get("__client_id__") in ("many-0", "large", "far")]  # fmt: skip
+
+
 SLOW_CONFIG = """\
 import logging, os, time
 class Slow(logging.FileHandler):
@@ -401,6 +419,84 @@ def test_sigint_writes_every_accepted_event_and_exits(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+
+
+UNREACHABLE_STORE_CONFIG = """\
+from jupyter_telemetry_ext import PostgresEventHandler
+c.EventLog.handlers = [PostgresEventHandler("postgresql://nobody@127.0.0.1:{port}/none",
+                                            spool_dir={spool!r}, max_backoff=0.5)]
+c.EventLog.allowed_schemas = [{notebook!r}]
+"""
+# How the hub writes its own lines: the level, the time, then who logged it.
+LOG_LINE = r"\[[DIWEC] \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{{3}} {name}\] {message}"
+
+
+def test_the_collectors_log_lines_tell_their_level_and_time(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """Its store's outage, its refusals and its own lines each have a level and a time, as the
+    hub's lines beside them in the hub's log (the store's and tornado's had neither)."""
+    hub, port, log = deployment.hub, free_port(), tmp_path / "collector.log"
+    config = tmp_path / "config.py"
+    config.write_text(UNREACHABLE_STORE_CONFIG.format(
+        port=free_port(), spool=str(tmp_path / "spool"), notebook=NOTEBOOK))  # fmt: skip
+    url = f"http://127.0.0.1:{port}/services/{SERVICE}/api/telemetry/events"
+    process = direct_collector(hub, config, port, log)
+    try:
+
+        def posted() -> Any:
+            if process.poll() is not None:
+                pytest.fail(f"the collector exited: {log_tail(log)}")
+            with contextlib.suppress(requests.ConnectionError):
+                return requests.post(url, json=event("log-1"),
+                                     headers={"Authorization": f"token {deployment.alice}"},
+                                     timeout=30)  # fmt: skip
+            return None
+
+        assert wait_until(posted, 60, lambda: log_tail(log), 0.2).json() == {"status": "recorded"}
+        assert requests.post(url, json=event("log-2"), timeout=30).status_code == 403
+        expected = [
+            ("TelemetryCollector", "Telemetry collector listening on "),
+            ("jupyter_telemetry_ext.sinks.postgres", "Telemetry: PostgreSQL .* unavailable"),
+            ("tornado.access", "403 POST /services/"),
+        ]
+        for name, message in expected:
+            line = LOG_LINE.format(name=re.escape(name), message=message)
+            wait_until(lambda line=line: re.search(line, log.read_text("utf-8")), 15,
+                       lambda line=line: f"no {line!r} in {log_tail(log)}")  # fmt: skip
+        assert "200 POST" not in log.read_text("utf-8")  # one line per answer would flood it
+    finally:
+        process.kill()
+        process.wait(10)
+
+
+HUB_WARNING_CONFIG = """
+import logging
+from jupyter_telemetry_ext import HubEventHandler
+# No user-identifier in the allow-list while record_user asks for the user: a warning at start.
+c.EventLogger.handlers = [HubEventHandler(
+    handlers=[logging.FileHandler({sink!r})],
+    allowed_schemas={{"https://schema.jupyter.org/jupyterhub/events/server-action": {{
+        "allowed_categories": ["unrestricted"]}}}},
+    record_user="hashed", user_hash_secret={secret!r})]
+"""
+
+
+def test_the_hub_handlers_log_in_the_hubs_own_format(tmp_path: Path) -> None:
+    """HubEventHandler's warning is a line of JupyterHub's log, in its format (it
+    was Python's last resort: the bare message)."""
+    config = tmp_path / "telemetry_config.py"
+    config.write_text(f"c.EventLog.allowed_schemas = [{NOTEBOOK!r}]\n")
+    extra = HUB_WARNING_CONFIG.format(sink=str(tmp_path / "hub.jsonl"), secret=SECRET)
+    with running_hub(tmp_path, config, extra) as hub:
+        text = hub.log.read_text("utf-8")
+    warning = "Telemetry: record_user = 'hashed', but the allow-list does not keep"
+    lines = [line for line in text.splitlines() if warning in line]
+    assert len(lines) == 1, text
+    prefix = (
+        r"\[W \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} jupyter_telemetry_ext\.hub\.events \w+:\d+\] "
+    )
+    assert re.match(prefix + re.escape(warning), lines[0]), lines[0]
 
 
 REVOCATION_CONFIG = """\

@@ -382,6 +382,33 @@ def test_spool_left_by_a_stopped_process_is_written(
     ]
 
 
+def test_the_outage_spool_is_readable_by_its_owner_only(
+    pg: PostgresServer, url: str, handlers: list[Any], tmp_path: Path
+) -> None:
+    """The spool holds recorded events (users, data): the folder it creates is 0700, its files
+    0600, whatever the umask, as the forwarding spool's and the tombstones' are."""
+    handler = make_handler(url, handlers, tmp_path, memory_events=1, flush_timeout=0.5)
+    eventlog = make_log(handler)
+    old = os.umask(0o022)
+    pg.stop()
+    try:
+        for n in range(5):
+            record(eventlog, n, f"id{n}")
+        assert eventlog.flush(10)
+        with pytest.raises(StoreUnavailableError):
+            handler.flush()
+        spooled = list((tmp_path / "spool").glob("*.spool"))
+        assert spooled
+        assert oct((tmp_path / "spool").stat().st_mode & 0o777) == oct(0o700)
+        assert {oct(path.stat().st_mode & 0o777) for path in spooled} == {oct(0o600)}
+    finally:
+        os.umask(old)
+        pg.start()
+    handler.flush_timeout = 30
+    handler.flush()
+    assert rows(url, "SELECT count(*) FROM telemetry_events") == [(5,)]
+
+
 def test_url_from_environment_variable(
     url: str, handlers: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ in the config paths), loaded as Jupyter loads it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,6 +79,16 @@ def postgres_handler(config: Config) -> Any:
     for hub_handler in _handlers(_section(config, "EventLogger").get("handlers", [])):
         found += _handlers(getattr(getattr(hub_handler, "eventlog", None), "handlers", []))
     return next((h for h in found if isinstance(h, PostgresEventHandler)), None)
+
+
+def log_file(config: Config) -> Path | None:
+    """Return the file of the first `logging.FileHandler` of the config's `c.EventLog.handlers`,
+    else of a hub config's HubEventHandler (`c.EventLogger.handlers`), or None."""
+    found = [*_handlers(_section(config, "EventLog").get("handlers", []))]
+    for hub_handler in _handlers(_section(config, "EventLogger").get("handlers", [])):
+        found += _handlers(getattr(getattr(hub_handler, "eventlog", None), "handlers", []))
+    files = (h for h in found if isinstance(h, logging.FileHandler))
+    return next((Path(h.baseFilename) for h in files), None)
 
 
 def _handlers(value: Any) -> list[Any]:

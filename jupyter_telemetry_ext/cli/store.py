@@ -113,12 +113,15 @@ class StoreCommand(Command):
         return deployment.postgres_handler(self.config)
 
     def log_path(self) -> Path | None:
-        """Return the log file named on the command line, or None for the database."""
+        """Return the log file named on the command line, else that of the FileHandler of the
+        config named with --config, or None for the database."""
         if self.db or (not self.extra_args and (os.environ.get(URL_VARIABLE) or self.handler())):
             return None
-        if len(self.extra_args) != 1:
+        named = self.config_file and not self.extra_args
+        configured = deployment.log_file(self.config) if named else None
+        if configured is None and len(self.extra_args) != 1:
             self.fail(f"{self.command_name}: name one event log file, or --db URL")
-        path = Path(self.extra_args[0])
+        path = configured or Path(self.extra_args[0])
         if not log_files(path):
             self.fail(f"{path}: cannot read: no such file")
         return path

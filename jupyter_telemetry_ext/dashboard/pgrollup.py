@@ -15,6 +15,7 @@ the events table holds them).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,21 @@ def identifiers(table: str) -> dict[str, str]:
                 "sessions": "_daily_sessions", "sessions_day": "_daily_sessions_day",
                 "state": "_daily_state", "erasures": "_erasures"}  # fmt: skip
     return {key: '"' + (table + s).replace('"', '""') + '"' for key, s in suffixes.items()}
+
+
+# The rollup's tables that name users (their keyed hash, or name, and daily activity).
+USER_TABLES = ("daily", "users", "active", "sessions")
+
+
+def erase_users(conn: psycopg.Connection[Any], table: str, users: Sequence[str]) -> None:
+    """Delete the rows of `users` from the rollup's tables that name users, those that exist:
+    run in the erasure's transaction, so their daily activity goes with their events rather
+    than at the dashboard's next rebuild, which may never come."""
+    names = identifiers(table)
+    for key in USER_TABLES:
+        found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [names[key]]).fetchone()
+        if found and found[0]:
+            conn.execute(f"DELETE FROM {names[key]} WHERE username = ANY(%s)", [list(users)])
 
 
 def refresh(conn: psycopg.Connection[Any], table: str) -> datetime:

@@ -34,6 +34,7 @@ from jupyter_telemetry_ext.core.recorded_user import (
 from jupyter_telemetry_ext.core.schema import EventSchema
 
 from .actor import actor_of, others_server
+from .hub_log import log_through_the_hub
 from .routes_named import (
     AUTHORIZE,
     NAMED,
@@ -94,6 +95,7 @@ class HubAuditHandler:
         """Check the options and the allow-list; raise ValueError naming what is wrong."""
         _check_mode(record_user, user_hash_secret)
         self.skip = _checked_actions(skip_actions)
+        log_through_the_hub()
         owned = eventlog is None
         if eventlog is None:
             eventlog = EventLog(background=True, **eventlog_options)

@@ -52,6 +52,11 @@ AUDIT_GAPS_SETTING = "telemetry_audit_gaps"
 INSTALL_HUB = "the collector needs JupyterHub: pip install 'jupyter_telemetry_ext[hub]'"
 
 
+# As the hub's own lines beside them in its log: a level, a time and the logger on each line.
+LOG_FORMAT = "[%(levelname)1.1s %(asctime)s.%(msecs).03d %(name)s] %(message)s"
+ROUTED_LOGGERS = ("jupyter_telemetry_ext", "tornado")
+
+
 class TelemetryCollector(Command):
     """Serve the telemetry REST API as a JupyterHub service; record through `c.EventLog`."""
 
@@ -275,6 +280,14 @@ class TelemetryCollector(Command):
     eventlog: EventLog
     audit_gaps: Any = None
 
+    @default("log_format")
+    def _default_log_format(self) -> str:
+        return LOG_FORMAT
+
+    @default("log_datefmt")
+    def _default_log_datefmt(self) -> str:
+        return "%Y-%m-%d %H:%M:%S"
+
     @default("service_name")
     def _default_service_name(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_NAME", "") or "telemetry"
@@ -316,6 +329,7 @@ class TelemetryCollector(Command):
             self.fail(f"collect: {INSTALL_HUB} ({e})")
         if not self.url:
             self.fail("collect: name where to listen with --url (no $JUPYTERHUB_SERVICE_URL)")
+        self._route_logs()
         self.eventlog = self._eventlog()
         app = collector_routes.make_app(self)
         # What start-up made lives as long as the process: out of the cyclic garbage collector's
@@ -325,6 +339,16 @@ class TelemetryCollector(Command):
         # A batch makes thousands of short-lived objects: young passes every 20,000, not 700.
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         asyncio.run(self._serve(app))
+
+    def _route_logs(self) -> None:
+        """Write the sinks', the routes' and tornado's records through the collector's handler,
+        with its level and time (without, Python wrote their bare message, warnings only)."""
+        for name in ROUTED_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.parent, logger.propagate = self.log, True
+        # Tornado's and HubAuth's warnings and errors, as before: a line per request answered
+        # would fill the hub's log.
+        logging.getLogger("tornado").setLevel(max(self.log.getEffectiveLevel(), logging.WARNING))
 
     def _eventlog(self) -> EventLog:
         """Create the EventLog and register the schemas found, as the extension does."""
@@ -364,7 +388,8 @@ class TelemetryCollector(Command):
             POLICY_SETTING,
         )
 
-        limits = Limits(self.max_body_size, self.max_batch_events, self.max_event_size)
+        limits = Limits(self.max_body_size, self.max_batch_events, self.max_event_size,
+                        options="TelemetryCollector")  # fmt: skip
         policy = Policy.from_options(self)
         policy.tombstones = tuple(sources_of(self.eventlog.handlers))
         tracker = GapTracker(self.audit_gap_grace, self.audit_streams, self.audit_streams_per_user)

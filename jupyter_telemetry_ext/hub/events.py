@@ -30,6 +30,8 @@ from jupyter_telemetry_ext.core.recorded_user import (
 )
 from jupyter_telemetry_ext.core.schema import EventSchema
 
+from .hub_log import log_through_the_hub
+
 # The field of the hub's events that names the user they are about (server-action's).
 USER_FIELD = "username"
 CLOSE_TIMEOUT = 10.0  # seconds the hub's exit waits for queued events to be written
@@ -104,6 +106,7 @@ class HubEventHandler(logging.Handler):
             msg = "record_user='hashed' needs user_hash_secret (the collector's)"
             raise ValueError(msg)
         checked_secret(user_hash_secret)
+        log_through_the_hub()
         if eventlog is None:
             eventlog = EventLog(background=True, **eventlog_options)
         log = logging.getLogger("jupyter_telemetry_ext.hub.events")

@@ -46,6 +46,8 @@ class Reception:
     open_to: Callable[[EventSchema], bool] | None = None
     # When the recorded user was erased from a store written to (None: never).
     erased_at: datetime | None = None
+    # The configurable whose event_time_window is `window`, named in the errors.
+    options: str = "TelemetryExtension"
 
     def erased(self, event_time: datetime | None) -> bool:
         """Return True when the recorded user was erased after this event (received or
@@ -68,7 +70,7 @@ class Reception:
             msg = (
                 f"is more than {hours:g} h away from the server's receive time"
                 f"{' (after correcting by sent_at)' if self.sent_at else ''}"
-                " (TelemetryExtension.event_time_window)"
+                f" ({self.options}.event_time_window)"
             )
             raise TimestampError(msg)
         return when
@@ -151,6 +153,8 @@ class Policy:
     owed: Owed = field(default_factory=Owed)  # ids some handlers did not write (see tickets)
     # The erased users of the stores written to (see core.tombstones): checked for each event.
     tombstones: tuple[TombstoneSource, ...] = ()
+    # The configurable these rules come from (its class name), named in the errors.
+    options: str = "TelemetryExtension"
 
     @classmethod
     def from_options(cls, options: PolicyOptions) -> Policy:
@@ -175,6 +179,7 @@ class Policy:
             reply_after_write=options.reply_after_write,
             owed=owed,
             key_secret=secret or _key_secret(options),
+            options=type(options).__name__,
         )
 
     def reception(
@@ -198,6 +203,7 @@ class Policy:
             duplicates=self.duplicates,
             open_to=open_to,
             erased_at=self.erased_at(user),
+            options=self.options,
             keys=self._keys(principal, received_at),
         )
 

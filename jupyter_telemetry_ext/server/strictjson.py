@@ -20,6 +20,7 @@ from jupyter_telemetry_ext.core.errors import JSONBodyError, SlowReading
 
 MAX_DEPTH = 64  # arrays and objects nested in a body; deeper is refused before any recursion
 MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON (RFC 7493): larger integers are not interoperable
+_SAFE_DIGITS = len(str(MAX_SAFE_INTEGER))
 # A \\uD800-\\uDFFF escape: only a body holding one can hold a lone surrogate.
 _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 # An escaped ":" makes the count of colons below say nothing about keys.
@@ -181,7 +182,9 @@ def _finite_float(text: str) -> float:
 
 
 def _safe_int(text: str) -> int:
-    value = int(text)
+    # More digits than the limit has (JSON has no leading zeros) is beyond it: said without
+    # converting, which Python refuses past 4300 digits with advice for its own programmers.
+    value = int(text) if len(text.lstrip("-")) <= _SAFE_DIGITS else MAX_SAFE_INTEGER + 1
     if abs(value) > MAX_SAFE_INTEGER:
         msg = f"an integer is beyond +-{MAX_SAFE_INTEGER} (I-JSON)"
         raise ValueError(msg)

@@ -42,6 +42,8 @@ class Limits:
     measure: bool = True
     # Whether an event may hold a key starting with `__`: not when the body's text has none.
     reserved_keys: bool = True
+    # The configurable whose options set these limits, named in the errors.
+    options: str = "TelemetryExtension"
 
     @functools.cached_property
     def unmeasured(self) -> Limits:
@@ -80,7 +82,7 @@ class Posted:
 def body_too_large(size: int, limits: Limits) -> IngestError:
     """Return the 413 error for a body of `size` bytes (or more) over the limit."""
     msg = f"the request body is {size} bytes or more; the limit is {limits.body} bytes"
-    return IngestError(msg + " (TelemetryExtension.max_body_size)", 413)
+    return IngestError(msg + f" ({limits.options}.max_body_size)", 413)
 
 
 def parse_body(
@@ -153,7 +155,7 @@ def _batch(document: dict[str, Any], limits: Limits) -> list[Any]:
         raise IngestError(msg)
     if len(events) > limits.batch:
         msg = f"events: the batch has {len(events)} events; the limit is {limits.batch}"
-        raise IngestError(msg + " (TelemetryExtension.max_batch_events)", 413)
+        raise IngestError(msg + f" ({limits.options}.max_batch_events)", 413)
     return events
 
 
@@ -210,7 +212,7 @@ def _check_size(item: dict[str, Any], limits: Limits) -> None:
     size = len(orjson.dumps(item))  # strictjson.size, one call less for each event of a batch
     if size > limits.event:
         msg = f"the event is {size} bytes serialized; the limit is {limits.event} bytes"
-        raise IngestError(msg + " (TelemetryExtension.max_event_size)", 413)
+        raise IngestError(msg + f" ({limits.options}.max_event_size)", 413)
 
 
 def _refuse_unknown(item: dict[str, Any], known: tuple[str, ...], hint: str) -> None:

@@ -1,7 +1,8 @@
 """An on-disk queue of JSON lines: where events wait when memory is full or the process stops.
 
 Each append is fsynced before it returns (one fsync for the lines appended together, and one of
-the folder when a file is created), so an event that waits here survives a power cut.
+the folder when a file is created), so an event that waits here survives a power cut. The files
+hold recorded events: they are created 0600, in a folder created 0700.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ class Spool:
     def append(self, lines: list[str]) -> None:
         """Add lines (JSON, one event each) at the end, on disk when it returns."""
         with self._lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             created = not self.path.exists()
-            with self.path.open("a", encoding="utf-8") as f:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
                 f.write("".join(line + "\n" for line in lines))
                 f.flush()
                 os.fsync(f.fileno())

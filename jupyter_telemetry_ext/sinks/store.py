@@ -223,6 +223,8 @@ def erase_user(
     theirs from before now is written later; record who erased how many, when; return how many."""
     from psycopg import sql
 
+    from jupyter_telemetry_ext.dashboard.pgrollup import erase_users as erase_from_rollup
+
     from . import erasures
 
     ids = names(table)
@@ -238,6 +240,7 @@ def erase_user(
         deleted = conn.execute(
             sql.SQL("DELETE FROM {t} WHERE username = ANY(%s)").format(**ids), [list(users)]
         ).rowcount
+        erase_from_rollup(conn, table, users)  # the dashboard's daily counts per user
         conn.execute(
             sql.SQL("INSERT INTO {t_erasures} (operator, events) VALUES (%s, %s)").format(**ids),
             [operator, deleted],

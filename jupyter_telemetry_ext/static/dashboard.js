@@ -75,8 +75,10 @@
 
   function csv(columns, rows) {
     const quote = v => {
-      const text = v === null || v === undefined ? '' : String(v);
-      return /[",\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+      let text = v === null || v === undefined ? '' : String(v);
+      // Text users posted (a kernel name) that a spreadsheet would run as a formula: quoted.
+      if (typeof v === 'string' && /^[=+\-@\t\r]/.test(text)) text = "'" + text;
+      return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
     };
     return [columns.join(','), ...rows.map(r => columns.map(c => quote(r[c])).join(','))].join('\n') + '\n';
   }

@@ -16,6 +16,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,9 +91,11 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             yield Deployment(hub, db, hub.user_token("alice"), hub.user_token("bob"))
 
 
-def message(session: str, content: dict[str, Any]) -> dict[str, Any]:
-    """Return an execute_request of the kernel websocket's JSON protocol."""
-    header = {"msg_id": uuid.uuid4().hex, "msg_type": "execute_request", "session": session,
+def message(
+    session: str, content: dict[str, Any], msg_type: str = "execute_request"
+) -> dict[str, Any]:
+    """Return a shell request (an execute_request) of the kernel websocket's JSON protocol."""
+    header = {"msg_id": uuid.uuid4().hex, "msg_type": msg_type, "session": session,
               "username": "", "date": "2026-01-01T00:00:00Z", "version": "5.4"}  # fmt: skip
     return {"header": header, "parent_header": {}, "metadata": {}, "content": content,
             "channel": "shell", "buffers": []}  # fmt: skip
@@ -108,17 +111,43 @@ async def _execute(hub: Hub, user: str, token: str, kernel: str, code: str) -> d
     request = HTTPRequest(url, headers={"Authorization": f"token {token}"})
     ws = await asyncio.wait_for(websocket_connect(request), TIMEOUT)
     try:
+        await _ready(ws, session)
         sent = message(session, {"code": code, "silent": False, "store_history": True})
         await ws.write_message(json.dumps(sent))
-        while True:
-            raw = await asyncio.wait_for(ws.read_message(), TIMEOUT)
-            assert raw is not None, "the kernel websocket closed"
-            reply = json.loads(raw)
-            if (reply["parent_header"].get("msg_id") == sent["header"]["msg_id"]
-                    and reply["msg_type"] == "execute_reply"):  # fmt: skip
-                return dict(reply["content"])
+        return await _reply_to(ws, sent, "execute_reply", TIMEOUT)
     finally:
         ws.close()
+
+
+async def _ready(ws: Any, session: str) -> None:
+    """Return once the kernel answers a kernel_info_request on `ws`, as JupyterLab asks on
+    connecting: one sent while a new kernel's channels are still coming up goes unanswered, so
+    it is sent again every few seconds (it is no execution: nothing is audited)."""
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        sent = message(session, {}, "kernel_info_request")
+        await ws.write_message(json.dumps(sent))
+        try:
+            await _reply_to(ws, sent, "kernel_info_reply", 5)
+            return
+        except asyncio.TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+async def _reply_to(ws: Any, sent: dict[str, Any], msg_type: str, seconds: float) -> dict[str, Any]:
+    """Return the content of the `msg_type` reply to `sent`, read within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise asyncio.TimeoutError
+        raw = await asyncio.wait_for(ws.read_message(), left)
+        assert raw is not None, "the kernel websocket closed"
+        reply = json.loads(raw)
+        if (reply["parent_header"].get("msg_id") == sent["header"]["msg_id"]
+                and reply["msg_type"] == msg_type):  # fmt: skip
+            return dict(reply["content"])
 
 
 def execute(

@@ -279,6 +279,16 @@ def test_a_post_naming_a_user_is_refused_and_nothing_is_written(
     assert not [e for e in deployment.events() if str(e.get("__client_id__")).startswith("bob-")]
 
 
+def test_a_user_key_written_with_escapes_is_refused_too(deployment: Deployment) -> None:
+    """`\\u0075ser` is `user` once the body is read: the same 403, nothing written."""
+    raw = json.dumps(event("bob-escaped"))[:-1] + ', "\\u0075ser": "bob"}'
+    headers = {"Authorization": f"token {deployment.alice}", "Content-Type": "application/json"}
+    reply = requests.post(deployment.hub.url + EVENTS, data=raw, headers=headers, timeout=30)
+    assert reply.status_code == 403, reply.text
+    assert "cannot name its user" in reply.json()["message"]
+    assert not [e for e in deployment.events() if e.get("__client_id__") == "bob-escaped"]
+
+
 def test_every_verb_needs_a_hub_user_with_the_scope(deployment: Deployment) -> None:
     hub = deployment.hub
     assert deployment.post(event("anon"), None)[0] == 403

@@ -156,9 +156,11 @@ class EventsHandler(PostEvents, CollectorHandler):
         """Refuse a body that names a user (403, nothing recorded) before any other check.
 
         The check looks at the document read once for parsing (off the event loop for a large
-        body), and only when the raw body has a user key somewhere.
+        body), and only when the raw body has a user key somewhere, or an escape (`\\u0075ser`
+        is read as `user`).
         """
-        return await super()._parse(body, _refuse_user if _USER_KEY.search(body) else inspect)
+        names = _USER_KEY.search(body) is not None or b"\\u" in body
+        return await super()._parse(body, _refuse_user if names else inspect)
 
     def check_posted(self, posted: Posted) -> None:
         """Nothing more: the user was checked on the raw body."""

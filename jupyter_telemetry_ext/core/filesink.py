@@ -5,9 +5,9 @@ A write to a full disk may leave part of it in the file (the OS writes what fits
 file object keeps the rest in its buffer, to write it later should room appear. So after a
 failure the stream is closed (its buffer dropped with it), the file is cut back to the end of
 the last whole event, and the handler reopens the file (in append mode) at its next write.
-A log replaced under a running handler (see `reopen_if_replaced`) is reopened before the next
-write. `sync` writes a file to disk (fdatasync) for the writes that must survive a crash of the
-machine.
+A log unlinked under a running handler (replaced: see `reopen_if_replaced`) is reopened before
+the next write. `sync` writes a file to disk (fdatasync) for the writes that must survive a crash
+of the machine.
 """
 
 from __future__ import annotations
@@ -38,24 +38,18 @@ def position(handler: logging.FileHandler) -> int | None:
 
 
 def reopen_if_replaced(handler: logging.FileHandler) -> None:
-    """Have the handler reopen its file when the file at its path is another one or gone (as
-    `jupyter telemetry erase` and retention leave a log: rewritten and replaced). A plain
-    FileHandler would write on into the old, unlinked file, and its events would be lost;
-    WatchedFileHandler checks this itself."""
+    """Have the handler reopen its file when its open file was unlinked (as `jupyter telemetry
+    erase` and retention leave a log: rewritten, and replaced by rename). A plain FileHandler
+    would write on into the old file, and its events would be lost; WatchedFileHandler checks
+    this itself. One fstat of the open file: no path is looked up."""
     stream = handler.stream
     if stream is None or isinstance(handler, WatchedFileHandler):
         return
     try:
-        opened = os.fstat(stream.fileno())
+        unlinked = os.fstat(stream.fileno()).st_nlink == 0
     except (OSError, ValueError, AttributeError):
         return  # not a file this can tell about: the write says what is wrong
-    try:
-        current = Path(handler.baseFilename).stat()
-    except FileNotFoundError:
-        current = None
-    except OSError:
-        return
-    if current is None or (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino):
+    if unlinked:
         _close(handler)
 
 

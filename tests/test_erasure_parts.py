@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.core.filesink import REPLACED_CHECK_SECONDS
 from jupyter_telemetry_ext.core.recorded_user import hashed_user
 from jupyter_telemetry_ext.core.tombstones import (
     Tombstones,
@@ -23,6 +26,7 @@ from jupyter_telemetry_ext.core.tombstones import (
 from jupyter_telemetry_ext.server.duplicates import Duplicates
 from jupyter_telemetry_ext.server.idjournal import IdJournal
 from jupyter_telemetry_ext.server.reception import Policy
+from jupyter_telemetry_ext.sinks.retention import erase_files
 from tests.conftest import make_schema
 from tests.servers import read_events
 
@@ -147,6 +151,39 @@ def test_with_reply_after_write_an_id_is_journaled_once_written(tmp_path: Path) 
 
 
 @pytest.mark.parametrize("background", [False, True])
+def test_events_written_while_a_live_log_is_erased_are_all_kept(
+    tmp_path: Path, background: bool
+) -> None:
+    """An erasure rewrites the log a server is writing: what the server appends meanwhile, to
+    the old file until it notices the new one, is carried over; only the erased user's go."""
+    log = tmp_path / "events.jsonl"
+    handler = logging.FileHandler(log)
+    allowed = {SCHEMA_ID: {"allowed_categories": ["unrestricted", "user-identifier"]}}
+    eventlog = EventLog(handlers=[handler], allowed_schemas=allowed, background=background)
+    eventlog.register_schema(make_schema(n={"type": "integer"}))
+    for n in range(50):
+        eventlog.record_event(SCHEMA_ID, 1, {"n": n}, context={"__user__": "carol"})
+    assert eventlog.flush(timeout=10)
+    erasing = threading.Thread(target=erase_files, args=(log, {"carol"}))
+    written = itertools.count()
+    try:
+        erasing.start()
+        while erasing.is_alive():  # for the whole erasure (over a second), and a little after
+            eventlog.record_event(SCHEMA_ID, 1, {"n": next(written)}, context={"__user__": "bob"})
+            time.sleep(0.001)
+        for _ in range(20):
+            eventlog.record_event(SCHEMA_ID, 1, {"n": next(written)}, context={"__user__": "bob"})
+        assert eventlog.flush(timeout=10)
+    finally:
+        erasing.join()
+        eventlog.close()
+        handler.close()
+    events = read_events(log)
+    assert {e["__user__"] for e in events} == {"bob"}
+    assert sorted(e["n"] for e in events) == list(range(next(written)))
+
+
+@pytest.mark.parametrize("background", [False, True])
 def test_a_plain_file_handler_writes_to_a_log_replaced_or_removed_under_it(
     tmp_path: Path, background: bool
 ) -> None:
@@ -161,10 +198,12 @@ def test_a_plain_file_handler_writes_to_a_log_replaced_or_removed_under_it(
         replacement = tmp_path / "events.jsonl.new"
         replacement.write_text("")
         replacement.replace(log)  # as `erase` leaves it: rewritten and replaced
+        time.sleep(REPLACED_CHECK_SECONDS)  # (`erase` carries over what came in meanwhile)
         eventlog.record_event(SCHEMA_ID, 1, {"n": 2})
         assert eventlog.flush(timeout=10)
         assert [e["n"] for e in read_events(log)] == [2]
         log.unlink()
+        time.sleep(REPLACED_CHECK_SECONDS)
         eventlog.record_event(SCHEMA_ID, 1, {"n": 3})
         assert eventlog.flush(timeout=10)
         assert [e["n"] for e in read_events(log)] == [3]

@@ -12,6 +12,7 @@ import errno
 import logging
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -62,6 +63,8 @@ class Delivery:
         self._lock = threading.Lock()  # each handler's thread may report its failures
         # A file write's error, held (under the handler's lock) until the file is settled.
         self._errors: dict[logging.Handler, BaseException | None] = {}
+        # When each file is next looked at for having been replaced (`filesink.reopen_if_replaced`).
+        self._replace_checks: dict[logging.Handler, float] = {}
 
     def deliver(self, handlers: Iterable[logging.Handler], record: CapsuleRecord) -> None:
         """Hand the record to every handler whose level lets it through."""
@@ -110,7 +113,10 @@ class Delivery:
             return
         handler.acquire()  # what `handle` does, with the file measured and settled inside
         try:
-            filesink.reopen_if_replaced(handler)
+            now = time.monotonic()
+            if now >= self._replace_checks.get(handler, 0.0):
+                self._replace_checks[handler] = now + filesink.REPLACED_CHECK_SECONDS
+                filesink.reopen_if_replaced(handler)
             stream, start = handler.stream, filesink.position(handler)
             try:
                 handler.emit(record)

@@ -6,8 +6,8 @@ file object keeps the rest in its buffer, to write it later should room appear. 
 failure the stream is closed (its buffer dropped with it), the file is cut back to the end of
 the last whole event, and the handler reopens the file (in append mode) at its next write.
 A log unlinked under a running handler (replaced: see `reopen_if_replaced`) is reopened before
-the next write. `sync` writes a file to disk (fdatasync) for the writes that must survive a crash
-of the machine.
+a write, looked at once every REPLACED_CHECK_SECONDS. `sync` writes a file to disk (fdatasync)
+for the writes that must survive a crash of the machine.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from logging.handlers import WatchedFileHandler
 from pathlib import Path
 
 UNKNOWN_SIZE = -1  # a write whose size in bytes is not known: it is whole or cut away
+# Seconds between a writer's looks at whether its log was replaced (an fstat each, which would
+# cost as much as the rest of a small write if made at every one). A rewrite of a live log
+# (`sinks.retention`) carries over what is appended to the old file for longer than this.
+REPLACED_CHECK_SECONDS = 0.2
 
 
 def position(handler: logging.FileHandler) -> int | None:
@@ -41,7 +45,8 @@ def reopen_if_replaced(handler: logging.FileHandler) -> None:
     """Have the handler reopen its file when its open file was unlinked (as `jupyter telemetry
     erase` and retention leave a log: rewritten, and replaced by rename). A plain FileHandler
     would write on into the old file, and its events would be lost; WatchedFileHandler checks
-    this itself. One fstat of the open file: no path is looked up."""
+    this itself. One fstat of the open file: no path is looked up (the caller makes it at most
+    once every REPLACED_CHECK_SECONDS)."""
     stream = handler.stream
     if stream is None or isinstance(handler, WatchedFileHandler):
         return

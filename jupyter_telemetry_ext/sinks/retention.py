@@ -1,8 +1,9 @@
 """Retention and a person's events in JSON-lines logs: prune old events, export or erase a user's.
 
-Files are rewritten whole and replaced atomically. A server still writing the live log should
-write it with `logging.handlers.WatchedFileHandler`, which reopens a replaced file; lines appended
-while the file was being rewritten are carried over.
+Files are rewritten whole and replaced atomically. A server still writing the live log notices
+the replacement within `filesink.REPLACED_CHECK_SECONDS` (a plain `logging.FileHandler` of an
+EventLog, or a `logging.handlers.WatchedFileHandler`) and reopens it: the lines appended to the
+old file meanwhile, while it was read and until then, are carried over (filtered like the rest).
 """
 
 from __future__ import annotations
@@ -12,16 +13,21 @@ import gzip
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Collection, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from jupyter_telemetry_ext.core.filesink import REPLACED_CHECK_SECONDS
 from jupyter_telemetry_ext.core.tombstones import HASHED, add_to_file, erased_file
 
 from .logreader import event_time, log_files, parse_line
 
 Keep = Callable[[dict[str, Any]], bool]
+# How long a rewrite keeps reading the old live log after replacing it: past this, a writer that
+# follows `filesink` has noticed the new file (with time to spare for a thread held up meanwhile).
+CARRY_SECONDS = REPLACED_CHECK_SECONDS + 0.8
 
 
 def _lines(path: Path) -> list[str]:
@@ -63,16 +69,21 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def rewrite(path: Path, keep: Keep) -> int:
-    """Drop the events `keep` refuses from a log and its rotated files; return how many."""
+def rewrite(path: Path, keep: Keep, *, carry: bool = True) -> int:
+    """Drop the events `keep` refuses from a log and its rotated files; return how many.
+
+    `carry`: a server may be appending to the log (see `_rewrite_live`); False when the caller
+    holds the only writer's lock.
+    """
     removed = 0
     for file in log_files(path):
-        removed += _rewrite_file(file, keep, live=file == path)
+        removed += _rewrite_file(file, keep, live=file == path, carry=carry)
     return removed
 
 
-def _rewrite_file(file: Path, keep: Keep, live: bool) -> int:
-    size = file.stat().st_size
+def _rewrite_file(file: Path, keep: Keep, *, live: bool, carry: bool) -> int:
+    if live and carry and file.suffix != ".gz":
+        return _rewrite_live(file, keep)
     lines = _lines(file)
     kept = [line for n, line in enumerate(lines, 1) if _keeps(keep, file, n, line)]
     if len(kept) == len(lines):
@@ -80,17 +91,60 @@ def _rewrite_file(file: Path, keep: Keep, live: bool) -> int:
     if not kept and not live:
         file.unlink()
         return len(lines)
-    if live and file.suffix != ".gz":
-        kept += _appended(file, size, keep)
     _write(file, kept)
     return len(lines) - len(kept)
 
 
-def _appended(file: Path, size: int, keep: Keep) -> list[str]:
-    """Return the lines a running server appended since the file was read, filtered."""
-    with file.open("r", encoding="utf-8", errors="surrogateescape") as f:
-        f.seek(size)
-        return [line for line in f.readlines() if _keeps(keep, file, 0, line)]
+def _rewrite_live(file: Path, keep: Keep) -> int:
+    """Rewrite the log a server may be appending to; return how many events were dropped.
+
+    The old file stays open: what is appended to it until every writer has reopened the new
+    one (CARRY_SECONDS) is carried over to it, filtered, so no event written meanwhile is lost.
+    """
+    with file.open("rb") as old:
+        tail = _Tail(old)
+        lines = tail.lines()
+        kept = [line for n, line in enumerate(lines, 1) if _keeps(keep, file, n, line)]
+        if len(kept) == len(lines):
+            return 0
+        dropped = len(lines) - len(kept)
+        appended = tail.lines()
+        carried = [line for line in appended if _keeps(keep, file, 0, line)]
+        dropped += len(appended) - len(carried)
+        _write(file, kept + carried)
+        time.sleep(CARRY_SECONDS)
+        late = tail.lines(final=True)
+        carried = [line for line in late if _keeps(keep, file, 0, line)]
+        if carried:
+            _append(file, carried)
+        return dropped + len(late) - len(carried)
+
+
+class _Tail:
+    """The lines of an open file read so far: whole lines only, until the last read."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream, self.rest = stream, b""
+
+    def lines(self, *, final: bool = False) -> list[str]:
+        """Return the lines appended since the last call (a cut last line too when `final`)."""
+        data = self.rest + self.stream.read()
+        end = len(data) if final else data.rfind(b"\n") + 1
+        self.rest = data[end:]
+        text = data[:end].decode("utf-8", errors="surrogateescape")
+        return text.splitlines(keepends=True)
+
+
+def _append(path: Path, lines: list[str]) -> None:
+    """Append lines to a file in one write (as a server appends: whole, never interleaved)."""
+    data = "".join(lines).encode("utf-8", errors="surrogateescape")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        while data:
+            data = data[os.write(fd, data) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _keeps(keep: Keep, file: Path, lineno: int, line: str) -> bool:

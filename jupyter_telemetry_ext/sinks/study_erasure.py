@@ -62,7 +62,7 @@ def erase_user_schemas_log(
     handler.acquire()
     try:
         handler.flush()
-        removed = rewrite(path, keep) if path.exists() else 0
+        removed = rewrite(path, keep, carry=False) if path.exists() else 0  # none appended
         if removed and handler.stream is not None:
             handler.stream.close()  # the replaced file's: the next write opens the new one
             handler.stream = None

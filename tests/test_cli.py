@@ -292,3 +292,58 @@ def test_schemas_lists_discovered_with_allowed_from_config(tmp_path: Path) -> No
     assert (rows["my.ext/clicks"]["allowed"], rows["my.ext/clicks"]["frontend"]) == (True, True)
     assert (rows["my.ext/other"]["allowed"], rows["my.ext/other"]["frontend"]) == (False, False)
     assert "broken.yaml" in result.stderr
+
+
+@pytest.fixture
+def clean_log(tmp_path: Path) -> Path:
+    """A log of two good events (no bad line: the exit status is about what matched)."""
+    path = tmp_path / "clean.log"
+    path.write_text(capsule("2026-11-26T09:00:00.000000Z", action="open")
+                    + capsule("2026-11-27T09:00:00.000000Z", "c/d", action="save"))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("command", ["events", "stats"])
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
+def test_events_and_stats_exit_1_when_the_schema_matches_nothing(
+    clean_log: Path, command: str, output: list[str]
+) -> None:
+    result = run(command, str(clean_log), "--schema", "nosuch", *output, cwd=clean_log.parent)
+    assert result.returncode == 1, result.stderr
+    assert (
+        result.stderr
+        == f"jupyter telemetry: {command}: no events of schema 'nosuch' in {clean_log}\n"
+    )
+    assert "nosuch" not in result.stdout
+
+
+@pytest.mark.parametrize("command", ["events", "stats"])
+def test_events_and_stats_exit_1_when_since_matches_nothing(clean_log: Path, command: str) -> None:
+    result = run(command, str(clean_log), "--since", "2h", "--schema", "a/b", "--schema", "c/d",
+                 cwd=clean_log.parent)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert f"{command}: no events of schemas 'a/b', 'c/d' at or after " in result.stderr
+    assert result.stderr.rstrip().endswith(f" in {clean_log}")
+    found = run(command, str(clean_log), "--schema", "c/d", cwd=clean_log.parent)
+    assert (found.returncode, found.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("command", ["events", "stats"])
+def test_events_and_stats_of_an_empty_log_say_so_and_exit_0(tmp_path: Path, command: str) -> None:
+    (tmp_path / "new.log").write_text("")
+    result = run(command, "new.log", "--json", cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr == f"jupyter telemetry: {command}: new.log holds no events\n"
+
+
+def test_prune_exits_1_when_no_event_is_that_old(clean_log: Path) -> None:
+    before = clean_log.read_bytes()
+    result = run("prune", "--older-than", "2026-01-01", str(clean_log), cwd=clean_log.parent)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "jupyter telemetry: prune: no events received before 2026-01-01T00:00:00+00:00 in "
+        f"{clean_log}: nothing was removed\n"
+    )
+    assert clean_log.read_bytes() == before
+    pruned = run("prune", "--older-than", "2026-11-27", str(clean_log), cwd=clean_log.parent)
+    assert (pruned.returncode, pruned.stdout.split()[:2]) == (0, ["removed", "1"])

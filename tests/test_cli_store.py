@@ -258,3 +258,54 @@ def test_stats_refuses_an_unknown_grouping(log: Path) -> None:
     assert result.stderr.count("\n") == 1
     assert "'week'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def described(url: str) -> str:
+    """How the commands name the store in a message: host, port and database, no password."""
+    return "PostgreSQL " + url.rsplit("@", 1)[1]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("args", "selection"),
+    [
+        (["events", "--schema", "nosuch"], "of schema 'nosuch'"),
+        (["stats", "--schema", "nosuch", "--json"], "of schema 'nosuch'"),
+        (["events", "--since", "2030-01-01", "--json"], "at or after 2030-01-01T00:00:00+00:00"),
+    ],
+)
+def test_events_and_stats_db_exit_1_when_the_filter_matches_nothing(
+    store: str, args: list[str], selection: str
+) -> None:
+    result = cli(*args, "--db", store)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"jupyter telemetry: {args[0]}: no events {selection} in {described(store)} table "
+        "telemetry_events\n"
+    )
+    assert PASSWORD not in result.stderr
+
+
+@pytest.mark.e2e
+def test_prune_db_exits_1_when_no_event_is_that_old(store: str) -> None:
+    before = rows(store, EVENTS)
+    result = cli("prune", "--db", store, "--older-than", "2026-01-01")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == (
+        "jupyter telemetry: prune: no events received before 2026-01-01T00:00:00+00:00 in "
+        f"{described(store)} table telemetry_events: nothing was removed\n"
+    )
+    assert rows(store, EVENTS) == before
+    pruned = cli("prune", "--db", store, "--older-than", "2026-03-02")
+    assert (pruned.returncode, pruned.stdout.split()[:2]) == (0, ["removed", "2"]), pruned.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("output", [[], ["--json"]], ids=["table", "json"])
+def test_sql_exits_1_when_the_statement_returns_no_rows(store: str, output: list[str]) -> None:
+    query = "SELECT data->>'n' AS n FROM telemetry_events WHERE schema_id = 'nosuch'"
+    result = cli("sql", "--db", store, *output, query)
+    assert result.returncode == 1, result.stderr
+    assert f"sql: the statement returned no rows from {described(store)}\n" in result.stderr
+    count = cli("sql", "--db", store, *output, "SELECT count(*) AS n FROM telemetry_events")
+    assert count.returncode == 0, count.stderr

@@ -162,9 +162,22 @@ async def test_without_credentials_nothing(jp_fetch: Fetch, path: str) -> None:
     assert e.value.code in (302, 403)
 
 
+FORMULA_ATTRIBUTE = """data-formula-starts='"=+-@\\t\\r"'"""
+
+
+def test_the_collectors_page_hands_the_browser_the_same_formula_rule() -> None:
+    from jupyter_telemetry_ext.core.spreadsheet import FORMULA_STARTS
+    from jupyter_telemetry_ext.dashboard.page import render_dashboard
+
+    html = render_dashboard(static_url=lambda path: "/s/" + path, api_url="/api", place="hub")
+    assert FORMULA_ATTRIBUTE in html
+    assert json.loads(FORMULA_ATTRIBUTE.split("'")[1]) == FORMULA_STARTS
+
+
 async def test_the_page_loads_the_bundled_charts(jp_fetch: Fetch) -> None:
     html = (await jp_fetch("telemetry", "dashboard")).body.decode()
     assert 'data-api-url="/a%40b/api/telemetry/dashboard"' in html
+    assert FORMULA_ATTRIBUTE in html  # the CSV downloads' rule, from core/spreadsheet.py
     for name in ("vega.min.js", "vega-lite.min.js", "vega-embed.min.js", "dashboard.js"):
         assert name in html
     assert "https://" not in html.replace("https://vega.github.io", "")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_telemetry_ext.core.errors import NothingToExportError
 from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.core.spreadsheet import neutralised_sql
 
 from .columns import column_name, leaves, properties_structure, property_column, quote, transformed
 from .datasheet import datasheet
@@ -141,7 +142,7 @@ def _write(
     relation = con.sql(_select(structure, kept, where, csv=request.fmt == "csv"), params=params)
     path = request.out / name
     if request.fmt == "csv":
-        relation.write_csv(str(path))
+        _no_formulas(relation).write_csv(str(path))
     else:
         relation.write_parquet(str(path))
     count_users = f'SELECT count(DISTINCT "user") FROM capsules WHERE {where}'  # noqa: S608
@@ -170,6 +171,14 @@ def _select(structure: dict[str, Any], kept: list[tuple[str, ...]], where: str, 
         items.append(f"{expression} AS {quote(column_name(path))}")
     return (f"SELECT {', '.join(items)} FROM {transformed(where, structure)} c "  # noqa: S608
             'LEFT JOIN pseudonyms p ON c."user" = p."user" ORDER BY received')  # fmt: skip
+
+
+def _no_formulas(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
+    """Return the relation with each text cell a spreadsheet would run as a formula marked as
+    text (a leading `'`), as the dashboard's CSV downloads do."""
+    items = [f"{neutralised_sql(quote(n)) if str(t) == 'VARCHAR' else quote(n)} AS {quote(n)}"
+             for n, t in zip(relation.columns, relation.types, strict=True)]  # fmt: skip
+    return relation.project(", ".join(items))
 
 
 def _columns(relation: Any, rules: ColumnRules, kept: Iterable[tuple[str, ...]]) -> list[Any]:

@@ -19,6 +19,13 @@ Properties whose privacy categories are not all among: {included}. Events presen
 exports can still be matched by their times and contents: share each with care.
 """
 
+CSV_CELLS = """
+## Text cells
+A text value that a spreadsheet would run as a formula (one starting with `=`, `+`, `-`, `@`,
+a tab or a carriage return) starts with a `'` in these CSV files, so opening them runs nothing:
+remove that first `'` to read the value as recorded.
+"""
+
 
 def datasheet(manifest: dict[str, Any]) -> str:
     """Return the datasheet of a dataset, from its manifest."""
@@ -31,6 +38,7 @@ def datasheet(manifest: dict[str, Any]) -> str:
         always="; ".join(manifest["left_out_always"]),
         included=", ".join(manifest["included_categories"]),
     )  # fmt: skip
+    text += CSV_CELLS if manifest["format"] == "csv" else ""
     return text + "".join(_file_section(f) for f in manifest["files"])
 
 

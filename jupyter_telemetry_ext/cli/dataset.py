@@ -34,8 +34,9 @@ def write_dataset(command: ExportCommand) -> None:
         manifest = export_dataset(request, _lookup(command))
     except AnalysisExtraError as e:
         command.fail(f"export: {e}")
-    except NothingToExportError as e:
-        command.fail(f"export: {e}: nothing was written", 1)
+    except NothingToExportError:
+        command.fail(f"export: no events {_selected(request)}in {request.described_source}: "
+                     "nothing was written", 1)  # fmt: skip
     except (OSError, ValueError) as e:
         command.fail(f"export: {e}")
     for entry in manifest["files"]:
@@ -46,6 +47,17 @@ def write_dataset(command: ExportCommand) -> None:
     _unused_categories(command, manifest)
     print(f"exported {manifest['events']} events in {len(manifest['files'])} files to "
           f"{request.out} (manifest.json, datasheet.md)")  # fmt: skip
+
+
+def _selected(request: DatasetRequest) -> str:
+    """Return what --schema, --since and --until select, as a message says it ("" for all)."""
+    selection = request.selection
+    parts = [f"of schema {selection.schema!r} "] if selection.schema else []
+    if selection.since is not None:
+        parts.append(f"received at or after {selection.since.isoformat()} ")
+    if selection.until is not None:
+        parts.append(f"received before {selection.until.isoformat()} ")
+    return "".join(parts)
 
 
 def _unused_categories(command: ExportCommand, manifest: dict[str, Any]) -> None:

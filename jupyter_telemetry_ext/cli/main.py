@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Generator, Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,14 @@ class SchemasCommand(Command):
     description = """List the event schemas a Jupyter server with this extension would register:
     those in `telemetry/schemas` of every Jupyter data path and in
     c.TelemetryExtension.schema_paths. Reads the same config files as `jupyter server`, so the
-    `allowed` column follows c.EventLog.allowed_schemas."""
+    `allowed` column follows c.EventLog.allowed_schemas. Exit status 1 when no schema is
+    found."""
     config_file_name = Unicode("jupyter_server_config")
     json_output = Bool(False, help="Print one JSON object per schema.").tag(config=True)
     flags = {"json": ({"SchemasCommand": {"json_output": True}}, "Print JSON lines.")}  # noqa: RUF012
 
     def start(self) -> None:
-        """Print the discovered schemas."""
+        """Print the discovered schemas; exit 1 when there is none."""
         eventlog = EventLog(config=self.config)
         folders = schema_folders(self._schema_paths())
         schemas = register_discovered(eventlog, folders, self.log)
@@ -51,6 +53,10 @@ class SchemasCommand(Command):
              "allowed": eventlog.is_allowed(s.id), "file": s.source}
             for s in sorted(schemas, key=lambda s: (s.id, s.version_key))
         ]  # fmt: skip
+        if not rows:  # a server with this config would record nothing
+            searched = ", ".join(str(f) for f in folders)
+            self.fail(f"schemas: no event schemas found in {searched} (Jupyter data paths "
+                      "and c.TelemetryExtension.schema_paths)", 1)  # fmt: skip
         _print_rows(rows, self.json_output)
 
     def _schema_paths(self) -> list[str]:
@@ -87,18 +93,44 @@ class LogCommand(Command):
         self.bad_lines += 1
         print(bad, file=sys.stderr)
 
-    def selected(self, capsules: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        """Yield the capsules that pass --schema and --since."""
+    def since_time(self) -> datetime | None:
+        """Return the time --since names, or None; stop when it cannot be read."""
         try:
-            since = parse_since(self.since) if self.since else None
+            return parse_since(self.since) if self.since else None
         except ValueError as e:
             self.fail(str(e))
+
+    def selected(self, capsules: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Yield the capsules that pass --schema and --since."""
+        since = self.since_time()
         for capsule in capsules:
             if self.schema_ids and capsule.get("__schema__") not in self.schema_ids:
                 continue
             when = event_time(capsule)
             if since is None or (when is not None and when >= since):
                 yield capsule
+
+    def check_found(self, count: int, where: str) -> None:
+        """Say so when no event was found; stop (exit 1) when --schema or --since matched none.
+
+        An empty store read whole is an honest answer (a new log): said on stderr, exit 0.
+        """
+        if count:
+            return
+        verb = self.name.split("-")[-1]
+        if not (self.schema_ids or self.since):
+            print(f"jupyter telemetry: {verb}: {where} holds no events", file=sys.stderr)
+            return
+        self.fail(f"{verb}: no events {self.filter_text()} in {where}", 1)
+
+    def filter_text(self) -> str:
+        """Return what --schema and --since select, as a message says it."""
+        since = self.since_time()
+        ids = ", ".join(repr(i) for i in self.schema_ids)
+        parts = [f"of schema{'s' * (len(self.schema_ids) > 1)} {ids}"] if ids else []
+        if since is not None:
+            parts.append(f"at or after {since.isoformat()}")
+        return " ".join(parts)
 
 
 _LOG_ALIASES = {"schema": "LogCommand.schema_ids", "since": "LogCommand.since",
@@ -111,7 +143,8 @@ class EventsCommand(LogCommand):
     name = "jupyter-telemetry-events"
     description = """Print the events in a JSON-lines event log (and its rotated files, oldest
     first) as a readable table, or as JSON lines with --json. Bad lines are reported on stderr
-    with their line number and skipped (exit status 1)."""
+    with their line number and skipped (exit status 1). Exit status 1 when --schema or --since
+    matches no event (without --follow); an empty log is said so on stderr (exit status 0)."""
     examples = "jupyter telemetry events events.log --schema my.events/set1 --since 2h --follow"
     follow_log = Bool(False, help="Keep printing events as they are written.").tag(config=True)
     aliases = _LOG_ALIASES
@@ -124,7 +157,7 @@ class EventsCommand(LogCommand):
     }
 
     def start(self) -> None:
-        """Print the log's events, then follow it when asked."""
+        """Print the log's events, then follow it when asked; exit 1 when a filter matched none."""
         if self.db:
             from .store import events_from_store
 
@@ -133,13 +166,18 @@ class EventsCommand(LogCommand):
         path = self.path()
         rotated = [p for p in log_files(path) if p != path]
         batches = tail_batches(path, self.report, forever=self.follow_log)
-        first = [*read_events(rotated, self.report), *next(batches)]
-        _print_events(list(self.selected(first)), self.json_output)
+        first = list(self.selected([*read_events(rotated, self.report), *next(batches)]))
+        _print_events(first, self.json_output)
+        shown = len(first)
         try:
             for batch in batches:
-                _print_events(list(self.selected(batch)), self.json_output, header=False)
+                selected = list(self.selected(batch))
+                _print_events(selected, self.json_output, header=False)
+                shown += len(selected)
         except KeyboardInterrupt:
             pass
+        if not self.follow_log:  # followed: new events may come until Ctrl-C
+            self.check_found(shown, str(path))
         self.exit(1 if self.bad_lines else 0)
 
 
@@ -149,7 +187,9 @@ class StatsCommand(LogCommand):
     name = "jupyter-telemetry-stats"
     description = """Count the events of a JSON-lines event log (and its rotated files) per day
     (or hour, or all time), schema, version and action; with --by user, per user as recorded (the
-    keyed hash, or the name, never resolved); with --by schema, per schema and version."""
+    keyed hash, or the name, never resolved); with --by schema, per schema and version. Exit
+    status 1 when --schema or --since matches no event; an empty log is said so on stderr (exit
+    status 0)."""
     examples = "jupyter telemetry stats events.log --by user"
     by = Enum(
         list(GROUPS),
@@ -161,14 +201,16 @@ class StatsCommand(LogCommand):
     flags = {"json": ({"LogCommand": {"json_output": True}}, "Print JSON lines.")}  # noqa: RUF012 - traitlets reads these class attributes
 
     def start(self) -> None:
-        """Print the counts."""
+        """Print the counts; exit 1 when --schema or --since matched no event."""
         if self.db:
             from .store import stats_from_store
 
             stats_from_store(self, self.by)
             return
-        capsules = self.selected(read_events(log_files(self.path()), self.report))
-        _print_rows(count_capsules(capsules, self.by), self.json_output)
+        path = self.path()
+        rows = count_capsules(self.selected(read_events(log_files(path), self.report)), self.by)
+        _print_rows(rows, self.json_output)
+        self.check_found(len(rows), str(path))
         self.exit(1 if self.bad_lines else 0)
 
 

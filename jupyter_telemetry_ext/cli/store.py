@@ -41,6 +41,7 @@ def events_from_store(command: LogCommand) -> None:
         since = _since(command, command.since)
         capsules = list(store.select_events(conn, command.table, command.schema_ids, since))
     _print_events(capsules, command.json_output)
+    command.check_found(len(capsules), described(command.db, command.table))
 
 
 def stats_from_store(command: LogCommand, period: str) -> None:
@@ -51,6 +52,14 @@ def stats_from_store(command: LogCommand, period: str) -> None:
         since = _since(command, command.since)
         rows = store.count_events(conn, command.table, period, command.schema_ids, since)
     _print_rows(rows, command.json_output)
+    command.check_found(len(rows), described(command.db, command.table))
+
+
+def described(url: str, table: str = "") -> str:
+    """Return how messages name a PostgreSQL store: host, port, database (and table)."""
+    from jupyter_telemetry_ext.sinks.pgtable import masked, resolve_url
+
+    return f"PostgreSQL {masked(resolve_url(url))}" + f" table {table}" * bool(table)
 
 
 def _since(command: Command, text: str) -> Any:
@@ -135,6 +144,12 @@ class StoreCommand(Command):
             return _connect(self, handler.url, self.table, read_only)
         return _connect(self, self.db, self.table, read_only)
 
+    def store_described(self, table: bool = True) -> str:
+        """Return how messages name the database store `connect` connects to."""
+        handler = None if self.db or os.environ.get(URL_VARIABLE) else self.handler()
+        url = handler.url if handler is not None else self.db
+        return described(url, self.table if table else "")
+
     def spool_folder(self) -> Path:
         """Return the folder of the PostgreSQL handler's outage spool."""
         if self.spool_dir:
@@ -198,7 +213,8 @@ class SqlCommand(StoreCommand):
     --json). Several statements, and statements that end the transaction or change the session
     (BEGIN, COMMIT, ROLLBACK, SET, DO, COPY, ...), are refused. Table cells longer than 64
     characters end with how many were cut, e.g. `…(+1234 chars)`; --full or --json prints them
-    whole. For analysts, connect as a role that can only read (see the docs)."""
+    whole. For analysts, connect as a role that can only read (see the docs). Exit status 1
+    when the statement returns no rows, or PostgreSQL refuses it."""
     examples = 'jupyter telemetry sql --db env:TELEMETRY_DB "SELECT count(*) FROM telemetry_events"'
     aliases = _STORE_ALIASES
     flags = {  # noqa: RUF012 - traitlets reads these class attributes
@@ -213,7 +229,7 @@ class SqlCommand(StoreCommand):
     ).tag(config=True)
 
     def start(self) -> None:
-        """Print the statement's rows."""
+        """Print the statement's rows; exit 1 when there is none."""
         query = self._query()
         with self.connect(read_only=True) as conn:
             headers, rows = self._run(conn, query)
@@ -223,6 +239,8 @@ class SqlCommand(StoreCommand):
             print("jupyter telemetry: sql: connected as a superuser, whose queries can read and "
                   "write the server's files (pg_read_file, COPY TO PROGRAM); analysts should "
                   "use a role with pg_read_all_data only", file=sys.stderr)  # fmt: skip
+        if not rows:
+            self.fail(f"sql: the statement returned no rows from {self.store_described(False)}", 1)
 
     def _run(self, conn: psycopg.Connection[Any], query: str) -> tuple[list[str], list[Any]]:
         import psycopg
@@ -311,13 +329,14 @@ class PruneCommand(StoreCommand):
     name = "jupyter-telemetry-prune"
     description = """Remove events received before a time: from a JSON-lines log and its rotated
     files (rewritten; emptied rotated files are deleted), or from the PostgreSQL store (whole
-    daily partitions are dropped, other rows deleted)."""
+    daily partitions are dropped, other rows deleted). Exit status 1 when no event was that old
+    (nothing was removed)."""
     examples = "jupyter telemetry prune --older-than 90d events.log"
     older_than = Unicode("", help="Age (90d, 12h) or time (RFC 3339 or a date).").tag(config=True)
     aliases = {**_STORE_ALIASES, "older-than": "PruneCommand.older_than"}  # noqa: RUF012
 
     def start(self) -> None:
-        """Prune and report how many events were removed."""
+        """Prune and report how many events were removed; exit 1 when none was."""
         if not self.older_than:
             self.fail("prune: say which events with --older-than 90d")
         before = _since(self, self.older_than)
@@ -325,12 +344,16 @@ class PruneCommand(StoreCommand):
         if path is not None:
             from jupyter_telemetry_ext.sinks.retention import prune_files
 
-            removed = prune_files(path, before)
+            removed, where = prune_files(path, before), str(path)
         else:
             from jupyter_telemetry_ext.sinks.store import prune
 
             with self.connect() as conn:
                 removed = prune(conn, self.table, before)
+            where = self.store_described()
+        if not removed:
+            self.fail(f"prune: no events received before {before.isoformat()} in {where}: "
+                      "nothing was removed", 1)  # fmt: skip
         print(f"removed {removed} events received before {before.isoformat()}")
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import jinja2
 
+from jupyter_telemetry_ext.core.spreadsheet import FORMULA_STARTS
 from jupyter_telemetry_ext.server.pagerender import TEMPLATES
 
 TEMPLATE = "dashboard.html"
@@ -22,4 +23,5 @@ def _environment() -> jinja2.Environment:
 def render_dashboard(*, static_url: Callable[[str], str], api_url: str, place: str) -> str:
     """Return the page's HTML; its script reads the views from `api_url`."""
     template = _environment().get_template(TEMPLATE)
-    return template.render(static_url=static_url, api_url=api_url, place=place, vendor=VENDOR)
+    return template.render(static_url=static_url, api_url=api_url, place=place, vendor=VENDOR,
+                           formula_starts=FORMULA_STARTS)  # fmt: skip

@@ -7,6 +7,7 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.extension.handler import ExtensionHandlerJinjaMixin, ExtensionHandlerMixin
 from tornado import web
 
+from jupyter_telemetry_ext.core.spreadsheet import FORMULA_STARTS
 from jupyter_telemetry_ext.server.routes import TelemetryHandler, TelemetryMixin
 
 from .handling import answer, check_view, index_model, query_of, source_of
@@ -48,7 +49,9 @@ class DashboardPageHandler(
     async def get(self) -> None:
         """Render the page; its script asks the API."""
         api = self.base_url.rstrip("/") + "/api/telemetry/dashboard"
-        self.finish(self.render_template(TEMPLATE, api_url=api, place="server", vendor=VENDOR))
+        page = self.render_template(TEMPLATE, api_url=api, place="server", vendor=VENDOR,
+                                    formula_starts=FORMULA_STARTS)  # fmt: skip
+        self.finish(page)
 
 
 dashboard_handlers: list[tuple[str, type[web.RequestHandler]]] = [

@@ -74,10 +74,13 @@
   }
 
   function csv(columns, rows) {
+    // The characters a formula starts with: the page has them from core/spreadsheet.py, the
+    // rule research datasets in CSV follow too.
+    const starts = JSON.parse(document.body.dataset.formulaStarts);
     const quote = v => {
       let text = v === null || v === undefined ? '' : String(v);
       // Text users posted (a kernel name) that a spreadsheet would run as a formula: quoted.
-      if (typeof v === 'string' && /^[=+\-@\t\r]/.test(text)) text = "'" + text;
+      if (typeof v === 'string' && text !== '' && starts.includes(text[0])) text = "'" + text;
       return /[",\r\n]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
     };
     return [columns.join(','), ...rows.map(r => columns.map(c => quote(r[c])).join(','))].join('\n') + '\n';

@@ -21,7 +21,7 @@ from typing import Any
 from tornado import web
 
 Model = dict[str, Any] | None  # the hub's user (or service) model, None: an unknown token
-BUSY = ("the collector is asking the hub about too many unknown tokens at once: retry later "
+BUSY = ("the collector is asking the hub about too many tokens at once: retry later "
         "(see TelemetryCollector.hub_lookup_timeout)")  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,18 @@ def stored(tmp: Path, schema_id: str) -> list[dict[str, Any]]:
     """Return the events of `schema_id` the server's file handler wrote."""
     path = tmp / "events.jsonl"
     return [e for e in read_events(path) if e["__schema__"] == schema_id] if path.exists() else []
+
+
+def configure_postgres(tmp: Path, db: str) -> None:
+    """Write the server's config with the study "intro" erased on withdrawal, recording in
+    PostgreSQL at `db` instead of the file."""
+    studies = {**STUDIES, "intro": {**STUDIES["intro"], "erase_on_withdrawal": True}}
+    configure(tmp, studies)
+    config = tmp / "config" / "jupyter_server_config.py"
+    handler = f"PostgresEventHandler({db!r}, spool_dir={str(tmp / 'spool')!r})"
+    file_handler = f"logging.FileHandler({str(tmp / 'events.jsonl')!r})"
+    text = config.read_text().replace(file_handler, handler)
+    config.write_text("from jupyter_telemetry_ext import PostgresEventHandler\n" + text)
 
 
 @pytest.fixture
@@ -312,13 +325,7 @@ def test_a_single_server_with_postgresql_erases_there_and_its_decisions_are_coun
 
     for pg in server_for_tests():
         db = pg.url(pg.create_database())
-        studies = {**STUDIES, "intro": {**STUDIES["intro"], "erase_on_withdrawal": True}}
-        configure(tmp_path, studies)
-        config = tmp_path / "config" / "jupyter_server_config.py"
-        handler = f"PostgresEventHandler({db!r}, spool_dir={str(tmp_path / 'spool')!r})"
-        file_handler = f"logging.FileHandler({str(tmp_path / 'events.jsonl')!r})"
-        text = config.read_text().replace(file_handler, handler)
-        config.write_text("from jupyter_telemetry_ext import PostgresEventHandler\n" + text)
+        configure_postgres(tmp_path, db)
         with Server(tmp_path, env={"JUPYTERHUB_USER": USER}) as server:
             assert decide(server, "intro", "granted")[0] == 200
             assert post(server, FRONTEND_ID) == "recorded"
@@ -338,6 +345,77 @@ def test_a_single_server_with_postgresql_erases_there_and_its_decisions_are_coun
             assert [r[0] for r in left] == [CONSENT_SCHEMA_ID, FREE_ID, CONSENT_SCHEMA_ID]
             erasures = conn.execute("SELECT operator, events FROM telemetry_events_erasures")
             assert erasures.fetchall() == [("withdrawal from study intro", 1)]
+
+
+@pytest.mark.e2e
+def test_a_withdrawal_takes_the_studys_events_out_of_the_dashboards_daily_counts(
+    tmp_path: Path,
+) -> None:
+    """The dashboard counts the days over from its daily rollup of the store: a withdrawal
+    takes the study's events out of it at once, not at the dashboard's next rebuild."""
+    pytest.importorskip("psycopg", reason="the [postgres] extra")
+    import psycopg
+
+    from jupyter_telemetry_ext.sinks.pgtable import ensure_table
+    from tests.pgserver import server_for_tests
+
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    insert = ("INSERT INTO telemetry_events (received, schema_id, schema_version, "
+              "metadata_version, username, data) VALUES (%s, %s, '1', 1, %s, '{}')")  # fmt: skip
+    for pg in server_for_tests():
+        db = pg.url(pg.create_database())
+        with psycopg.connect(db, autocommit=True) as conn:
+            ensure_table(conn, "telemetry_events", partition_by_day=False)
+            for days_ago, schema_id in [(2, FRONTEND_ID), (1, FRONTEND_ID), (1, FREE_ID)]:
+                when = today - timedelta(days=days_ago, hours=-1)
+                conn.execute(insert, [when, schema_id, USER])
+        configure_postgres(tmp_path, db)
+        with Server(tmp_path, env={"JUPYTERHUB_USER": USER}) as server:
+            assert dashboard_counts(server) == ({FRONTEND_ID: 2, FREE_ID: 1}, [1, 1])
+            with psycopg.connect(db) as conn:  # what the dashboard read: its rollup
+                rolled = conn.execute("SELECT sum(events) FROM telemetry_events_daily_totals "
+                                      "WHERE schema_id = %s", [FRONTEND_ID])  # fmt: skip
+                assert rolled.fetchone() == (2,)
+            assert decide(server, "intro", "granted")[0] == 200
+            status, reply = decide(server, "intro", "declined")
+            assert (status, reply["erased"]) == (200, 2)
+            assert dashboard_counts(server) == ({FREE_ID: 1}, [1])
+        with psycopg.connect(db) as conn:
+            left = conn.execute("SELECT schema_id, username FROM telemetry_events_daily_users")
+            assert left.fetchall() == [(FREE_ID, USER)]
+
+
+@pytest.mark.e2e
+def test_a_withdrawal_reaches_the_file_dashboard_at_its_next_request(tmp_path: Path) -> None:
+    """The dashboard of a JSON-lines log keeps no counts of its own: it loads the files again
+    when one changed, and the erasure replaces the file, so the next request counts without
+    the withdrawn study's events."""
+    pytest.importorskip("duckdb", reason="the [analysis] extra")
+    studies = {**STUDIES, "intro": {**STUDIES["intro"], "erase_on_withdrawal": True}}
+    with start(tmp_path, studies) as server:
+        assert decide(server, "intro", "granted")[0] == 200
+        for schema_id in (FRONTEND_ID, FRONTEND_ID, FREE_ID):
+            assert post(server, schema_id) == "recorded"
+        assert dashboard_counts(server)[0] == {FRONTEND_ID: 2, FREE_ID: 1}
+        status, reply = decide(server, "intro", "declined")
+        assert (status, reply["erased"]) == (200, 2)
+        assert dashboard_counts(server)[0] == {FREE_ID: 1}
+
+
+def dashboard_counts(server: Server) -> tuple[dict[str, int], list[int]]:
+    """Return the dashboard's events per schema of FRONTEND_ID and FREE_ID, and its active
+    users of each day before today that has any (over the last week, through its API)."""
+    today = datetime.now(timezone.utc).date().isoformat()
+    since = (datetime.now(timezone.utc) - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    status, events = server.request("GET", f"/api/telemetry/dashboard/events?since={since}")
+    assert status == 200, events
+    counted: dict[str, int] = {}
+    for row in events["rows"]:
+        if row["schema"] in (FRONTEND_ID, FREE_ID):
+            counted[row["schema"]] = counted.get(row["schema"], 0) + row["events"]
+    status, active = server.request("GET", f"/api/telemetry/dashboard/active-users?since={since}")
+    assert status == 200, active
+    return counted, [r["users"] for r in active["rows"] if not r["period"].startswith(today)]
 
 
 def test_erasing_from_a_log_being_written_loses_no_other_event(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from jupyter_telemetry_ext.dashboard.query import Query
 from jupyter_telemetry_ext.dashboard.views import ACTIVE_TIME, CELL
 from jupyter_telemetry_ext.sinks.pgtable import ensure_table
 from jupyter_telemetry_ext.sinks.store import erase_user
+from jupyter_telemetry_ext.sinks.study_erasure import erase_user_schemas
 from tests.pgserver import PostgresServer, server_for_tests
 
 psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
@@ -107,6 +108,39 @@ def test_an_erasure_takes_the_user_out_of_the_rollup_at_once(url: str) -> None:
         left = [conn.execute(count.format(TABLE, t)).fetchone()[0] for t in with_ben]
     assert left == [0, 0, 0, 0]
     assert sum(r["users"] for r in ask(url, "active-users")) == 4
+
+
+def rollup(url: str) -> dict[str, list[str]]:
+    """Return the rows of each of the rollup's tables, as text, in order."""
+    tables = ("_daily", "_daily_totals", "_daily_users", "_daily_active", "_daily_sessions")
+    with psycopg.connect(url) as conn:
+        return {t: [r[0] for r in conn.execute(f"SELECT r::text FROM {TABLE}{t} r ORDER BY 1")]
+                for t in tables}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("user", "schemas"),
+    [("ben", [CELL]), ("ben", [ACTIVE_TIME]), (None, [CELL]), ("ben", None)],
+    ids=["his-cells", "his-sessions", "everyones-cells", "all-his"],
+)
+def test_a_study_erasure_leaves_the_rollup_as_a_rebuild_would(
+    url: str, user: str | None, schemas: list[str] | None
+) -> None:
+    """A withdrawal's erasure (a user's events of some schemas, or anyone's) and `erase --user`
+    take their rows out of the rollup and count its totals again: the rollup is then what a
+    rebuild from the events table makes, and holds none of the erased rows."""
+    ask(url, "active-users")  # the rollup is built
+    with psycopg.connect(url) as conn:
+        if schemas is None:
+            erase_user(conn, TABLE, ["ben"], "test")
+        else:
+            erase_user_schemas(url, TABLE, user, schemas, "withdrawal from study s")
+    erased = rollup(url)
+    ask(url, "active-users")  # a new source: the erasure is counted, the rollup rebuilt
+    assert rollup(url) == erased
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f"SELECT username, schema_id FROM {TABLE}_daily").fetchall()
+    assert not [r for r in rows if user in (None, r[0]) and schemas in (None, [r[1]])], rows
 
 
 def test_a_group_scope_counts_only_its_users(url: str) -> None:

@@ -78,17 +78,55 @@ def identifiers(table: str) -> dict[str, str]:
 
 # The rollup's tables that name users (their keyed hash, or name, and daily activity).
 USER_TABLES = ("daily", "users", "active", "sessions")
+# The user-free totals of the (day, schema) buckets an erasure took rows out of, counted again.
+RECOUNT_TOTALS = """INSERT INTO {totals} SELECT day, schema_id, action, status, kernel_name,
+sum(events) FROM {daily} WHERE (day, schema_id) IN (SELECT * FROM unnest(%s::timestamp[],
+%s::text[])) GROUP BY 1, 2, 3, 4, 5"""
+# A day's activity stays only for a user with a schema left that day.
+UNACTIVE = """DELETE FROM {active} a WHERE {who} AND NOT EXISTS
+(SELECT 1 FROM {users} u WHERE u.day = a.day AND u.username = a.username)"""
 
 
-def erase_users(conn: psycopg.Connection[Any], table: str, users: Sequence[str]) -> None:
-    """Delete the rows of `users` from the rollup's tables that name users, those that exist:
-    run in the erasure's transaction, so their daily activity goes with their events rather
-    than at the dashboard's next rebuild, which may never come."""
+def erase_users(
+    conn: psycopg.Connection[Any],
+    table: str,
+    users: Sequence[str] | None,
+    schema_ids: Sequence[str] | None = None,
+) -> None:
+    """Take the rows of `users` (None: anyone's) of `schema_ids` (None: every schema) out of
+    the rollup, and count the totals of the days and schemas they were in again.
+
+    Run in the erasure's transaction, so their daily counts go with their events rather than
+    at the dashboard's next rebuild, which may never come. It waits for a rebuild in progress
+    (the rollup's lock), so that none counts the erased events again after this ran.
+    """
     names = identifiers(table)
-    for key in USER_TABLES:
-        found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [names[key]]).fetchone()
-        if found and found[0]:
-            conn.execute(f"DELETE FROM {names[key]} WHERE username = ANY(%s)", [list(users)])
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [table + "_daily"])
+    if not _exists(conn, names["daily"]):  # no dashboard ran yet: the tables come together
+        return
+    who, whose = ("TRUE", []) if users is None else ("username = ANY(%s)", [list(users)])
+    which, schemas = ("TRUE", []) if schema_ids is None else (
+        "schema_id = ANY(%s)", [list(schema_ids)])  # fmt: skip
+    where = f" WHERE {who} AND {which}"
+    gone = conn.execute(
+        f"WITH d AS (DELETE FROM {names['daily']}{where} RETURNING day, schema_id) "
+        "SELECT DISTINCT day, schema_id FROM d", [*whose, *schemas]
+    ).fetchall()  # fmt: skip
+    conn.execute(f"DELETE FROM {names['users']}{where}", [*whose, *schemas])
+    conn.execute(UNACTIVE.format(who=who, **names), whose)
+    if schema_ids is None or ACTIVE_TIME in schema_ids:
+        conn.execute(f"DELETE FROM {names['sessions']} WHERE {who}", whose)
+    if gone:
+        buckets = [[day for day, _ in gone], [schema for _, schema in gone]]
+        conn.execute(f"DELETE FROM {names['totals']} WHERE (day, schema_id) IN "
+                     "(SELECT * FROM unnest(%s::timestamp[], %s::text[]))", buckets)  # fmt: skip
+        conn.execute(RECOUNT_TOTALS.format(**names), buckets)
+
+
+def _exists(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Return True when the (quoted) table exists."""
+    found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [name]).fetchone()
+    return bool(found and found[0])
 
 
 def refresh(conn: psycopg.Connection[Any], table: str) -> datetime:

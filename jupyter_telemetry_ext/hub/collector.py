@@ -250,7 +250,35 @@ class TelemetryCollector(Command):
         help="""Seconds the collector keeps the hub's answer about a token or cookie (default
         60): a token revoked on the hub is still accepted for up to this long. Lower: revoked
         tokens stop sooner, at the cost of a request to the hub's API per token that often.
+        A token the hub refused is remembered as refused for as long (by a hash, never the
+        token): a token the hub creates after it was refused works after at most this long.
         At least 1 (JupyterHub's HubAuth would read 0 as "forever").""",
+    ).tag(config=True)
+
+    hub_lookup_concurrency = Int(
+        4,
+        min=1,
+        help="""Most requests to the hub's API about tokens the collector has no answer for
+        (default 4), at a time: for tokens the hub accepted before, and as many for the others,
+        so that a flood of unknown tokens waits on its own. Requests with the same token share
+        one; a cached answer (`auth_cache_max_age`) asks nothing. At least 1.""",
+    ).tag(config=True)
+
+    hub_lookup_timeout = Float(
+        5.0,
+        min=0.0,
+        help="""Seconds a request waits for its turn to ask the hub about its token (default 5);
+        past it the collector answers 503 with Retry-After, and the client retries later.
+        0: answer 503 at once when `hub_lookup_concurrency` requests are asking.""",
+    ).tag(config=True)
+
+    refused_tokens = Int(
+        10_000,
+        min=1,
+        help="""Most tokens remembered as refused by the hub (default 10000, about 2 MB), each
+        for `auth_cache_max_age` seconds; beyond it the oldest are forgotten, and asked about
+        again if they come back. As many tokens the hub accepted in the last day are
+        remembered, for their own turn (`hub_lookup_concurrency`). At least 1.""",
     ).tag(config=True)
 
     audit_gap_grace = Float(

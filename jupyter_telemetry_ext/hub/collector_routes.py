@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from jupyterhub.services.auth import (
-    HubOAuth,
     HubOAuthCallbackHandler,
     HubOAuthenticated,
     UserNotAllowed,
@@ -43,6 +42,8 @@ from .access_log import ScrubbedLogs, log_request
 from .audit_gaps import AuditGaps, statuses
 from .collector import AUDIT_GAPS_SETTING, open_to_users
 from .consent_user import hub_caller
+from .gated_auth import GatedHubOAuth
+from .token_gate import TokenGate
 
 if TYPE_CHECKING:
     from .collector import TelemetryCollector
@@ -261,7 +262,10 @@ def make_app(collector: TelemetryCollector) -> web.Application:
     base = "/" + collector.base_url.strip("/") + "/"
     if base == "//":
         base = "/"
-    hub_auth = HubOAuth(parent=collector, base_url=base, cache_max_age=collector.auth_cache_max_age)
+    age = collector.auth_cache_max_age
+    hub_auth = GatedHubOAuth(parent=collector, base_url=base, cache_max_age=age)
+    hub_auth.gate = TokenGate(age, collector.refused_tokens, collector.hub_lookup_concurrency,
+                              collector.hub_lookup_timeout)  # fmt: skip
     callback = _path(hub_auth.oauth_redirect_uri) or base + "oauth_callback"
     routes: list[tuple[str, type[web.RequestHandler]]] = [
         (base + "api/telemetry/events", EventsHandler),

@@ -20,9 +20,12 @@ from .store import connect, has_ids_table
 def erase_user_schemas(
     url: str, table: str, user: str | None, schema_ids: Sequence[str], operator: str
 ) -> int:
-    """Delete the events of `user` (as stored; None: anyone's) of `schema_ids`, with their ids;
-    record the erasure; return how many events were deleted. Raise StoreError or psycopg.Error."""
+    """Delete the events of `user` (as stored; None: anyone's) of `schema_ids`, with their ids
+    and their rows in the dashboard's rollup; record the erasure; return how many events were
+    deleted. Raise StoreError or psycopg.Error."""
     from psycopg import sql
+
+    from jupyter_telemetry_ext.dashboard.pgrollup import erase_users as erase_from_rollup
 
     ids = names(table)
     where = sql.SQL("(%s::text IS NULL OR username = %s) AND schema_id = ANY(%s)")
@@ -37,6 +40,7 @@ def erase_user_schemas(
         deleted = conn.execute(
             sql.SQL("DELETE FROM {t} WHERE {w}").format(w=where, **ids), arguments
         ).rowcount
+        erase_from_rollup(conn, table, None if user is None else [user], schema_ids)
         conn.execute(
             sql.SQL("INSERT INTO {t_erasures} (operator, events) VALUES (%s, %s)").format(**ids),
             [operator, deleted],

@@ -207,6 +207,31 @@ def test_a_users_server_relays_her_decisions_to_the_collector(deployment: Deploy
     assert "Your decision: <strong>accepted</strong>" in html
 
 
+def test_the_collectors_page_lists_her_studies_and_decisions_without_buttons(
+    deployment: Deployment,
+) -> None:
+    """The collector's own page (its root, for a browser) shows the viewing user her studies
+    and decisions, as her server's page does; decisions are taken on her server's page."""
+    hub = deployment.hub
+    _, before = hub.request("GET", BASE + "consent", token=deployment.alice)
+    assert deployment.decide(deployment.alice, "granted")[0] == 200
+    headers = {"Authorization": f"token {deployment.alice}", "Accept": "text/html"}
+    url = f"{hub.url}services/{SERVICE}/"
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:  # noqa: S310
+        html = r.read().decode("utf-8")
+    assert 'data-study="course"' in html
+    assert "Your decision: <strong>accepted</strong>" in html
+    assert "Covers: Notebook document" in html
+    assert "data-decision=" not in html  # no buttons: the collector takes no cookie PUT
+    assert "on the telemetry page of your own" in html
+    headers["Authorization"] = f"token {deployment.bob}"  # not in the study's group
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30) as r:  # noqa: S310
+        assert 'data-study="course"' not in r.read().decode("utf-8")
+    decided = before["studies"][0].get("decision")
+    if decided in ("granted", "declined"):  # as it was: the module's tests share her decisions
+        assert deployment.decide(deployment.alice, decided)[0] == 200
+
+
 PG_CONFIG = """\
 import logging
 from jupyter_telemetry_ext import PostgresEventHandler

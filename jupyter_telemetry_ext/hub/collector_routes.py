@@ -35,6 +35,7 @@ from jupyter_telemetry_ext.server.restapi import (
     schema_model,
     schemas_model,
 )
+from jupyter_telemetry_ext.server.studykinds import with_own_studies
 from jupyter_telemetry_ext.server.transparency import HUB, page_model
 from jupyter_telemetry_ext.server.wire import Posted
 
@@ -237,7 +238,11 @@ class RootHandler(CollectorHandler):
         """Reply the page to a client that accepts HTML, else the collector's name, version and
         the hub user as JSON (a login redirect without a user)."""
         if "text/html" in self.request.headers.get("Accept", ""):
-            page = page_model(self.settings[EVENTLOG_SETTING], self.record_user, place=HUB)
+            eventlog = self.settings[EVENTLOG_SETTING]
+            page = page_model(eventlog, self.record_user, place=HUB)
+            if self.current_user.get("kind", "user") == "user":  # her studies, decided elsewhere
+                name, groups = hub_caller(self.current_user)
+                page = with_own_studies(page, eventlog, name, groups, decide_here=False)
             base_url = self.settings[BASE_URL_SETTING]
             self.finish(render_page(page, static_url=self.static_url, base_url=base_url))
             return

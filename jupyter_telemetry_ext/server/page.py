@@ -14,7 +14,7 @@ from jupyter_telemetry_ext.core.errors import ConsentError
 from .forwarding.consent_relay import relay
 from .pagerender import TEMPLATE
 from .routes import CONSENT_MARKS_SETTING, TelemetryMixin
-from .studykinds import with_studies
+from .studykinds import with_own_studies, with_studies
 from .studyview import study_views
 from .transparency import PageModel, forwarding_model, page_model
 
@@ -50,10 +50,7 @@ class TelemetryPageHandler(
         server's own, or the collector's (its studies, and its marks' coverage)."""
         forwarder = self.forwarder
         if forwarder is None:
-            consent = self.eventlog.consent
-            studies = consent.model(consent.default_user)["studies"]
-            coverage = {(s.id, s.version): consent.covering(s) for s in self.eventlog.schemas}
-            return with_studies(model, study_views(studies), coverage)
+            return with_own_studies(model, self.eventlog, self.eventlog.consent.default_user)
         try:
             reply = await relay(forwarder.settings)
         except ConsentError as e:

@@ -5,12 +5,33 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .studyview import StudyMark, StudyView
+from .studyview import StudyMark, StudyView, study_views
 from .transparency import PageModel, SchemaView
 
+if TYPE_CHECKING:
+    from jupyter_telemetry_ext.core.eventlog import EventLog
+
 Coverage = Mapping[tuple[str, Any], Sequence[str]]  # (schema id, version) -> study names
+
+
+def with_own_studies(
+    model: PageModel,
+    eventlog: EventLog,
+    user: str | None,
+    groups: frozenset[str] | None = None,
+    *,
+    decide_here: bool = True,
+) -> PageModel:
+    """Return the model with `user`'s studies among the EventLog's own, and the kinds each
+    covers; without their buttons unless the page's decisions are taken `decide_here`."""
+    consent = eventlog.consent
+    views = study_views(consent.model(user, groups)["studies"])
+    if not decide_here:
+        views = tuple(dataclasses.replace(view, choices=()) for view in views)
+    coverage = {(s.id, s.version): consent.covering(s) for s in eventlog.schemas}
+    return with_studies(model, views, coverage)
 
 
 def with_studies(model: PageModel, studies: Sequence[StudyView], coverage: Coverage) -> PageModel:

@@ -1,6 +1,7 @@
 """The audit as docs/audit.md turns it on, in a real `jupyter server` with a real kernel: the
 documented config starts, records who ran what in a stream that `audit check` passes; a config
-that drops the stream's start and stop, or the user, is named at start."""
+that drops the stream's start and stop, or the user, is named at start; no study's consent
+turns the audit off."""
 
 from __future__ import annotations
 
@@ -109,3 +110,22 @@ c.EventLog.handlers = [logging.FileHandler({str(log)!r})]
     [no_stream] = [line for line in written.splitlines() if NO_STREAM in line]
     assert no_stream.startswith("[E ")
     assert STREAM in no_stream
+
+
+def test_declining_a_study_of_user_code_leaves_the_audit_on(tmp_path: Path) -> None:
+    """A study by category `user-code` covered the execution audit: a user who declined it (or
+    had not granted it) ran code that was recorded nowhere, or, with audit_required, could run
+    no code until they granted a research study."""
+    log = tmp_path / "execution-audit.log"
+    study = {"title": "Code", "text": "We keep your code for research.", "version": 1,
+             "mode": "opt-in", "categories": ["user-code"]}  # fmt: skip
+    config = documented(log) + f"c.EventLog.studies = {{'code': {study!r}}}\n"
+    with start(tmp_path, config + "c.TelemetryExtension.audit_required = True\n") as server:
+        assert asyncio.run(run_code(server, "before = 1"))["status"] == "ok"  # not granted
+        status, _ = server.request("PUT", "/api/telemetry/consent/code",
+                                   {"decision": "declined", "version": 1})  # fmt: skip
+        assert status == 200
+        assert asyncio.run(run_code(server, "after = 2"))["status"] == "ok"
+    codes = [e["code"] for e in read_events(log) if e["__schema__"] == EXECUTION]
+    assert codes == ["before = 1", "before = 1", "after = 2", "after = 2"]  # requested, then ok
+    assert audit_check(log).returncode == 0

@@ -31,6 +31,8 @@ from tests.test_audit_execution import EXECUTION, Connect, audited
 
 WITH_USER = {"allowed_categories": ["unrestricted", "user-identifier"]}
 AUDIT_ALLOWED = {EXECUTION: WITH_USER, STREAM: WITH_USER, GAP: WITH_USER}
+# The code kept too, so that the check can hold it against its hash
+WITH_CODE = {**AUDIT_ALLOWED, EXECUTION: {"allowed_categories": ["user-identifier", "user-code"]}}
 S1, S2 = "a" * 32, "b" * 32
 # The fixtures of a real audited server (a kernel, a websocket client, its log file)
 audit, allowed = audited_server.audit, audited_server.allowed
@@ -223,13 +225,21 @@ def reports(result: subprocess.CompletedProcess[str]) -> dict[tuple[str, str], d
     return {(r["user"], r["stream"]): r for r in map(json.loads, result.stdout.splitlines())}
 
 
-S3, S4, S5 = "c" * 32, "d" * 32, "e" * 32
+S3, S4, S5, S6, S7 = "c" * 32, "d" * 32, "e" * 32, "f" * 32, "0" * 32
+
+
+def coded(stream: str, seq: int, code: str, *, ran: str | None = None) -> dict[str, Any]:
+    """Return an execution event whose code is `code`, hashed as `ran` (default: `code`)."""
+    digest = hashlib.sha256((code if ran is None else ran).encode()).hexdigest()
+    return execution(stream, seq, code=code, code_sha256=digest, code_length=len(code))
 
 
 def write_streams(eventlog: EventLog, now: datetime) -> None:
     """alice: S1 stopped with 4 and 5 missing, and bob's copy of its 7; S2 silent two days, no
     stop; bob: S3 running; carol: S4 without its start (1) and with 2 stored twice; S5 a
-    server's own, its start and stop without a user, its executions under two made-up names."""
+    server's own, its start and stop without a user, its executions under two made-up names;
+    dan: S6 with an event numbered after its stop; erin: S7 stopped, its code edited in the
+    store in one event (3), kept whole and matching in another, cut in a third."""
     old = now - timedelta(days=2)
     entries = [
         ("alice", stream_event(S1, 1, "start"), now), ("alice", execution(S1, 2), now),
@@ -240,6 +250,12 @@ def write_streams(eventlog: EventLog, now: datetime) -> None:
         ("carol", execution(S4, 2), now), ("carol", execution(S4, 2), now),
         (None, stream_event(S5, 1, "start"), now), ("u1", execution(S5, 2), now),
         ("u2", execution(S5, 3), now), (None, stream_event(S5, 4, "stop"), now),
+        ("dan", stream_event(S6, 1, "start"), now), ("dan", stream_event(S6, 2, "stop"), now),
+        ("dan", execution(S6, 3), now),
+        ("erin", stream_event(S7, 1, "start"), now), ("erin", coded(S7, 2, "x = 1"), now),
+        ("erin", coded(S7, 3, "x = 0", ran="x = 1"), now),
+        ("erin", coded(S7, 4, "x", ran="x = 1") | {"code_truncated": True}, now),
+        ("erin", stream_event(S7, 5, "stop"), now),
     ]  # fmt: skip
     for user, data, when in entries:
         schema = STREAM if "action" in data else EXECUTION
@@ -263,16 +279,23 @@ def assert_reported(result: subprocess.CompletedProcess[str]) -> None:
     assert (found["carol", S4]["missing"], found["carol", S4]["repeated"]) == ("1", 1)
     server = found["u1, u2", S5]
     assert (server["missing"], server["end"], server["events"]) == ("", "stopped", 4)
-    assert len(found) == 6
-    summary = "6 audit streams: 3 with gaps, 1 with repeated numbers, 1 ended without stop"
+    assert (server["after_stop"], server["altered"]) == (0, 0)
+    assert (found["dan", S6]["after_stop"], found["dan", S6]["end"]) == (1, "stopped")
+    erin = found["erin", S7]
+    assert (erin["altered"], erin["missing"], erin["after_stop"], erin["end"]) == (
+        1, "", 0, "stopped"
+    )  # fmt: skip
+    assert len(found) == 8
+    summary = "8 audit streams: 3 with gaps, 1 with repeated numbers, 1 ended without stop"
     assert summary in result.stderr
+    assert "1 with events numbered after their stop, 1 with code that does not" in result.stderr
 
 
 def test_check_a_log(tmp_path: Path) -> None:
     path = tmp_path / "events.log"
     handler = logging.FileHandler(path, encoding="utf-8")
     try:
-        write_streams(audit_log(handler), datetime.now(timezone.utc))
+        write_streams(audit_log(handler, allow=WITH_CODE), datetime.now(timezone.utc))
     finally:
         handler.close()
     assert_reported(check(str(path), "--json"))
@@ -302,6 +325,32 @@ def test_a_clean_log_passes_and_a_log_without_audit_data_fails(tmp_path: Path) -
     assert "no audit events in" in result.stderr
 
 
+def test_a_log_whose_code_was_edited_or_that_goes_on_after_its_stop_fails(tmp_path: Path) -> None:
+    path = tmp_path / "events.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    try:
+        eventlog = audit_log(handler, allow=WITH_CODE)
+        eventlog.record_event(STREAM, 1, stream_event(S1, 1, "start"))
+        eventlog.record_event(EXECUTION, 1, coded(S1, 2, "print('harmless')"))
+        eventlog.record_event(STREAM, 1, stream_event(S1, 3, "stop"))
+        assert eventlog.flush(5)
+    finally:
+        handler.close()
+    assert check(str(path)).returncode == 0
+    lines = path.read_text("utf-8").splitlines(keepends=True)
+    edited = tmp_path / "edited.log"
+    edited.write_text("".join(lines).replace("harmless", "innocent"), "utf-8")
+    result = check(str(edited), "--json")
+    assert result.returncode == 1
+    assert reports(result)[None, S1]["altered"] == 1
+    appended = json.loads(lines[1]) | {"audit_seq": 4}
+    longer = tmp_path / "longer.log"
+    longer.write_text("".join(lines) + json.dumps(appended) + "\n", "utf-8")
+    result = check(str(longer), "--json")
+    assert result.returncode == 1
+    assert reports(result)[None, S1]["after_stop"] == 1
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [(("--idle", "soon"), "soon"), (("--nope", "1"), "unknown option --nope")],
@@ -329,7 +378,7 @@ def test_check_the_postgresql_store(pg: PostgresServer, tmp_path: Path) -> None:
     url = pg.url(pg.create_database())
     handler = PostgresEventHandler(url, spool_dir=tmp_path / "spool", max_backoff=0.5)
     try:
-        write_streams(audit_log(handler), datetime.now(timezone.utc))
+        write_streams(audit_log(handler, allow=WITH_CODE), datetime.now(timezone.utc))
     finally:
         handler.close()
     assert_reported(check("--db", url, "--json"))

@@ -286,6 +286,32 @@ async def test_a_message_the_audit_cannot_read_is_not_passed_on(
     assert any("NOT passed to its kernel" in m and "cannot read" in m for m in errors)
 
 
+@pytest.mark.parametrize("protocol", [None, V1])
+async def test_a_debug_request_is_answered_as_a_failed_debugger_and_never_reaches_the_kernel(
+    kernel: Connect, caplog: pytest.LogCaptureFixture, tmp_path: Path, protocol: str | None
+) -> None:
+    """The debugger's evaluations run code that no execution event records: with a breakpoint
+    hit, `evaluate` ran anything unaudited."""
+    socket = await kernel(protocol)
+    for seq, command in enumerate(["debugInfo", "initialize", "evaluate"], 1):
+        content = {"type": "request", "seq": seq, "command": command,
+                   "arguments": {"expression": "1 + 1", "context": "repl"}}  # fmt: skip
+        sent = await socket.send(socket.message("debug_request", content), "control")
+        reply, iopub = await socket.reply_to(sent)
+        assert reply["header"]["msg_type"] == "debug_reply"
+        answer = reply["content"]
+        assert (answer["success"], answer["request_seq"], answer["command"]) == (
+            False, seq, command
+        )  # fmt: skip
+        assert "The debugger is off on this server" in answer["message"]
+        assert [m["content"]["execution_state"] for m in iopub] == ["busy"]
+    ran = tmp_path / "ran"
+    assert (await socket.execute(creating(ran)))["content"]["status"] == "ok"
+    assert ran.exists()
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len([m for m in errors if "a debug_request" in m]) == 1  # once per reason
+
+
 # Refusing to start, and the durability on its own with a real EventLog
 
 

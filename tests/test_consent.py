@@ -281,6 +281,10 @@ def test_a_new_version_stops_opt_in_until_decided_again(tmp_path: Path) -> None:
           "schemas": ["a"]}, "EventLog.studies['s'].text_file: /nonexistent.md cannot be read"),
         ({"title": "T", "text": "x", "version": 1, "mode": "opt-in", "schemas": ["a"],
           "erase_on_withdrawal": "yes"}, "EventLog.studies['s'].erase_on_withdrawal"),
+        ({"title": "T", "text": "x", "version": 1, "mode": "opt-in",
+          "schemas": ["https://events.jupyter.org/jupyter_telemetry_ext/execution"]},
+         ("EventLog.studies['s'].schemas: https://events.jupyter.org/jupyter_telemetry_ext/"
+          "execution is the audit's record")),
     ],
 )  # fmt: skip
 def test_a_bad_study_stops_the_server(tmp_path: Path, study: Any, error: str) -> None:

@@ -125,6 +125,22 @@ def test_alice_grants_then_withdraws_and_bob_cannot_decide_for_her(
     assert kept["alice"]["course"]["decision"] == "declined"
 
 
+def test_a_consent_request_naming_a_user_in_its_query_is_refused(deployment: Deployment) -> None:
+    """It was answered for the caller: alice's `?user=bob` took a decision of hers, 200."""
+    _, before = deployment.hub.request("GET", BASE + "consent", token=deployment.alice)
+    body = {"decision": "granted", "version": 1}
+    for query in ("user=bob", "username=bob", "__user__=bob"):
+        status, reply = deployment.hub.request("PUT", f"{BASE}consent/course?{query}", body,
+                                               token=deployment.alice)  # fmt: skip
+        assert status == 403, reply
+        assert "cannot name its user" in reply["message"]
+        assert "bob" not in reply["message"]
+    status, _ = deployment.hub.request("GET", BASE + "consent?user=bob", token=deployment.alice)
+    assert status == 403
+    _, after = deployment.hub.request("GET", BASE + "consent", token=deployment.alice)
+    assert after == before  # nothing was decided
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -51,9 +51,10 @@ def test_every_tested_block_is_found() -> None:
         "telemetry_config",
     }
     assert set(doc_blocks("postgres.md")) == {"jupyter_server_config"}
-    # run by tests/test_hub_audit.py, test_audit_z2jh.py and test_audit_queries.py
+    # run by tests/test_hub_audit.py, test_audit_z2jh.py, test_audit_queries.py and
+    # test_audit_docs.py
     assert set(doc_blocks("audit.md")) == {"audit-check", "z2jh_audit", "who_ran_what",
-                                           "was_this_run"}  # fmt: skip
+                                           "was_this_run", "audit_config"}  # fmt: skip
 
 
 def test_the_collectors_allow_list_takes_every_shipped_and_server_schema_with_its_user(

@@ -13,7 +13,7 @@ from traitlets import Bool, Unicode
 from jupyter_telemetry_ext.core.command import CommandGroup
 from jupyter_telemetry_ext.sinks.logreader import BadLine, event_time, log_files, read_events
 
-from .audit_report import AuditRow, StreamReport, check_streams, sort_key
+from .audit_report import HASHED, AuditRow, StreamReport, altered, check_streams, sort_key
 from .main import _print_rows
 from .store import _STORE_ALIASES, StoreCommand, _since
 
@@ -21,9 +21,13 @@ if TYPE_CHECKING:
     import psycopg
 
 GAP_SCHEMA = "https://events.jupyter.org/jupyter_telemetry_ext/audit-gap"
-# Every stored event numbered in an audit stream, in the order the check reads them.
+# Every stored event numbered in an audit stream, in the order the check reads them, and
+# whether its code (or terminal line), kept whole, no longer matches its hash (`altered`).
+ALTERED_SQL = """(schema_id = {schema} AND jsonb_typeof(data->{text}) = 'string'
+    AND data->{cut} = 'false'::jsonb AND strpos(data->>{text}, chr(65533)) = 0
+    AND encode(sha256(convert_to(data->>{text}, 'UTF8')), 'hex') IS DISTINCT FROM data->>{hash})"""
 ROWS_SQL = """SELECT username, data->>'audit_stream', (data->>'audit_seq')::numeric, received,
-    schema_id, data->>'action' FROM {t}
+    schema_id, data->>'action', {altered} FROM {t}
 WHERE data ? 'audit_stream' AND jsonb_typeof(data->'audit_seq') = 'number'
 ORDER BY data->>'audit_stream', (data->>'audit_seq')::numeric"""
 GAPS_SQL = """SELECT username, data->>'stream', count(*) FROM {t} WHERE schema_id = %s
@@ -76,7 +80,10 @@ class AuditCheckCommand(StoreCommand):
         repeated = sum(1 for r in reports if r.repeated)
         print(f"{len(reports)} audit streams: {gaps} with gaps, {repeated} with repeated "
               f"numbers, {ends['ended without stop']} ended without stop, {ends['running']} "
-              f"running, {ends['stopped']} stopped cleanly", file=sys.stderr)  # fmt: skip
+              f"running, {ends['stopped']} stopped cleanly; "
+              f"{sum(1 for r in reports if r.after_stop)} with events numbered after their stop, "
+              f"{sum(1 for r in reports if r.altered)} with code that does not match its hash",
+              file=sys.stderr)  # fmt: skip
         return sum(1 for r in reports if r.problem)
 
     def _from_store(self, idle_before: Any) -> list[StreamReport]:
@@ -106,11 +113,16 @@ class AuditCheckCommand(StoreCommand):
 def _store_rows(conn: psycopg.Connection[Any], table: str) -> Iterator[AuditRow]:
     from psycopg import sql
 
-    query = sql.SQL(ROWS_SQL).format(t=sql.Identifier(table))
+    altered = sql.SQL(" OR ").join(
+        sql.SQL(ALTERED_SQL).format(schema=sql.Literal(schema), text=sql.Literal(text),
+                                    cut=sql.Literal(cut), hash=sql.Literal(digest))
+        for schema, (text, digest, cut) in HASHED.items()
+    )  # fmt: skip
+    query = sql.SQL(ROWS_SQL).format(t=sql.Identifier(table), altered=altered)
     with conn.cursor(name="audit_check") as cursor:  # read in chunks, not all at once
         cursor.execute(query)
-        for user, stream, seq, received, schema, action in cursor:
-            yield AuditRow(user, stream, int(seq), received, schema, action)
+        for user, stream, seq, received, schema, action, edited in cursor:
+            yield AuditRow(user, stream, int(seq), received, schema, action, bool(edited))
 
 
 def _store_gaps(conn: psycopg.Connection[Any], table: str) -> list[tuple[Any, int]]:
@@ -125,8 +137,9 @@ def _file_rows(capsules: Iterable[dict[str, Any]]) -> Iterator[AuditRow]:
         stream, seq = c.get("audit_stream"), c.get("audit_seq")
         if isinstance(stream, str) and type(seq) is int:
             user = c.get("__user__")
+            schema = str(c.get("__schema__"))
             yield AuditRow(None if user is None else str(user), stream, seq, event_time(c),
-                           str(c.get("__schema__")), c.get("action"))  # fmt: skip
+                           schema, c.get("action"), altered(schema, c))  # fmt: skip
 
 
 def _count_gaps(reports: list[StreamReport], gaps: Iterable[tuple[Any, int]]) -> None:

@@ -2,18 +2,27 @@
 
 A stream is one server process's audit events (`audit_stream`), numbered from 1 with no gaps
 (`audit_seq`), under the user the store records (the hub user who posted it). Its first event
-is its `start`, its last a `stop` when the server stopped cleanly.
+is its `start`, its last a `stop` when the server stopped cleanly: nothing is numbered after
+it. An event's code (or terminal line) kept whole must match the hash recorded beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
 from typing import Any, NamedTuple
 
 STREAM_SCHEMA = "https://events.jupyter.org/jupyter_telemetry_ext/audit-stream"
+EXECUTION_SCHEMA = "https://events.jupyter.org/jupyter_telemetry_ext/execution"
+TERMINAL_SCHEMA = "https://events.jupyter.org/jupyter_telemetry_ext/terminal"
+# Per schema: the text kept, the hash of the whole text, and the flag saying the text was cut.
+HASHED = {
+    EXECUTION_SCHEMA: ("code", "code_sha256", "code_truncated"),
+    TERMINAL_SCHEMA: ("text", "text_sha256", "truncated"),
+}
 STOPPED, RUNNING, NO_STOP = "stopped", "running", "ended without stop"
 
 
@@ -26,6 +35,7 @@ class AuditRow(NamedTuple):
     received: datetime | None
     schema: str
     action: str | None
+    altered: bool = False  # its code (or line) does not match the hash recorded beside it
 
 
 @dataclass
@@ -42,13 +52,19 @@ class StreamReport:
     repeated: int = 0  # numbers stored more than once: a replay, or a forged copy
     missing: list[tuple[int, int]] = field(default_factory=list)
     stopped: bool = False
+    stop_seq: int = 0  # the number of its stop
+    after_stop: int = 0  # events numbered after its stop: nothing is, unless forged
+    altered: int = 0  # events whose code or line does not match its hash
     end: str = RUNNING
     collector_gaps: int = 0  # `audit-gap` events the collector recorded for it
 
     @property
     def problem(self) -> bool:
-        """Return True when the stream has a gap, a repeat, or ended without a clean stop."""
-        return bool(self.missing or self.repeated) or self.end == NO_STOP
+        """Return True when the stream has a gap, a repeat, an event numbered after its stop or
+        one whose code does not match its hash, or ended without a clean stop."""
+        return bool(self.missing or self.repeated or self.after_stop or self.altered) or (
+            self.end == NO_STOP
+        )
 
     def model(self) -> dict[str, Any]:
         """Return the report as a JSON-ready row."""
@@ -57,7 +73,8 @@ class StreamReport:
             "user": self.user, "stream": self.stream, "first_seq": self.first_seq,
             "last_seq": self.last_seq, "first_time": when[0], "last_time": when[1],
             "events": self.events, "missing": ranges_text(self.missing), "repeated": self.repeated,
-            "end": self.end, "collector_gaps": self.collector_gaps,
+            "after_stop": self.after_stop, "altered": self.altered, "end": self.end,
+            "collector_gaps": self.collector_gaps,
         }  # fmt: skip
 
 
@@ -104,11 +121,14 @@ def _add(report: StreamReport, row: AuditRow) -> None:
         report.missing.append((report.last_seq + 1, row.seq - 1))
     report.last_seq = max(report.last_seq, row.seq)
     report.events += 1
+    report.altered += row.altered
+    if report.stopped and row.seq > report.stop_seq:
+        report.after_stop += 1
     if row.received is not None:
         report.first_time = min(report.first_time or row.received, row.received)
         report.last_time = max(report.last_time or row.received, row.received)
-    if row.schema == STREAM_SCHEMA and row.action == "stop":
-        report.stopped = True
+    if row.schema == STREAM_SCHEMA and row.action == "stop" and not report.stopped:
+        report.stopped, report.stop_seq = True, row.seq
 
 
 def _finish(report: StreamReport, idle_before: datetime) -> StreamReport:
@@ -127,3 +147,20 @@ def ranges_text(ranges: list[tuple[int, int]]) -> str:
 def sort_key(row: AuditRow) -> tuple[str, int]:
     """Return the order `check_streams` reads rows in."""
     return (row.stream, row.seq)
+
+
+def altered(schema: str, data: Mapping[str, Any]) -> bool:
+    """Return True when an audit event's code (or terminal line), kept whole, does not match the
+    SHA-256 recorded beside it: the text was edited in the store.
+
+    Text that was cut, not kept (null), or holds U+FFFD (a lone surrogate replaced, whose hash
+    is of the original) cannot be checked.
+    """
+    keys = HASHED.get(schema)
+    if keys is None:
+        return False
+    text_key, hash_key, cut_key = keys
+    text, digest = data.get(text_key), data.get(hash_key)
+    if not isinstance(text, str) or data.get(cut_key) is not False or "\ufffd" in text:
+        return False
+    return hashlib.sha256(text.encode("utf-8")).hexdigest() != digest

@@ -13,6 +13,12 @@ from .schema import EventSchema
 
 # The schema of the decisions' events: recorded whatever the allow-list (the proof of consent).
 CONSENT_SCHEMA_ID = "https://events.jupyter.org/jupyter_telemetry_ext/consent"
+# The audit's records (TelemetryExtension.audit): the admin's, whatever a user decides, so that
+# declining a study (or not granting it) never lets code or commands run unaudited.
+AUDIT_SCHEMA_IDS = frozenset(
+    f"https://events.jupyter.org/jupyter_telemetry_ext/{name}"
+    for name in ("execution", "terminal", "audit-stream", "audit-gap")
+)
 MODES = ("opt-in", "opt-out", "notice")
 STUDY_KEYS = frozenset({
     "title", "text", "text_file", "version", "mode", "schemas", "categories", "groups",
@@ -36,8 +42,8 @@ class Study:
 
     def covers(self, schema: EventSchema) -> bool:
         """Return True when events of `schema` are in this study (by id or by a category)."""
-        if schema.id == CONSENT_SCHEMA_ID:
-            return False  # the decisions themselves are always recorded
+        if schema.id == CONSENT_SCHEMA_ID or schema.id in AUDIT_SCHEMA_IDS:
+            return False  # the decisions themselves, and the audit, are always recorded
         if schema.id in self.schemas:
             return True
         return bool(self.categories) and bool(self.categories & labels(schema.categories))
@@ -93,6 +99,11 @@ def parse_study(name: str, study: Any) -> Study:
         msg = f"{where}: unknown fields {unknown} (known: {sorted(STUDY_KEYS)})"
         raise StudyError(msg)
     schemas = _names(study, "schemas", where)
+    audited = sorted(schemas & AUDIT_SCHEMA_IDS)
+    if audited:
+        msg = (f"{where}.schemas: {audited[0]} is the audit's record (TelemetryExtension.audit), "
+               "which no study governs: a user who declined would run code unaudited")  # fmt: skip
+        raise StudyError(msg)
     categories = normalize_labels(_names(study, "categories", where))
     if not schemas and not categories:
         msg = f"{where}: schemas or categories must name what the study covers"

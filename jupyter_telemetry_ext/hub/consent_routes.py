@@ -18,8 +18,13 @@ from jupyter_telemetry_ext.server.decisions import take_decision
 from jupyter_telemetry_ext.server.restapi import EVENTLOG_SETTING, POLICY_SETTING
 from jupyter_telemetry_ext.server.withdrawal import erase_withdrawn
 
-from .collector_routes import CollectorHandler, hub_user_required
+from .collector_routes import USER_KEYS, CollectorHandler, hub_user_required
 from .consent_user import hub_caller
+
+_NAMES_USER = (
+    "a consent request cannot name its user: the decisions are those of the hub user whose "
+    "token or cookie sent it (remove 'user', 'username', 'user_name' and '__user__')"
+)
 
 
 class HubConsentHandler(CollectorHandler):
@@ -29,6 +34,8 @@ class HubConsentHandler(CollectorHandler):
         """Return the hub user's name and groups (None: the hub did not say); 403 for others."""
         if self.current_user.get("kind", "user") != "user":
             raise web.HTTPError(403, "consent is a hub user's: use a user's or a server's token")
+        if USER_KEYS & set(self.request.query_arguments):  # else answered for the caller
+            raise web.HTTPError(403, _NAMES_USER)
         return hub_caller(self.current_user)
 
     @hub_user_required

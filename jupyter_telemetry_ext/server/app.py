@@ -32,6 +32,7 @@ from jupyter_telemetry_ext.server.forwarding.forwarder import (
 from jupyter_telemetry_ext.server.forwarding.metrics import ForwardingMetrics
 
 from .audit.install import AUDIT_KINDS, install_audit, stop_audit
+from .audit.required import SCHEMAS as AUDIT_SCHEMAS
 from .audit.required import audits_of, require_audit
 from .config_files import StrictConfigApp
 from .consent import CONSENT_FILE, start_consent
@@ -421,8 +422,10 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
             self.refuse_to_start(failures)
 
     def _posted(self, schema: EventSchema) -> bool:
-        """Return whether events of `schema` are posted (and get `record_user`'s user)."""
-        return schema.frontend or self.accept_all_schemas
+        """Return whether events of `schema` get `record_user`'s user: posted, or recorded by
+        an audit this server runs, for the user of each connection."""
+        audited = {AUDIT_SCHEMAS[kind] for kind in self.audit if kind in AUDIT_SCHEMAS}
+        return schema.frontend or self.accept_all_schemas or schema.id in audited
 
     def _start_forwarding(self) -> None:
         """Forward every accepted event to `collector_url`, when set; when the spool cannot be

@@ -8,7 +8,7 @@ audit does, the message goes through: a failure is logged once and counted. With
 `audit_required` it is the other way round: every message waits in the connection's outbox
 behind the requests sent before it on its channel, a request until its `requested` event is
 durable, and a request whose event cannot be made durable is answered AuditUnavailable, never
-sent.
+sent; a debug_request is never sent (what the debugger evaluates would run unrecorded).
 """
 
 from __future__ import annotations
@@ -26,10 +26,13 @@ from jupyter_telemetry_ext.core.errors import AuditUnavailableError
 
 from .execution import Client, ExecutionAudit
 from .outbox import Held, Outbox
-from .refusal import refusal_frames, refusal_text
+from .refusal import debug_refusal_frames, refusal_frames, refusal_text
 from .requests import (
+    DebugRequest,
     ExecuteRequest,
     an_id,
+    debug_from_frames,
+    debug_from_message,
     reply_from_frames,
     request_from_frames,
     request_from_message,
@@ -49,6 +52,7 @@ class Unread:
 
 
 UNREAD = Unread()
+Read = ExecuteRequest | DebugRequest | Unread | None
 
 
 class AuditedSession(Session):
@@ -80,26 +84,28 @@ class AuditedSession(Session):
         """Return True when messages wait for their audit events (`audit_required`)."""
         return self.connection is not None and self.connection.audit.durability is not None
 
-    def _hold(self, stream: Any, request: ExecuteRequest | Unread | None, send: Send) -> None:
+    def _hold(self, stream: Any, request: Read, send: Send) -> None:
         assert self.connection is not None  # noqa: S101 - _holds said so
         self.connection.audit_hold(stream, request, send)
 
-    def _read(
-        self, stream: Any, message: Any, frames: list[Any] | None
-    ) -> ExecuteRequest | Unread | None:
+    def _read(self, stream: Any, message: Any, frames: list[Any] | None) -> Read:
         if self.connection is None or getattr(stream, "channel", None) not in KERNEL_CHANNELS:
             return None
         try:
             if frames is not None:
-                return request_from_frames(frames, self.unpack)
+                found = request_from_frames(frames, self.unpack)
+                debug = self._holds() and found is None
+                return debug_from_frames(frames, self.unpack) if debug else found
             if isinstance(message, Mapping):
-                return request_from_message(message, self.unpack)
+                found = request_from_message(message, self.unpack)
+                debug = self._holds() and found is None
+                return debug_from_message(message, self.unpack) if debug else found
         except Exception as e:  # the message goes through, unless audit_required
             self.connection.audit.recorder.failed("reading a request", e)
             return UNREAD
         return None
 
-    def _sent(self, stream: Any, request: ExecuteRequest | Unread | None) -> None:
+    def _sent(self, stream: Any, request: Read) -> None:
         if isinstance(request, ExecuteRequest) and self.connection is not None:
             self.connection.audit_sent(stream.channel, request)
 
@@ -111,15 +117,21 @@ class AuditedConnection(ZMQChannelsWebsocketConnection):
     _audit_client: Client | None = None
     _audit_outbox: Outbox | None = None
 
-    def audit_hold(self, stream: Any, request: ExecuteRequest | Unread | None, send: Send) -> None:
+    def audit_hold(self, stream: Any, request: Read, send: Send) -> None:
         """Pass a message on once the audit event of every request before it on its channel,
-        and its own, is durable; refuse a request whose event cannot be (`audit_required`)."""
+        and its own, is durable; refuse a request whose event cannot be (`audit_required`),
+        and every debug_request."""
         channel = getattr(stream, "channel", "")
         if isinstance(request, Unread):  # the kernel may run what the audit cannot read
             self.audit.refused("a message on a kernel channel that the audit cannot read")
             return
         if self._audit_outbox is None:
             self._audit_outbox = Outbox(self.audit.recorder.failed)
+        if isinstance(request, DebugRequest):  # answered in its turn on the channel
+            self.audit.refused("a debug_request (the debugger's evaluations are not audited)")
+            self._audit_outbox.put(channel, Held(partial(self.audit_refuse_debug, channel,
+                                                         request)))  # fmt: skip
+            return
         if request is None:
             self._audit_outbox.put(channel, Held(partial(_send_open, stream, send)))
             return
@@ -157,6 +169,13 @@ class AuditedConnection(ZMQChannelsWebsocketConnection):
             return
         text = refusal_text(error)
         for name, frames in refusal_frames(self.session, header, channel, text):
+            stream = self.channels.get(name)
+            if stream is not None:
+                self.handle_outgoing_message(stream, frames)
+
+    def audit_refuse_debug(self, channel: str, request: DebugRequest) -> None:
+        """Answer a debug_request as a debugger that failed: the kernel never gets it."""
+        for name, frames in debug_refusal_frames(self.session, request, channel):
             stream = self.channels.get(name)
             if stream is not None:
                 self.handle_outgoing_message(stream, frames)

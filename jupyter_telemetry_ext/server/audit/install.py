@@ -18,6 +18,7 @@ from jupyter_telemetry_ext.server.restapi import EVENTLOG_SETTING, POLICY_SETTIN
 from .connection import AuditedConnection, UserContext, audited_class
 from .execution import SCHEMA_ID, VERSION, ExecutionAudit
 from .recorder import AuditRecorder
+from .stream import SCHEMA_ID as STREAM_SCHEMA_ID
 from .stream import START, STOP, record_stream
 from .terminal_install import TERMINAL_AUDIT_SETTING, install_terminal_audit
 
@@ -39,6 +40,7 @@ def install_audit(
     """
     eventlog: EventLog = settings[EVENTLOG_SETTING]
     if kinds:  # one stream numbers every audit event of the process, from its start
+        _stream_kept(eventlog, log)
         settings[RECORDER_SETTING] = AuditRecorder(eventlog, log)
         record_stream(settings[RECORDER_SETTING], START, sorted(set(AUDIT_KINDS) & set(kinds)))
     if "terminal" in kinds:
@@ -91,6 +93,19 @@ def _schema_ready(eventlog: EventLog, log: logging.Logger) -> bool:
             SCHEMA_ID,
         )
     return True
+
+
+def _stream_kept(eventlog: EventLog, log: logging.Logger) -> None:
+    """Say when the stream's start and stop are recorded nowhere: every stream then looks cut."""
+    if eventlog.is_allowed(STREAM_SCHEMA_ID) or eventlog.tapped:
+        return
+    log.error(
+        "TelemetryExtension.audit: %s is not in c.EventLog.allowed_schemas and nothing is "
+        "forwarded: the audit streams' start and stop are NOT recorded, so `jupyter telemetry "
+        "audit check` reports every stream as missing its number 1 and never stopped. Allow it "
+        "wherever the execution and terminal schemas are allowed",
+        STREAM_SCHEMA_ID,
+    )
 
 
 def _can_wrap(base: Any, log: logging.Logger) -> bool:

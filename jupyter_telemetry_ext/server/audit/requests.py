@@ -19,6 +19,7 @@ Unpack = Callable[[Any], Any]
 
 EXECUTE_REQUEST = "execute_request"
 EXECUTE_REPLY = "execute_reply"
+DEBUG_REQUEST = "debug_request"
 STATUSES = frozenset({"ok", "error", "aborted"})
 _ID = re.compile(r"[\x21-\x7e]{1,128}")
 _CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -40,6 +41,15 @@ class ExecuteRequest:
     silent: bool
     store_history: bool
     header: Mapping[str, Any] | None = None  # the request's header, as a reply's parent
+
+
+@dataclass(frozen=True)
+class DebugRequest:
+    """A debug_request: what the kernel's debugger evaluates runs code the audit cannot see."""
+
+    header: Mapping[str, Any]
+    seq: int | None  # the request's DAP sequence number and command, which its reply quotes
+    command: str | None
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,37 @@ def request_from_message(msg: Mapping[str, Any], unpack: Unpack) -> ExecuteReque
     if isinstance(content, (bytes, str)):  # the session sends packed content as it is
         content = unpack(content)
     return _request(header, msg.get("metadata"), content)
+
+
+def debug_from_frames(frames: Sequence[Any], unpack: Unpack) -> DebugRequest | None:
+    """Return the debug_request in raw frames [header, parent, metadata, content, ...]."""
+    if len(frames) < 4:
+        return None
+    header = unpack(frames[0])
+    if not _is(header, DEBUG_REQUEST):
+        return None
+    return _debug(header, unpack(frames[3]))
+
+
+def debug_from_message(msg: Mapping[str, Any], unpack: Unpack) -> DebugRequest | None:
+    """Return the debug_request in a message dict, whose content may still be packed."""
+    header = msg.get("header")
+    if not isinstance(header, Mapping) or not _is(header, DEBUG_REQUEST):
+        return None
+    content = msg.get("content")
+    if isinstance(content, (bytes, str)):
+        content = unpack(content)
+    return _debug(header, content)
+
+
+def _debug(header: Mapping[str, Any], content: Any) -> DebugRequest:
+    content = content if isinstance(content, Mapping) else {}
+    seq, command = content.get("seq"), content.get("command")
+    return DebugRequest(
+        header=header,
+        seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        command=cut(encodable(command), NAME_LIMIT) if isinstance(command, str) else None,
+    )
 
 
 def reply_from_frames(frames: Sequence[Any], unpack: Unpack) -> ExecuteReply | None:

@@ -177,7 +177,9 @@ def test_events_filters_and_json(logs: Path) -> None:
         ([], "name a subcommand"),
         (["stats", "--bogus", "1", "events.log"], "unknown option --bogus"),
         (["erase", "--user", "ada", "--confg", "x.py"], "unknown option --confg"),
-        (["stats", "."], ".: cannot read"),
+        (["stats", "."], ".: cannot read: a directory"),
+        (["events", "."], ".: cannot read: a directory"),
+        (["audit", "check", "."], ".: cannot read: a directory"),
     ],
 )
 def test_bad_input_is_one_line_not_a_traceback(logs: Path, args: list[str], message: str) -> None:

@@ -23,6 +23,7 @@ from jupyter_telemetry_ext.sinks.logreader import (
     parse_since,
     read_events,
     tail_batches,
+    unreadable,
 )
 
 from .stats import GROUPS, count_capsules
@@ -85,7 +86,7 @@ class LogCommand(Command):
             self.fail(f"{self.name.split('-')[-1]}: name exactly one event log file")
         path = Path(self.extra_args[0])
         if not log_files(path):
-            self.fail(f"{path}: cannot read: no such file")
+            self.fail(unreadable(path))
         return path
 
     def report(self, bad: BadLine) -> None:

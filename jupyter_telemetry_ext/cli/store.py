@@ -17,7 +17,7 @@ from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.errors import SecretFileError, StoreError
 from jupyter_telemetry_ext.core.printable import printable
 from jupyter_telemetry_ext.core.recorded_user import SECRET_FILE, hashed_user
-from jupyter_telemetry_ext.sinks.logreader import log_files, parse_since
+from jupyter_telemetry_ext.sinks.logreader import log_files, parse_since, unreadable
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE
 
 from . import deployment
@@ -132,7 +132,7 @@ class StoreCommand(Command):
             self.fail(f"{self.command_name}: name one event log file, or --db URL")
         path = configured or Path(self.extra_args[0])
         if not log_files(path):
-            self.fail(f"{path}: cannot read: no such file")
+            self.fail(unreadable(path))
         return path
 
     def connect(self, read_only: bool = False) -> psycopg.Connection[Any]:

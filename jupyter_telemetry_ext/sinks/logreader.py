@@ -48,6 +48,13 @@ def log_files(path: Path) -> list[Path]:
     return [*numbered, *dated, path] if path.is_file() else [*numbered, *dated]
 
 
+def unreadable(path: Path) -> str:
+    """Return why a log named on a command line holds nothing to read (it has no `log_files`)."""
+    if path.is_dir():
+        return f"{path}: cannot read: a directory, not an event log file"
+    return f"{path}: cannot read: no such file"
+
+
 def _number(path: Path) -> int:
     match = _NUMBERED.search(path.name)
     return int(match.group(1)) if match else 0

@@ -1,5 +1,6 @@
 // The telemetry dashboard: each view of the JSON API as a Vega-Lite chart, a table and a CSV
-// download. The API answers in UTC; times are shown in the viewer's time zone.
+// download. The API counts whole UTC days: a period (and the dates chosen) is a UTC date, the
+// same for every viewer; other times (health's) are shown in the viewer's time zone.
 (function () {
   'use strict';
 
@@ -21,33 +22,51 @@
     return found ? { 'X-XSRFToken': decodeURIComponent(found[1]) } : {};
   }
 
+  // A reply's JSON, or a model whose message says what came instead (a login page after the
+  // session ended, a proxy's error page): the page never waits on an answer it cannot read.
+  async function answerOf(response) {
+    try {
+      const model = await response.json();
+      if (model && typeof model === 'object') return { ok: response.ok, model };
+    } catch (e) {
+      // not JSON: said below
+    }
+    const what = 'HTTP ' + response.status + (response.redirected ? ' (redirected to ' + response.url + ')' : '');
+    return { ok: false, model: { message: 'the dashboard API did not answer in JSON (' + what + '): reload the page, or sign in again' } };
+  }
+
   function spec(view, rows, bucket) {
-    // One bar per period (an ordinal axis), labelled in the viewer's time zone.
-    const time = { field: 'period', type: 'ordinal', title: bucket, timeUnit: bucket === 'month' ? 'yearmonth' : 'yearmonthdate' };
+    // One bar per period (an ordinal axis), labelled by its UTC date: a period starts at a UTC
+    // midnight, which the viewer's time zone would put on the day before west of Greenwich.
+    const time = { field: 'period', type: 'ordinal', title: bucket + ' (UTC)', timeUnit: bucket === 'month' ? 'utcyearmonth' : 'utcyearmonthdate' };
+    const WHOLE = { tickMinStep: 1, format: 'd' }; // counts: no 0.5 user
     const base = { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', width: 'container', height: 200, data: { values: rows } };
     switch (view) {
       case 'active-users':
-        return { ...base, mark: { type: 'bar' }, encoding: { x: time, y: { field: 'users', type: 'quantitative', title: 'users' } } };
+        return { ...base, mark: { type: 'bar' }, encoding: { x: time, y: { field: 'users', type: 'quantitative', axis: WHOLE, title: 'users' } } };
       case 'events':
-        return { ...base, mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative' }, color: { field: 'schema', type: 'nominal', legend: { orient: 'bottom', columns: 1, labelLimit: 600 } } } };
+        return { ...base, mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative', axis: WHOLE }, color: { field: 'schema', type: 'nominal', legend: { orient: 'bottom', columns: 1, labelLimit: 600 } } } };
       case 'lab-activity':
-        return { ...base, transform: [{ fold: ['cell_runs', 'cell_errors', 'notebooks_opened'], as: ['measure', 'count'] }], mark: { type: 'line', point: true }, encoding: { x: time, y: { field: 'count', type: 'quantitative' }, color: { field: 'measure', type: 'nominal' } } };
+        return { ...base, transform: [{ fold: ['cell_runs', 'cell_errors', 'notebooks_opened'], as: ['measure', 'count'] }], mark: { type: 'line', point: true }, encoding: { x: time, y: { field: 'count', type: 'quantitative', axis: WHOLE }, color: { field: 'measure', type: 'nominal' } } };
       case 'active-time':
-        return { ...base, mark: 'bar', encoding: { x: { field: 'minutes', type: 'ordinal', title: 'active minutes (5-minute bins)' }, y: { field: 'sessions', type: 'quantitative' } } };
+        return { ...base, mark: 'bar', encoding: { x: { field: 'minutes', type: 'ordinal', title: 'active minutes (5-minute bins)' }, y: { field: 'sessions', type: 'quantitative', axis: WHOLE } } };
       case 'kernels':
-        return { ...base, mark: 'bar', encoding: { y: { field: 'kernel', type: 'nominal', sort: '-x' }, x: { field: 'events', type: 'quantitative' } } };
+        return { ...base, mark: 'bar', encoding: { y: { field: 'kernel', type: 'nominal', sort: '-x' }, x: { field: 'events', type: 'quantitative', axis: WHOLE } } };
       case 'servers':
-        return { ...base, mark: 'bar', encoding: { x: time, y: { field: 'events', type: 'quantitative' }, color: { field: 'action', type: 'nominal' } } };
+        return { ...base, mark: 'bar', encoding: { x: time, y: { field: 'events', type: 'quantitative', axis: WHOLE }, color: { field: 'action', type: 'nominal' } } };
       case 'outcomes':
-        return { ...base, mark: 'bar', encoding: { y: { field: 'outcome', type: 'nominal' }, x: { aggregate: 'sum', field: 'events', type: 'quantitative' } } };
+        return { ...base, mark: 'bar', encoding: { y: { field: 'outcome', type: 'nominal' }, x: { aggregate: 'sum', field: 'events', type: 'quantitative', axis: WHOLE } } };
       default: {
         const counts = rows.filter(r => typeof r.value === 'number' && typeof r.value !== 'boolean');
-        return { ...base, data: { values: counts }, mark: 'bar', encoding: { y: { field: 'measure', type: 'nominal' }, x: { field: 'value', type: 'quantitative' }, color: { field: 'part', type: 'nominal' } } };
+        return { ...base, data: { values: counts }, mark: 'bar', encoding: { y: { field: 'measure', type: 'nominal' }, x: { field: 'value', type: 'quantitative', axis: WHOLE }, color: { field: 'part', type: 'nominal' } } };
       }
     }
   }
 
   function shown(column, value) {
+    if (column === 'period' && typeof value === 'string') {
+      return value.slice(0, 10); // a UTC day (a week's Monday, a month's first day)
+    }
     if (typeof value === 'string' && /^\d{4}-\d\d-\d\dT.*Z$/.test(value)) {
       return new Date(value).toLocaleString();
     }
@@ -101,8 +120,8 @@
   async function draw(element, api, view, params) {
     const chart = element.querySelector('.chart');
     const response = await fetch(api + '/' + view + '?' + params, { credentials: 'same-origin', headers: headers() });
-    const model = await response.json();
-    if (!response.ok) {
+    const { ok, model } = await answerOf(response);
+    if (!ok) {
       chart.textContent = model.message;
       chart.className = 'chart error';
       return;
@@ -129,9 +148,10 @@
     const params = new URLSearchParams();
     const since = form.since.value;
     const until = form.until.value;
-    // The dates are the viewer's days: their local midnight, sent as UTC.
-    if (since) params.set('since', new Date(since + 'T00:00:00').toISOString());
-    if (until) params.set('until', new Date(until + 'T23:59:59.999').toISOString());
+    // The dates are UTC days, as the views count them: from the first's midnight to the end
+    // of the last.
+    if (since) params.set('since', since + 'T00:00:00Z');
+    if (until) params.set('until', until + 'T23:59:59.999Z');
     params.set('bucket', form.bucket.value);
     if (form.schema.value.trim()) params.set('schema', form.schema.value.trim());
     return params;
@@ -144,9 +164,8 @@
     const views = document.getElementById('views');
     status.textContent = 'Loading…';
     views.textContent = '';
-    const index = await fetch(api, { credentials: 'same-origin', headers: headers() });
-    const model = await index.json();
-    if (!index.ok) {
+    const { ok, model } = await answerOf(await fetch(api, { credentials: 'same-origin', headers: headers() }));
+    if (!ok) {
       status.textContent = model.message;
       return;
     }
@@ -163,7 +182,7 @@
     const form = document.getElementById('filters');
     const today = new Date();
     const start = new Date(today.getTime() - 29 * 86400000);
-    const day = d => d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0');
+    const day = d => d.toISOString().slice(0, 10); // the UTC date
     form.since.value = day(start);
     form.until.value = day(today);
     form.addEventListener('submit', event => {

@@ -124,6 +124,13 @@ def test_as_arrow_time_window_folder_and_glob(recorded: Path) -> None:
         ({}, ValueError, "holds events of 2 schemas"),
         ({"schema": STUDY, "since": "yesterday-ish"}, ValueError, "since: use an RFC 3339"),
         ({"source": "nowhere/events.log"}, FileNotFoundError, "no event log files found"),
+        # A range that holds no time is a mistake (the bounds swapped), not an empty answer.
+        (
+            {"schema": STUDY, "since": "2026-03-02", "until": "2026-03-01"},
+            ValueError,
+            r"until: 2026-03-01T00:00:00\+00:00 is not later than since",
+        ),
+        ({"schema": STUDY, "since": START, "until": START}, ValueError, "not later than since"),
     ],
 )
 def test_bad_input_is_a_clear_error(
@@ -242,6 +249,11 @@ def test_export_csv_with_an_included_category(recorded: Path) -> None:
             "no events received at or after 2030-01-01T00:00:00+00:00 in ",
         ),
         (["--format", "parquet", "--schema", "a", "--schema", "b"], 2, "one schema id"),
+        (
+            ["--format", "parquet", "--since", "2026-03-02", "--until", "2026-03-01"],
+            2,
+            "export: --until: 2026-03-01T00:00:00+00:00 is not later than since",
+        ),
         (["--user", "alice", "--since", "7d"], 2, "two exports: give one"),
     ],
 )

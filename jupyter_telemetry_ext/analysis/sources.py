@@ -59,6 +59,13 @@ class Selection:
     since: datetime | None = None
     until: datetime | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse a range that cannot hold an event: it is a mistake, not an empty answer."""
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            msg = (f"until: {self.until.isoformat()} is not later than since "
+                   f"({self.since.isoformat()}): the range holds no time")  # fmt: skip
+            raise ValueError(msg)
+
     def sql(self, column: str = "received") -> tuple[str, dict[str, Any]]:
         """Return a DuckDB condition on the staged `capsules` and its parameters."""
         parts: list[str] = ["true"]

@@ -135,6 +135,10 @@ async def test_a_new_line_in_the_file_is_counted_at_the_next_request(jp_fetch: F
         ({"schema": "a\x00b"}, "schema"),
         ({"schema": "x" * 1001}, "schema"),
         ({"schema": [f"s{i}" for i in range(51)]}, "schema"),
+        # A misspelt filter would answer every event as if filtered: refused, named.
+        ({"schemas": "x"}, "schemas"),
+        ({"from": "2026-01-01T00:00:00Z"}, "from"),
+        ({"x" * 100: "1"}, "an argument"),
     ],
 )
 async def test_bad_arguments_are_400_naming_the_argument(
@@ -145,6 +149,15 @@ async def test_bad_arguments_are_400_naming_the_argument(
         await jp_fetch("api", "telemetry", "dashboard", "events", params=pairs)
     assert e.value.code == 400
     assert json.loads(e.value.response.body)["message"].startswith(field + ":")
+
+
+async def test_the_token_and_xsrf_arguments_are_no_filters(
+    jp_fetch: Fetch, jp_auth_header: dict[str, str]
+) -> None:
+    await posted(jp_fetch)
+    token = jp_auth_header["Authorization"].split()[-1]
+    params = {"token": token, "_xsrf": "unused", "_": "1", "bucket": "week"}
+    assert (await view(jp_fetch, "active-users", **params))["bucket"] == "week"
 
 
 async def test_an_unknown_view_is_404_listing_the_views(jp_fetch: Fetch) -> None:

@@ -14,6 +14,9 @@ DEFAULT_DAYS = 30
 MAX_SCHEMAS = 50
 MAX_SCHEMA_LENGTH = 1000
 MAX_DAYS = 3660  # ten years: a longer range is a mistake, not a question
+ARGUMENTS = ("since", "until", "bucket", "schema")
+# Query arguments that are not the view's: the server's token and XSRF token, a cache-buster.
+PASSED = frozenset({"token", "_xsrf", "_"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class Query:
 
 def parse_query(args: Mapping[str, Sequence[str]], now: datetime | None = None) -> Query:
     """Return the query that `since`, `until`, `bucket` and `schema` arguments describe."""
+    for name in args:
+        if name not in ARGUMENTS and name not in PASSED:
+            # A misspelt filter (`schemas`, `from`) would otherwise answer every event.
+            shown = name if name.isprintable() and len(name) <= 64 else "an argument"
+            msg = f"{shown}: not an argument of the dashboard (arguments: {', '.join(ARGUMENTS)})"
+            raise QueryError(msg)
     now = now or datetime.now(timezone.utc)
     until = _time(args, "until") or now
     since = _time(args, "since") or until - timedelta(days=DEFAULT_DAYS)

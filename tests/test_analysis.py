@@ -131,6 +131,7 @@ def test_as_arrow_time_window_folder_and_glob(recorded: Path) -> None:
             r"until: 2026-03-01T00:00:00\+00:00 is not later than since",
         ),
         ({"schema": STUDY, "since": START, "until": START}, ValueError, "not later than since"),
+        ({"schema": STUDY, "since": 1772355600}, TypeError, "since: a datetime, a date or text"),
     ],
 )
 def test_bad_input_is_a_clear_error(
@@ -139,6 +140,15 @@ def test_bad_input_is_a_clear_error(
     source = kwargs.pop("source", recorded)
     with pytest.raises(error, match=message):
         load_events(source, **kwargs)
+
+
+def test_a_date_is_its_utc_day_as_its_text_is(recorded: Path) -> None:
+    day = START.date()
+    by_date = load_events(recorded, STUDY, since=day, until=day + timedelta(days=1))
+    by_text = load_events(recorded, STUDY, since=day.isoformat(),
+                          until=(day + timedelta(days=1)).isoformat())  # fmt: skip
+    assert len(by_date) == len(by_text) > 0
+    assert list(by_date["received"]) == list(by_text["received"])
 
 
 def test_a_line_that_is_not_json_stops_the_reading_naming_the_file(recorded: Path) -> None:

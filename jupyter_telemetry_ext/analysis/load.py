@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import duckdb
 
 Source = str | Path  # a log, a glob, a folder, or a PostgreSQL URL (or env:NAME)
-Time = datetime | str | None
+Time = datetime | date | str | None
 
 
 def load_events(
@@ -41,8 +41,8 @@ def load_events(
     schema
         The schema id; None when the source holds events of one schema only.
     since, until
-        Events received at or after `since` and before `until`: datetimes (naive is UTC) or
-        text (RFC 3339, a date, or `2h`/`7d` ago).
+        Events received at or after `since` and before `until`: datetimes (naive is UTC),
+        dates (their UTC midnight) or text (RFC 3339, a date, or `2h`/`7d` ago).
     as_arrow
         Return a `pyarrow.Table` instead of a DataFrame.
     table
@@ -125,7 +125,7 @@ def _one_schema(con: duckdb.DuckDBPyConnection, schema: str | None) -> str | Non
     return found[0] if found else None
 
 
-def _utc(value: Time, name: str) -> datetime | None:
+def _utc(value: object, name: str) -> datetime | None:
     """Return a time bound as an aware UTC datetime (text as `--since` reads it)."""
     if value is None or value == "":
         return None
@@ -137,4 +137,9 @@ def _utc(value: Time, name: str) -> datetime | None:
         except ValueError:
             msg = f"{name}: use an RFC 3339 time, a date (2026-11-27) or 30m, 2h, 7d"
             raise ValueError(msg) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time(), timezone.utc)  # a UTC day, as its text is
+    if not isinstance(value, datetime):
+        msg = f"{name}: a datetime, a date or text, not {type(value).__name__}"
+        raise TypeError(msg)
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value

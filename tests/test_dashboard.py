@@ -116,6 +116,14 @@ async def test_filters_narrow_the_counts(jp_fetch: Fetch) -> None:
     assert (month["bucket"], month["rows"][0]["period"][8:10]) == ("month", "01")
 
 
+async def test_the_default_range_is_the_last_30_utc_days(jp_fetch: Fetch) -> None:
+    for until in ({}, {"until": "2026-03-10T12:00:00Z"}, {"until": "2026-03-10T00:00:00Z"}):
+        model = await view(jp_fetch, "events", **until)
+        since, end = (datetime.fromisoformat(model[k].replace("Z", "+00:00"))
+                      for k in ("since", "until"))  # fmt: skip
+        assert end - since == timedelta(days=30), (until, model["since"], model["until"])
+
+
 async def test_a_new_line_in_the_file_is_counted_at_the_next_request(jp_fetch: Fetch) -> None:
     await post(jp_fetch, "ada", [cell("ok")])
     assert [r["cell_runs"] for r in (await view(jp_fetch, "lab-activity"))["rows"]] == [1]

@@ -39,9 +39,13 @@ class Query:
     @property
     def end_day(self) -> datetime:
         """Return the UTC midnight that ends the day of `until` (excluded), or `until` itself."""
-        start = self.until.astimezone(timezone.utc).replace(hour=0, minute=0, second=0,
-                                                            microsecond=0)  # fmt: skip
-        return start if start == self.until else start + timedelta(days=1)
+        return day_end(self.until)
+
+
+def day_end(until: datetime) -> datetime:
+    """Return the UTC midnight that ends the day of `until` (excluded), or `until` itself."""
+    start = until.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start if start == until else start + timedelta(days=1)
 
 
 def parse_query(args: Mapping[str, Sequence[str]], now: datetime | None = None) -> Query:
@@ -54,7 +58,8 @@ def parse_query(args: Mapping[str, Sequence[str]], now: datetime | None = None) 
             raise QueryError(msg)
     now = now or datetime.now(timezone.utc)
     until = _time(args, "until") or now
-    since = _time(args, "since") or until - timedelta(days=DEFAULT_DAYS)
+    # The default: the DEFAULT_DAYS whole UTC days that end with the day of `until`.
+    since = _time(args, "since") or day_end(until) - timedelta(days=DEFAULT_DAYS)
     if since >= until:
         msg = "since: must be earlier than until"
         raise QueryError(msg)

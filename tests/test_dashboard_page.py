@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_telemetry_ext.dashboard.views import NOTEBOOK
+from jupyter_telemetry_ext.dashboard.views import CELL, NOTEBOOK
 from tests.conftest import SHIPPED_SCHEMAS
 from tests.servers import TOKEN, Server
 
@@ -24,7 +24,7 @@ import logging
 c.TelemetryExtension.schema_paths = [{schemas!r}]
 c.TelemetryExtension.reply_after_write = True
 c.EventLog.handlers = [logging.FileHandler({log!r})]
-c.EventLog.allowed_schemas = [{notebook!r}]
+c.EventLog.allowed_schemas = [{notebook!r}, {cell!r}]
 """
 # West of Greenwich a UTC midnight is the evening before; east, the morning of the day.
 TIME_ZONES = ("America/Los_Angeles", "Pacific/Kiritimati")
@@ -36,16 +36,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, d
     tmp = tmp_path_factory.mktemp("dashboard-page")
     config = tmp / "jupyter_server_config.py"
     config.write_text(CONFIG.format(schemas=str(SHIPPED_SCHEMAS), log=str(tmp / "e.jsonl"),
-                                    notebook=NOTEBOOK), "utf-8")  # fmt: skip
+                                    notebook=NOTEBOOK, cell=CELL), "utf-8")  # fmt: skip
     with Server(tmp, f"--config={config}") as started:
         data = {"action": "opened", "notebook_session": "s", "kernel_name": "python3"}
-        event = {"schema_id": NOTEBOOK, "version": 2, "data": data}
-        status, reply = started.request("POST", "/api/telemetry/events", {"events": [event]})
-        assert (status, reply["recorded"]) == (200, 1), reply
+        run = {"action": "executed", "status": "error"}
+        events = [{"schema_id": NOTEBOOK, "version": 2, "data": data},
+                  {"schema_id": CELL, "version": 2, "data": run}]  # fmt: skip
+        status, reply = started.request("POST", "/api/telemetry/events", {"events": events})
+        assert (status, reply["recorded"]) == (200, 2), reply
         status, view = started.request("GET", "/api/telemetry/dashboard/events")
         assert status == 200, view
-        [row] = view["rows"]
-        yield started, datetime.fromisoformat(row["period"].replace("Z", "+00:00"))
+        day = view["rows"][0]["period"]
+        yield started, datetime.fromisoformat(day.replace("Z", "+00:00"))
 
 
 @contextmanager
@@ -96,6 +98,16 @@ def test_a_period_is_labelled_by_its_utc_day_in_any_time_zone(
         section = tab.locator("section.view[data-view='events']")
         assert section.locator("tbody td").first.text_content() == day.strftime("%Y-%m-01")
         assert day.strftime("%b %Y") in section.locator("svg").text_content()
+
+
+def test_equal_counts_of_lab_activity_are_each_drawn(server: tuple[Server, datetime]) -> None:
+    # One cell run, one error, one notebook opened: three marks, none hidden behind another.
+    with drawn_page(server[0], "UTC") as tab:
+        lab = tab.locator("section.view[data-view='lab-activity'] svg")
+        marks = lab.locator("[aria-roledescription='bar'], [aria-roledescription='point']")
+        boxes = [marks.nth(i).bounding_box() for i in range(marks.count())]
+    places = {(round(b["x"]), round(b["y"])) for b in boxes if b is not None}
+    assert len(boxes) == len(places) == 3, boxes
 
 
 def test_an_answer_that_is_not_json_is_said_on_the_page(server: tuple[Server, datetime]) -> None:

@@ -47,7 +47,8 @@
       case 'events':
         return { ...base, mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative', axis: WHOLE }, color: { field: 'schema', type: 'nominal', legend: { orient: 'bottom', columns: 1, labelLimit: 600 } } } };
       case 'lab-activity':
-        return { ...base, transform: [{ fold: ['cell_runs', 'cell_errors', 'notebooks_opened'], as: ['measure', 'count'] }], mark: { type: 'line', point: true }, encoding: { x: time, y: { field: 'count', type: 'quantitative', axis: WHOLE }, color: { field: 'measure', type: 'nominal' } } };
+        // Bars side by side: equal counts on lines or points would hide one another.
+        return { ...base, transform: [{ fold: ['cell_runs', 'cell_errors', 'notebooks_opened'], as: ['measure', 'count'] }], mark: 'bar', encoding: { x: time, xOffset: { field: 'measure', type: 'nominal' }, y: { field: 'count', type: 'quantitative', axis: WHOLE }, color: { field: 'measure', type: 'nominal' } } };
       case 'active-time':
         return { ...base, mark: 'bar', encoding: { x: { field: 'minutes', type: 'ordinal', title: 'active minutes (5-minute bins)' }, y: { field: 'sessions', type: 'quantitative', axis: WHOLE } } };
       case 'kernels':

@@ -110,6 +110,13 @@ def test_equal_counts_of_lab_activity_are_each_drawn(server: tuple[Server, datet
     assert len(boxes) == len(places) == 3, boxes
 
 
+def test_the_events_chart_tells_actions_apart(server: tuple[Server, datetime]) -> None:
+    with drawn_page(server[0], "UTC") as tab:
+        legend = tab.locator("section.view[data-view='events'] svg").text_content() or ""
+    assert f"{CELL} · executed" in legend, legend
+    assert f"{NOTEBOOK} · opened" in legend, legend
+
+
 def test_an_answer_that_is_not_json_is_said_on_the_page(server: tuple[Server, datetime]) -> None:
     # What a proxy or a login redirect answers in place of the API: an HTML page.
     def html(route: Any) -> None:

@@ -45,7 +45,8 @@
       case 'active-users':
         return { ...base, mark: { type: 'bar' }, encoding: { x: time, y: { field: 'users', type: 'quantitative', axis: WHOLE, title: 'users' } } };
       case 'events':
-        return { ...base, mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative', axis: WHOLE }, color: { field: 'schema', type: 'nominal', legend: { orient: 'bottom', columns: 1, labelLimit: 600 } } } };
+        // A colour per schema and action, as the title says (the action alone says little).
+        return { ...base, transform: [{ calculate: "datum.schema + (datum.action ? ' · ' + datum.action : '')", as: 'kind' }], mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative', axis: WHOLE }, color: { field: 'kind', type: 'nominal', title: 'schema · action', legend: { orient: 'bottom', columns: 1, labelLimit: 600 } } } };
       case 'lab-activity':
         // Bars side by side: equal counts on lines or points would hide one another.
         return { ...base, transform: [{ fold: ['cell_runs', 'cell_errors', 'notebooks_opened'], as: ['measure', 'count'] }], mark: 'bar', encoding: { x: time, xOffset: { field: 'measure', type: 'nominal' }, y: { field: 'count', type: 'quantitative', axis: WHOLE }, color: { field: 'measure', type: 'nominal' } } };

@@ -26,6 +26,8 @@ c.TelemetryExtension.reply_after_write = True
 c.EventLog.handlers = [logging.FileHandler({log!r})]
 c.EventLog.allowed_schemas = [{notebook!r}, {cell!r}]
 """
+# A kernel name that reads "python3" once its characters are put right to left.
+SPOOF = "\u202e3nohtyp"
 # West of Greenwich a UTC midnight is the evening before; east, the morning of the day.
 TIME_ZONES = ("America/Los_Angeles", "Pacific/Kiritimati")
 
@@ -40,10 +42,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, d
     with Server(tmp, f"--config={config}") as started:
         data = {"action": "opened", "notebook_session": "s", "kernel_name": "python3"}
         run = {"action": "executed", "status": "error"}
+        spoof = {**data, "action": "closed", "kernel_name": SPOOF}
         events = [{"schema_id": NOTEBOOK, "version": 2, "data": data},
-                  {"schema_id": CELL, "version": 2, "data": run}]  # fmt: skip
+                  {"schema_id": CELL, "version": 2, "data": run},
+                  {"schema_id": NOTEBOOK, "version": 2, "data": spoof}]  # fmt: skip
         status, reply = started.request("POST", "/api/telemetry/events", {"events": events})
-        assert (status, reply["recorded"]) == (200, 2), reply
+        assert (status, reply["recorded"]) == (200, 3), reply
         status, view = started.request("GET", "/api/telemetry/dashboard/events")
         assert status == 200, view
         day = view["rows"][0]["period"]
@@ -115,6 +119,16 @@ def test_the_events_chart_tells_actions_apart(server: tuple[Server, datetime]) -
         legend = tab.locator("section.view[data-view='events'] svg").text_content() or ""
     assert f"{CELL} · executed" in legend, legend
     assert f"{NOTEBOOK} · opened" in legend, legend
+
+
+def test_text_that_reorders_text_is_shown_escaped(server: tuple[Server, datetime]) -> None:
+    with drawn_page(server[0], "UTC") as tab:
+        kernels = tab.locator("section.view[data-view='kernels']")
+        cells = kernels.locator("tbody td").all_text_contents()
+        chart = kernels.locator("svg").text_content() or ""
+    assert "\\u202e3nohtyp" in cells, cells
+    assert "\\u202e3nohtyp" in chart
+    assert "\u202e" not in chart + "".join(cells)
 
 
 def test_an_answer_that_is_not_json_is_said_on_the_page(server: tuple[Server, datetime]) -> None:

@@ -22,6 +22,18 @@
     return found ? { 'X-XSRFToken': decodeURIComponent(found[1]) } : {};
   }
 
+  // Characters that reorder the text around them (a kernel name a user posted could make
+  // another name appear): shown as escapes, as the command line shows control characters.
+  const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  const escaped = c => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
+  function visible(value) {
+    return typeof value === 'string' ? value.replace(BIDI, escaped) : value;
+  }
+
+  function visibleRows(rows) {
+    return rows.map(row => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, visible(v)])));
+  }
+
   // A reply's JSON, or a model whose message says what came instead (a login page after the
   // session ended, a proxy's error page): the page never waits on an answer it cannot read.
   async function answerOf(response) {
@@ -72,7 +84,7 @@
     if (typeof value === 'string' && /^\d{4}-\d\d-\d\dT.*Z$/.test(value)) {
       return new Date(value).toLocaleString();
     }
-    return value === null || value === undefined ? '' : String(value);
+    return value === null || value === undefined ? '' : String(visible(value));
   }
 
   function table(columns, rows) {
@@ -132,7 +144,7 @@
       chart.textContent = 'Nothing recorded for this view in the range chosen.';
       chart.className = 'chart empty';
     } else {
-      await window.vegaEmbed(chart, spec(view, model.rows, model.bucket), { actions: false, renderer: 'svg' });
+      await window.vegaEmbed(chart, spec(view, visibleRows(model.rows), model.bucket), { actions: false, renderer: 'svg' });
     }
     const details = document.createElement('details');
     const summary = document.createElement('summary');

@@ -142,6 +142,21 @@ def test_bad_input_is_a_clear_error(
         load_events(source, **kwargs)
 
 
+@pytest.mark.parametrize("window", [{"since": "2030-01-01"}, {"until": "2026-01-01"}])
+def test_an_empty_time_range_keeps_the_schemas_columns_and_types(
+    recorded: Path, window: dict[str, str]
+) -> None:
+    """Code written for the events (the docs' `cells[["status", ...]]`) runs on a week without
+    any: the columns are those of the schema's events at any time."""
+    every = load_events(recorded, STUDY)
+    none = load_events(recorded, STUDY, **window)
+    assert len(none) == 0
+    assert dict(none.dtypes) == dict(every.dtypes)
+    assert none[["received", "user", "action", "n", "cell.index"]].empty
+    arrow = load_events(recorded, STUDY, as_arrow=True, **window)
+    assert arrow.schema == load_events(recorded, STUDY, as_arrow=True).schema
+
+
 def test_a_date_is_its_utc_day_as_its_text_is(recorded: Path) -> None:
     day = START.date()
     by_date = load_events(recorded, STUDY, since=day, until=day + timedelta(days=1))

@@ -57,8 +57,13 @@ def load_events(
     with staged(source, selection, table) as con:
         schema_id = _one_schema(con, schema)
         params = {"schema": schema_id}
-        relation = con.sql(events_query(con, "schema = $schema", params), params=params)
-        table = relation.to_arrow_table()
+        structure = None
+        if schema_id is not None and _none_selected(con, selection):
+            # No event in the time range: the columns are those of the schema's events at any
+            # time, so that code written for them works on an empty selection too.
+            structure = sources.schema_structure(source, schema_id, table)
+        query = events_query(con, "schema = $schema", params, structure)
+        table = con.sql(query, params=params).to_arrow_table()
     return table if as_arrow else to_pandas(table)
 
 
@@ -102,14 +107,25 @@ def _listed(source: Source | list[Source]) -> list[Source]:
     return list(source) if isinstance(source, list) else [source]
 
 
-def events_query(con: duckdb.DuckDBPyConnection, where: str, params: dict[str, Any]) -> str:
-    """Return the query of the staged events that match `where`, one column per property."""
-    query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
-    [(structure_text,)] = con.execute(query, params).fetchall()
-    structure = properties_structure(structure_text)
+def events_query(
+    con: duckdb.DuckDBPyConnection, where: str, params: dict[str, Any], found: str | None = None
+) -> str:
+    """Return the query of the staged events that match `where`, one column per property (of
+    their own, or of the structure `found` elsewhere)."""
+    if found is None:
+        query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
+        [(found,)] = con.execute(query, params).fetchall()
+    structure = properties_structure(found)
     columns = select_list(list(leaves(structure)))
     source = transformed(where, structure)
     return f"SELECT {columns} FROM {source} ORDER BY received"  # noqa: S608
+
+
+def _none_selected(con: duckdb.DuckDBPyConnection, selection: Selection) -> bool:
+    """Return whether a time range was given and no staged event is in it."""
+    if selection.since is None and selection.until is None:
+        return False
+    return con.execute("SELECT count(*) FROM capsules").fetchall() == [(0,)]
 
 
 def _one_schema(con: duckdb.DuckDBPyConnection, schema: str | None) -> str | None:

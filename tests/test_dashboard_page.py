@@ -131,6 +131,14 @@ def test_text_that_reorders_text_is_shown_escaped(server: tuple[Server, datetime
     assert "\u202e" not in chart + "".join(cells)
 
 
+def test_no_active_users_says_how_users_are_counted(server: tuple[Server, datetime]) -> None:
+    # The server records no user (no record_user): events, but no user to count.
+    with drawn_page(server[0], "UTC") as tab:
+        said = tab.locator("section.view[data-view='active-users'] .chart.empty").text_content()
+    assert "record_user" in (said or ""), said
+    assert "user-identifier" in (said or ""), said
+
+
 def test_an_answer_that_is_not_json_is_said_on_the_page(server: tuple[Server, datetime]) -> None:
     # What a proxy or a login redirect answers in place of the API: an HTML page.
     def html(route: Any) -> None:

@@ -15,6 +15,13 @@
     health: 'Pipeline health'
   };
 
+  // What an empty view means where "nothing recorded" would mislead.
+  const EMPTY = {
+    'active-users': 'No event with a recorded user in the range chosen. Users are counted only ' +
+      'where they are recorded: record_user set, and the category user-identifier allowed for ' +
+      'the schema in c.EventLog.allowed_schemas.'
+  };
+
   // JupyterHub accepts a cookie on a script's request only with the XSRF token of its
   // `_xsrf` cookie (jupyter_server reads the same header).
   function headers() {
@@ -141,7 +148,7 @@
       return;
     }
     if (model.rows.length === 0) {
-      chart.textContent = 'Nothing recorded for this view in the range chosen.';
+      chart.textContent = EMPTY[view] || 'Nothing recorded for this view in the range chosen.';
       chart.className = 'chart empty';
     } else {
       await window.vegaEmbed(chart, spec(view, visibleRows(model.rows), model.bucket), { actions: false, renderer: 'svg' });

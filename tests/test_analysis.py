@@ -124,6 +124,14 @@ def test_as_arrow_time_window_folder_and_glob(recorded: Path) -> None:
         ({}, ValueError, "holds events of 2 schemas"),
         ({"schema": STUDY, "since": "yesterday-ish"}, ValueError, "since: use an RFC 3339"),
         ({"source": "nowhere/events.log"}, FileNotFoundError, "no event log files found"),
+        # A range that holds no time is a mistake (the bounds swapped), not an empty answer.
+        (
+            {"schema": STUDY, "since": "2026-03-02", "until": "2026-03-01"},
+            ValueError,
+            r"until: 2026-03-01T00:00:00\+00:00 is not later than since",
+        ),
+        ({"schema": STUDY, "since": START, "until": START}, ValueError, "not later than since"),
+        ({"schema": STUDY, "since": 1772355600}, TypeError, "since: a datetime, a date or text"),
     ],
 )
 def test_bad_input_is_a_clear_error(
@@ -132,6 +140,30 @@ def test_bad_input_is_a_clear_error(
     source = kwargs.pop("source", recorded)
     with pytest.raises(error, match=message):
         load_events(source, **kwargs)
+
+
+@pytest.mark.parametrize("window", [{"since": "2030-01-01"}, {"until": "2026-01-01"}])
+def test_an_empty_time_range_keeps_the_schemas_columns_and_types(
+    recorded: Path, window: dict[str, str]
+) -> None:
+    """Code written for the events (the docs' `cells[["status", ...]]`) runs on a week without
+    any: the columns are those of the schema's events at any time."""
+    every = load_events(recorded, STUDY)
+    none = load_events(recorded, STUDY, **window)
+    assert len(none) == 0
+    assert dict(none.dtypes) == dict(every.dtypes)
+    assert none[["received", "user", "action", "n", "cell.index"]].empty
+    arrow = load_events(recorded, STUDY, as_arrow=True, **window)
+    assert arrow.schema == load_events(recorded, STUDY, as_arrow=True).schema
+
+
+def test_a_date_is_its_utc_day_as_its_text_is(recorded: Path) -> None:
+    day = START.date()
+    by_date = load_events(recorded, STUDY, since=day, until=day + timedelta(days=1))
+    by_text = load_events(recorded, STUDY, since=day.isoformat(),
+                          until=(day + timedelta(days=1)).isoformat())  # fmt: skip
+    assert len(by_date) == len(by_text) > 0
+    assert list(by_date["received"]) == list(by_text["received"])
 
 
 def test_a_line_that_is_not_json_stops_the_reading_naming_the_file(recorded: Path) -> None:
@@ -242,6 +274,11 @@ def test_export_csv_with_an_included_category(recorded: Path) -> None:
             "no events received at or after 2030-01-01T00:00:00+00:00 in ",
         ),
         (["--format", "parquet", "--schema", "a", "--schema", "b"], 2, "one schema id"),
+        (
+            ["--format", "parquet", "--since", "2026-03-02", "--until", "2026-03-01"],
+            2,
+            "export: --until: 2026-03-01T00:00:00+00:00 is not later than since",
+        ),
         (["--user", "alice", "--since", "7d"], 2, "two exports: give one"),
     ],
 )

@@ -77,6 +77,13 @@ def test_load_events_from_postgres_as_posted(store: str) -> None:
     assert window.column("n").to_pylist() == [3, 4]
 
 
+def test_an_empty_time_range_keeps_the_schemas_columns_and_types(store: str) -> None:
+    every = load_events(store, STUDY)
+    none = load_events(store, STUDY, since=START + timedelta(days=400))
+    assert len(none) == 0
+    assert dict(none.dtypes) == dict(every.dtypes)
+
+
 def test_erased_users_never_come_back_from_a_restored_row(store: str) -> None:
     with psycopg.connect(store, autocommit=True) as conn:
         assert erase_user(conn, "telemetry_events", [USERS["alice"]], "op") == 10

@@ -116,6 +116,14 @@ async def test_filters_narrow_the_counts(jp_fetch: Fetch) -> None:
     assert (month["bucket"], month["rows"][0]["period"][8:10]) == ("month", "01")
 
 
+async def test_the_default_range_is_the_last_30_utc_days(jp_fetch: Fetch) -> None:
+    for until in ({}, {"until": "2026-03-10T12:00:00Z"}, {"until": "2026-03-10T00:00:00Z"}):
+        model = await view(jp_fetch, "events", **until)
+        since, end = (datetime.fromisoformat(model[k].replace("Z", "+00:00"))
+                      for k in ("since", "until"))  # fmt: skip
+        assert end - since == timedelta(days=30), (until, model["since"], model["until"])
+
+
 async def test_a_new_line_in_the_file_is_counted_at_the_next_request(jp_fetch: Fetch) -> None:
     await post(jp_fetch, "ada", [cell("ok")])
     assert [r["cell_runs"] for r in (await view(jp_fetch, "lab-activity"))["rows"]] == [1]
@@ -135,6 +143,10 @@ async def test_a_new_line_in_the_file_is_counted_at_the_next_request(jp_fetch: F
         ({"schema": "a\x00b"}, "schema"),
         ({"schema": "x" * 1001}, "schema"),
         ({"schema": [f"s{i}" for i in range(51)]}, "schema"),
+        # A misspelt filter would answer every event as if filtered: refused, named.
+        ({"schemas": "x"}, "schemas"),
+        ({"from": "2026-01-01T00:00:00Z"}, "from"),
+        ({"x" * 100: "1"}, "an argument"),
     ],
 )
 async def test_bad_arguments_are_400_naming_the_argument(
@@ -145,6 +157,15 @@ async def test_bad_arguments_are_400_naming_the_argument(
         await jp_fetch("api", "telemetry", "dashboard", "events", params=pairs)
     assert e.value.code == 400
     assert json.loads(e.value.response.body)["message"].startswith(field + ":")
+
+
+async def test_the_token_and_xsrf_arguments_are_no_filters(
+    jp_fetch: Fetch, jp_auth_header: dict[str, str]
+) -> None:
+    await posted(jp_fetch)
+    token = jp_auth_header["Authorization"].split()[-1]
+    params = {"token": token, "_xsrf": "unused", "_": "1", "bucket": "week"}
+    assert (await view(jp_fetch, "active-users", **params))["bucket"] == "week"
 
 
 async def test_an_unknown_view_is_404_listing_the_views(jp_fetch: Fetch) -> None:

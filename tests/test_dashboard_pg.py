@@ -17,7 +17,7 @@ import pytest
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.dashboard.model import reply
 from jupyter_telemetry_ext.dashboard.query import Query
-from jupyter_telemetry_ext.dashboard.views import ACTIVE_TIME, CELL
+from jupyter_telemetry_ext.dashboard.views import ACTIVE_TIME, CELL, SQL_VIEWS
 from jupyter_telemetry_ext.sinks.pgtable import ensure_table
 from jupyter_telemetry_ext.sinks.store import erase_user
 from jupyter_telemetry_ext.sinks.study_erasure import erase_user_schemas
@@ -160,3 +160,40 @@ def test_health_names_the_newest_event_today_or_of_the_last_day_counted(url: str
         conn.execute(f"DELETE FROM {TABLE} WHERE received >= %s", [TODAY])
     yesterday = TODAY - timedelta(days=1) + timedelta(hours=1)
     assert newest().startswith(yesterday.isoformat()[:19])
+
+
+@pytest.mark.parametrize("bucket", ["day", "month"])
+def test_every_count_is_a_whole_number_in_json(url: str, bucket: str) -> None:
+    """PostgreSQL sums bigints as numeric: a count must still reach JSON (and the page's CSV) as
+    3, as the file store answers it, never 3.0."""
+    for view in SQL_VIEWS:
+        for row in ask(url, view, bucket=bucket):
+            counts = {k: v for k, v in row.items() if k not in ("period", "schema", "action",
+                                                              "kernel")}  # fmt: skip
+            assert all(type(v) is int for v in counts.values()), (view, row)
+
+
+def test_health_says_the_store_cannot_be_read_when_it_is_down(url: str) -> None:
+    """The view an admin opens in an outage answers, saying the store is unreadable; the views
+    of counts are refused (503)."""
+    from jupyter_telemetry_ext.core.errors import StoreError
+    from jupyter_telemetry_ext.dashboard.pgsource import PostgresSource
+    from tests.servers import free_port
+
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere?connect_timeout=2"
+    source = PostgresSource(down, TABLE)
+    eventlog = EventLog(handlers=[logging.NullHandler()])
+    query = Query(TODAY - timedelta(days=7), TODAY + timedelta(hours=12))
+    try:
+        rows = reply("health", query, source, eventlog)["rows"]
+        with pytest.raises(StoreError):
+            reply("events", query, source, eventlog)
+    finally:
+        source.close()
+        eventlog.close()
+    health = {(r["part"], r["measure"]): r["value"] for r in rows}
+    assert health[("store", "readable")] is False
+    assert health[("store", "last event received")] is None
+    assert health[("process", "events waiting")] == 0
+    up = {(r["part"], r["measure"]): r["value"] for r in ask(url, "health")}
+    assert up[("store", "readable")] is True

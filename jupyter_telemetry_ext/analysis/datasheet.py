@@ -16,7 +16,9 @@ Events of users erased from the store are never exported. Left out of every file
 
 ## What is left out
 Properties whose privacy categories are not all among: {included}. Events present in two
-exports can still be matched by their times and contents: share each with care.
+exports can still be matched by their times and contents (ids of sessions, kernels or messages
+among them, the same in every export), and with them the pseudonyms of one person: share each
+with care.
 """
 
 CSV_CELLS = """

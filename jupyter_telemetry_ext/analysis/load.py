@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import duckdb
 
 Source = str | Path  # a log, a glob, a folder, or a PostgreSQL URL (or env:NAME)
-Time = datetime | str | None
+Time = datetime | date | str | None
 
 
 def load_events(
@@ -41,8 +41,8 @@ def load_events(
     schema
         The schema id; None when the source holds events of one schema only.
     since, until
-        Events received at or after `since` and before `until`: datetimes (naive is UTC) or
-        text (RFC 3339, a date, or `2h`/`7d` ago).
+        Events received at or after `since` and before `until`: datetimes (naive is UTC),
+        dates (their UTC midnight) or text (RFC 3339, a date, or `2h`/`7d` ago).
     as_arrow
         Return a `pyarrow.Table` instead of a DataFrame.
     table
@@ -57,8 +57,13 @@ def load_events(
     with staged(source, selection, table) as con:
         schema_id = _one_schema(con, schema)
         params = {"schema": schema_id}
-        relation = con.sql(events_query(con, "schema = $schema", params), params=params)
-        table = relation.to_arrow_table()
+        structure = None
+        if schema_id is not None and _none_selected(con, selection):
+            # No event in the time range: the columns are those of the schema's events at any
+            # time, so that code written for them works on an empty selection too.
+            structure = sources.schema_structure(source, schema_id, table)
+        query = events_query(con, "schema = $schema", params, structure)
+        table = con.sql(query, params=params).to_arrow_table()
     return table if as_arrow else to_pandas(table)
 
 
@@ -102,14 +107,25 @@ def _listed(source: Source | list[Source]) -> list[Source]:
     return list(source) if isinstance(source, list) else [source]
 
 
-def events_query(con: duckdb.DuckDBPyConnection, where: str, params: dict[str, Any]) -> str:
-    """Return the query of the staged events that match `where`, one column per property."""
-    query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
-    [(structure_text,)] = con.execute(query, params).fetchall()
-    structure = properties_structure(structure_text)
+def events_query(
+    con: duckdb.DuckDBPyConnection, where: str, params: dict[str, Any], found: str | None = None
+) -> str:
+    """Return the query of the staged events that match `where`, one column per property (of
+    their own, or of the structure `found` elsewhere)."""
+    if found is None:
+        query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
+        [(found,)] = con.execute(query, params).fetchall()
+    structure = properties_structure(found)
     columns = select_list(list(leaves(structure)))
     source = transformed(where, structure)
     return f"SELECT {columns} FROM {source} ORDER BY received"  # noqa: S608
+
+
+def _none_selected(con: duckdb.DuckDBPyConnection, selection: Selection) -> bool:
+    """Return whether a time range was given and no staged event is in it."""
+    if selection.since is None and selection.until is None:
+        return False
+    return con.execute("SELECT count(*) FROM capsules").fetchall() == [(0,)]
 
 
 def _one_schema(con: duckdb.DuckDBPyConnection, schema: str | None) -> str | None:
@@ -125,7 +141,7 @@ def _one_schema(con: duckdb.DuckDBPyConnection, schema: str | None) -> str | Non
     return found[0] if found else None
 
 
-def _utc(value: Time, name: str) -> datetime | None:
+def _utc(value: object, name: str) -> datetime | None:
     """Return a time bound as an aware UTC datetime (text as `--since` reads it)."""
     if value is None or value == "":
         return None
@@ -137,4 +153,9 @@ def _utc(value: Time, name: str) -> datetime | None:
         except ValueError:
             msg = f"{name}: use an RFC 3339 time, a date (2026-11-27) or 30m, 2h, 7d"
             raise ValueError(msg) from None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return datetime.combine(value, time(), timezone.utc)  # a UTC day, as its text is
+    if not isinstance(value, datetime):
+        msg = f"{name}: a datetime, a date or text, not {type(value).__name__}"
+        raise TypeError(msg)
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value

@@ -43,7 +43,12 @@ WHERE schema IS NOT NULL"""
 # The stored rows as CSV, their columns as they are (PostgreSQL builds nothing per row), then
 # read by DuckDB's CSV reader into the same `capsules`: `json` is then the event's properties.
 PG_ROWS = """COPY (SELECT received, event_time, schema_id, schema_version, username, client_id,
-    data FROM {t} WHERE {where}) TO STDOUT (FORMAT csv)"""
+    data FROM {t} WHERE {where}{last}) TO STDOUT (FORMAT csv)"""
+# The properties of a schema's events in logs, over all of them, read as they stream by.
+FILES_STRUCTURE = """SELECT json_group_structure(json) FROM read_ndjson_objects($files)
+WHERE json_extract_string(json, '$.__schema__') = $schema"""
+# How many of a schema's newest stored rows show its properties when a selection holds none.
+STRUCTURE_ROWS = 10_000
 STAGE_ROWS = """CREATE OR REPLACE TEMP TABLE capsules AS SELECT * FROM read_csv($files,
     header = false, auto_detect = false, delim = ',', quote = '"', escape = '"', nullstr = '',
     allow_quoted_nulls = false, columns = {'received': 'TIMESTAMPTZ',
@@ -58,6 +63,13 @@ class Selection:
     schema: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a range that cannot hold an event: it is a mistake, not an empty answer."""
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            msg = (f"until: {self.until.isoformat()} is not later than since "
+                   f"({self.since.isoformat()}): the range holds no time")  # fmt: skip
+            raise ValueError(msg)
 
     def sql(self, column: str = "received") -> tuple[str, dict[str, Any]]:
         """Return a DuckDB condition on the staged `capsules` and its parameters."""
@@ -141,9 +153,30 @@ def stage_rows(con: duckdb.DuckDBPyConnection, rows: Path) -> None:
         raise ValueError(msg) from e
 
 
+def schema_structure(source: str | Path | list[str | Path], schema: str, table: str) -> str:
+    """Return the structure (DuckDB's `json_group_structure`) of a schema's properties in a
+    store at any time: of every event in logs, of the newest STRUCTURE_ROWS stored rows."""
+    con = connect()
+    try:
+        if not isinstance(source, list) and is_database(source):
+            with postgres_rows(str(source), table, Selection(schema), STRUCTURE_ROWS) as rows:
+                stage_rows(con, rows)
+            found = con.execute("SELECT json_group_structure(json) FROM capsules").fetchall()
+        else:
+            listed = source if isinstance(source, list) else [source]
+            files = [str(f) for s in listed for f in json_files(s)]
+            found = con.execute(FILES_STRUCTURE, {"files": files, "schema": schema}).fetchall()
+        return str(found[0][0]) if found and found[0][0] is not None else ""
+    finally:
+        con.close()
+
+
 @contextmanager
-def postgres_rows(url: str, table: str, selection: Selection) -> Iterator[Path]:
-    """Yield a temporary CSV file of the selected stored rows (one COPY)."""
+def postgres_rows(
+    url: str, table: str, selection: Selection, newest: int | None = None
+) -> Iterator[Path]:
+    """Yield a temporary CSV file of the selected stored rows (one COPY); only the `newest`
+    when given."""
     from psycopg import sql
 
     from jupyter_telemetry_ext.sinks.pgtable import resolve_url
@@ -153,7 +186,10 @@ def postgres_rows(url: str, table: str, selection: Selection) -> Iterator[Path]:
         conn.execute("SET TimeZone = 'UTC'")  # times as DuckDB reads them: ISO, UTC
         conn.execute("SET DateStyle = 'ISO'")
         path = Path(folder) / "events.csv"
-        statement = sql.SQL(PG_ROWS).format(t=sql.Identifier(table), where=_pg_where(selection))
+        newest_only = sql.SQL(" ORDER BY received DESC LIMIT {}").format(sql.Literal(newest))
+        last = sql.SQL("") if newest is None else newest_only
+        statement = sql.SQL(PG_ROWS).format(t=sql.Identifier(table), where=_pg_where(selection),
+                                            last=last)  # fmt: skip
         with path.open("wb") as out, conn.cursor().copy(statement) as copy:
             for block in copy:
                 out.write(block)

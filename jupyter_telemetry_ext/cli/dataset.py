@@ -82,12 +82,13 @@ def _request(command: ExportCommand) -> DatasetRequest:
     schema = command.schema_ids[0] if len(command.schema_ids) == 1 else None
     if len(command.schema_ids) > 1:
         command.fail("export: --schema takes one schema id (leave it out for every schema)")
+    try:
+        selection = Selection(schema, _time(command, command.since), _time(command, command.until))
+    except ValueError as e:
+        command.fail(f"export: --{e}")
     source, table, described = _source(command)
-    return DatasetRequest(
-        source, Path(command.out), command.format,
-        Selection(schema, _time(command, command.since), _time(command, command.until)),
-        frozenset(command.include_category), salt, table, described,
-    )  # fmt: skip
+    return DatasetRequest(source, Path(command.out), command.format, selection,
+                          frozenset(command.include_category), salt, table, described)  # fmt: skip
 
 
 def _salt(command: ExportCommand) -> str:

@@ -10,7 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
-from jupyter_telemetry_ext.core.errors import DashboardStoreError
+from jupyter_telemetry_ext.core.errors import DashboardStoreError, StoreError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
 
@@ -81,9 +81,15 @@ def outcomes(eventlog: EventLog, query: Query) -> tuple[tuple[str, ...], list[tu
 
 
 def health(eventlog: EventLog, source: Source) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-    """The pipeline's health as this process knows it: last event stored, each sink's counts."""
+    """The pipeline's health as this process knows it: whether the store can be read, its last
+    event, each sink's counts. A store that is down is said, not a failure of the view."""
+    try:
+        newest, readable = source.last_received(), True
+    except StoreError:
+        newest, readable = None, False
     rows: list[tuple[Any, ...]] = [
-        ("store", "last event received", source.last_received()),
+        ("store", "readable", readable),
+        ("store", "last event received", newest),
         ("process", "started", datetime.fromtimestamp(STARTED, timezone.utc)),
         ("process", "events waiting", eventlog.pending),
     ]

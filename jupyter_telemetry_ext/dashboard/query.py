@@ -14,6 +14,9 @@ DEFAULT_DAYS = 30
 MAX_SCHEMAS = 50
 MAX_SCHEMA_LENGTH = 1000
 MAX_DAYS = 3660  # ten years: a longer range is a mistake, not a question
+ARGUMENTS = ("since", "until", "bucket", "schema")
+# Query arguments that are not the view's: the server's token and XSRF token, a cache-buster.
+PASSED = frozenset({"token", "_xsrf", "_"})
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,27 @@ class Query:
     @property
     def end_day(self) -> datetime:
         """Return the UTC midnight that ends the day of `until` (excluded), or `until` itself."""
-        start = self.until.astimezone(timezone.utc).replace(hour=0, minute=0, second=0,
-                                                            microsecond=0)  # fmt: skip
-        return start if start == self.until else start + timedelta(days=1)
+        return day_end(self.until)
+
+
+def day_end(until: datetime) -> datetime:
+    """Return the UTC midnight that ends the day of `until` (excluded), or `until` itself."""
+    start = until.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start if start == until else start + timedelta(days=1)
 
 
 def parse_query(args: Mapping[str, Sequence[str]], now: datetime | None = None) -> Query:
     """Return the query that `since`, `until`, `bucket` and `schema` arguments describe."""
+    for name in args:
+        if name not in ARGUMENTS and name not in PASSED:
+            # A misspelt filter (`schemas`, `from`) would otherwise answer every event.
+            shown = name if name.isprintable() and len(name) <= 64 else "an argument"
+            msg = f"{shown}: not an argument of the dashboard (arguments: {', '.join(ARGUMENTS)})"
+            raise QueryError(msg)
     now = now or datetime.now(timezone.utc)
     until = _time(args, "until") or now
-    since = _time(args, "since") or until - timedelta(days=DEFAULT_DAYS)
+    # The default: the DEFAULT_DAYS whole UTC days that end with the day of `until`.
+    since = _time(args, "since") or day_end(until) - timedelta(days=DEFAULT_DAYS)
     if since >= until:
         msg = "since: must be earlier than until"
         raise QueryError(msg)

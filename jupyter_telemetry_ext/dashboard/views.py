@@ -61,13 +61,16 @@ def events(q: Query) -> tuple[str, tuple[str, ...]]:
 def lab_activity(q: Query) -> tuple[str, tuple[str, ...]]:
     """JupyterLab's cell runs, cell errors and notebooks opened per period."""
     cell, notebook = f"schema_id = '{CELL}'", f"schema_id = '{NOTEBOOK}'"
+
+    def total(where: str) -> str:  # a bigint: PostgreSQL's sum of bigints is numeric (3.0)
+        return f"CAST(coalesce(sum(events) FILTER (WHERE {where}), 0) AS bigint)"
+
+    runs, errors = total(cell + " AND action = 'executed'"), total(cell + " AND status = 'error'")
+    opened = total(notebook + " AND action = 'opened'")
     sql = (
-        f"SELECT {period(q.bucket)} AS period, "
-        f"coalesce(sum(events) FILTER (WHERE {cell} AND action = 'executed'), 0) AS cell_runs, "
-        f"coalesce(sum(events) FILTER (WHERE {cell} AND status = 'error'), 0) AS cell_errors, "
-        f"coalesce(sum(events) FILTER (WHERE {notebook} AND action = 'opened'), 0) "
-        f"AS notebooks_opened FROM {{counts}} WHERE schema_id IN ('{CELL}', '{NOTEBOOK}') "
-        "GROUP BY 1 ORDER BY 1"
+        f"SELECT {period(q.bucket)} AS period, {runs} AS cell_runs, {errors} AS cell_errors, "
+        f"{opened} AS notebooks_opened "
+        f"FROM {{counts}} WHERE schema_id IN ('{CELL}', '{NOTEBOOK}') GROUP BY 1 ORDER BY 1"
     )
     return sql, ("period", "cell_runs", "cell_errors", "notebooks_opened")
 

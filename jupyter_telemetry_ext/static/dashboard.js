@@ -1,5 +1,6 @@
 // The telemetry dashboard: each view of the JSON API as a Vega-Lite chart, a table and a CSV
-// download. The API answers in UTC; times are shown in the viewer's time zone.
+// download. The API counts whole UTC days: a period (and the dates chosen) is a UTC date, the
+// same for every viewer; other times (health's) are shown in the viewer's time zone.
 (function () {
   'use strict';
 
@@ -14,6 +15,13 @@
     health: 'Pipeline health'
   };
 
+  // What an empty view means where "nothing recorded" would mislead.
+  const EMPTY = {
+    'active-users': 'No event with a recorded user in the range chosen. Users are counted only ' +
+      'where they are recorded: record_user set, and the category user-identifier allowed for ' +
+      'the schema in c.EventLog.allowed_schemas.'
+  };
+
   // JupyterHub accepts a cookie on a script's request only with the XSRF token of its
   // `_xsrf` cookie (jupyter_server reads the same header).
   function headers() {
@@ -21,37 +29,69 @@
     return found ? { 'X-XSRFToken': decodeURIComponent(found[1]) } : {};
   }
 
+  // Characters that reorder the text around them (a kernel name a user posted could make
+  // another name appear): shown as escapes, as the command line shows control characters.
+  const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+  const escaped = c => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
+  function visible(value) {
+    return typeof value === 'string' ? value.replace(BIDI, escaped) : value;
+  }
+
+  function visibleRows(rows) {
+    return rows.map(row => Object.fromEntries(Object.entries(row).map(([k, v]) => [k, visible(v)])));
+  }
+
+  // A reply's JSON, or a model whose message says what came instead (a login page after the
+  // session ended, a proxy's error page): the page never waits on an answer it cannot read.
+  async function answerOf(response) {
+    try {
+      const model = await response.json();
+      if (model && typeof model === 'object') return { ok: response.ok, model };
+    } catch (e) {
+      // not JSON: said below
+    }
+    const what = 'HTTP ' + response.status + (response.redirected ? ' (redirected to ' + response.url + ')' : '');
+    return { ok: false, model: { message: 'the dashboard API did not answer in JSON (' + what + '): reload the page, or sign in again' } };
+  }
+
   function spec(view, rows, bucket) {
-    // One bar per period (an ordinal axis), labelled in the viewer's time zone.
-    const time = { field: 'period', type: 'ordinal', title: bucket, timeUnit: bucket === 'month' ? 'yearmonth' : 'yearmonthdate' };
+    // One bar per period (an ordinal axis), labelled by its UTC date: a period starts at a UTC
+    // midnight, which the viewer's time zone would put on the day before west of Greenwich.
+    const time = { field: 'period', type: 'ordinal', title: bucket + ' (UTC)', timeUnit: bucket === 'month' ? 'utcyearmonth' : 'utcyearmonthdate' };
+    const WHOLE = { tickMinStep: 1, format: 'd' }; // counts: no 0.5 user
     const base = { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', width: 'container', height: 200, data: { values: rows } };
     switch (view) {
       case 'active-users':
-        return { ...base, mark: { type: 'bar' }, encoding: { x: time, y: { field: 'users', type: 'quantitative', title: 'users' } } };
+        return { ...base, mark: { type: 'bar' }, encoding: { x: time, y: { field: 'users', type: 'quantitative', axis: WHOLE, title: 'users' } } };
       case 'events':
-        return { ...base, mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative' }, color: { field: 'schema', type: 'nominal', legend: { orient: 'bottom', columns: 1, labelLimit: 600 } } } };
+        // A colour per schema and action, as the title says (the action alone says little).
+        return { ...base, transform: [{ calculate: "datum.schema + (datum.action ? ' · ' + datum.action : '')", as: 'kind' }], mark: 'bar', encoding: { x: time, y: { aggregate: 'sum', field: 'events', type: 'quantitative', axis: WHOLE }, color: { field: 'kind', type: 'nominal', title: 'schema · action', legend: { orient: 'bottom', columns: 1, labelLimit: 600 } } } };
       case 'lab-activity':
-        return { ...base, transform: [{ fold: ['cell_runs', 'cell_errors', 'notebooks_opened'], as: ['measure', 'count'] }], mark: { type: 'line', point: true }, encoding: { x: time, y: { field: 'count', type: 'quantitative' }, color: { field: 'measure', type: 'nominal' } } };
+        // Bars side by side: equal counts on lines or points would hide one another.
+        return { ...base, transform: [{ fold: ['cell_runs', 'cell_errors', 'notebooks_opened'], as: ['measure', 'count'] }], mark: 'bar', encoding: { x: time, xOffset: { field: 'measure', type: 'nominal' }, y: { field: 'count', type: 'quantitative', axis: WHOLE }, color: { field: 'measure', type: 'nominal' } } };
       case 'active-time':
-        return { ...base, mark: 'bar', encoding: { x: { field: 'minutes', type: 'ordinal', title: 'active minutes (5-minute bins)' }, y: { field: 'sessions', type: 'quantitative' } } };
+        return { ...base, mark: 'bar', encoding: { x: { field: 'minutes', type: 'ordinal', title: 'active minutes (5-minute bins)' }, y: { field: 'sessions', type: 'quantitative', axis: WHOLE } } };
       case 'kernels':
-        return { ...base, mark: 'bar', encoding: { y: { field: 'kernel', type: 'nominal', sort: '-x' }, x: { field: 'events', type: 'quantitative' } } };
+        return { ...base, mark: 'bar', encoding: { y: { field: 'kernel', type: 'nominal', sort: '-x' }, x: { field: 'events', type: 'quantitative', axis: WHOLE } } };
       case 'servers':
-        return { ...base, mark: 'bar', encoding: { x: time, y: { field: 'events', type: 'quantitative' }, color: { field: 'action', type: 'nominal' } } };
+        return { ...base, mark: 'bar', encoding: { x: time, y: { field: 'events', type: 'quantitative', axis: WHOLE }, color: { field: 'action', type: 'nominal' } } };
       case 'outcomes':
-        return { ...base, mark: 'bar', encoding: { y: { field: 'outcome', type: 'nominal' }, x: { aggregate: 'sum', field: 'events', type: 'quantitative' } } };
+        return { ...base, mark: 'bar', encoding: { y: { field: 'outcome', type: 'nominal' }, x: { aggregate: 'sum', field: 'events', type: 'quantitative', axis: WHOLE } } };
       default: {
         const counts = rows.filter(r => typeof r.value === 'number' && typeof r.value !== 'boolean');
-        return { ...base, data: { values: counts }, mark: 'bar', encoding: { y: { field: 'measure', type: 'nominal' }, x: { field: 'value', type: 'quantitative' }, color: { field: 'part', type: 'nominal' } } };
+        return { ...base, data: { values: counts }, mark: 'bar', encoding: { y: { field: 'measure', type: 'nominal' }, x: { field: 'value', type: 'quantitative', axis: WHOLE }, color: { field: 'part', type: 'nominal' } } };
       }
     }
   }
 
   function shown(column, value) {
+    if (column === 'period' && typeof value === 'string') {
+      return value.slice(0, 10); // a UTC day (a week's Monday, a month's first day)
+    }
     if (typeof value === 'string' && /^\d{4}-\d\d-\d\dT.*Z$/.test(value)) {
       return new Date(value).toLocaleString();
     }
-    return value === null || value === undefined ? '' : String(value);
+    return value === null || value === undefined ? '' : String(visible(value));
   }
 
   function table(columns, rows) {
@@ -101,17 +141,17 @@
   async function draw(element, api, view, params) {
     const chart = element.querySelector('.chart');
     const response = await fetch(api + '/' + view + '?' + params, { credentials: 'same-origin', headers: headers() });
-    const model = await response.json();
-    if (!response.ok) {
+    const { ok, model } = await answerOf(response);
+    if (!ok) {
       chart.textContent = model.message;
       chart.className = 'chart error';
       return;
     }
     if (model.rows.length === 0) {
-      chart.textContent = 'Nothing recorded for this view in the range chosen.';
+      chart.textContent = EMPTY[view] || 'Nothing recorded for this view in the range chosen.';
       chart.className = 'chart empty';
     } else {
-      await window.vegaEmbed(chart, spec(view, model.rows, model.bucket), { actions: false, renderer: 'svg' });
+      await window.vegaEmbed(chart, spec(view, visibleRows(model.rows), model.bucket), { actions: false, renderer: 'svg' });
     }
     const details = document.createElement('details');
     const summary = document.createElement('summary');
@@ -129,9 +169,10 @@
     const params = new URLSearchParams();
     const since = form.since.value;
     const until = form.until.value;
-    // The dates are the viewer's days: their local midnight, sent as UTC.
-    if (since) params.set('since', new Date(since + 'T00:00:00').toISOString());
-    if (until) params.set('until', new Date(until + 'T23:59:59.999').toISOString());
+    // The dates are UTC days, as the views count them: from the first's midnight to the end
+    // of the last.
+    if (since) params.set('since', since + 'T00:00:00Z');
+    if (until) params.set('until', until + 'T23:59:59.999Z');
     params.set('bucket', form.bucket.value);
     if (form.schema.value.trim()) params.set('schema', form.schema.value.trim());
     return params;
@@ -144,9 +185,8 @@
     const views = document.getElementById('views');
     status.textContent = 'Loading…';
     views.textContent = '';
-    const index = await fetch(api, { credentials: 'same-origin', headers: headers() });
-    const model = await index.json();
-    if (!index.ok) {
+    const { ok, model } = await answerOf(await fetch(api, { credentials: 'same-origin', headers: headers() }));
+    if (!ok) {
       status.textContent = model.message;
       return;
     }
@@ -163,7 +203,7 @@
     const form = document.getElementById('filters');
     const today = new Date();
     const start = new Date(today.getTime() - 29 * 86400000);
-    const day = d => d.getFullYear() + '-' + String(d.getMonth() + 1).padStart(2, '0') + '-' + String(d.getDate()).padStart(2, '0');
+    const day = d => d.toISOString().slice(0, 10); // the UTC date
     form.since.value = day(start);
     form.until.value = day(today);
     form.addEventListener('submit', event => {

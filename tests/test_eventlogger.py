@@ -26,6 +26,7 @@ from jupyter_telemetry_ext.core.errors import (
     SchemaRegistryException,
 )
 from tests.conftest import Sink, make_schema
+from tests.hubserver import doc_block
 
 SCHEMA_ID = "https://example.org/events/clicked"
 SCHEMA = {
@@ -123,6 +124,20 @@ def test_emit_returns_the_capsule_as_jupyter_events_writes_it(
         "__metadata_version__": 1,
         "button": "ok",
     }
+
+
+def test_an_integer_schema_version_is_written_as_a_string_as_jupyter_events_does(
+    sink: Sink,
+) -> None:
+    el = EventLogger(handlers=[sink.handler])
+    el.register_event_schema({**SCHEMA, "version": 2})
+    capsule = el.emit(schema_id=SCHEMA_ID, data={"button": "ok"})
+    assert el.eventlog.flush(5)
+    assert capsule is not None
+    assert capsule["__schema_version__"] == "2"
+    assert sink.events[0]["__schema_version__"] == "2"
+    assert el.schemas.get(SCHEMA_ID).version == "2"
+    el.eventlog.close()
 
 
 def test_emit_without_handler_nor_listener_returns_none() -> None:
@@ -246,6 +261,18 @@ def test_a_modifier_that_raises_is_logged_and_the_event_not_recorded(
     assert logger.eventlog.flush(5)
     assert not sink.lines
     assert "no-such-key" in logs.getvalue()
+    assert "was not recorded" in logs.getvalue()
+
+
+@pytest.mark.parametrize("returned", [None, ["button"]])
+def test_a_modifier_that_returns_no_dict_is_logged_and_the_event_not_recorded(
+    logger: EventLogger, sink: Sink, logs: io.StringIO, returned: Any
+) -> None:
+    logger.add_modifier(modifier=lambda schema_id, data: returned)
+    assert logger.emit(schema_id=SCHEMA_ID, data={"button": "ok"}) is None
+    assert logger.eventlog.flush(5)
+    assert not sink.lines
+    assert f"returned {type(returned).__name__}, not a dict" in logs.getvalue()
     assert "was not recorded" in logs.getvalue()
 
 
@@ -378,3 +405,26 @@ def test_a_schema_marked_personal_data_redacts_its_uncategorised_properties(sink
     capsule = el.emit(schema_id=SCHEMA_ID, data={"button": "ok"})
     assert capsule is not None
     assert capsule["button"] is None
+
+
+def test_the_migration_pages_example_writes_what_jupyter_events_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "clicked.yaml").write_text(doc_block("migrating.md", "clicked_schema"))
+    names: dict[str, Any] = {}
+    exec(doc_block("migrating.md", "jupyter_events_compat"), names)  # noqa: S102 - our docs
+    names["logger"].eventlog.close()
+    for handler in names["logger"].handlers:
+        handler.close()
+    (line,) = (tmp_path / "events.log").read_text("utf-8").splitlines()
+    event = json.loads(line)
+    assert event["__timestamp__"].endswith("+00:00Z")
+    del event["__timestamp__"]
+    assert event == {
+        "__schema__": "https://example.org/my-extension/clicked",
+        "__schema_version__": "1",
+        "__metadata_version__": 1,
+        "button": "ok",
+    }

@@ -85,7 +85,7 @@ class SchemaRegistry:
 
     def register(self, schema: Any) -> EventSchema:
         """Check and keep a schema; raise SchemaRegistryException if its id is registered."""
-        checked = EventSchema(with_defaults(load_schema(schema)))
+        checked = EventSchema(_string_version(with_defaults(load_schema(schema))))
         if checked.id in self._schemas:
             msg = f"The schema, {checked.id}, is already registered with this EventLogger."
             raise SchemaRegistryException(msg)
@@ -95,6 +95,15 @@ class SchemaRegistry:
     def validate_event(self, schema_id: str, data: Any) -> None:
         """Raise a `jsonschema.ValidationError` naming the field when the event is not valid."""
         self._schemas[schema_id].validate(data)
+
+
+def _string_version(document: dict[str, Any]) -> dict[str, Any]:
+    """Return the document with an integer `version` as a string, as jupyter_events keeps it
+    (its capsules' `__schema_version__` is a string); without its warning."""
+    version = document.get("version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        document["version"] = str(version)
+    return document
 
 
 class _EventsTimestamps(Timestamps):
@@ -290,12 +299,19 @@ class EventLogger(LoggingConfigurable):
         data = copy.deepcopy(data)  # the caller's event is never changed
         for modifier in (modifiers or set()) | self._all_modifiers:
             try:
-                data = modifier(schema_id=schema_id, data=data)
+                modified: object = modifier(schema_id=schema_id, data=data)
             except Exception:  # a modifier may redact: the event is not recorded without it
                 self.log.exception(
                     "Event modifier %r failed: the %s event was not recorded", modifier, schema_id
                 )
                 return None
+            if not isinstance(modified, dict):  # e.g. it changed the event and returned None
+                self.log.error(
+                    "Event modifier %r returned %s, not a dict: the %s event was not recorded",
+                    modifier, type(modified).__name__, schema_id,
+                )  # fmt: skip
+                return None
+            data = modified
         return data
 
     def _redacted(self, schema: EventSchema, data: Mapping[str, Any]) -> dict[str, Any]:

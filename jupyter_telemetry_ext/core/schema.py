@@ -14,6 +14,7 @@ import yaml
 
 from .categories import CategoryNode, category_tree, check_labels
 from .errors import EventSchemaError
+from .nesting import too_deep
 from .reserved import RESERVED_PREFIX, with_reserved_key_check
 from .walk import walk
 
@@ -158,6 +159,8 @@ class EventSchema:
         `reserved.may_hold_reserved_key`), so the validator that also looks for one is spared.
         """
         validator = self._fast if not no_reserved_keys else self._without_reserved_check()
+        if too_deep(event) is not None:  # the validator would overflow the native stack
+            return False
         try:
             return bool(validator.is_valid(event))
         except ValueError:  # a value JSON cannot hold (a datetime, an object): never valid
@@ -177,8 +180,17 @@ class EventSchema:
 
     def validation_error(self, event: Any) -> Exception:
         """Return the error that describes why an invalid event fails, naming the field path."""
-        from .validation import describing_document, event_error, not_json_error, reserved_key_error
+        from .validation import (
+            describing_document,
+            event_error,
+            not_json_error,
+            reserved_key_error,
+            too_deep_error,
+        )
 
+        deep = too_deep(event)
+        if deep is not None:
+            return too_deep_error(deep, self.id, self.version)
         try:  # first the rule `with_reserved_key_check` added
             reserved = reserved_key_error(event, self.id, self.version)
         except ValueError:  # a value the validators cannot read

@@ -16,6 +16,7 @@ import jsonschema
 import jsonschema_rs
 from jsonschema.protocols import Validator
 
+from .nesting import MAX_DEPTH
 from .printable import printable
 from .reserved import reserved_key_path
 from .walk import walk
@@ -201,6 +202,15 @@ def _listed(value: Any) -> str:
         shown = ", ".join(repr(v) for v in value[:_MAX_LISTED])
         return f"[{shown}{', ...' if len(value) > _MAX_LISTED else ''}]"
     return repr(value)[:100]
+
+
+def too_deep_error(field: str, schema_id: str, version: object) -> EventValidationError:
+    """Return the error for an event nested deeper than MAX_DEPTH under the top-level key
+    `field` (`""`: the event itself)."""
+    field = field_path([field] if field else [])
+    reason = f"nests deeper than {MAX_DEPTH} levels"
+    message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
+    return EventValidationError(message, field=field, reason=reason)
 
 
 def not_json_error(event: Any, schema_id: str, version: object) -> EventValidationError:

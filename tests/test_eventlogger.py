@@ -201,6 +201,20 @@ def test_the_admins_allow_list_applies_when_configured(sink: Sink) -> None:
     assert el.eventlog.outcomes()[(SCHEMA_ID, "filtered")] == 1
 
 
+def test_a_schema_the_allow_list_leaves_out_is_named_in_a_warning_at_registration(
+    sink: Sink, logs: io.StringIO
+) -> None:
+    config = Config({"EventLog": {"allowed_schemas": ["https://example.org/other"]}})
+    el = EventLogger(handlers=[sink.handler], config=config)
+    el.register_event_schema(SCHEMA)
+    el.register_event_schema({**SCHEMA, "$id": "https://example.org/other"})
+    warning = (
+        f"{SCHEMA_ID} is registered, but the allow-list (c.EventLog.allowed_schemas) does not "
+        "name it: its events will not be recorded"
+    )
+    assert logs.getvalue().splitlines() == [warning]
+
+
 # Handlers
 
 

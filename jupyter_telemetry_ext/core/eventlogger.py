@@ -193,6 +193,17 @@ class EventLogger(LoggingConfigurable):
             table.setdefault(registered.id, set())
         if self._record_all:
             self._eventlog.allowed_schemas = [*self._eventlog.allowed_schemas, registered.id]
+        elif not self._eventlog.is_allowed(registered.id):  # else emit returns None, unexplained
+            self.log.warning(
+                "%s is registered, but the allow-list (%s) does not name it: its events will "
+                "not be recorded",
+                registered.id, self._allow_list_name(),
+            )  # fmt: skip
+
+    def _allow_list_name(self) -> str:
+        """Return the option whose allow-list this logger applies."""
+        own = self.allowed_schemas is not None
+        return "c.EventLogger.allowed_schemas" if own else "c.EventLog.allowed_schemas"
 
     def register_handler(self, handler: logging.Handler) -> None:
         """Write recorded events to a `logging.Handler` too."""

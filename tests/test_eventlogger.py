@@ -201,6 +201,25 @@ def test_the_admins_allow_list_applies_when_configured(sink: Sink) -> None:
     assert el.eventlog.outcomes()[(SCHEMA_ID, "filtered")] == 1
 
 
+def test_without_parent_nor_config_the_running_applications_allow_list_applies(
+    sink: Sink,
+) -> None:
+    from traitlets.config import Application
+
+    config = Config({"EventLog": {"allowed_schemas": ["https://example.org/other"]}})
+    Application.instance(config=config)  # a Jupyter server, its config file read
+    try:
+        el = EventLogger(handlers=[sink.handler])
+    finally:
+        Application.clear_instance()
+    el.register_event_schema(SCHEMA)
+    el.register_event_schema({**SCHEMA, "$id": "https://example.org/other"})
+    assert el.emit(schema_id=SCHEMA_ID, data={"button": "ok"}) is None
+    assert el.emit(schema_id="https://example.org/other", data={"button": "ok"})
+    assert el.eventlog.flush(5)
+    assert [e["__schema__"] for e in sink.events] == ["https://example.org/other"]
+
+
 def test_a_schema_the_allow_list_leaves_out_is_named_in_a_warning_at_registration(
     sink: Sink, logs: io.StringIO
 ) -> None:
@@ -299,8 +318,11 @@ def test_a_modifier_must_be_callable(logger: EventLogger) -> None:
 
 
 async def test_an_async_listener_is_awaited_on_the_jupyter_servers_loop(
-    jp_serverapp: Any, logger: EventLogger
+    jp_serverapp: Any, sink: Sink
 ) -> None:
+    # Made in the server, the logger reads its config: its own allow-list names the schema.
+    logger = EventLogger(handlers=[sink.handler], allowed_schemas=[SCHEMA_ID])
+    logger.register_event_schema(SCHEMA)
     seen: list[tuple[str, dict[str, Any], asyncio.AbstractEventLoop]] = []
 
     async def listener(logger: EventLogger, schema_id: str, data: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from traitlets import Any as AnyTrait
 from traitlets import Instance, List, default, observe
-from traitlets.config import Config, LoggingConfigurable
+from traitlets.config import Application, Config, LoggingConfigurable
 
 from jupyter_telemetry_ext._version import __version__
 
@@ -143,7 +143,13 @@ class EventLogger(LoggingConfigurable):
     ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
-        """Create an EventLogger; traits come from keyword arguments or `c.EventLogger.*`."""
+        """Create an EventLogger; traits come from keyword arguments or `c.EventLogger.*`.
+
+        Without `parent` nor `config`, the config is the running application's (a Jupyter
+        server's), so that the admin's `c.EventLog.*` applies to it too.
+        """
+        if "parent" not in kwargs and "config" not in kwargs and Application.initialized():
+            kwargs["config"] = Application.instance().config
         super().__init__(**kwargs)
         self.schemas = SchemaRegistry()
         self._modifiers: dict[str, set[Modifier]] = {}

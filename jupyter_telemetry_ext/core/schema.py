@@ -152,24 +152,26 @@ class EventSchema:
         """Return True when two schemas are the same document (`1` and `"1"` alike)."""
         return _comparable(self.document) == _comparable(other.document)
 
-    def is_valid(self, event: Any, *, no_reserved_keys: bool = False) -> bool:
+    def is_valid(self, event: Any, *, no_reserved_keys: bool = False, parsed: bool = False) -> bool:
         """Return True when the event is valid under this schema.
 
         `no_reserved_keys`: the caller knows that no key of the event starts with `__` (see
         `reserved.may_hold_reserved_key`), so the validator that also looks for one is spared.
+        `parsed`: the event was read from JSON text, whose readers stop long before a depth
+        the validator cannot take (the server's at 64 levels), so its depth is not checked.
         """
         validator = self._fast if not no_reserved_keys else self._without_reserved_check()
-        if too_deep(event) is not None:  # the validator would overflow the native stack
+        if not parsed and too_deep(event) is not None:  # it would overflow the native stack
             return False
         try:
             return bool(validator.is_valid(event))
         except ValueError:  # a value JSON cannot hold (a datetime, an object): never valid
             return False
 
-    def validate(self, event: Any, *, no_reserved_keys: bool = False) -> None:
+    def validate(self, event: Any, *, no_reserved_keys: bool = False, parsed: bool = False) -> None:
         """Raise EventValidationError (a jsonschema.ValidationError) when the event is not valid
-        (`no_reserved_keys`: see `is_valid`)."""
-        if not self.is_valid(event, no_reserved_keys=no_reserved_keys):
+        (`no_reserved_keys`, `parsed`: see `is_valid`)."""
+        if not self.is_valid(event, no_reserved_keys=no_reserved_keys, parsed=parsed):
             raise self.validation_error(event)
 
     def _without_reserved_check(self) -> Any:

@@ -464,3 +464,25 @@ def test_the_migration_pages_example_writes_what_jupyter_events_writes(
         "__metadata_version__": 1,
         "button": "ok",
     }
+
+
+async def test_an_unmodified_listener_never_sees_an_action_the_allow_list_leaves_out(
+    sink: Sink,
+) -> None:
+    schema_id = "https://example.org/events/acted"
+    el = EventLogger(handlers=[sink.handler], allowed_schemas=[(schema_id, ["open"], [])])
+    el.register_event_schema(
+        {"$id": schema_id, "version": "1", "properties": {"action": {"enum": ["open", "purge"]}}}
+    )
+    seen: list[dict[str, Any]] = []
+
+    async def listener(logger: EventLogger, schema_id: str, data: dict[str, Any]) -> None:
+        seen.append(data)
+
+    el.add_listener(modified=False, schema_id=schema_id, listener=listener)
+    el.add_modifier(schema_id=schema_id, modifier=lambda schema_id, data: {"action": "open"})
+    assert el.emit(schema_id=schema_id, data={"action": "purge"})  # recorded as "open"
+    assert el.emit(schema_id=schema_id, data={"action": "open"})
+    await el.gather_listeners()
+    assert seen == [{"action": "open"}]
+    el.eventlog.close()

@@ -303,7 +303,9 @@ class EventLogger(LoggingConfigurable):
         if modified_listeners:
             recorded = {k: v for k, v in capsule.items() if not k.startswith("__")}
             self._schedule(modified_listeners, schema_id, recorded)
-        if unmodified:
+        if unmodified and self._eventlog.is_allowed_event(schema.checked, data):
+            # The raw event's action may be one the allow-list leaves out (a modifier changed
+            # it): then no listener sees it.
             self._schedule(unmodified, schema_id, self._redacted(schema, data))
         return capsule
 

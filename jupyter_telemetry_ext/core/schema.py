@@ -192,16 +192,16 @@ class EventSchema:
 
         deep = too_deep(event)
         if deep is not None:
-            return too_deep_error(deep, self.id, self.version)
+            return too_deep_error(deep, self.id, self.version, self.categories)
         try:  # first the rule `with_reserved_key_check` added
-            reserved = reserved_key_error(event, self.id, self.version)
+            reserved = reserved_key_error(event, self.id, self.version, self.categories)
         except ValueError:  # a value the validators cannot read
-            return not_json_error(event, self.id, self.version)
+            return not_json_error(event, self.id, self.version, self.categories)
         if reserved is not None:
             return reserved
         if self._describer is None:
             self._describer = self._compile(describing_document(self._validation_document))
-        return event_error(self._describer, event, self.id, self.version)
+        return event_error(self._describer, event, self.id, self.version, self.categories)
 
     def _where(self) -> str:
         if self.source:

@@ -243,6 +243,28 @@ def test_additional_properties_apply_where_they_apply() -> None:
     assert SECRET not in record(sibling, {"s": SECRET})
 
 
+def test_personal_property_names_leave_out_the_keys_the_schema_does_not_name() -> None:
+    scores = {
+        "type": "object",
+        "properties": {"total": {"type": "integer"}},
+        "propertyNames": {"anyOf": [{"categories": ["user-identifier"]}]},
+        "additionalProperties": {"type": "integer"},
+    }
+    document = schema(properties={"scores": scores})
+    event = {"scores": {"total": 3, "alice": 2, "bob": 1}}
+    assert '"scores":{"total":3}' in record(document, event)
+    assert '"scores":{"total":3}' in record(document, event, redaction="drop")
+    allowed = {document["$id"]: {"allowed_categories": ["user-identifier"]}}
+    sink = Sink()
+    log = EventLog(handlers=[sink.handler], allowed_schemas=allowed)
+    log.register_schema(document)
+    log.record_event(document["$id"], 1, event)
+    assert sink.events[0]["scores"] == event["scores"]
+    # at the top level too, where the key would otherwise be unrestricted
+    top = schema(propertyNames={"categories": ["user-identifier"]})
+    assert SECRET not in record(top, {"s": "kept", SECRET: 1})
+
+
 def test_unevaluated_properties_cover_what_a_failing_branch_names() -> None:
     document = schema(
         **{"$schema": DRAFT2020},

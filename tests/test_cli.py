@@ -113,7 +113,12 @@ def test_validate_takes_schema_text_and_never_echoes_the_schema(tmp_path: Path) 
 def test_validate_with_eventlogger_rules(tmp_path: Path) -> None:
     (tmp_path / "untitled.yaml").write_text(yaml.safe_dump(UNTITLED))
     (tmp_path / "plain-id.yaml").write_text(yaml.safe_dump(make_schema("x/plain")))
-    assert run("validate", "untitled.yaml", cwd=tmp_path).returncode == RC.INVALID
+    untitled = run("validate", "untitled.yaml", cwd=tmp_path)
+    assert untitled.returncode == RC.INVALID
+    assert untitled.stderr.strip().endswith(
+        "title: is required and must be a non-empty string (for jupyter_events' EventLogger, "
+        "where it is optional, add --eventlogger)"
+    )
     logger = run("validate", "--eventlogger", "untitled.yaml", "plain-id.yaml", cwd=tmp_path)
     assert logger.returncode == RC.INVALID
     assert "untitled.yaml: This schema is valid" in logger.stdout

@@ -16,6 +16,7 @@ from traitlets.config import Config
 from jupyter_telemetry_ext import EventLog as CoreEventLog
 from jupyter_telemetry_ext import EventSchemaError
 from jupyter_telemetry_ext.compat.jupyter_telemetry import TELEMETRY_METADATA_VERSION, EventLog
+from jupyter_telemetry_ext.core.errors import UnknownSchemaError
 from tests.conftest import Sink
 from tests.hubserver import doc_block
 
@@ -135,3 +136,14 @@ def test_the_migration_pages_example_records_the_event(
         handler.close()
     (line,) = (tmp_path / "events.log").read_text("utf-8").splitlines()
     assert json.loads(line)["path"] == "a.ipynb"
+
+
+@pytest.mark.parametrize(("schema_id", "version"), [("my.extension/nope", 1), (SCHEMA["$id"], 9)])
+def test_an_unregistered_schema_is_a_value_error_as_in_jupyter_telemetry(
+    schema_id: str, version: int
+) -> None:
+    eventlog = EventLog(allowed_schemas=[SCHEMA["$id"]])
+    eventlog.register_schema(SCHEMA)
+    with pytest.raises(ValueError, match=r"is not registered") as raised:
+        eventlog.record_event(schema_id, version, {})
+    assert isinstance(raised.value, UnknownSchemaError)

@@ -26,6 +26,7 @@ from jupyter_telemetry_ext.core.errors import (
     SchemaRegistryException,
 )
 from tests.conftest import Sink, make_schema
+from tests.hubserver import doc_block
 
 SCHEMA_ID = "https://example.org/events/clicked"
 SCHEMA = {
@@ -125,6 +126,20 @@ def test_emit_returns_the_capsule_as_jupyter_events_writes_it(
     }
 
 
+def test_an_integer_schema_version_is_written_as_a_string_as_jupyter_events_does(
+    sink: Sink,
+) -> None:
+    el = EventLogger(handlers=[sink.handler])
+    el.register_event_schema({**SCHEMA, "version": 2})
+    capsule = el.emit(schema_id=SCHEMA_ID, data={"button": "ok"})
+    assert el.eventlog.flush(5)
+    assert capsule is not None
+    assert capsule["__schema_version__"] == "2"
+    assert sink.events[0]["__schema_version__"] == "2"
+    assert el.schemas.get(SCHEMA_ID).version == "2"
+    el.eventlog.close()
+
+
 def test_emit_without_handler_nor_listener_returns_none() -> None:
     el = EventLogger()
     el.register_event_schema(SCHEMA)
@@ -184,6 +199,39 @@ def test_the_admins_allow_list_applies_when_configured(sink: Sink) -> None:
     el.register_event_schema(SCHEMA)
     assert el.emit(schema_id=SCHEMA_ID, data={"button": "ok"}) is None
     assert el.eventlog.outcomes()[(SCHEMA_ID, "filtered")] == 1
+
+
+def test_without_parent_nor_config_the_running_applications_allow_list_applies(
+    sink: Sink,
+) -> None:
+    from traitlets.config import Application
+
+    config = Config({"EventLog": {"allowed_schemas": ["https://example.org/other"]}})
+    Application.instance(config=config)  # a Jupyter server, its config file read
+    try:
+        el = EventLogger(handlers=[sink.handler])
+    finally:
+        Application.clear_instance()
+    el.register_event_schema(SCHEMA)
+    el.register_event_schema({**SCHEMA, "$id": "https://example.org/other"})
+    assert el.emit(schema_id=SCHEMA_ID, data={"button": "ok"}) is None
+    assert el.emit(schema_id="https://example.org/other", data={"button": "ok"})
+    assert el.eventlog.flush(5)
+    assert [e["__schema__"] for e in sink.events] == ["https://example.org/other"]
+
+
+def test_a_schema_the_allow_list_leaves_out_is_named_in_a_warning_at_registration(
+    sink: Sink, logs: io.StringIO
+) -> None:
+    config = Config({"EventLog": {"allowed_schemas": ["https://example.org/other"]}})
+    el = EventLogger(handlers=[sink.handler], config=config)
+    el.register_event_schema(SCHEMA)
+    el.register_event_schema({**SCHEMA, "$id": "https://example.org/other"})
+    warning = (
+        f"{SCHEMA_ID} is registered, but the allow-list (c.EventLog.allowed_schemas) does not "
+        "name it: its events will not be recorded"
+    )
+    assert logs.getvalue().splitlines() == [warning]
 
 
 # Handlers
@@ -249,6 +297,18 @@ def test_a_modifier_that_raises_is_logged_and_the_event_not_recorded(
     assert "was not recorded" in logs.getvalue()
 
 
+@pytest.mark.parametrize("returned", [None, ["button"]])
+def test_a_modifier_that_returns_no_dict_is_logged_and_the_event_not_recorded(
+    logger: EventLogger, sink: Sink, logs: io.StringIO, returned: Any
+) -> None:
+    logger.add_modifier(modifier=lambda schema_id, data: returned)
+    assert logger.emit(schema_id=SCHEMA_ID, data={"button": "ok"}) is None
+    assert logger.eventlog.flush(5)
+    assert not sink.lines
+    assert f"returned {type(returned).__name__}, not a dict" in logs.getvalue()
+    assert "was not recorded" in logs.getvalue()
+
+
 def test_a_modifier_must_be_callable(logger: EventLogger) -> None:
     with pytest.raises(TypeError):
         logger.add_modifier(modifier="not callable")  # type: ignore[arg-type]
@@ -258,8 +318,11 @@ def test_a_modifier_must_be_callable(logger: EventLogger) -> None:
 
 
 async def test_an_async_listener_is_awaited_on_the_jupyter_servers_loop(
-    jp_serverapp: Any, logger: EventLogger
+    jp_serverapp: Any, sink: Sink
 ) -> None:
+    # Made in the server, the logger reads its config: its own allow-list names the schema.
+    logger = EventLogger(handlers=[sink.handler], allowed_schemas=[SCHEMA_ID])
+    logger.register_event_schema(SCHEMA)
     seen: list[tuple[str, dict[str, Any], asyncio.AbstractEventLoop]] = []
 
     async def listener(logger: EventLogger, schema_id: str, data: dict[str, Any]) -> None:
@@ -378,3 +441,48 @@ def test_a_schema_marked_personal_data_redacts_its_uncategorised_properties(sink
     capsule = el.emit(schema_id=SCHEMA_ID, data={"button": "ok"})
     assert capsule is not None
     assert capsule["button"] is None
+
+
+def test_the_migration_pages_example_writes_what_jupyter_events_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "clicked.yaml").write_text(doc_block("migrating.md", "clicked_schema"))
+    names: dict[str, Any] = {}
+    exec(doc_block("migrating.md", "jupyter_events_compat"), names)  # noqa: S102 - our docs
+    names["logger"].eventlog.close()
+    for handler in names["logger"].handlers:
+        handler.close()
+    (line,) = (tmp_path / "events.log").read_text("utf-8").splitlines()
+    event = json.loads(line)
+    assert event["__timestamp__"].endswith("+00:00Z")
+    del event["__timestamp__"]
+    assert event == {
+        "__schema__": "https://example.org/my-extension/clicked",
+        "__schema_version__": "1",
+        "__metadata_version__": 1,
+        "button": "ok",
+    }
+
+
+async def test_an_unmodified_listener_never_sees_an_action_the_allow_list_leaves_out(
+    sink: Sink,
+) -> None:
+    schema_id = "https://example.org/events/acted"
+    el = EventLogger(handlers=[sink.handler], allowed_schemas=[(schema_id, ["open"], [])])
+    el.register_event_schema(
+        {"$id": schema_id, "version": "1", "properties": {"action": {"enum": ["open", "purge"]}}}
+    )
+    seen: list[dict[str, Any]] = []
+
+    async def listener(logger: EventLogger, schema_id: str, data: dict[str, Any]) -> None:
+        seen.append(data)
+
+    el.add_listener(modified=False, schema_id=schema_id, listener=listener)
+    el.add_modifier(schema_id=schema_id, modifier=lambda schema_id, data: {"action": "open"})
+    assert el.emit(schema_id=schema_id, data={"action": "purge"})  # recorded as "open"
+    assert el.emit(schema_id=schema_id, data={"action": "open"})
+    await el.gather_listeners()
+    assert seen == [{"action": "open"}]
+    el.eventlog.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +13,7 @@ from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
 
 from jupyter_telemetry_ext import EventLog
+from jupyter_telemetry_ext.server.server_events import warn_unredacted_handlers
 from tests.conftest import FRONTEND_ID, SERVER_ID, Sink, make_schema
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]
@@ -34,8 +37,20 @@ def allowed_server_schemas() -> Any:
 
 
 @pytest.fixture
-def jp_server_config(jp_server_config: Config, allowed_server_schemas: Any) -> Config:  # type: ignore[no-redef]
-    return server_config(jp_server_config, allowed_server_schemas)
+def server_event_handlers() -> list[logging.Handler]:
+    return []
+
+
+@pytest.fixture
+def jp_server_config(  # type: ignore[no-redef]
+    jp_server_config: Config,
+    allowed_server_schemas: Any,
+    server_event_handlers: Any,
+) -> Config:
+    config = server_config(jp_server_config, allowed_server_schemas)
+    if server_event_handlers:
+        config.EventLogger.handlers = server_event_handlers
+    return config
 
 
 async def save_a_file_and_start_a_kernel(jp_fetch: Fetch) -> None:
@@ -224,3 +239,42 @@ async def test_api_events_without_credentials_is_refused(
         await jp_fetch("api", "events", method="POST", body=body, headers={"Authorization": ""})
     assert e.value.code == 403
     assert await wait_recorded(server_eventlog, sink) == []
+
+
+RAW_HANDLERS = "jupyter_server's own event logger also writes its events to StreamHandler"
+UNREDACTED = io.StringIO()
+
+
+@pytest.mark.parametrize("server_event_handlers", [[logging.StreamHandler(UNREDACTED)]])
+async def test_handlers_of_jupyter_servers_own_event_logger_are_named_in_a_warning(
+    jp_fetch: Fetch, server_eventlog: EventLog, sink: Sink, jp_serverapp: Any
+) -> None:
+    await save_a_file_and_start_a_kernel(jp_fetch)
+    assert "secret-plans" not in json.dumps(await wait_recorded(server_eventlog, sink))
+    assert "secret-plans" in UNREDACTED.getvalue()  # what the warning is about
+    stream = io.StringIO()
+    warn_unredacted_handlers(jp_serverapp.event_logger, logging_to(stream))
+    assert RAW_HANDLERS in stream.getvalue()
+    assert "c.EventLogger.handlers" in stream.getvalue()
+
+
+def test_no_warning_for_handlers_recording_through_an_eventlog() -> None:
+    pytest.importorskip("jupyterhub")
+    from jupyter_events import EventLogger
+
+    from jupyter_telemetry_ext.hub.events import HubEventHandler
+
+    stream = io.StringIO()
+    warn_unredacted_handlers(EventLogger(), logging_to(stream))
+    handler = HubEventHandler(allowed_schemas=[])
+    warn_unredacted_handlers(EventLogger(handlers=[handler]), logging_to(stream))
+    handler.close()
+    assert stream.getvalue() == ""
+
+
+def logging_to(stream: io.StringIO) -> logging.Logger:
+    """Return a logger of its own writing to `stream`."""
+    log = logging.getLogger(f"test.server_events.{id(stream)}")
+    log.propagate = False
+    log.handlers = [logging.StreamHandler(stream)]
+    return log

@@ -74,10 +74,16 @@ class ValidateCommand(Command):
         try:
             schema = self._register(eventlog, document, name)
         except EventSchemaError as e:
-            detail = _detail(e, name)
+            detail = _detail(e, name) + self._hint(_detail(e, name))
             return _problem(f"{name}: The schema failed to validate: {detail}", RC.INVALID)
         print(printable(f"{name}: This schema is valid ({schema.id} version {schema.version})"))
         return RC.OK
+
+    def _hint(self, detail: str) -> str:
+        """Say how to check a jupyter_events schema, whose title and description are optional."""
+        if self.eventlogger or not detail.startswith(("title:", "description:")):
+            return ""
+        return " (for jupyter_events' EventLogger, where it is optional, add --eventlogger)"
 
     def _register(self, eventlog: EventLog, document: Mapping[str, Any], name: str) -> EventSchema:
         """Register the document as EventLog (or, with --eventlogger, EventLogger) would."""

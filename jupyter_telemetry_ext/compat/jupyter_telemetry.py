@@ -12,6 +12,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from jupyter_telemetry_ext.core.errors import UnknownSchemaError, UnregisteredSchemaError
 from jupyter_telemetry_ext.core.eventlog_v1 import METADATA_VERSION_1, MetadataV1EventLog
 from jupyter_telemetry_ext.core.eventlogger import Handlers
 from jupyter_telemetry_ext.core.events_schema import with_defaults
@@ -68,6 +69,14 @@ class EventLog(MetadataV1EventLog):
     def schemas(self) -> RegisteredSchemas:
         """Return every registered schema; as a mapping, each document as it was registered."""
         return _AsRegistered(super().schemas, self._given)
+
+    def get_schema(self, schema_id: str, version: object) -> EventSchema:
+        """Return a registered schema; raise UnregisteredSchemaError (a ValueError, as
+        jupyter-telemetry's was, and an UnknownSchemaError) for an unknown one."""
+        try:
+            return super().get_schema(schema_id, version)
+        except UnknownSchemaError:
+            raise UnregisteredSchemaError(schema_id, version) from None
 
     def _register(self, document: Any, *, source: str | None) -> EventSchema:
         filled = with_defaults(document) if isinstance(document, Mapping) else document

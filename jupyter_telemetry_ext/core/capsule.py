@@ -119,7 +119,7 @@ def encode(
     except (TypeError, ValueError) as e:
         from .validation import not_json_error
 
-        raise not_json_error(value, schema.id, schema.version) from e
+        raise not_json_error(value, schema.id, schema.version, schema.categories) from e
 
 
 def encode_read(value: Mapping[str, Any], schema: EventSchema) -> str:

@@ -262,6 +262,19 @@ class _Builder:
             node.other.append(done)
         if additional is not None or unevaluated is not None:
             evaluated.everything = True
+        self._add_key_names(node, schema, frozenset(properties), scope)
+
+    def _add_key_names(
+        self, node: CategoryNode, schema: Mapping[str, Any], named: frozenset[str], scope: Any
+    ) -> None:
+        """Categories under `propertyNames` say the keys' names are personal: they apply to each
+        key that `properties` does not name (its name is data), and so to its value."""
+        names = schema.get("propertyNames")
+        if not isinstance(names, Mapping):
+            return
+        categories = self._all_categories(names, self.references.enter(names, scope))
+        if categories is not None:
+            node.other.append(OtherKeys(CategoryNode(categories=categories), named))
 
     def _build_ref(self, ref: Any, scope: Any) -> tuple[CategoryNode, _Evaluated]:
         target, target_scope = self.references.lookup(ref, scope)

@@ -53,6 +53,10 @@ class UnknownSchemaError(LookupError):
         return str(self.args[0])
 
 
+class UnregisteredSchemaError(UnknownSchemaError, ValueError):
+    """An unknown schema, as jupyter-telemetry 0.1's `record_event` raised it: a ValueError."""
+
+
 class SecretFileError(ValueError):
     """The file of the user-hash key cannot be used: it names the file and what to do."""
 

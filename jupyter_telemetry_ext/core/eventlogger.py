@@ -18,7 +18,7 @@ from typing import Any
 
 from traitlets import Any as AnyTrait
 from traitlets import Instance, List, default, observe
-from traitlets.config import Config, LoggingConfigurable
+from traitlets.config import Application, Config, LoggingConfigurable
 
 from jupyter_telemetry_ext._version import __version__
 
@@ -85,7 +85,7 @@ class SchemaRegistry:
 
     def register(self, schema: Any) -> EventSchema:
         """Check and keep a schema; raise SchemaRegistryException if its id is registered."""
-        checked = EventSchema(with_defaults(load_schema(schema)))
+        checked = EventSchema(_string_version(with_defaults(load_schema(schema))))
         if checked.id in self._schemas:
             msg = f"The schema, {checked.id}, is already registered with this EventLogger."
             raise SchemaRegistryException(msg)
@@ -95,6 +95,15 @@ class SchemaRegistry:
     def validate_event(self, schema_id: str, data: Any) -> None:
         """Raise a `jsonschema.ValidationError` naming the field when the event is not valid."""
         self._schemas[schema_id].validate(data)
+
+
+def _string_version(document: dict[str, Any]) -> dict[str, Any]:
+    """Return the document with an integer `version` as a string, as jupyter_events keeps it
+    (its capsules' `__schema_version__` is a string); without its warning."""
+    version = document.get("version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        document["version"] = str(version)
+    return document
 
 
 class _EventsTimestamps(Timestamps):
@@ -134,7 +143,13 @@ class EventLogger(LoggingConfigurable):
     ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
-        """Create an EventLogger; traits come from keyword arguments or `c.EventLogger.*`."""
+        """Create an EventLogger; traits come from keyword arguments or `c.EventLogger.*`.
+
+        Without `parent` nor `config`, the config is the running application's (a Jupyter
+        server's), so that the admin's `c.EventLog.*` applies to it too.
+        """
+        if "parent" not in kwargs and "config" not in kwargs and Application.initialized():
+            kwargs["config"] = Application.instance().config
         super().__init__(**kwargs)
         self.schemas = SchemaRegistry()
         self._modifiers: dict[str, set[Modifier]] = {}
@@ -184,6 +199,17 @@ class EventLogger(LoggingConfigurable):
             table.setdefault(registered.id, set())
         if self._record_all:
             self._eventlog.allowed_schemas = [*self._eventlog.allowed_schemas, registered.id]
+        elif not self._eventlog.is_allowed(registered.id):  # else emit returns None, unexplained
+            self.log.warning(
+                "%s is registered, but the allow-list (%s) does not name it: its events will "
+                "not be recorded",
+                registered.id, self._allow_list_name(),
+            )  # fmt: skip
+
+    def _allow_list_name(self) -> str:
+        """Return the option whose allow-list this logger applies."""
+        own = self.allowed_schemas is not None
+        return "c.EventLogger.allowed_schemas" if own else "c.EventLog.allowed_schemas"
 
     def register_handler(self, handler: logging.Handler) -> None:
         """Write recorded events to a `logging.Handler` too."""
@@ -277,7 +303,9 @@ class EventLogger(LoggingConfigurable):
         if modified_listeners:
             recorded = {k: v for k, v in capsule.items() if not k.startswith("__")}
             self._schedule(modified_listeners, schema_id, recorded)
-        if unmodified:
+        if unmodified and self._eventlog.is_allowed_event(schema.checked, data):
+            # The raw event's action may be one the allow-list leaves out (a modifier changed
+            # it): then no listener sees it.
             self._schedule(unmodified, schema_id, self._redacted(schema, data))
         return capsule
 
@@ -290,12 +318,19 @@ class EventLogger(LoggingConfigurable):
         data = copy.deepcopy(data)  # the caller's event is never changed
         for modifier in (modifiers or set()) | self._all_modifiers:
             try:
-                data = modifier(schema_id=schema_id, data=data)
+                modified: object = modifier(schema_id=schema_id, data=data)
             except Exception:  # a modifier may redact: the event is not recorded without it
                 self.log.exception(
                     "Event modifier %r failed: the %s event was not recorded", modifier, schema_id
                 )
                 return None
+            if not isinstance(modified, dict):  # e.g. it changed the event and returned None
+                self.log.error(
+                    "Event modifier %r returned %s, not a dict: the %s event was not recorded",
+                    modifier, type(modified).__name__, schema_id,
+                )  # fmt: skip
+                return None
+            data = modified
         return data
 
     def _redacted(self, schema: EventSchema, data: Mapping[str, Any]) -> dict[str, Any]:

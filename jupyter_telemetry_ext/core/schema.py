@@ -14,6 +14,7 @@ import yaml
 
 from .categories import CategoryNode, category_tree, check_labels
 from .errors import EventSchemaError
+from .nesting import too_deep
 from .reserved import RESERVED_PREFIX, with_reserved_key_check
 from .walk import walk
 
@@ -151,22 +152,26 @@ class EventSchema:
         """Return True when two schemas are the same document (`1` and `"1"` alike)."""
         return _comparable(self.document) == _comparable(other.document)
 
-    def is_valid(self, event: Any, *, no_reserved_keys: bool = False) -> bool:
+    def is_valid(self, event: Any, *, no_reserved_keys: bool = False, parsed: bool = False) -> bool:
         """Return True when the event is valid under this schema.
 
         `no_reserved_keys`: the caller knows that no key of the event starts with `__` (see
         `reserved.may_hold_reserved_key`), so the validator that also looks for one is spared.
+        `parsed`: the event was read from JSON text, whose readers stop long before a depth
+        the validator cannot take (the server's at 64 levels), so its depth is not checked.
         """
         validator = self._fast if not no_reserved_keys else self._without_reserved_check()
+        if not parsed and too_deep(event) is not None:  # it would overflow the native stack
+            return False
         try:
             return bool(validator.is_valid(event))
         except ValueError:  # a value JSON cannot hold (a datetime, an object): never valid
             return False
 
-    def validate(self, event: Any, *, no_reserved_keys: bool = False) -> None:
+    def validate(self, event: Any, *, no_reserved_keys: bool = False, parsed: bool = False) -> None:
         """Raise EventValidationError (a jsonschema.ValidationError) when the event is not valid
-        (`no_reserved_keys`: see `is_valid`)."""
-        if not self.is_valid(event, no_reserved_keys=no_reserved_keys):
+        (`no_reserved_keys`, `parsed`: see `is_valid`)."""
+        if not self.is_valid(event, no_reserved_keys=no_reserved_keys, parsed=parsed):
             raise self.validation_error(event)
 
     def _without_reserved_check(self) -> Any:
@@ -177,17 +182,26 @@ class EventSchema:
 
     def validation_error(self, event: Any) -> Exception:
         """Return the error that describes why an invalid event fails, naming the field path."""
-        from .validation import describing_document, event_error, not_json_error, reserved_key_error
+        from .validation import (
+            describing_document,
+            event_error,
+            not_json_error,
+            reserved_key_error,
+            too_deep_error,
+        )
 
+        deep = too_deep(event)
+        if deep is not None:
+            return too_deep_error(deep, self.id, self.version, self.categories)
         try:  # first the rule `with_reserved_key_check` added
-            reserved = reserved_key_error(event, self.id, self.version)
+            reserved = reserved_key_error(event, self.id, self.version, self.categories)
         except ValueError:  # a value the validators cannot read
-            return not_json_error(event, self.id, self.version)
+            return not_json_error(event, self.id, self.version, self.categories)
         if reserved is not None:
             return reserved
         if self._describer is None:
             self._describer = self._compile(describing_document(self._validation_document))
-        return event_error(self._describer, event, self.id, self.version)
+        return event_error(self._describer, event, self.id, self.version, self.categories)
 
     def _where(self) -> str:
         if self.source:

@@ -16,6 +16,8 @@ import jsonschema
 import jsonschema_rs
 from jsonschema.protocols import Validator
 
+from .categories import CategoryNode
+from .nesting import MAX_DEPTH
 from .printable import printable
 from .reserved import reserved_key_path
 from .walk import walk
@@ -71,31 +73,59 @@ def describing_document(document: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def event_error(
-    validator: Any, event: Any, schema_id: str, version: object
+    validator: Any, event: Any, schema_id: str, version: object, tree: Tree = None
 ) -> EventValidationError:
     """Return the error for an event the fast validator refuses: field path and reason.
 
     The fast validator's first error is described (its `iter_errors` would build every error of
-    the event first: as many as values, each a Python object).
+    the event first: as many as values, each a Python object). `tree`: see `named_parts`.
     """
     try:
         validator.validate(event)
     except jsonschema_rs.ValidationError as error:
-        field, reason = describe(error)
+        field, reason = describe(error, tree)
     else:
         field, reason = "(event)", "does not match the schema"
     message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
     return EventValidationError(message, field=field, reason=reason)
 
 
-def reserved_key_error(event: Any, schema_id: str, version: object) -> EventValidationError | None:
+def reserved_key_error(
+    event: Any, schema_id: str, version: object, tree: Tree = None
+) -> EventValidationError | None:
     """Return the error for an event with a `__` key at any depth, naming its path; or None."""
     path = reserved_key_path(event)
     if path is None:
         return None
-    field, reason = field_path(path), "property names starting with '__' are reserved"
+    field = field_path(named_parts(path, tree))
+    reason = "property names starting with '__' are reserved"
     message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
     return EventValidationError(message, field=field, reason=reason)
+
+
+Tree = CategoryNode | None
+# Shown in a field path for a key the schema does not name.
+UNNAMED = "*"
+
+
+def named_parts(parts: Iterable[object], tree: Tree) -> list[object]:
+    """Return a path with each key that the schema (its category tree `tree`) does not name in
+    `properties` as `*`: `additionalProperties` or `patternProperties` let it in, and its name
+    may itself be data. Indexes and reserved (`__`) keys are kept; `tree` None keeps all."""
+    if tree is None:
+        return list(parts)
+    shown: list[object] = []
+    node: Tree = tree
+    for part in parts:
+        if isinstance(part, int):
+            shown.append(part)
+            node = node.items if node is not None else None
+            continue
+        child = node.properties.get(str(part)) if node is not None else None
+        named = child is not None or str(part).startswith(_RESERVED_PREFIX)
+        shown.append(part if named else UNNAMED)
+        node = child
+    return shown
 
 
 def field_path(parts: Iterable[object]) -> str:
@@ -122,27 +152,31 @@ def json_type(value: Any) -> str:
     )
 
 
-def describe(error: jsonschema_rs.ValidationError) -> tuple[str, str]:
+def describe(error: jsonschema_rs.ValidationError, tree: Tree = None) -> tuple[str, str]:
     """Return (field path, reason) for one jsonschema_rs error, without echoing event values.
 
-    Built from the error's path and keyword only: its `message` quotes the value.
+    Built from the error's path and keyword only: its `message` quotes the value. `tree`: see
+    `named_parts`.
     """
-    path: list[object] = list(error.instance_path)
+    path: list[object] = named_parts(error.instance_path, tree)
     kind = error.kind
     if isinstance(kind, Kind.Required):
         return field_path([*path, kind.property]), "is required but missing"
     if isinstance(kind, Kind.PropertyNames):
-        return _property_name(path, kind.error)
+        return _property_name(path, kind.error, tree)
     if isinstance(kind, (Kind.AdditionalProperties, Kind.UnevaluatedProperties)):
         return _extra_keys(path, [str(key) for key in kind.unexpected])
     return field_path(path), _reason(kind, json_type(error.instance))
 
 
-def _property_name(path: list[object], error: jsonschema_rs.ValidationError) -> tuple[str, str]:
+def _property_name(
+    path: list[object], error: jsonschema_rs.ValidationError, tree: Tree
+) -> tuple[str, str]:
     name = str(error.instance)[:_SHOWN]
     if name.startswith(_RESERVED_PREFIX):
         return _reserved(path, name)
-    return field_path([*path, name]), f"the property name fails {error.kind.name}"
+    shown = name if tree is None else UNNAMED  # a name that fails propertyNames is data
+    return field_path([*path, shown]), f"the property name fails {error.kind.name}"
 
 
 def _reserved(path: list[object], name: str) -> tuple[str, str]:
@@ -203,10 +237,24 @@ def _listed(value: Any) -> str:
     return repr(value)[:100]
 
 
-def not_json_error(event: Any, schema_id: str, version: object) -> EventValidationError:
+def too_deep_error(
+    field: str, schema_id: str, version: object, tree: Tree = None
+) -> EventValidationError:
+    """Return the error for an event nested deeper than MAX_DEPTH under the top-level key
+    `field` (`""`: the event itself)."""
+    field = field_path(named_parts([field] if field else [], tree))
+    reason = f"nests deeper than {MAX_DEPTH} levels"
+    message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
+    return EventValidationError(message, field=field, reason=reason)
+
+
+def not_json_error(
+    event: Any, schema_id: str, version: object, tree: Tree = None
+) -> EventValidationError:
     """Return the error for an event holding a value JSON cannot represent, naming its path."""
     path, got = _first_non_json(event, []) or ([], "a value JSON cannot represent")
-    field, reason = field_path(path), f"is not representable in JSON (got {got})"
+    field = field_path(named_parts(path, tree))
+    reason = f"is not representable in JSON (got {got})"
     message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
     return EventValidationError(message, field=field, reason=reason)
 

@@ -52,7 +52,7 @@ from .routes import (
     SUBSCRIBERS_SETTING,
     default_handlers,
 )
-from .server_events import record_server_events
+from .server_events import record_server_events, warn_unredacted_handlers
 from .subscribers import Subscribers
 from .wire import Limits
 from .withdrawal import check_erasure
@@ -400,6 +400,7 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         if self.server_events and self.serverapp is not None:
             recorded = record_server_events(self.serverapp.event_logger, self.eventlog, self.log)
             self.log.info("Telemetry: recording %d server event schemas", len(recorded))
+            warn_unredacted_handlers(self.serverapp.event_logger, self.log)
         warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
         if self.collector_url and self.eventlog.studies:

@@ -130,7 +130,7 @@ def record(
         return FILTERED
     ticket = eventlog.ticket
     try:
-        schema.validate(envelope.data, no_reserved_keys=not envelope.reserved_keys)
+        schema.validate(envelope.data, no_reserved_keys=not envelope.reserved_keys, parsed=True)
         if client_id and reception.is_duplicate(client_id):
             owed = _owed(ticket, reception, client_id)
             if owed is None or ticket is None:

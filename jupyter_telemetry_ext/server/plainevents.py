@@ -50,9 +50,8 @@ class PlainEvents:
             return None
         recorder, data, client_id = read
         reception = self._reception
-        if not recorder.schema.is_valid(data, no_reserved_keys=self._no_reserved_keys) or (
-            client_id is not None and reception.is_duplicate(client_id)
-        ):
+        valid = recorder.schema.is_valid(data, no_reserved_keys=self._no_reserved_keys, parsed=True)
+        if not valid or (client_id is not None and reception.is_duplicate(client_id)):
             return None
         context = reception.context(client_id, None)
         try:

@@ -75,3 +75,21 @@ def record_server_events(event_logger: Any, eventlog: EventLog, log: logging.Log
         event_logger.add_listener(schema_id=schema.id, listener=recorder)
         recorded.append(schema.id)
     return recorded
+
+
+def warn_unredacted_handlers(event_logger: Any, log: logging.Logger) -> None:
+    """Warn when jupyter_server's event logger writes its events itself, to handlers of its own
+    (`c.EventLogger.handlers`, also read by it): those get every event, unredacted, unless
+    they record through an EventLog (as `HubEventHandler` does)."""
+    raw = [
+        type(handler).__name__
+        for handler in event_logger.handlers or ()
+        if not isinstance(getattr(handler, "eventlog", None), EventLog)
+    ]
+    if raw:
+        log.warning(
+            "Telemetry: jupyter_server's own event logger also writes its events to %s "
+            "(c.EventLogger.handlers), unredacted and whatever c.EventLog.allowed_schemas says; "
+            "remove them to have only c.EventLog.handlers record them",
+            ", ".join(raw),
+        )

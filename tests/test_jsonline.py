@@ -46,6 +46,8 @@ TRICKY = [
     {"a": "\ud800"}, {"a": "\x00\x1f\"\\/"}, {"a": Text("x")}, {Text("k"): 1}, {"a": Color.RED},
     {"a": uuid.UUID(int=1)}, {"a": datetime(2020, 1, 1, tzinfo=timezone.utc)}, {"a": b"x"},
     {"a": {1, 2}}, cycle, {"a": [[[[{"b": [True, False, None]}]]]]},
+    {True: 1}, {1.5: "float key"}, {"a": {2: "a nested int key"}}, {"a": [Color.RED]},
+    {"a": [Text("x"), "y"]}, {"a": {"b": 1e-05}}, {"a": [1, 2.5, float("nan")]}, {"a": [2**70]},
 ]  # fmt: skip
 
 

@@ -2,10 +2,10 @@
 
 The standard library's encoder (`allow_nan=False`, ASCII escapes) decides what a line is; orjson
 writes the same line several times faster, for values it writes exactly the same way. Those are
-checked first (`_plain`): exact dicts with string keys, lists, strings, booleans, None, 64-bit
-integers and finite floats that Python writes without an exponent below 1e-4. Anything else
-(a NaN, a tuple, a datetime, a str subclass, a UUID, a cycle) goes to the standard encoder, which
-writes it or raises as it always did.
+checked first (`_plain`): exact dicts and lists of strings, booleans, None, integers and finite
+floats that Python writes without an exponent (orjson refuses other keys and larger integers).
+Anything else (a NaN, a tuple, a datetime, a str subclass, a UUID, a cycle) goes to the standard
+encoder, which writes it or raises as it always did.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ import orjson
 encode_standard = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 
 _MAX_DEPTH = 64  # nesting checked for the fast path; deeper goes to the standard encoder
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson writes
+# Value types orjson writes as the standard encoder does (an integer it cannot write, past 64
+# bits, raises there), and those to look into.
+_WRITTEN_ALIKE = frozenset({str, int, bool, type(None)})
+_LOOKED_AT = _WRITTEN_ALIKE | {float, dict, list}
 # Below this, Python writes floats with an exponent (1e-05) and orjson without (0.00001).
 _SMALLEST_PLAIN_FLOAT = 1e-4
 
@@ -30,7 +33,7 @@ def encode(value: Any) -> str:
     if _plain(value, 0):
         try:
             line = orjson.dumps(value)
-        except orjson.JSONEncodeError:  # a lone surrogate, which the standard encoder escapes
+        except orjson.JSONEncodeError:  # a key not a string, a large integer, a lone surrogate
             return encode_standard(value)
         # Non-ASCII text is escaped by the standard encoder, and so is DEL (0x7f).
         if line.isascii() and b"\x7f" not in line:
@@ -39,32 +42,44 @@ def encode(value: Any) -> str:
 
 
 def _plain(value: Any, depth: int) -> bool:
-    """Return True when orjson writes `value` exactly as the standard encoder does."""
+    """Return True when orjson writes `value` exactly as the standard encoder does.
+
+    orjson itself refuses what would differ among keys (not strings) and integers (past 64
+    bits), and writes strings, booleans, None and the integers it takes as the standard encoder
+    does: only floats, containers and other types are looked at, a container's value types
+    first (in one pass in C), so that most containers need no loop in Python.
+    """
     kind = type(value)
     if kind is dict:
-        return depth < _MAX_DEPTH and _plain_dict(value, depth + 1)
+        return depth < _MAX_DEPTH and _plain_items(value.values(), depth)
     if kind is list:
-        return depth < _MAX_DEPTH and all(_plain(item, depth + 1) for item in value)
+        return depth < _MAX_DEPTH and _plain_items(value, depth)
     return _plain_scalar(kind, value)
 
 
-def _plain_dict(value: dict[Any, Any], depth: int) -> bool:
-    for key, item in value.items():
-        if type(key) is not str:
-            return False
+def _plain_items(items: Any, depth: int) -> bool:
+    """Return True when orjson writes each of a container's values as the standard encoder
+    (their types read in C first: a container of strings, integers and the like needs no loop)."""
+    kinds = set(map(type, items))
+    if kinds <= _WRITTEN_ALIKE:
+        return True
+    if not kinds <= _LOOKED_AT:
+        return False
+    for item in items:
         kind = type(item)
-        if kind is str or kind is bool or item is None:
-            continue  # the common case, without a call
-        if not _plain(item, depth):
+        if kind is float:
+            if not _plain_float(item):
+                return False
+        elif (kind is dict or kind is list) and not _plain(item, depth + 1):
             return False
     return True
 
 
 def _plain_scalar(kind: type, value: Any) -> bool:
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(_INT_MIN <= value <= _INT_MAX)
-    if kind is float:
-        return math.isfinite(value) and (value == 0.0 or abs(value) >= _SMALLEST_PLAIN_FLOAT)
-    return False
+    if kind is str or kind is bool or kind is int or value is None:
+        return True  # an integer orjson does not take raises there: the standard encoder then
+    return kind is float and _plain_float(value)
+
+
+def _plain_float(value: float) -> bool:
+    return math.isfinite(value) and (value == 0.0 or abs(value) >= _SMALLEST_PLAIN_FLOAT)

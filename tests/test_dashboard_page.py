@@ -6,19 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jupyter_telemetry_ext.dashboard.views import CELL, NOTEBOOK
 from tests.conftest import SHIPPED_SCHEMAS
+from tests.labs import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import TOKEN, Server
 
 pytestmark = pytest.mark.e2e  # starts a Jupyter server and Chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 CONFIG = """\
 import logging
 c.TelemetryExtension.schema_paths = [{schemas!r}]

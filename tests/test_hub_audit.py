@@ -103,11 +103,17 @@ def message(
 
 async def _execute(hub: Hub, user: str, token: str, kernel: str, code: str) -> dict[str, Any]:
     """Send `code` to a kernel through the proxy's websocket; return the execute_reply."""
+    return await execute_at(f"ws{hub.url[4:]}user/{user}/api/kernels/{kernel}", token, code)
+
+
+async def execute_at(kernel_url: str, token: str, code: str) -> dict[str, Any]:
+    """Send `code` over the websocket of the kernel at `kernel_url` (ws://.../api/kernels/ID),
+    once it answered a kernel_info_request, with a plain token; return the execute_reply."""
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
     session = uuid.uuid4().hex
-    url = f"ws{hub.url[4:]}user/{user}/api/kernels/{kernel}/channels?session_id={session}"
+    url = f"{kernel_url}/channels?session_id={session}"
     request = HTTPRequest(url, headers={"Authorization": f"token {token}"})
     ws = await asyncio.wait_for(websocket_connect(request), TIMEOUT)
     try:

@@ -31,8 +31,6 @@ from .requests import (
     DebugRequest,
     ExecuteRequest,
     an_id,
-    debug_from_frames,
-    debug_from_message,
     reply_from_frames,
     request_from_frames,
     request_from_message,
@@ -92,14 +90,10 @@ class AuditedSession(Session):
         if self.connection is None or getattr(stream, "channel", None) not in KERNEL_CHANNELS:
             return None
         try:
-            if frames is not None:
-                found = request_from_frames(frames, self.unpack)
-                debug = self._holds() and found is None
-                return debug_from_frames(frames, self.unpack) if debug else found
+            if frames is not None:  # under audit_required a debug_request is held too
+                return request_from_frames(frames, self.unpack, debug=self._holds())
             if isinstance(message, Mapping):
-                found = request_from_message(message, self.unpack)
-                debug = self._holds() and found is None
-                return debug_from_message(message, self.unpack) if debug else found
+                return request_from_message(message, self.unpack, debug=self._holds())
         except Exception as e:  # the message goes through, unless audit_required
             self.connection.audit.recorder.failed("reading a request", e)
             return UNREAD

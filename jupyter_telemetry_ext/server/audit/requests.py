@@ -62,46 +62,36 @@ class ExecuteReply:
     execution_count: int | None
 
 
-def request_from_frames(frames: Sequence[Any], unpack: Unpack) -> ExecuteRequest | None:
-    """Return the execute_request in raw frames [header, parent, metadata, content, ...]."""
+def request_from_frames(
+    frames: Sequence[Any], unpack: Unpack, *, debug: bool = False
+) -> ExecuteRequest | DebugRequest | None:
+    """Return the execute_request (with `debug`, or the debug_request) in raw frames
+    [header, parent, metadata, content, ...], its header unpacked once."""
     if len(frames) < 4:
         return None
     header = unpack(frames[0])
-    if not _is(header, EXECUTE_REQUEST):
-        return None
-    return _request(header, unpack(frames[2]), unpack(frames[3]))
+    if _is(header, EXECUTE_REQUEST):
+        return _request(header, unpack(frames[2]), unpack(frames[3]))
+    if debug and _is(header, DEBUG_REQUEST):
+        return _debug(header, unpack(frames[3]))
+    return None
 
 
-def request_from_message(msg: Mapping[str, Any], unpack: Unpack) -> ExecuteRequest | None:
-    """Return the execute_request in a message dict, whose content may still be packed."""
+def request_from_message(
+    msg: Mapping[str, Any], unpack: Unpack, *, debug: bool = False
+) -> ExecuteRequest | DebugRequest | None:
+    """Return the execute_request (with `debug`, or the debug_request) in a message dict,
+    whose content may still be packed."""
     header = msg.get("header")
-    if not isinstance(header, Mapping) or not _is(header, EXECUTE_REQUEST):
+    if not isinstance(header, Mapping):
+        return None
+    execute = _is(header, EXECUTE_REQUEST)
+    if not execute and not (debug and _is(header, DEBUG_REQUEST)):
         return None
     content = msg.get("content")
     if isinstance(content, (bytes, str)):  # the session sends packed content as it is
         content = unpack(content)
-    return _request(header, msg.get("metadata"), content)
-
-
-def debug_from_frames(frames: Sequence[Any], unpack: Unpack) -> DebugRequest | None:
-    """Return the debug_request in raw frames [header, parent, metadata, content, ...]."""
-    if len(frames) < 4:
-        return None
-    header = unpack(frames[0])
-    if not _is(header, DEBUG_REQUEST):
-        return None
-    return _debug(header, unpack(frames[3]))
-
-
-def debug_from_message(msg: Mapping[str, Any], unpack: Unpack) -> DebugRequest | None:
-    """Return the debug_request in a message dict, whose content may still be packed."""
-    header = msg.get("header")
-    if not isinstance(header, Mapping) or not _is(header, DEBUG_REQUEST):
-        return None
-    content = msg.get("content")
-    if isinstance(content, (bytes, str)):
-        content = unpack(content)
-    return _debug(header, content)
+    return _request(header, msg.get("metadata"), content) if execute else _debug(header, content)
 
 
 def _debug(header: Mapping[str, Any], content: Any) -> DebugRequest:

@@ -303,8 +303,9 @@ def statement_start(query: str) -> str:
 
 def _skip_comment(text: str) -> str:
     """Return `text` after a leading `--` line or `/* */` (nested, as PostgreSQL reads it)."""
-    if text.startswith("--"):
-        return text.partition("\n")[2]
+    if text.startswith("--"):  # a line comment ends at a line feed or a carriage return
+        end = re.search(r"[\n\r]", text)
+        return text[end.end() :] if end else ""
     depth, i = (1, 2) if text.startswith("/*") else (0, 0)
     while depth and i < len(text):
         pair = text[i : i + 2]

@@ -84,6 +84,19 @@ def test_days_over_come_from_the_rollup_and_today_from_the_events(url: str) -> N
     assert ask(url, "active-time") == [{"minutes": 10, "sessions": 6}]
 
 
+def test_a_sessions_active_minutes_are_the_sum_of_its_summaries(url: str) -> None:
+    """Each active-time summary counts the seconds since the previous one: a session's active
+    time in a day is their sum, on a day of the rollup as today."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for days_ago in (2, 0):  # ann's session: a second summary, 700 s more, each day
+            when = TODAY - timedelta(days=days_ago) + timedelta(hours=2)
+            session = {"action": "summary", "notebook_session": "s-ann", "active_s": 700}
+            conn.execute(INSERT, [when, ACTIVE_TIME, "ann", json.dumps(session)])
+    # 1400 s (23 minutes) twice, 700 s (11 minutes) for the 4 other sessions
+    assert ask(url, "active-time") == [{"minutes": 10, "sessions": 4},
+                                       {"minutes": 20, "sessions": 2}]  # fmt: skip
+
+
 def test_an_erased_user_leaves_the_counts(url: str) -> None:
     assert sum(r["users"] for r in ask(url, "active-users")) == 6
     with psycopg.connect(url) as conn:

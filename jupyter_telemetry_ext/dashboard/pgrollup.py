@@ -60,7 +60,7 @@ ROLL_ACTIVE = """INSERT INTO {active} SELECT DISTINCT day, username FROM {users}
 WHERE day >= %(start_day)s AND day < %(end_day)s"""
 ROLL_SESSIONS = f"""INSERT INTO {{sessions}} SELECT day, username, {MINUTES_SQL}, count(*) FROM
 (SELECT {DAY} AS day, username, data->>'notebook_session',
- max(CAST(data->>'active_s' AS float8)) AS s FROM {{t}}
+ sum(CAST(data->>'active_s' AS float8)) AS s FROM {{t}}
  WHERE received >= %(start)s AND received < %(end)s AND schema_id = '{ACTIVE_TIME}'
  AND data->>'notebook_session' IS NOT NULL GROUP BY 1, 2, 3) AS per_session GROUP BY 1, 2, 3"""
 

@@ -64,6 +64,23 @@ def column_name(path: tuple[str, ...]) -> str:
     return CLASH_PREFIX + name if path[0] in CAPSULE_COLUMNS else name
 
 
+def column_names(paths: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+    """Return each path's column name, unique: a name a column before it has (a property named
+    `cell.index` beside `cell: {index}`, or `data: {user}` beside `user`) is followed by `#2`,
+    `#3`, ... (properties named as a capsule column first, then in the order of `paths`)."""
+    names: dict[tuple[str, ...], str] = {}
+    taken = set(CAPSULE_COLUMNS)
+    for path in sorted(paths, key=lambda p: p[0] not in CAPSULE_COLUMNS):
+        name = base = column_name(path)
+        number = 1
+        while name in taken:
+            number += 1
+            name = f"{base}#{number}"
+        taken.add(name)
+        names[path] = name
+    return names
+
+
 def transformed(where: str, structure: dict[str, Any]) -> str:
     """Return the staged capsules that match `where`, their properties read once into the struct
     column `__properties` (each column then takes its field, no second read)."""
@@ -82,5 +99,6 @@ def property_column(path: tuple[str, ...]) -> str:
 def select_list(paths: list[tuple[str, ...]]) -> str:
     """Return the SELECT list over `transformed` of the capsule's columns and of `paths`."""
     items = [quote(c) for c in CAPSULE_COLUMNS]
-    items += [f"{property_column(path)} AS {quote(column_name(path))}" for path in paths]
+    names = column_names(paths)
+    items += [f"{property_column(path)} AS {quote(names[path])}" for path in paths]
     return ", ".join(items)

@@ -196,6 +196,22 @@ def test_properties_whose_column_names_clash_each_get_a_column(tmp_path: Path) -
     assert df["cell.index"].tolist() == [1, 2]
 
 
+def test_an_object_whose_keys_differ_only_by_case_is_json_text(tmp_path: Path) -> None:
+    """Keys a user chose (`user_expressions: {"A": ..., "a": ...}`) cannot be struct fields,
+    which DuckDB names whatever their case: that property is JSON text, the others as ever."""
+    head = {"__timestamp__": "2026-03-01T09:00:00Z", "__schema__": "x/y",
+            "__schema_version__": 1, "__metadata_version__": 1}  # fmt: skip
+    rows = [{**head, "n": 1, "u": {"A": "1", "a": "2"}}, {**head, "n": 2, "u": {"b": "3"}}]
+    log = tmp_path / "events.log"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    df = load_events(log)
+    assert df["u"].tolist() == ['{"A":"1","a":"2"}', '{"b":"3"}']
+    assert df["n"].tolist() == [1, 2]
+    log.write_text(json.dumps({**head, "A": 1, "a": 2}) + "\n")
+    with pytest.raises(ValueError, match="the properties 'A', 'a' differ only by case"):
+        load_events(log)
+
+
 @pytest.mark.parametrize("source", ["log", "folder", "glob"])
 def test_erased_users_are_never_loaded_even_from_a_copy(recorded: Path, source: str) -> None:
     # The tombstone alone (the events still in the files, as in a copy made before the erasure)

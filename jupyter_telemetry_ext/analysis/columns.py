@@ -33,7 +33,14 @@ def properties_structure(structure_text: str | None) -> dict[str, Any]:
     structure = json.loads(structure_text) if structure_text else {}
     if not isinstance(structure, dict):
         return {}
-    return {k: _widened(v) for k, v in structure.items() if not _is_capsule_field(k)}
+    properties = {k: _widened(v) for k, v in structure.items() if not _is_capsule_field(k)}
+    if _case_clash(properties):
+        names = sorted(properties, key=str.lower)
+        clashing = [n for n in names if sum(m.lower() == n.lower() for m in names) > 1]
+        msg = (f"the properties {', '.join(map(repr, clashing))} differ only by case: DuckDB "
+               "reads columns by name whatever their case, and cannot read them apart")  # fmt: skip
+        raise ValueError(msg)
+    return properties
 
 
 def _is_capsule_field(key: str) -> bool:
@@ -42,10 +49,19 @@ def _is_capsule_field(key: str) -> bool:
 
 def _widened(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _widened(v) for k, v in node.items()} if node else "JSON"
+        # An object whose keys differ only by case (`{"A": 1, "a": 2}`, keys a user chose)
+        # cannot be a DuckDB struct, whose fields are named whatever their case: JSON text.
+        return (
+            {k: _widened(v) for k, v in node.items()} if node and not _case_clash(node) else "JSON"
+        )
     if isinstance(node, list):
         return [_widened(node[0])] if node else ["JSON"]
     return _WIDE.get(node, node)
+
+
+def _case_clash(node: dict[str, Any]) -> bool:
+    """Return True when two of the keys differ only by case."""
+    return len({k.lower() for k in node}) < len(node)
 
 
 def leaves(structure: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -65,18 +81,19 @@ def column_name(path: tuple[str, ...]) -> str:
 
 
 def column_names(paths: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
-    """Return each path's column name, unique: a name a column before it has (a property named
-    `cell.index` beside `cell: {index}`, or `data: {user}` beside `user`) is followed by `#2`,
-    `#3`, ... (properties named as a capsule column first, then in the order of `paths`)."""
+    """Return each path's column name, unique whatever its case: a name a column before it has
+    (a property named `cell.index` beside `cell: {index}`, or `data: {user}` beside `user`) is
+    followed by `#2`, `#3`, ... (properties named as a capsule column first, then in the order
+    of `paths`)."""
     names: dict[tuple[str, ...], str] = {}
-    taken = set(CAPSULE_COLUMNS)
+    taken = set(CAPSULE_COLUMNS)  # lower case: DuckDB's names are the same whatever their case
     for path in sorted(paths, key=lambda p: p[0] not in CAPSULE_COLUMNS):
         name = base = column_name(path)
         number = 1
-        while name in taken:
+        while name.lower() in taken:
             number += 1
             name = f"{base}#{number}"
-        taken.add(name)
+        taken.add(name.lower())
         names[path] = name
     return names
 

@@ -37,8 +37,9 @@ def properties_structure(structure_text: str | None) -> dict[str, Any]:
     if _case_clash(properties):
         names = sorted(properties, key=str.lower)
         clashing = [n for n in names if sum(m.lower() == n.lower() for m in names) > 1]
-        msg = (f"the properties {', '.join(map(repr, clashing))} differ only by case: DuckDB "
-               "reads columns by name whatever their case, and cannot read them apart")  # fmt: skip
+        msg = (f"the properties {', '.join(map(repr, clashing))} differ only by case, or are "
+               "named '': DuckDB reads columns by name whatever their case, and cannot read "
+               "them apart")  # fmt: skip
         raise ValueError(msg)
     return properties
 
@@ -49,8 +50,9 @@ def _is_capsule_field(key: str) -> bool:
 
 def _widened(node: Any) -> Any:
     if isinstance(node, dict):
-        # An object whose keys differ only by case (`{"A": 1, "a": 2}`, keys a user chose)
-        # cannot be a DuckDB struct, whose fields are named whatever their case: JSON text.
+        # An object whose keys differ only by case (`{"A": 1, "a": 2}`, keys a user chose), or
+        # with an empty key, cannot be a DuckDB struct (its fields are named whatever their
+        # case, and never ""): JSON text.
         return (
             {k: _widened(v) for k, v in node.items()} if node and not _case_clash(node) else "JSON"
         )
@@ -60,8 +62,9 @@ def _widened(node: Any) -> Any:
 
 
 def _case_clash(node: dict[str, Any]) -> bool:
-    """Return True when two of the keys differ only by case."""
-    return len({k.lower() for k in node}) < len(node)
+    """Return True when two of the keys differ only by case, or one is empty (no struct field
+    can be named so either)."""
+    return "" in node or len({k.lower() for k in node}) < len(node)
 
 
 def leaves(structure: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:

@@ -36,7 +36,7 @@ def properties_structure(structure_text: str | None) -> dict[str, Any]:
     properties = {k: _widened(v) for k, v in structure.items() if not _is_capsule_field(k)}
     if _case_clash(properties):
         names = sorted(properties, key=str.lower)
-        clashing = [n for n in names if sum(m.lower() == n.lower() for m in names) > 1]
+        clashing = [n for n in names if not n or sum(m.lower() == n.lower() for m in names) > 1]
         msg = (f"the properties {', '.join(map(repr, clashing))} differ only by case, or are "
                "named '': DuckDB reads columns by name whatever their case, and cannot read "
                "them apart")  # fmt: skip

@@ -181,6 +181,39 @@ def test_an_unknown_schema_gives_no_rows_but_every_capsule_column(recorded: Path
     assert list(df.columns) == CAPSULE
 
 
+def test_properties_whose_column_names_clash_each_get_a_column(tmp_path: Path) -> None:
+    """A property named `cell.index` beside `cell: {index}`, `data: {user}` beside `user` (which
+    is `data.user`): one column each, the later named with `#2`, not an error."""
+    head = {"__timestamp__": "2026-03-01T09:00:00Z", "__schema__": "x/y",
+            "__schema_version__": 1, "__metadata_version__": 1}  # fmt: skip
+    first = {**head, "cell": {"index": 1}, "cell.index": "one", "user": "u", "data": {"user": "d"}}
+    log = tmp_path / "events.log"
+    log.write_text(json.dumps(first) + "\n" + json.dumps({**head, "cell": {"index": 2}}) + "\n")
+    df = load_events(log)
+    assert list(df.columns) == [*CAPSULE, "cell.index", "cell.index#2", "data.user#2", "data.user"]
+    assert df.iloc[0][["cell.index", "cell.index#2", "data.user", "data.user#2"]].tolist() == [
+        1, "one", "u", "d"]  # fmt: skip
+    assert df["cell.index"].tolist() == [1, 2]
+
+
+def test_an_object_whose_keys_differ_only_by_case_is_json_text(tmp_path: Path) -> None:
+    """Keys a user chose (`user_expressions: {"A": ..., "a": ...}`) cannot be struct fields,
+    which DuckDB names whatever their case: that property is JSON text, the others as ever."""
+    head = {"__timestamp__": "2026-03-01T09:00:00Z", "__schema__": "x/y",
+            "__schema_version__": 1, "__metadata_version__": 1}  # fmt: skip
+    rows = [{**head, "n": 1, "u": {"A": "1", "a": "2"}}, {**head, "n": 2, "u": {"b": "3"}},
+            {**head, "n": 3, "e": {"": 1}}]  # fmt: skip
+    log = tmp_path / "events.log"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    df = load_events(log)
+    assert df["u"].tolist()[:2] == ['{"A":"1","a":"2"}', '{"b":"3"}']
+    assert df["e"].tolist()[2] == '{"":1}'
+    assert df["n"].tolist() == [1, 2, 3]
+    log.write_text(json.dumps({**head, "A": 1, "a": 2}) + "\n")
+    with pytest.raises(ValueError, match="the properties 'A', 'a' differ only by case"):
+        load_events(log)
+
+
 @pytest.mark.parametrize("source", ["log", "folder", "glob"])
 def test_erased_users_are_never_loaded_even_from_a_copy(recorded: Path, source: str) -> None:
     # The tombstone alone (the events still in the files, as in a copy made before the erasure)

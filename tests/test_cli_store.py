@@ -117,6 +117,13 @@ def test_the_session_is_read_only_and_keeps_the_urls_options(store: str) -> None
         pytest.param("/* a /* b */ */ -- c\n ;( Commit", 2, "COMMIT is refused", id="hidden"),
         pytest.param(ESCAPES[10], 2, "sql: DO is refused", id="do"),
         pytest.param("COPY (SELECT 1) TO PROGRAM 'true'", 2, "COPY is refused", id="copy"),
+        # PostgreSQL ends a `--` comment at a carriage return too: the COPY is what it runs.
+        pytest.param(
+            "-- x\rCOPY (SELECT 1) TO PROGRAM 'true' /*\nSELECT 1 */",
+            2,
+            "COPY is refused",
+            id="copy-after-cr",
+        ),
         pytest.param(ESCAPES[11], 1, "in a read-only transaction", id="cte"),
         pytest.param(ESCAPES[12], 1, "cannot execute TRUNCATE TABLE in a read-only", id="trunc"),
         pytest.param(" -- nothing\n ; ", 2, "sql: the statement is empty", id="empty"),
@@ -139,6 +146,8 @@ def test_sql_refusals_are_one_line(store: str, query: str, code: int, message: s
         ("/* a /* b */ c */ begin", "begin"),
         ("/*/ COMMIT */ SELECT 1", "SELECT 1"),
         ("-- x\n--y\nSET x", "SET x"),
+        ("-- x\rCOPY t TO PROGRAM 'p' /*\nSELECT 1 */", "COPY t TO PROGRAM 'p' /*\nSELECT 1 */"),
+        ("-- x\r\nSET x", "SET x"),
         ("/* unterminated", ""),
         ("-- only", ""),
     ],

@@ -15,7 +15,7 @@ from tornado.httpclient import HTTPClientError, HTTPResponse
 from traitlets.config import Config
 
 from jupyter_telemetry_ext.core.timestamps import format_timestamp
-from jupyter_telemetry_ext.dashboard.views import CELL, NOTEBOOK, VIEWS
+from jupyter_telemetry_ext.dashboard.views import ACTIVE_TIME, CELL, NOTEBOOK, VIEWS
 from tests.conftest import SHIPPED_SCHEMAS
 
 Fetch = Callable[..., Awaitable[HTTPResponse]]
@@ -43,6 +43,7 @@ def jp_server_config(jp_server_config: Config, file_handler: logging.FileHandler
     jp_server_config.EventLog.allowed_schemas = {
         CELL: {"allowed_categories": ["unrestricted", "user-identifier"]},
         NOTEBOOK: {"allowed_categories": ["unrestricted", "user-identifier"]},
+        ACTIVE_TIME: {"allowed_categories": ["unrestricted", "user-identifier"]},
     }
     return jp_server_config
 
@@ -103,6 +104,21 @@ async def test_every_view_counts_what_was_posted(jp_fetch: Fetch) -> None:
     for name in VIEWS:  # every view answers, with its columns in each row
         model = await view(jp_fetch, name)
         assert all(set(row) == set(model["columns"]) for row in model["rows"]), name
+
+
+def summary(active_s: float) -> dict[str, Any]:
+    """Return a posted active-time summary of notebook session s1."""
+    data = {"action": "summary", "notebook_session": "s1", "active_s": active_s}
+    return {"schema_id": ACTIVE_TIME, "version": 1, "data": data}
+
+
+async def test_a_sessions_active_minutes_are_the_sum_of_its_summaries(jp_fetch: Fetch) -> None:
+    """Each summary counts the seconds since the previous one (the client sends one a minute):
+    ada's session was active 3 x 400 s, 20 minutes; bob's 100 s."""
+    await post(jp_fetch, "ada", [summary(400), summary(400), summary(400)])
+    await post(jp_fetch, "bob", [summary(100)])
+    rows = (await view(jp_fetch, "active-time"))["rows"]
+    assert rows == [{"minutes": 0, "sessions": 1}, {"minutes": 20, "sessions": 1}]
 
 
 async def test_filters_narrow_the_counts(jp_fetch: Fetch) -> None:

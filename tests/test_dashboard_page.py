@@ -26,6 +26,9 @@ c.EventLog.allowed_schemas = [{notebook!r}, {cell!r}]
 """
 # A kernel name that reads "python3" once its characters are put right to left.
 SPOOF = "\u202e3nohtyp"
+# Kernel names that look like "python3": a zero-width space, a tab, an invisible tag character.
+INVISIBLE = {"\u200bpython3": "\\u200bpython3", "\tpython3": "\\u0009python3",
+             "python3\U000e0041": "python3\\u{e0041}"}  # fmt: skip
 # West of Greenwich a UTC midnight is the evening before; east, the morning of the day.
 TIME_ZONES = ("America/Los_Angeles", "Pacific/Kiritimati")
 
@@ -40,12 +43,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, d
     with Server(tmp, f"--config={config}") as started:
         data = {"action": "opened", "notebook_session": "s", "kernel_name": "python3"}
         run = {"action": "executed", "status": "error"}
-        spoof = {**data, "action": "closed", "kernel_name": SPOOF}
+        spoofs = [{**data, "action": "closed", "kernel_name": k} for k in (SPOOF, *INVISIBLE)]
         events = [{"schema_id": NOTEBOOK, "version": 2, "data": data},
                   {"schema_id": CELL, "version": 2, "data": run},
-                  {"schema_id": NOTEBOOK, "version": 2, "data": spoof}]  # fmt: skip
+                  *({"schema_id": NOTEBOOK, "version": 2, "data": s} for s in spoofs)]  # fmt: skip
         status, reply = started.request("POST", "/api/telemetry/events", {"events": events})
-        assert (status, reply["recorded"]) == (200, 3), reply
+        assert (status, reply["recorded"]) == (200, len(events)), reply
         status, view = started.request("GET", "/api/telemetry/dashboard/events")
         assert status == 200, view
         day = view["rows"][0]["period"]
@@ -127,6 +130,21 @@ def test_text_that_reorders_text_is_shown_escaped(server: tuple[Server, datetime
     assert "\\u202e3nohtyp" in cells, cells
     assert "\\u202e3nohtyp" in chart
     assert "\u202e" not in chart + "".join(cells)
+
+
+def test_invisible_and_control_characters_are_shown_escaped(
+    server: tuple[Server, datetime],
+) -> None:
+    """A name that differs from another only by characters nobody sees (zero-width, tab,
+    tags) would pass for it: each is shown as its escape, as reordering ones are."""
+    with drawn_page(server[0], "UTC") as tab:
+        kernels = tab.locator("section.view[data-view='kernels']")
+        cells = kernels.locator("tbody td").all_text_contents()
+        chart = kernels.locator("svg").text_content() or ""
+    for raw, shown in INVISIBLE.items():
+        assert shown in cells, cells
+        assert shown in chart, chart
+        assert raw not in chart + "".join(cells)
 
 
 def test_no_active_users_says_how_users_are_counted(server: tuple[Server, datetime]) -> None:

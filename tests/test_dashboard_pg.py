@@ -84,6 +84,37 @@ def test_days_over_come_from_the_rollup_and_today_from_the_events(url: str) -> N
     assert ask(url, "active-time") == [{"minutes": 10, "sessions": 6}]
 
 
+def test_a_sessions_active_minutes_are_the_sum_of_its_summaries(url: str) -> None:
+    """Each active-time summary counts the seconds since the previous one: a session's active
+    time in a day is their sum, on a day of the rollup as today."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        for days_ago in (2, 0):  # ann's session: a second summary, 700 s more, each day
+            when = TODAY - timedelta(days=days_ago) + timedelta(hours=2)
+            session = {"action": "summary", "notebook_session": "s-ann", "active_s": 700}
+            conn.execute(INSERT, [when, ACTIVE_TIME, "ann", json.dumps(session)])
+    # 1400 s (23 minutes) twice, 700 s (11 minutes) for the 4 other sessions
+    assert ask(url, "active-time") == [{"minutes": 10, "sessions": 4},
+                                       {"minutes": 20, "sessions": 2}]  # fmt: skip
+
+
+def test_a_prune_takes_its_days_out_of_the_rollup_at_once(url: str) -> None:
+    """Events pruned (a retention policy) leave the rollup in the prune's transaction, not at
+    its daily rebuild: a day wholly before the time given goes, the day it falls in is counted
+    again from the events left."""
+    from jupyter_telemetry_ext.sinks.store import prune
+
+    with psycopg.connect(url, autocommit=True) as conn:  # cat, later on the day cut in two
+        data = json.dumps({"action": "executed", "status": "ok"})
+        conn.execute(INSERT, [TODAY - timedelta(days=2, hours=-3), CELL, "cat", data])
+    assert [r["users"] for r in ask(url, "active-users")] == [1, 3, 1, 2]  # the rollup is built
+    with psycopg.connect(url) as conn:
+        assert prune(conn, TABLE, TODAY - timedelta(days=2, hours=-2)) == 6
+    assert [r["users"] for r in ask(url, "active-users")] == [1, 1, 2]  # cat; ben; ann cat
+    held = rollup(url)
+    assert not [row for rows in held.values() for row in rows if "ann" in row], held
+    assert sum(r["cell_runs"] for r in ask(url, "lab-activity", bucket="month")) == 4
+
+
 def test_an_erased_user_leaves_the_counts(url: str) -> None:
     assert sum(r["users"] for r in ask(url, "active-users")) == 6
     with psycopg.connect(url) as conn:

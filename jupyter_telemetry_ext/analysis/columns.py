@@ -33,7 +33,15 @@ def properties_structure(structure_text: str | None) -> dict[str, Any]:
     structure = json.loads(structure_text) if structure_text else {}
     if not isinstance(structure, dict):
         return {}
-    return {k: _widened(v) for k, v in structure.items() if not _is_capsule_field(k)}
+    properties = {k: _widened(v) for k, v in structure.items() if not _is_capsule_field(k)}
+    if _case_clash(properties):
+        names = sorted(properties, key=str.lower)
+        clashing = [n for n in names if not n or sum(m.lower() == n.lower() for m in names) > 1]
+        msg = (f"the properties {', '.join(map(repr, clashing))} differ only by case, or are "
+               "named '': DuckDB reads columns by name whatever their case, and cannot read "
+               "them apart")  # fmt: skip
+        raise ValueError(msg)
+    return properties
 
 
 def _is_capsule_field(key: str) -> bool:
@@ -42,10 +50,21 @@ def _is_capsule_field(key: str) -> bool:
 
 def _widened(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _widened(v) for k, v in node.items()} if node else "JSON"
+        # An object whose keys differ only by case (`{"A": 1, "a": 2}`, keys a user chose), or
+        # with an empty key, cannot be a DuckDB struct (its fields are named whatever their
+        # case, and never ""): JSON text.
+        return (
+            {k: _widened(v) for k, v in node.items()} if node and not _case_clash(node) else "JSON"
+        )
     if isinstance(node, list):
         return [_widened(node[0])] if node else ["JSON"]
     return _WIDE.get(node, node)
+
+
+def _case_clash(node: dict[str, Any]) -> bool:
+    """Return True when two of the keys differ only by case, or one is empty (no struct field
+    can be named so either)."""
+    return "" in node or len({k.lower() for k in node}) < len(node)
 
 
 def leaves(structure: dict[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -62,6 +81,24 @@ def column_name(path: tuple[str, ...]) -> str:
     """Return a property's column name: dotted for nested objects, prefixed if it clashes."""
     name = ".".join(path)
     return CLASH_PREFIX + name if path[0] in CAPSULE_COLUMNS else name
+
+
+def column_names(paths: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
+    """Return each path's column name, unique whatever its case: a name a column before it has
+    (a property named `cell.index` beside `cell: {index}`, or `data: {user}` beside `user`) is
+    followed by `#2`, `#3`, ... (properties named as a capsule column first, then in the order
+    of `paths`)."""
+    names: dict[tuple[str, ...], str] = {}
+    taken = set(CAPSULE_COLUMNS)  # lower case: DuckDB's names are the same whatever their case
+    for path in sorted(paths, key=lambda p: p[0] not in CAPSULE_COLUMNS):
+        name = base = column_name(path)
+        number = 1
+        while name.lower() in taken:
+            number += 1
+            name = f"{base}#{number}"
+        taken.add(name.lower())
+        names[path] = name
+    return names
 
 
 def transformed(where: str, structure: dict[str, Any]) -> str:
@@ -82,5 +119,6 @@ def property_column(path: tuple[str, ...]) -> str:
 def select_list(paths: list[tuple[str, ...]]) -> str:
     """Return the SELECT list over `transformed` of the capsule's columns and of `paths`."""
     items = [quote(c) for c in CAPSULE_COLUMNS]
-    items += [f"{property_column(path)} AS {quote(column_name(path))}" for path in paths]
+    names = column_names(paths)
+    items += [f"{property_column(path)} AS {quote(names[path])}" for path in paths]
     return ", ".join(items)

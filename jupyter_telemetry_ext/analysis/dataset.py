@@ -23,7 +23,7 @@ from jupyter_telemetry_ext.core.errors import NothingToExportError
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.spreadsheet import neutralised_sql
 
-from .columns import column_name, leaves, properties_structure, property_column, quote, transformed
+from .columns import column_names, leaves, properties_structure, property_column, quote, transformed
 from .datasheet import datasheet
 from .load import Source, staged
 from .personal import ColumnRules
@@ -138,8 +138,9 @@ def _write(
     schema = lookup(schema_id, version)
     rules = ColumnRules(schema, request.include)
     paths = list(leaves(structure))
+    names = column_names(paths)
     kept = [p for p in paths if rules.keeps(p)]
-    relation = con.sql(_select(structure, kept, where, csv=request.fmt == "csv"), params=params)
+    relation = con.sql(_select(structure, kept, names, where, request.fmt == "csv"), params=params)
     path = request.out / name
     if request.fmt == "csv":
         _no_formulas(relation).write_csv(str(path))
@@ -152,13 +153,19 @@ def _write(
         "title": schema.title if schema else "",
         "description": schema.description if schema else "",
         "events": count, "users": users, "first": _iso(first), "last": _iso(last),
-        "columns": _columns(relation, rules, kept),
-        "left_out": [{"name": column_name(p), "categories": rules.categories(p)}
+        "columns": _columns(relation, rules, kept, names),
+        "left_out": [{"name": names[p], "categories": rules.categories(p)}
                      for p in paths if p not in kept],
     }  # fmt: skip
 
 
-def _select(structure: dict[str, Any], kept: list[tuple[str, ...]], where: str, csv: bool) -> str:
+def _select(
+    structure: dict[str, Any],
+    kept: list[tuple[str, ...]],
+    names: dict[tuple[str, ...], str],
+    where: str,
+    csv: bool,
+) -> str:
     """Return the dataset's query: times, schema, version, the pseudonym, the kept properties."""
     items = ["received", "event_time", "schema", "version", 'p.pseudonym AS "user"']
     for path in kept:
@@ -168,7 +175,7 @@ def _select(structure: dict[str, Any], kept: list[tuple[str, ...]], where: str, 
         expression = property_column(path)
         if csv and (isinstance(node, list) or node == "JSON"):
             expression = f"to_json({expression})::VARCHAR"  # one cell of JSON text
-        items.append(f"{expression} AS {quote(column_name(path))}")
+        items.append(f"{expression} AS {quote(names[path])}")
     return (f"SELECT {', '.join(items)} FROM {transformed(where, structure)} c "  # noqa: S608
             'LEFT JOIN pseudonyms p ON c."user" = p."user" ORDER BY received')  # fmt: skip
 
@@ -181,8 +188,13 @@ def _no_formulas(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:
     return relation.project(", ".join(items))
 
 
-def _columns(relation: Any, rules: ColumnRules, kept: Iterable[tuple[str, ...]]) -> list[Any]:
-    categories = {column_name(p): rules.categories(p) for p in kept}
+def _columns(
+    relation: Any,
+    rules: ColumnRules,
+    kept: Iterable[tuple[str, ...]],
+    names: dict[tuple[str, ...], str],
+) -> list[Any]:
+    categories = {names[p]: rules.categories(p) for p in kept}
     capsule = {"received": ["unrestricted"], "event_time": ["unrestricted"],
                "schema": ["unrestricted"], "version": ["unrestricted"],
                "user": ["pseudonym of user-identifier"]}  # fmt: skip

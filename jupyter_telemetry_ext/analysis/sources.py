@@ -4,7 +4,8 @@ Either source ends in the same DuckDB table, `capsules` (received, event_time, s
 user, client_id, json: the capsule of a logged event, the properties of a stored one), holding
 the events of the selection only. Events of
 erased users (by the store's tombstones) are then taken out of it: an export never brings back
-what an erasure removed, even from a copy of a log made before the erasure.
+what an erasure removed, even from a copy of a log made before the erasure and kept in the
+log's folder under a name starting with the log's (a copy elsewhere has no tombstones beside it).
 """
 
 from __future__ import annotations

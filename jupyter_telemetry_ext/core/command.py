@@ -6,6 +6,7 @@ import sys
 from typing import Any, NoReturn
 
 from jupyter_core.application import JupyterApp
+from traitlets import TraitError
 from traitlets.config.loader import KVArgParseConfigLoader
 
 from jupyter_telemetry_ext._version import __version__
@@ -32,6 +33,27 @@ class Command(JupyterApp):
         return StrictLoader(
             argv, aliases, flags, classes=classes, log=self.log, subcommands=self.subcommands
         )
+
+    _reading_command_line = False
+
+    def parse_command_line(self, argv: Any = None) -> None:
+        """Read the command line's options (see `update_config`)."""
+        self._reading_command_line = True
+        try:
+            super().parse_command_line(argv)
+        finally:
+            self._reading_command_line = False
+
+    def update_config(self, config: Any) -> None:
+        """Take the options; a value an option of the command line refuses (`--by week`) is a
+        bad option: one line, exit status 2 (traitlets would log it as CRITICAL and exit 1, the
+        status of "nothing found")."""
+        try:
+            super().update_config(config)
+        except TraitError as e:
+            if not self._reading_command_line:  # a config file's: the caller says which file
+                raise
+            self.fail(f"{self.name.removeprefix('jupyter-telemetry-')}: {e}")
 
     def fail(self, message: str, code: int = 2) -> NoReturn:
         """Print an error and exit."""

@@ -36,7 +36,7 @@ COUNTS = ("(SELECT date_trunc('day', received) AS day, schema_id, action, status
 SESSIONS = (
     f"(SELECT day, username, {MINUTES_SQL} AS minutes, count(*) AS sessions FROM "
     "(SELECT date_trunc('day', received) AS day, username, notebook_session, "
-    "max(CAST(active_s AS DOUBLE)) AS s FROM events WHERE " + WHERE + "{filters} "
+    "sum(CAST(active_s AS DOUBLE)) AS s FROM events WHERE " + WHERE + "{filters} "
     f"AND schema_id = '{ACTIVE_TIME}' AND notebook_session IS NOT NULL GROUP BY 1, 2, 3) "
     "AS per_session GROUP BY 1, 2, 3) AS s"
 )

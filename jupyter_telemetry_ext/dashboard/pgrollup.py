@@ -16,7 +16,7 @@ the events table holds them).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from jupyter_telemetry_ext.core.errors import StoreError
@@ -60,7 +60,7 @@ ROLL_ACTIVE = """INSERT INTO {active} SELECT DISTINCT day, username FROM {users}
 WHERE day >= %(start_day)s AND day < %(end_day)s"""
 ROLL_SESSIONS = f"""INSERT INTO {{sessions}} SELECT day, username, {MINUTES_SQL}, count(*) FROM
 (SELECT {DAY} AS day, username, data->>'notebook_session',
- max(CAST(data->>'active_s' AS float8)) AS s FROM {{t}}
+ sum(CAST(data->>'active_s' AS float8)) AS s FROM {{t}}
  WHERE received >= %(start)s AND received < %(end)s AND schema_id = '{ACTIVE_TIME}'
  AND data->>'notebook_session' IS NOT NULL GROUP BY 1, 2, 3) AS per_session GROUP BY 1, 2, 3"""
 
@@ -121,6 +121,30 @@ def erase_users(
         conn.execute(f"DELETE FROM {names['totals']} WHERE (day, schema_id) IN "
                      "(SELECT * FROM unnest(%s::timestamp[], %s::text[]))", buckets)  # fmt: skip
         conn.execute(RECOUNT_TOTALS.format(**names), buckets)
+
+
+def lock(conn: psycopg.Connection[Any], table: str) -> None:
+    """Wait for a rebuild in progress, and hold the rollup until the transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [table + "_daily"])
+
+
+def prune_days(conn: psycopg.Connection[Any], table: str, before: datetime) -> None:
+    """Take the days before `before` out of the rollup and count its day again from the events
+    left (run in the prune's transaction, so that no count, and no user's daily activity,
+    outlives the events pruned; the prune takes `lock` before the events)."""
+    names = identifiers(table)
+    lock(conn, table)
+    if not _exists(conn, names["daily"]):  # no dashboard ran yet: the tables come together
+        return
+    day = before.astimezone(timezone.utc).replace(tzinfo=None, hour=0, minute=0, second=0,
+                                                  microsecond=0)  # fmt: skip
+    partial = day != before.astimezone(timezone.utc).replace(tzinfo=None)
+    last = day + timedelta(days=1) if partial else day
+    for key in ROLLUPS:
+        conn.execute(f"DELETE FROM {names[key]} WHERE day < %s", [last])
+    state = conn.execute(f"SELECT rolled_until FROM {names['state']}").fetchone()
+    if partial and state is not None and state[0] > day:  # the day was rolled: count it again
+        _roll(conn, names, day, min(last, state[0]))
 
 
 def _exists(conn: psycopg.Connection[Any], name: str) -> bool:

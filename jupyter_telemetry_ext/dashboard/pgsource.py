@@ -44,7 +44,7 @@ ACTIVE = ("(SELECT day, NULL AS schema_id, NULL AS action, NULL AS status, NULL 
 SESSIONS = (
     "(SELECT day, username, minutes, sessions FROM {sessions} WHERE " + ROLLED + " UNION ALL "
     f"SELECT day, username, {MINUTES_SQL}, count(*) FROM (SELECT {DAY} AS day, username, "
-    "data->>'notebook_session', max(CAST(data->>'active_s' AS float8)) AS s FROM {t} "
+    "data->>'notebook_session', sum(CAST(data->>'active_s' AS float8)) AS s FROM {t} "
     f"WHERE {LIVE} AND schema_id = '{ACTIVE_TIME}' AND data->>'notebook_session' IS NOT NULL "
     "GROUP BY 1, 2, 3) AS per_session GROUP BY 1, 2, 3) AS s"
 )

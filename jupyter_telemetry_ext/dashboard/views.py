@@ -22,7 +22,8 @@ SERVER_ACTION = "https://schema.jupyter.org/jupyterhub/events/server-action"
 FIELDS = ("action", "status", "kernel_name", "notebook_session", "active_s")
 COUNT_COLUMNS = ("day", "schema_id", "action", "status", "kernel_name", "username", "events")
 MINUTES_STEP, MINUTES_MAX = 5, 120
-# A session's active minutes, from its largest `active_s` that day (SQL over a column `s`).
+# A session's active minutes in a day: the sum of its summaries' `active_s` that day (each
+# counts the seconds since the previous one), as SQL over a column `s`.
 MINUTES_SQL = f"CAST(least(floor(s / {60 * MINUTES_STEP}) * {MINUTES_STEP}, {MINUTES_MAX}) AS int)"
 TOTAL = "CAST(sum(events) AS bigint)"
 

@@ -135,12 +135,16 @@ def read_only_query(
 
 
 def prune(conn: psycopg.Connection[Any], table: str, before: datetime) -> int:
-    """Remove the events received before `before`: whole daily partitions, then rows."""
+    """Remove the events received before `before`: whole daily partitions, then rows, and the
+    dashboard's daily counts of them."""
     from psycopg import sql
+
+    from jupyter_telemetry_ext.dashboard.pgrollup import lock, prune_days
 
     ids = names(table)
     removed = 0
     with conn.transaction():
+        lock(conn, table)  # before the events, as a rebuild of the dashboard's rollup takes it
         for partition, day in _partitions(conn, table):
             if day + timedelta(days=1) <= before:
                 name = sql.Identifier(partition)
@@ -154,6 +158,7 @@ def prune(conn: psycopg.Connection[Any], table: str, before: datetime) -> int:
         if has_ids_table(conn, table):
             conn.execute(sql.SQL("DELETE FROM {t_ids} WHERE received < %s").format(**ids),
                          [before])  # fmt: skip
+        prune_days(conn, table, before)  # the dashboard's daily counts of those days go too
     return int(removed)
 
 

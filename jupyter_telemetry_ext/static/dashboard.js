@@ -29,12 +29,17 @@
     return found ? { 'X-XSRFToken': decodeURIComponent(found[1]) } : {};
   }
 
-  // Characters that reorder the text around them (a kernel name a user posted could make
-  // another name appear): shown as escapes, as the command line shows control characters.
-  const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
-  const escaped = c => '\\u' + c.charCodeAt(0).toString(16).padStart(4, '0');
+  // Characters that reorder the text around them or are not seen (bidirectional controls,
+  // zero-width and other format characters, tags, control characters such as a tab, line and
+  // paragraph separators): a kernel name a user posted could pass for another. Shown as
+  // escapes, as the command line shows control characters.
+  const UNSEEN = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+  const escaped = c => {
+    const code = c.codePointAt(0);
+    return code > 0xffff ? '\\u{' + code.toString(16) + '}' : '\\u' + code.toString(16).padStart(4, '0');
+  };
   function visible(value) {
-    return typeof value === 'string' ? value.replace(BIDI, escaped) : value;
+    return typeof value === 'string' ? value.replace(UNSEEN, escaped) : value;
   }
 
   function visibleRows(rows) {

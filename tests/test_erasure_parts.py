@@ -74,9 +74,12 @@ def test_the_collector_finds_the_tombstones_of_the_logs_it_writes(tmp_path: Path
     assert sources[0].erased_at("carol") == NOW  # read again: it changed
 
 
+KEY = b"k" * 32  # of the journal's pseudonyms
+
+
 def test_recorded_ids_survive_a_restart_within_the_window(tmp_path: Path) -> None:
     clock = [1000.0]
-    journal = IdJournal(tmp_path / "ids", window=60, capacity=100)
+    journal = IdJournal(tmp_path / "ids", window=60, capacity=100, key=KEY)
     ids = Duplicates(60, 100, journal=journal, clock=lambda: clock[0])
     ids.add("alice", "e1")
     ids.add("bob", "e1")
@@ -85,23 +88,48 @@ def test_recorded_ids_survive_a_restart_within_the_window(tmp_path: Path) -> Non
     journal.close()
     with next(iter((tmp_path / "ids").glob("*.ids"))).open("a") as f:
         f.write('[1030.0, "alice", "e3"')  # a line cut short by a crash
-    again = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100),
+    again = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100, key=KEY),
                        clock=lambda: clock[0])  # fmt: skip
     assert again.seen("alice", "e1")
     assert again.seen("bob", "e1")
     assert again.seen("alice", "e2")
     assert not again.seen("alice", "e3")
     clock[0] += 45  # e1s are past the window now, e2 is not
-    later = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100),
+    later = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100, key=KEY),
                        clock=lambda: clock[0])  # fmt: skip
     assert not later.seen("alice", "e1")
     assert later.seen("alice", "e2")
 
 
+def test_the_journal_names_nobody_and_reads_an_older_journals_names(tmp_path: Path) -> None:
+    """Ids are journaled under a keyed hash of their principal, which the store's user hashes
+    cannot be matched with; a line an older release wrote with the name still counts."""
+    clock = [1000.0]
+    journal = IdJournal(tmp_path / "ids", window=60, capacity=100, key=KEY)
+    journal.append(999.0, "user:bob", "old")  # as an older release wrote it
+    ids = Duplicates(60, 100, journal=journal, clock=lambda: clock[0])
+    ids.add("user:alice", "e1")
+    journal.close()
+    [segment] = (tmp_path / "ids").glob("*.ids")
+    text = segment.read_text()
+    assert "e1" in text
+    assert "alice" not in text
+    again = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100, key=KEY),
+                       clock=lambda: clock[0])  # fmt: skip
+    assert again.seen("user:alice", "e1")
+    assert again.seen("user:bob", "old")
+    assert not again.seen("user:bob", "e1")  # ids stay each principal's own
+    other_key = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100, key=b"k2" * 16),
+                           clock=lambda: clock[0])  # fmt: skip
+    assert not other_key.seen("user:alice", "e1")
+
+
 def test_a_batchs_ids_are_journaled_in_one_write_as_its_block_ends(tmp_path: Path) -> None:
     """Within `journaling` the ids are remembered at once and written when the block ends;
     a write that crosses a segment's size starts the next segment at the size."""
-    journal = IdJournal(tmp_path / "ids", window=600, capacity=1000)  # 1,000 lines a segment
+    journal = IdJournal(
+        tmp_path / "ids", window=600, capacity=1000, key=KEY
+    )  # 1,000 lines a segment
     ticks = itertools.count(1000.0, 0.001)
     ids = Duplicates(600, 3000, journal=journal, clock=lambda: next(ticks))
     with ids.journaling():
@@ -112,13 +140,13 @@ def test_a_batchs_ids_are_journaled_in_one_write_as_its_block_ends(tmp_path: Pat
     journal.close()
     lines = [path.read_text().count("\n") for path in (tmp_path / "ids").glob("*.ids")]
     assert sorted(lines) == [500, 1000]
-    again = Duplicates(600, 3000, journal=IdJournal(tmp_path / "ids", 600, 1000),
+    again = Duplicates(600, 3000, journal=IdJournal(tmp_path / "ids", 600, 1000, key=KEY),
                        clock=lambda: 1000.0)  # fmt: skip
     assert all(again.seen("alice", f"e{n}") for n in range(1500))
 
 
 def test_old_segments_are_deleted_and_nothing_is_rewritten(tmp_path: Path) -> None:
-    journal = IdJournal(tmp_path / "ids", window=100, capacity=4000)
+    journal = IdJournal(tmp_path / "ids", window=100, capacity=4000, key=KEY)
     for n in range(10):  # a new segment every quarter window
         journal.append(1000.0 + 30 * n, "alice", f"e{n}")
     journal.close()
@@ -145,7 +173,8 @@ def test_with_reply_after_write_an_id_is_journaled_once_written(tmp_path: Path) 
     assert policy.duplicates is not None
     assert policy.duplicates.journal is not None
     policy.duplicates.journal.close()
-    again = Duplicates(60, 100, journal=IdJournal(tmp_path / "ids", 60, 100))
+    journal = IdJournal(tmp_path / "ids", 60, 100, key=policy.key_secret)
+    again = Duplicates(60, 100, journal=journal)
     assert again.seen("alice", "w1")
     assert not again.seen("alice", "w2")  # not written: its resend after a restart is recorded
 

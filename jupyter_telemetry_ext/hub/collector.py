@@ -154,8 +154,9 @@ class TelemetryCollector(Command):
     duplicate_journal = Unicode(
         help="""Folder where the ids recorded within `duplicate_window` are also kept on disk
         (append-only files of mode 0600, at most about twice `duplicate_capacity` ids, read back
-        at start), so that an event a forwarding spool resends after the collector restarted (a
-        crash included) is still a duplicate. Each collector process needs a folder of its own.
+        at start; each id under a keyed hash of its sender, never a name), so that an event a
+        forwarding spool resends after the collector restarted (a crash included) is still a
+        duplicate. Each collector process needs a folder of its own.
         Default: `<file>.ids` beside the file the first `logging.FileHandler` of
         `c.EventLog.handlers` writes; none when no handler writes a file (a PostgreSQL store
         keeps each (user, id) once by its key). Empty: ids are kept in memory only, and a

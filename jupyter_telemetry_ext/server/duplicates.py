@@ -22,7 +22,8 @@ class Duplicates:
     is not seen, and its memory is reused by these bounds. Every operation is O(1).
 
     With a `journal`, ids are also kept on disk (by wall-clock time) and read back at start, so
-    that a resend after a restart of the process is still seen.
+    that a resend after a restart of the process is still seen; principals are then held under
+    the journal's pseudonyms, in memory as on disk.
     """
 
     def __init__(
@@ -43,7 +44,9 @@ class Duplicates:
         self._count = 0
         self.journal = journal
         self._held: list[tuple[float, str, str]] | None = None  # ids of a `journaling` block
+        self._name: Callable[[str], str] = str
         if journal is not None:
+            self._name = journal.pseudonym
             for when, principal, client_id in journal.load(self.clock()):
                 self._add(principal, client_id, when)
 
@@ -53,11 +56,11 @@ class Duplicates:
 
     def count(self, principal: str) -> int:
         """Return how many ids of `principal` are held."""
-        return len(self._ids.get(principal, ()))
+        return len(self._ids.get(self._name(principal), ()))
 
     def seen(self, principal: str, client_id: str) -> bool:
         """Return True when `principal` added `client_id` within the window."""
-        ids = self._ids.get(principal)
+        ids = self._ids.get(self._name(principal))
         added = ids.get(client_id) if ids is not None else None
         return added is not None and self.clock() - added <= self.window
 
@@ -65,7 +68,7 @@ class Duplicates:
         """Remember `client_id` of `principal` from now on (`durable`: in the journal too, at
         the end of the `journaling` block if in one; else `journal_written` keeps it once its
         event is written)."""
-        now = self.clock()
+        now, principal = self.clock(), self._name(principal)
         self._add(principal, client_id, now)
         if durable and self.journal is not None:
             if self._held is not None:
@@ -93,7 +96,10 @@ class Duplicates:
         """Keep in the journal the (principal, id) of events every handler wrote."""
         if self.journal is not None:
             now = self.clock()
-            self.journal.append_many([(now, principal, client_id) for principal, client_id in keys])
+            name = self._name
+            self.journal.append_many(
+                [(now, name(principal), client_id) for principal, client_id in keys]
+            )
 
     def _add(self, principal: str, client_id: str, when: float) -> None:
         ids = self._ids.get(principal)

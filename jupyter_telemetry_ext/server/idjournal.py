@@ -1,14 +1,18 @@
 """The ids a collector recorded, kept on disk, so that a resend after a restart is a duplicate.
 
-Append-only segment files `<start>.ids` in a folder, one JSON line `[time, principal, id]` per
-recorded id (the wall-clock time it was recorded). A segment is closed after a quarter of the
-window or `segment_lines` lines; a segment whose newest id is past the window is deleted, and so
-are the oldest once the segments hold more than twice the memory's capacity (the memory has
-forgotten those ids already). Nothing is ever rewritten; a line cut short by a crash is skipped.
+Append-only segment files `<start>.ids` in a folder, one JSON line `[time, pseudonym, id]` per
+recorded id (the wall-clock time it was recorded; the pseudonym is a keyed hash of the principal
+that sent it, so the journal names nobody and cannot tie the event ids of a store that keeps
+users hashed, or none, to their names). A segment is closed after a quarter of the window or
+`segment_lines` lines; a segment whose newest id is past the window is deleted, and so are the
+oldest once the segments hold more than twice the memory's capacity (the memory has forgotten
+those ids already). Nothing is ever rewritten; a line cut short by a crash is skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -21,6 +25,8 @@ from typing import IO
 import orjson
 
 SUFFIX = ".ids"
+PSEUDONYM = "h:"  # the start of a pseudonym; a principal never starts so
+MAX_NAMES = 10_000  # pseudonyms kept made, then made again
 _ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # as json.dumps, made once
 log = logging.getLogger("jupyter_telemetry_ext.server.idjournal")
 
@@ -28,9 +34,11 @@ log = logging.getLogger("jupyter_telemetry_ext.server.idjournal")
 class IdJournal:
     """Recorded ids, appended to segment files in `folder` and read back at start."""
 
-    def __init__(self, folder: Path, window: float, capacity: int) -> None:
-        """Keep ids for `window` seconds, at most about 2 x `capacity` lines on disk."""
-        self.folder, self.window = folder, window
+    def __init__(self, folder: Path, window: float, capacity: int, *, key: bytes) -> None:
+        """Keep ids for `window` seconds, at most about 2 x `capacity` lines on disk, each
+        under the pseudonym of its principal by `key` (one that outlives the process)."""
+        self.folder, self.window, self.key = folder, window, key
+        self._names: dict[str, str] = {}
         self.segment_lines = max(1000, capacity // 4)
         self.max_lines = 2 * capacity
         self._lock = threading.Lock()
@@ -41,8 +49,21 @@ class IdJournal:
         self._lines: dict[Path, int] = {}  # lines of each closed segment
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
 
+    def pseudonym(self, principal: str) -> str:
+        """Return what the journal keeps of `principal`: a keyed hash, never its name."""
+        name = self._names.get(principal)
+        if name is None:
+            if principal.startswith(PSEUDONYM):  # read back from the journal
+                return principal
+            if len(self._names) >= MAX_NAMES:
+                self._names.clear()
+            digest = hmac.new(self.key, principal.encode("utf-8", "surrogatepass"), hashlib.sha256)
+            name = self._names[principal] = PSEUDONYM + digest.hexdigest()[:32]
+        return name
+
     def load(self, now: float) -> Iterator[tuple[float, str, str]]:
-        """Yield the (time, principal, id) recorded within the window, oldest first."""
+        """Yield the (time, pseudonym, id) recorded within the window, oldest first (a line
+        that an older release wrote with the principal's name is read as its pseudonym)."""
         for path in self._segments():
             count = 0
             with path.open(encoding="utf-8", errors="replace") as f:
@@ -50,15 +71,16 @@ class IdJournal:
                     count += 1
                     entry = _entry(line)
                     if entry is not None and now - entry[0] <= self.window:
-                        yield entry
+                        yield entry[0], self.pseudonym(entry[1]), entry[2]
             self._lines[path] = count
 
-    def append(self, when: float, principal: str, client_id: str) -> None:
+    def append(self, when: float, pseudonym: str, client_id: str) -> None:
         """Add a recorded id (written to the OS at once: a crash of the process keeps it)."""
-        self.append_many([(when, principal, client_id)])
+        self.append_many([(when, pseudonym, client_id)])
 
     def append_many(self, entries: list[tuple[float, str, str]]) -> None:
-        """Add recorded ids, oldest first, in one write (per segment) to the OS at once."""
+        """Add recorded ids (each under its principal's `pseudonym`), oldest first, in one write
+        (per segment) to the OS at once."""
         lines = [_line(entry) for entry in entries]
         with self._lock:
             done = 0

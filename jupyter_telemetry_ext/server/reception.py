@@ -159,17 +159,18 @@ class Policy:
     @classmethod
     def from_options(cls, options: PolicyOptions) -> Policy:
         """Return the rules for posts: rate limit, duplicate ids, clock window, recorded user."""
+        secret = _user_secret(options)
+        key_secret = secret or _key_secret(options)
         duplicates = None
         if options.duplicate_window > 0:
             duplicates = Duplicates(
                 options.duplicate_window,
                 options.duplicate_capacity,
                 options.duplicate_capacity_per_user,
-                journal=_journal(options),
+                journal=_journal(options, key_secret),
             )
         window = options.event_time_window
         owed = Owed(written=_journal_written(duplicates))
-        secret = _user_secret(options)
         return cls(
             limiter=RateLimiter(options.rate_limit, options.rate_burst),
             duplicates=duplicates,
@@ -178,7 +179,7 @@ class Policy:
             secret=secret,
             reply_after_write=options.reply_after_write,
             owed=owed,
-            key_secret=secret or _key_secret(options),
+            key_secret=key_secret,
             options=type(options).__name__,
         )
 
@@ -230,12 +231,14 @@ def _user_secret(options: PolicyOptions) -> bytes:
     return load_or_create_secret(Path(options.data_dir))
 
 
-def _journal(options: PolicyOptions) -> IdJournal | None:
-    """Return the on-disk journal of recorded ids, when the options name its folder."""
+def _journal(options: PolicyOptions, key: bytes) -> IdJournal | None:
+    """Return the on-disk journal of recorded ids (its pseudonyms by `key`), when the options
+    name its folder."""
     folder = getattr(options, "duplicate_journal", "")  # the collector's option
     if not folder:
         return None
-    return IdJournal(Path(folder), options.duplicate_window, options.duplicate_capacity)
+    window, capacity = options.duplicate_window, options.duplicate_capacity
+    return IdJournal(Path(folder), window, capacity, key=key)
 
 
 def _journal_written(duplicates: Duplicates | None) -> Callable[[list[str]], None] | None:

@@ -477,8 +477,11 @@ class EventLog(LoggingConfigurable):
             encode(event, schema)
             self._outcomes[(schema.id, NO_CONSENT)] += 1
             return None
-        for tap in self._taps:
-            tap(schema, event, timestamp, context)
+        if self._taps:
+            if encode is not capsules.encode_read:  # JSON read holds JSON: others are checked
+                encode(event, schema)  # before a tap forwards what would then be refused
+            for tap in self._taps:
+                tap(schema, event, timestamp, context)
         if rule is None or redactor is None or not rule.allows_action(event):
             encode(event, schema)  # a filtered event must still be JSON: fail the same way
             self._outcomes[(schema.id, FILTERED)] += 1

@@ -256,19 +256,35 @@ class EventLog(LoggingConfigurable):
 
     def register_schema(self, schema: Mapping[str, Any] | EventSchema) -> EventSchema:
         """Register a schema given as a dict; the identical schema again is a no-op."""
-        checked = schema if isinstance(schema, EventSchema) else EventSchema(schema)
-        versions = self._schemas.setdefault(checked.id, {})
-        existing = versions.get(checked.version_key)
-        if existing is not None:
-            if existing.same_as(checked):
-                return existing
-            msg = (
-                f"{checked.source or 'schema'}: $id {checked.id!r} version {checked.version!r} "
-                "is already registered with a different schema"
-            )
-            raise EventSchemaError(msg)
-        versions[checked.version_key] = checked
+        checked = self.check_schema(
+            schema if isinstance(schema, EventSchema) else EventSchema(schema)
+        )
+        self._schemas.setdefault(checked.id, {})[checked.version_key] = checked
         return checked
+
+    def check_schema(self, schema: EventSchema) -> EventSchema:
+        """Return what `register_schema` would register, registering nothing: the schema, or
+        the identical one registered already; raise EventSchemaError when another schema is
+        registered under its `$id` and version (a subclass refusing more schemas says so here)."""
+        existing = self._schemas.get(schema.id, {}).get(schema.version_key)
+        if existing is None:
+            return schema
+        if existing.same_as(schema):
+            return existing
+        msg = (
+            f"{schema.source or 'schema'}: $id {schema.id!r} version {schema.version!r} "
+            "is already registered with a different schema"
+        )
+        raise EventSchemaError(msg)
+
+    def _forget_schema(self, schema: EventSchema) -> None:
+        """Unregister one schema version (an EventRouter's registration that did not finish)."""
+        versions = self._schemas.get(schema.id, {})
+        if versions.get(schema.version_key) is schema:
+            del versions[schema.version_key]
+            if not versions:
+                del self._schemas[schema.id]
+            self._plans.clear()
 
     def register_schema_file(self, source: SchemaSource) -> EventSchema:
         """Register a schema from a YAML or JSON file (a path or an open file)."""

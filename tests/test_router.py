@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,36 @@ def test_a_different_schema_under_a_registered_version_is_refused_by_every_log()
     with pytest.raises(EventSchemaError, match="already registered with a different schema"):
         router.register_schema(make_schema(SCHEMA_ID, **{**PROPS, "extra": {"type": "string"}}))
     assert [log.get_schema(SCHEMA_ID, 1) for log in router.eventlogs] == before
+
+
+# Recording: an event one log refuses is written by none
+
+OPEN_PROPS = {
+    "action": {"type": "string", "categories": ["unrestricted"]},
+    "note": {"categories": ["user-identifiable-information"]},  # any value: not looked into
+}
+
+
+@pytest.mark.parametrize(
+    "note",
+    [float("nan"), {"when": datetime.now(timezone.utc)}, "x\ud800"],
+    ids=["nan", "datetime", "lone-surrogate"],
+)
+def test_an_event_one_log_would_redact_and_another_cannot_write_is_written_by_none(
+    note: Any,
+) -> None:
+    """The first log redacts `note` (it would record `null`), the second keeps it and could not
+    write it: the event is invalid for both, so neither writes it."""
+    a, b = Sink(), Sink()
+    router = EventRouter([
+        EventLog(handlers=[a.handler], allowed_schemas=[SCHEMA_ID]),
+        EventLog(handlers=[b.handler],
+                 allowed_schemas={SCHEMA_ID: {"allowed_properties": ["note"]}}),
+    ])  # fmt: skip
+    router.register_schema(make_schema(SCHEMA_ID, **OPEN_PROPS))
+    with pytest.raises(EventValidationError) as e:
+        router.record_event(SCHEMA_ID, 1, {"action": "go", "note": note})
+    assert e.value.field.startswith("note")
+    assert (a.lines, b.lines) == ([], [])
+    assert router.record_event(SCHEMA_ID, 1, {"action": "go", "note": "ok"})[1]["note"] == "ok"
+    assert [len(a.lines), len(b.lines)] == [1, 1]

@@ -152,8 +152,8 @@ class EventSchema:
         return self.document.get("personal-data") is True
 
     def same_as(self, other: EventSchema) -> bool:
-        """Return True when two schemas are the same document (`1` and `"1"` alike)."""
-        return _comparable(self.document) == _comparable(other.document)
+        """Return True when two schemas are the same document (versions `1` and `"1"` alike)."""
+        return bool(_comparable(self.document) == _comparable(other.document))
 
     def is_valid(self, event: Any, *, no_reserved_keys: bool = False, parsed: bool = False) -> bool:
         """Return True when the event is valid under this schema.
@@ -303,5 +303,18 @@ def _property_names(schema: Mapping[str, Any]) -> list[str]:
     return [str(name) for name in names + (required if isinstance(required, list) else [])]
 
 
-def _comparable(document: dict[str, Any]) -> dict[str, Any]:
-    return {**document, "version": version_key(document.get("version"))}
+def _comparable(document: dict[str, Any]) -> Any:
+    return _typed({**document, "version": version_key(document.get("version"))})
+
+
+def _typed(value: Any) -> Any:
+    """Return a value whose booleans no longer equal the numbers Python says they equal
+    (`"const": true` and `"const": 1` are different schemas); 1 and 1.0 stay equal, as JSON
+    Schema has them."""
+    if isinstance(value, bool):
+        return (bool, value)
+    if isinstance(value, Mapping):
+        return {key: _typed(sub) for key, sub in value.items()}
+    if isinstance(value, list):
+        return [_typed(sub) for sub in value]
+    return value

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyter_telemetry_ext.core.jsonline import LoneSurrogateError, encode
+from jupyter_telemetry_ext.core.errors import LoneSurrogateError
+from jupyter_telemetry_ext.core.jsonline import encode
 
 STANDARD = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 

@@ -13,7 +13,8 @@ import orjson
 
 from .allowlist import SchemaRule
 from .categories import UNRESTRICTED, USER_IDENTIFIER
-from .jsonline import NotJSONError, check, encode_standard
+from .errors import NotJSONError
+from .jsonline import check, encode_standard
 from .jsonline import encode as _encode
 from .redaction import Redactor
 from .schema import EventSchema

@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from .errors import LoneSurrogateError, NotJSONError
+
 # One compact line per event, ASCII whatever the handler's stream encoding.
 encode_standard = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 # The same line with text unescaped, where a surrogate stays one character.
@@ -40,14 +42,6 @@ _WRITTEN_ALIKE = frozenset({str, int, bool, type(None)})
 _LOOKED_AT = _WRITTEN_ALIKE | {float, dict, list}
 # Below this, Python writes floats with an exponent (1e-05) and orjson without (0.00001).
 _SMALLEST_PLAIN_FLOAT = 1e-4
-
-
-class NotJSONError(ValueError):
-    """A value that no JSON line can hold (raised by `check`)."""
-
-
-class LoneSurrogateError(NotJSONError):
-    """A string of the value (or a key) holds a lone surrogate: it is not UTF-8 text."""
 
 
 def encode(value: Any) -> str:

@@ -126,6 +126,14 @@ def test_no_handler_listener_or_tap_sees_a_lone_surrogate(
     assert tapped == [GOOD]
 
 
+def test_a_failure_description_naming_a_lone_surrogate_is_written_escaped(sink: Sink) -> None:
+    """`record_failure` with a schema id or field holding one writes it as its escape (text)."""
+    log = EventLog(failed_handlers=[sink.handler])
+    log.record_failure("rejected", "unknown schema", schema_id="x/\ud800é", field="a\udfff")
+    [description] = sink.events
+    assert (description["schema_id"], description["field"]) == ("x/\\ud800é", "a\\udfff")
+
+
 def test_text_past_u_ffff_is_recorded_as_given(sink: Sink) -> None:
     """A character past U+FFFF is one code point in Python, written as an escaped pair."""
     log = EventLog(handlers=[sink.handler], allowed_schemas=EVERY_VALUE)

@@ -45,6 +45,7 @@ from .errors import (
     UnknownSchemaError,
 )
 from .event_keys import EventKey
+from .jsonline import escape_lone_surrogates
 from .outcomes import FILTERED, NO_CONSENT, RECORDED, SAMPLED_OUT, SINK_FAILURE
 from .registered import RegisteredSchemas
 from .sampling import SAMPLING_FORM, keeps, parse_sampling
@@ -534,12 +535,13 @@ class EventLog(LoggingConfigurable):
         """Count an event that was not recorded and write its description to failed_handlers.
 
         The description holds the reason, schema id, version, size and failing field path,
-        never the event's values.
+        never the event's values; a lone surrogate in them (which no line may hold) is written
+        as its escape, `\\ud800`.
         """
         self.count(schema_id or "(unknown)", outcome)
         self._sink.describe({
-            "outcome": outcome, "reason": reason, "schema_id": schema_id, "version": version,
-            "size": size, "field": field,
+            "outcome": outcome, "reason": _shown(reason), "schema_id": _shown(schema_id),
+            "version": _shown(version), "size": size, "field": _shown(field),
         })  # fmt: skip
 
     # Writing
@@ -580,6 +582,11 @@ class EventLog(LoggingConfigurable):
     def ticket(self) -> Ticket | None:
         """Return the ticket that the calling thread's events are tracked by, if any."""
         return self._sink.ticket
+
+
+def _shown(value: Any) -> Any:
+    """Return a string of a failure description with each lone surrogate escaped."""
+    return escape_lone_surrogates(value) if isinstance(value, str) else value
 
 
 def _kept(rate: float, schema_id: str, context: Mapping[str, Any] | None) -> bool:

@@ -77,6 +77,13 @@ def holds_lone_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
+def escape_lone_surrogates(text: str) -> str:
+    """Return `text` with each lone surrogate written as its escape (`\\ud800`), as text."""
+    if not holds_lone_surrogate(text):
+        return text
+    return _SURROGATE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
 def _standard(value: Any) -> str:
     """Return the standard encoder's line; raise LoneSurrogateError for a lone surrogate."""
     line = encode_standard(value)

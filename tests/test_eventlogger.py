@@ -17,7 +17,7 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from jupyter_telemetry_ext import EventLog, EventLogger
+from jupyter_telemetry_ext import EventLog, EventLogger, EventSchemaError
 from jupyter_telemetry_ext.core.errors import (
     EventSchemaFileAbsent,
     EventSchemaLoadingError,
@@ -100,6 +100,21 @@ def test_a_bad_schema_is_refused_with_jupyter_events_errors(source: Any, error: 
 def test_a_schema_id_registers_once(logger: EventLogger) -> None:
     with pytest.raises(SchemaRegistryException, match=SCHEMA_ID):
         logger.register_event_schema(SCHEMA)
+
+
+def test_a_schema_its_eventlog_refuses_is_registered_nowhere(sink: Sink) -> None:
+    """The EventLog behind the logger holds another schema under the id and version: the
+    logger refuses it too, keeps nothing of it, and may register the right one later."""
+    el = EventLogger(handlers=[sink.handler])
+    other = {**SCHEMA, "title": "Clicked", "description": "Another schema."}
+    el.eventlog.register_schema({**other, "type": "object"})
+    with pytest.raises(EventSchemaError, match="already registered with a different schema"):
+        el.register_event_schema(SCHEMA)
+    assert SCHEMA_ID not in el.schemas
+    assert SCHEMA_ID not in el.eventlog.allowed_schemas
+    el.register_event_schema(other)
+    assert el.emit(schema_id=SCHEMA_ID, data={"button": "ok"}) is not None
+    el.eventlog.close()
 
 
 def test_title_stays_required_through_eventlog() -> None:

@@ -239,6 +239,33 @@ def test_different_schema_same_id_and_version_is_refused() -> None:
         log.register_schema(make_schema(other={"type": "string"}))
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param({"const": True}, {"const": 1}, id="const-true-or-1"),
+        pytest.param({"enum": [False, "x"]}, {"enum": [0, "x"]}, id="enum-false-or-0"),
+        pytest.param({"default": 1}, {"default": True}, id="default-1-or-true"),
+        pytest.param({"type": "string"}, {"type": "string", "maxLength": 3}, id="one-more-rule"),
+    ],
+)
+def test_a_different_schema_under_a_registered_version_is_refused_not_ignored(
+    first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    """Python says `True == 1`: JSON Schema does not, and neither does registration."""
+    log = EventLog(allowed_schemas=["test.events/example"])
+    kept = log.register_schema(make_schema(a=first))
+    with pytest.raises(EventSchemaError, match="already registered with a different schema"):
+        log.register_schema(make_schema(a=second))
+    assert log.get_schema("test.events/example", 1) is kept
+    assert log.register_schema(make_schema(a=dict(first))) is kept  # the same again: a no-op
+
+
+def test_numbers_equal_in_json_schema_are_the_same_schema() -> None:
+    log = EventLog()
+    kept = log.register_schema(make_schema(a={"type": "number", "maximum": 1}))
+    assert log.register_schema(make_schema(a={"type": "number", "maximum": 1.0})) is kept
+
+
 def test_versions_live_side_by_side() -> None:
     log = EventLog(allowed_schemas=["test.events/example"])
     log.register_schema(make_schema(version=1, a={"type": "string"}))

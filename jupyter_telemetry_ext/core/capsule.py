@@ -13,8 +13,9 @@ import orjson
 
 from .allowlist import SchemaRule
 from .categories import UNRESTRICTED, USER_IDENTIFIER
+from .errors import NotJSONError
+from .jsonline import check, encode_standard
 from .jsonline import encode as _encode
-from .jsonline import encode_standard
 from .redaction import Redactor
 from .schema import EventSchema
 
@@ -74,7 +75,8 @@ def build(
     """Return the capsule of an event: its metadata, context fields and redacted properties.
 
     When the plan keeps every context field given and every property, the capsule is made in
-    one step (no key is looked at on its own).
+    one step (no key is looked at on its own). A value redacted or left out that JSON cannot
+    hold raises EventValidationError, as a kept one does when the capsule is written.
     """
     if redactor.keeps_all and (not context or context.keys() <= context_kept):
         return {
@@ -91,9 +93,15 @@ def build(
         "__schema_version__": schema.version,
         "__metadata_version__": METADATA_VERSION,
     }
-    if context:
-        _add_context(capsule, context, context_kept, drop=redactor.drop)
-    redactor.copy_into(capsule, event)
+    try:
+        if context:
+            _add_context(capsule, context, context_kept, drop=redactor.drop)
+        redactor.copy_into(capsule, event)
+    except NotJSONError as e:
+        from .validation import not_json_error
+
+        described = {**context, **event} if context else event
+        raise not_json_error(described, schema.id, schema.version, schema.categories) from e
     return capsule
 
 
@@ -106,8 +114,10 @@ def _add_context(
             raise ValueError(msg)
         if key in kept:
             capsule[key] = value
-        elif not drop:
-            capsule[key] = None
+        else:
+            check(value)  # not recorded, it must still be JSON, as a kept one must
+            if not drop:
+                capsule[key] = None
 
 
 def encode(
@@ -124,5 +134,8 @@ def encode(
 
 def encode_read(value: Mapping[str, Any], schema: EventSchema) -> str:
     """Encode a capsule of values read from JSON text: orjson, unless the line is not ASCII."""
-    line = orjson.dumps(value)
+    try:
+        line = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # not as read from JSON text after all: say why
+        return encode(value, schema)
     return line.decode() if line.isascii() else encode(value, schema, encode_standard)

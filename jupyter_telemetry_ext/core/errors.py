@@ -122,6 +122,14 @@ class AuditUnavailableError(RuntimeError):
 # The server: posts and subscribers
 
 
+class NotJSONError(ValueError):
+    """A value that no JSON line can hold (`jsonline.check`)."""
+
+
+class LoneSurrogateError(NotJSONError):
+    """A string of a value (or a key) holds a lone surrogate: it is not UTF-8 text."""
+
+
 class JSONBodyError(ValueError):
     """The body is not I-JSON; the message says why, without quoting it."""
 

@@ -45,6 +45,7 @@ from .errors import (
     UnknownSchemaError,
 )
 from .event_keys import EventKey
+from .jsonline import escape_lone_surrogates
 from .outcomes import FILTERED, NO_CONSENT, RECORDED, SAMPLED_OUT, SINK_FAILURE
 from .registered import RegisteredSchemas
 from .sampling import SAMPLING_FORM, keeps, parse_sampling
@@ -256,19 +257,35 @@ class EventLog(LoggingConfigurable):
 
     def register_schema(self, schema: Mapping[str, Any] | EventSchema) -> EventSchema:
         """Register a schema given as a dict; the identical schema again is a no-op."""
-        checked = schema if isinstance(schema, EventSchema) else EventSchema(schema)
-        versions = self._schemas.setdefault(checked.id, {})
-        existing = versions.get(checked.version_key)
-        if existing is not None:
-            if existing.same_as(checked):
-                return existing
-            msg = (
-                f"{checked.source or 'schema'}: $id {checked.id!r} version {checked.version!r} "
-                "is already registered with a different schema"
-            )
-            raise EventSchemaError(msg)
-        versions[checked.version_key] = checked
+        checked = self.check_schema(
+            schema if isinstance(schema, EventSchema) else EventSchema(schema)
+        )
+        self._schemas.setdefault(checked.id, {})[checked.version_key] = checked
         return checked
+
+    def check_schema(self, schema: EventSchema) -> EventSchema:
+        """Return what `register_schema` would register, registering nothing: the schema, or
+        the identical one registered already; raise EventSchemaError when another schema is
+        registered under its `$id` and version (a subclass refusing more schemas says so here)."""
+        existing = self._schemas.get(schema.id, {}).get(schema.version_key)
+        if existing is None:
+            return schema
+        if existing.same_as(schema):
+            return existing
+        msg = (
+            f"{schema.source or 'schema'}: $id {schema.id!r} version {schema.version!r} "
+            "is already registered with a different schema"
+        )
+        raise EventSchemaError(msg)
+
+    def _forget_schema(self, schema: EventSchema) -> None:
+        """Unregister one schema version (an EventRouter's registration that did not finish)."""
+        versions = self._schemas.get(schema.id, {})
+        if versions.get(schema.version_key) is schema:
+            del versions[schema.version_key]
+            if not versions:
+                del self._schemas[schema.id]
+            self._plans.clear()
 
     def register_schema_file(self, source: SchemaSource) -> EventSchema:
         """Register a schema from a YAML or JSON file (a path or an open file)."""
@@ -477,8 +494,11 @@ class EventLog(LoggingConfigurable):
             encode(event, schema)
             self._outcomes[(schema.id, NO_CONSENT)] += 1
             return None
-        for tap in self._taps:
-            tap(schema, event, timestamp, context)
+        if self._taps:
+            if encode is not capsules.encode_read:  # JSON read holds JSON: others are checked
+                encode(event, schema)  # before a tap forwards what would then be refused
+            for tap in self._taps:
+                tap(schema, event, timestamp, context)
         if rule is None or redactor is None or not rule.allows_action(event):
             encode(event, schema)  # a filtered event must still be JSON: fail the same way
             self._outcomes[(schema.id, FILTERED)] += 1
@@ -515,12 +535,13 @@ class EventLog(LoggingConfigurable):
         """Count an event that was not recorded and write its description to failed_handlers.
 
         The description holds the reason, schema id, version, size and failing field path,
-        never the event's values.
+        never the event's values; a lone surrogate in them (which no line may hold) is written
+        as its escape, `\\ud800`.
         """
         self.count(schema_id or "(unknown)", outcome)
         self._sink.describe({
-            "outcome": outcome, "reason": reason, "schema_id": schema_id, "version": version,
-            "size": size, "field": field,
+            "outcome": outcome, "reason": _shown(reason), "schema_id": _shown(schema_id),
+            "version": _shown(version), "size": size, "field": _shown(field),
         })  # fmt: skip
 
     # Writing
@@ -561,6 +582,11 @@ class EventLog(LoggingConfigurable):
     def ticket(self) -> Ticket | None:
         """Return the ticket that the calling thread's events are tracked by, if any."""
         return self._sink.ticket
+
+
+def _shown(value: Any) -> Any:
+    """Return a string of a failure description with each lone surrogate escaped."""
+    return escape_lone_surrogates(value) if isinstance(value, str) else value
 
 
 def _kept(rate: float, schema_id: str, context: Mapping[str, Any] | None) -> bool:

@@ -83,14 +83,24 @@ class SchemaRegistry:
         """Return a registered schema; raise KeyError for an unknown id."""
         return self._schemas[schema_id]
 
-    def register(self, schema: Any) -> EventSchema:
-        """Check and keep a schema; raise SchemaRegistryException if its id is registered."""
+    def check(self, schema: Any) -> EventSchema:
+        """Return a schema checked, keeping nothing; raise SchemaRegistryException if its id is
+        registered."""
         checked = EventSchema(_string_version(with_defaults(load_schema(schema))))
         if checked.id in self._schemas:
             msg = f"The schema, {checked.id}, is already registered with this EventLogger."
             raise SchemaRegistryException(msg)
-        self._schemas[checked.id] = checked
         return checked
+
+    def register(self, schema: Any) -> EventSchema:
+        """Check and keep a schema; raise SchemaRegistryException if its id is registered."""
+        checked = self.check(schema)
+        self.add(checked)
+        return checked
+
+    def add(self, checked: EventSchema) -> None:
+        """Keep a schema returned by `check`."""
+        self._schemas[checked.id] = checked
 
     def validate_event(self, schema_id: str, data: Any) -> None:
         """Raise a `jsonschema.ValidationError` naming the field when the event is not valid."""
@@ -193,8 +203,9 @@ class EventLogger(LoggingConfigurable):
         Raises `jsonschema.ValidationError` for an invalid schema, `SchemaRegistryException`
         for an id registered already, and `EventSchemaLoadingError` for an unreadable source.
         """
-        registered = self.schemas.register(schema)
-        self._eventlog.register_schema(registered.checked)
+        registered = self.schemas.check(schema)
+        self._eventlog.register_schema(registered.checked)  # may refuse: then kept nowhere
+        self.schemas.add(registered)
         for table in (self._modifiers, self._modified_listeners, self._unmodified_listeners):
             table.setdefault(registered.id, set())
         if self._record_all:

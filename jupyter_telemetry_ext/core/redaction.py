@@ -8,6 +8,7 @@ from typing import Any, Union
 
 from .allowlist import SchemaRule
 from .categories import UNRESTRICTED, USER_IDENTIFIABLE_INFORMATION, CategoryNode
+from .jsonline import check
 
 
 class _Mark:
@@ -134,7 +135,8 @@ class Redactor:
         return cls(plan_keys(tree, default, rule.categories, rule.properties), drop)
 
     def copy_into(self, out: dict[str, Any], event: Mapping[str, Any]) -> None:
-        """Copy the event's keys into `out`, redacted."""
+        """Copy the event's keys into `out`, redacted; raise NotJSONError when a value it
+        redacts could not be written as JSON (a kept one fails when the capsule is written)."""
         if self.keeps_all:
             out.update(event)
             return
@@ -150,13 +152,17 @@ class Redactor:
                 out[key] = sub
             elif verdict is not REDACT:
                 out[key] = self._apply(verdict, sub)  # type: ignore[arg-type]
-            elif not self.drop and key in properties:
-                out[key] = None  # a key the schema does not name may itself be data: left out
+            else:
+                if sub.__class__ is not str or not sub.isascii():
+                    check(sub)  # not recorded, it must still be JSON: the event is refused whole
+                if not self.drop and key in properties:
+                    out[key] = None  # a key the schema does not name may itself be data: left out
 
     def _apply(self, step: Step, value: Any) -> Any:
         if step is KEEP:
             return value
         if not isinstance(step, Descend):
+            check(value)
             return None
         if isinstance(value, Mapping):
             out: dict[str, Any] = {}

@@ -21,19 +21,33 @@ class EventRouter:
         """Route to one more EventLog."""
         self.eventlogs.append(eventlog)
 
-    def register_schema(self, schema: Mapping[str, Any]) -> EventSchema:
-        """Register a schema with every EventLog."""
-        checked = EventSchema(schema)
-        for eventlog in self.eventlogs:
-            eventlog.register_schema(checked)
-        return checked
+    def register_schema(self, schema: Mapping[str, Any] | EventSchema) -> EventSchema:
+        """Register a schema with every EventLog, or with none (see `_register`)."""
+        return self._register(schema if isinstance(schema, EventSchema) else EventSchema(schema))
 
     def register_schema_file(self, source: SchemaSource) -> EventSchema:
-        """Register a schema file with every EventLog."""
-        checked = EventSchema.from_file(source)
-        for eventlog in self.eventlogs:
-            eventlog.register_schema(checked)
-        return checked
+        """Register a schema file with every EventLog, or with none (see `_register`)."""
+        return self._register(EventSchema.from_file(source))
+
+    def _register(self, schema: EventSchema) -> EventSchema:
+        """Register a checked schema with every EventLog, or with none.
+
+        Every EventLog checks it first (`EventLog.check_schema`): one that would refuse it
+        (another schema under the same `$id` and version) raises before any registers it.
+        Should a registration still fail, those made before it are undone.
+        """
+        fresh = [eventlog.check_schema(schema) is schema for eventlog in self.eventlogs]
+        added: list[EventLog] = []
+        try:
+            for eventlog, new in zip(self.eventlogs, fresh, strict=True):
+                eventlog.register_schema(schema)
+                if new:
+                    added.append(eventlog)
+        except BaseException:
+            for eventlog in added:
+                eventlog._forget_schema(schema)
+            raise
+        return schema
 
     def record_event(
         self,

@@ -14,7 +14,9 @@ import yaml
 
 from .categories import CategoryNode, category_tree, check_labels
 from .errors import EventSchemaError
+from .jsonline import holds_lone_surrogate
 from .nesting import too_deep
+from .printable import printable
 from .reserved import RESERVED_PREFIX, with_reserved_key_check
 from .walk import walk
 
@@ -112,6 +114,7 @@ class EventSchema:
         if not isinstance(document, Mapping):
             self._fail("(document)", f"must be a mapping, got {type(document).__name__}")
         self.document = copy.deepcopy(dict(document))
+        self._check_text()
         self._check_keys()
         self.id: str = self.document["$id"]
         self.version: str | int = self.document["version"]
@@ -149,8 +152,8 @@ class EventSchema:
         return self.document.get("personal-data") is True
 
     def same_as(self, other: EventSchema) -> bool:
-        """Return True when two schemas are the same document (`1` and `"1"` alike)."""
-        return _comparable(self.document) == _comparable(other.document)
+        """Return True when two schemas are the same document (versions `1` and `"1"` alike)."""
+        return bool(_comparable(self.document) == _comparable(other.document))
 
     def is_valid(self, event: Any, *, no_reserved_keys: bool = False, parsed: bool = False) -> bool:
         """Return True when the event is valid under this schema.
@@ -201,7 +204,10 @@ class EventSchema:
             return reserved
         if self._describer is None:
             self._describer = self._compile(describing_document(self._validation_document))
-        return event_error(self._describer, event, self.id, self.version, self.categories)
+        try:
+            return event_error(self._describer, event, self.id, self.version, self.categories)
+        except ValueError:  # a string the validator reads that is not UTF-8 (a lone surrogate)
+            return not_json_error(event, self.id, self.version, self.categories)
 
     def _where(self) -> str:
         if self.source:
@@ -212,6 +218,13 @@ class EventSchema:
     def _fail(self, key: str, problem: str) -> None:
         msg = f"{self._where()}: {key}: {problem}"
         raise EventSchemaError(msg)
+
+    def _check_text(self) -> None:
+        """Refuse a key or string holding a lone surrogate (not UTF-8 text), naming its path."""
+        path = _lone_surrogate_path(self.document, [])
+        if path is not None:
+            where = ".".join(printable(str(part)) for part in path)
+            self._fail(where, "is not UTF-8 text (it holds a lone surrogate, U+D800-U+DFFF)")
 
     def _check_keys(self) -> None:
         doc = self.document
@@ -265,6 +278,24 @@ class EventSchema:
         raise AssertionError  # unreachable: _fail raises
 
 
+def _lone_surrogate_path(value: Any, path: list[object]) -> list[object] | None:
+    """Return the path of the first key or string holding a lone surrogate, or None."""
+    if isinstance(value, str):
+        return path if holds_lone_surrogate(value) else None
+    children: Any = ()
+    if isinstance(value, Mapping):
+        children = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    for key, sub in children:
+        if isinstance(key, str) and holds_lone_surrogate(key):
+            return [*path, key]
+        found = _lone_surrogate_path(sub, [*path, key])
+        if found is not None:
+            return found
+    return None
+
+
 def _property_names(schema: Mapping[str, Any]) -> list[str]:
     properties = schema.get("properties")
     required = schema.get("required")
@@ -272,5 +303,18 @@ def _property_names(schema: Mapping[str, Any]) -> list[str]:
     return [str(name) for name in names + (required if isinstance(required, list) else [])]
 
 
-def _comparable(document: dict[str, Any]) -> dict[str, Any]:
-    return {**document, "version": version_key(document.get("version"))}
+def _comparable(document: dict[str, Any]) -> Any:
+    return _typed({**document, "version": version_key(document.get("version"))})
+
+
+def _typed(value: Any) -> Any:
+    """Return a value whose booleans no longer equal the numbers Python says they equal
+    (`"const": true` and `"const": 1` are different schemas); 1 and 1.0 stay equal, as JSON
+    Schema has them."""
+    if isinstance(value, bool):
+        return (bool, value)
+    if isinstance(value, Mapping):
+        return {key: _typed(sub) for key, sub in value.items()}
+    if isinstance(value, list):
+        return [_typed(sub) for sub in value]
+    return value

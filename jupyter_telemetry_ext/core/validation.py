@@ -17,6 +17,7 @@ import jsonschema_rs
 from jsonschema.protocols import Validator
 
 from .categories import CategoryNode
+from .jsonline import holds_lone_surrogate
 from .nesting import MAX_DEPTH
 from .printable import printable
 from .reserved import reserved_key_path
@@ -251,27 +252,45 @@ def too_deep_error(
 def not_json_error(
     event: Any, schema_id: str, version: object, tree: Tree = None
 ) -> EventValidationError:
-    """Return the error for an event holding a value JSON cannot represent, naming its path."""
-    path, got = _first_non_json(event, []) or ([], "a value JSON cannot represent")
+    """Return the error for an event holding a value JSON cannot represent, naming its path:
+    a non-finite number, a type JSON has not, or a string or key with a lone surrogate."""
+    path, reason = _first_non_json(event, []) or (
+        [],
+        _NOT_JSON.format("a value JSON cannot represent"),
+    )
     field = field_path(named_parts(path, tree))
-    reason = f"is not representable in JSON (got {got})"
     message = f"invalid event for schema {schema_id!r} version {version}: {field}: {reason}"
     return EventValidationError(message, field=field, reason=reason)
 
 
+_NOT_JSON = "is not representable in JSON (got {})"
+# As the REST API says of a body with one: a lone surrogate is not text (it is not UTF-8).
+_NOT_TEXT = "is not UTF-8 text (got a {} holding a lone surrogate, U+D800-U+DFFF)"
+
+
 def _first_non_json(value: Any, path: list[object]) -> tuple[list[object], str] | None:
-    if isinstance(value, float) and not math.isfinite(value):
-        return path, "a non-finite number"
-    if value is None or isinstance(value, (str, int, float)):
-        return None
     if isinstance(value, dict):
         children: Iterable[tuple[object, Any]] = value.items()
     elif isinstance(value, (list, tuple)):
         children = enumerate(value)
     else:
-        return path, type(value).__name__
+        reason = _scalar_problem(value)
+        return None if reason is None else (path, reason)
     for key, sub in children:
+        if isinstance(key, str) and holds_lone_surrogate(key):
+            return [*path, key], _NOT_TEXT.format("key")
         found = _first_non_json(sub, [*path, key])
         if found:
             return found
     return None
+
+
+def _scalar_problem(value: Any) -> str | None:
+    """Return why a value that is not a container cannot be written, or None when it can."""
+    if isinstance(value, str):
+        return _NOT_TEXT.format("string") if holds_lone_surrogate(value) else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else _NOT_JSON.format("a non-finite number")
+    if value is None or isinstance(value, int):
+        return None
+    return _NOT_JSON.format(type(value).__name__)

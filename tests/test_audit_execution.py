@@ -28,7 +28,7 @@ from jupyter_telemetry_ext.server.app import TelemetryExtension
 from jupyter_telemetry_ext.server.audit.code import CODE_LIMIT, code_of, json_size
 from jupyter_telemetry_ext.server.audit.connection import AuditedConnection
 from jupyter_telemetry_ext.server.audit.execution import Client, ExecutionAudit
-from jupyter_telemetry_ext.server.audit.install import check_still_installed, stop_audit
+from jupyter_telemetry_ext.server.audit.install import keep_installed, stop_audit
 from jupyter_telemetry_ext.server.audit.pending import Pending
 from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder
 from jupyter_telemetry_ext.server.audit.requests import ExecuteRequest, request_from_message
@@ -505,12 +505,37 @@ def test_past_the_limit_the_oldest_request_is_given_up(audit_log: EventLog, sink
     assert len(execution.pending) == 2
 
 
-def test_a_connection_class_replaced_later_is_said(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_connection_class_put_in_place_later_is_audited_in_its_turn(
+    audit_log: EventLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another extension loaded after this one replaced the audited class with its own."""
     log = logging.getLogger("test.audit")
-    settings = {"kernel_websocket_connection_class": OtherConnection}
+    audit = ExecutionAudit(AuditRecorder(audit_log, log))
+    settings: dict[str, Any] = {"kernel_websocket_connection_class": OtherConnection}
     with caplog.at_level(logging.WARNING, "test.audit"):
-        check_still_installed(settings, AuditedConnection, log)
+        keep_installed(settings, audit, lambda handler: None, log)
+    installed = settings["kernel_websocket_connection_class"]
+    assert issubclass(installed, OtherConnection)
+    assert issubclass(installed, AuditedConnection)
+    assert installed.audit is audit
     assert "OtherConnection" in caplog.text
+    assert "audited in its turn" in caplog.text
+    caplog.clear()
+    keep_installed(settings, audit, lambda handler: None, log)  # audited already: nothing to say
+    assert settings["kernel_websocket_connection_class"] is installed
+    assert caplog.text == ""
+
+
+def test_a_connection_class_that_cannot_be_audited_put_in_place_later_is_said(
+    audit_log: EventLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = logging.getLogger("test.audit")
+    audit = ExecutionAudit(AuditRecorder(audit_log, log))
+    settings: dict[str, Any] = {"kernel_websocket_connection_class": ForeignConnection}
+    with caplog.at_level(logging.WARNING, "test.audit"):
+        keep_installed(settings, audit, lambda handler: None, log)
+    assert settings["kernel_websocket_connection_class"] is ForeignConnection
+    assert "ForeignConnection" in caplog.text
     assert "NOT audited" in caplog.text
 
 

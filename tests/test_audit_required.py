@@ -346,6 +346,58 @@ def test_a_server_without_a_durable_sink_does_not_start(tmp_path: Path) -> None:
     assert "is running at" not in written
 
 
+@pytest.mark.e2e
+def test_a_connection_class_that_cannot_be_audited_put_in_place_later_stops_the_server(
+    tmp_path: Path,
+) -> None:
+    """An extension loaded after this one replaces the audited kernel connection class with one
+    the audit cannot wrap: under audit_required the server exits 1 before it serves."""
+    environment = jupyter_environment(tmp_path)
+    schemas = tmp_path / "jupyter-path" / "telemetry" / "schemas" / "jupyter_telemetry_ext"
+    shutil.copytree(SHIPPED_SCHEMAS / "execution", schemas / "execution")
+    environment["JUPYTER_PATH"] = str(tmp_path / "jupyter-path")
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "zz_replacer.py").write_text(
+        "from jupyter_server.services.kernels.connection.base import "
+        "BaseKernelWebsocketConnection\n\n\n"
+        "class ForeignConnection(BaseKernelWebsocketConnection):\n"
+        "    pass\n\n\n"
+        "def _jupyter_server_extension_points():\n"
+        '    return [{"module": "zz_replacer"}]\n\n\n'
+        "def _load_jupyter_server_extension(serverapp):\n"
+        '    serverapp.web_app.settings["kernel_websocket_connection_class"] = ForeignConnection\n',
+        "utf-8",
+    )
+    environment["PYTHONPATH"] = os.pathsep.join(
+        [str(modules), *filter(None, [environment.get("PYTHONPATH")])]
+    )
+    config = tmp_path / "config" / "jupyter_server_config.py"
+    config.write_text(
+        "import logging\n"
+        'c.ServerApp.jpserver_extensions = {"zz_replacer": True}\n'
+        'c.TelemetryExtension.audit = ["execution"]\n'
+        "c.TelemetryExtension.audit_required = True\n"
+        f"c.TelemetryExtension.schema_paths = [{str(SHIPPED_SCHEMAS / 'execution')!r}]\n"
+        f"c.EventLog.allowed_schemas = {WITH_CODE!r}\n"
+        f"c.EventLog.handlers = [logging.FileHandler({str(tmp_path / 'events.log')!r})]\n",
+        "utf-8",
+    )
+    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
+               f"--port={free_port()}", "--no-browser", "--allow-root"]  # fmt: skip
+    server = Process(command, tmp_path, environment, tmp_path / "server.log")
+    try:
+        assert server.process.wait(60) == 1, log_tail(server.log)
+    finally:
+        server.kill()
+    written = server.log.read_text("utf-8")
+    assert (
+        "the server stops: TelemetryExtension.audit_required is set, but another extension "
+        "replaced the kernel websocket connection class with ForeignConnection"
+    ) in written
+    assert "Exception in callback" not in written
+
+
 def audit_of(
     handlers: list[logging.Handler],
     allowed: Any = WITH_CODE,

@@ -55,11 +55,11 @@ def install_audit(
     if not _can_wrap(base, log):
         return None
     audit = ExecutionAudit(settings[RECORDER_SETTING])
-    audited = audited_class(base, audit, user_context(settings[POLICY_SETTING]))
-    settings[CONNECTION_SETTING] = audited
+    context = user_context(settings[POLICY_SETTING])
+    settings[CONNECTION_SETTING] = audited_class(base, audit, context)
     settings[AUDIT_SETTING] = audit
     serverapp.event_logger.add_listener(schema_id=KERNEL_ACTIONS, listener=KernelGone(audit))
-    serverapp.io_loop.add_callback(check_still_installed, serverapp.web_app.settings, audited, log)
+    serverapp.io_loop.add_callback(keep_installed, serverapp.web_app.settings, audit, context, log)
     log.info("Telemetry: auditing code execution through %s (stream %s)",
              base.__name__, audit.recorder.stream)  # fmt: skip
     return audit
@@ -124,18 +124,35 @@ def _can_wrap(base: Any, log: logging.Logger) -> bool:
     return False
 
 
-def check_still_installed(
-    settings: Mapping[str, Any], audited: type[Any], log: logging.Logger
+def keep_installed(
+    settings: MutableMapping[str, Any],
+    audit: ExecutionAudit,
+    context: UserContext,
+    log: logging.Logger,
 ) -> None:
-    """Warn when an extension loaded later replaced the audited kernel connection class."""
+    """Once every extension is loaded, audit the kernel connection class another extension put
+    in place of the audited one, when it can be audited; when it cannot, say so, and under
+    `audit_required` stop the server (exit 1) rather than run code unaudited."""
     current = settings.get(CONNECTION_SETTING)
-    if not (isinstance(current, type) and issubclass(current, audited)):
-        log.warning(
-            "TelemetryExtension.audit: another extension replaced the kernel websocket "
-            "connection class with %s after the audit was installed: code execution is NOT "
-            "audited",
-            getattr(current, "__qualname__", current),
-        )
+    if isinstance(current, type) and issubclass(current, AuditedConnection):
+        return
+    name = getattr(current, "__qualname__", current)
+    if isinstance(current, type) and issubclass(current, ZMQChannelsWebsocketConnection):
+        settings[CONNECTION_SETTING] = audited_class(current, audit, context)
+        log.warning("TelemetryExtension.audit: another extension replaced the kernel websocket "
+                    "connection class with %s after the audit was installed: it is audited "
+                    "in its turn", name)  # fmt: skip
+        return
+    if audit.durability is not None:  # audit_required: never run code unaudited
+        log.critical("Telemetry: the config cannot be used, the server stops: "
+                     "TelemetryExtension.audit_required is set, but another extension replaced "
+                     "the kernel websocket connection class with %s, which is not a "
+                     "ZMQChannelsWebsocketConnection, after the audit was installed: code "
+                     "execution could not be audited", name)  # fmt: skip
+        raise SystemExit(1)  # out of the event loop: the server exits before it serves
+    log.warning("TelemetryExtension.audit: another extension replaced the kernel websocket "
+                "connection class with %s, which is not a ZMQChannelsWebsocketConnection, "
+                "after the audit was installed: code execution is NOT audited", name)  # fmt: skip
 
 
 class KernelGone:

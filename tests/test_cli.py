@@ -301,6 +301,32 @@ def test_schemas_lists_discovered_with_allowed_from_config(tmp_path: Path) -> No
     assert "broken.yaml" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        (None, "no such config file (--config)"),
+        ('raise RuntimeError("boom")\n', "the config file cannot be loaded: RuntimeError: boom"),
+        ('c.EventLog.allowed_schemas = {"my.ext/a": {"actions": []}}\n',
+         "the config cannot be used: the rule for 'my.ext/a' has unknown keys ['actions']"),
+    ],
+    ids=["missing", "raises", "bad-allow-list"],
+)  # fmt: skip
+def test_schemas_stops_on_a_config_the_server_could_not_use(
+    tmp_path: Path, config: str | None, said: str
+) -> None:
+    path = tmp_path / "jupyter_server_config.py"
+    if config is not None:
+        path.write_text(config)
+    env = {**os.environ, "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    result = run("schemas", f"--config={path}", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("jupyter telemetry: ")
+    assert f"{path}: " in line
+    assert said in line
+    assert result.stdout == ""
+
+
 @pytest.fixture
 def clean_log(tmp_path: Path) -> Path:
     """A log of two good events (no bad line: the exit status is about what matched)."""

@@ -327,6 +327,30 @@ def test_schemas_stops_on_a_config_the_server_could_not_use(
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["stats", "--by", "week"],
+         ("The 'by' trait of a StatsCommand instance expected any of ['day', 'hour', 'all', "
+         "'user', 'schema'], not the str 'week'.")),
+        (["events", "--LogCommand.json_output=maybe"],
+         ("The 'json_output' trait of an EventsCommand instance expected a boolean, not the str "
+         "'maybe'.")),
+        (["validate", "--ValidateCommand.eventlogger=maybe"],
+         ("The 'eventlogger' trait of a ValidateCommand instance expected a boolean, not the str "
+         "'maybe'.")),
+    ],
+    ids=["stats-by", "events-bool", "validate-bool"],
+)  # fmt: skip
+def test_a_bad_option_value_is_one_line_and_exit_status_2(
+    logs: Path, args: list[str], said: str
+) -> None:
+    result = run(*args, str(logs), cwd=logs.parent)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == f"jupyter telemetry: bad option: {said}\n"
+    assert result.stdout == ""
+
+
 @pytest.fixture
 def clean_log(tmp_path: Path) -> Path:
     """A log of two good events (no bad line: the exit status is about what matched)."""

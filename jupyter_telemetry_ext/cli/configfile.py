@@ -6,12 +6,11 @@ from pathlib import Path
 
 from traitlets import Bool
 
-from jupyter_telemetry_ext.core.command import Command
-
 from . import deployment
+from .options import CliCommand
 
 
-class ConfigCommand(Command):
+class ConfigCommand(CliCommand):
     """A command that loads the config as Jupyter does, never ignoring a part of it."""
 
     raise_config_file_errors = Bool(True, help="A config file that fails stops the command.")

@@ -13,7 +13,6 @@ from jupyter_core.application import JupyterApp
 from traitlets import Bool, Enum, List, TraitError, Unicode
 
 from jupyter_telemetry_ext._version import __version__
-from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.sinks.logreader import (
@@ -27,6 +26,7 @@ from jupyter_telemetry_ext.sinks.logreader import (
 )
 
 from .configfile import ConfigCommand
+from .options import CliCommand
 from .stats import GROUPS, count_capsules
 from .tables import MAX_CELL, render
 from .validate import ValidateCommand
@@ -71,7 +71,7 @@ class SchemasCommand(ConfigCommand):
         return [str(p) for p in paths] if isinstance(paths, (list, tuple)) else []
 
 
-class LogCommand(Command):
+class LogCommand(CliCommand):
     """A command that reads an event log and its rotated files."""
 
     schema_ids = List(Unicode(), help="Only events of these schema ids.").tag(config=True)

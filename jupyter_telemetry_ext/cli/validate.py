@@ -11,12 +11,13 @@ from typing import IO, Any
 
 from traitlets import Bool
 
-from jupyter_telemetry_ext.core.command import Command
 from jupyter_telemetry_ext.core.errors import EventSchemaError
 from jupyter_telemetry_ext.core.eventlog import EventLog
 from jupyter_telemetry_ext.core.events_schema import check_schema, with_defaults
 from jupyter_telemetry_ext.core.printable import printable
 from jupyter_telemetry_ext.core.schema import EventSchema, load_document
+
+from .options import CliCommand
 
 # How schema text given on the command line is named in messages.
 TEXT = "<text>"
@@ -30,7 +31,7 @@ class RC(IntEnum):
     UNPARSABLE = 2
 
 
-class ValidateCommand(Command):
+class ValidateCommand(CliCommand):
     """Check schema files with the rules used at registration."""
 
     name = "jupyter-telemetry-validate"

@@ -351,6 +351,26 @@ def test_a_bad_option_value_is_one_line_and_exit_status_2(
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["prune", "--older-than", "banana"], "--older-than 'banana': use"),
+        (["audit", "check", "--idle", "banana"], "--idle 'banana': use"),
+        (["export", "--format", "csv", "--out", "ds", "--until", "banana"],
+         "export: --until 'banana': use"),
+        (["export", "--format", "csv", "--out", "ds", "--since", "banana"],
+         "export: --since 'banana': use"),
+    ],
+    ids=["prune", "audit-idle", "export-until", "export-since"],
+)  # fmt: skip
+def test_a_bad_time_names_its_own_option(logs: Path, args: list[str], said: str) -> None:
+    result = run(*args, str(logs), cwd=logs.parent)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("jupyter telemetry: ")
+    assert said in result.stderr
+    assert result.stdout == ""
+
+
 @pytest.fixture
 def clean_log(tmp_path: Path) -> Path:
     """A log of two good events (no bad line: the exit status is about what matched)."""

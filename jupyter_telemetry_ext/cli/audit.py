@@ -61,7 +61,7 @@ class AuditCheckCommand(StoreCommand):
 
     def start(self) -> None:
         """Print each stream's report and a summary; exit 1 on any problem or no data."""
-        idle_before = _since(self, self.idle)
+        idle_before = _since(self, self.idle, "--idle")
         path = self.log_path()
         if path is None:
             reports = self._from_store(idle_before)

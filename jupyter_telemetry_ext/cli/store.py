@@ -63,9 +63,9 @@ def described(url: str, table: str = "") -> str:
     return f"PostgreSQL {masked(resolve_url(url))}" + f" table {table}" * bool(table)
 
 
-def _since(command: Command, text: str) -> Any:
+def _since(command: Command, text: str, option: str = "--since") -> Any:
     try:
-        return parse_since(text) if text else None
+        return parse_since(text, option=option) if text else None
     except ValueError as e:
         command.fail(str(e))
 
@@ -327,7 +327,7 @@ class PruneCommand(StoreCommand):
         """Prune and report how many events were removed; exit 1 when none was."""
         if not self.older_than:
             self.fail("prune: say which events with --older-than 90d")
-        before = _since(self, self.older_than)
+        before = _since(self, self.older_than, "--older-than")
         path = self.log_path()
         if path is not None:
             from jupyter_telemetry_ext.sinks.retention import prune_files

@@ -151,8 +151,8 @@ def _inode(path: Path) -> int | None:
         return None
 
 
-def parse_since(text: str, now: datetime | None = None) -> datetime:
-    """Return the UTC time that `--since` names: RFC 3339, a date, or a duration ago (`2h`)."""
+def parse_since(text: str, now: datetime | None = None, option: str = "--since") -> datetime:
+    """Return the UTC time that `option` names: RFC 3339, a date, or a duration ago (`2h`)."""
     now = now or datetime.now(timezone.utc)
     relative = _RELATIVE.fullmatch(text.strip())
     if relative:
@@ -162,7 +162,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     try:
         return parse_timestamp(text.strip())
     except TimestampError:
-        msg = f"--since {text!r}: use an RFC 3339 time, a date (2026-11-27) or 30m, 2h, 7d"
+        msg = f"{option} {text!r}: use an RFC 3339 time, a date (2026-11-27) or 30m, 2h, 7d"
         raise ValueError(msg) from None
 
 

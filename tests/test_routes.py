@@ -477,6 +477,33 @@ async def test_no_credentials_is_refused(
     assert recorded() == []
 
 
+@pytest.mark.parametrize(
+    ("method", "parts", "body"),
+    [
+        ("POST", ("events",), json.dumps(event())),
+        ("GET", ("schemas",), None),
+        ("PUT", ("consent", "a-study"), json.dumps({"decision": "granted", "version": 1})),
+    ],
+    ids=["post-events", "get-schemas", "put-consent"],
+)
+@pytest.mark.parametrize("token", ["", "token not-the-token"], ids=["no-token", "wrong-token"])
+async def test_a_request_without_a_user_is_told_to_authenticate(
+    *,
+    jp_fetch: Fetch,
+    recorded: Recorded,
+    method: str,
+    parts: tuple[str, ...],
+    body: str | None,
+    token: str,
+) -> None:
+    fetch = jp_fetch("api", "telemetry", *parts, method=method, body=body,
+                     headers={"Authorization": token})  # fmt: skip
+    code, message = await refused(fetch)
+    assert code == 403
+    assert message.startswith("not authenticated: send the server's token")
+    assert recorded() == []
+
+
 async def test_xsrf_is_enforced_for_cookie_sessions(jp_fetch: Fetch, recorded: Recorded) -> None:
     login = await jp_fetch("api", "telemetry", "schemas")
     cookie = login.headers["Set-Cookie"].split(";")[0]

@@ -120,6 +120,16 @@ BAD_EVENTS = [
     pytest.param({**event(), "timestamp": "2024-05-01T12:30:00"}, "timestamp: must be", id="naive"),
     pytest.param({**event(), "timestamp": "2024-02-30T00:00:00Z"}, "timestamp: is not", id="feb30"),
     pytest.param({**event(), "timestamp": 1714566600}, "timestamp: must be a string", id="ts-int"),
+    pytest.param(
+        {**event(), "timestamp": "2024-05-01T12:30:00+25:17"},
+        "timestamp: is not a valid date-time: a part is out of range",
+        id="offset-25h",
+    ),
+    pytest.param(
+        {**event(), "timestamp": "0000-05-01T12:30:00Z"},
+        "timestamp: is not a valid date-time: a part is out of range",
+        id="year-0",
+    ),
     pytest.param({**event(), "extra": 1}, "unknown field 'extra'", id="unknown-field"),
     pytest.param({**event(), "id": ""}, "id: must be an opaque token of 1 to 64", id="id-empty"),
     pytest.param({**event(), "id": "x" * 65}, "id: must be an opaque token", id="id-long"),
@@ -169,6 +179,32 @@ async def test_post_bad_event_is_400(
     code, text = await refused(jp_fetch("api", "telemetry", "events", method="POST", body=raw))
     assert (code, message in text) == (400, True), text
     assert SECRET not in text
+    assert recorded() == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ['application/json; charset="utf-8"', "application/json; charset = UTF-8",
+     'text/plain;charset="UTF-8"; format=flowed'],
+)  # fmt: skip
+async def test_a_utf8_charset_is_json_however_it_is_written(
+    jp_fetch: Fetch, recorded: Recorded, content_type: str
+) -> None:
+    body = json.dumps(event())
+    headers = {"Content-Type": content_type}
+    reply = await jp_fetch("api", "telemetry", "events", method="POST", body=body, headers=headers)
+    assert json.loads(reply.body) == {"status": "recorded"}
+    assert len(recorded()) == 1
+
+
+async def test_an_out_of_range_timestamp_does_not_echo_its_parts(
+    jp_fetch: Fetch, recorded: Recorded
+) -> None:
+    body = json.dumps({**event(), "timestamp": "2024-05-01T12:30:00+47:59"})
+    code, text = await refused(jp_fetch("api", "telemetry", "events", method="POST", body=body))
+    assert code == 400
+    assert "47" not in text
+    assert "timedelta" not in text
     assert recorded() == []
 
 

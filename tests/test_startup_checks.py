@@ -252,6 +252,24 @@ def test_the_extension_names_the_allowed_schemas_whose_user_is_not_kept(tmp_path
     assert warning.endswith(": " + NOTEBOOK)
 
 
+@pytest.mark.e2e
+def test_the_start_log_counts_only_the_allowed_server_schemas_as_recorded(tmp_path: Path) -> None:
+    """jupyter_server's own schemas are listened to, but recorded only when allowed."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.py").write_text(
+        'c.EventLog.allowed_schemas = ["https://events.jupyter.org/jupyter_server/kernel_actions/v1"]\n'
+    )
+    with Server(tmp_path) as server:
+        [line] = wait_until(
+            lambda: [line for line in server.log.read_text("utf-8").splitlines()
+                     if "server's" in line and "event schemas" in line],
+            20,
+            lambda: log_tail(server.log),
+        )  # fmt: skip
+    assert "recording 1 of the server's" in line
+    assert "(those in c.EventLog.allowed_schemas)" in line
+
+
 def test_a_placeholder_key_stops_the_collector(tmp_path: Path) -> None:
     """The docs' `user_hash_secret = "..."`, copied as is, is no key: the collector says so."""
     result = collect(tmp_path, 'c.TelemetryCollector.user_hash_secret = "..."\n')

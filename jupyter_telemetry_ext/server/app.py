@@ -399,7 +399,13 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
             watch_made_up_users(self.serverapp.identity_provider)
         if self.server_events and self.serverapp is not None:
             recorded = record_server_events(self.serverapp.event_logger, self.eventlog, self.log)
-            self.log.info("Telemetry: recording %d server event schemas", len(recorded))
+            allowed = sum(self.eventlog.is_allowed(schema_id) for schema_id in recorded)
+            self.log.info(
+                "Telemetry: recording %d of the server's %d event schemas (those in "
+                "c.EventLog.allowed_schemas)",
+                allowed,
+                len(recorded),
+            )
             warn_unredacted_handlers(self.serverapp.event_logger, self.log)
         warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPResponse
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.core.timestamps import parse_timestamp
@@ -206,6 +206,30 @@ async def test_an_out_of_range_timestamp_does_not_echo_its_parts(
     assert "47" not in text
     assert "timedelta" not in text
     assert recorded() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "schemas/SECRET%ff%fe"), ("PUT", "consent/SECRET%ff")],
+    ids=["schema", "study"],
+)
+async def test_an_argument_that_is_not_utf8_is_400_without_its_bytes(
+    *,
+    jp_fetch: Fetch,  # starts the server
+    jp_http_port: int,
+    jp_base_url: str,
+    jp_auth_header: dict[str, str],
+    method: str,
+    path: str,
+) -> None:
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}api/telemetry/{path}"
+    body = "{}" if method == "PUT" else None
+    fetch = AsyncHTTPClient().fetch(url, method=method, body=body, headers=jp_auth_header)
+    code, text = await refused(fetch)
+    assert code == 400
+    assert text.endswith(": not UTF-8 text")
+    assert "SECRET" not in text
+    assert "xff" not in text
 
 
 async def test_post_server_schema_is_403(jp_fetch: Fetch, recorded: Recorded) -> None:

@@ -64,6 +64,14 @@ class TelemetryMixin:
         """Return the Forwarder when events are forwarded to a collector, else None."""
         return cast("Forwarder | None", self.settings.get(FORWARDER_SETTING))
 
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Decode a path or query argument; one that is not UTF-8 is 400 naming it, not
+        quoting it (tornado's message quotes its bytes)."""
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise web.HTTPError(400, f"{name or 'the URL'}: not UTF-8 text") from None
+
 
 class TelemetryHandler(TelemetryMixin, APIHandler):
     """Base handler of the REST routes: JSON errors, `Retry-After` on 429 and 503."""

@@ -270,6 +270,30 @@ def test_the_start_log_counts_only_the_allowed_server_schemas_as_recorded(tmp_pa
     assert "(those in c.EventLog.allowed_schemas)" in line
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("handlers", ["[]", '[logging.FileHandler("events.jsonl")]'])
+def test_allowed_events_written_nowhere_are_warned_of_at_start(
+    tmp_path: Path, handlers: str
+) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.py").write_text(
+        "import logging\n"
+        'c.EventLog.allowed_schemas = ["https://events.jupyter.org/jupyter_telemetry_ext/notebook"]\n'
+        f"c.EventLog.handlers = {handlers}\n"
+    )
+    with Server(tmp_path) as server:
+        # the start hooks run in the event loop's first pass, before any request is served
+        assert server.request("GET", "/api/telemetry/schemas")[0] == 200
+        warned = [line for line in server.log.read_text("utf-8").splitlines()
+                  if "written nowhere" in line]  # fmt: skip
+    if handlers == "[]":
+        [line] = warned
+        assert "[W " in line
+        assert "c.EventLog.handlers is empty" in line
+    else:
+        assert warned == []
+
+
 def test_a_placeholder_key_stops_the_collector(tmp_path: Path) -> None:
     """The docs' `user_hash_secret = "..."`, copied as is, is no key: the collector says so."""
     result = collect(tmp_path, 'c.TelemetryCollector.user_hash_secret = "..."\n')

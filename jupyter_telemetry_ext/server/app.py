@@ -40,6 +40,7 @@ from .consent_routes import consent_handlers
 from .events_route import server_events_handlers
 from .forwarding.consent_marks import ConsentMarks
 from .metrics import TelemetryCollector, register, unregister
+from .nowhere import warn_written_nowhere
 from .page import page_handlers
 from .principal import server_user, watch_made_up_users
 from .reception import Policy
@@ -481,6 +482,11 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         self.handlers.extend(consent_handlers)
         if self.server_events:  # clients posting to api/events must not forge server events
             self.handlers.extend(server_events_handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Once every extension is loaded (one may add a handler): warn when the events the
+        allow-list allows are written nowhere."""
+        warn_written_nowhere(self.log, self.eventlog)
 
     async def stop_extension(self) -> None:
         """Write every accepted event before the server exits, off the event loop."""

@@ -105,6 +105,10 @@ BAD_EVENTS = [
     pytest.param(b"{not json", "the body is not valid JSON", id="bad-json"),
     pytest.param(b"", "the body is not valid JSON", id="empty-body"),
     pytest.param(b"\xff\xfe\xff", "the body is not valid JSON", id="not-utf8"),
+    pytest.param(b'{"a": "\xed\xa0\x80"}', "not UTF-8 text (at byte 7)", id="not-utf8-inside"),
+    pytest.param(
+        b"\xef\xbb\xbf" + json.dumps(event()).encode(), "a byte order mark (U+FEFF)", id="bom"
+    ),
     pytest.param(b'{"schema_id": "a", "version": 1, "data": {"n": NaN}}', "NaN", id="nan"),
     pytest.param([event()], "must be a JSON object", id="array-body"),
     pytest.param("text", "must be a JSON object", id="string-body"),

@@ -39,6 +39,7 @@ from .consent import CONSENT_FILE, start_consent
 from .consent_routes import consent_handlers
 from .events_route import server_events_handlers
 from .forwarding.consent_marks import ConsentMarks
+from .logaccess import warn_open_logs
 from .metrics import TelemetryCollector, register, unregister
 from .nowhere import warn_written_nowhere
 from .page import page_handlers
@@ -485,8 +486,9 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         """Once every extension is loaded (one may add a handler): warn when the events the
-        allow-list allows are written nowhere."""
+        allow-list allows are written nowhere, and of logs others can read."""
         warn_written_nowhere(self.log, self.eventlog)
+        warn_open_logs(self.log, self.eventlog)
 
     async def stop_extension(self) -> None:
         """Write every accepted event before the server exits, off the event loop."""

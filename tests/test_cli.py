@@ -306,6 +306,76 @@ def test_schemas_lists_discovered_with_allowed_from_config(tmp_path: Path) -> No
     assert "broken.yaml" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("config", "said"),
+    [
+        (None, "no such config file (--config)"),
+        ('raise RuntimeError("boom")\n', "the config file cannot be loaded: RuntimeError: boom"),
+        ('c.EventLog.allowed_schemas = {"my.ext/a": {"actions": []}}\n',
+         "the config cannot be used: the rule for 'my.ext/a' has unknown keys ['actions']"),
+    ],
+    ids=["missing", "raises", "bad-allow-list"],
+)  # fmt: skip
+def test_schemas_stops_on_a_config_the_server_could_not_use(
+    tmp_path: Path, config: str | None, said: str
+) -> None:
+    path = tmp_path / "jupyter_server_config.py"
+    if config is not None:
+        path.write_text(config)
+    env = {**os.environ, "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    result = run("schemas", f"--config={path}", cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("jupyter telemetry: ")
+    assert f"{path}: " in line
+    assert said in line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["stats", "--by", "week"],
+         ("The 'by' trait of a StatsCommand instance expected any of ['day', 'hour', 'all', "
+         "'user', 'schema'], not the str 'week'.")),
+        (["events", "--LogCommand.json_output=maybe"],
+         ("The 'json_output' trait of an EventsCommand instance expected a boolean, not the str "
+         "'maybe'.")),
+        (["validate", "--ValidateCommand.eventlogger=maybe"],
+         ("The 'eventlogger' trait of a ValidateCommand instance expected a boolean, not the str "
+         "'maybe'.")),
+    ],
+    ids=["stats-by", "events-bool", "validate-bool"],
+)  # fmt: skip
+def test_a_bad_option_value_is_one_line_and_exit_status_2(
+    logs: Path, args: list[str], said: str
+) -> None:
+    result = run(*args, str(logs), cwd=logs.parent)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr == f"jupyter telemetry: {args[0]}: {said}\n"
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["prune", "--older-than", "banana"], "--older-than 'banana': use"),
+        (["audit", "check", "--idle", "banana"], "--idle 'banana': use"),
+        (["export", "--format", "csv", "--out", "ds", "--until", "banana"],
+         "export: --until 'banana': use"),
+        (["export", "--format", "csv", "--out", "ds", "--since", "banana"],
+         "export: --since 'banana': use"),
+    ],
+    ids=["prune", "audit-idle", "export-until", "export-since"],
+)  # fmt: skip
+def test_a_bad_time_names_its_own_option(logs: Path, args: list[str], said: str) -> None:
+    result = run(*args, str(logs), cwd=logs.parent)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("jupyter telemetry: ")
+    assert said in result.stderr
+    assert result.stdout == ""
+
+
 @pytest.fixture
 def clean_log(tmp_path: Path) -> Path:
     """A log of two good events (no bad line: the exit status is about what matched)."""

@@ -72,12 +72,12 @@ def record(eventlog: EventLog, n: int, user: str, when: datetime | None = None) 
     eventlog.record_event(SCHEMA_ID, 1, {"n": n}, context=context, timestamp_override=when)
 
 
-def cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, data_dir: Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run `jupyter telemetry ...` as an admin would, with its own (empty) Jupyter dirs."""
     env = {**os.environ, "JUPYTER_DATA_DIR": str(data_dir), "JUPYTER_CONFIG_DIR": str(data_dir)}
     env.pop("JUPYTER_TELEMETRY_DB", None)
     return subprocess.run([JUPYTER, "telemetry", *args], capture_output=True, text=True,
-                          timeout=120, check=False, env=env)  # fmt: skip
+                          timeout=120, check=False, env=env, cwd=cwd)  # fmt: skip
 
 
 def query(url: str, sql: str) -> list[Any]:
@@ -407,6 +407,25 @@ def test_a_collectors_config_with_a_file_handler_gives_the_log(tmp_path: Path) -
     erased = cli("erase", "--config", str(config), "--user", "alice", data_dir=data)
     assert (erased.returncode, erased.stdout.strip()) == (0, "erased 2 events"), erased.stderr
     assert [json.loads(row)["__user__"] for row in log.read_text().splitlines()] == [bob]
+
+
+@pytest.mark.parametrize("command", ["export", "erase"])
+def test_a_configs_log_missing_where_the_command_runs_is_said_not_created(
+    tmp_path: Path, command: str
+) -> None:
+    """A config's relative log name, read where the server does not run: the command says the
+    log is missing (it created an empty log there, and answered "no events of this user")."""
+    config = tmp_path / "telemetry_config.py"
+    config.write_text(FILE_CONFIG.format(secret=SECRET, log="events.jsonl"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = cli(command, "--config", str(config), "--user", "alice", data_dir=tmp_path / "data",
+                 cwd=elsewhere)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().endswith(
+        f"{elsewhere / 'events.jsonl'}: cannot read: no such file"
+    )
+    assert list(elsewhere.iterdir()) == []
 
 
 @pytest.mark.parametrize("content", [None, b"  \n"], ids=["missing", "empty"])

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from tornado.httpclient import HTTPClientError, HTTPResponse
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPResponse
 
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.core.timestamps import parse_timestamp
@@ -105,6 +105,10 @@ BAD_EVENTS = [
     pytest.param(b"{not json", "the body is not valid JSON", id="bad-json"),
     pytest.param(b"", "the body is not valid JSON", id="empty-body"),
     pytest.param(b"\xff\xfe\xff", "the body is not valid JSON", id="not-utf8"),
+    pytest.param(b'{"a": "\xed\xa0\x80"}', "not UTF-8 text (at byte 7)", id="not-utf8-inside"),
+    pytest.param(
+        b"\xef\xbb\xbf" + json.dumps(event()).encode(), "a byte order mark (U+FEFF)", id="bom"
+    ),
     pytest.param(b'{"schema_id": "a", "version": 1, "data": {"n": NaN}}', "NaN", id="nan"),
     pytest.param([event()], "must be a JSON object", id="array-body"),
     pytest.param("text", "must be a JSON object", id="string-body"),
@@ -120,6 +124,16 @@ BAD_EVENTS = [
     pytest.param({**event(), "timestamp": "2024-05-01T12:30:00"}, "timestamp: must be", id="naive"),
     pytest.param({**event(), "timestamp": "2024-02-30T00:00:00Z"}, "timestamp: is not", id="feb30"),
     pytest.param({**event(), "timestamp": 1714566600}, "timestamp: must be a string", id="ts-int"),
+    pytest.param(
+        {**event(), "timestamp": "2024-05-01T12:30:00+25:17"},
+        "timestamp: is not a valid date-time: a part is out of range",
+        id="offset-25h",
+    ),
+    pytest.param(
+        {**event(), "timestamp": "0000-05-01T12:30:00Z"},
+        "timestamp: is not a valid date-time: a part is out of range",
+        id="year-0",
+    ),
     pytest.param({**event(), "extra": 1}, "unknown field 'extra'", id="unknown-field"),
     pytest.param({**event(), "id": ""}, "id: must be an opaque token of 1 to 64", id="id-empty"),
     pytest.param({**event(), "id": "x" * 65}, "id: must be an opaque token", id="id-long"),
@@ -170,6 +184,56 @@ async def test_post_bad_event_is_400(
     assert (code, message in text) == (400, True), text
     assert SECRET not in text
     assert recorded() == []
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ['application/json; charset="utf-8"', "application/json; charset = UTF-8",
+     'text/plain;charset="UTF-8"; format=flowed'],
+)  # fmt: skip
+async def test_a_utf8_charset_is_json_however_it_is_written(
+    jp_fetch: Fetch, recorded: Recorded, content_type: str
+) -> None:
+    body = json.dumps(event())
+    headers = {"Content-Type": content_type}
+    reply = await jp_fetch("api", "telemetry", "events", method="POST", body=body, headers=headers)
+    assert json.loads(reply.body) == {"status": "recorded"}
+    assert len(recorded()) == 1
+
+
+async def test_an_out_of_range_timestamp_does_not_echo_its_parts(
+    jp_fetch: Fetch, recorded: Recorded
+) -> None:
+    body = json.dumps({**event(), "timestamp": "2024-05-01T12:30:00+47:59"})
+    code, text = await refused(jp_fetch("api", "telemetry", "events", method="POST", body=body))
+    assert code == 400
+    assert "47" not in text
+    assert "timedelta" not in text
+    assert recorded() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "schemas/SECRET%ff%fe"), ("PUT", "consent/SECRET%ff")],
+    ids=["schema", "study"],
+)
+async def test_an_argument_that_is_not_utf8_is_400_without_its_bytes(
+    *,
+    jp_fetch: Fetch,  # starts the server
+    jp_http_port: int,
+    jp_base_url: str,
+    jp_auth_header: dict[str, str],
+    method: str,
+    path: str,
+) -> None:
+    url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}api/telemetry/{path}"
+    body = "{}" if method == "PUT" else None
+    fetch = AsyncHTTPClient().fetch(url, method=method, body=body, headers=jp_auth_header)
+    code, text = await refused(fetch)
+    assert code == 400
+    assert text.endswith(": not UTF-8 text")
+    assert "SECRET" not in text
+    assert "xff" not in text
 
 
 async def test_post_server_schema_is_403(jp_fetch: Fetch, recorded: Recorded) -> None:
@@ -474,6 +538,33 @@ async def test_no_credentials_is_refused(
 ) -> None:
     code = await request(jp_fetch, jp_ws_fetch, method, parts, headers={"Authorization": ""})
     assert code in (401, 403)
+    assert recorded() == []
+
+
+@pytest.mark.parametrize(
+    ("method", "parts", "body"),
+    [
+        ("POST", ("events",), json.dumps(event())),
+        ("GET", ("schemas",), None),
+        ("PUT", ("consent", "a-study"), json.dumps({"decision": "granted", "version": 1})),
+    ],
+    ids=["post-events", "get-schemas", "put-consent"],
+)
+@pytest.mark.parametrize("token", ["", "token not-the-token"], ids=["no-token", "wrong-token"])
+async def test_a_request_without_a_user_is_told_to_authenticate(
+    *,
+    jp_fetch: Fetch,
+    recorded: Recorded,
+    method: str,
+    parts: tuple[str, ...],
+    body: str | None,
+    token: str,
+) -> None:
+    fetch = jp_fetch("api", "telemetry", *parts, method=method, body=body,
+                     headers={"Authorization": token})  # fmt: skip
+    code, message = await refused(fetch)
+    assert code == 403
+    assert message.startswith("not authenticated: send the server's token")
     assert recorded() == []
 
 

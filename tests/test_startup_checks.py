@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -250,6 +254,102 @@ def test_the_extension_names_the_allowed_schemas_whose_user_is_not_kept(tmp_path
     [warning] = lines
     assert "WARNING" in warning or "[W " in warning
     assert warning.endswith(": " + NOTEBOOK)
+
+
+@pytest.mark.e2e
+def test_the_start_log_counts_only_the_allowed_server_schemas_as_recorded(tmp_path: Path) -> None:
+    """jupyter_server's own schemas are listened to, but recorded only when allowed."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.py").write_text(
+        'c.EventLog.allowed_schemas = ["https://events.jupyter.org/jupyter_server/kernel_actions/v1"]\n'
+    )
+    with Server(tmp_path) as server:
+        [line] = wait_until(
+            lambda: [line for line in server.log.read_text("utf-8").splitlines()
+                     if "server's" in line and "event schemas" in line],
+            20,
+            lambda: log_tail(server.log),
+        )  # fmt: skip
+    assert "recording 1 of the server's" in line
+    assert "(those in c.EventLog.allowed_schemas)" in line
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("handlers", ["[]", '[logging.FileHandler("events.jsonl")]'])
+def test_allowed_events_written_nowhere_are_warned_of_at_start(
+    tmp_path: Path, handlers: str
+) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.py").write_text(
+        "import logging\n"
+        'c.EventLog.allowed_schemas = ["https://events.jupyter.org/jupyter_telemetry_ext/notebook"]\n'
+        f"c.EventLog.handlers = {handlers}\n"
+    )
+    with Server(tmp_path) as server:
+        # the start hooks run in the event loop's first pass, before any request is served
+        assert server.request("GET", "/api/telemetry/schemas")[0] == 200
+        warned = [line for line in server.log.read_text("utf-8").splitlines()
+                  if "written nowhere" in line]  # fmt: skip
+    if handlers == "[]":
+        [line] = warned
+        assert "[W " in line
+        assert "c.EventLog.handlers is empty" in line
+    else:
+        assert warned == []
+
+
+@pytest.fixture
+def open_folder() -> Iterator[Path]:
+    """A folder every user may enter (as /tmp is), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="telemetry-open-", dir="/tmp"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def _start_warnings(tmp_path: Path, log: Path) -> list[str]:
+    """Start a server writing `log`; return its start-up lines about who can read the log."""
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "jupyter_server_config.py").write_text(
+        "import logging\n"
+        'c.EventLog.allowed_schemas = ["https://events.jupyter.org/jupyter_telemetry_ext/notebook"]\n'
+        f"c.EventLog.handlers = [logging.FileHandler({str(log)!r})]\n"
+    )
+    with Server(tmp_path) as server:
+        # the start hooks run in the event loop's first pass, before any request is served
+        assert server.request("GET", "/api/telemetry/schemas")[0] == 200
+        text = server.log.read_text("utf-8")
+    return [line for line in text.splitlines() if "Telemetry:" in line and str(log) in line]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", [0o644, 0o600])
+def test_a_log_every_user_can_read_is_warned_of_at_start(
+    tmp_path: Path, open_folder: Path, mode: int
+) -> None:
+    log = open_folder / "events.jsonl"
+    log.touch(mode)
+    log.chmod(mode)
+    warned = _start_warnings(tmp_path, log)
+    if mode == 0o600:
+        assert warned == []
+    else:
+        [line] = warned
+        assert "[W " in line
+        assert "every user of this machine can read the log" in line
+        assert "(mode 644," in line
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.geteuid() != 0, reason="gives a folder to another user")
+def test_a_log_in_a_folder_of_another_user_is_warned_of_at_start(
+    tmp_path: Path, open_folder: Path
+) -> None:
+    theirs = open_folder / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)  # nobody's
+    [line] = _start_warnings(tmp_path, theirs / "events.jsonl")
+    assert "belongs to user id 65534, who can read the log or replace it" in line
 
 
 def test_a_placeholder_key_stops_the_collector(tmp_path: Path) -> None:

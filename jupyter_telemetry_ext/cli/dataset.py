@@ -83,8 +83,11 @@ def _request(command: ExportCommand) -> DatasetRequest:
     if len(command.schema_ids) > 1:
         command.fail("export: --schema takes one schema id (leave it out for every schema)")
     try:
-        since, until = _time(command, command.since), _time(command, command.until, "--until")
-        selection = Selection(schema, since, until)
+        selection = Selection(
+            schema,
+            _time(command, command.since, "--since"),
+            _time(command, command.until, "--until"),
+        )
     except ValueError as e:
         command.fail(f"export: --{e}")
     source, table, described = _source(command)
@@ -107,7 +110,7 @@ def _salt(command: ExportCommand) -> str:
         command.fail(f"export: {e}")
 
 
-def _time(command: ExportCommand, text: str, option: str = "--since") -> Any:
+def _time(command: ExportCommand, text: str, option: str) -> Any:
     from jupyter_telemetry_ext.sinks.logreader import parse_since
 
     try:

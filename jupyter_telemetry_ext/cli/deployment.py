@@ -104,8 +104,37 @@ def default_spool_dir() -> Path:
 
 @contextmanager
 def settings_only() -> Iterator[None]:
-    """Load a config whose PostgresEventHandlers only tell their settings: they leave the
-    spools that stopped processes left to the deployment's own handlers."""
+    """Load a config whose handlers only tell their settings: its FileHandlers open no file (a
+    relative log name would otherwise create an empty log where the command runs, and the
+    command read that), its PostgresEventHandlers leave the spools that stopped processes left
+    to the deployment's own handlers."""
+    with _files_unopened():
+        yield from _postgres_settings_only()
+
+
+@contextmanager
+def _files_unopened() -> Iterator[None]:
+    """Have each logging.FileHandler made meanwhile open its file at its first write only."""
+    init = logging.FileHandler.__init__
+
+    def deferred(  # noqa: PLR0917 (logging.FileHandler's own signature)
+        handler: logging.FileHandler,
+        filename: Any,
+        mode: str = "a",
+        encoding: str | None = None,
+        delay: bool = False,
+        errors: str | None = None,
+    ) -> None:
+        init(handler, filename, mode, encoding, True, errors)
+
+    setattr(logging.FileHandler, "__init__", deferred)  # noqa: B010 (mypy refuses assigning)
+    try:
+        yield
+    finally:
+        setattr(logging.FileHandler, "__init__", init)  # noqa: B010
+
+
+def _postgres_settings_only() -> Iterator[None]:
     try:
         from jupyter_telemetry_ext.sinks.postgres import PostgresEventHandler
     except ImportError:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_core.application import JupyterApp
-from traitlets import Bool, Enum, List, Unicode
+from traitlets import Bool, Enum, List, TraitError, Unicode
 
 from jupyter_telemetry_ext._version import __version__
 from jupyter_telemetry_ext.core.command import Command
@@ -26,12 +26,13 @@ from jupyter_telemetry_ext.sinks.logreader import (
     unreadable,
 )
 
+from .configfile import ConfigCommand
 from .stats import GROUPS, count_capsules
 from .tables import MAX_CELL, render
 from .validate import ValidateCommand
 
 
-class SchemasCommand(Command):
+class SchemasCommand(ConfigCommand):
     """List the schemas the server would find, and whether the config allows them."""
 
     name = "jupyter-telemetry-schemas"
@@ -39,14 +40,18 @@ class SchemasCommand(Command):
     those in `telemetry/schemas` of every Jupyter data path and in
     c.TelemetryExtension.schema_paths. Reads the same config files as `jupyter server`, so the
     `allowed` column follows c.EventLog.allowed_schemas. Exit status 1 when no schema is
-    found."""
+    found; 2 when the config is missing, fails or cannot be used (as it would stop the
+    server)."""
     config_file_name = Unicode("jupyter_server_config")
     json_output = Bool(False, help="Print one JSON object per schema.").tag(config=True)
     flags = {"json": ({"SchemasCommand": {"json_output": True}}, "Print JSON lines.")}  # noqa: RUF012
 
     def start(self) -> None:
         """Print the discovered schemas; exit 1 when there is none."""
-        eventlog = EventLog(config=self.config)
+        try:
+            eventlog = EventLog(config=self.config)
+        except (TraitError, ValueError, TypeError) as e:  # the server would stop on it too
+            self.fail(f"schemas: {self.config_where()}: the config cannot be used: {e}")
         folders = schema_folders(self._schema_paths())
         schemas = register_discovered(eventlog, folders, self.log)
         rows = [

@@ -21,6 +21,7 @@ from jupyter_telemetry_ext.sinks.logreader import log_files, parse_since, unread
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE
 
 from . import deployment
+from .configfile import ConfigCommand
 from .main import LogCommand, _print_events, _print_rows
 from .pgextra import require_psycopg
 from .tables import MAX_CELL, cut_cells
@@ -82,7 +83,7 @@ def _connect(
         command.fail(str(e))
 
 
-class StoreCommand(Command):
+class StoreCommand(ConfigCommand):
     """A command on an event store: a log file named on the command line, or --db."""
 
     config_file_name = Unicode("jupyter_server_config")
@@ -103,19 +104,6 @@ class StoreCommand(Command):
         (the default): the `spool_dir` of the config's PostgresEventHandler, else
         `telemetry_spool` in the Jupyter data dir.""",
     ).tag(config=True)
-
-    raise_config_file_errors = Bool(True, help="A config file that fails stops the command.")
-
-    def load_config_file(self, suppress_errors: bool = True) -> None:  # type: ignore[override]
-        """Load the config as Jupyter does; stop when it is missing or fails (never ignore it)."""
-        if self.config_file and not Path(self.config_file).is_file():
-            self.fail(f"{self.config_file}: no such config file (--config)")
-        with deployment.settings_only():
-            try:
-                super().load_config_file(suppress_errors=False)
-            except Exception as e:  # a config file is Python: anything may fail in it
-                where = self.config_file or self.config_file_name
-                self.fail(f"{where}: the config file cannot be loaded: {type(e).__name__}: {e}")
 
     def handler(self) -> Any:
         """Return the config's PostgresEventHandler (its store and spool), or None."""

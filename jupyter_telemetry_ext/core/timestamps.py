@@ -80,8 +80,11 @@ def parse_timestamp(text: str) -> datetime:
         raise TimestampError(msg)
     try:
         return _build(match).astimezone(timezone.utc)
-    except (ValueError, OverflowError) as e:
-        msg = f"is not a valid date-time: {e}"
+    except (ValueError, OverflowError):  # Python's message may quote a part of the value
+        msg = (
+            "is not a valid date-time: a part is out of range (the year, the month, the day "
+            "of that month, the hour, the minute, or an offset of 24 h or more)"
+        )
         raise TimestampError(msg) from None
 
 

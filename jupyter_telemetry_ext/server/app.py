@@ -39,7 +39,9 @@ from .consent import CONSENT_FILE, start_consent
 from .consent_routes import consent_handlers
 from .events_route import server_events_handlers
 from .forwarding.consent_marks import ConsentMarks
+from .logaccess import warn_open_logs
 from .metrics import TelemetryCollector, register, unregister
+from .nowhere import warn_written_nowhere
 from .page import page_handlers
 from .principal import server_user, watch_made_up_users
 from .reception import Policy
@@ -399,7 +401,13 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
             watch_made_up_users(self.serverapp.identity_provider)
         if self.server_events and self.serverapp is not None:
             recorded = record_server_events(self.serverapp.event_logger, self.eventlog, self.log)
-            self.log.info("Telemetry: recording %d server event schemas", len(recorded))
+            allowed = sum(self.eventlog.is_allowed(schema_id) for schema_id in recorded)
+            self.log.info(
+                "Telemetry: recording %d of the server's %d event schemas (those in "
+                "c.EventLog.allowed_schemas)",
+                allowed,
+                len(recorded),
+            )
             warn_unredacted_handlers(self.serverapp.event_logger, self.log)
         warn_user_not_kept(self.log, self.eventlog, self.record_user, self._posted)
         self.metrics = register(self.eventlog)
@@ -475,6 +483,12 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         self.handlers.extend(consent_handlers)
         if self.server_events:  # clients posting to api/events must not forge server events
             self.handlers.extend(server_events_handlers)
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Once every extension is loaded (one may add a handler): warn when the events the
+        allow-list allows are written nowhere, and of logs others can read."""
+        warn_written_nowhere(self.log, self.eventlog)
+        warn_open_logs(self.log, self.eventlog)
 
     async def stop_extension(self) -> None:
         """Write every accepted event before the server exits, off the event loop."""

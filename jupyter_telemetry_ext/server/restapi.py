@@ -129,8 +129,8 @@ class PostEvents(web.RequestHandler):
 
     def _check_content_type(self) -> None:
         kind, _, params = self.request.headers.get("Content-Type", "").lower().partition(";")
-        kind, charset = kind.strip(), params.replace(" ", "").partition("charset=")[2]
-        if kind not in JSON_CONTENT_TYPES or charset.split(";")[0] not in ("", "utf-8"):
+        kind, charset = kind.strip(), _charset(params)
+        if kind not in JSON_CONTENT_TYPES or charset not in ("", "utf-8"):
             msg = (
                 "Content-Type must be application/json (or text/plain) in UTF-8, or absent "
                 f"(got {kind[:64]!r}{' with charset ' + repr(charset[:32]) if charset else ''})"
@@ -327,3 +327,13 @@ def schema_model(eventlog: EventLog, schema_id: str) -> dict[str, Any]:
         "allowed": eventlog.is_allowed(schema_id),
         "versions": [schema.document for schema in versions],
     }
+
+
+def _charset(params: str) -> str:
+    """Return the `charset` of a Content-Type's parameters, unquoted (`"utf-8"` is utf-8)."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip() == "charset":
+            value = value.strip()
+            return value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
+    return ""

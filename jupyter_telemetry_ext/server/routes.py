@@ -40,6 +40,12 @@ SUBSCRIBERS_SETTING = "telemetry_subscribers"
 FORWARDER_SETTING = "telemetry_forwarder"  # a Forwarder, when events go to a collector
 CONSENT_MARKS_SETTING = "telemetry_consent_marks"  # the collector's, when forwarding
 ALL_SCHEMAS_SETTING = "telemetry_accept_all_schemas"  # TelemetryExtension.accept_all_schemas
+# The 403 of a request without a user: jupyter_server says "Forbidden", or, for a POST or a PUT,
+# that its `_xsrf` argument is missing, which sends a script with a mistyped token astray.
+NOT_AUTHENTICATED = (
+    "not authenticated: send the server's token (`Authorization: token <token>`), "
+    "or log in and send the `_xsrf` cookie's value as `X-XSRFToken`"
+)
 
 
 class TelemetryMixin:
@@ -58,11 +64,31 @@ class TelemetryMixin:
         """Return the Forwarder when events are forwarded to a collector, else None."""
         return cast("Forwarder | None", self.settings.get(FORWARDER_SETTING))
 
+    def decode_argument(self, value: bytes, name: str | None = None) -> str:
+        """Decode a path or query argument; one that is not UTF-8 is 400 naming it, not
+        quoting it (tornado's message quotes its bytes)."""
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise web.HTTPError(400, f"{name or 'the URL'}: not UTF-8 text") from None
+
 
 class TelemetryHandler(TelemetryMixin, APIHandler):
     """Base handler of the REST routes: JSON errors, `Retry-After` on 429 and 503."""
 
     retry_after: int = RETRY_AFTER_SECONDS
+
+    def check_xsrf_cookie(self) -> None:
+        """Tell a request without a user (no token, a wrong one, no login) to authenticate."""
+        if hasattr(self, "_jupyter_current_user") and not self.current_user:
+            raise web.HTTPError(403, NOT_AUTHENTICATED)
+        super().check_xsrf_cookie()
+
+    def get_login_url(self) -> str:
+        """Refuse a request without a user with 403, saying how to authenticate."""
+        if not self.current_user:
+            raise web.HTTPError(403, NOT_AUTHENTICATED)
+        return super().get_login_url()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Write the JSON error; tell clients when to retry a 429 (a flood) or a 503 (busy)."""

@@ -129,7 +129,13 @@ def _strict(body: bytes) -> Any:
         )
     except RecursionError:
         raise _too_deep() from None
-    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except UnicodeDecodeError as e:  # its message quotes the byte
+        msg = f"the body is not valid JSON: it is not UTF-8 text (at byte {e.start})"
+        raise JSONBodyError(msg) from None
+    except json.JSONDecodeError as e:
+        msg = f"the body is not valid JSON: {_json_problem(e)}"
+        raise JSONBodyError(msg) from None
+    except ValueError as e:  # a hook's refusal
         msg = f"the body is not valid JSON: {e}"
         raise JSONBodyError(msg) from None
     check_depth(document)
@@ -203,3 +209,10 @@ _ORJSON_DEPTH = _orjson_depth()
 # Lists around a document to write, so that orjson refuses it when it nests too deep (None:
 # orjson's limit is not the one known here, and each deep document is walked instead).
 _PADDING = None if _ORJSON_DEPTH is None else _ORJSON_DEPTH - MAX_DEPTH
+
+
+def _json_problem(error: json.JSONDecodeError) -> str:
+    """Say what is wrong where; a byte order mark in the client's words, not Python's."""
+    if error.msg.startswith("Unexpected UTF-8 BOM"):
+        return "it starts with a byte order mark (U+FEFF): send the JSON text without one"
+    return str(error)

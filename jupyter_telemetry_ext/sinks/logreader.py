@@ -152,8 +152,7 @@ def _inode(path: Path) -> int | None:
 
 
 def parse_since(text: str, now: datetime | None = None, option: str = "--since") -> datetime:
-    """Return the UTC time that `--since` (or `option`, named in the error) names: RFC 3339, a
-    date, or a duration ago (`2h`)."""
+    """Return the UTC time that `option` names: RFC 3339, a date, or a duration ago (`2h`)."""
     now = now or datetime.now(timezone.utc)
     relative = _RELATIVE.fullmatch(text.strip())
     if relative:

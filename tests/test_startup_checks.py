@@ -276,26 +276,29 @@ def test_the_start_log_counts_only_the_allowed_server_schemas_as_recorded(tmp_pa
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("handlers", ["[]", '[logging.FileHandler("events.jsonl")]'])
-def test_allowed_events_written_nowhere_are_warned_of_at_start(
-    tmp_path: Path, handlers: str
-) -> None:
+def test_allowed_events_written_nowhere_stop_the_server(tmp_path: Path, handlers: str) -> None:
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "jupyter_server_config.py").write_text(
         "import logging\n"
         'c.EventLog.allowed_schemas = ["https://events.jupyter.org/jupyter_telemetry_ext/notebook"]\n'
         f"c.EventLog.handlers = {handlers}\n"
     )
-    with Server(tmp_path) as server:
-        # the start hooks run in the event loop's first pass, before any request is served
-        assert server.request("GET", "/api/telemetry/schemas")[0] == 200
-        warned = [line for line in server.log.read_text("utf-8").splitlines()
-                  if "written nowhere" in line]  # fmt: skip
-    if handlers == "[]":
-        [line] = warned
-        assert "[W " in line
-        assert "c.EventLog.handlers is empty" in line
-    else:
-        assert warned == []
+    if handlers != "[]":
+        with Server(tmp_path) as server:
+            assert server.request("GET", "/api/telemetry/schemas")[0] == 200
+            assert "written nowhere" not in server.log.read_text("utf-8")
+        return
+    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
+               f"--port={free_port()}", "--no-browser", "--allow-root"]  # fmt: skip
+    server = Process(command, tmp_path, jupyter_environment(tmp_path), tmp_path / "server.log")
+    try:
+        assert server.process.wait(60) == 1, log_tail(server.log)
+    finally:
+        server.kill()
+    written = server.log.read_text("utf-8")
+    assert "the server stops: c.EventLog.allowed_schemas allows events, but" in written
+    assert "c.EventLog.handlers is empty" in written
+    assert "Traceback" not in written
 
 
 @pytest.fixture

@@ -366,6 +366,11 @@ class EventLog(LoggingConfigurable):
         """Return True when a tap takes every valid event (see `add_tap`)."""
         return bool(self._taps)
 
+    @property
+    def listened(self) -> bool:
+        """Return True when a listener takes the events it asked for (see `add_listener`)."""
+        return bool(self._listeners)
+
     # Counts
 
     def count(self, schema_id: str, outcome: str, n: int = 1) -> None:

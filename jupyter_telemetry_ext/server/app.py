@@ -41,7 +41,7 @@ from .events_route import server_events_handlers
 from .forwarding.consent_marks import ConsentMarks
 from .logaccess import warn_open_logs
 from .metrics import TelemetryCollector, register, unregister
-from .nowhere import warn_written_nowhere
+from .nowhere import written_nowhere
 from .page import page_handlers
 from .principal import server_user, watch_made_up_users
 from .reception import Policy
@@ -485,9 +485,10 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
             self.handlers.extend(server_events_handlers)
 
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        """Once every extension is loaded (one may add a handler): warn when the events the
-        allow-list allows are written nowhere, and of logs others can read."""
-        warn_written_nowhere(self.log, self.eventlog)
+        """Once every extension is loaded (one may add a handler or a listener): stop when the
+        events the allow-list allows are written nowhere; warn of logs others can read."""
+        if failures := written_nowhere(self.eventlog):
+            self.refuse_to_start(failures)  # before the event loop serves any request
         warn_open_logs(self.log, self.eventlog)
 
     async def stop_extension(self) -> None:

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import logging
-
 from jupyter_telemetry_ext.core.eventlog import EventLog
 
 WRITTEN_NOWHERE = (
-    "Telemetry: c.EventLog.allowed_schemas allows events, but c.EventLog.handlers is empty and "
-    "they are not forwarded (TelemetryExtension.collector_url): the events it allows are "
-    'answered "recorded" and written nowhere. Add a handler, e.g. '
+    "c.EventLog.allowed_schemas allows events, but c.EventLog.handlers is empty, no listener "
+    "takes them and they are not forwarded (TelemetryExtension.collector_url): every event it "
+    'allows would be answered "recorded" and written nowhere. Add a handler, e.g. '
     'c.EventLog.handlers = [logging.FileHandler("/var/log/jupyter/telemetry.jsonl")]'
 )
 
 
-def warn_written_nowhere(log: logging.Logger, eventlog: EventLog) -> None:
-    """Warn when allowed events would be written nowhere: no handler, no forwarder's tap."""
-    if eventlog.allowed_schemas and not eventlog.handlers and not eventlog.tapped:
-        log.warning(WRITTEN_NOWHERE)
+def written_nowhere(eventlog: EventLog) -> list[str]:
+    """Return why allowed events would be written nowhere (no handler, no listener, no
+    forwarder's tap); empty when they are written somewhere."""
+    unheard = not eventlog.handlers and not eventlog.tapped and not eventlog.listened
+    return [WRITTEN_NOWHERE] if eventlog.allowed_schemas and unheard else []

@@ -19,6 +19,7 @@ import pytest
 from jupyter_telemetry_ext import EventLog
 from jupyter_telemetry_ext.core.recorded_user import hashed_user
 from jupyter_telemetry_ext.core.tombstones import FileTombstones, erased_file
+from jupyter_telemetry_ext.sinks.retention import erasures_file
 from tests.conftest import make_schema
 from tests.pgserver import PostgresServer, server_for_tests
 from tests.servers import wait_until
@@ -304,6 +305,7 @@ def test_erasing_a_log_keeps_a_tombstone_beside_it_that_names_nobody(tmp_path: P
     kept = erased_file(log).read_text()
     assert "carol" not in kept
     assert erased_file(log).stat().st_mode & 0o077 == 0
+    assert erasures_file(log).stat().st_mode & 0o077 == 0  # who erased, when, how many
     assert watcher.refresh().drops("carol", before)  # an event from before the erasure
     assert not watcher.refresh().drops("carol", datetime.now(timezone.utc) + timedelta(seconds=1))
     assert watcher.erased_at("bob") is None

@@ -207,5 +207,7 @@ def record_erasure(path: Path, removed: int, operator: str | None = None) -> Non
         "operator": operator or getpass.getuser(),
         "events": removed,
     }
-    with erasures_file(path).open("a", encoding="utf-8") as f:
+    # Mode 0600 when made, as the tombstones beside it: who erased, when, and how many.
+    descriptor = os.open(erasures_file(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")

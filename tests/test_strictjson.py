@@ -94,6 +94,28 @@ def test_each_rule_is_kept(body: bytes, reason: str) -> None:
         strictjson.loads(body)
 
 
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (b'{"events": [{"data": {}}, {"data": {"secret": ["ok", "\\udc00"]}}]}',
+         "events[1].data.*[1]"),
+        (b'{"events": [{"data": {"\\ud800": 1}}]}', "events[0].data.*"),
+        (b'{"schema_id": "s", "id": "\\ud800x"}', "id"),
+        (b'{"named": {"key": "\\ud800"}}', "*.*"),
+    ],
+)  # fmt: skip
+def test_a_lone_surrogate_is_refused_naming_where_never_the_keys_below_data(
+    body: bytes, where: str
+) -> None:
+    """Which event of a batch, and which envelope field; a key below `data` (or one the body
+    format does not have) may be data, so it is `*`."""
+    with pytest.raises(JSONBodyError) as refused:
+        strictjson.loads(body)
+    assert str(refused.value).endswith(f"not UTF-8 text, at {where}")
+    assert "secret" not in str(refused.value)
+    assert "named" not in str(refused.value)
+
+
 def test_a_body_within_the_rules_is_read() -> None:
     """Colons in strings, exponents within range and 64 levels are all fine."""
     body = b'{"t": "12:00:01", "k:x": [1.5e3, -9007199254740991], "d": ' + b"[" * 62 + b"]" * 62

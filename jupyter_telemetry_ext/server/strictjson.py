@@ -26,6 +26,9 @@ _SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
 # An escaped ":" makes the count of colons below say nothing about keys.
 _COLON_ESCAPE = re.compile(rb"\\u003[aA]")
 _UNSURE = object()
+# The keys of a posted body and of its events that an error may name (those below `data`, and
+# any other, are shown as `*`: a key may be data).
+_ENVELOPE = frozenset({"events", "schema_id", "version", "data", "id", "sent_at", "timestamp"})
 _STRICT = orjson.OPT_STRICT_INTEGER
 
 
@@ -145,12 +148,47 @@ def _strict(body: bytes) -> Any:
 
 
 def _refuse_lone_surrogates(document: Any) -> None:
-    """Raise JSONBodyError when a string escapes half of a UTF-16 pair on its own (not text)."""
+    """Raise JSONBodyError when a string escapes half of a UTF-16 pair on its own (not text),
+    naming where: the event and envelope field, and `*` for each key below (keys may be data)."""
     try:
         json.dumps(document, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        msg = "the body holds a lone surrogate (a \\ud800-\\udfff escape): not UTF-8 text"
+        where = _surrogate_path(document)
+        msg = ("the body holds a lone surrogate (a \\ud800-\\udfff escape): not UTF-8 text"
+               + (f", at {where}" if where else ""))  # fmt: skip
         raise JSONBodyError(msg) from None
+
+
+def _surrogate_path(document: Any) -> str:
+    """Return where the first lone surrogate of `document` is (`events[2].data.*`)."""
+    stack: list[tuple[Any, str, bool]] = [(document, "", False)]
+    while stack:
+        value, path, in_data = stack.pop()
+        if isinstance(value, str):
+            if not _is_text(value):
+                return path
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{n}]", in_data) for n, item in
+                         reversed(list(enumerate(value))))  # fmt: skip
+        elif isinstance(value, dict):
+            children = []
+            for key, item in value.items():
+                named = key if key in _ENVELOPE and not in_data else "*"
+                child = f"{path}.{named}" if path else named
+                if not _is_text(key):
+                    return child
+                children.append((item, child, in_data or key == "data"))
+            stack.extend(reversed(children))
+    return ""
+
+
+def _is_text(value: str) -> bool:
+    """Return True when `value` holds no lone surrogate (it is UTF-8 text)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _too_deep() -> JSONBodyError:

@@ -102,6 +102,24 @@ def test_schema_known_to_one_log_only_raises_before_writing() -> None:
     assert a.lines == []
 
 
+def test_a_log_refusing_a_checked_event_says_how_many_logs_recorded_it() -> None:
+    """A tap (a forwarder whose spool is full) refuses after every log checked the event."""
+    router, a, b = two_logs()
+
+    def full(*args: Any) -> None:
+        msg = "the spool is full"
+        raise OSError(msg)
+
+    router.eventlogs[1].add_tap(full)
+    with pytest.raises(OSError, match="the spool is full") as refused:
+        router.record_event(SCHEMA_ID, 1, {"action": "go"})
+    assert refused.value.__notes__ == [
+        "recorded by the first 1 EventLogs of the router (router.eventlogs[:1])"
+    ]
+    assert len(a.lines) == 1
+    assert b.lines == []
+
+
 def test_register_schema_file_on_every_log(tmp_path: Path) -> None:
     import yaml
 

@@ -59,10 +59,17 @@ class EventRouter:
         """Record an event in every EventLog; return each one's capsule (None where filtered).
 
         The event is checked by every EventLog first, so an unknown schema or an invalid
-        event raises before anything is written anywhere.
+        event raises before anything is written anywhere. An EventLog's state can still refuse
+        it (a full background queue, a tap's refusal): that error is raised, with a note saying
+        how many EventLogs before it recorded the event.
         """
         schemas = [log.check_event(schema_id, version, event) for log in self.eventlogs]
-        return [
-            log.record_checked(schema, event, timestamp_override)
-            for log, schema in zip(self.eventlogs, schemas, strict=True)
-        ]
+        results: list[dict[str, Any] | None] = []
+        for log, schema in zip(self.eventlogs, schemas, strict=True):
+            try:
+                results.append(log.record_checked(schema, event, timestamp_override))
+            except Exception as e:
+                e.add_note(f"recorded by the first {len(results)} EventLogs of the router "
+                           f"(router.eventlogs[:{len(results)}])")  # fmt: skip
+                raise
+        return results

@@ -239,7 +239,8 @@ def write_streams(eventlog: EventLog, now: datetime) -> None:
     stop; bob: S3 running; carol: S4 without its start (1) and with 2 stored twice; S5 a
     server's own, its start and stop without a user, its executions under two made-up names;
     dan: S6 with an event numbered after its stop; erin: S7 stopped, its code edited in the
-    store in one event (3), kept whole and matching in another, cut in a third."""
+    store in one event (3), kept whole and matching in another (with a U+0000, which PostgreSQL
+    keeps as its escape), cut in a third."""
     old = now - timedelta(days=2)
     entries = [
         ("alice", stream_event(S1, 1, "start"), now), ("alice", execution(S1, 2), now),
@@ -252,7 +253,7 @@ def write_streams(eventlog: EventLog, now: datetime) -> None:
         ("u2", execution(S5, 3), now), (None, stream_event(S5, 4, "stop"), now),
         ("dan", stream_event(S6, 1, "start"), now), ("dan", stream_event(S6, 2, "stop"), now),
         ("dan", execution(S6, 3), now),
-        ("erin", stream_event(S7, 1, "start"), now), ("erin", coded(S7, 2, "x = 1"), now),
+        ("erin", stream_event(S7, 1, "start"), now), ("erin", coded(S7, 2, "x = '\x00'"), now),
         ("erin", coded(S7, 3, "x = 0", ran="x = 1"), now),
         ("erin", coded(S7, 4, "x", ran="x = 1") | {"code_truncated": True}, now),
         ("erin", stream_event(S7, 5, "stop"), now),

@@ -165,18 +165,33 @@ def test_a_bad_row_does_not_block_its_batch(
     eventlog = make_log(handler, failed_handlers=[sink.handler])
     with eventlog.batch():
         for n in range(10):
-            action = "secret\u0000value" if n == 6 else "open"
-            eventlog.record_event(SCHEMA_ID, 1, {"action": action, "n": n},
-                                  context={"__client_id__": f"id{n}"})  # fmt: skip
+            client = "secret\u0000value" if n == 6 else f"id{n}"  # a text column refuses U+0000
+            eventlog.record_event(SCHEMA_ID, 1, {"action": "open", "n": n},
+                                  context={"__client_id__": client})  # fmt: skip
     assert eventlog.flush(10)
     stored = [int(r[0]) for r in rows(url, "SELECT data->>'n' FROM telemetry_events")]
     assert sorted(stored) == [0, 1, 2, 3, 4, 5, 7, 8, 9]
     [failure] = sink.events
     assert failure["outcome"] == "sink_failure"
     assert failure["schema_id"] == SCHEMA_ID
-    assert failure["reason"].endswith("StoreRefusedError SQLSTATE 22P05")
+    assert failure["reason"].endswith("StoreRefusedError SQLSTATE 22021")
     assert eventlog.outcomes()[(SCHEMA_ID, "sink_failure")] == 1
     assert "secret" not in sink.stream.getvalue() + caplog.text  # the value is never shown
+
+
+def test_a_nul_character_in_the_data_is_stored_as_its_escape_not_refused(
+    url: str, handlers: list[Any], tmp_path: Path, sink: Sink
+) -> None:
+    """jsonb cannot hold U+0000: the event is stored, each one kept as the six characters
+    \\u0000, rather than refused (a reply `recorded` would have been false)."""
+    handler = make_handler(url, handlers, tmp_path)
+    eventlog = make_log(handler, failed_handlers=[sink.handler])
+    for n, action in enumerate(["a\u0000b", "\\\u0000", "\\u0000 as typed"]):
+        eventlog.record_event(SCHEMA_ID, 1, {"action": action, "n": n})
+    assert eventlog.flush(10)
+    stored = rows(url, "SELECT data->>'action' FROM telemetry_events ORDER BY data->>'n'")
+    assert stored == [("a\\u0000b",), ("\\\\u0000",), ("\\u0000 as typed",)]
+    assert sink.events == []
 
 
 def test_migration_from_empty_and_a_newer_table_refused(

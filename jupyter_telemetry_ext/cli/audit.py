@@ -25,9 +25,13 @@ GAP_SCHEMA = "https://events.jupyter.org/jupyter_telemetry_ext/audit-gap"
 # whether its code (or terminal line), kept whole, no longer matches its hash (`altered`).
 ALTERED_SQL = """(schema_id = {schema} AND jsonb_typeof(data->{text}) = 'string'
     AND data->{cut} = 'false'::jsonb AND strpos(data->>{text}, chr(65533)) = 0
+    AND strpos(data->>{text}, '\\u0000') = 0
     AND encode(sha256(convert_to(data->>{text}, 'UTF8')), 'hex') IS DISTINCT FROM data->>{hash})"""
+# Text holding the escape the store keeps for U+0000 (jsonb cannot hold it) is checked by
+# `altered`, which reads it back: its event's data is read for that.
+ESCAPED_SQL = """(schema_id = {schema} AND strpos(data->>{text}, '\\u0000') > 0)"""
 ROWS_SQL = """SELECT username, data->>'audit_stream', (data->>'audit_seq')::numeric, received,
-    schema_id, data->>'action', {altered} FROM {t}
+    schema_id, data->>'action', {altered}, CASE WHEN {escaped} THEN data END FROM {t}
 WHERE data ? 'audit_stream' AND jsonb_typeof(data->'audit_seq') = 'number'
 ORDER BY data->>'audit_stream', (data->>'audit_seq')::numeric"""
 GAPS_SQL = """SELECT username, data->>'stream', count(*) FROM {t} WHERE schema_id = %s
@@ -113,16 +117,22 @@ class AuditCheckCommand(StoreCommand):
 def _store_rows(conn: psycopg.Connection[Any], table: str) -> Iterator[AuditRow]:
     from psycopg import sql
 
-    altered = sql.SQL(" OR ").join(
+    altered_sql = sql.SQL(" OR ").join(
         sql.SQL(ALTERED_SQL).format(schema=sql.Literal(schema), text=sql.Literal(text),
                                     cut=sql.Literal(cut), hash=sql.Literal(digest))
         for schema, (text, digest, cut) in HASHED.items()
     )  # fmt: skip
-    query = sql.SQL(ROWS_SQL).format(t=sql.Identifier(table), altered=altered)
+    escaped = sql.SQL(" OR ").join(
+        sql.SQL(ESCAPED_SQL).format(schema=sql.Literal(schema), text=sql.Literal(text))
+        for schema, (text, _, _) in HASHED.items()
+    )
+    query = sql.SQL(ROWS_SQL).format(t=sql.Identifier(table), altered=altered_sql,
+                                     escaped=escaped)  # fmt: skip
     with conn.cursor(name="audit_check") as cursor:  # read in chunks, not all at once
         cursor.execute(query)
-        for user, stream, seq, received, schema, action, edited in cursor:
-            yield AuditRow(user, stream, int(seq), received, schema, action, bool(edited))
+        for user, stream, seq, received, schema, action, edited, data in cursor:
+            changed = edited or (data is not None and altered(schema, data))
+            yield AuditRow(user, stream, int(seq), received, schema, action, bool(changed))
 
 
 def _store_gaps(conn: psycopg.Connection[Any], table: str) -> list[tuple[Any, int]]:

@@ -154,7 +154,9 @@ def altered(schema: str, data: Mapping[str, Any]) -> bool:
     SHA-256 recorded beside it: the text was edited in the store.
 
     Text that was cut, not kept (null), or holds U+FFFD (a lone surrogate replaced, whose hash
-    is of the original) cannot be checked.
+    is of the original) cannot be checked. A PostgreSQL store keeps U+0000 as the six
+    characters \\u0000 (jsonb cannot hold it): text that matches once they are U+0000 again is
+    the text recorded.
     """
     keys = HASHED.get(schema)
     if keys is None:
@@ -163,4 +165,10 @@ def altered(schema: str, data: Mapping[str, Any]) -> bool:
     text, digest = data.get(text_key), data.get(hash_key)
     if not isinstance(text, str) or data.get(cut_key) is not False or "\ufffd" in text:
         return False
-    return hashlib.sha256(text.encode("utf-8")).hexdigest() != digest
+    if _sha256(text) == digest:
+        return False
+    return "\\u0000" not in text or _sha256(text.replace("\\u0000", "\x00")) != digest
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -69,7 +70,8 @@ class EventRouter:
             try:
                 results.append(log.record_checked(schema, event, timestamp_override))
             except Exception as e:
-                e.add_note(f"recorded by the first {len(results)} EventLogs of the router "
-                           f"(router.eventlogs[:{len(results)}])")  # fmt: skip
+                if sys.version_info >= (3, 11):  # notes are Python 3.11's
+                    e.add_note(f"recorded by the first {len(results)} EventLogs of the router "
+                               f"(router.eventlogs[:{len(results)}])")  # fmt: skip
                 raise
         return results

@@ -10,6 +10,7 @@ from its JSON line, which holds the key as `__key__` (only there: never in a cap
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from hashlib import sha256
@@ -47,6 +48,10 @@ _KEY = b"\x00\x00\x00\x10"  # the size of a key field (16 bytes)
 _ID_FIELDS = b"\x00\x02"
 _STAMP = Struct(">iq")
 _JSONB = b"\x01"  # the version byte that starts jsonb's binary format
+# jsonb cannot hold U+0000 (SQLSTATE 22P05): the row keeps each as the six characters \u0000,
+# written `\\u0000` in the JSON text (a `\u0000` after an even run of backslashes is U+0000).
+_NUL_ESCAPE = b"\\u0000"
+_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 class _Cache(dict[Any, bytes]):
@@ -141,6 +146,8 @@ def to_row(capsule: Mapping[str, Any], key: bytes | None = None) -> Row:
         text = orjson.dumps(data)
     except TypeError:  # what orjson does not take (say non-string keys) the json module may
         text = json.dumps(data, separators=(",", ":")).encode()
+    if _NUL_ESCAPE in text:
+        text = _NUL.sub(rb"\1\\\\u0000", text)
     if key is None:
         key = row_key(capsule, None)
     start = _RECEIVED[received]

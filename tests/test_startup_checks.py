@@ -232,6 +232,8 @@ def test_a_server_with_an_invalid_telemetry_option_exits_non_zero(tmp_path: Path
 
 
 EXTENSION_CONFIG = f"""\
+import logging
+c.EventLog.handlers = [logging.FileHandler("events.jsonl")]
 c.TelemetryExtension.record_user = "hashed"
 c.TelemetryExtension.user_hash_secret = "key-of-the-tests"
 c.EventLog.allowed_schemas = {{"{NOTEBOOK}": {{}}, "{CELL}": {USER!r}}}
@@ -261,6 +263,8 @@ def test_the_start_log_counts_only_the_allowed_server_schemas_as_recorded(tmp_pa
     """jupyter_server's own schemas are listened to, but recorded only when allowed."""
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "jupyter_server_config.py").write_text(
+        "import logging\n"
+        'c.EventLog.handlers = [logging.FileHandler("events.jsonl")]\n'
         'c.EventLog.allowed_schemas = ["https://events.jupyter.org/jupyter_server/kernel_actions/v1"]\n'
     )
     with Server(tmp_path) as server:

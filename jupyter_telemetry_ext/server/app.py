@@ -429,6 +429,15 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         audits = audits_of(self.audit, self.settings)
         if self.audit_required and (failures := require_audit(audits, self.forwarder, self.log)):
             self.refuse_to_start(failures)
+        if self.serverapp is not None:  # the event loop's first pass: every extension loaded
+            self.serverapp.io_loop.add_callback(self._check_sinks)
+
+    def _check_sinks(self) -> None:
+        """Once every extension is loaded (one may add a handler or a listener): stop when the
+        events the allow-list allows are written nowhere; warn of logs others can read."""
+        if failures := written_nowhere(self.eventlog):
+            self.refuse_to_start(failures)
+        warn_open_logs(self.log, self.eventlog)
 
     def _posted(self, schema: EventSchema) -> bool:
         """Return whether events of `schema` get `record_user`'s user: posted, or recorded by
@@ -483,13 +492,6 @@ class TelemetryExtension(ExtensionAppJinjaMixin, StrictConfigApp):
         self.handlers.extend(consent_handlers)
         if self.server_events:  # clients posting to api/events must not forge server events
             self.handlers.extend(server_events_handlers)
-
-    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
-        """Once every extension is loaded (one may add a handler or a listener): stop when the
-        events the allow-list allows are written nowhere; warn of logs others can read."""
-        if failures := written_nowhere(self.eventlog):
-            self.refuse_to_start(failures)  # before the event loop serves any request
-        warn_open_logs(self.log, self.eventlog)
 
     async def stop_extension(self) -> None:
         """Write every accepted event before the server exits, off the event loop."""

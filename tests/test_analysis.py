@@ -175,8 +175,16 @@ def test_a_line_that_is_not_json_stops_the_reading_naming_the_file(recorded: Pat
         load_events(recorded, STUDY)
 
 
-def test_an_unknown_schema_gives_no_rows_but_every_capsule_column(recorded: Path) -> None:
-    df = load_events(recorded, "test.analysis/none")
+def test_a_misspelt_schema_id_is_an_error_naming_it(recorded: Path) -> None:
+    with pytest.raises(ValueError, match=r"schema='test\.analysis/studdy': no event of the source "
+                       "and no installed schema has this id"):  # fmt: skip
+        load_events(recorded, "test.analysis/studdy")
+
+
+def test_an_installed_schema_without_events_gives_no_rows_but_every_capsule_column(
+    recorded: Path,
+) -> None:
+    df = load_events(recorded, "https://events.jupyter.org/jupyter_telemetry_ext/clipboard")
     assert len(df) == 0
     assert list(df.columns) == CAPSULE
 

@@ -58,10 +58,15 @@ def load_events(
         schema_id = _one_schema(con, schema)
         params = {"schema": schema_id}
         structure = None
-        if schema_id is not None and _none_selected(con, selection):
-            # No event in the time range: the columns are those of the schema's events at any
-            # time, so that code written for them works on an empty selection too.
+        if schema_id is not None and _none_staged(con):
+            # No event selected: the columns are those of the schema's events at any time, so
+            # that code written for them works on an empty selection too; an id that no event
+            # and no installed schema has is a mistake (a typo), not an empty answer.
             structure = sources.schema_structure(source, schema_id, table)
+            if not structure and not installed_schema(schema_id):
+                msg = (f"schema={schema_id!r}: no event of the source and no installed schema "
+                       "has this id (check its spelling)")  # fmt: skip
+                raise ValueError(msg)
         query = events_query(con, "schema = $schema", params, structure)
         table = con.sql(query, params=params).to_arrow_table()
     return table if as_arrow else to_pandas(table)
@@ -121,11 +126,21 @@ def events_query(
     return f"SELECT {columns} FROM {source} ORDER BY received"  # noqa: S608
 
 
-def _none_selected(con: duckdb.DuckDBPyConnection, selection: Selection) -> bool:
-    """Return whether a time range was given and no staged event is in it."""
-    if selection.since is None and selection.until is None:
-        return False
+def _none_staged(con: duckdb.DuckDBPyConnection) -> bool:
+    """Return whether no event was selected."""
     return con.execute("SELECT count(*) FROM capsules").fetchall() == [(0,)]
+
+
+def installed_schema(schema_id: str) -> bool:
+    """Return whether a schema file in the Jupyter data paths has this id."""
+    import logging
+
+    from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
+    from jupyter_telemetry_ext.core.eventlog import EventLog
+
+    quiet = logging.getLogger("jupyter_telemetry_ext.analysis.discovery")
+    found = register_discovered(EventLog(), schema_folders(), quiet)
+    return any(schema.id == schema_id for schema in found)
 
 
 def _one_schema(con: duckdb.DuckDBPyConnection, schema: str | None) -> str | None:

@@ -441,3 +441,47 @@ def test_the_csv_export_marks_a_formula_as_text_as_the_dashboard_does(tmp_path: 
     table = pq.read_table(tmp_path / "parquet" / "named-v1.parquet")
     assert table.column("name").to_pylist() == FORMULAS + PLAIN  # Parquet: as recorded
     assert "these CSV files" not in (tmp_path / "parquet" / "datasheet.md").read_text()
+
+
+@pytest.mark.parametrize("where", [{}, {"c": {}}, {"l": []}])
+def test_an_integer_beyond_int64_stops_the_reading_naming_the_property_not_the_value(
+    tmp_path: Path, where: dict[str, Any]
+) -> None:
+    """2**63 (which another writer than the REST API may record) was read as an empty value."""
+    head = {"__timestamp__": "2026-03-01T09:00:00Z", "__schema__": "x/y",
+            "__schema_version__": 1}  # fmt: skip
+    edges = [2**63 - 1, -(2**63)]
+    log = tmp_path / "events.log"
+    log.write_text("".join(json.dumps({**head, "n": n, "c": {"k": n}, "l": [n]}) + "\n"
+                           for n in edges))  # fmt: skip
+    df = load_events(log)  # the ends of the range are read as they are
+    assert df["n"].tolist() == df["c.k"].tolist() == edges
+    assert df["l"].tolist() == [[n] for n in edges]
+    big = {"n": 1, "c": {"k": 1}, "l": [1]}
+    key = next(iter(where), "n")
+    big[key] = {"c": {"k": 2**63}, "l": [2, 2**63]}.get(key, 2**63)
+    with log.open("a") as f:
+        f.write(json.dumps({**head, **big}) + "\n")
+    name = {"n": "n", "c": "c.k", "l": "l"}[key]
+    with pytest.raises(ValueError, match="beyond the 64-bit range") as error:
+        load_events(log)
+    assert f"schema 'x/y': the property {name!r} holds an integer" in str(error.value)
+    assert str(2**63) not in str(error.value)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_an_export_of_an_integer_beyond_int64_stops_naming_the_property_not_the_value(
+    tmp_path: Path, fmt: str
+) -> None:
+    head = {"__timestamp__": "2026-03-01T09:00:00Z", "__schema__": NAMED["$id"],
+            "__schema_version__": 1}  # fmt: skip
+    log = tmp_path / "events.log"
+    log.write_text("".join(json.dumps({**head, "name": "a", "n": n}) + "\n" for n in (1, 2**63)))
+    (tmp_path / "named.json").write_text(json.dumps(NAMED))
+    (tmp_path / "config.py").write_text("c.TelemetryExtension.schema_paths = ['named.json']\n")
+    done = run("export", "--config", "config.py", "--out", "ds", "--format", fmt, str(log),
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert (f"export: schema {NAMED['$id']!r} version '1': the property 'n' holds an integer "
+            "beyond the 64-bit range") in done.stderr  # fmt: skip
+    assert str(2**63) not in done.stderr

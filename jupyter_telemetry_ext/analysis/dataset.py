@@ -23,8 +23,17 @@ from jupyter_telemetry_ext.core.errors import NothingToExportError
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.spreadsheet import neutralised_sql
 
-from .columns import column_names, leaves, properties_structure, property_column, quote, transformed
+from .columns import (
+    beyond_int64,
+    column_names,
+    leaves,
+    properties_structure,
+    property_column,
+    quote,
+    transformed,
+)
 from .datasheet import datasheet
+from .extra import require
 from .load import Source, staged
 from .personal import ColumnRules
 from .sources import Selection
@@ -141,11 +150,11 @@ def _write(
     names = column_names(paths)
     kept = [p for p in paths if rules.keeps(p)]
     relation = con.sql(_select(structure, kept, names, where, request.fmt == "csv"), params=params)
-    path = request.out / name
-    if request.fmt == "csv":
-        _no_formulas(relation).write_csv(str(path))
-    else:
-        relation.write_parquet(str(path))
+    try:
+        _write_file(relation, request.out / name, request.fmt)
+    except require("duckdb").ConversionException:
+        label = f"schema {schema_id!r} version {version!r}"
+        raise beyond_int64(con, where, params, structure, label) from None
     count_users = f'SELECT count(DISTINCT "user") FROM capsules WHERE {where}'  # noqa: S608
     [(users,)] = con.execute(count_users, params).fetchall()
     return {
@@ -172,12 +181,19 @@ def _select(
         node: Any = structure
         for key in path:
             node = node[key]
-        expression = property_column(path)
+        expression = property_column(path, node)
         if csv and (isinstance(node, list) or node == "JSON"):
             expression = f"to_json({expression})::VARCHAR"  # one cell of JSON text
         items.append(f"{expression} AS {quote(names[path])}")
     return (f"SELECT {', '.join(items)} FROM {transformed(where, structure)} c "  # noqa: S608
             'LEFT JOIN pseudonyms p ON c."user" = p."user" ORDER BY received')  # fmt: skip
+
+
+def _write_file(relation: duckdb.DuckDBPyRelation, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        _no_formulas(relation).write_csv(str(path))
+    else:
+        relation.write_parquet(str(path))
 
 
 def _no_formulas(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE
 
 from . import sources
-from .columns import leaves, properties_structure, select_list, transformed
+from .columns import beyond_int64, leaves, properties_structure, select_list, transformed
 from .extra import require
 from .sources import Selection
 
@@ -67,8 +67,7 @@ def load_events(
                 msg = (f"schema={schema_id!r}: no event of the source and no installed schema "
                        "has this id (check its spelling)")  # fmt: skip
                 raise ValueError(msg)
-        query = events_query(con, "schema = $schema", params, structure)
-        table = con.sql(query, params=params).to_arrow_table()
+        table = read_events(con, "schema = $schema", params, structure)
     return table if as_arrow else to_pandas(table)
 
 
@@ -112,18 +111,25 @@ def _listed(source: Source | list[Source]) -> list[Source]:
     return list(source) if isinstance(source, list) else [source]
 
 
-def events_query(
+def read_events(
     con: duckdb.DuckDBPyConnection, where: str, params: dict[str, Any], found: str | None = None
-) -> str:
-    """Return the query of the staged events that match `where`, one column per property (of
-    their own, or of the structure `found` elsewhere)."""
+) -> Any:
+    """Return the Arrow table of the staged events that match `where`, one column per property
+    (of their own, or of the structure `found` elsewhere); OutOfRangeError for an integer beyond
+    int64."""
+    duck = require("duckdb")
     if found is None:
         query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
         [(found,)] = con.execute(query, params).fetchall()
     structure = properties_structure(found)
-    columns = select_list(list(leaves(structure)))
+    columns = select_list(structure, list(leaves(structure)))
     source = transformed(where, structure)
-    return f"SELECT {columns} FROM {source} ORDER BY received"  # noqa: S608
+    query = f"SELECT {columns} FROM {source} ORDER BY received"  # noqa: S608
+    try:
+        return con.sql(query, params=params).to_arrow_table()
+    except duck.ConversionException:
+        label = f"schema {params.get('schema')!r}"
+        raise beyond_int64(con, where, params, structure, label) from None
 
 
 def _none_staged(con: duckdb.DuckDBPyConnection) -> bool:

@@ -485,3 +485,60 @@ def test_an_export_of_an_integer_beyond_int64_stops_naming_the_property_not_the_
     assert (f"export: schema {NAMED['$id']!r} version '1': the property 'n' holds an integer "
             "beyond the 64-bit range") in done.stderr  # fmt: skip
     assert str(2**63) not in done.stderr
+
+
+TIMED = {"$id": "test.analysis/timed", "version": 1, "title": "Timed", "description": "Periods.",
+         "type": "object", "properties": {
+             "period_s": {"type": "number", "categories": ["unrestricted"]},
+             "n": {"type": "integer", "categories": ["unrestricted"]},
+             "ok": {"type": "boolean", "categories": ["unrestricted"]},
+             "kind": {"enum": ["a", "b"], "categories": ["unrestricted"]},
+             "note": {"type": ["string", "null"], "categories": ["unrestricted"]},
+             "tags": {"type": "array", "items": {"type": "string"},
+                      "categories": ["unrestricted"]},
+             "cell": {"type": "object", "categories": ["unrestricted"], "properties": {
+                 "index": {"type": "integer", "categories": ["unrestricted"]}}},
+             "extra": {"type": "object", "categories": ["unrestricted"]}}}  # fmt: skip
+
+
+def test_two_exports_of_a_schema_version_concatenate_with_the_schemas_types(
+    tmp_path: Path,
+) -> None:
+    """A `number` whose values happen to be whole, a column without an empty value, a property
+    that no event of one export holds: the same Parquet schema all the same."""
+    (tmp_path / "timed.json").write_text(json.dumps(TIMED))
+    (tmp_path / "config.py").write_text("c.TelemetryExtension.schema_paths = ['timed.json']\n")
+    whole = {"period_s": 5, "n": 1, "ok": True, "kind": "a", "note": "x", "tags": ["t"],
+             "cell": {"index": 1}, "extra": {"k": 1}}  # fmt: skip
+    halves = [{"period_s": 2.5, "n": None}, {"period_s": 1.5, "n": 3, "note": None}]
+    for name, events in (("whole", [whole, whole]), ("halves", halves)):
+        log = tmp_path / f"{name}.log"
+        handler = logging.FileHandler(log)
+        allowed = {TIMED["$id"]: {"allowed_categories": ALLOWED}}
+        eventlog = EventLog(handlers=[handler], allowed_schemas=allowed)
+        eventlog.register_schema(TIMED)
+        for event in events:
+            eventlog.record_event(
+                TIMED["$id"], 1, {k: v for k, v in event.items() if v is not None}
+            )
+        eventlog.close()
+        handler.close()
+        done = run("export", "--config", "config.py", "--out", name, "--format", "parquet",
+                   str(log), cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    files = [tmp_path / name / "timed-v1.parquet" for name in ("whole", "halves")]
+    schemas = [pq.read_schema(f) for f in files]
+    assert schemas[0] == schemas[1]
+    types = {f.name: f.type for f in schemas[0]}
+    assert types["period_s"] == pa.float64()
+    assert types["n"] == types["cell.index"] == pa.int64()
+    assert types["ok"] == pa.bool_()
+    assert types["kind"] == types["note"] == types["extra"] == pa.string()
+    assert pa.types.is_list(types["tags"])
+    assert types["tags"].value_type == pa.string()
+    assert all(f.nullable for f in schemas[0])
+    both = pa.concat_tables([pq.read_table(f) for f in files])
+    assert both.column("period_s").to_pylist() == [5.0, 5.0, 2.5, 1.5]
+    assert both.column("n").to_pylist() == [1, 1, None, 3]
+    assert both.column("extra").to_pylist() == ['{"k":1}', '{"k":1}', None, None]
+    assert pq.ParquetDataset(files).read().num_rows == 4

@@ -36,12 +36,14 @@ from .datasheet import datasheet
 from .extra import require
 from .load import Source, staged
 from .personal import ColumnRules
+from .schematypes import schema_structure, typed
 from .sources import Selection
 
 if TYPE_CHECKING:
     import duckdb
 
 FORMATS = ("parquet", "csv")
+PARQUET_BATCH = 100_000  # rows per Arrow batch written
 MIN_SALT = 16  # characters: a short salt lets anyone holding a pseudonym try names
 PSEUDONYMS = (
     "HMAC-SHA256 of the user as the store records it (a keyed hash, or the name), keyed with "
@@ -143,8 +145,10 @@ def _write(
     where = "schema IS NOT DISTINCT FROM $schema AND version IS NOT DISTINCT FROM $version"
     query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
     [(structure_text,)] = con.execute(query, params).fetchall()
-    structure = properties_structure(structure_text)
     schema = lookup(schema_id, version)
+    structure = properties_structure(structure_text)
+    if schema is not None:  # the schema's types, whatever values these events happen to hold
+        structure = typed(structure, schema_structure(schema.document))
     rules = ColumnRules(schema, request.include)
     paths = list(leaves(structure))
     names = column_names(paths)
@@ -193,7 +197,18 @@ def _write_file(relation: duckdb.DuckDBPyRelation, path: Path, fmt: str) -> None
     if fmt == "csv":
         _no_formulas(relation).write_csv(str(path))
     else:
-        relation.write_parquet(str(path))
+        _write_parquet(relation, path)
+
+
+def _write_parquet(relation: duckdb.DuckDBPyRelation, path: Path) -> None:
+    """Write a relation as Parquet, every column nullable: DuckDB marks a column that holds no
+    empty value required, and two exports of a schema would then not concatenate."""
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
+    reader = relation.fetch_record_batch(PARQUET_BATCH)
+    schema = pa.schema([field.with_nullable(True) for field in reader.schema])
+    with pq.ParquetWriter(str(path), schema, compression="snappy") as writer:
+        for batch in reader:
+            writer.write_table(pa.Table.from_batches([batch]).cast(schema))
 
 
 def _no_formulas(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:

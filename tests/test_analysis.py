@@ -542,3 +542,18 @@ def test_two_exports_of_a_schema_version_concatenate_with_the_schemas_types(
     assert both.column("n").to_pylist() == [1, 1, None, 3]
     assert both.column("extra").to_pylist() == ['{"k":1}', '{"k":1}', None, None]
     assert pq.ParquetDataset(files).read().num_rows == 4
+
+
+def test_csv_times_are_utc_to_the_millisecond_as_spreadsheets_read_them(recorded: Path) -> None:
+    """DuckDB wrote `2026-03-01 09:00:00+00`, which LibreOffice and Excel keep as text."""
+    done = export(recorded, "ds", "--format", "csv", "--schema", STUDY)
+    assert done.returncode == 0, done.stderr
+    with (recorded.parent.parent / "ds" / "study-v1.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["received"] for row in rows[:2]] == ["2026-03-01 09:00:00.000",
+                                                     "2026-03-01 10:00:00.000"]  # fmt: skip
+    for n, row in enumerate(rows):
+        read = datetime.strptime(row["received"] + "+0000", "%Y-%m-%d %H:%M:%S.%f%z")
+        assert read == START + timedelta(hours=n)
+    sheet = (recorded.parent.parent / "ds" / "datasheet.md").read_text()
+    assert "`received` and `event_time` are UTC, to the millisecond" in sheet

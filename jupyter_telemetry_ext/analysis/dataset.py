@@ -27,6 +27,7 @@ from .columns import (
     beyond_int64,
     column_names,
     leaves,
+    literal,
     properties_structure,
     property_column,
     quote,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     import duckdb
 
 FORMATS = ("parquet", "csv")
+# Times in CSV: UTC, to the millisecond, as LibreOffice and Excel read a date and time.
+CSV_TIME = "%Y-%m-%d %H:%M:%S.%g"
 PARQUET_BATCH = 100_000  # rows per Arrow batch written
 MIN_SALT = 16  # characters: a short salt lets anyone holding a pseudonym try names
 PSEUDONYMS = (
@@ -180,7 +183,9 @@ def _select(
     csv: bool,
 ) -> str:
     """Return the dataset's query: times, schema, version, the pseudonym, the kept properties."""
-    items = ["received", "event_time", "schema", "version", 'p.pseudonym AS "user"']
+    times = [f"strftime({t} AT TIME ZONE 'UTC', {literal(CSV_TIME)}) AS {t}" if csv else t
+             for t in ("received", "event_time")]  # fmt: skip
+    items = [*times, "schema", "version", 'p.pseudonym AS "user"']
     for path in kept:
         node: Any = structure
         for key in path:
@@ -190,7 +195,7 @@ def _select(
             expression = f"to_json({expression})::VARCHAR"  # one cell of JSON text
         items.append(f"{expression} AS {quote(names[path])}")
     return (f"SELECT {', '.join(items)} FROM {transformed(where, structure)} c "  # noqa: S608
-            'LEFT JOIN pseudonyms p ON c."user" = p."user" ORDER BY received')  # fmt: skip
+            'LEFT JOIN pseudonyms p ON c."user" = p."user" ORDER BY c.received')  # fmt: skip
 
 
 def _write_file(relation: duckdb.DuckDBPyRelation, path: Path, fmt: str) -> None:

@@ -557,3 +557,17 @@ def test_csv_times_are_utc_to_the_millisecond_as_spreadsheets_read_them(recorded
         assert read == START + timedelta(hours=n)
     sheet = (recorded.parent.parent / "ds" / "datasheet.md").read_text()
     assert "`received` and `event_time` are UTC, to the millisecond" in sheet
+
+
+def test_an_exported_value_its_schema_does_not_allow_is_kept_not_emptied(tmp_path: Path) -> None:
+    """A log another writer made (`n` text where the schema says integer): read as it is."""
+    head = {"__timestamp__": "2026-03-01T09:00:00Z", "__schema__": NAMED["$id"],
+            "__schema_version__": 1}  # fmt: skip
+    log = tmp_path / "events.log"
+    log.write_text("".join(json.dumps({**head, "name": "a", "n": n}) + "\n" for n in ("x", "y")))
+    (tmp_path / "named.json").write_text(json.dumps(NAMED))
+    (tmp_path / "config.py").write_text("c.TelemetryExtension.schema_paths = ['named.json']\n")
+    done = run("export", "--config", "config.py", "--out", "ds", "--format", "parquet", str(log),
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert pq.read_table(tmp_path / "ds" / "named-v1.parquet").column("n").to_pylist() == ["x", "y"]

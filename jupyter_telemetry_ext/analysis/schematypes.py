@@ -30,12 +30,20 @@ def typed(found: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
     declare)."""
     merged = dict(found)
     for key, node in declared.items():
-        inner = found.get(key)
-        merged[key] = (
-            typed(inner, node) if isinstance(inner, dict) and isinstance(node, dict) else node
-        )
+        merged[key] = _merged(found.get(key), node)
     lowered = {k.lower() for k in merged}
     return merged if len(lowered) == len(merged) and "" not in merged else declared
+
+
+def _merged(found: Any, declared: Any) -> Any:
+    """Return the declared type of a property, or the type of its values when the schema does
+    not allow them (a log that another writer made): kept as they are, never emptied."""
+    if isinstance(declared, dict):
+        return typed(found, declared) if isinstance(found, dict) else declared
+    if isinstance(declared, list) and isinstance(found, list):
+        return [_merged(found[0], declared[0])]
+    fits = found in (None, "JSON", declared) or declared == "JSON"
+    return declared if fits or (declared, found) == ("DOUBLE", "BIGINT") else found
 
 
 def _node(spec: dict[str, Any]) -> Any:

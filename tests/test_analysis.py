@@ -175,8 +175,16 @@ def test_a_line_that_is_not_json_stops_the_reading_naming_the_file(recorded: Pat
         load_events(recorded, STUDY)
 
 
-def test_an_unknown_schema_gives_no_rows_but_every_capsule_column(recorded: Path) -> None:
-    df = load_events(recorded, "test.analysis/none")
+def test_a_misspelt_schema_id_is_an_error_naming_it(recorded: Path) -> None:
+    with pytest.raises(ValueError, match=r"schema='test\.analysis/studdy': no event of the source "
+                       "and no installed schema has this id"):  # fmt: skip
+        load_events(recorded, "test.analysis/studdy")
+
+
+def test_an_installed_schema_without_events_gives_no_rows_but_every_capsule_column(
+    recorded: Path,
+) -> None:
+    df = load_events(recorded, "https://events.jupyter.org/jupyter_telemetry_ext/clipboard")
     assert len(df) == 0
     assert list(df.columns) == CAPSULE
 
@@ -433,3 +441,133 @@ def test_the_csv_export_marks_a_formula_as_text_as_the_dashboard_does(tmp_path: 
     table = pq.read_table(tmp_path / "parquet" / "named-v1.parquet")
     assert table.column("name").to_pylist() == FORMULAS + PLAIN  # Parquet: as recorded
     assert "these CSV files" not in (tmp_path / "parquet" / "datasheet.md").read_text()
+
+
+@pytest.mark.parametrize("where", [{}, {"c": {}}, {"l": []}])
+def test_an_integer_beyond_int64_stops_the_reading_naming_the_property_not_the_value(
+    tmp_path: Path, where: dict[str, Any]
+) -> None:
+    """2**63 (which another writer than the REST API may record) was read as an empty value."""
+    head = {"__timestamp__": "2026-03-01T09:00:00Z", "__schema__": "x/y",
+            "__schema_version__": 1}  # fmt: skip
+    edges = [2**63 - 1, -(2**63)]
+    log = tmp_path / "events.log"
+    log.write_text("".join(json.dumps({**head, "n": n, "c": {"k": n}, "l": [n]}) + "\n"
+                           for n in edges))  # fmt: skip
+    df = load_events(log)  # the ends of the range are read as they are
+    assert df["n"].tolist() == df["c.k"].tolist() == edges
+    assert df["l"].tolist() == [[n] for n in edges]
+    big = {"n": 1, "c": {"k": 1}, "l": [1]}
+    key = next(iter(where), "n")
+    big[key] = {"c": {"k": 2**63}, "l": [2, 2**63]}.get(key, 2**63)
+    with log.open("a") as f:
+        f.write(json.dumps({**head, **big}) + "\n")
+    name = {"n": "n", "c": "c.k", "l": "l"}[key]
+    with pytest.raises(ValueError, match="beyond the 64-bit range") as error:
+        load_events(log)
+    assert f"schema 'x/y': the property {name!r} holds an integer" in str(error.value)
+    assert str(2**63) not in str(error.value)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_an_export_of_an_integer_beyond_int64_stops_naming_the_property_not_the_value(
+    tmp_path: Path, fmt: str
+) -> None:
+    head = {"__timestamp__": "2026-03-01T09:00:00Z", "__schema__": NAMED["$id"],
+            "__schema_version__": 1}  # fmt: skip
+    log = tmp_path / "events.log"
+    log.write_text("".join(json.dumps({**head, "name": "a", "n": n}) + "\n" for n in (1, 2**63)))
+    (tmp_path / "named.json").write_text(json.dumps(NAMED))
+    (tmp_path / "config.py").write_text("c.TelemetryExtension.schema_paths = ['named.json']\n")
+    done = run("export", "--config", "config.py", "--out", "ds", "--format", fmt, str(log),
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert (f"export: schema {NAMED['$id']!r} version '1': the property 'n' holds an integer "
+            "beyond the 64-bit range") in done.stderr  # fmt: skip
+    assert str(2**63) not in done.stderr
+
+
+TIMED = {"$id": "test.analysis/timed", "version": 1, "title": "Timed", "description": "Periods.",
+         "type": "object", "properties": {
+             "period_s": {"type": "number", "categories": ["unrestricted"]},
+             "n": {"type": "integer", "categories": ["unrestricted"]},
+             "ok": {"type": "boolean", "categories": ["unrestricted"]},
+             "kind": {"enum": ["a", "b"], "categories": ["unrestricted"]},
+             "note": {"type": ["string", "null"], "categories": ["unrestricted"]},
+             "tags": {"type": "array", "items": {"type": "string"},
+                      "categories": ["unrestricted"]},
+             "cell": {"type": "object", "categories": ["unrestricted"], "properties": {
+                 "index": {"type": "integer", "categories": ["unrestricted"]}}},
+             "extra": {"type": "object", "categories": ["unrestricted"]}}}  # fmt: skip
+
+
+def test_two_exports_of_a_schema_version_concatenate_with_the_schemas_types(
+    tmp_path: Path,
+) -> None:
+    """A `number` whose values happen to be whole, a column without an empty value, a property
+    that no event of one export holds: the same Parquet schema all the same."""
+    (tmp_path / "timed.json").write_text(json.dumps(TIMED))
+    (tmp_path / "config.py").write_text("c.TelemetryExtension.schema_paths = ['timed.json']\n")
+    whole = {"period_s": 5, "n": 1, "ok": True, "kind": "a", "note": "x", "tags": ["t"],
+             "cell": {"index": 1}, "extra": {"k": 1}}  # fmt: skip
+    halves = [{"period_s": 2.5, "n": None}, {"period_s": 1.5, "n": 3, "note": None}]
+    for name, events in (("whole", [whole, whole]), ("halves", halves)):
+        log = tmp_path / f"{name}.log"
+        handler = logging.FileHandler(log)
+        allowed = {TIMED["$id"]: {"allowed_categories": ALLOWED}}
+        eventlog = EventLog(handlers=[handler], allowed_schemas=allowed)
+        eventlog.register_schema(TIMED)
+        for event in events:
+            eventlog.record_event(
+                TIMED["$id"], 1, {k: v for k, v in event.items() if v is not None}
+            )
+        eventlog.close()
+        handler.close()
+        done = run("export", "--config", "config.py", "--out", name, "--format", "parquet",
+                   str(log), cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    files = [tmp_path / name / "timed-v1.parquet" for name in ("whole", "halves")]
+    schemas = [pq.read_schema(f) for f in files]
+    assert schemas[0] == schemas[1]
+    types = {f.name: f.type for f in schemas[0]}
+    assert types["period_s"] == pa.float64()
+    assert types["n"] == types["cell.index"] == pa.int64()
+    assert types["ok"] == pa.bool_()
+    assert types["kind"] == types["note"] == types["extra"] == pa.string()
+    assert pa.types.is_list(types["tags"])
+    assert types["tags"].value_type == pa.string()
+    assert all(f.nullable for f in schemas[0])
+    both = pa.concat_tables([pq.read_table(f) for f in files])
+    assert both.column("period_s").to_pylist() == [5.0, 5.0, 2.5, 1.5]
+    assert both.column("n").to_pylist() == [1, 1, None, 3]
+    assert both.column("extra").to_pylist() == ['{"k":1}', '{"k":1}', None, None]
+    assert pq.ParquetDataset(files).read().num_rows == 4
+
+
+def test_csv_times_are_utc_to_the_millisecond_as_spreadsheets_read_them(recorded: Path) -> None:
+    """DuckDB wrote `2026-03-01 09:00:00+00`, which LibreOffice and Excel keep as text."""
+    done = export(recorded, "ds", "--format", "csv", "--schema", STUDY)
+    assert done.returncode == 0, done.stderr
+    with (recorded.parent.parent / "ds" / "study-v1.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["received"] for row in rows[:2]] == ["2026-03-01 09:00:00.000",
+                                                     "2026-03-01 10:00:00.000"]  # fmt: skip
+    for n, row in enumerate(rows):
+        read = datetime.strptime(row["received"] + "+0000", "%Y-%m-%d %H:%M:%S.%f%z")
+        assert read == START + timedelta(hours=n)
+    sheet = (recorded.parent.parent / "ds" / "datasheet.md").read_text()
+    assert "`received` and `event_time` are UTC, to the millisecond" in sheet
+
+
+def test_an_exported_value_its_schema_does_not_allow_is_kept_not_emptied(tmp_path: Path) -> None:
+    """A log another writer made (`n` text where the schema says integer): read as it is."""
+    head = {"__timestamp__": "2026-03-01T09:00:00Z", "__schema__": NAMED["$id"],
+            "__schema_version__": 1}  # fmt: skip
+    log = tmp_path / "events.log"
+    log.write_text("".join(json.dumps({**head, "name": "a", "n": n}) + "\n" for n in ("x", "y")))
+    (tmp_path / "named.json").write_text(json.dumps(NAMED))
+    (tmp_path / "config.py").write_text("c.TelemetryExtension.schema_paths = ['named.json']\n")
+    done = run("export", "--config", "config.py", "--out", "ds", "--format", "parquet", str(log),
+               cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert pq.read_table(tmp_path / "ds" / "named-v1.parquet").column("n").to_pylist() == ["x", "y"]

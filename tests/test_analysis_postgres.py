@@ -189,3 +189,19 @@ def test_a_csv_export_from_the_store_marks_a_formula_and_names_an_empty_selectio
     assert empty.stderr == (
         f"jupyter telemetry: export: no events of schema 'nosuch' in {where}: nothing was written\n"
     )
+
+
+def test_an_integer_beyond_int64_in_the_store_stops_the_reading_naming_the_property(
+    store: str,
+) -> None:
+    """jsonb keeps 2**63 (a writer other than the REST API may store it): it was read as NULL."""
+    with psycopg.connect(store, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO telemetry_events (received, schema_id, schema_version, metadata_version,"
+            " username, data) VALUES (%s, %s, '1', 2, 'u', %s::jsonb)",
+            [START, STUDY, json.dumps({"action": "run", "n": 2**63})],
+        )
+    with pytest.raises(ValueError, match="the property 'n' holds an integer beyond") as error:
+        load_events(store, STUDY)
+    assert f"schema {STUDY!r}" in str(error.value)
+    assert str(2**63) not in str(error.value)

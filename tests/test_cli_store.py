@@ -318,3 +318,41 @@ def test_sql_exits_1_when_the_statement_returns_no_rows(store: str, output: list
     assert f"sql: the statement returned no rows from {described(store)}\n" in result.stderr
     count = cli("sql", "--db", store, *output, "SELECT count(*) AS n FROM telemetry_events")
     assert count.returncode == 0, count.stderr
+
+
+CLIPBOARD = "https://events.jupyter.org/jupyter_telemetry_ext/clipboard"  # shipped: version 1
+TEXT_VERSION = {"$id": "test.events/text-version", "version": "1", "type": "object",
+                "title": "Text version", "description": "A schema whose version is text.",
+                "properties": {}}  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_exports_from_the_store_give_the_version_as_the_schema_writes_it(
+    store: str, tmp_path: Path
+) -> None:
+    """The store keeps `schema_version` as text: `"1"` was printed where the log has 1."""
+    from tests.test_postgres import SCHEMA
+
+    with psycopg.connect(store, autocommit=True) as conn:
+        for schema_id in (TEXT_VERSION["$id"], CLIPBOARD):
+            conn.execute(
+                "INSERT INTO telemetry_events (received, schema_id, schema_version,"
+                " metadata_version, username, data) VALUES (now(), %s, '1', 1, %s, '{}')",
+                [schema_id, ALICE],
+            )
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    (schemas / "pg.json").write_text(json.dumps(SCHEMA))
+    (schemas / "text.json").write_text(json.dumps(TEXT_VERSION))
+    config = tmp_path / "config.py"
+    config.write_text(f"c.TelemetryExtension.schema_paths = [{str(schemas)!r}]\n")
+    (tmp_path / "secret").write_bytes(SECRET)
+    exported = cli("export", "--db", store, "--user", "alice", "--config", str(config),
+                   "--secret-file", str(tmp_path / "secret"))  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    versions = {(c["__schema__"], c["__schema_version__"])
+                for c in map(json.loads, exported.stdout.splitlines())}  # fmt: skip
+    assert versions == {(SCHEMA_ID, 1), (TEXT_VERSION["$id"], "1"), (CLIPBOARD, 1)}
+    events = cli("events", "--db", store, "--schema", CLIPBOARD, "--json")
+    assert events.returncode == 0, events.stderr
+    assert [json.loads(line)["__schema_version__"] for line in events.stdout.splitlines()] == [1]

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .extra import require
+
+if TYPE_CHECKING:
+    import duckdb
 
 # The capsule's columns, as staged in `capsules` (see sources.STAGE), in this order.
 CAPSULE_COLUMNS = ("received", "event_time", "schema", "version", "user", "client_id")
@@ -103,22 +108,97 @@ def column_names(paths: list[tuple[str, ...]]) -> dict[tuple[str, ...], str]:
 
 def transformed(where: str, structure: dict[str, Any]) -> str:
     """Return the staged capsules that match `where`, their properties read once into the struct
-    column `__properties` (each column then takes its field, no second read)."""
-    typed = f"json_transform(json, {literal(json.dumps(structure))})" if structure else "NULL"
+    column `__properties` (each column then takes its field, no second read).
+
+    Integers are read as 128-bit ones, and each column casts them to 64 bits: a value beyond
+    int64 then stops the query (an `OutOfRangeError`), where reading it as BIGINT gives NULL.
+    """
+    spec = literal(json.dumps(_read_wide(structure)))
+    typed = f"json_transform(json, {spec})" if structure else "NULL"
     return f"(SELECT *, {typed} AS __properties FROM capsules WHERE {where})"  # noqa: S608
 
 
-def property_column(path: tuple[str, ...]) -> str:
-    """Return the expression of a property's column over `transformed`."""
+def _read_wide(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _read_wide(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_read_wide(node[0])]
+    return "HUGEINT" if node == "BIGINT" else node
+
+
+def node_at(structure: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """Return the type of a column in a structure (a name, a list, or a dict for an object)."""
+    node: Any = structure
+    for key in path:
+        node = node[key]
+    return node
+
+
+def duck_type(node: Any) -> str:
+    """Return the DuckDB type of a structure's node."""
+    if isinstance(node, dict):
+        fields = ", ".join(f"{quote(k)} {duck_type(v)}" for k, v in node.items())
+        return f"STRUCT({fields})"
+    if isinstance(node, list):
+        return duck_type(node[0]) + "[]"
+    return str(node)
+
+
+def _holds_integers(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(_holds_integers(v) for v in node.values())
+    if isinstance(node, list):
+        return _holds_integers(node[0])
+    return bool(node == "BIGINT")
+
+
+def property_column(path: tuple[str, ...], node: Any = None) -> str:
+    """Return the expression of a property's column over `transformed` (of type `node`)."""
     expression = "__properties"
     for key in path:
         expression = f"struct_extract({expression}, {literal(key)})"
+    if _holds_integers(node):
+        expression = f"CAST({expression} AS {duck_type(node)})"
     return expression
 
 
-def select_list(paths: list[tuple[str, ...]]) -> str:
+def select_list(structure: dict[str, Any], paths: list[tuple[str, ...]]) -> str:
     """Return the SELECT list over `transformed` of the capsule's columns and of `paths`."""
     items = [quote(c) for c in CAPSULE_COLUMNS]
     names = column_names(paths)
-    items += [f"{property_column(path)} AS {quote(names[path])}" for path in paths]
+    items += [f"{property_column(p, node_at(structure, p))} AS {quote(names[p])}" for p in paths]
     return ", ".join(items)
+
+
+class OutOfRangeError(ValueError):
+    """A property holds an integer beyond int64, which no integer column (int64) holds."""
+
+
+def beyond_int64(
+    con: duckdb.DuckDBPyConnection,
+    where: str,
+    params: dict[str, Any],
+    structure: dict[str, Any],
+    label: str,
+) -> OutOfRangeError:
+    """Return the error naming the first column whose integers do not fit in int64 (`label` says
+    whose events they are; the value is never named)."""
+    duck = require("duckdb")
+    names = column_names(list(leaves(structure)))
+    for path, name in names.items():
+        node = node_at(structure, path)
+        if not _holds_integers(node):
+            continue
+        column, source = property_column(path, node), transformed(where, structure)
+        query = f"SELECT count({column}) FROM {source}"  # noqa: S608
+        try:
+            con.execute(query, params).fetchall()
+        except duck.ConversionException:
+            return OutOfRangeError(_beyond_message(label, name))
+    return OutOfRangeError(_beyond_message(label, "?"))
+
+
+def _beyond_message(label: str, name: str) -> str:
+    return (f"{label}: the property {name!r} holds an integer beyond the 64-bit range "
+            "(-2**63 to 2**63 - 1), which no int64 column holds: nothing was read (take those "
+            "events out with since/until, or fix what wrote them)")  # fmt: skip

@@ -23,16 +23,30 @@ from jupyter_telemetry_ext.core.errors import NothingToExportError
 from jupyter_telemetry_ext.core.schema import EventSchema
 from jupyter_telemetry_ext.core.spreadsheet import neutralised_sql
 
-from .columns import column_names, leaves, properties_structure, property_column, quote, transformed
+from .columns import (
+    beyond_int64,
+    column_names,
+    leaves,
+    literal,
+    properties_structure,
+    property_column,
+    quote,
+    transformed,
+)
 from .datasheet import datasheet
+from .extra import require
 from .load import Source, staged
 from .personal import ColumnRules
+from .schematypes import schema_structure, typed
 from .sources import Selection
 
 if TYPE_CHECKING:
     import duckdb
 
 FORMATS = ("parquet", "csv")
+# Times in CSV: UTC, to the millisecond, as LibreOffice and Excel read a date and time.
+CSV_TIME = "%Y-%m-%d %H:%M:%S.%g"
+PARQUET_BATCH = 100_000  # rows per Arrow batch written
 MIN_SALT = 16  # characters: a short salt lets anyone holding a pseudonym try names
 PSEUDONYMS = (
     "HMAC-SHA256 of the user as the store records it (a keyed hash, or the name), keyed with "
@@ -134,18 +148,20 @@ def _write(
     where = "schema IS NOT DISTINCT FROM $schema AND version IS NOT DISTINCT FROM $version"
     query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
     [(structure_text,)] = con.execute(query, params).fetchall()
-    structure = properties_structure(structure_text)
     schema = lookup(schema_id, version)
+    structure = properties_structure(structure_text)
+    if schema is not None:  # the schema's types, whatever values these events happen to hold
+        structure = typed(structure, schema_structure(schema.document))
     rules = ColumnRules(schema, request.include)
     paths = list(leaves(structure))
     names = column_names(paths)
     kept = [p for p in paths if rules.keeps(p)]
     relation = con.sql(_select(structure, kept, names, where, request.fmt == "csv"), params=params)
-    path = request.out / name
-    if request.fmt == "csv":
-        _no_formulas(relation).write_csv(str(path))
-    else:
-        relation.write_parquet(str(path))
+    try:
+        _write_file(relation, request.out / name, request.fmt)
+    except require("duckdb").ConversionException:
+        label = f"schema {schema_id!r} version {version!r}"
+        raise beyond_int64(con, where, params, structure, label) from None
     count_users = f'SELECT count(DISTINCT "user") FROM capsules WHERE {where}'  # noqa: S608
     [(users,)] = con.execute(count_users, params).fetchall()
     return {
@@ -167,17 +183,37 @@ def _select(
     csv: bool,
 ) -> str:
     """Return the dataset's query: times, schema, version, the pseudonym, the kept properties."""
-    items = ["received", "event_time", "schema", "version", 'p.pseudonym AS "user"']
+    times = [f"strftime({t} AT TIME ZONE 'UTC', {literal(CSV_TIME)}) AS {t}" if csv else t
+             for t in ("received", "event_time")]  # fmt: skip
+    items = [*times, "schema", "version", 'p.pseudonym AS "user"']
     for path in kept:
         node: Any = structure
         for key in path:
             node = node[key]
-        expression = property_column(path)
+        expression = property_column(path, node)
         if csv and (isinstance(node, list) or node == "JSON"):
             expression = f"to_json({expression})::VARCHAR"  # one cell of JSON text
         items.append(f"{expression} AS {quote(names[path])}")
     return (f"SELECT {', '.join(items)} FROM {transformed(where, structure)} c "  # noqa: S608
-            'LEFT JOIN pseudonyms p ON c."user" = p."user" ORDER BY received')  # fmt: skip
+            'LEFT JOIN pseudonyms p ON c."user" = p."user" ORDER BY c.received')  # fmt: skip
+
+
+def _write_file(relation: duckdb.DuckDBPyRelation, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        _no_formulas(relation).write_csv(str(path))
+    else:
+        _write_parquet(relation, path)
+
+
+def _write_parquet(relation: duckdb.DuckDBPyRelation, path: Path) -> None:
+    """Write a relation as Parquet, every column nullable: DuckDB marks a column that holds no
+    empty value required, and two exports of a schema would then not concatenate."""
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
+    reader = relation.fetch_record_batch(PARQUET_BATCH)
+    schema = pa.schema([field.with_nullable(True) for field in reader.schema])
+    with pq.ParquetWriter(str(path), schema, compression="snappy") as writer:
+        for batch in reader:
+            writer.write_table(pa.Table.from_batches([batch]).cast(schema))
 
 
 def _no_formulas(relation: duckdb.DuckDBPyRelation) -> duckdb.DuckDBPyRelation:

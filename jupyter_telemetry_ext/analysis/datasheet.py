@@ -22,6 +22,10 @@ with care.
 """
 
 CSV_CELLS = """
+## Times
+`received` and `event_time` are UTC, to the millisecond (`2026-12-07 23:41:42.100`), as
+spreadsheets (LibreOffice, Excel) read a date and time.
+
 ## Text cells
 A text value that a spreadsheet would run as a formula (one starting with `=`, `+`, `-`, `@`,
 a tab or a carriage return) starts with a `'` in these CSV files, so opening them runs nothing:

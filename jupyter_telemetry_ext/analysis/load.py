@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE
 
 from . import sources
-from .columns import leaves, properties_structure, select_list, transformed
+from .columns import beyond_int64, leaves, properties_structure, select_list, transformed
 from .extra import require
 from .sources import Selection
 
@@ -58,12 +58,16 @@ def load_events(
         schema_id = _one_schema(con, schema)
         params = {"schema": schema_id}
         structure = None
-        if schema_id is not None and _none_selected(con, selection):
-            # No event in the time range: the columns are those of the schema's events at any
-            # time, so that code written for them works on an empty selection too.
+        if schema_id is not None and _none_staged(con):
+            # No event selected: the columns are those of the schema's events at any time, so
+            # that code written for them works on an empty selection too; an id that no event
+            # and no installed schema has is a mistake (a typo), not an empty answer.
             structure = sources.schema_structure(source, schema_id, table)
-        query = events_query(con, "schema = $schema", params, structure)
-        table = con.sql(query, params=params).to_arrow_table()
+            if not structure and not installed_schema(schema_id):
+                msg = (f"schema={schema_id!r}: no event of the source and no installed schema "
+                       "has this id (check its spelling)")  # fmt: skip
+                raise ValueError(msg)
+        table = read_events(con, "schema = $schema", params, structure)
     return table if as_arrow else to_pandas(table)
 
 
@@ -107,25 +111,42 @@ def _listed(source: Source | list[Source]) -> list[Source]:
     return list(source) if isinstance(source, list) else [source]
 
 
-def events_query(
+def read_events(
     con: duckdb.DuckDBPyConnection, where: str, params: dict[str, Any], found: str | None = None
-) -> str:
-    """Return the query of the staged events that match `where`, one column per property (of
-    their own, or of the structure `found` elsewhere)."""
+) -> Any:
+    """Return the Arrow table of the staged events that match `where`, one column per property
+    (of their own, or of the structure `found` elsewhere); OutOfRangeError for an integer beyond
+    int64."""
+    duck = require("duckdb")
     if found is None:
         query = f"SELECT json_group_structure(json) FROM capsules WHERE {where}"  # noqa: S608
         [(found,)] = con.execute(query, params).fetchall()
     structure = properties_structure(found)
-    columns = select_list(list(leaves(structure)))
+    columns = select_list(structure, list(leaves(structure)))
     source = transformed(where, structure)
-    return f"SELECT {columns} FROM {source} ORDER BY received"  # noqa: S608
+    query = f"SELECT {columns} FROM {source} ORDER BY received"  # noqa: S608
+    try:
+        return con.sql(query, params=params).to_arrow_table()
+    except duck.ConversionException:
+        label = f"schema {params.get('schema')!r}"
+        raise beyond_int64(con, where, params, structure, label) from None
 
 
-def _none_selected(con: duckdb.DuckDBPyConnection, selection: Selection) -> bool:
-    """Return whether a time range was given and no staged event is in it."""
-    if selection.since is None and selection.until is None:
-        return False
+def _none_staged(con: duckdb.DuckDBPyConnection) -> bool:
+    """Return whether no event was selected."""
     return con.execute("SELECT count(*) FROM capsules").fetchall() == [(0,)]
+
+
+def installed_schema(schema_id: str) -> bool:
+    """Return whether a schema file in the Jupyter data paths has this id."""
+    import logging
+
+    from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
+    from jupyter_telemetry_ext.core.eventlog import EventLog
+
+    quiet = logging.getLogger("jupyter_telemetry_ext.analysis.discovery")
+    found = register_discovered(EventLog(), schema_folders(), quiet)
+    return any(schema.id == schema_id for schema in found)
 
 
 def _one_schema(con: duckdb.DuckDBPyConnection, schema: str | None) -> str | None:

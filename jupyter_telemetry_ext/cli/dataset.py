@@ -7,17 +7,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_telemetry_ext.core.discovery import register_discovered, schema_folders
-from jupyter_telemetry_ext.core.errors import (
-    AnalysisExtraError,
-    NothingToExportError,
-    UnknownSchemaError,
-)
-from jupyter_telemetry_ext.core.eventlog import EventLog
-from jupyter_telemetry_ext.core.schema import EventSchema
+from jupyter_telemetry_ext.core.errors import AnalysisExtraError, NothingToExportError
 from jupyter_telemetry_ext.sinks.pgtable import DEFAULT_TABLE, URL_VARIABLE, masked
 
 from .pgextra import require_psycopg
+from .schemalookup import schema_lookup
 
 if TYPE_CHECKING:
     from jupyter_telemetry_ext.analysis.dataset import DatasetRequest, SchemaLookup
@@ -136,15 +130,4 @@ def _source(command: ExportCommand) -> tuple[Any, str, str]:
 
 def _lookup(command: ExportCommand) -> SchemaLookup:
     """Return a lookup of the schemas a server with this config would find."""
-    eventlog = EventLog()
-    section = command.config.get("TelemetryExtension", {})
-    paths = section.get("schema_paths", []) if hasattr(section, "get") else []
-    register_discovered(eventlog, schema_folders([str(p) for p in paths]), command.log)
-
-    def lookup(schema_id: str, version: str) -> EventSchema | None:
-        try:
-            return eventlog.get_schema(schema_id, version)
-        except UnknownSchemaError:
-            return None
-
-    return lookup
+    return schema_lookup(command.config, command.log)

@@ -24,6 +24,7 @@ from . import deployment
 from .configfile import ConfigCommand
 from .main import LogCommand, _print_events, _print_rows
 from .pgextra import require_psycopg
+from .schemalookup import schema_lookup, typed_versions
 from .tables import MAX_CELL, cut_cells
 
 if TYPE_CHECKING:
@@ -40,7 +41,8 @@ def events_from_store(command: LogCommand) -> None:
 
     with _connect(command, command.db, command.table) as conn:
         since = _since(command, command.since)
-        capsules = list(store.select_events(conn, command.table, command.schema_ids, since))
+        stored = store.select_events(conn, command.table, command.schema_ids, since)
+        capsules = list(typed_versions(stored, schema_lookup(command.config, command.log)))
     _print_events(capsules, command.json_output)
     command.check_found(len(capsules), described(command.db, command.table))
 
@@ -429,12 +431,13 @@ class ExportCommand(StoreCommand):
     def _export_store(self) -> int:
         from jupyter_telemetry_ext.sinks import spool, store
 
+        lookup = schema_lookup(self.config, self.log)  # the store keeps versions as text
         with self.connect() as conn:
             users = self.users(self.user, lambda: store.holds_hashed_users(conn, self.table))
-            stored = _print_each(store.select_user(conn, self.table, users))
+            stored = _print_each(typed_versions(store.select_user(conn, self.table, users), lookup))
             ids = store.user_client_ids(conn, self.table, users)
         spooled = spool.user_events(self.spool_folder(), self.table, users, ids)
-        return stored + _print_each(spooled)
+        return stored + _print_each(typed_versions(spooled, lookup))
 
 
 def _print_each(capsules: Iterator[dict[str, Any]]) -> int:

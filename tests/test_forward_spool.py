@@ -23,6 +23,7 @@ from jupyter_telemetry_ext.server.forwarding.spool import (
     ForwardSpool,
     SpoolIdentity,
 )
+from tests.test_sinks import small_disk  # noqa: F401 - the 64 KiB tmpfs fixture
 
 ALICE = SpoolIdentity("alice", "", os.getuid())
 BOB = SpoolIdentity("bob", "", os.getuid())
@@ -402,3 +403,40 @@ def test_stopped_owners_locks_are_cleaned_up(make: Make, tmp_path: Path) -> None
     make(tmp_path).close()
     alice = make(tmp_path)
     assert [p.name for p in tmp_path.glob("*.lock")] == [f"{alice.owner}.lock"]
+
+
+def padded(start: int, count: int = 5) -> list[bytes]:
+    """Return `count` events of about 300 bytes, numbered from `start`."""
+    return [b'{"n":%d,"pad":"%s"}' % (n, b"p" * 300) for n in range(start, start + count)]
+
+
+def test_a_full_disk_appends_nothing_and_loses_no_later_event(
+    make: Make,
+    small_disk: Path,  # noqa: F811 - the fixture imported above
+) -> None:
+    """An append the full disk cut short leaves nothing behind (the forwarder retries the same
+    block); once there is room, every event appended is sent once, those after it too."""
+    (small_disk / "filler").write_bytes(b"x" * (16 << 10))
+    folder = small_disk / "spool"
+    folder.mkdir(mode=0o700)
+    spool = make(folder)
+    appended: list[bytes] = []
+    n = 0
+    while True:
+        assert n < 1000, "the disk never filled"
+        try:
+            spool.append(padded(n))
+        except OSError:
+            break
+        appended += padded(n)
+        n += 5
+    for _ in range(2):  # still full: the same block again, refused again
+        with pytest.raises(OSError, match="No space left on device"):
+            spool.append(padded(n))
+    assert spool.pending == len(appended)
+    (small_disk / "filler").unlink()
+    for _ in range(4):
+        spool.append(padded(n))
+        appended += padded(n)
+        n += 5
+    assert drain(spool) == appended

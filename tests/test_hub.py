@@ -391,6 +391,7 @@ class Slow(logging.FileHandler):
             time.sleep(0.01)  # the test holds the sink until it has sent SIGINT
         super().emit(record)
 c.TelemetryCollector.record_user = "username"
+c.TelemetryCollector.reply_after_write = False  # answered once queued: SIGINT must write them
 c.EventLog.handlers = [Slow({sink!r})]
 c.EventLog.allowed_schemas = [{notebook!r}]
 """
@@ -411,7 +412,8 @@ def direct_collector(hub: Hub, config: Path, port: int, log: Path) -> subprocess
 def test_sigint_writes_every_accepted_event_and_exits(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    """An external collector (--url) with a held sink: SIGINT writes all, exits in seconds."""
+    """An external collector (--url) answering once queued, with a held sink: SIGINT writes
+    all, exits in seconds."""
     hub, sink, port = deployment.hub, tmp_path / "slow.jsonl", free_port()
     hold = tmp_path / "hold"
     config = tmp_path / "config.py"
@@ -451,6 +453,7 @@ from jupyter_telemetry_ext import PostgresEventHandler
 c.EventLog.handlers = [PostgresEventHandler("postgresql://nobody@127.0.0.1:{port}/none",
                                             spool_dir={spool!r}, max_backoff=0.5)]
 c.EventLog.allowed_schemas = [{notebook!r}]
+c.TelemetryCollector.reply_after_write = False  # answered once queued, the store unreachable
 """
 # How the hub writes its own lines: the level, the time, then who logged it.
 LOG_LINE = r"\[[DIWEC] \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{{3}} {name}\] {message}"

@@ -369,6 +369,61 @@ def test_database_down_mid_stream_then_back_every_event_once(
     assert PASSWORD not in repr(handler)
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB filesystem (tmpfs), unmounted at the end; skipped where mount is refused."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                       check=True, capture_output=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as e:
+        pytest.skip(f"a small tmpfs needs mount (root, or CAP_SYS_ADMIN): {e}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False, timeout=10)
+
+
+def test_a_full_spool_disk_refuses_and_counts_events_and_loses_no_other(
+    pg: PostgresServer, url: str, handlers: list[Any], small_disk: Path
+) -> None:
+    """PostgreSQL down, its spool on a disk that fills: the events neither memory nor the spool
+    takes are sink failures, counted; every other one is stored once PostgreSQL is back, with no
+    line of the spool cut, and the writer goes on."""
+    (small_disk / "filler").write_bytes(b"x" * (16 << 10))
+    spool = small_disk / "spool"
+    handler = make_handler(url, handlers, small_disk, spool_dir=spool, memory_events=10,
+                           flush_timeout=0.5)  # fmt: skip
+    failed = Sink()
+    eventlog = make_log(handler, failed_handlers=[failed.handler])
+    pg.stop()
+    try:
+        n = 1500  # about 250 bytes each: far more than the 48 KiB free
+        for m in range(n):
+            context = {"__user__": "u1", "__client_id__": f"id{m}"}
+            eventlog.record_event(SCHEMA_ID, 1, {"action": "p" * 97, "n": m}, context=context)
+            if m % 500 == 499:
+                eventlog.flush(10)
+        data = b"".join(path.read_bytes() for path in spool.glob("*.spool"))
+        assert data.endswith(b"\n")  # no line cut by the full disk
+        assert all(line.count(b"__schema__") == 1 for line in data.splitlines())
+        refused = eventlog.outcomes().get((SCHEMA_ID, "sink_failure"), 0)
+        assert [e["outcome"] for e in failed.events] == ["sink_failure"] * refused
+    finally:
+        pg.start()
+    (small_disk / "filler").unlink()
+    handler.flush_timeout = 30
+    handler.flush()
+    stored = {n for (n,) in rows(url, "SELECT (data->>'n')::int FROM telemetry_events")}
+    assert len(stored) == n - refused  # every event not counted lost is stored, once
+    assert rows(url, "SELECT count(*) FROM telemetry_events") == [(n - refused,)]
+    record(eventlog, n, f"id{n}")  # the writer goes on
+    assert eventlog.flush(10)
+    handler.flush()
+    assert n in {m for (m,) in rows(url, "SELECT (data->>'n')::int FROM telemetry_events")}
+
+
 def test_spool_left_by_a_stopped_process_is_written(
     pg: PostgresServer, url: str, handlers: list[Any], tmp_path: Path
 ) -> None:

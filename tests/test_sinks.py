@@ -297,3 +297,26 @@ async def test_without_reply_after_write_every_loss_is_counted_and_described(
     assert len(described) == lost
     assert all(d["schema_id"] == FRONTEND_ID and d["handler"] == "FileHandler" for d in described)
     assert "__client_id__" not in failed.stream.getvalue()
+
+
+@pytest.fixture
+def torn_log(jp_server_config: Config, named_users: None, tmp_path: Path) -> Iterator[Path]:
+    """The server records into a log whose last event a crash left cut short, after the write."""
+    path = tmp_path / "events.jsonl"
+    whole = json.dumps({"__client_id__": "before", "n": 1}) + "\n"
+    path.write_text(whole + whole[:20], "utf-8")  # a write cut short: no line end
+    handler = logging.FileHandler(path, encoding="utf-8")
+    config_with(jp_server_config, [handler], reply=True)
+    yield path
+    handler.close()
+
+
+async def test_a_log_left_with_a_torn_last_line_keeps_the_next_event_readable(
+    torn_log: Path, jp_fetch: Fetch, caplog: pytest.LogCaptureFixture
+) -> None:
+    one = {"schema_id": FRONTEND_ID, "version": 1, "id": "after", "data": {"action": "open"}}
+    assert (await send(jp_fetch, one, USER))[:2] == (200, {"status": "recorded"})
+    text = torn_log.read_text("utf-8")
+    assert text.endswith("\n")
+    assert [json.loads(line)["__client_id__"] for line in text.splitlines()] == ["before", "after"]
+    assert "cut 20 bytes of an event partly written at the end of" in caplog.text

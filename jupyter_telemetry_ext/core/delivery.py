@@ -65,6 +65,8 @@ class Delivery:
         self._errors: dict[logging.Handler, BaseException | None] = {}
         # When each file is next looked at for having been replaced (`filesink.reopen_if_replaced`).
         self._replace_checks: dict[logging.Handler, float] = {}
+        # The stream each file was last written through: a new one is checked for a torn end.
+        self._streams: dict[logging.Handler, Any] = {}
 
     def deliver(self, handlers: Iterable[logging.Handler], record: CapsuleRecord) -> None:
         """Hand the record to every handler whose level lets it through."""
@@ -117,11 +119,14 @@ class Delivery:
             if now >= self._replace_checks.get(handler, 0.0):
                 self._replace_checks[handler] = now + filesink.REPLACED_CHECK_SECONDS
                 filesink.reopen_if_replaced(handler)
+            if handler.stream is None or self._streams.get(handler) is not handler.stream:
+                self._cut_torn_tail(handler)
             stream, start = handler.stream, filesink.position(handler)
             try:
                 handler.emit(record)
             except Exception as e:
                 self._errors[handler] = e
+            self._streams[handler] = handler.stream
             error = self._errors.pop(handler, _NO_ERROR)
             if error is _NO_ERROR:
                 return
@@ -131,6 +136,16 @@ class Delivery:
         finally:
             handler.release()
         self._lost(handler, error, lost)
+
+    def _cut_torn_tail(self, handler: logging.FileHandler) -> None:
+        """Cut an event a crash left partly written at the end of the file, and say so."""
+        cut = filesink.cut_torn_tail(handler)
+        if cut:
+            self.log.warning(
+                "Telemetry: cut %d bytes of an event partly written at the end of %s (a write "
+                "cut short by a crash or a full disk); the events before it are kept",
+                cut, handler.baseFilename,
+            )  # fmt: skip
 
     def _settle(
         self, handler: logging.FileHandler, record: CapsuleRecord, start: int | None

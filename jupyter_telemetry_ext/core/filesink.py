@@ -5,9 +5,12 @@ A write to a full disk may leave part of it in the file (the OS writes what fits
 file object keeps the rest in its buffer, to write it later should room appear. So after a
 failure the stream is closed (its buffer dropped with it), the file is cut back to the end of
 the last whole event, and the handler reopens the file (in append mode) at its next write.
-A log unlinked under a running handler (replaced: see `reopen_if_replaced`) is reopened before
-a write, looked at once every REPLACED_CHECK_SECONDS. `sync` writes a file to disk (fdatasync)
-for the writes that must survive a crash of the machine.
+A log left with its last event cut short (a write a crash or a full disk cut, with no cut
+back: a SIGKILL, a power loss) is cut back to its last line end before the handler's first write
+through a new stream (`cut_torn_tail`), else the next event would be glued to the torn one and
+unreadable. A log unlinked under a running handler (replaced: see `reopen_if_replaced`) is
+reopened before a write, looked at once every REPLACED_CHECK_SECONDS. `sync` writes a file to
+disk (fdatasync) for the writes that must survive a crash of the machine.
 """
 
 from __future__ import annotations
@@ -75,6 +78,42 @@ def settle(handler: logging.FileHandler, start: int | None, sizes: Sequence[int]
     if end > start + kept:
         _cut(handler, start + kept)
     return whole
+
+
+def cut_torn_tail(handler: logging.FileHandler) -> int:
+    """Cut an event partly written at the end of the handler's file (no line end after it);
+    return the bytes cut. The stream is closed when it cuts: the handler reopens the file."""
+    if handler.terminator != "\n":
+        return 0
+    try:
+        fd = os.open(handler.baseFilename, os.O_RDONLY)
+    except OSError:
+        return 0  # not there yet (or not readable): the write says what is wrong
+    try:
+        end = os.fstat(fd).st_size
+        keep = _last_line_end(fd, end)
+    except OSError:
+        return 0
+    finally:
+        os.close(fd)
+    if keep == end:
+        return 0
+    _close(handler)
+    _cut(handler, keep)
+    return end - keep
+
+
+def _last_line_end(fd: int, end: int, block: int = 1 << 16) -> int:
+    """Return the offset just past the file's last line end (0 when it has none)."""
+    at = end
+    while at > 0:
+        start = max(at - block, 0)
+        data = os.pread(fd, at - start, start)
+        found = data.rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        at = start
+    return 0
 
 
 def sync(handler: logging.FileHandler) -> None:

@@ -224,11 +224,12 @@ class TelemetryCollector(Command):
             raise TraitError(msg) from None
 
     reply_after_write = Bool(
-        False,
-        help="""True: POST answers only after the EventLog handlers wrote its events (503 with
-        Retry-After when one failed; a retry with the same ids completes it). False (the
-        default): it answers once the events are queued; SIGINT and SIGTERM write them
-        before exiting, a SIGKILL loses them.""",
+        True,
+        help="""True (the default): POST answers only after the EventLog handlers wrote its
+        events (503 with Retry-After when one failed; a retry with the same ids completes it),
+        so what a forwarding spool deletes once acknowledged is written. False: it answers once
+        the events are queued; SIGINT and SIGTERM write them before exiting, a SIGKILL loses
+        them, acknowledged.""",
     ).tag(config=True)
 
     shutdown_timeout = Float(

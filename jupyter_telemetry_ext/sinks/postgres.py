@@ -10,6 +10,7 @@ event of an erased user from before her erasure is dropped, never written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -48,10 +49,11 @@ SPOOL_BLOCK = 1000
 
 
 class _Batch:
-    """Events taken for one write: rows from memory, or lines from the spool (and their end)."""
+    """Events taken for one write: rows from memory, or lines from the spool (and their end),
+    or lines the spool could not take (`lines`)."""
 
-    def __init__(self, items: list[Any], spool_end: int | None = None) -> None:
-        self.items, self.spool_end = items, spool_end
+    def __init__(self, items: list[Any], spool_end: int | None = None, lines: bool = False) -> None:
+        self.items, self.spool_end, self.lines = items, spool_end, lines
 
 
 class PostgresEventHandler(logging.Handler):
@@ -118,6 +120,7 @@ class PostgresEventHandler(logging.Handler):
         self.tombstones = WriterTombstones(table)
         self._memory: list[Row] = []  # built once, by `emit`: no dict per waiting event
         self._overflow: list[str] = []  # lines beyond memory_events, spooled SPOOL_BLOCK at once
+        self._spool_error: OSError | None = None  # the spool's last append failed (a full disk)
         self._cond = threading.Condition()
         self._handed = self._done = 0
         self._stopping = False
@@ -173,7 +176,12 @@ class PostgresEventHandler(logging.Handler):
                 self._refused(as_record(event), e.sqlstate)
             except (KeyError, TypeError, ValueError, AttributeError):
                 self._refused(as_record(event), NOT_A_CAPSULE)
-        spooled = [_keyed_line(event) for event in events[room:]]
+        beyond = events[room:]
+        if beyond and self._spool_full():
+            for event in beyond:
+                self._refuse_unspooled(as_record(event))
+            beyond = []
+        spooled = [_keyed_line(event) for event in beyond]
         with self._cond:
             if self._stopping or not self._running:
                 self._reopen()
@@ -181,7 +189,7 @@ class PostgresEventHandler(logging.Handler):
             self._memory.extend(rows)
             self._overflow.extend(spooled)
             if len(self._overflow) >= SPOOL_BLOCK:
-                self._spill()
+                self._try_spill()
             self._handed += len(rows) + len(spooled)
             if waiting == 0 or waiting + len(rows) >= self.batch_size:
                 self._cond.notify_all()
@@ -209,20 +217,64 @@ class PostgresEventHandler(logging.Handler):
             waiting = len(self._memory)
             if row is not None and waiting < self.memory_events:
                 self._memory.append(row)
+            elif self._spool_full():
+                raise self._unspooled()
             else:
                 line = getattr(record, "line", None) or json.dumps(capsule)
                 self._overflow.append(keyed_line(line, row_key(capsule, key)))
                 if len(self._overflow) >= SPOOL_BLOCK:
-                    self._spill()
+                    self._try_spill()
             self._handed += 1
             if waiting == 0 or waiting + 1 >= self.batch_size:  # wake the writer, or cut its
                 self._cond.notify_all()  # linger short: a full batch is waiting
 
     def _spill(self) -> None:
-        """Append the overflow to the spool (the caller holds the lock)."""
+        """Append the overflow to the spool (the caller holds the lock); when the spool cannot
+        take it (a full disk: OSError), it stays in memory, and new events beyond memory are
+        refused until an append succeeds."""
         if self._overflow:
             lines, self._overflow = self._overflow, []
-            self.spool.append(lines)
+            try:
+                self.spool.append(lines)
+            except OSError as e:
+                self._overflow[:0] = lines
+                self._spool_failed(e)
+                raise
+            self._spool_error = None
+
+    def _try_spill(self) -> None:
+        """Spill the overflow; what the spool cannot take stays in memory (logged once)."""
+        with contextlib.suppress(OSError):
+            self._spill()
+
+    def _spool_full(self) -> bool:
+        """Return whether an event beyond memory must be refused: the spool's last append
+        failed and the overflow already holds a block."""
+        return self._spool_error is not None and len(self._overflow) >= SPOOL_BLOCK
+
+    def _spool_failed(self, error: OSError) -> None:
+        """Note that the spool refused an append; log it once until an append succeeds."""
+        if self._spool_error is None:
+            log.error("Telemetry: the PostgreSQL spool in %s cannot take events (%s); they "
+                      "wait in memory, and events beyond %d in memory are refused until it can",
+                      self.spool.folder, error.strerror or type(error).__name__,
+                      self.memory_events + SPOOL_BLOCK)  # fmt: skip
+        self._spool_error = error
+
+    def _unspooled(self) -> StoreUnavailableError:
+        """Return the error of an event refused because neither memory nor the spool holds it."""
+        msg = (
+            f"the PostgreSQL spool in {self.spool.folder} cannot take events "
+            f"({self._spool_error.strerror if self._spool_error else ''}) and memory is full"
+        )
+        return StoreUnavailableError(msg)
+
+    def _refuse_unspooled(self, record: logging.LogRecord) -> None:
+        """Report one event refused for want of room: a sink failure, as `emit` raising is."""
+        try:
+            raise self._unspooled()
+        except StoreUnavailableError:
+            self.handleError(record)
 
     def _reopen(self) -> None:
         """Start (again) writing: closed handlers get events too, e.g. after `logging.shutdown`
@@ -253,14 +305,22 @@ class PostgresEventHandler(logging.Handler):
             raise StoreUnavailableError(msg)
 
     def _spool_memory(self) -> None:
-        """Move the events waiting in memory to the spool."""
+        """Move the events waiting in memory to the spool (those it cannot take stay)."""
         with self._cond:
             rest, self._memory = self._memory, []
-            self._spill()
-        if rest:
+            self._try_spill()
+        if not rest:
+            return
+        try:
             self.spool.append([row_line(row) for row in rest])
-            log.warning("Telemetry: %d events spooled to %s until PostgreSQL takes them",
-                        len(rest), self.spool.folder)  # fmt: skip
+        except OSError as e:
+            with self._cond:
+                self._memory[:0] = rest
+                self._spool_failed(e)
+            return
+        self._spool_error = None
+        log.warning("Telemetry: %d events spooled to %s until PostgreSQL takes them",
+                    len(rest), self.spool.folder)  # fmt: skip
 
     def close(self) -> None:
         """Write what is queued (for up to `flush_timeout`), spool the rest, disconnect."""
@@ -270,6 +330,12 @@ class PostgresEventHandler(logging.Handler):
         if self._thread is not None:
             self._thread.join(self.flush_timeout + 1)
         self._spool_memory()
+        with self._cond:
+            unsaved = len(self._memory) + len(self._overflow)
+        if unsaved:
+            log.error("Telemetry: %d events neither committed to PostgreSQL %s table %s nor "
+                      "spooled (the spool in %s cannot take them) are lost if this process ends",
+                      unsaved, self.where, self.table, self.spool.folder)  # fmt: skip
         if self._thread is None or not self._thread.is_alive():  # else reopened meanwhile
             self._disconnect()
             _METRICS.discard(self)
@@ -305,9 +371,13 @@ class PostgresEventHandler(logging.Handler):
         """Return the next batch (the spool's first), or None once stopping with nothing left."""
         with self._cond:
             while True:
-                self._spill()  # what waits beyond memory_events: to the spool, then taken
+                self._try_spill()  # what waits beyond memory_events: to the spool, then taken
                 if self.spool.pending:
                     break
+                if self._overflow and self._spool_error is not None:  # written from memory
+                    lines = self._overflow[: self.batch_size]
+                    del self._overflow[: self.batch_size]
+                    return _Batch(lines, lines=True)
                 if self._memory:
                     self._linger()
                     items = self._memory[: self.batch_size]  # in one step: the caller waits
@@ -316,9 +386,9 @@ class PostgresEventHandler(logging.Handler):
                 if self._stopping:
                     self._running = False
                     return None
-                self._cond.wait()
-        lines, end = self.spool.take(self.batch_size)
-        return _Batch(lines, end)
+                self._cond.wait(1.0 if self._overflow else None)  # the spool may take it later
+        taken, end = self.spool.take(self.batch_size)
+        return _Batch(taken, end)
 
     def _linger(self) -> None:
         """Wait a moment (the lock held by the caller is released meanwhile) for events arriving
@@ -331,9 +401,22 @@ class PostgresEventHandler(logging.Handler):
             self._cond.wait(left)
 
     def _give_back(self, batch: _Batch) -> None:
-        """Keep a batch that could not be written: spooled, or left in the spool."""
-        if batch.spool_end is None:
-            self.spool.append([row_line(row) for row in batch.items])
+        """Keep a batch that could not be written: spooled, or left in the spool; in memory
+        when the spool cannot take it."""
+        if batch.spool_end is not None:
+            return
+        lines = batch.items if batch.lines else [row_line(row) for row in batch.items]
+        try:
+            self.spool.append(lines)
+        except OSError as e:
+            with self._cond:
+                if batch.lines:
+                    self._overflow[:0] = lines
+                else:
+                    self._memory[:0] = batch.items
+                self._spool_failed(e)
+            return
+        self._spool_error = None
 
     def _write(self, batch: _Batch) -> bool:
         """Store a batch; return False when the database is unavailable (it is kept)."""
@@ -377,7 +460,7 @@ class PostgresEventHandler(logging.Handler):
 
         made: list[Row]
         rows: Iterable[Row]
-        if batch.spool_end is None:  # rows made by `emit` or `handle_batch`
+        if batch.spool_end is None and not batch.lines:  # rows made by `emit` or `handle_batch`
             made = rows = self._alive(batch.items, tombstones) if tombstones else batch.items
         else:
             made = []

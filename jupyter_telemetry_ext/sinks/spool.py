@@ -28,6 +28,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` (a full disk takes part of it, then raises OSError)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class Spool:
     """Files `<name>.<pid>.spool` in a folder, read oldest first; a dead process's are adopted."""
 
@@ -57,15 +64,23 @@ class Spool:
                 self.pending += sum(1 for _ in f)
 
     def append(self, lines: list[str]) -> None:
-        """Add lines (JSON, one event each) at the end, on disk when it returns."""
+        """Add lines (JSON, one event each) at the end, on disk when it returns; raise OSError
+        (a full disk) having added none of them."""
         with self._lock:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             created = not self.path.exists()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            with os.fdopen(fd, "a", encoding="utf-8") as f:
-                f.write("".join(line + "\n" for line in lines))
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                size = os.fstat(fd).st_size
+                data = "".join(line + "\n" for line in lines).encode("utf-8")
+                try:
+                    _write_all(fd, data)
+                    os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, size)  # none of it: no line is cut, none counted twice
+                    raise
+            finally:
+                os.close(fd)
             if created:
                 _fsync_folder(self.folder)
             if not self._files or self._files[-1] != self.path:

@@ -247,15 +247,19 @@ class ForwardSpool:
     # Appending
 
     def append(self, lines: list[bytes]) -> None:
-        """Append events (one JSON line each) in one write; fsync it when asked."""
+        """Append events (one JSON line each) in one write; fsync it when asked. Raise OSError
+        (a full disk) having appended none of them: the segment is cut back to its last event."""
         block = b"".join(line + b"\n" for line in lines)
         with self._lock:
             segment = self._writable()
             assert self._file is not None  # noqa: S101 - _writable opened it
-            self._file.write(block)
-            self._file.flush()
-            if self.fsync:
-                _datasync(self._file.fileno())
+            try:
+                _write_all(self._file, block)
+                if self.fsync:
+                    _datasync(self._file.fileno())
+            except OSError:
+                os.ftruncate(self._file.fileno(), segment.size)
+                raise
             segment.size += len(block)
             segment.lines += len(lines)
             self._bytes += len(block)
@@ -269,10 +273,16 @@ class ForwardSpool:
         self._close_file()
         path = self._next_path()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | NOFOLLOW
-        self._file = os.fdopen(os.open(path, flags, 0o600), "ab")
+        # Unbuffered: a write a full disk cuts short leaves nothing behind to be written later.
+        self._file = os.fdopen(os.open(path, flags, 0o600), "ab", buffering=0)
         stamp = self.identity.stamp(0)
         stamp = self.identity.stamp(len(stamp))
-        self._file.write(stamp)
+        try:
+            _write_all(self._file, stamp)
+        except OSError:
+            self._close_file()
+            path.unlink(missing_ok=True)
+            raise
         segment = Segment(path, len(stamp), len(stamp), acked=len(stamp))
         self._add(segment)
         return segment
@@ -377,6 +387,17 @@ def check_folder(folder: Path, uid: int) -> None:
         mode = stat.S_IMODE(info.st_mode)
         msg = f"the spool folder {folder} may be written by others (mode {mode:#o}; 0700 expected)"
         raise SpoolFolderError(msg)
+
+
+def _write_all(f: BinaryIO, data: bytes) -> None:
+    """Write all of `data` to an unbuffered file (a full disk takes part, then raises OSError)."""
+    view = memoryview(data)
+    while view:
+        written = f.write(view)
+        if not written:
+            msg = "the spool file took none of a write"
+            raise OSError(msg)
+        view = view[written:]
 
 
 def _note_acked(path: Path, acked: int) -> None:

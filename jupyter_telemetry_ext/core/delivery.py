@@ -228,18 +228,22 @@ class Delivery:
             except Exception:  # describing a loss must not stop a writer thread
                 self.log.exception("Describing lost events failed")
 
-    def settle(self, handler: logging.Handler, ticket: Ticket) -> None:
-        """Tell `ticket` that `handler` got past its events, flushing a handler that buffers
-        (and syncing a file to disk for a `sync` ticket)."""
+    def settle(self, handler: logging.Handler, tickets: list[Ticket]) -> None:
+        """Tell `tickets` that `handler` got past their events, flushing a handler that buffers
+        (and syncing a file to disk for a `sync` ticket) once for them all."""
+        if not tickets:
+            return
         try:
             if not isinstance(handler, logging.StreamHandler):  # a stream flushes at each write
                 handler.flush()
-            elif ticket.sync and isinstance(handler, logging.FileHandler):
+            elif isinstance(handler, logging.FileHandler) and any(t.sync for t in tickets):
                 filesink.sync(handler)
         except Exception as e:
-            ticket.failed(handler)
+            for ticket in tickets:
+                ticket.failed(handler)
             self.failed(handler, e)
-        ticket.done()
+        for ticket in tickets:
+            ticket.done()
 
 
 _NO_ERROR = BaseException()  # no error was held for the handler

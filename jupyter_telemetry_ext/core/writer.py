@@ -63,26 +63,32 @@ class _Lane:
                 return
 
     def _drain(self) -> bool:
-        """Write everything queued; return False when told to stop."""
+        """Write everything queued when the pass began, then settle its tickets together (one
+        flush of the handler for them all: a store commits the events of several requests at
+        once); return False when told to stop."""
         items = self.items
         events: list[Any] = []  # of Queued items, told apart from marks by their type
-        while items:
+        tickets: list[Ticket] = []
+        for _ in range(len(items)):  # what came in meanwhile waits for the next pass
             item = items.popleft()
             if type(item) not in _EVENT_TYPES and (item is None or isinstance(item, _MARKS)):
                 self._write(events)
                 events = []
+                if isinstance(item, Ticket):
+                    tickets.append(item)
+                    continue
+                self.delivery.settle(self.handler, tickets)  # a mark or a stop: first these
+                tickets = []
                 if item is None:
                     return False
-                if isinstance(item, threading.Event):
-                    item.set()  # every event queued before the mark is written
-                else:
-                    self.delivery.settle(self.handler, item)
+                item.set()  # every event queued before the mark is written
                 continue
             events.append(item)
             if len(events) >= WRITE_CHUNK:
                 self._write(events)
                 events = []
         self._write(events)
+        self.delivery.settle(self.handler, tickets)
         return True
 
     def _write(self, events: list[Queued]) -> None:

@@ -123,6 +123,7 @@ class PostgresEventHandler(logging.Handler):
         self._spool_error: OSError | None = None  # the spool's last append failed (a full disk)
         self._cond = threading.Condition()
         self._handed = self._done = 0
+        self._flushing = 0  # threads waiting in `flush`: the writer does not linger for them
         self._stopping = False
         self._conn: psycopg.Connection[Any] | None = None
         self._partitioned = False
@@ -293,7 +294,12 @@ class PostgresEventHandler(logging.Handler):
         """Wait until every event handed over so far is committed; raise when it is not in time."""
         with self._cond:
             target = self._handed
-            committed = self._cond.wait_for(lambda: self._done >= target, self.flush_timeout)
+            self._flushing += 1
+            self._cond.notify_all()  # a writer lingering for a fuller batch: write it now
+            try:
+                committed = self._cond.wait_for(lambda: self._done >= target, self.flush_timeout)
+            finally:
+                self._flushing -= 1
             waiting = target - self._done
         if not committed:
             self._spool_memory()  # whatever happens to this process next, they are on disk
@@ -392,9 +398,10 @@ class PostgresEventHandler(logging.Handler):
 
     def _linger(self) -> None:
         """Wait a moment (the lock held by the caller is released meanwhile) for events arriving
-        together to fill a batch: one COPY and one commit for them all, not one each."""
+        together to fill a batch: one COPY and one commit for them all, not one each; not while
+        a thread waits for them to be committed (`flush`)."""
         deadline = time.monotonic() + LINGER
-        while len(self._memory) < self.batch_size and not self._stopping:
+        while len(self._memory) < self.batch_size and not self._stopping and not self._flushing:
             left = deadline - time.monotonic()
             if left <= 0:
                 return

@@ -199,6 +199,20 @@ class Process:
             self.kill()
 
 
+def refused_start(tmp: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Start `jupyter server` in `tmp` (its own Jupyter folders, `env` added), which must stop
+    at start with exit status 1; return what it logged."""
+    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
+               f"--port={free_port()}", "--no-browser", "--allow-root", *args]  # fmt: skip
+    environment = {**jupyter_environment(tmp), **(env or {})}
+    server = Process(command, tmp, environment, tmp / "server.log")
+    try:
+        assert server.process.wait(60) == 1, log_tail(server.log)
+    finally:
+        server.kill()
+    return server.log.read_text("utf-8")
+
+
 class Server(Process):
     """`jupyter server` in `tmp` with its own Jupyter folders, on a free port, with TOKEN."""
 

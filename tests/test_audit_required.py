@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from jupyter_telemetry_ext.server.audit.outbox import Held, Outbox
 from jupyter_telemetry_ext.server.audit.recorder import AuditRecorder
 from jupyter_telemetry_ext.server.audit.required import require_audit
 from tests.conftest import SHIPPED_SCHEMAS, Sink
-from tests.servers import Process, free_port, jupyter_environment, log_tail
+from tests.servers import jupyter_environment, refused_start
 from tests.test_audit_execution import (  # noqa: F401 - `connect` is a fixture
     EXECUTION,
     TIMEOUT,
@@ -333,14 +332,7 @@ def test_a_server_without_a_durable_sink_does_not_start(tmp_path: Path) -> None:
         "c.EventLog.handlers = [logging.StreamHandler()]\n",
         "utf-8",
     )
-    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
-               f"--port={free_port()}", "--no-browser", "--allow-root"]  # fmt: skip
-    server = Process(command, tmp_path, environment, tmp_path / "server.log")
-    try:
-        assert server.process.wait(60) == 1, log_tail(server.log)
-    finally:
-        server.kill()
-    written = server.log.read_text("utf-8")
+    written = refused_start(tmp_path, env=environment)
     assert ("the server stops: TelemetryExtension.audit_required is set, but no sink keeps "
             "audit events on disk") in written  # fmt: skip
     assert "is running at" not in written
@@ -383,14 +375,7 @@ def test_a_connection_class_that_cannot_be_audited_put_in_place_later_stops_the_
         f"c.EventLog.handlers = [logging.FileHandler({str(tmp_path / 'events.log')!r})]\n",
         "utf-8",
     )
-    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
-               f"--port={free_port()}", "--no-browser", "--allow-root"]  # fmt: skip
-    server = Process(command, tmp_path, environment, tmp_path / "server.log")
-    try:
-        assert server.process.wait(60) == 1, log_tail(server.log)
-    finally:
-        server.kill()
-    written = server.log.read_text("utf-8")
+    written = refused_start(tmp_path, env=environment)
     assert (
         "the server stops: TelemetryExtension.audit_required is set, but another extension "
         "replaced the kernel websocket connection class with ForeignConnection"

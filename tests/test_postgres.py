@@ -26,6 +26,7 @@ from jupyter_telemetry_ext.sinks.pgtable import EVENTS_KEY
 from tests.conftest import FRONTEND_ID, Sink, make_schema
 from tests.pgserver import PostgresServer, server_for_tests
 from tests.test_reliability import Fetch, send
+from tests.test_sinks import small_disk  # noqa: F401 - the 64 KiB tmpfs fixture
 
 psycopg = pytest.importorskip("psycopg", reason="the [postgres] extra (psycopg) is not installed")
 
@@ -369,24 +370,11 @@ def test_database_down_mid_stream_then_back_every_event_once(
     assert PASSWORD not in repr(handler)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 64 KiB filesystem (tmpfs), unmounted at the end; skipped where mount is refused."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    try:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
-                       check=True, capture_output=True, timeout=10)  # fmt: skip
-    except (OSError, subprocess.SubprocessError) as e:
-        pytest.skip(f"a small tmpfs needs mount (root, or CAP_SYS_ADMIN): {e}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False, timeout=10)
-
-
 def test_a_full_spool_disk_refuses_and_counts_events_and_loses_no_other(
-    pg: PostgresServer, url: str, handlers: list[Any], small_disk: Path
+    pg: PostgresServer,
+    url: str,
+    handlers: list[Any],
+    small_disk: Path,  # noqa: F811 - the fixture imported above
 ) -> None:
     """PostgreSQL down, its spool on a disk that fills: the events neither memory nor the spool
     takes are sink failures, counted; every other one is stored once PostgreSQL is back, with no

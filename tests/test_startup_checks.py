@@ -19,7 +19,15 @@ from traitlets.config import Config
 
 from jupyter_telemetry_ext import HubEventHandler
 from jupyter_telemetry_ext.hub.collector import TelemetryCollector
-from tests.servers import Process, Server, free_port, jupyter_environment, log_tail, wait_until
+from tests.servers import (
+    Process,
+    Server,
+    free_port,
+    jupyter_environment,
+    log_tail,
+    refused_start,
+    wait_until,
+)
 
 NOTEBOOK = "https://events.jupyter.org/jupyter_telemetry_ext/notebook"
 CELL = "https://events.jupyter.org/jupyter_telemetry_ext/cell"
@@ -199,17 +207,10 @@ def test_a_server_whose_config_raises_exits_non_zero(
     tmp_path: Path, name: str, config: str, error: str
 ) -> None:
     """jupyter_server logs the traceback and starts without the file; the extension stops it."""
-    environment = jupyter_environment(tmp_path)
+    jupyter_environment(tmp_path)  # makes the config folder
     path = tmp_path / "config" / name
     path.write_text(config, "utf-8")
-    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
-               f"--port={free_port()}", "--no-browser", "--allow-root"]  # fmt: skip
-    server = Process(command, tmp_path, environment, tmp_path / "server.log")
-    try:
-        assert server.process.wait(60) == 1, log_tail(server.log)
-    finally:
-        server.kill()
-    written = server.log.read_text("utf-8")
+    written = refused_start(tmp_path)
     assert f"Telemetry: the config cannot be used, the server stops: {path}, {error}" in written
     assert "is running at" not in written
 
@@ -217,16 +218,7 @@ def test_a_server_whose_config_raises_exits_non_zero(
 @pytest.mark.e2e
 def test_a_server_with_an_invalid_telemetry_option_exits_non_zero(tmp_path: Path) -> None:
     """jupyter_server logs the TraitError and loads the extension with part of its config."""
-    environment = jupyter_environment(tmp_path)
-    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
-               f"--port={free_port()}", "--no-browser", "--allow-root",
-               "--TelemetryExtension.rate_limit=fast"]  # fmt: skip
-    server = Process(command, tmp_path, environment, tmp_path / "server.log")
-    try:
-        assert server.process.wait(60) == 1, log_tail(server.log)
-    finally:
-        server.kill()
-    written = server.log.read_text("utf-8")
+    written = refused_start(tmp_path, "--TelemetryExtension.rate_limit=fast")
     assert "the server stops: an option is invalid: The 'rate_limit' trait" in written
     assert "is running at" not in written
 
@@ -292,14 +284,7 @@ def test_allowed_events_written_nowhere_stop_the_server(tmp_path: Path, handlers
             assert server.request("GET", "/api/telemetry/schemas")[0] == 200
             assert "written nowhere" not in server.log.read_text("utf-8")
         return
-    command = [sys.executable, "-m", "jupyter_server", "--ip=127.0.0.1",
-               f"--port={free_port()}", "--no-browser", "--allow-root"]  # fmt: skip
-    server = Process(command, tmp_path, jupyter_environment(tmp_path), tmp_path / "server.log")
-    try:
-        assert server.process.wait(60) == 1, log_tail(server.log)
-    finally:
-        server.kill()
-    written = server.log.read_text("utf-8")
+    written = refused_start(tmp_path)
     assert "the server stops: c.EventLog.allowed_schemas allows events, but" in written
     assert "c.EventLog.handlers is empty" in written
     assert "Traceback" not in written

@@ -10,6 +10,8 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from jupyter_telemetry_ext.core.errors import OutOfRangeError
+
 from .extra import require
 
 if TYPE_CHECKING:
@@ -168,10 +170,6 @@ def select_list(structure: dict[str, Any], paths: list[tuple[str, ...]]) -> str:
     names = column_names(paths)
     items += [f"{property_column(p, node_at(structure, p))} AS {quote(names[p])}" for p in paths]
     return ", ".join(items)
-
-
-class OutOfRangeError(ValueError):
-    """A property holds an integer beyond int64, which no integer column (int64) holds."""
 
 
 def beyond_int64(

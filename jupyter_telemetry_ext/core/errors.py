@@ -279,3 +279,7 @@ class ConsentError(ValueError):
         super().__init__(message)
         self.status = status
         self.field = field
+
+
+class OutOfRangeError(ValueError):
+    """A property holds an integer beyond int64, which no integer column (int64) holds."""

@@ -505,15 +505,24 @@ def test_past_the_limit_the_oldest_request_is_given_up(audit_log: EventLog, sink
     assert len(execution.pending) == 2
 
 
+def put_in_place_later(
+    connection_class: type[Any], audit_log: EventLog, caplog: pytest.LogCaptureFixture
+) -> tuple[ExecutionAudit, dict[str, Any]]:
+    """Run the check that follows the extensions' loading, `connection_class` having replaced
+    the audited class; return the audit and the server's settings after it."""
+    log = logging.getLogger("test.audit")
+    audit = ExecutionAudit(AuditRecorder(audit_log, log))
+    settings: dict[str, Any] = {"kernel_websocket_connection_class": connection_class}
+    with caplog.at_level(logging.WARNING, "test.audit"):
+        keep_installed(settings, audit, lambda handler: None, log)
+    return audit, settings
+
+
 def test_a_connection_class_put_in_place_later_is_audited_in_its_turn(
     audit_log: EventLog, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Another extension loaded after this one replaced the audited class with its own."""
-    log = logging.getLogger("test.audit")
-    audit = ExecutionAudit(AuditRecorder(audit_log, log))
-    settings: dict[str, Any] = {"kernel_websocket_connection_class": OtherConnection}
-    with caplog.at_level(logging.WARNING, "test.audit"):
-        keep_installed(settings, audit, lambda handler: None, log)
+    audit, settings = put_in_place_later(OtherConnection, audit_log, caplog)
     installed = settings["kernel_websocket_connection_class"]
     assert issubclass(installed, OtherConnection)
     assert issubclass(installed, AuditedConnection)
@@ -521,7 +530,8 @@ def test_a_connection_class_put_in_place_later_is_audited_in_its_turn(
     assert "OtherConnection" in caplog.text
     assert "audited in its turn" in caplog.text
     caplog.clear()
-    keep_installed(settings, audit, lambda handler: None, log)  # audited already: nothing to say
+    keep_installed(settings, audit, lambda handler: None, logging.getLogger("test.audit"))
+    # audited already: nothing to say
     assert settings["kernel_websocket_connection_class"] is installed
     assert caplog.text == ""
 
@@ -529,11 +539,7 @@ def test_a_connection_class_put_in_place_later_is_audited_in_its_turn(
 def test_a_connection_class_that_cannot_be_audited_put_in_place_later_is_said(
     audit_log: EventLog, caplog: pytest.LogCaptureFixture
 ) -> None:
-    log = logging.getLogger("test.audit")
-    audit = ExecutionAudit(AuditRecorder(audit_log, log))
-    settings: dict[str, Any] = {"kernel_websocket_connection_class": ForeignConnection}
-    with caplog.at_level(logging.WARNING, "test.audit"):
-        keep_installed(settings, audit, lambda handler: None, log)
+    _, settings = put_in_place_later(ForeignConnection, audit_log, caplog)
     assert settings["kernel_websocket_connection_class"] is ForeignConnection
     assert "ForeignConnection" in caplog.text
     assert "NOT audited" in caplog.text

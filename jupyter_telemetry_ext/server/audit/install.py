@@ -136,23 +136,21 @@ def keep_installed(
     current = settings.get(CONNECTION_SETTING)
     if isinstance(current, type) and issubclass(current, AuditedConnection):
         return
-    name = getattr(current, "__qualname__", current)
+    replaced = ("another extension replaced the kernel websocket connection class with "
+                f"{getattr(current, '__qualname__', current)}")  # fmt: skip
     if isinstance(current, type) and issubclass(current, ZMQChannelsWebsocketConnection):
         settings[CONNECTION_SETTING] = audited_class(current, audit, context)
-        log.warning("TelemetryExtension.audit: another extension replaced the kernel websocket "
-                    "connection class with %s after the audit was installed: it is audited "
-                    "in its turn", name)  # fmt: skip
+        log.warning("TelemetryExtension.audit: %s after the audit was installed: it is audited "
+                    "in its turn", replaced)  # fmt: skip
         return
+    unaudited = "which is not a ZMQChannelsWebsocketConnection, after the audit was installed"
     if audit.durability is not None:  # audit_required: never run code unaudited
         log.critical("Telemetry: the config cannot be used, the server stops: "
-                     "TelemetryExtension.audit_required is set, but another extension replaced "
-                     "the kernel websocket connection class with %s, which is not a "
-                     "ZMQChannelsWebsocketConnection, after the audit was installed: code "
-                     "execution could not be audited", name)  # fmt: skip
+                     "TelemetryExtension.audit_required is set, but %s, %s: code execution "
+                     "could not be audited", replaced, unaudited)  # fmt: skip
         raise SystemExit(1)  # out of the event loop: the server exits before it serves
-    log.warning("TelemetryExtension.audit: another extension replaced the kernel websocket "
-                "connection class with %s, which is not a ZMQChannelsWebsocketConnection, "
-                "after the audit was installed: code execution is NOT audited", name)  # fmt: skip
+    log.warning("TelemetryExtension.audit: %s, %s: code execution is NOT audited",
+                replaced, unaudited)  # fmt: skip
 
 
 class KernelGone:
